@@ -1,0 +1,3 @@
+//! agent-sessions: service days, exits, breaks, agents, permissions and tenant settings.
+
+pub mod domain;

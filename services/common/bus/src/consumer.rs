@@ -1,0 +1,321 @@
+//! A durable pull consumer applying one projection.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use sqlx::postgres::PgPool;
+use sqlx::{PgConnection, Row};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::dead_letters::{self, NewDeadLetter};
+use crate::inbound::headers_to_json;
+use crate::{InboundEvent, Projection, ProjectionError};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Durable consumer name; also the projection's bookkeeping key.
+    pub durable_name: String,
+    /// The producing service's stream.
+    pub stream_name: String,
+    /// Subjects to receive (empty: the whole stream).
+    pub filter_subjects: Vec<String>,
+    /// Deliveries before an event is dead-lettered.
+    pub max_deliver: i64,
+    /// Redelivery delay per attempt (the last one repeats).
+    pub backoff: Vec<Duration>,
+    pub ack_wait: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(durable_name: &str, stream_name: &str) -> Self {
+        Self {
+            durable_name: durable_name.to_owned(),
+            stream_name: stream_name.to_owned(),
+            filter_subjects: Vec::new(),
+            max_deliver: 5,
+            backoff: vec![
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+
+    fn delay_after(&self, delivered: i64) -> Duration {
+        let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
+        self.backoff.get(index).or(self.backoff.last()).copied().unwrap_or(Duration::from_secs(1))
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    pub consumer: String,
+}
+
+/// Consumer metrics, registered once per process and shared by its consumers.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    lag: Family<ConsumerLabels, Gauge>,
+    applied: Family<ConsumerLabels, Counter>,
+    dead_letters: Family<ConsumerLabels, Counter>,
+    projection_lag_ms: Family<ConsumerLabels, Gauge>,
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            lag: Family::default(),
+            applied: Family::default(),
+            dead_letters: Family::default(),
+            projection_lag_ms: Family::default(),
+        };
+        registry.register("dw_consumer_lag", "Messages in the stream not yet delivered to the consumer", metrics.lag.clone());
+        registry.register("dw_consumer_events_applied", "Events applied to a projection", metrics.applied.clone());
+        registry.register("dw_dead_letters", "Events given up on and stored in dead_letters", metrics.dead_letters.clone());
+        registry.register(
+            "dw_projection_lag_milliseconds",
+            "Time between an event's commit and its projection, last event",
+            metrics.projection_lag_ms.clone(),
+        );
+        metrics
+    }
+
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    Retrying,
+    DeadLettered,
+}
+
+pub struct ProjectionConsumer<P> {
+    pool: PgPool,
+    jetstream: jetstream::Context,
+    config: ConsumerConfig,
+    projection: P,
+    metrics: ConsumerMetrics,
+}
+
+impl<P: Projection> ProjectionConsumer<P> {
+    pub fn new(
+        pool: PgPool,
+        jetstream: jetstream::Context,
+        config: ConsumerConfig,
+        projection: P,
+        metrics: ConsumerMetrics,
+    ) -> Self {
+        Self { pool, jetstream, config, projection, metrics }
+    }
+
+    fn labels(&self) -> ConsumerLabels {
+        ConsumerLabels { consumer: self.config.durable_name.clone() }
+    }
+
+    /// Creates the durable consumer (or binds to the existing one).
+    pub async fn ensure(&self) -> Result<jetstream::consumer::PullConsumer, String> {
+        let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
+        let config = pull::Config {
+            durable_name: Some(self.config.durable_name.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            max_deliver: self.config.max_deliver,
+            ack_wait: self.config.ack_wait,
+            filter_subjects: self.config.filter_subjects.clone(),
+            ..Default::default()
+        };
+        stream.get_or_create_consumer(&self.config.durable_name, config).await.map_err(|e| e.to_string())
+    }
+
+    /// Consumes until `cancel`, reconnecting with backoff when the stream or consumer is missing
+    /// or the connection drops. The message in hand is finished before returning.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        while !cancel.is_cancelled() {
+            match self.consume(&cancel).await {
+                Ok(()) => return,
+                Err(reason) => {
+                    warn!(consumer = %self.config.durable_name, %reason, "consumer interrupted, restarting");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn consume(&self, cancel: &CancellationToken) -> Result<(), String> {
+        let consumer = self.ensure().await?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        info!(consumer = %self.config.durable_name, stream = %self.config.stream_name, "consumer running");
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let Some(message) = next else {
+                return Err("message stream ended".into());
+            };
+            let message = message.map_err(|e| e.to_string())?;
+            self.handle(&message).await;
+        }
+    }
+
+    /// Processes one message: apply, retry later, or dead-letter; then acknowledge accordingly.
+    pub async fn handle(&self, message: &jetstream::Message) -> Outcome {
+        let (stream_sequence, delivered, pending) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.delivered, info.pending),
+            Err(_) => (0, 1, 0),
+        };
+        self.metrics.lag.get_or_create(&self.labels()).set(i64::try_from(pending).unwrap_or(i64::MAX));
+
+        let parsed = InboundEvent::from_parts(
+            message.subject.as_str(),
+            message.headers.as_ref(),
+            message.payload.clone(),
+            stream_sequence,
+        );
+        let span = info_span!(
+            "consume",
+            consumer = %self.config.durable_name,
+            subject = %message.subject,
+            event_id = tracing::field::Empty,
+            event_type = tracing::field::Empty,
+            delivered,
+            otel.kind = "consumer",
+        );
+        let event = match parsed {
+            Ok(event) => event,
+            Err(error) => {
+                let reason = format!("undecodable envelope: {error}");
+                return self.dead_letter(message, None, stream_sequence, delivered, &reason).instrument(span).await;
+            }
+        };
+        if let Some(traceparent) = &event.traceparent {
+            dw_telemetry::set_parent_from_traceparent(&span, traceparent);
+        }
+        span.record("event_id", tracing::field::display(event.event_id));
+        span.record("event_type", event.event_type.as_str());
+
+        async {
+            match self.apply_once(&event).await {
+                Ok(outcome) => {
+                    if let Err(error) = message.ack().await {
+                        warn!(%error, "ack failed; the event will be redelivered and skipped as a duplicate");
+                    }
+                    if outcome == Outcome::Applied {
+                        self.metrics.applied.get_or_create(&self.labels()).inc();
+                        let lag_ms = (chrono::Utc::now() - event.time).num_milliseconds();
+                        self.metrics.projection_lag_ms.get_or_create(&self.labels()).set(lag_ms);
+                    }
+                    outcome
+                }
+                Err(ProjectionError::Permanent(reason)) => {
+                    self.dead_letter(message, Some(&event), stream_sequence, delivered, &reason).await
+                }
+                Err(ProjectionError::Transient(reason)) if delivered >= self.config.max_deliver => {
+                    self.dead_letter(message, Some(&event), stream_sequence, delivered, &reason).await
+                }
+                Err(ProjectionError::Transient(reason)) => {
+                    let delay = self.config.delay_after(delivered);
+                    warn!(%reason, delay_ms = delay.as_millis() as u64, "projection failed, retrying later");
+                    if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                        warn!(%error, "nak failed; the event will be redelivered after ack_wait");
+                    }
+                    Outcome::Retrying
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn apply_once(&self, event: &InboundEvent) -> Result<Outcome, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        if !mark_processed(&mut tx, &self.config.durable_name, event).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        self.projection.apply(&mut tx, event).await?;
+        sqlx::query(
+            "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
+             EXCLUDED.stream_sequence), updated_at = now()",
+        )
+        .bind(&self.config.durable_name)
+        .bind(event.stream_sequence as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Outcome::Applied)
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        event: Option<&InboundEvent>,
+        stream_sequence: u64,
+        delivered: i64,
+        reason: &str,
+    ) -> Outcome {
+        let letter = NewDeadLetter {
+            consumer: &self.config.durable_name,
+            stream: &self.config.stream_name,
+            stream_sequence,
+            subject: message.subject.as_str(),
+            event_id: event.map(|e| e.event_id.to_string()),
+            event_type: event.map(|e| e.event_type.clone()),
+            tenant_id: event.map(|e| e.tenant_id.clone()),
+            headers: headers_to_json(message.headers.as_ref()),
+            payload: &message.payload,
+            error: reason,
+            deliveries: delivered,
+        };
+        let stored = match self.pool.acquire().await {
+            Ok(mut conn) => dead_letters::insert(&mut conn, letter).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = stored {
+            warn!(%error, "could not store dead letter, retrying later");
+            let _ = message.ack_with(AckKind::Nak(Some(self.config.delay_after(delivered)))).await;
+            return Outcome::Retrying;
+        }
+        error!(consumer = %self.config.durable_name, stream_sequence, %reason, "event dead-lettered");
+        self.metrics.dead_letters.get_or_create(&self.labels()).inc();
+        if let Err(error) = message.ack_with(AckKind::Term).await {
+            warn!(%error, "terminate failed");
+        }
+        Outcome::DeadLettered
+    }
+}
+
+/// Records that `consumer` applied `event`; false when it already had.
+pub(crate) async fn mark_processed(
+    conn: &mut PgConnection,
+    consumer: &str,
+    event: &InboundEvent,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1 AS one",
+    )
+    .bind(consumer)
+    .bind(event.event_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted.is_some_and(|row| row.try_get::<i32, _>("one").is_ok()))
+}

@@ -1,0 +1,59 @@
+//! Idempotent retries of mutating RPCs: the first response to a `(tenant, caller, request_id)` is
+//! stored in the command's own transaction, and a retry gets it back instead of acting again.
+
+use sqlx::{PgConnection, Row};
+
+use crate::StoreError;
+
+/// Who asked for what.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub tenant_id: &'a str,
+    pub principal: &'a str,
+    pub request_id: &'a str,
+    /// The RPC, e.g. `dw.agentsessions.v1.ServiceDayService/StartBreak`.
+    pub operation: &'a str,
+}
+
+/// The stored response of an earlier request with this key, if any. A key reused for another
+/// operation is [`StoreError::RequestIdReused`].
+pub async fn find_response(conn: &mut PgConnection, key: RequestKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+    let row = sqlx::query(
+        "SELECT operation, response FROM idempotency_keys \
+         WHERE tenant_id = $1 AND principal = $2 AND request_id = $3",
+    )
+    .bind(key.tenant_id)
+    .bind(key.principal)
+    .bind(key.request_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let operation: String = row.try_get("operation")?;
+    if operation != key.operation {
+        return Err(StoreError::RequestIdReused(operation));
+    }
+    Ok(Some(row.try_get("response")?))
+}
+
+/// Records the response of a request in the caller's transaction. A concurrent request with the
+/// same key that committed first makes this a [`StoreError::Conflict`]: retry and find it.
+pub async fn record_response(conn: &mut PgConnection, key: RequestKey<'_>, response: &[u8]) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant_id, principal, request_id, operation, response) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(key.tenant_id)
+    .bind(key.principal)
+    .bind(key.request_id)
+    .bind(key.operation)
+    .bind(response)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::Conflict { stream_id: format!("request:{}", key.request_id), expected: 0 });
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Publishes committed events from the outbox to JetStream, in commit order, exactly once as
+//! seen by consumers.
+//!
+//! One relay is active per service: it holds a Postgres session advisory lock on its own
+//! connection, so replicas wait as standbys and take over when the holder's connection dies. It
+//! wakes on `LISTEN/NOTIFY` from the append transaction and polls as a fallback. Each event is
+//! published with `Nats-Msg-Id` = event id, so a relay that dies between the JetStream ack and the
+//! outbox delete republishes into the stream's duplicate window and JetStream drops the copy.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::{Connection, PgConnection, Row};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::envelope as h;
+use crate::store::{RecordedEvent, recorded_event_from_row};
+
+/// How a service's relay publishes.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// `ce-source`: the producing service, e.g. `agent-sessions`.
+    pub source: String,
+    /// JetStream stream holding this service's events, e.g. `DW_AGENT_SESSIONS`.
+    pub stream_name: String,
+    /// Subject prefix, e.g. `dw.agentsessions`; subjects are `<prefix>.<tenant>.<aggregate>.<event>`.
+    pub subject_prefix: String,
+    /// JetStream de-duplication window by `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+    /// Stream replicas (1 locally, 3 on a production cluster).
+    pub replicas: usize,
+    /// Polling fallback when no notification arrives.
+    pub poll_interval: Duration,
+    /// Events published per round trip.
+    pub batch_size: i64,
+    /// Advisory-lock key electing the active relay (unique per service database).
+    pub lock_key: i64,
+}
+
+impl RelayConfig {
+    pub fn new(source: &str, stream_name: &str, subject_prefix: &str) -> Self {
+        Self {
+            source: source.to_owned(),
+            stream_name: stream_name.to_owned(),
+            subject_prefix: subject_prefix.to_owned(),
+            duplicate_window: Duration::from_secs(120),
+            replicas: 1,
+            poll_interval: Duration::from_millis(500),
+            batch_size: 512,
+            lock_key: 0x4457_5245_4c41_59, // "DWRELAY"
+        }
+    }
+
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream_name.clone(),
+            subjects: vec![format!("{}.>", self.subject_prefix)],
+            duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("jetstream stream setup: {0}")]
+    StreamSetup(String),
+    #[error("jetstream publish: {0}")]
+    Publish(String),
+}
+
+/// Relay metrics, registered once per process.
+#[derive(Clone)]
+pub struct RelayMetrics {
+    backlog: Gauge,
+    publish_seconds: Histogram,
+}
+
+impl RelayMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let backlog = Gauge::default();
+        let publish_seconds = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]);
+        registry.register("dw_outbox_backlog", "Events committed but not yet published", backlog.clone());
+        registry.register(
+            "dw_relay_publish_duration_seconds",
+            "Time to publish one outbox batch to JetStream and receive its acks",
+            publish_seconds.clone(),
+        );
+        Self { backlog, publish_seconds }
+    }
+
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}
+
+/// The outbox relay of one service.
+pub struct OutboxRelay {
+    pool: PgPool,
+    jetstream: jetstream::Context,
+    config: RelayConfig,
+    metrics: RelayMetrics,
+}
+
+impl OutboxRelay {
+    pub fn new(pool: PgPool, jetstream: jetstream::Context, config: RelayConfig, metrics: RelayMetrics) -> Self {
+        Self { pool, jetstream, config, metrics }
+    }
+
+    /// Creates the service's stream, or updates it to this configuration.
+    pub async fn ensure_stream(&self) -> Result<(), RelayError> {
+        ensure_stream(&self.jetstream, self.config.stream_config()).await
+    }
+
+    /// Runs until `cancel`: waits to become the active relay, then publishes whatever the
+    /// outbox holds whenever it is notified or the poll interval passes.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            match self.run_while_leader(&cancel).await {
+                Ok(()) => return,
+                Err(error) => {
+                    warn!(error = %error, backoff_ms = backoff.as_millis() as u64, "outbox relay failed, restarting");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn run_while_leader(&self, cancel: &CancellationToken) -> Result<(), RelayError> {
+        let mut lock_conn = self.pool.acquire().await?.detach();
+        loop {
+            let acquired: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS acquired")
+                .bind(self.config.lock_key)
+                .fetch_one(&mut lock_conn)
+                .await?
+                .try_get("acquired")?;
+            if acquired {
+                break;
+            }
+            debug!("outbox relay standing by, another instance is active");
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        info!(stream = %self.config.stream_name, "outbox relay active");
+        self.ensure_stream().await?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(crate::OUTBOX_CHANNEL).await?;
+
+        loop {
+            // Drain everything first, then sleep until notified or the poll interval passes.
+            loop {
+                let published = self.publish_pending(&mut lock_conn).await?;
+                if published < self.config.batch_size as usize {
+                    break;
+                }
+                if cancel.is_cancelled() {
+                    break;
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    // Publish what committed before shutdown, then release the lock.
+                    self.publish_pending(&mut lock_conn).await?;
+                    let _ = lock_conn.close().await;
+                    return Ok(());
+                }
+                notification = listener.recv() => { notification?; }
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Publishes one batch of the outbox (oldest first) and deletes what JetStream acknowledged.
+    /// Returns how many events were published.
+    pub async fn publish_pending(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+        let rows = sqlx::query(
+            "SELECT o.position, e.global_position, e.event_id, e.tenant_id, e.stream_id, e.version, e.event_type, \
+                    e.subject, e.payload, e.recorded_at, e.correlation_id, e.causation_id, e.traceparent \
+             FROM outbox o JOIN events e ON e.global_position = o.global_position \
+             ORDER BY o.position LIMIT $1",
+        )
+        .bind(self.config.batch_size)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            self.metrics.backlog.set(0);
+            return Ok(0);
+        }
+        let mut positions = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            positions.push(row.try_get::<i64, _>("position")?);
+            events.push(recorded_event_from_row(row)?);
+        }
+
+        let span = info_span!("relay publish", batch = events.len(), stream = %self.config.stream_name);
+        let started = Instant::now();
+        self.publish_events(&events).instrument(span).await?;
+        self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+
+        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&positions).execute(&mut *conn).await?;
+        let backlog: i64 = sqlx::query("SELECT count(*) AS n FROM outbox").fetch_one(&mut *conn).await?.try_get("n")?;
+        self.metrics.backlog.set(backlog);
+        Ok(events.len())
+    }
+
+    async fn publish_events(&self, events: &[RecordedEvent]) -> Result<(), RelayError> {
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            // Each event gets a span of its own, a child of the command that appended it, whose
+            // context travels on to the consumers.
+            let span = info_span!(
+                "relay publish event",
+                event_id = %event.event_id,
+                event_type = %event.event_type,
+                otel.kind = "producer",
+            );
+            if let Some(parent) = &event.metadata.traceparent {
+                dw_telemetry::set_parent_from_traceparent(&span, parent);
+            }
+            let subject = format!("{}.{}.{}", self.config.subject_prefix, event.tenant_id, event.subject);
+            let headers = self.headers_for(event, dw_telemetry::traceparent_of(&span));
+            let ack = self
+                .jetstream
+                .publish_with_headers(subject, headers, event.payload.clone().into())
+                .instrument(span)
+                .await
+                .map_err(|e| RelayError::Publish(e.to_string()))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn headers_for(&self, event: &RecordedEvent, traceparent: Option<String>) -> async_nats::HeaderMap {
+        let mut headers = async_nats::HeaderMap::new();
+        let event_id = event.event_id.to_string();
+        headers.insert(h::NATS_MSG_ID, event_id.as_str());
+        headers.insert(h::CE_ID, event_id.as_str());
+        headers.insert(h::CE_SPECVERSION, "1.0");
+        headers.insert(h::CE_TYPE, event.event_type.as_str());
+        headers.insert(h::CE_SOURCE, self.config.source.as_str());
+        headers.insert(h::CE_TIME, event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).as_str());
+        headers.insert(h::CE_SUBJECT, event.stream_id.as_str());
+        headers.insert(h::CONTENT_TYPE, h::PROTOBUF_CONTENT_TYPE);
+        headers.insert(h::DW_TENANT, event.tenant_id.as_str());
+        headers.insert(h::DW_STREAM_VERSION, event.version.to_string().as_str());
+        if let Some(correlation_id) = &event.metadata.correlation_id {
+            headers.insert(h::DW_CORRELATION_ID, correlation_id.as_str());
+        }
+        if let Some(causation_id) = &event.metadata.causation_id {
+            headers.insert(h::DW_CAUSATION_ID, causation_id.as_str());
+        }
+        if let Some(traceparent) = traceparent.or_else(|| event.metadata.traceparent.clone()) {
+            headers.insert(h::TRACEPARENT, traceparent.as_str());
+        }
+        headers
+    }
+}
+
+/// Creates `config`'s stream or updates an existing one to it.
+pub async fn ensure_stream(jetstream: &jetstream::Context, config: stream::Config) -> Result<(), RelayError> {
+    let name = config.name.clone();
+    match jetstream.get_stream(&name).await {
+        Ok(_) => {
+            jetstream.update_stream(config).await.map_err(|e| RelayError::StreamSetup(e.to_string()))?;
+        }
+        Err(_) => {
+            jetstream.create_stream(config).await.map_err(|e| RelayError::StreamSetup(e.to_string()))?;
+        }
+    }
+    Ok(())
+}

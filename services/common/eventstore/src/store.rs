@@ -1,0 +1,230 @@
+//! Appending to and loading from event streams.
+//!
+//! A stream's row in `streams` is the optimistic-concurrency guard: an append with expected
+//! version `v` updates it only while it still says `v`, so of two concurrent writers exactly one
+//! wins and the other sees [`StoreError::Conflict`]. The events, the stream's snapshot and the
+//! outbox rows are written in the caller's transaction, together with the caller's own read
+//! models, and the relay is notified on commit.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the stream since it was loaded.
+    #[error("stream {stream_id} changed concurrently (expected version {expected})")]
+    Conflict { stream_id: String, expected: i64 },
+    #[error("append of no events to {0}")]
+    EmptyAppend(String),
+    #[error("request id reused for a different operation ({0})")]
+    RequestIdReused(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// An event to append: its protobuf payload, full type name and subject suffix.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    /// Full protobuf message name, e.g. `dw.agentsessions.v1.BreakStarted`.
+    pub event_type: String,
+    /// `<aggregate>.<event>`, e.g. `serviceday.break_started`.
+    pub subject: String,
+    pub payload: Vec<u8>,
+}
+
+/// What the events of one command share: where the command came from.
+#[derive(Debug, Clone, Default)]
+pub struct EventMetadata {
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub global_position: i64,
+    pub event_id: Uuid,
+    pub tenant_id: String,
+    pub stream_id: String,
+    pub version: i64,
+    pub event_type: String,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub recorded_at: DateTime<Utc>,
+    pub metadata: EventMetadata,
+}
+
+/// A stream's current version and snapshot (if one was stored).
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    pub version: i64,
+    pub snapshot: Option<serde_json::Value>,
+}
+
+/// Reads a stream's version and snapshot; version 0 when the stream does not exist.
+pub async fn load_stream(conn: &mut PgConnection, stream_id: &str) -> Result<StreamState, StoreError> {
+    let row = sqlx::query("SELECT version, snapshot FROM streams WHERE stream_id = $1")
+        .bind(stream_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(StreamState::default());
+    };
+    Ok(StreamState { version: row.try_get("version")?, snapshot: row.try_get("snapshot")? })
+}
+
+/// The events of a stream after `after_version`, in order.
+pub async fn read_stream(
+    conn: &mut PgConnection,
+    stream_id: &str,
+    after_version: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT global_position, event_id, tenant_id, stream_id, version, event_type, subject, payload, \
+                recorded_at, correlation_id, causation_id, traceparent \
+         FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
+    )
+    .bind(stream_id)
+    .bind(after_version)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(recorded_event_from_row).collect::<Result<_, _>>().map_err(StoreError::from)
+}
+
+/// Events of the whole store after `after_position` (global order), at most `limit`.
+pub async fn read_all(
+    conn: &mut PgConnection,
+    after_position: i64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT global_position, event_id, tenant_id, stream_id, version, event_type, subject, payload, \
+                recorded_at, correlation_id, causation_id, traceparent \
+         FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+    )
+    .bind(after_position)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(recorded_event_from_row).collect::<Result<_, _>>().map_err(StoreError::from)
+}
+
+pub(crate) fn recorded_event_from_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    Ok(RecordedEvent {
+        global_position: row.try_get("global_position")?,
+        event_id: row.try_get("event_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        stream_id: row.try_get("stream_id")?,
+        version: row.try_get("version")?,
+        event_type: row.try_get("event_type")?,
+        subject: row.try_get("subject")?,
+        payload: row.try_get("payload")?,
+        recorded_at: row.try_get("recorded_at")?,
+        metadata: EventMetadata {
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            traceparent: row.try_get("traceparent")?,
+        },
+    })
+}
+
+/// Appends `events` to `stream_id` if it is still at `expected_version`, stores `snapshot` (the
+/// state after the events) and queues the events for the relay. Runs inside the caller's
+/// transaction: nothing is visible, published or kept unless the caller commits.
+pub async fn append(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    stream_id: &str,
+    expected_version: i64,
+    events: Vec<NewEvent>,
+    snapshot: Option<serde_json::Value>,
+    metadata: &EventMetadata,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::EmptyAppend(stream_id.to_owned()));
+    }
+    let new_version = expected_version + events.len() as i64;
+    let guard_updated = if expected_version == 0 {
+        sqlx::query(
+            "INSERT INTO streams (stream_id, tenant_id, version, snapshot) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (stream_id) DO NOTHING",
+        )
+        .bind(stream_id)
+        .bind(tenant_id)
+        .bind(new_version)
+        .bind(&snapshot)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    } else {
+        sqlx::query(
+            "UPDATE streams SET version = $3, snapshot = $4, updated_at = now() \
+             WHERE stream_id = $1 AND tenant_id = $2 AND version = $5",
+        )
+        .bind(stream_id)
+        .bind(tenant_id)
+        .bind(new_version)
+        .bind(&snapshot)
+        .bind(expected_version)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    };
+    if guard_updated != 1 {
+        return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
+    }
+
+    let recorded_at = Utc::now();
+    let mut recorded = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let version = expected_version + 1 + index as i64;
+        let insert = sqlx::query(
+            "INSERT INTO events (event_id, tenant_id, stream_id, version, event_type, subject, payload, \
+                                 correlation_id, causation_id, traceparent, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING global_position",
+        )
+        .bind(event.event_id)
+        .bind(tenant_id)
+        .bind(stream_id)
+        .bind(version)
+        .bind(&event.event_type)
+        .bind(&event.subject)
+        .bind(&event.payload)
+        .bind(&metadata.correlation_id)
+        .bind(&metadata.causation_id)
+        .bind(&metadata.traceparent)
+        .bind(recorded_at)
+        .fetch_one(&mut *conn)
+        .await;
+        let global_position: i64 = match insert {
+            Ok(row) => row.try_get("global_position")?,
+            Err(error) if crate::is_unique_violation(&error) => {
+                return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        recorded.push(RecordedEvent {
+            global_position,
+            event_id: event.event_id,
+            tenant_id: tenant_id.to_owned(),
+            stream_id: stream_id.to_owned(),
+            version,
+            event_type: event.event_type,
+            subject: event.subject,
+            payload: event.payload,
+            recorded_at,
+            metadata: metadata.clone(),
+        });
+    }
+
+    let positions: Vec<i64> = recorded.iter().map(|e| e.global_position).collect();
+    sqlx::query("INSERT INTO outbox (global_position) SELECT unnest($1::bigint[])")
+        .bind(&positions)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(crate::OUTBOX_CHANNEL).execute(&mut *conn).await?;
+    Ok(recorded)
+}

@@ -1,0 +1,57 @@
+//! Bearer-JWT authentication as a tonic interceptor, and role checks for handlers.
+
+use std::sync::Arc;
+
+use dw_auth::{JwtVerifier, Principal, Role};
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::errors;
+
+/// Verifies `authorization: Bearer <JWT>` and puts the [`Principal`] in the request extensions.
+#[derive(Clone)]
+pub struct AuthInterceptor {
+    verifier: Arc<JwtVerifier>,
+}
+
+impl AuthInterceptor {
+    pub fn new(verifier: Arc<JwtVerifier>) -> Self {
+        Self { verifier }
+    }
+}
+
+impl Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| errors::unauthenticated("missing authorization: Bearer <token>"))?;
+        let header = header.to_str().map_err(|_| errors::unauthenticated("authorization header is not text"))?;
+        let token = dw_auth::bearer_token(header).map_err(|e| errors::unauthenticated(e.to_string()))?;
+        let now = chrono_now();
+        let principal = self.verifier.verify(token, now).map_err(|e| errors::unauthenticated(e.to_string()))?;
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The authenticated caller of a request that went through [`AuthInterceptor`].
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request.extensions().get::<Principal>().cloned().ok_or_else(|| errors::unauthenticated("no authenticated caller"))
+}
+
+/// `PERMISSION_DENIED` unless the caller has one of `roles`.
+pub fn require_role(principal: &Principal, roles: &[Role]) -> Result<(), Status> {
+    if roles.iter().any(|role| principal.has_role(*role)) {
+        return Ok(());
+    }
+    let wanted = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ");
+    Err(errors::permission_denied("ROLE_REQUIRED", format!("this call needs the role {wanted}")))
+}

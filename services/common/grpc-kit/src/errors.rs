@@ -1,0 +1,92 @@
+//! Building `tonic::Status` values with `google.rpc` rich details: `BadRequest` field violations
+//! for bad input, `ErrorInfo` with a machine-readable reason for everything else.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// `ErrorInfo.domain` of every Digital Workspace error.
+pub const ERROR_DOMAIN: &str = "digitalworkspace.dw";
+
+/// A bad request field: `(field path, what is wrong)`.
+pub type Violation = (String, String);
+
+pub fn invalid_argument(field: &str, description: impl Into<String>) -> Status {
+    invalid_arguments(vec![(field.to_owned(), description.into())])
+}
+
+pub fn invalid_arguments(violations: Vec<Violation>) -> Status {
+    let message = violations.iter().map(|(field, description)| format!("{field}: {description}")).collect::<Vec<_>>();
+    let details = ErrorDetails::with_bad_request(
+        violations.into_iter().map(|(field, description)| FieldViolation::new(field, description)).collect::<Vec<_>>(),
+    );
+    Status::with_error_details(Code::InvalidArgument, format!("invalid request: {}", message.join("; ")), details)
+}
+
+fn with_reason(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// A broken domain rule, e.g. `ALREADY_ON_BREAK`.
+pub fn failed_precondition(reason: &str, message: impl Into<String>) -> Status {
+    with_reason(Code::FailedPrecondition, reason, message)
+}
+
+pub fn not_found(reason: &str, message: impl Into<String>) -> Status {
+    with_reason(Code::NotFound, reason, message)
+}
+
+pub fn permission_denied(reason: &str, message: impl Into<String>) -> Status {
+    with_reason(Code::PermissionDenied, reason, message)
+}
+
+pub fn unauthenticated(message: impl Into<String>) -> Status {
+    with_reason(Code::Unauthenticated, "UNAUTHENTICATED", message)
+}
+
+/// A concurrency conflict that survived the handler's retries.
+pub fn aborted(message: impl Into<String>) -> Status {
+    with_reason(Code::Aborted, "CONCURRENT_MODIFICATION", message)
+}
+
+pub fn unavailable(message: impl Into<String>) -> Status {
+    with_reason(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message)
+}
+
+/// An unexpected failure: logged in full, reported without internals.
+pub fn internal(error: &dyn std::fmt::Display) -> Status {
+    tracing::error!(error = %error, "internal error");
+    with_reason(Code::Internal, "INTERNAL", "internal error")
+}
+
+/// The `ErrorInfo.reason` of a status, if it carries one.
+pub fn reason_of(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// The fields named by a status's `BadRequest` violations.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_violations_and_reasons_round_trip() {
+        let status = invalid_argument("reason_id", "must not be empty");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["reason_id".to_owned()]);
+        assert!(status.message().contains("reason_id"));
+
+        let status = failed_precondition("ALREADY_ON_BREAK", "already on a break");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(reason_of(&status).as_deref(), Some("ALREADY_ON_BREAK"));
+    }
+}

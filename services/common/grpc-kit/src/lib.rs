@@ -1,0 +1,14 @@
+//! The server kit every service is built from: bearer auth on every RPC, one mapping of errors
+//! to `tonic::Status` with `google.rpc` details, RPC spans and metrics, gRPC health and
+//! reflection, the Prometheus endpoint, dependency start-up with backoff and graceful shutdown.
+
+pub mod auth;
+pub mod errors;
+pub mod health;
+pub mod metrics_http;
+pub mod observability;
+pub mod shutdown;
+pub mod startup;
+
+pub use auth::{AuthInterceptor, principal, require_role};
+pub use observability::{RpcLayer, RpcMetrics};

@@ -1,0 +1,155 @@
+//! A tower layer around every gRPC route: one server span per RPC (child of the caller's
+//! `traceparent`, when sent) and the RPC rate/error/latency metrics.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    pub method: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: String,
+}
+
+#[derive(Clone)]
+pub struct RpcMetrics {
+    requests: Family<RpcLabels, Counter>,
+    duration: Family<MethodLabels, Histogram>,
+}
+
+impl RpcMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<RpcLabels, Counter>::default();
+        let duration = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+        });
+        registry.register("dw_rpc_requests", "gRPC requests handled, by method and status code", requests.clone());
+        registry.register(
+            "dw_rpc_duration_seconds",
+            "gRPC request latency until response headers, by method",
+            duration.clone(),
+        );
+        Self { requests, duration }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcLayer {
+    metrics: RpcMetrics,
+}
+
+impl RpcLayer {
+    pub fn new(metrics: RpcMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService { inner, metrics: self.metrics.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    metrics: RpcMetrics,
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+impl<S, B, ResBody> Service<http::Request<B>> for RpcService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let is_probe = method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.");
+        let span = if is_probe {
+            tracing::Span::none()
+        } else {
+            let (service, rpc) = method.trim_start_matches('/').split_once('/').unwrap_or((method.as_str(), ""));
+            tracing::info_span!(
+                "grpc request",
+                otel.name = %method.trim_start_matches('/'),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %rpc,
+                rpc.grpc.status_code = tracing::field::Empty,
+            )
+        };
+        dw_telemetry::set_parent_from_headers(&span, request.headers());
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = inner.call(request).instrument(span.clone()).await;
+            let code = match &result {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .map(grpc_code_name)
+                    .unwrap_or("OK"),
+                Err(_) => "INTERNAL",
+            };
+            span.record("rpc.grpc.status_code", code);
+            if !is_probe {
+                metrics.requests.get_or_create(&RpcLabels { method: method.clone(), code: code.to_owned() }).inc();
+                metrics.duration.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
+            }
+            result
+        })
+    }
+}
+
+fn grpc_code_name(code: &str) -> &'static str {
+    match code {
+        "0" => "OK",
+        "1" => "CANCELLED",
+        "2" => "UNKNOWN",
+        "3" => "INVALID_ARGUMENT",
+        "4" => "DEADLINE_EXCEEDED",
+        "5" => "NOT_FOUND",
+        "6" => "ALREADY_EXISTS",
+        "7" => "PERMISSION_DENIED",
+        "8" => "RESOURCE_EXHAUSTED",
+        "9" => "FAILED_PRECONDITION",
+        "10" => "ABORTED",
+        "11" => "OUT_OF_RANGE",
+        "12" => "UNIMPLEMENTED",
+        "13" => "INTERNAL",
+        "14" => "UNAVAILABLE",
+        "15" => "DATA_LOSS",
+        "16" => "UNAUTHENTICATED",
+        _ => "UNKNOWN",
+    }
+}

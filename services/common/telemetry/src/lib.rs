@@ -1,0 +1,194 @@
+//! Telemetry for every service: JSON logs through `tracing`, OpenTelemetry spans exported over
+//! OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation helpers so
+//! one trace follows a request from gRPC metadata through NATS headers into consumers.
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::collections::HashMap;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+pub use opentelemetry::Context as OtelContext;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("otlp exporter: {0}")]
+    Exporter(String),
+    #[error("tracing subscriber: {0}")]
+    Subscriber(String),
+}
+
+/// Flushes and shuts the tracer provider down when dropped.
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.provider.force_flush();
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Where logs go and in which shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl LogFormat {
+    /// `DW_LOG_FORMAT=pretty` for humans; JSON otherwise.
+    pub fn from_env() -> Self {
+        match std::env::var("DW_LOG_FORMAT").as_deref() {
+            Ok("pretty") | Ok("text") => Self::Pretty,
+            _ => Self::Json,
+        }
+    }
+}
+
+/// Installs the global subscriber: env-filtered logs (`RUST_LOG`, default `info`), an OpenTelemetry
+/// layer (spans always carry trace ids; exported only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set)
+/// and the W3C trace-context propagator.
+pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.trim().is_empty());
+    if endpoint_set {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer(service_name);
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(tracer);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
+    };
+    result.map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    Ok(TelemetryGuard { provider })
+}
+
+struct MapCarrier<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for MapCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct TraceparentExtractor<'a>(&'a str);
+
+impl Extractor for TraceparentExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
+/// The W3C `traceparent` of `span`, when it belongs to a valid trace.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut fields = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut MapCarrier(&mut fields));
+    fields.remove("traceparent")
+}
+
+/// The `traceparent` of the current span.
+pub fn current_traceparent() -> Option<String> {
+    traceparent_of(&tracing::Span::current())
+}
+
+/// The trace id (32 hex digits) of `span`, when it has one.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
+}
+
+/// Makes `span` a child of the remote span named by `traceparent` (ignored when malformed).
+pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
+    let context = TraceContextPropagator::new().extract(&TraceparentExtractor(traceparent));
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// Makes `span` a child of the remote span carried in HTTP/gRPC headers (`traceparent`).
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_through_a_span() {
+        let provider = SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("test");
+        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+        tracing::subscriber::with_default(subscriber, || {
+            let remote = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let span = tracing::info_span!("child");
+            set_parent_from_traceparent(&span, remote);
+            let own = traceparent_of(&span).unwrap();
+            assert!(own.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+            assert!(!own.contains("00f067aa0ba902b7"), "child has its own span id");
+            assert_eq!(trace_id_of(&span).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        });
+    }
+
+    #[test]
+    fn malformed_traceparent_is_ignored() {
+        let provider = SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("test");
+        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("root");
+            set_parent_from_traceparent(&span, "garbage");
+            assert!(traceparent_of(&span).is_some(), "span starts its own trace");
+        });
+    }
+}

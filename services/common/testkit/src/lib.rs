@@ -1,0 +1,64 @@
+//! Test support: each test gets its own randomly named Postgres database (migrated) and its own
+//! JetStream stream/subject namespace, against the real servers (`DW_TEST_DATABASE_URL`,
+//! `DW_TEST_NATS_URL`; local defaults). `make test` drops leftover `dwtest_*` databases first.
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use std::str::FromStr;
+
+pub fn admin_database_url() -> String {
+    std::env::var("DW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("DW_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A short random token, unique per call: for database names, stream names and subject prefixes.
+pub fn unique_suffix() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[20..].to_owned()
+}
+
+/// A fresh database, migrated with the given migrator.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn create(migrator: &Migrator) -> anyhow::Result<Self> {
+        let admin_url = admin_database_url();
+        let name = format!("dwtest_{}", unique_suffix());
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+        admin.close().await?;
+        let options = PgConnectOptions::from_str(&admin_url)?.database(&name);
+        let url = options.to_url_lossy().to_string();
+        let pool = PgPoolOptions::new().max_connections(20).connect_with(options).await?;
+        migrator.run(&pool).await?;
+        Ok(Self { pool, url, name })
+    }
+}
+
+/// A unique JetStream namespace: stream name and subject prefix no other test shares.
+#[derive(Debug, Clone)]
+pub struct TestNamespace {
+    pub stream_name: String,
+    pub subject_prefix: String,
+}
+
+impl TestNamespace {
+    pub fn new(label: &str) -> Self {
+        let suffix = unique_suffix();
+        Self {
+            stream_name: format!("TEST_{}_{}", label.to_uppercase().replace(['-', '.'], "_"), suffix),
+            subject_prefix: format!("test.{label}.{suffix}"),
+        }
+    }
+}
+
+pub async fn connect_nats() -> anyhow::Result<async_nats::Client> {
+    Ok(async_nats::connect(nats_url()).await?)
+}
