@@ -149,11 +149,7 @@ pub fn decide(
     let open_day = match (&state.day, &command) {
         (Some(_), Command::StartDay { .. }) => return Err(DomainError::ServiceDayAlreadyStarted),
         (None, Command::StartDay { day_id, departments }) => {
-            return Ok(vec![Event::DayStarted {
-                day_id: *day_id,
-                started_at: now,
-                departments: departments.clone(),
-            }]);
+            return Ok(vec![Event::DayStarted { day_id: *day_id, started_at: now, departments: departments.clone() }]);
         }
         (None, _) => return Err(DomainError::ServiceDayNotStarted),
         (Some(day), _) => day,
@@ -190,7 +186,10 @@ pub fn decide(
             let reason = match reason_id {
                 None => None,
                 Some(id) => Some(
-                    settings.break_reason(&id).cloned().ok_or_else(|| DomainError::UnknownBreakReason(id.to_string()))?,
+                    settings
+                        .break_reason(&id)
+                        .cloned()
+                        .ok_or_else(|| DomainError::UnknownBreakReason(id.to_string()))?,
                 ),
             };
             let mut events = Vec::with_capacity(2);
@@ -324,7 +323,9 @@ mod tests {
         assert_eq!(state.status(), Status::Off);
         let events = when(&state, start()).unwrap();
         assert!(matches!(&events[..], [Event::DayStarted { started_at, .. }] if *started_at == at(30)));
-        for command in [exit(), Command::CancelExit, Command::StartBreak { reason_id: None }, Command::EndBreak, Command::EndDay] {
+        for command in
+            [exit(), Command::CancelExit, Command::StartBreak { reason_id: None }, Command::EndBreak, Command::EndDay]
+        {
             assert_eq!(when(&state, command), Err(DomainError::ServiceDayNotStarted));
         }
     }

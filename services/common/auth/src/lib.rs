@@ -178,26 +178,23 @@ impl JwtVerifier {
         else {
             return Err(AuthError::Malformed("expected three dot-separated parts"));
         };
-        let header_bytes = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .map_err(|_| AuthError::Malformed("header is not base64url"))?;
+        let header_bytes =
+            URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| AuthError::Malformed("header is not base64url"))?;
         let header: Header =
             serde_json::from_slice(&header_bytes).map_err(|_| AuthError::Malformed("header is not JSON"))?;
         if header.alg != "HS256" {
             return Err(AuthError::UnsupportedAlgorithm);
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| AuthError::Malformed("signature is not base64url"))?;
+        let signature =
+            URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| AuthError::Malformed("signature is not base64url"))?;
         let mut mac = self.mac();
         mac.update(header_b64.as_bytes());
         mac.update(b".");
         mac.update(claims_b64.as_bytes());
         mac.verify_slice(&signature).map_err(|_| AuthError::BadSignature)?;
 
-        let claims_bytes = URL_SAFE_NO_PAD
-            .decode(claims_b64)
-            .map_err(|_| AuthError::Malformed("claims are not base64url"))?;
+        let claims_bytes =
+            URL_SAFE_NO_PAD.decode(claims_b64).map_err(|_| AuthError::Malformed("claims are not base64url"))?;
         let claims: Claims = serde_json::from_slice(&claims_bytes)
             .map_err(|_| AuthError::Malformed("claims are not JSON with sub, tenant and exp"))?;
         if claims.exp + self.leeway_seconds < now {
@@ -257,14 +254,7 @@ pub fn bearer_token(header_value: &str) -> Result<&str, AuthError> {
 }
 
 /// Mints a token for `sub` in `tenant` with `roles`, valid for `ttl_seconds` from `now`.
-pub fn mint(
-    verifier: &JwtVerifier,
-    sub: &str,
-    tenant: &str,
-    roles: &[Role],
-    now: i64,
-    ttl_seconds: i64,
-) -> String {
+pub fn mint(verifier: &JwtVerifier, sub: &str, tenant: &str, roles: &[Role], now: i64, ttl_seconds: i64) -> String {
     let claims = Claims {
         sub: sub.to_owned(),
         tenant: tenant.to_owned(),

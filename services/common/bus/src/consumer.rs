@@ -78,9 +78,17 @@ impl ConsumerMetrics {
             dead_letters: Family::default(),
             projection_lag_ms: Family::default(),
         };
-        registry.register("dw_consumer_lag", "Messages in the stream not yet delivered to the consumer", metrics.lag.clone());
+        registry.register(
+            "dw_consumer_lag",
+            "Messages in the stream not yet delivered to the consumer",
+            metrics.lag.clone(),
+        );
         registry.register("dw_consumer_events_applied", "Events applied to a projection", metrics.applied.clone());
-        registry.register("dw_dead_letters", "Events given up on and stored in dead_letters", metrics.dead_letters.clone());
+        registry.register(
+            "dw_dead_letters",
+            "Events given up on and stored in dead_letters",
+            metrics.dead_letters.clone(),
+        );
         registry.register(
             "dw_projection_lag_milliseconds",
             "Time between an event's commit and its projection, last event",

@@ -52,7 +52,7 @@ impl RelayConfig {
             replicas: 1,
             poll_interval: Duration::from_millis(500),
             batch_size: 512,
-            lock_key: 0x4457_5245_4c41_59, // "DWRELAY"
+            lock_key: 0x0044_5752_454c_4159, // "DWRELAY"
         }
     }
 

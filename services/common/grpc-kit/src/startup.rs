@@ -49,7 +49,11 @@ pub async fn connect_postgres(
     }
 }
 
-pub async fn connect_nats(url: &str, name: &str, cancel: &CancellationToken) -> Result<async_nats::Client, StartupError> {
+pub async fn connect_nats(
+    url: &str,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<async_nats::Client, StartupError> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async_nats::ConnectOptions::new()

@@ -1,0 +1,339 @@
+//! Domain events to and from their protobuf contract (`dw.agentsessions.v1` events), and the
+//! stream ids of the aggregates.
+
+use chrono::{DateTime, Utc};
+use dw_eventstore::{NewEvent, RecordedEvent};
+use dw_proto::agentsessions::v1 as pb;
+use prost::Message;
+
+use crate::domain::service_day::ExitCloseCause;
+use crate::domain::tenant_settings::TenantSettings;
+use crate::domain::{AgentId, DayId, DepartmentId, Permission, Reason, ReasonId, agent, service_day, tenant_settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    #[error("undecodable {0}: {1}")]
+    Decode(String, String),
+    #[error("invalid field {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+pub mod types {
+    pub const AGENT_REGISTERED: &str = "dw.agentsessions.v1.AgentRegistered";
+    pub const DEPARTMENT_LINKED: &str = "dw.agentsessions.v1.DepartmentLinked";
+    pub const DEPARTMENT_UNLINKED: &str = "dw.agentsessions.v1.DepartmentUnlinked";
+    pub const PERMISSION_GRANTED: &str = "dw.agentsessions.v1.PermissionGranted";
+    pub const PERMISSION_REVOKED: &str = "dw.agentsessions.v1.PermissionRevoked";
+    pub const TENANT_SETTINGS_CHANGED: &str = "dw.agentsessions.v1.TenantSettingsChanged";
+    pub const SERVICE_DAY_STARTED: &str = "dw.agentsessions.v1.ServiceDayStarted";
+    pub const EXIT_NOTIFIED: &str = "dw.agentsessions.v1.ExitNotified";
+    pub const EXIT_CLOSED: &str = "dw.agentsessions.v1.ExitClosed";
+    pub const BREAK_STARTED: &str = "dw.agentsessions.v1.BreakStarted";
+    pub const BREAK_ENDED: &str = "dw.agentsessions.v1.BreakEnded";
+    pub const SERVICE_DAY_ENDED: &str = "dw.agentsessions.v1.ServiceDayEnded";
+}
+
+pub fn service_day_stream(tenant: &str, agent: &AgentId) -> String {
+    format!("serviceday:{tenant}:{agent}")
+}
+
+pub fn agent_stream(tenant: &str, agent: &AgentId) -> String {
+    format!("agent:{tenant}:{agent}")
+}
+
+pub fn tenant_stream(tenant: &str) -> String {
+    format!("tenant:{tenant}")
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+pub fn from_timestamp(field: &'static str, ts: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, CodecError> {
+    let ts = ts.ok_or(CodecError::Invalid(field, "missing".into()))?;
+    DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
+        .ok_or(CodecError::Invalid(field, "out of range".into()))
+}
+
+pub fn duration_ms(ms: i64) -> prost_types::Duration {
+    prost_types::Duration { seconds: ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 }
+}
+
+fn from_duration(d: Option<&prost_types::Duration>) -> i64 {
+    d.map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000).unwrap_or(0)
+}
+
+fn new_event(event_type: &str, subject: &str, message: &impl Message) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.to_owned(),
+        subject: subject.to_owned(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+fn decode<M: Message + Default>(recorded: &RecordedEvent) -> Result<M, CodecError> {
+    M::decode(recorded.payload.as_slice()).map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))
+}
+
+fn reason_from(id: &str, label: &str) -> Result<Option<Reason>, CodecError> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let id = ReasonId::parse(id).map_err(|e| CodecError::Invalid("reason_id", e))?;
+    Ok(Some(Reason { id, label: label.to_owned() }))
+}
+
+fn day_id_from(value: &str) -> Result<DayId, CodecError> {
+    uuid::Uuid::parse_str(value).map(DayId).map_err(|e| CodecError::Invalid("day_id", e.to_string()))
+}
+
+pub fn close_cause_to_pb(cause: ExitCloseCause) -> pb::ExitCloseCause {
+    match cause {
+        ExitCloseCause::Cancelled => pb::ExitCloseCause::Cancelled,
+        ExitCloseCause::BreakStarted => pb::ExitCloseCause::BreakStarted,
+        ExitCloseCause::DayEnded => pb::ExitCloseCause::DayEnded,
+    }
+}
+
+pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> NewEvent {
+    use service_day::Event as E;
+    let agent_id = agent_id.to_string();
+    match event {
+        E::DayStarted { day_id, started_at, departments } => new_event(
+            types::SERVICE_DAY_STARTED,
+            "serviceday.started",
+            &pb::ServiceDayStarted {
+                agent_id,
+                day_id: day_id.to_string(),
+                started_at: Some(timestamp(*started_at)),
+                department_ids: departments.iter().map(ToString::to_string).collect(),
+            },
+        ),
+        E::ExitNotified { day_id, reason, notified_at } => new_event(
+            types::EXIT_NOTIFIED,
+            "serviceday.exit_notified",
+            &pb::ExitNotified {
+                agent_id,
+                day_id: day_id.to_string(),
+                reason_id: reason.id.to_string(),
+                reason_label: reason.label.clone(),
+                notified_at: Some(timestamp(*notified_at)),
+            },
+        ),
+        E::ExitClosed { day_id, cause, closed_at } => new_event(
+            types::EXIT_CLOSED,
+            "serviceday.exit_closed",
+            &pb::ExitClosed {
+                agent_id,
+                day_id: day_id.to_string(),
+                cause: close_cause_to_pb(*cause) as i32,
+                closed_at: Some(timestamp(*closed_at)),
+            },
+        ),
+        E::BreakStarted { day_id, reason, started_at } => new_event(
+            types::BREAK_STARTED,
+            "serviceday.break_started",
+            &pb::BreakStarted {
+                agent_id,
+                day_id: day_id.to_string(),
+                reason_id: reason.as_ref().map(|r| r.id.to_string()).unwrap_or_default(),
+                reason_label: reason.as_ref().map(|r| r.label.clone()).unwrap_or_default(),
+                started_at: Some(timestamp(*started_at)),
+            },
+        ),
+        E::BreakEnded { day_id, ended_at, duration_ms: ms } => new_event(
+            types::BREAK_ENDED,
+            "serviceday.break_ended",
+            &pb::BreakEnded {
+                agent_id,
+                day_id: day_id.to_string(),
+                ended_at: Some(timestamp(*ended_at)),
+                duration: Some(duration_ms(*ms)),
+            },
+        ),
+        E::DayEnded { day_id, ended_at, total_break_ms } => new_event(
+            types::SERVICE_DAY_ENDED,
+            "serviceday.ended",
+            &pb::ServiceDayEnded {
+                agent_id,
+                day_id: day_id.to_string(),
+                ended_at: Some(timestamp(*ended_at)),
+                total_break_time: Some(duration_ms(*total_break_ms)),
+            },
+        ),
+    }
+}
+
+pub fn decode_service_day(recorded: &RecordedEvent) -> Result<service_day::Event, CodecError> {
+    use service_day::Event as E;
+    Ok(match recorded.event_type.as_str() {
+        types::SERVICE_DAY_STARTED => {
+            let m: pb::ServiceDayStarted = decode(recorded)?;
+            let departments = m
+                .department_ids
+                .iter()
+                .map(|d| DepartmentId::parse(d).map_err(|e| CodecError::Invalid("department_ids", e)))
+                .collect::<Result<_, _>>()?;
+            E::DayStarted {
+                day_id: day_id_from(&m.day_id)?,
+                started_at: from_timestamp("started_at", m.started_at.as_ref())?,
+                departments,
+            }
+        }
+        types::EXIT_NOTIFIED => {
+            let m: pb::ExitNotified = decode(recorded)?;
+            E::ExitNotified {
+                day_id: day_id_from(&m.day_id)?,
+                reason: reason_from(&m.reason_id, &m.reason_label)?
+                    .ok_or(CodecError::Invalid("reason_id", "missing".into()))?,
+                notified_at: from_timestamp("notified_at", m.notified_at.as_ref())?,
+            }
+        }
+        types::EXIT_CLOSED => {
+            let m: pb::ExitClosed = decode(recorded)?;
+            let cause = match pb::ExitCloseCause::try_from(m.cause) {
+                Ok(pb::ExitCloseCause::Cancelled) => ExitCloseCause::Cancelled,
+                Ok(pb::ExitCloseCause::BreakStarted) => ExitCloseCause::BreakStarted,
+                Ok(pb::ExitCloseCause::DayEnded) => ExitCloseCause::DayEnded,
+                _ => return Err(CodecError::Invalid("cause", m.cause.to_string())),
+            };
+            E::ExitClosed {
+                day_id: day_id_from(&m.day_id)?,
+                cause,
+                closed_at: from_timestamp("closed_at", m.closed_at.as_ref())?,
+            }
+        }
+        types::BREAK_STARTED => {
+            let m: pb::BreakStarted = decode(recorded)?;
+            E::BreakStarted {
+                day_id: day_id_from(&m.day_id)?,
+                reason: reason_from(&m.reason_id, &m.reason_label)?,
+                started_at: from_timestamp("started_at", m.started_at.as_ref())?,
+            }
+        }
+        types::BREAK_ENDED => {
+            let m: pb::BreakEnded = decode(recorded)?;
+            E::BreakEnded {
+                day_id: day_id_from(&m.day_id)?,
+                ended_at: from_timestamp("ended_at", m.ended_at.as_ref())?,
+                duration_ms: from_duration(m.duration.as_ref()),
+            }
+        }
+        types::SERVICE_DAY_ENDED => {
+            let m: pb::ServiceDayEnded = decode(recorded)?;
+            E::DayEnded {
+                day_id: day_id_from(&m.day_id)?,
+                ended_at: from_timestamp("ended_at", m.ended_at.as_ref())?,
+                total_break_ms: from_duration(m.total_break_time.as_ref()),
+            }
+        }
+        other => return Err(CodecError::UnknownType(other.to_owned())),
+    })
+}
+
+pub fn encode_agent(agent_id: &AgentId, event: &agent::Event) -> NewEvent {
+    use agent::Event as E;
+    let agent_id = agent_id.to_string();
+    match event {
+        E::Registered { display_name, by, .. } => new_event(
+            types::AGENT_REGISTERED,
+            "agent.registered",
+            &pb::AgentRegistered { agent_id, display_name: display_name.clone(), registered_by: by.clone() },
+        ),
+        E::DepartmentLinked { department, by, .. } => new_event(
+            types::DEPARTMENT_LINKED,
+            "agent.department_linked",
+            &pb::DepartmentLinked { agent_id, department_id: department.to_string(), linked_by: by.clone() },
+        ),
+        E::DepartmentUnlinked { department, by, .. } => new_event(
+            types::DEPARTMENT_UNLINKED,
+            "agent.department_unlinked",
+            &pb::DepartmentUnlinked { agent_id, department_id: department.to_string(), unlinked_by: by.clone() },
+        ),
+        E::PermissionGranted { permission, by, .. } => new_event(
+            types::PERMISSION_GRANTED,
+            "agent.permission_granted",
+            &pb::PermissionGranted { agent_id, permission: permission.to_string(), granted_by: by.clone() },
+        ),
+        E::PermissionRevoked { permission, by, .. } => new_event(
+            types::PERMISSION_REVOKED,
+            "agent.permission_revoked",
+            &pb::PermissionRevoked { agent_id, permission: permission.to_string(), revoked_by: by.clone() },
+        ),
+    }
+}
+
+pub fn decode_agent(recorded: &RecordedEvent) -> Result<agent::Event, CodecError> {
+    use agent::Event as E;
+    let at = recorded.recorded_at;
+    let department = |d: &str| DepartmentId::parse(d).map_err(|e| CodecError::Invalid("department_id", e));
+    let permission = |p: &str| Permission::parse(p).map_err(|e| CodecError::Invalid("permission", e));
+    Ok(match recorded.event_type.as_str() {
+        types::AGENT_REGISTERED => {
+            let m: pb::AgentRegistered = decode(recorded)?;
+            E::Registered { display_name: m.display_name, by: m.registered_by, at }
+        }
+        types::DEPARTMENT_LINKED => {
+            let m: pb::DepartmentLinked = decode(recorded)?;
+            E::DepartmentLinked { department: department(&m.department_id)?, by: m.linked_by, at }
+        }
+        types::DEPARTMENT_UNLINKED => {
+            let m: pb::DepartmentUnlinked = decode(recorded)?;
+            E::DepartmentUnlinked { department: department(&m.department_id)?, by: m.unlinked_by, at }
+        }
+        types::PERMISSION_GRANTED => {
+            let m: pb::PermissionGranted = decode(recorded)?;
+            E::PermissionGranted { permission: permission(&m.permission)?, by: m.granted_by, at }
+        }
+        types::PERMISSION_REVOKED => {
+            let m: pb::PermissionRevoked = decode(recorded)?;
+            E::PermissionRevoked { permission: permission(&m.permission)?, by: m.revoked_by, at }
+        }
+        other => return Err(CodecError::UnknownType(other.to_owned())),
+    })
+}
+
+pub fn reasons_to_pb(reasons: &[Reason]) -> Vec<pb::Reason> {
+    reasons.iter().map(|r| pb::Reason { id: r.id.to_string(), label: r.label.clone() }).collect()
+}
+
+fn reasons_from_pb(field: &'static str, reasons: &[pb::Reason]) -> Result<Vec<Reason>, CodecError> {
+    reasons
+        .iter()
+        .map(|r| {
+            let id = ReasonId::parse(&r.id).map_err(|e| CodecError::Invalid(field, e))?;
+            Ok(Reason { id, label: r.label.clone() })
+        })
+        .collect()
+}
+
+pub fn encode_tenant_settings(event: &tenant_settings::Event, by: &str) -> NewEvent {
+    let tenant_settings::Event::Changed(settings) = event;
+    new_event(
+        types::TENANT_SETTINGS_CHANGED,
+        "tenant.settings_changed",
+        &pb::TenantSettingsChanged {
+            auto_distribution_enabled: settings.auto_distribution_enabled,
+            exit_reasons: reasons_to_pb(&settings.exit_reasons),
+            break_reasons: reasons_to_pb(&settings.break_reasons),
+            ticket_workspace_url: settings.ticket_workspace_url.clone().unwrap_or_default(),
+            changed_by: by.to_owned(),
+        },
+    )
+}
+
+pub fn decode_tenant_settings(recorded: &RecordedEvent) -> Result<tenant_settings::Event, CodecError> {
+    if recorded.event_type != types::TENANT_SETTINGS_CHANGED {
+        return Err(CodecError::UnknownType(recorded.event_type.clone()));
+    }
+    let m: pb::TenantSettingsChanged = decode(recorded)?;
+    Ok(tenant_settings::Event::Changed(TenantSettings {
+        auto_distribution_enabled: m.auto_distribution_enabled,
+        exit_reasons: reasons_from_pb("exit_reasons", &m.exit_reasons)?,
+        break_reasons: reasons_from_pb("break_reasons", &m.break_reasons)?,
+        ticket_workspace_url: Some(m.ticket_workspace_url).filter(|u| !u.is_empty()),
+    }))
+}
