@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use dw_auth::TenantId;
 use dw_eventstore::idempotency::{self, RequestKey};
 use dw_eventstore::store;
@@ -109,7 +109,9 @@ impl App {
             if let Some(stored) = idempotency::find_response(&mut tx, ctx.key()).await? {
                 return Ok(A::Response::decode(stored.as_slice())?);
             }
-            let outcome = match command.attempt(&mut tx, ctx, Utc::now()).await {
+            // Postgres keeps microseconds: decide with the time as it will be stored.
+            let now = Utc::now().trunc_subsecs(6);
+            let outcome = match command.attempt(&mut tx, ctx, now).await {
                 Ok(response) => {
                     match idempotency::record_response(&mut tx, ctx.key(), &response.encode_to_vec()).await {
                         Ok(()) => Ok(response),

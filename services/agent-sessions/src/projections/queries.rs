@@ -184,13 +184,15 @@ pub async fn service_days(
     range: DayRange,
     now: DateTime<Utc>,
 ) -> Result<Vec<pb::ServiceDay>, sqlx::Error> {
+    // Open-ended bounds are NULL: Postgres cannot represent chrono's extreme dates.
     let (from, to, limit) = match range {
-        DayRange::Latest => (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, 1),
-        DayRange::Between(from, to) => (from, to, MAX_DAYS),
+        DayRange::Latest => (None, None, 1),
+        DayRange::Between(from, to) => (Some(from), Some(to), MAX_DAYS),
     };
     let day_rows = sqlx::query(
         "SELECT day_id, started_at, ended_at, total_break_ms FROM service_days \
-         WHERE tenant_id = $1 AND agent_id = $2 AND started_at >= $3 AND started_at < $4 \
+         WHERE tenant_id = $1 AND agent_id = $2 AND ($3::timestamptz IS NULL OR started_at >= $3) \
+           AND ($4::timestamptz IS NULL OR started_at < $4) \
          ORDER BY started_at DESC LIMIT $5",
     )
     .bind(tenant)

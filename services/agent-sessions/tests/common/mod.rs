@@ -1,0 +1,147 @@
+//! An agent-sessions server per test, in-process, on its own database and JetStream namespace.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use agent_sessions::config::Config;
+use dw_auth::{JwtVerifier, Role};
+use dw_proto::agentsessions::v1 as pb;
+use dw_proto::agentsessions::v1::agent_admin_service_client::AgentAdminServiceClient;
+use dw_proto::agentsessions::v1::service_day_service_client::ServiceDayServiceClient;
+use dw_testkit::{TestDb, TestNamespace};
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+use tonic::transport::Channel;
+
+pub const SECRET: &str = "test-secret-for-agent-sessions-tests";
+
+pub struct TestService {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub namespace: TestNamespace,
+    pub channel: Channel,
+    pub cancel: CancellationToken,
+    pub server: tokio::task::JoinHandle<Result<(), agent_sessions::server::ServeError>>,
+}
+
+impl TestService {
+    pub async fn start() -> Self {
+        let db = TestDb::create(&agent_sessions::MIGRATOR).await.expect("test database");
+        let namespace = TestNamespace::new("agentsessions");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = Config {
+            database_url: db.url.clone(),
+            nats_url: dw_testkit::nats_url(),
+            grpc_addr: addr,
+            metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+            jwt_secret: SECRET.as_bytes().to_vec(),
+            stream_name: namespace.stream_name.clone(),
+            subject_prefix: namespace.subject_prefix.clone(),
+            stream_replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            db_max_connections: 30,
+            run_migrations: false,
+        };
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(agent_sessions::server::run_with_listener(config, listener, cancel.clone()));
+        let channel = connect(addr).await;
+        Self { addr, db, namespace, channel, cancel, server }
+    }
+
+    pub fn admin(&self) -> AgentAdminServiceClient<Channel> {
+        AgentAdminServiceClient::new(self.channel.clone())
+    }
+
+    pub fn day(&self) -> ServiceDayServiceClient<Channel> {
+        ServiceDayServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+    }
+
+    /// Registers agents in `tenant` with `departments` and configures the tenant.
+    pub async fn seed(&self, tenant: &str, agents: &[&str], auto_distribution: bool) {
+        let manager = token(tenant, "manager-1", &[Role::Manager]);
+        let mut admin = self.admin();
+        admin
+            .update_tenant_settings(authed(
+                &manager,
+                pb::UpdateTenantSettingsRequest {
+                    request_id: format!("settings-{tenant}"),
+                    settings: Some(pb::TenantSettings {
+                        auto_distribution_enabled: auto_distribution,
+                        exit_reasons: vec![
+                            pb::Reason { id: "end-of-shift".into(), label: "End of shift".into() },
+                            pb::Reason { id: "meeting".into(), label: "Meeting".into() },
+                        ],
+                        break_reasons: vec![pb::Reason { id: "lunch".into(), label: "Lunch".into() }],
+                        ticket_workspace_url: "https://tickets.example.com/ws".into(),
+                        version: 0,
+                    }),
+                },
+            ))
+            .await
+            .expect("settings");
+        for agent in agents {
+            admin
+                .register_agent(authed(
+                    &manager,
+                    pb::RegisterAgentRequest {
+                        request_id: format!("register-{agent}"),
+                        agent_id: (*agent).into(),
+                        display_name: format!("Agent {agent}"),
+                    },
+                ))
+                .await
+                .expect("register");
+            admin
+                .link_department(authed(
+                    &manager,
+                    pb::LinkDepartmentRequest {
+                        request_id: format!("link-{agent}"),
+                        agent_id: (*agent).into(),
+                        department_id: "support".into(),
+                    },
+                ))
+                .await
+                .expect("link");
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Channel {
+    let endpoint = format!("http://{addr}");
+    for _ in 0..100 {
+        if let Ok(channel) = Channel::from_shared(endpoint.clone()).expect("endpoint").connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("agent-sessions did not start on {addr}");
+}
+
+pub fn token(tenant: &str, sub: &str, roles: &[Role]) -> String {
+    let verifier = JwtVerifier::new(SECRET.as_bytes()).expect("secret");
+    let now = chrono::Utc::now().timestamp();
+    dw_auth::mint(&verifier, sub, tenant, roles, now, 3600)
+}
+
+pub fn authed<T>(token: &str, body: T) -> Request<T> {
+    let mut request = Request::new(body);
+    let value = format!("Bearer {token}").parse().expect("metadata");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+pub fn rid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn reason_of(status: &tonic::Status) -> Option<String> {
+    dw_grpc_kit::errors::reason_of(status)
+}
