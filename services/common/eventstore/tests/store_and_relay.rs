@@ -88,9 +88,10 @@ async fn a_multi_event_append_is_all_or_nothing() {
     assert_eq!(count(&db, "SELECT count(*) AS n FROM streams").await, 0);
 
     let mut tx = db.pool.begin().await.unwrap();
-    let recorded = store::append(&mut tx, "acme", "thing:2", 0, vec![event("A"), event("B"), event("C")], None, &metadata())
-        .await
-        .unwrap();
+    let recorded =
+        store::append(&mut tx, "acme", "thing:2", 0, vec![event("A"), event("B"), event("C")], None, &metadata())
+            .await
+            .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(recorded.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2, 3]);
     let mut conn = db.pool.acquire().await.unwrap();

@@ -1,0 +1,166 @@
+//! Durable consumers feeding a projection, against real Postgres and NATS JetStream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use dw_bus::dead_letters;
+use dw_bus::{ConsumerConfig, ConsumerMetrics, InboundEvent, Projection, ProjectionConsumer, ProjectionError};
+use dw_testkit::{TestDb, TestNamespace};
+use sqlx::{PgConnection, Row};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../../migrations/agent_sessions");
+
+/// Counts applications per stream; events whose payload is `poison` fail until healed.
+#[derive(Clone)]
+struct CountingProjection {
+    healed: Arc<AtomicBool>,
+}
+
+impl Projection for CountingProjection {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        if event.payload.as_ref() == b"poison" && !self.healed.load(Ordering::SeqCst) {
+            return Err(ProjectionError::Transient("cannot apply poison yet".into()));
+        }
+        sqlx::query(
+            "INSERT INTO test_counts (stream_id, applied) VALUES ($1, 1) \
+             ON CONFLICT (stream_id) DO UPDATE SET applied = test_counts.applied + 1",
+        )
+        .bind(&event.stream_id)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+struct Harness {
+    db: TestDb,
+    namespace: TestNamespace,
+    jetstream: jetstream::Context,
+    projection: CountingProjection,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start() -> Harness {
+    let db = TestDb::create(&MIGRATOR).await.unwrap();
+    sqlx::query("CREATE TABLE test_counts (stream_id TEXT PRIMARY KEY, applied INT NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let namespace = TestNamespace::new("bus");
+    let jetstream = jetstream::new(dw_testkit::connect_nats().await.unwrap());
+    jetstream
+        .create_stream(jetstream::stream::Config {
+            name: namespace.stream_name.clone(),
+            subjects: vec![format!("{}.>", namespace.subject_prefix)],
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut config = ConsumerConfig::new("test-projection", &namespace.stream_name);
+    config.max_deliver = 3;
+    config.backoff = vec![Duration::from_millis(50)];
+    let projection = CountingProjection { healed: Arc::new(AtomicBool::new(false)) };
+    let consumer = ProjectionConsumer::new(
+        db.pool.clone(),
+        jetstream.clone(),
+        config,
+        projection.clone(),
+        ConsumerMetrics::unregistered(),
+    );
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(cancel.clone()));
+    Harness { db, namespace, jetstream, projection, cancel, task }
+}
+
+async fn publish(h: &Harness, event_id: Uuid, msg_id: &str, stream_id: &str, payload: &'static [u8]) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    headers.insert("ce-id", event_id.to_string().as_str());
+    headers.insert("ce-type", "test.v1.Thing");
+    headers.insert("ce-source", "test");
+    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
+    headers.insert("ce-subject", stream_id);
+    headers.insert("dw-tenant", "acme");
+    headers.insert("dw-stream-version", "1");
+    let subject = format!("{}.acme.thing.happened", h.namespace.subject_prefix);
+    h.jetstream.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
+}
+
+async fn applied(h: &Harness, stream_id: &str) -> Option<i32> {
+    sqlx::query("SELECT applied FROM test_counts WHERE stream_id = $1")
+        .bind(stream_id)
+        .fetch_optional(&h.db.pool)
+        .await
+        .unwrap()
+        .map(|r| r.get("applied"))
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_changes_the_read_model_once() {
+    let h = start().await;
+    let event_id = Uuid::now_v7();
+    // Two copies of one event (as after a redelivery): JetStream sees two messages.
+    publish(&h, event_id, "copy-1", "thing:1", b"hello").await;
+    publish(&h, event_id, "copy-2", "thing:1", b"hello").await;
+    publish(&h, Uuid::now_v7(), "marker", "thing:marker", b"marker").await;
+    eventually("the marker", || async { applied(&h, "thing:marker").await == Some(1) }).await;
+    assert_eq!(applied(&h, "thing:1").await, Some(1));
+    let processed: i64 =
+        sqlx::query("SELECT count(*) AS n FROM processed_events").fetch_one(&h.db.pool).await.unwrap().get("n");
+    assert_eq!(processed, 2);
+    h.cancel.cancel();
+    h.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_poison_event_lands_in_dead_letters_and_the_consumer_goes_on() {
+    let h = start().await;
+    publish(&h, Uuid::now_v7(), "poison", "thing:poison", b"poison").await;
+    // An event without an envelope can never be applied.
+    let subject = format!("{}.acme.thing.garbage", h.namespace.subject_prefix);
+    h.jetstream.publish(subject, "no headers".into()).await.unwrap().await.unwrap();
+    publish(&h, Uuid::now_v7(), "after", "thing:after", b"fine").await;
+
+    eventually("the event after the poison", || async { applied(&h, "thing:after").await == Some(1) }).await;
+    eventually("two dead letters", || async {
+        dead_letters::list_pending(&h.db.pool, Some("test-projection"), 10).await.unwrap().len() == 2
+    })
+    .await;
+    let letters = dead_letters::list_pending(&h.db.pool, Some("test-projection"), 10).await.unwrap();
+    let poison = letters.iter().find(|l| l.payload == b"poison").expect("poison dead letter");
+    assert_eq!(poison.deliveries, 3, "tried max_deliver times");
+    assert!(poison.error.contains("cannot apply poison yet"));
+    let garbage = letters.iter().find(|l| l.payload == b"no headers").expect("garbage dead letter");
+    assert!(garbage.error.contains("envelope"), "{}", garbage.error);
+    assert_eq!(applied(&h, "thing:poison").await, None);
+
+    // After the fix, an operator replays it: applied once, marked replayed.
+    h.projection.healed.store(true, Ordering::SeqCst);
+    dead_letters::replay(&h.db.pool, &h.projection, poison.id).await.unwrap();
+    assert_eq!(applied(&h, "thing:poison").await, Some(1));
+    assert!(dead_letters::replay(&h.db.pool, &h.projection, poison.id).await.is_err(), "replayed once");
+    let pending = dead_letters::list_pending(&h.db.pool, Some("test-projection"), 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    h.cancel.cancel();
+    h.task.await.unwrap();
+}
