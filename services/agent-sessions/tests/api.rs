@@ -1,6 +1,8 @@
 //! The gRPC API against real Postgres and NATS: auth, tenancy, validation, idempotency,
 //! concurrency and a full agent day.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestService, authed, reason_of, rid, token};

@@ -1,6 +1,6 @@
 //! An agent-sessions server per test, in-process, on its own database and JetStream namespace.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

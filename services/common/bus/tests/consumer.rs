@@ -1,5 +1,7 @@
 //! Durable consumers feeding a projection, against real Postgres and NATS JetStream.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! The event store and the outbox relay against real Postgres and NATS JetStream.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -7,8 +7,11 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::collections::HashMap;
+use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -69,10 +72,19 @@ pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGu
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer(service_name);
-    let otel_layer = tracing_opentelemetry::layer().with_tracer(tracer);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Spans feed traces whatever the log level: trace context must propagate even when
+    // `RUST_LOG=warn` silences the logs. So each layer has its own filter.
+    let otel_filter = Targets::new()
+        .with_default(Level::INFO)
+        .with_target("h2", LevelFilter::OFF)
+        .with_target("hyper", LevelFilter::OFF)
+        .with_target("tower", LevelFilter::OFF)
+        .with_target("sqlx", LevelFilter::WARN)
+        .with_target("async_nats", LevelFilter::WARN);
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(otel_filter);
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
 
-    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let registry = tracing_subscriber::registry().with(otel_layer);
     let result = match format {
         LogFormat::Json => registry
             .with(
@@ -80,10 +92,13 @@ pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGu
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(log_filter),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => {
+            registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter)).try_init()
+        }
     };
     result.map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
     Ok(TelemetryGuard { provider })

@@ -1,0 +1,273 @@
+//! `dwctl admin …`: AgentAdminService, for managers.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use dw_proto::agentsessions::v1::agent_admin_service_client::AgentAdminServiceClient;
+use dw_proto::agentsessions::v1::{
+    Agent, AgentStatusView, GetAgentRequest, GetTenantSettingsRequest, GrantPermissionRequest, LinkDepartmentRequest,
+    ListAgentStatusesRequest, ListAgentStatusesResponse, ListPermissionCatalogRequest, ListPermissionCatalogResponse,
+    RegisterAgentRequest, RevokePermissionRequest, TenantSettings, UnlinkDepartmentRequest,
+    UpdateTenantSettingsRequest, WatchAgentStatusesRequest,
+};
+use futures::StreamExt as _;
+
+use crate::cli::{AdminCommand, SetSettingsArgs};
+use crate::day::reasons_table;
+use crate::output::{self as out, Printer, names};
+use crate::rpc::Rpc;
+
+pub async fn run(command: AdminCommand, rpc: &Rpc, printer: &Printer) -> Result<()> {
+    let mut client = AgentAdminServiceClient::new(rpc.channel.clone());
+    match command {
+        AdminCommand::RegisterAgent { agent, name } => {
+            let request = RegisterAgentRequest { request_id: rpc.request_id(), agent_id: agent, display_name: name };
+            print_agent(printer, &client.register_agent(rpc.request(request)).await?.into_inner())
+        }
+        AdminCommand::GetAgent { agent } => {
+            let request = GetAgentRequest { agent_id: agent };
+            print_agent(printer, &client.get_agent(rpc.request(request)).await?.into_inner())
+        }
+        AdminCommand::LinkDepartment { agent, department } => {
+            let request =
+                LinkDepartmentRequest { request_id: rpc.request_id(), agent_id: agent, department_id: department };
+            print_agent(printer, &client.link_department(rpc.request(request)).await?.into_inner())
+        }
+        AdminCommand::UnlinkDepartment { agent, department } => {
+            let request =
+                UnlinkDepartmentRequest { request_id: rpc.request_id(), agent_id: agent, department_id: department };
+            print_agent(printer, &client.unlink_department(rpc.request(request)).await?.into_inner())
+        }
+        AdminCommand::Grant { agent, permission } => {
+            let request = GrantPermissionRequest { request_id: rpc.request_id(), agent_id: agent, permission };
+            print_agent(printer, &client.grant_permission(rpc.request(request)).await?.into_inner())
+        }
+        AdminCommand::Revoke { agent, permission } => {
+            let request = RevokePermissionRequest { request_id: rpc.request_id(), agent_id: agent, permission };
+            print_agent(printer, &client.revoke_permission(rpc.request(request)).await?.into_inner())
+        }
+        AdminCommand::Catalog => {
+            let response = client.list_permission_catalog(rpc.request(ListPermissionCatalogRequest {})).await?;
+            printer.emit(names::PERMISSION_CATALOG, &response.into_inner(), catalog_text)
+        }
+        AdminCommand::GetSettings => {
+            let response = client.get_tenant_settings(rpc.request(GetTenantSettingsRequest {})).await?;
+            printer.emit(names::TENANT_SETTINGS, &response.into_inner(), settings_text)
+        }
+        AdminCommand::SetSettings(args) => {
+            let current = client.get_tenant_settings(rpc.request(GetTenantSettingsRequest {})).await?.into_inner();
+            let settings = apply_settings(current, args);
+            let request = UpdateTenantSettingsRequest { request_id: rpc.request_id(), settings: Some(settings) };
+            let response = client.update_tenant_settings(rpc.request(request)).await?;
+            printer.emit(names::TENANT_SETTINGS, &response.into_inner(), settings_text)
+        }
+        AdminCommand::Statuses { department, page_size, page_token } => {
+            let single_page = page_token.is_some();
+            let mut request = ListAgentStatusesRequest {
+                department_id: department.unwrap_or_default(),
+                page_size: page_size.unwrap_or(0),
+                page_token: page_token.unwrap_or_default(),
+            };
+            let mut all = ListAgentStatusesResponse::default();
+            loop {
+                let page = client.list_agent_statuses(rpc.request(request.clone())).await?.into_inner();
+                all.agents.extend(page.agents);
+                all.next_page_token = page.next_page_token;
+                if single_page || all.next_page_token.is_empty() {
+                    break;
+                }
+                request.page_token = std::mem::take(&mut all.next_page_token);
+            }
+            let now = Utc::now();
+            printer.emit(names::AGENT_STATUSES, &all, |all| statuses_text(all, now))
+        }
+        AdminCommand::Watch { department, limit } => {
+            let request = WatchAgentStatusesRequest { department_id: department.unwrap_or_default() };
+            let mut stream = client.watch_agent_statuses(rpc.stream_request(request)).await?.into_inner();
+            if !printer.json() {
+                eprintln!("watching agent statuses (Ctrl-C to stop)");
+            }
+            let mut seen = 0_u64;
+            loop {
+                if limit.is_some_and(|limit| seen >= limit) {
+                    return Ok(());
+                }
+                let next = tokio::select! {
+                    next = stream.next() => next,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                };
+                let Some(view) = next else {
+                    return Ok(());
+                };
+                printer.emit_line(names::AGENT_STATUS_VIEW, &view?, |view| watch_line(view, Utc::now()))?;
+                seen += 1;
+            }
+        }
+    }
+}
+
+/// Applies the given options to the current settings (options not given keep their value).
+pub fn apply_settings(mut settings: TenantSettings, args: SetSettingsArgs) -> TenantSettings {
+    if let Some(enabled) = args.auto_distribution {
+        settings.auto_distribution_enabled = enabled;
+    }
+    if args.no_exit_reasons {
+        settings.exit_reasons.clear();
+    } else if !args.exit_reasons.is_empty() {
+        settings.exit_reasons = args.exit_reasons;
+    }
+    if args.no_break_reasons {
+        settings.break_reasons.clear();
+    } else if !args.break_reasons.is_empty() {
+        settings.break_reasons = args.break_reasons;
+    }
+    if let Some(url) = args.ticket_workspace_url {
+        settings.ticket_workspace_url = url.trim().to_owned();
+    }
+    // The version is the server's output; the update replaces the settings as a whole.
+    settings.version = 0;
+    settings
+}
+
+fn print_agent(printer: &Printer, agent: &Agent) -> Result<()> {
+    printer.emit(names::AGENT, agent, agent_text)
+}
+
+pub fn agent_text(agent: &Agent) -> String {
+    out::fields(&[
+        ("agent", agent.agent_id.clone()),
+        ("name", agent.display_name.clone()),
+        ("departments", out::list(&agent.department_ids)),
+        ("permissions", out::list(&agent.permissions)),
+        ("registered", out::timestamp(agent.registered_at.as_ref())),
+        ("version", agent.version.to_string()),
+    ])
+}
+
+fn catalog_text(catalog: &ListPermissionCatalogResponse) -> String {
+    let rows: Vec<Vec<String>> =
+        catalog.permissions.iter().map(|p| vec![p.permission.clone(), p.description.clone()]).collect();
+    out::table(&["PERMISSION", "DESCRIPTION"], &rows)
+}
+
+pub fn settings_text(settings: &TenantSettings) -> String {
+    let url = if settings.ticket_workspace_url.is_empty() {
+        "(not configured)".to_owned()
+    } else {
+        settings.ticket_workspace_url.clone()
+    };
+    let mut text = out::fields(&[
+        ("auto distribution", if settings.auto_distribution_enabled { "on" } else { "off" }.to_owned()),
+        ("ticket workspace", url),
+        ("version", settings.version.to_string()),
+    ]);
+    text.push_str("\nexit reasons:\n");
+    text.push_str(&out::indent(&reasons_table(&settings.exit_reasons), 2));
+    text.push_str("\n\nbreak reasons:\n");
+    text.push_str(&out::indent(&reasons_table(&settings.break_reasons), 2));
+    text.push('\n');
+    text
+}
+
+fn status_row(view: &AgentStatusView, now: DateTime<Utc>) -> Vec<String> {
+    vec![
+        view.agent_id.clone(),
+        view.display_name.clone(),
+        out::status(view.status),
+        out::timestamp_ago(view.status_since.as_ref(), now),
+        out::reason(&view.reason_id, &view.reason_label),
+        out::list(&view.department_ids),
+    ]
+}
+
+const STATUS_HEADER: [&str; 6] = ["AGENT", "NAME", "STATUS", "SINCE", "REASON", "DEPARTMENTS"];
+
+pub fn statuses_text(response: &ListAgentStatusesResponse, now: DateTime<Utc>) -> String {
+    let rows: Vec<Vec<String>> = response.agents.iter().map(|view| status_row(view, now)).collect();
+    let mut text = out::table(&STATUS_HEADER, &rows);
+    if !response.next_page_token.is_empty() {
+        text.push_str(&format!("next page: --page-token {}\n", response.next_page_token));
+    }
+    text
+}
+
+fn watch_line(view: &AgentStatusView, now: DateTime<Utc>) -> String {
+    let name = format!("({})", view.display_name);
+    let mut line = format!(
+        "{}  {:<12} {:<14} {:<14} since {}",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        view.agent_id,
+        name,
+        out::status(view.status),
+        out::timestamp(view.status_since.as_ref()),
+    );
+    if !view.reason_id.is_empty() {
+        line.push_str(&format!("  reason {}", out::reason(&view.reason_id, &view.reason_label)));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dw_proto::agentsessions::v1::Reason;
+
+    fn reason(id: &str, label: &str) -> Reason {
+        Reason { id: id.into(), label: label.into() }
+    }
+
+    fn current() -> TenantSettings {
+        TenantSettings {
+            auto_distribution_enabled: true,
+            exit_reasons: vec![reason("meeting", "Meeting")],
+            break_reasons: vec![reason("lunch", "Lunch")],
+            ticket_workspace_url: "https://tickets.example.com".into(),
+            version: 3,
+        }
+    }
+
+    fn args() -> SetSettingsArgs {
+        SetSettingsArgs {
+            auto_distribution: None,
+            exit_reasons: Vec::new(),
+            no_exit_reasons: false,
+            break_reasons: Vec::new(),
+            no_break_reasons: false,
+            ticket_workspace_url: None,
+        }
+    }
+
+    #[test]
+    fn options_not_given_keep_the_current_settings() {
+        let updated = apply_settings(current(), SetSettingsArgs { auto_distribution: Some(false), ..args() });
+        assert!(!updated.auto_distribution_enabled);
+        assert_eq!(updated.exit_reasons, current().exit_reasons);
+        assert_eq!(updated.break_reasons, current().break_reasons);
+        assert_eq!(updated.ticket_workspace_url, "https://tickets.example.com");
+        assert_eq!(updated.version, 0);
+    }
+
+    #[test]
+    fn given_reason_lists_replace_and_can_be_cleared() {
+        let updated = apply_settings(
+            current(),
+            SetSettingsArgs {
+                break_reasons: vec![reason("coffee", "Coffee")],
+                no_exit_reasons: true,
+                ticket_workspace_url: Some(String::new()),
+                ..args()
+            },
+        );
+        assert!(updated.exit_reasons.is_empty());
+        assert_eq!(updated.break_reasons, vec![reason("coffee", "Coffee")]);
+        assert_eq!(updated.ticket_workspace_url, "");
+        assert!(updated.auto_distribution_enabled);
+    }
+
+    #[test]
+    fn settings_text_lists_both_reason_tables() {
+        let text = settings_text(&current());
+        assert!(text.contains("auto distribution  on\n"), "{text}");
+        assert!(text.contains("exit reasons:\n  ID       LABEL\n  meeting  Meeting\n"), "{text}");
+        assert!(text.contains("break reasons:\n  ID     LABEL\n  lunch  Lunch\n"), "{text}");
+    }
+}

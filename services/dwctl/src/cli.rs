@@ -1,0 +1,343 @@
+//! The command line: global options and every subcommand.
+
+use clap::{Args, Parser, Subcommand};
+use dw_auth::Role;
+use dw_proto::agentsessions::v1::Reason;
+
+use crate::parse;
+
+const AFTER_HELP: &str = "\
+Authentication: every RPC sends `authorization: Bearer <JWT>`. The token is --token (DW_TOKEN) when
+given; otherwise dwctl mints one from --tenant, --sub and --role signed with --secret
+(DW_JWT_SECRET).
+
+Mutating RPCs send a request id: --request-id when given, else a fresh UUIDv7. Re-sending the same
+request id returns the first result and changes nothing.
+
+Exit status: 0 on success, 1 when an RPC or connection fails (the gRPC code, message and details
+are printed to stderr), 2 for invalid usage.
+
+Examples:
+  export DW_JWT_SECRET=dev-secret-change-me-please
+  dwctl demo seed --tenant demo
+  dwctl --tenant demo --sub ana --role agent day start
+  export DW_TOKEN=$(dwctl token --tenant demo --sub manager-1 --role manager)
+  dwctl admin statuses
+  dwctl events tail --from-start --limit 10";
+
+/// Command-line client for the Digital Workspace: act on a service day as an agent, administer
+/// agents and tenant settings as a manager, tail domain events, seed demo data.
+#[derive(Debug, Parser)]
+#[command(name = "dwctl", version, after_long_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalOpts {
+    /// agent-sessions gRPC address.
+    #[arg(long, global = true, env = "DW_AGENT_SESSIONS_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+
+    /// Bearer token (JWT) to send; takes precedence over minting one.
+    #[arg(long, global = true, env = "DW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Tenant of a minted token (also the tenant `demo seed` seeds).
+    #[arg(long, global = true, env = "DW_TENANT")]
+    pub tenant: Option<String>,
+
+    /// Subject (agent or service id) of a minted token.
+    #[arg(long, global = true, env = "DW_SUB")]
+    pub sub: Option<String>,
+
+    /// Role of a minted token: agent, manager or service (repeatable, or comma-separated).
+    #[arg(long = "role", global = true, env = "DW_ROLE", value_delimiter = ',', value_parser = parse::role)]
+    pub roles: Vec<Role>,
+
+    /// HS256 signing secret for minting tokens (at least 16 bytes).
+    #[arg(long, global = true, env = "DW_JWT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Lifetime of a minted token, in seconds.
+    #[arg(long, global = true, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..))]
+    pub ttl_seconds: i64,
+
+    /// Request id for a mutating RPC (default: a fresh UUIDv7).
+    #[arg(long, global = true, value_parser = parse::non_empty)]
+    pub request_id: Option<String>,
+
+    /// Deadline of each unary RPC, in seconds.
+    #[arg(long, global = true, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_seconds: u64,
+
+    /// Print responses as proto3 JSON (streams: one JSON object per line).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a token signed with --secret for --tenant, --sub and --role (and --ttl-seconds).
+    Token,
+    /// The calling agent's service day (ServiceDayService; token role `agent`).
+    #[command(subcommand)]
+    Day(DayCommand),
+    /// Agents, permissions, departments, tenant settings, live board (AgentAdminService; role `manager`).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Domain events on JetStream.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Demo data.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DayCommand {
+    /// Start the service day (StartServiceDay).
+    Start,
+    /// Notify an exit (NotifyExit); needs automatic distribution and a configured exit reason.
+    NotifyExit {
+        /// Exit reason id (see `dwctl day exit-reasons`).
+        #[arg(long, value_parser = parse::non_empty)]
+        reason: String,
+    },
+    /// Cancel the open exit notice (CancelExit).
+    CancelExit,
+    /// Start a break (StartBreak); closes an open exit notice.
+    StartBreak {
+        /// Break reason id (see `dwctl day break-reasons`).
+        #[arg(long, value_parser = parse::non_empty)]
+        reason: Option<String>,
+    },
+    /// End the break (EndBreak). Ending a break is a confirmed action: pass --confirm.
+    EndBreak {
+        /// Confirm ending the break (required).
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// End the service day (EndServiceDay); closes an open break and exit notice first.
+    End,
+    /// The current state (GetMyState).
+    State,
+    /// Days, breaks and exits (GetMyInformation); without a range: the current (or last) day.
+    Info {
+        /// Days started at or after this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_parser = parse::timestamp)]
+        from: Option<prost_types::Timestamp>,
+        /// Days started before this time (RFC 3339 or YYYY-MM-DD; default with --from: now).
+        #[arg(long, value_parser = parse::timestamp, requires = "from")]
+        to: Option<prost_types::Timestamp>,
+    },
+    /// The caller's granted permissions (GetMyPermissions).
+    Permissions,
+    /// The tenant's exit reasons and whether exits are available (ListExitReasons).
+    ExitReasons,
+    /// The tenant's break reasons (ListBreakReasons).
+    BreakReasons,
+    /// Workspace deep links (GetWorkspaceLinks).
+    Links,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Register an agent (RegisterAgent); the agent id is the `sub` of their tokens.
+    RegisterAgent {
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: String,
+        /// Display name.
+        #[arg(long, value_parser = parse::non_empty)]
+        name: String,
+    },
+    /// Show an agent (GetAgent).
+    GetAgent {
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: String,
+    },
+    /// Link an agent to a department (LinkDepartment).
+    LinkDepartment {
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: String,
+        #[arg(long, value_parser = parse::non_empty)]
+        department: String,
+    },
+    /// Unlink an agent from a department (UnlinkDepartment).
+    UnlinkDepartment {
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: String,
+        #[arg(long, value_parser = parse::non_empty)]
+        department: String,
+    },
+    /// Grant a permission of the catalog to an agent (GrantPermission).
+    Grant {
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: String,
+        /// Permission name (see `dwctl admin catalog`).
+        #[arg(long, value_parser = parse::non_empty)]
+        permission: String,
+    },
+    /// Revoke a permission from an agent (RevokePermission).
+    Revoke {
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: String,
+        #[arg(long, value_parser = parse::non_empty)]
+        permission: String,
+    },
+    /// The permission catalog (ListPermissionCatalog).
+    Catalog,
+    /// The tenant settings (GetTenantSettings).
+    GetSettings,
+    /// Change tenant settings (GetTenantSettings, then UpdateTenantSettings with the result).
+    /// Options not given keep their current value; a given reason list replaces the current one.
+    SetSettings(SetSettingsArgs),
+    /// The supervisor board (ListAgentStatuses); follows every page unless --page-token is given.
+    Statuses {
+        /// Only agents linked to this department.
+        #[arg(long, value_parser = parse::non_empty)]
+        department: Option<String>,
+        /// Page size (1-500).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=500))]
+        page_size: Option<i32>,
+        /// Fetch only the page with this token (prints the next page token).
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// The live board (WatchAgentStatuses): the current board, then every change. Ctrl-C stops.
+    Watch {
+        /// Only agents linked to this department.
+        #[arg(long, value_parser = parse::non_empty)]
+        department: Option<String>,
+        /// Exit after this many updates.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SetSettingsArgs {
+    /// Automatic distribution on or off (true/false, yes/no, on/off).
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_distribution: Option<bool>,
+    /// Exit reason as id=Label (repeatable; replaces the current exit reasons).
+    #[arg(long = "exit-reason", value_parser = parse::reason, conflicts_with = "no_exit_reasons")]
+    pub exit_reasons: Vec<Reason>,
+    /// Remove every exit reason.
+    #[arg(long)]
+    pub no_exit_reasons: bool,
+    /// Break reason as id=Label (repeatable; replaces the current break reasons).
+    #[arg(long = "break-reason", value_parser = parse::reason, conflicts_with = "no_break_reasons")]
+    pub break_reasons: Vec<Reason>,
+    /// Remove every break reason.
+    #[arg(long)]
+    pub no_break_reasons: bool,
+    /// Ticket workspace deep link (https URL; an empty string removes it).
+    #[arg(long)]
+    pub ticket_workspace_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events from an ordered ephemeral JetStream consumer: stream sequence, subject, all
+    /// headers and the payload decoded by its `ce-type` (hex when the type is unknown).
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// JetStream stream name.
+    #[arg(long, env = "DW_AGENT_SESSIONS_STREAM", default_value = "DW_AGENT_SESSIONS")]
+    pub stream: String,
+    /// Subject filter (wildcards allowed), e.g. `dw.agentsessions.demo.>`.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Start at the first event still in the stream (default: only new events).
+    #[arg(long, conflicts_with = "from_seq")]
+    pub from_start: bool,
+    /// Start at this stream sequence.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub from_seq: Option<u64>,
+    /// Exit after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Exit when no event arrives for this many seconds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Idempotently seed a tenant (settings, agents ana and bruno, departments, permissions) as
+    /// `manager-1`, then print tokens and commands to act as ana and as the manager. Needs
+    /// --secret (DW_JWT_SECRET); the tenant is --tenant (DW_TENANT), default `demo`.
+    Seed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dwctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        let cli = parse(&["day", "state", "--tenant", "acme", "--sub", "ana", "--role", "agent,manager"]).unwrap();
+        assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
+        assert_eq!(cli.global.roles, vec![Role::Agent, Role::Manager]);
+        assert!(matches!(cli.command, Command::Day(DayCommand::State)));
+        let cli = parse(&["--json", "--role", "agent", "--role", "service", "token"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.roles, vec![Role::Agent, Role::Service]);
+    }
+
+    #[test]
+    fn set_settings_parses_reasons_and_booleans() {
+        let cli = parse(&[
+            "admin",
+            "set-settings",
+            "--auto-distribution",
+            "true",
+            "--exit-reason",
+            "end-of-shift=End of shift",
+            "--exit-reason",
+            "meeting=Meeting",
+            "--break-reason",
+            "lunch=Lunch",
+        ])
+        .unwrap();
+        let Command::Admin(AdminCommand::SetSettings(args)) = cli.command else { panic!("wrong command") };
+        assert_eq!(args.auto_distribution, Some(true));
+        assert_eq!(args.exit_reasons.len(), 2);
+        assert_eq!(args.exit_reasons[0].label, "End of shift");
+        assert_eq!(args.break_reasons[0].id, "lunch");
+        assert!(parse(&["admin", "set-settings", "--exit-reason", "nolabel"]).is_err());
+        assert!(parse(&["admin", "set-settings", "--exit-reason", "a=A", "--no-exit-reasons"]).is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_usage_errors() {
+        assert!(parse(&["--role", "root", "token"]).is_err());
+        assert!(parse(&["day", "info", "--from", "yesterday"]).is_err());
+        assert!(parse(&["day", "notify-exit"]).is_err());
+        assert!(parse(&["day", "info", "--to", "2024-05-01"]).is_err());
+        assert!(parse(&["events", "tail", "--from-start", "--from-seq", "3"]).is_err());
+        let cli = parse(&["day", "end-break"]).unwrap();
+        assert!(matches!(cli.command, Command::Day(DayCommand::EndBreak { confirm: false })));
+    }
+}
