@@ -1,1 +1,65 @@
+//! Support for cross-service tests: locating the workspace's built binaries and running them as
+//! real processes (`make test` builds them first with `cargo build --workspace --bins`).
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// `target/<profile>/<name>` of this workspace (honours `CARGO_TARGET_DIR`).
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    for profile in ["debug", "release"] {
+        let path = target.join(profile).join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    anyhow::bail!("binary {name} not built under {}: run `cargo build --workspace --bins` first", target.display())
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
+        Ok(Self(command.stdout(Stdio::null()).spawn()?))
+    }
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub async fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("nothing listens on 127.0.0.1:{port}")
+}
+
+/// Runs a command to completion, failing with its stderr when it fails.
+pub fn run_ok(command: &mut Command) -> anyhow::Result<Output> {
+    let output = command.output()?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{command:?} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
