@@ -77,6 +77,29 @@ async fn a_full_agent_day_through_the_running_binary() {
     }
     assert!(serving, "health SERVING");
 
+    // Reflection lists the services, so any reflection-based client can call them.
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let list = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut answers = reflection.server_reflection_info(futures::stream::iter([list])).await.unwrap().into_inner();
+    let answer = answers.next().await.unwrap().unwrap();
+    let Some(tonic_reflection::pb::v1::server_reflection_response::MessageResponse::ListServicesResponse(services)) =
+        answer.message_response
+    else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = services.service.into_iter().map(|s| s.name).collect();
+    for wanted in
+        ["dw.agentsessions.v1.ServiceDayService", "dw.agentsessions.v1.AgentAdminService", "grpc.health.v1.Health"]
+    {
+        assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
+    }
+
     // The day, driven as a client would.
     let manager = token("demo", "manager-1", &[Role::Manager]);
     let mut admin = AgentAdminServiceClient::new(channel.clone());
@@ -105,7 +128,12 @@ async fn a_full_agent_day_through_the_running_binary() {
         .unwrap();
     let ana = token("demo", "ana", &[Role::Agent]);
     let mut day = ServiceDayServiceClient::new(channel.clone());
-    day.start_service_day(authed(&ana, pb::StartServiceDayRequest { request_id: rid() })).await.unwrap();
+    // The caller's trace continues into the events: W3C traceparent in, traceparent out.
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let mut start = authed(&ana, pb::StartServiceDayRequest { request_id: rid() });
+    let traceparent = format!("00-{caller_trace}-b7ad6b7169203331-01").parse().unwrap();
+    start.metadata_mut().insert("traceparent", traceparent);
+    day.start_service_day(start).await.unwrap();
     day.notify_exit(authed(&ana, pb::NotifyExitRequest { request_id: rid(), reason_id: "meeting".into() }))
         .await
         .unwrap();
@@ -147,6 +175,10 @@ async fn a_full_agent_day_through_the_running_binary() {
         assert_eq!(headers.get("dw-stream-version").unwrap().as_str(), (types.len() + 1).to_string());
         assert!(headers.get("traceparent").is_some());
         assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), headers.get("ce-id").unwrap().as_str());
+        if types.is_empty() {
+            let traceparent = headers.get("traceparent").unwrap().as_str();
+            assert!(traceparent.starts_with(&format!("00-{caller_trace}-")), "{traceparent}");
+        }
         types.push(headers.get("ce-type").unwrap().as_str().trim_start_matches("dw.agentsessions.v1.").to_owned());
     }
     assert_eq!(

@@ -1,0 +1,86 @@
+# Digital Workspace — the developer entry points. `make` alone lists them.
+#
+#   make run    set up Postgres + NATS, build, start every service, seed the demo tenant
+#   make test   set up Postgres + NATS, run the whole test suite and the manifest checks
+#
+# Variables: CARGO (cargo), TEST_ARGS (extra `cargo test` arguments, e.g. TEST_ARGS='-- --nocapture'),
+# and the environment documented in scripts/run-cluster.sh and scripts/lib.sh.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+CARGO ?= cargo
+TEST_ARGS ?=
+BENCH_FILE := services/agent-sessions/benches/commands.rs
+
+export CARGO_TERM_COLOR ?= auto
+export RUST_BACKTRACE ?= 1
+# The test suite's servers (tests create random dwtest_* databases and TEST_* streams there).
+export DW_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export DW_TEST_NATS_URL ?= nats://127.0.0.1:4222
+
+.PHONY: help run deps dbs build test test-only lint fmt bench deploy-check clean clean-test-dbs ci
+
+help: ## Show this help
+	@echo "Digital Workspace — make targets:"
+	@if [[ -t 1 && -z "$${NO_COLOR:-}" ]]; then on=$$'\e[36m' off=$$'\e[0m'; else on= off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN { FS = ":.*## " } \
+		/^[a-zA-Z_-]+:.*## / { printf "  %s%-15s%s %s\n", on, $$1, off, $$2 }' $(MAKEFILE_LIST)
+	@echo
+	@echo "Start with 'make run' (local cluster + demo tenant) or 'make test'."
+
+deps: ## Install/start PostgreSQL and NATS (JetStream) when needed, check the Rust toolchain, create the databases
+	@scripts/deps.sh
+	@scripts/create-dbs.sh
+
+dbs: ## Create the service databases when absent
+	@scripts/create-dbs.sh
+
+run: deps ## Set up, build, run every service with the demo tenant seeded (foreground; Ctrl-C stops)
+	@scripts/run-cluster.sh
+
+build: ## Build the whole workspace (debug)
+	$(CARGO) build --workspace
+
+test: deps ## Set up Postgres and NATS, then run the whole test suite and deploy-check
+	@$(MAKE) test-only
+
+test-only: ## The test suite without the set-up (Postgres and NATS must answer)
+	@scripts/clean-test-dbs.sh
+	@# The binaries first: end-to-end tests start the real service binaries from the target dir.
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace $(TEST_ARGS)
+	@$(MAKE) deploy-check
+
+lint: ## rustfmt check and clippy with warnings denied (plus a syntax check of the scripts)
+	@scripts/deps.sh --toolchain-only
+	@for f in scripts/*.sh .ci/run; do bash -n "$$f" || exit 1; done
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck -x scripts/*.sh .ci/run; fi
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code (rustfmt)
+	$(CARGO) fmt --all
+
+bench: ## Run the agent-commands benchmark (when it exists)
+	@if [[ -f $(BENCH_FILE) ]]; then \
+		$(CARGO) bench -p agent-sessions --bench commands; \
+	else \
+		echo "No benchmark exists yet ($(BENCH_FILE) is missing): nothing measured."; \
+	fi
+
+deploy-check: ## Render the Kustomize overlays and validate them (schema + policy)
+	@scripts/deploy-check.sh
+
+clean-test-dbs: ## Drop dwtest_* databases (and TEST_* streams) left by interrupted test runs
+	@scripts/clean-test-dbs.sh
+
+clean: ## Remove build output (cargo clean) and the local state in .dw/
+	$(CARGO) clean
+	rm -rf .dw
+
+ci: ## What CI runs: lint, then test
+	@$(MAKE) lint
+	@$(MAKE) test

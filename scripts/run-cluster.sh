@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Build the workspace and run the local Digital Workspace cluster in the foreground.
+# `make run` calls it after scripts/deps.sh and scripts/create-dbs.sh.
+#
+# For every service of scripts/services.list that exists in the workspace (services/<name>/):
+# apply its migrations (`<service> migrate`), start it in the background with its environment,
+# prefix its log lines with its name, and wait for /readyz on its metrics port. Then seed the demo
+# tenant (`dwctl demo seed --tenant demo`), print how to call the API, and stay in the foreground.
+# Ctrl-C or SIGTERM stops exactly the processes this script started; if a service dies, the script
+# says so, stops the others and exits non-zero.
+#
+# Environment (all optional):
+#   DW_JWT_SECRET        HS256 secret for tokens (default: the documented development secret)
+#   DW_PROFILE           debug | release                                  (debug)
+#   DW_BIND_HOST         address the services listen on                   (127.0.0.1)
+#   DW_LOG_FORMAT        pretty | json                                    (pretty)
+#   RUST_LOG             log filter                                       (info)
+#   DW_READY_TIMEOUT     seconds to wait for each service's /readyz       (60)
+#   DW_STOP_TIMEOUT      seconds to wait for a service to exit on stop    (35)
+#   DW_SEED              0 to skip seeding the demo tenant                (1)
+#   DW_PG_HOST/PORT/USER, DW_NATS_HOST/PORT: see scripts/lib.sh
+#   OTEL_EXPORTER_OTLP_ENDPOINT and any other variable are passed through to the services.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+DW_LOG_TAG=cluster
+cd "$DW_ROOT"
+
+profile=${DW_PROFILE:-debug}
+bind_host=${DW_BIND_HOST:-127.0.0.1}
+ready_timeout=${DW_READY_TIMEOUT:-60}
+stop_timeout=${DW_STOP_TIMEOUT:-35}
+call_host=$bind_host
+[[ "$call_host" == 0.0.0.0 || "$call_host" == "::" ]] && call_host=127.0.0.1
+
+if [[ -n "${DW_JWT_SECRET:-}" ]]; then
+    jwt_from_env=1
+    log "using DW_JWT_SECRET from the environment"
+else
+    jwt_from_env=0
+    DW_JWT_SECRET=$DW_DEV_JWT_SECRET
+    log "DW_JWT_SECRET not set: using the documented development secret"
+fi
+export DW_JWT_SECRET
+export DW_LOG_FORMAT=${DW_LOG_FORMAT:-pretty}
+export RUST_LOG=${RUST_LOG:-info}
+export NATS_URL
+NATS_URL=$(dw_nats_url)
+
+# ---------------------------------------------------------------------------------------------
+# which services
+
+dw_load_services
+run_idx=()
+for i in "${!DW_SVC_NAMES[@]}"; do
+    if svc_exists "${DW_SVC_NAMES[$i]}"; then
+        run_idx+=("$i")
+    fi
+done
+((${#run_idx[@]} > 0)) || die "no service of $DW_SERVICES_FILE exists under services/"
+log "services in this workspace: $(for i in "${run_idx[@]}"; do printf '%s\n' "${DW_SVC_NAMES[$i]}"; done | paste -sd' ')"
+
+# Every service's address for dwctl and for services that call each other (DW_<NAME>_ADDR).
+for i in "${run_idx[@]}"; do
+    export "DW_$(svc_env_name "${DW_SVC_NAMES[$i]}")_ADDR=http://$call_host:${DW_SVC_GRPC[$i]}"
+done
+
+# Refuse to start over a running cluster: a port in use would make a service fail anyway.
+for i in "${run_idx[@]}"; do
+    for port in "${DW_SVC_GRPC[$i]}" "${DW_SVC_METRICS[$i]}"; do
+        if tcp_open "$call_host" "$port"; then
+            die "port $port (${DW_SVC_NAMES[$i]}) is already in use on $call_host: is another cluster running? Stop it first."
+        fi
+    done
+done
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+build_args=(build --workspace --bins)
+[[ "$profile" == release ]] && build_args+=(--release)
+[[ "$profile" == debug || "$profile" == release ]] || die "DW_PROFILE must be debug or release"
+log "cargo ${build_args[*]}"
+build_start=$SECONDS
+cargo "${build_args[@]}" || die "the build failed"
+log "built in $((SECONDS - build_start))s"
+bin_dir="$(cargo_target_dir)/$profile"
+dwctl="$bin_dir/dwctl"
+for i in "${run_idx[@]}"; do
+    [[ -x "$bin_dir/${DW_SVC_NAMES[$i]}" ]] ||
+        die "no binary $bin_dir/${DW_SVC_NAMES[$i]} after the build (the package must have a bin named like it)"
+done
+
+# ---------------------------------------------------------------------------------------------
+# process management
+
+pids=() names=()
+stopping=0
+log_dir="$DW_STATE_DIR/logs"
+mkdir -p "$log_dir"
+
+width=0
+for i in "${run_idx[@]}"; do
+    ((${#DW_SVC_NAMES[$i]} > width)) && width=${#DW_SVC_NAMES[$i]}
+done
+colors=(32 35 34 33 36 31)
+
+stop_all() {
+    ((stopping)) && return 0
+    stopping=1
+    local i alive=()
+    for i in "${!pids[@]}"; do
+        if kill -0 "${pids[$i]}" 2>/dev/null; then
+            log "stopping ${names[$i]} (pid ${pids[$i]})"
+            kill -TERM "${pids[$i]}" 2>/dev/null || true
+            alive+=("$i")
+        fi
+    done
+    local deadline=$((SECONDS + stop_timeout)) still
+    while ((${#alive[@]} > 0)); do
+        still=()
+        for i in "${alive[@]}"; do
+            kill -0 "${pids[$i]}" 2>/dev/null && still+=("$i")
+        done
+        alive=(${still[@]+"${still[@]}"})
+        ((${#alive[@]} == 0)) && break
+        if ((SECONDS >= deadline)); then
+            for i in "${alive[@]}"; do
+                warn "${names[$i]} did not stop within ${stop_timeout}s: killing it"
+                kill -KILL "${pids[$i]}" 2>/dev/null || true
+            done
+            break
+        fi
+        sleep 0.2
+    done
+    wait 2>/dev/null || true
+    ((${#pids[@]} > 0)) && log "stopped everything this script started (logs in $log_dir)"
+    return 0
+}
+
+on_signal() {
+    trap '' INT TERM
+    echo >&2
+    log "received SIG$1: shutting down"
+    stop_all
+    exit 0
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+trap 'stop_all' EXIT
+
+# env_for INDEX: the environment of a service process.
+env_for() {
+    local i=$1
+    printf '%s\n' \
+        "DATABASE_URL=$(dw_pg_url "${DW_SVC_DBS[$i]}")" \
+        "GRPC_ADDR=$bind_host:${DW_SVC_GRPC[$i]}" \
+        "METRICS_ADDR=$bind_host:${DW_SVC_METRICS[$i]}"
+}
+
+# start_service INDEX: run the binary in the background, its output prefixed and copied to a file.
+start_service() {
+    local i=$1 name=${DW_SVC_NAMES[$1]} prefix color env_lines=()
+    color=${colors[$((${#pids[@]} % ${#colors[@]}))]}
+    prefix=$(printf "%-${width}s |" "$name")
+    [[ -t 1 && -z "${NO_COLOR:-}" ]] && prefix=$'\e['"${color}m$prefix"$'\e[0m'
+    mapfile -t env_lines < <(env_for "$i")
+    : >"$log_dir/$name.log"
+    env "${env_lines[@]}" "$bin_dir/$name" </dev/null \
+        > >(trap '' INT; tee -a "$log_dir/$name.log" | sed -u "s/^/$prefix /") 2>&1 &
+    pids+=("$!")
+    names+=("$name")
+    log "started $name (pid $!): grpc $bind_host:${DW_SVC_GRPC[$i]}, metrics http://$call_host:${DW_SVC_METRICS[$i]}/metrics, db ${DW_SVC_DBS[$i]}"
+}
+
+# first_dead: print the index (into pids) of a started process that is gone, or fail.
+first_dead() {
+    local i
+    for i in "${!pids[@]}"; do
+        if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+            printf '%s' "$i"
+            return 0
+        fi
+    done
+    return 1
+}
+
+report_dead_and_exit() {
+    local i=$1 rc=0
+    wait "${pids[$i]}" 2>/dev/null || rc=$?
+    warn "${names[$i]} (pid ${pids[$i]}) exited with status $rc; its log: $log_dir/${names[$i]}.log"
+    stop_all
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# migrations, start, readiness
+
+for i in "${run_idx[@]}"; do
+    name=${DW_SVC_NAMES[$i]}
+    log "applying migrations: $name migrate (database ${DW_SVC_DBS[$i]})"
+    mapfile -t env_lines < <(env_for "$i")
+    timeout 120 env "${env_lines[@]}" "$bin_dir/$name" migrate </dev/null 2>&1 | sed -u "s/^/$name migrate | /" ||
+        die "migrations of $name failed"
+done
+
+for i in "${run_idx[@]}"; do
+    start_service "$i"
+done
+
+for k in "${!pids[@]}"; do
+    i=${run_idx[$k]}
+    name=${DW_SVC_NAMES[$i]}
+    port=${DW_SVC_METRICS[$i]}
+    deadline=$((SECONDS + ready_timeout))
+    started=$SECONDS
+    until [[ "$(http_status "$call_host" "$port" /readyz)" == 200 ]]; do
+        if dead=$(first_dead); then
+            report_dead_and_exit "$dead"
+        fi
+        ((SECONDS < deadline)) || {
+            warn "$name is not ready after ${ready_timeout}s (http://$call_host:$port/readyz answers $(http_status "$call_host" "$port" /readyz))"
+            stop_all
+            exit 1
+        }
+        sleep 0.25
+    done
+    log "$name is ready (/readyz 200 after $((SECONDS - started))s)"
+done
+
+# ---------------------------------------------------------------------------------------------
+# demo tenant
+
+if [[ "${DW_SEED:-1}" != 0 ]]; then
+    [[ -x "$dwctl" ]] || die "no dwctl binary at $dwctl"
+    log "seeding the demo tenant: dwctl demo seed --tenant demo"
+    if ! "$dwctl" demo seed --tenant demo </dev/null; then
+        warn "dwctl demo seed failed"
+        stop_all
+        exit 1
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# how to call it
+
+as_addr=${DW_AGENT_SESSIONS_ADDR:-http://$call_host:50051}
+as_hostport=${as_addr#http://}
+{
+    echo
+    echo "================================================================================"
+    echo " Digital Workspace is running. Ctrl-C stops it."
+    echo
+    for i in "${run_idx[@]}"; do
+        printf '   %-22s grpc %s:%s   metrics http://%s:%s/metrics\n' "${DW_SVC_NAMES[$i]}" \
+            "$call_host" "${DW_SVC_GRPC[$i]}" "$call_host" "${DW_SVC_METRICS[$i]}"
+    done
+    echo
+    echo " In another terminal, from $DW_ROOT:"
+    if ((jwt_from_env)); then
+        echo "   export DW_JWT_SECRET=<the secret you exported>"
+    else
+        echo "   export DW_JWT_SECRET=$DW_DEV_JWT_SECRET"
+    fi
+    for i in "${run_idx[@]}"; do
+        v="DW_$(svc_env_name "${DW_SVC_NAMES[$i]}")_ADDR"
+        echo "   export $v=${!v}"
+    done
+    echo "   export PATH=\"$(dirname "$dwctl"):\$PATH\"   # dwctl, as the seed's instructions above use it"
+    echo
+    echo " dwctl (users of the demo tenant: see the seed output above, e.g. the agent ana):"
+    echo "   export DW_TOKEN=\$(dwctl token --tenant demo --sub ana --role agent)"
+    echo "   dwctl day start"
+    echo "   dwctl --help            # every RPC is a subcommand; --json for raw output"
+    echo "   dwctl events tail       # the events arriving on JetStream, with their headers"
+    echo
+    echo " Any gRPC client through reflection (grpcurl shown):"
+    echo "   grpcurl -plaintext $as_hostport grpc.health.v1.Health/Check"
+    echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" $as_hostport list"
+    echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" $as_hostport describe dw.agentsessions.v1.ServiceDayService"
+    echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" -d '{\"request_id\":\"day-1\"}' \\"
+    echo "       $as_hostport dw.agentsessions.v1.ServiceDayService/StartServiceDay"
+    echo
+    echo " Logs are also written to $log_dir/<service>.log"
+    echo "================================================================================"
+    echo
+} >&2
+
+# ---------------------------------------------------------------------------------------------
+# foreground: watch the services until a signal or a death
+
+while true; do
+    if dead=$(first_dead); then
+        report_dead_and_exit "$dead"
+    fi
+    sleep 1 &
+    wait $! 2>/dev/null || true
+done
