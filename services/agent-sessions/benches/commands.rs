@@ -41,7 +41,11 @@ async fn main() {
     service.seed("bench", &refs, true).await;
     for name in &names {
         let agent = token("bench", name, &[Role::Agent]);
-        service.day().start_service_day(authed(&agent, pb::StartServiceDayRequest { request_id: rid() })).await.unwrap();
+        service
+            .day()
+            .start_service_day(authed(&agent, pb::StartServiceDayRequest { request_id: rid() }))
+            .await
+            .unwrap();
     }
 
     // Commit → JetStream delivery, measured from each event's ce-time.
