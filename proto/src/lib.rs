@@ -11,3 +11,15 @@ pub mod agentsessions {
         tonic::include_proto!("dw.agentsessions.v1");
     }
 }
+
+pub mod distribution {
+    pub mod v1 {
+        tonic::include_proto!("dw.distribution.v1");
+    }
+}
+
+pub mod messaging {
+    pub mod v1 {
+        tonic::include_proto!("dw.messaging.v1");
+    }
+}
