@@ -2,16 +2,13 @@
 //! events with the read-model updates and the idempotency record in one transaction; retry a
 //! bounded number of times when another writer got there first.
 
-use std::future::Future;
-use std::time::Duration;
-
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use dw_auth::TenantId;
-use dw_eventstore::idempotency::{self, RequestKey};
+use dw_eventstore::command::{self, Attempt, CommandError};
+use dw_eventstore::idempotency::RequestKey;
 use dw_eventstore::store;
 use dw_eventstore::{EventMetadata, RecordedEvent, StoreError};
 use dw_proto::agentsessions::v1 as pb;
-use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{PgConnection, PgPool};
@@ -39,6 +36,20 @@ pub enum AppError {
     StoredResponse(#[from] prost::DecodeError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl CommandError for AppError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict)
+    }
+
+    fn aborted(attempts: u32) -> Self {
+        Self::Aborted(attempts)
+    }
+
+    fn stored_response(error: prost::DecodeError) -> Self {
+        Self::StoredResponse(error)
+    }
 }
 
 impl From<StoreError> for AppError {
@@ -76,18 +87,6 @@ impl CommandContext {
     }
 }
 
-/// One attempt at a command inside a transaction.
-trait Attempt: Sync {
-    type Response: Message + Default;
-
-    fn attempt<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        ctx: &'a CommandContext,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Self::Response, AppError>> + Send + 'a;
-}
-
 #[derive(Clone)]
 pub struct App {
     pool: PgPool,
@@ -103,37 +102,8 @@ impl App {
         &self.pool
     }
 
-    async fn execute<A: Attempt>(&self, ctx: &CommandContext, command: &A) -> Result<A::Response, AppError> {
-        for attempt in 1..=self.max_attempts {
-            let mut tx = self.pool.begin().await?;
-            if let Some(stored) = idempotency::find_response(&mut tx, ctx.key()).await? {
-                return Ok(A::Response::decode(stored.as_slice())?);
-            }
-            // Postgres keeps microseconds: decide with the time as it will be stored.
-            let now = Utc::now().trunc_subsecs(6);
-            let outcome = match command.attempt(&mut tx, ctx, now).await {
-                Ok(response) => {
-                    match idempotency::record_response(&mut tx, ctx.key(), &response.encode_to_vec()).await {
-                        Ok(()) => Ok(response),
-                        Err(error) => Err(AppError::from(error)),
-                    }
-                }
-                Err(error) => Err(error),
-            };
-            match outcome {
-                Ok(response) => {
-                    tx.commit().await?;
-                    return Ok(response);
-                }
-                Err(AppError::Conflict) => {
-                    drop(tx);
-                    tracing::debug!(attempt, "concurrent modification, retrying");
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(AppError::Aborted(self.max_attempts))
+    async fn execute<A: Attempt<AppError>>(&self, ctx: &CommandContext, command: &A) -> Result<A::Response, AppError> {
+        command::execute(&self.pool, ctx.key(), self.max_attempts, command).await
     }
 
     pub async fn service_day(
@@ -142,7 +112,7 @@ impl App {
         command: service_day::Command,
     ) -> Result<pb::AgentDayState, AppError> {
         let agent_id = AgentId::parse(&ctx.actor).map_err(|_| DomainError::AgentNotFound(ctx.actor.clone()))?;
-        self.execute(ctx, &ServiceDayCommand { agent_id, command }).await
+        self.execute(ctx, &ServiceDayCommand { ctx, agent_id, command }).await
     }
 
     pub async fn agent(
@@ -151,7 +121,7 @@ impl App {
         agent_id: AgentId,
         command: agent::Command,
     ) -> Result<pb::Agent, AppError> {
-        self.execute(ctx, &AgentCommand { agent_id, command }).await
+        self.execute(ctx, &AgentCommand { ctx, agent_id, command }).await
     }
 
     pub async fn update_settings(
@@ -159,7 +129,7 @@ impl App {
         ctx: &CommandContext,
         settings: TenantSettings,
     ) -> Result<pb::TenantSettings, AppError> {
-        self.execute(ctx, &SettingsCommand { settings }).await
+        self.execute(ctx, &SettingsCommand { ctx, settings }).await
     }
 
     /// The calling agent's current state (no command).
@@ -224,20 +194,17 @@ fn snapshot_of(state: &impl Serialize) -> Option<serde_json::Value> {
     serde_json::to_value(state).ok()
 }
 
-struct ServiceDayCommand {
+struct ServiceDayCommand<'c> {
+    ctx: &'c CommandContext,
     agent_id: AgentId,
     command: service_day::Command,
 }
 
-impl Attempt for ServiceDayCommand {
+impl Attempt<AppError> for ServiceDayCommand<'_> {
     type Response = pb::AgentDayState;
 
-    async fn attempt(
-        &self,
-        conn: &mut PgConnection,
-        ctx: &CommandContext,
-        now: DateTime<Utc>,
-    ) -> Result<pb::AgentDayState, AppError> {
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::AgentDayState, AppError> {
+        let ctx = self.ctx;
         let tenant = &ctx.tenant;
         let (agent, _) = load_agent(conn, tenant, &self.agent_id).await?;
         if !agent.is_registered() {
@@ -306,20 +273,17 @@ pub fn day_state_to_pb(agent_id: &AgentId, state: &ServiceDay, version: i64) -> 
     view
 }
 
-struct AgentCommand {
+struct AgentCommand<'c> {
+    ctx: &'c CommandContext,
     agent_id: AgentId,
     command: agent::Command,
 }
 
-impl Attempt for AgentCommand {
+impl Attempt<AppError> for AgentCommand<'_> {
     type Response = pb::Agent;
 
-    async fn attempt(
-        &self,
-        conn: &mut PgConnection,
-        ctx: &CommandContext,
-        now: DateTime<Utc>,
-    ) -> Result<pb::Agent, AppError> {
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Agent, AppError> {
+        let ctx = self.ctx;
         let tenant = ctx.tenant.as_str();
         let (state, version) = load_agent(conn, &ctx.tenant, &self.agent_id).await?;
         let events = agent::decide(&self.agent_id, &state, self.command.clone(), &ctx.actor, now)?;
@@ -348,19 +312,16 @@ pub fn agent_to_pb(agent_id: &AgentId, state: &agent::Agent, version: i64) -> pb
     }
 }
 
-struct SettingsCommand {
+struct SettingsCommand<'c> {
+    ctx: &'c CommandContext,
     settings: TenantSettings,
 }
 
-impl Attempt for SettingsCommand {
+impl Attempt<AppError> for SettingsCommand<'_> {
     type Response = pb::TenantSettings;
 
-    async fn attempt(
-        &self,
-        conn: &mut PgConnection,
-        ctx: &CommandContext,
-        _now: DateTime<Utc>,
-    ) -> Result<pb::TenantSettings, AppError> {
+    async fn attempt(&self, conn: &mut PgConnection, _now: DateTime<Utc>) -> Result<pb::TenantSettings, AppError> {
+        let ctx = self.ctx;
         let tenant = ctx.tenant.as_str();
         let (state, version) = load_settings(conn, &ctx.tenant).await?;
         let events = tenant_settings::decide(&state, self.settings.clone());

@@ -3,6 +3,7 @@
 //! the transactional outbox relay that publishes committed events to JetStream in commit order
 //! ([`outbox_relay`]). [`envelope`] names the headers every event carries on the bus.
 
+pub mod command;
 pub mod envelope;
 pub mod idempotency;
 pub mod outbox_relay;
