@@ -144,7 +144,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
                 started_at: Some(timestamp(*started_at)),
             },
         ),
-        E::BreakEnded { day_id, ended_at, duration_ms: ms } => new_event(
+        E::BreakEnded { day_id, ended_at, duration_ms: ms, day_ending } => new_event(
             types::BREAK_ENDED,
             "serviceday.break_ended",
             &pb::BreakEnded {
@@ -152,6 +152,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
                 day_id: day_id.to_string(),
                 ended_at: Some(timestamp(*ended_at)),
                 duration: Some(duration_ms(*ms)),
+                day_ending: *day_ending,
             },
         ),
         E::DayEnded { day_id, ended_at, total_break_ms } => new_event(
@@ -220,6 +221,7 @@ pub fn decode_service_day(recorded: &RecordedEvent) -> Result<service_day::Event
                 day_id: day_id_from(&m.day_id)?,
                 ended_at: from_timestamp("ended_at", m.ended_at.as_ref())?,
                 duration_ms: from_duration(m.duration.as_ref()),
+                day_ending: m.day_ending,
             }
         }
         types::SERVICE_DAY_ENDED => {

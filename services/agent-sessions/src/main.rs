@@ -1,14 +1,13 @@
 //! agent-sessions binary: `agent-sessions` serves; `agent-sessions migrate` applies migrations
 //! and exits.
 
-use agent_sessions::config::Config;
 use agent_sessions::server;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = dw_telemetry::init("agent-sessions", dw_telemetry::LogFormat::from_env())?;
-    let config = Config::from_env()?;
+    let config = agent_sessions::config::from_env()?;
     tracing::info!(?config, "starting");
     let cancel = CancellationToken::new();
     tokio::spawn(dw_grpc_kit::shutdown::cancel_on_signal(cancel.clone()));

@@ -131,7 +131,7 @@ pub enum Event {
     ExitNotified { day_id: DayId, reason: Reason, notified_at: DateTime<Utc> },
     ExitClosed { day_id: DayId, cause: ExitCloseCause, closed_at: DateTime<Utc> },
     BreakStarted { day_id: DayId, reason: Option<Reason>, started_at: DateTime<Utc> },
-    BreakEnded { day_id: DayId, ended_at: DateTime<Utc>, duration_ms: i64 },
+    BreakEnded { day_id: DayId, ended_at: DateTime<Utc>, duration_ms: i64, day_ending: bool },
     DayEnded { day_id: DayId, ended_at: DateTime<Utc>, total_break_ms: i64 },
 }
 
@@ -203,7 +203,12 @@ pub fn decide(
             let Some(open_break) = &open_day.open_break else {
                 return Err(DomainError::NotOnBreak);
             };
-            Ok(vec![Event::BreakEnded { day_id, ended_at: now, duration_ms: elapsed_ms(open_break.started_at, now) }])
+            Ok(vec![Event::BreakEnded {
+                day_id,
+                ended_at: now,
+                duration_ms: elapsed_ms(open_break.started_at, now),
+                day_ending: false,
+            }])
         }
         Command::EndDay => {
             let mut events = Vec::with_capacity(3);
@@ -211,7 +216,7 @@ pub fn decide(
             if let Some(open_break) = &open_day.open_break {
                 let duration_ms = elapsed_ms(open_break.started_at, now);
                 total_break_ms += duration_ms;
-                events.push(Event::BreakEnded { day_id, ended_at: now, duration_ms });
+                events.push(Event::BreakEnded { day_id, ended_at: now, duration_ms, day_ending: true });
             }
             if open_day.open_exit.is_some() {
                 events.push(Event::ExitClosed { day_id, cause: ExitCloseCause::DayEnded, closed_at: now });
@@ -403,7 +408,9 @@ mod tests {
         // started at minute 0, break at minute 1, ended at minute 30
         let state = given(vec![start(), Command::StartBreak { reason_id: None }]);
         let events = when(&state, Command::EndBreak).unwrap();
-        assert!(matches!(&events[..], [Event::BreakEnded { duration_ms, .. }] if *duration_ms == 29 * 60_000));
+        assert!(
+            matches!(&events[..], [Event::BreakEnded { duration_ms, day_ending: false, .. }] if *duration_ms == 29 * 60_000)
+        );
         let state = events.iter().fold(state, evolve);
         assert_eq!(state.status(), Status::Working);
         assert_eq!(state.day.unwrap().break_ms, 29 * 60_000);
@@ -421,7 +428,10 @@ mod tests {
         // breaks: minute 1→2 (1 min) and minute 3→30 (27 min)
         assert!(matches!(
             &events[..],
-            [Event::BreakEnded { duration_ms: 1_620_000, .. }, Event::DayEnded { total_break_ms: 1_680_000, .. }]
+            [
+                Event::BreakEnded { duration_ms: 1_620_000, day_ending: true, .. },
+                Event::DayEnded { total_break_ms: 1_680_000, .. }
+            ]
         ));
         let state = events.iter().fold(state, evolve);
         assert_eq!(state.status(), Status::Off);

@@ -251,7 +251,7 @@ pub async fn apply_service_day(
             )
             .await?;
         }
-        DayEvent::BreakEnded { day_id, ended_at, duration_ms } => {
+        DayEvent::BreakEnded { day_id, ended_at, duration_ms, .. } => {
             sqlx::query(
                 "UPDATE service_day_breaks SET ended_at = $3, duration_ms = $4 \
                  WHERE tenant_id = $1 AND day_id = $2 AND ended_at IS NULL",

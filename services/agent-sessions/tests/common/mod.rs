@@ -32,19 +32,14 @@ impl TestService {
         let namespace = TestNamespace::new("agentsessions");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let config = Config {
-            database_url: db.url.clone(),
-            nats_url: dw_testkit::nats_url(),
-            grpc_addr: addr,
-            metrics_addr: "127.0.0.1:0".parse().expect("addr"),
-            jwt_secret: SECRET.as_bytes().to_vec(),
-            stream_name: namespace.stream_name.clone(),
-            subject_prefix: namespace.subject_prefix.clone(),
-            stream_replicas: 1,
-            duplicate_window: Duration::from_secs(120),
-            db_max_connections: 30,
-            run_migrations: false,
-        };
+        let config = Config::for_test(
+            db.url.clone(),
+            dw_testkit::nats_url(),
+            addr,
+            SECRET.as_bytes(),
+            namespace.stream_name.clone(),
+            namespace.subject_prefix.clone(),
+        );
         let cancel = CancellationToken::new();
         let server = tokio::spawn(agent_sessions::server::run_with_listener(config, listener, cancel.clone()));
         let channel = connect(addr).await;

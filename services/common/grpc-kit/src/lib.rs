@@ -3,6 +3,8 @@
 //! reflection, the Prometheus endpoint, dependency start-up with backoff and graceful shutdown.
 
 pub mod auth;
+pub mod bootstrap;
+pub mod config;
 pub mod errors;
 pub mod health;
 pub mod metrics_http;

@@ -1,0 +1,170 @@
+//! The start-up and shutdown every service shares: connect to Postgres (migrating) and NATS with
+//! backoff, start the outbox relay, then serve gRPC (with auth-independent health and reflection,
+//! RPC spans and metrics) and the metrics endpoint until cancelled, and drain everything owned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dw_auth::JwtVerifier;
+use dw_eventstore::outbox_relay::{OutboxRelay, RelayConfig, RelayError, RelayMetrics};
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::Routes;
+use tracing::info;
+
+use crate::config::ServiceConfig;
+use crate::metrics_http::{self, Readiness};
+use crate::{RpcLayer, RpcMetrics, health, startup};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Startup(#[from] startup::StartupError),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("jwt: {0}")]
+    Auth(#[from] dw_auth::AuthError),
+    #[error("event stream: {0}")]
+    Relay(#[from] RelayError),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("binding {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A service's connected dependencies and the tasks it owns.
+pub struct Bootstrap {
+    pub name: &'static str,
+    pub config: ServiceConfig,
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub jetstream: async_nats::jetstream::Context,
+    pub verifier: Arc<JwtVerifier>,
+    /// Register the service's own metrics here before [`serve`](Self::serve).
+    pub registry: Registry,
+    /// Owned background work (relay, consumers, feeds): stopped after the gRPC server drained.
+    pub tasks: TaskTracker,
+    pub background: CancellationToken,
+    cancel: CancellationToken,
+}
+
+/// Runs the service's migrations alone (`<service> migrate`).
+pub async fn migrate(
+    config: &ServiceConfig,
+    migrator: &Migrator,
+    cancel: &CancellationToken,
+) -> Result<(), BootstrapError> {
+    let pool = startup::connect_postgres(&config.database_url, 2, cancel).await?;
+    migrator.run(&pool).await?;
+    info!("migrations applied");
+    pool.close().await;
+    Ok(())
+}
+
+impl Bootstrap {
+    pub async fn connect(
+        name: &'static str,
+        config: ServiceConfig,
+        migrator: &Migrator,
+        cancel: CancellationToken,
+    ) -> Result<Self, BootstrapError> {
+        let verifier = Arc::new(JwtVerifier::new(&config.jwt_secret)?);
+        let pool = startup::connect_postgres(&config.database_url, config.db_max_connections, &cancel).await?;
+        if config.run_migrations {
+            migrator.run(&pool).await?;
+        }
+        let nats = startup::connect_nats(&config.nats_url, name, &cancel).await?;
+        let jetstream = async_nats::jetstream::new(nats.clone());
+        Ok(Self {
+            name,
+            config,
+            pool,
+            nats,
+            jetstream,
+            verifier,
+            registry: Registry::default(),
+            tasks: TaskTracker::new(),
+            background: CancellationToken::new(),
+            cancel,
+        })
+    }
+
+    /// Creates/updates the service's stream and starts its outbox relay.
+    pub async fn start_relay(&mut self) -> Result<(), BootstrapError> {
+        let metrics = RelayMetrics::register(&mut self.registry);
+        let mut relay_config = RelayConfig::new(self.name, &self.config.stream_name, &self.config.subject_prefix);
+        relay_config.replicas = self.config.stream_replicas;
+        relay_config.duplicate_window = self.config.duplicate_window;
+        let relay = OutboxRelay::new(self.pool.clone(), self.jetstream.clone(), relay_config, metrics);
+        relay.ensure_stream().await?;
+        self.tasks.spawn(relay.run(self.background.clone()));
+        Ok(())
+    }
+
+    /// Serves `routes` (plus health and reflection) on `listener` until cancelled, then drains
+    /// in-flight RPCs, stops the background tasks and closes the connections.
+    pub async fn serve(
+        mut self,
+        listener: TcpListener,
+        routes: Routes,
+        service_names: &[&str],
+        descriptor_sets: &[&'static [u8]],
+    ) -> Result<(), BootstrapError> {
+        let rpc_metrics = RpcMetrics::register(&mut self.registry);
+        let readiness = Readiness::default();
+        let metrics_server = metrics_http::serve(
+            self.config.metrics_addr,
+            Arc::new(std::mem::take(&mut self.registry)),
+            readiness.clone(),
+            self.cancel.clone(),
+        )
+        .await
+        .map_err(|e| BootstrapError::Bind(self.config.metrics_addr.to_string(), e))?;
+
+        let (health_reporter, health_service) = health::health_reporter();
+        self.tasks.spawn(health::watch_dependencies(
+            health_reporter,
+            service_names.iter().map(|s| (*s).to_owned()).collect(),
+            self.pool.clone(),
+            self.nats.clone(),
+            readiness,
+            self.background.clone(),
+        ));
+        let (reflection_v1, reflection_v1alpha) = health::reflection_services(descriptor_sets)?;
+        let routes = routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+
+        let local_addr = listener.local_addr().map_err(|e| BootstrapError::Bind("grpc listener".into(), e))?;
+        info!(service = self.name, grpc = %local_addr, metrics = %self.config.metrics_addr, "serving");
+        let shutdown = {
+            let cancel = self.cancel.clone();
+            let background = self.background.clone();
+            async move {
+                cancel.cancelled().await;
+                // Streams and background work end first so the server can drain.
+                background.cancel();
+            }
+        };
+        let served = tonic::transport::Server::builder()
+            .layer(RpcLayer::new(rpc_metrics))
+            .timeout(Duration::from_secs(30))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+            .await;
+
+        info!("grpc server drained, stopping background tasks");
+        self.background.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let _ = metrics_server.await;
+        self.nats.flush().await.ok();
+        self.pool.close().await;
+        info!(service = self.name, "stopped");
+        served.map_err(BootstrapError::from)
+    }
+}

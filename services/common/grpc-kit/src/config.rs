@@ -1,0 +1,142 @@
+//! The configuration every service reads from the environment (12-factor), with local defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// A service's own defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDefaults {
+    pub database: &'static str,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    pub stream_name: &'static str,
+    pub subject_prefix: &'static str,
+}
+
+#[derive(Clone)]
+pub struct ServiceConfig {
+    pub database_url: String,
+    pub nats_url: String,
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub jwt_secret: Vec<u8>,
+    pub stream_name: String,
+    pub subject_prefix: String,
+    pub stream_replicas: usize,
+    pub duplicate_window: Duration,
+    pub db_max_connections: u32,
+    pub run_migrations: bool,
+}
+
+impl std::fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("grpc_addr", &self.grpc_addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("jwt_secret", &"<redacted>")
+            .field("stream_name", &self.stream_name)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("stream_replicas", &self.stream_replicas)
+            .field("db_max_connections", &self.db_max_connections)
+            .finish()
+    }
+}
+
+/// Hides a password in a URL for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// An environment variable, or `default` when unset or blank.
+pub fn var(name: &'static str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+/// A parsed environment variable, or the parsed `default`.
+pub fn parsed<T: std::str::FromStr>(name: &'static str, default: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    var(name, default).parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() })
+}
+
+impl ServiceConfig {
+    pub fn from_env(defaults: ServiceDefaults) -> Result<Self, ConfigError> {
+        let jwt_secret = std::env::var("DW_JWT_SECRET").map_err(|_| ConfigError::Missing("DW_JWT_SECRET"))?;
+        if jwt_secret.len() < dw_auth::MIN_SECRET_LEN {
+            return Err(ConfigError::Invalid {
+                name: "DW_JWT_SECRET",
+                reason: format!("must be at least {} bytes", dw_auth::MIN_SECRET_LEN),
+            });
+        }
+        let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", defaults.database);
+        Ok(Self {
+            database_url: var("DATABASE_URL", &database_url),
+            nats_url: var("NATS_URL", "nats://127.0.0.1:4222"),
+            grpc_addr: parsed("GRPC_ADDR", &format!("0.0.0.0:{}", defaults.grpc_port))?,
+            metrics_addr: parsed("METRICS_ADDR", &format!("0.0.0.0:{}", defaults.metrics_port))?,
+            jwt_secret: jwt_secret.into_bytes(),
+            stream_name: var("DW_STREAM_NAME", defaults.stream_name),
+            subject_prefix: var("DW_SUBJECT_PREFIX", defaults.subject_prefix),
+            stream_replicas: parsed("DW_STREAM_REPLICAS", "1")?,
+            duplicate_window: Duration::from_secs(parsed("DW_DUPLICATE_WINDOW_SECONDS", "120")?),
+            db_max_connections: parsed("DW_DB_MAX_CONNECTIONS", "16")?,
+            run_migrations: parsed("DW_RUN_MIGRATIONS", "true")?,
+        })
+    }
+
+    /// A configuration for tests: everything given, nothing read from the environment.
+    pub fn for_test(
+        database_url: String,
+        nats_url: String,
+        grpc_addr: SocketAddr,
+        jwt_secret: &[u8],
+        stream_name: String,
+        subject_prefix: String,
+    ) -> Self {
+        Self {
+            database_url,
+            nats_url,
+            grpc_addr,
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            jwt_secret: jwt_secret.to_vec(),
+            stream_name,
+            subject_prefix,
+            stream_replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            db_max_connections: 30,
+            run_migrations: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@host/db"), "postgres://u:***@host/db");
+        assert_eq!(redact_url("postgres://u@host/db"), "postgres://u@host/db");
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+}

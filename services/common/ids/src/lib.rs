@@ -1,0 +1,106 @@
+//! Identifier newtypes shared by the services, parsed once at the edge and valid by construction.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+fn check_token(value: &str, max: usize) -> Result<(), String> {
+    let Some(first) = value.chars().next() else {
+        return Err("must not be empty".into());
+    };
+    if value.len() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return Err("must start with a lowercase letter or digit".into());
+    }
+    if !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+        return Err("may contain only lowercase letters, digits, '_' and '-'".into());
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $parse:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: &str) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $parse;
+                check(value)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// An agent's identity: the `sub` of their tokens. 1-128 of `A-Z a-z 0-9 . _ @ : -`.
+    AgentId,
+    |value| {
+        if value.is_empty() || value.len() > 128 {
+            return Err("must be 1-128 characters".into());
+        }
+        if !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | ':' | '-')) {
+            return Err("may contain only letters, digits and . _ @ : -".into());
+        }
+        Ok(())
+    }
+);
+
+string_id!(
+    /// A department, `^[a-z0-9][a-z0-9_-]{0,63}$`.
+    DepartmentId,
+    |value| check_token(value, 64)
+);
+
+string_id!(
+    /// An exit or break reason, `^[a-z0-9][a-z0-9_-]{0,63}$`.
+    ReasonId,
+    |value| check_token(value, 64)
+);
+
+string_id!(
+    /// A client-chosen idempotency key: 1-128 printable characters.
+    RequestId,
+    |value| {
+        if value.is_empty() {
+            return Err("is required (a client-chosen id that makes retries safe)".into());
+        }
+        if value.len() > 128 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("must be 1-128 printable characters without spaces".into());
+        }
+        Ok(())
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_valid_and_reject_invalid_values() {
+        assert!(AgentId::parse("agent.ana@acme").is_ok());
+        assert!(AgentId::parse("").is_err());
+        assert!(AgentId::parse("has space").is_err());
+        assert!(DepartmentId::parse("sales-1").is_ok());
+        assert!(DepartmentId::parse("Sales").is_err());
+        assert!(ReasonId::parse("lunch").is_ok());
+        assert!(ReasonId::parse("_lunch").is_err());
+        assert!(RequestId::parse("").is_err());
+        assert!(RequestId::parse(&"x".repeat(129)).is_err());
+        assert!(RequestId::parse("0193f0a4-7c1e-7d2a-9b8e-2f1c3d4e5f60").is_ok());
+    }
+}

@@ -1,0 +1,102 @@
+//! Assignment rounds: for each affected department, give the head of its queue to the best
+//! eligible agent, until nobody eligible remains or the queue is empty. Runs inside a
+//! transaction that holds the tenant's distribution lock.
+
+use chrono::{DateTime, Utc};
+use dw_eventstore::EventMetadata;
+use sqlx::PgConnection;
+
+use super::{AppError, append_task, load_task};
+use crate::domain::TaskId;
+use crate::domain::assignment::{self, Decision};
+use crate::domain::task::{self, AssignmentSummary, Command};
+use crate::projections;
+
+/// Which departments a round looks at.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Departments(Vec<String>),
+    /// Every department with queued tasks.
+    All,
+}
+
+/// Records a decision (with every candidate's verdict) and returns its id.
+pub async fn record_decision(
+    conn: &mut PgConnection,
+    tenant: &str,
+    task_id: TaskId,
+    decision: &Decision,
+    trigger: &str,
+    now: DateTime<Utc>,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    let decision_id = uuid::Uuid::now_v7();
+    let candidates = serde_json::to_value(&decision.verdicts).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO assignment_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, \
+                                           candidates) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(decision_id)
+    .bind(tenant)
+    .bind(task_id.0)
+    .bind(now)
+    .bind(decision.chosen.as_ref().map(|a| a.as_str()))
+    .bind(trigger)
+    .bind(candidates)
+    .execute(conn)
+    .await?;
+    Ok(decision_id)
+}
+
+/// Decides for the task at the head of `department`'s queue.
+pub async fn decide_for(
+    conn: &mut PgConnection,
+    tenant: &str,
+    department: &str,
+    default_capacity: i32,
+) -> Result<Decision, sqlx::Error> {
+    let candidates = projections::agents::candidates(conn, tenant, department, default_capacity).await?;
+    Ok(assignment::choose(&candidates))
+}
+
+/// Assigns what can be assigned in `scope`. Returns the number of assignments.
+pub async fn run(
+    conn: &mut PgConnection,
+    tenant: &str,
+    scope: Scope,
+    trigger: &str,
+    metadata: &EventMetadata,
+    now: DateTime<Utc>,
+) -> Result<usize, AppError> {
+    let settings = projections::agents::settings(conn, tenant).await?;
+    if !settings.auto_distribution_enabled {
+        return Ok(0);
+    }
+    let departments = match scope {
+        Scope::Departments(departments) => departments,
+        Scope::All => projections::tasks::departments_with_queue(conn, tenant).await?,
+    };
+    let mut assigned = 0;
+    for department in departments {
+        while let Some(head) = projections::tasks::queue_head(conn, tenant, &department).await? {
+            let decision = decide_for(conn, tenant, &department, settings.default_capacity).await?;
+            let Some(agent) = decision.chosen.clone() else {
+                break;
+            };
+            let task_id = TaskId(head);
+            let Some((state, version)) = load_task(conn, tenant, task_id).await? else {
+                break;
+            };
+            let decision_id = record_decision(conn, tenant, task_id, &decision, trigger, now).await?;
+            let summary = AssignmentSummary {
+                decision_id,
+                candidates: i32::try_from(decision.verdicts.len()).unwrap_or(i32::MAX),
+                eligible: i32::try_from(decision.eligible()).unwrap_or(i32::MAX),
+                trigger: trigger.to_owned(),
+            };
+            let events = task::decide(&state, Command::Assign { agent, summary }, now)?;
+            append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+            assigned += 1;
+        }
+    }
+    Ok(assigned)
+}

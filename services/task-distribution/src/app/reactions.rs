@@ -1,0 +1,333 @@
+//! What task-distribution does when other contexts' events arrive (durable JetStream consumers,
+//! each event applied in one transaction with its bookkeeping, under the tenant's lock):
+//! agent-sessions' events keep the agents' availability and trigger assignment rounds; an
+//! inbound client message opens a task or is recorded on the client's open one.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use dw_bus::{InboundEvent, Projection, ProjectionError};
+use dw_eventstore::EventMetadata;
+use dw_proto::agentsessions::v1 as sessions;
+use dw_proto::messaging::v1 as messaging;
+use prost::Message;
+use sqlx::PgConnection;
+
+use super::dispatcher::{self, Scope};
+use super::tasks::{CreateTask, create_task, dispatch_for_agent};
+use super::{AppError, append_task, load_task, lock_tenant};
+use crate::domain::task::{self, Command, RequeueCause};
+use crate::domain::values::parse_client_name;
+use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, PhoneNumber, Priority, TaskId};
+use crate::projections;
+
+fn decode<M: Message + Default>(event: &InboundEvent) -> Result<M, ProjectionError> {
+    M::decode(event.payload.as_ref()).map_err(|e| ProjectionError::Permanent(format!("{}: {e}", event.event_type)))
+}
+
+fn metadata_of(event: &InboundEvent) -> EventMetadata {
+    EventMetadata {
+        correlation_id: event.correlation_id.clone(),
+        causation_id: Some(event.event_id.to_string()),
+        traceparent: dw_telemetry::current_traceparent(),
+    }
+}
+
+fn to_projection_error(error: AppError) -> ProjectionError {
+    match error {
+        AppError::Database(error) => ProjectionError::Transient(error.to_string()),
+        AppError::Conflict | AppError::Aborted(_) => ProjectionError::Transient(error.to_string()),
+        other => ProjectionError::Permanent(other.to_string()),
+    }
+}
+
+fn agent_of(value: &str) -> Result<AgentId, ProjectionError> {
+    AgentId::parse(value).map_err(|e| ProjectionError::Permanent(format!("agent_id: {e}")))
+}
+
+async fn ensure_agent(conn: &mut PgConnection, tenant: &str, agent: &AgentId) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO agents (tenant_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(tenant)
+        .bind(agent.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn set_flags(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &AgentId,
+    sql: &'static str,
+) -> Result<(), sqlx::Error> {
+    ensure_agent(conn, tenant, agent).await?;
+    sqlx::query(sql).bind(tenant).bind(agent.as_str()).execute(conn).await?;
+    Ok(())
+}
+
+async fn link(conn: &mut PgConnection, tenant: &str, agent: &AgentId, department: &str) -> Result<(), sqlx::Error> {
+    ensure_agent(conn, tenant, agent).await?;
+    sqlx::query(
+        "INSERT INTO agent_departments (tenant_id, agent_id, department_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(agent.as_str())
+    .bind(department)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Agent availability from agent-sessions.
+#[derive(Clone, Default)]
+pub struct AgentSessionsReaction;
+
+impl Projection for AgentSessionsReaction {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        let tenant = event.tenant_id.as_str();
+        lock_tenant(conn, tenant).await?;
+        react_to_agent_event(conn, tenant, event).await.map_err(to_projection_error)
+    }
+}
+
+async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &InboundEvent) -> Result<(), AppError> {
+    let now = Utc::now().trunc_subsecs(6);
+    let metadata = metadata_of(event);
+    let permanent = |e: ProjectionError| AppError::Invalid("event", e.to_string());
+    match event.event_type.as_str() {
+        "dw.agentsessions.v1.AgentRegistered" => {
+            let m: sessions::AgentRegistered = decode(event).map_err(permanent)?;
+            ensure_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await?;
+        }
+        "dw.agentsessions.v1.DepartmentLinked" => {
+            let m: sessions::DepartmentLinked = decode(event).map_err(permanent)?;
+            let agent = agent_of(&m.agent_id).map_err(permanent)?;
+            link(conn, tenant, &agent, &m.department_id).await?;
+            let scope = Scope::Departments(vec![m.department_id]);
+            dispatcher::run(conn, tenant, scope, "department_linked", &metadata, now).await?;
+        }
+        "dw.agentsessions.v1.DepartmentUnlinked" => {
+            let m: sessions::DepartmentUnlinked = decode(event).map_err(permanent)?;
+            sqlx::query("DELETE FROM agent_departments WHERE tenant_id = $1 AND agent_id = $2 AND department_id = $3")
+                .bind(tenant)
+                .bind(&m.agent_id)
+                .bind(&m.department_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        "dw.agentsessions.v1.PermissionGranted" => {
+            let m: sessions::PermissionGranted = decode(event).map_err(permanent)?;
+            sqlx::query(
+                "INSERT INTO agent_permissions (tenant_id, agent_id, permission) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&m.agent_id)
+            .bind(&m.permission)
+            .execute(&mut *conn)
+            .await?;
+        }
+        "dw.agentsessions.v1.PermissionRevoked" => {
+            let m: sessions::PermissionRevoked = decode(event).map_err(permanent)?;
+            sqlx::query("DELETE FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3")
+                .bind(tenant)
+                .bind(&m.agent_id)
+                .bind(&m.permission)
+                .execute(&mut *conn)
+                .await?;
+        }
+        "dw.agentsessions.v1.TenantSettingsChanged" => {
+            let m: sessions::TenantSettingsChanged = decode(event).map_err(permanent)?;
+            projections::agents::ensure_settings(conn, tenant).await?;
+            sqlx::query("UPDATE distribution_settings SET auto_distribution_enabled = $2, updated_at = now() WHERE tenant_id = $1")
+                .bind(tenant)
+                .bind(m.auto_distribution_enabled)
+                .execute(&mut *conn)
+                .await?;
+            dispatcher::run(conn, tenant, Scope::All, "auto_distribution_enabled", &metadata, now).await?;
+        }
+        "dw.agentsessions.v1.ServiceDayStarted" => {
+            let m: sessions::ServiceDayStarted = decode(event).map_err(permanent)?;
+            let agent = agent_of(&m.agent_id).map_err(permanent)?;
+            let started_at =
+                m.started_at.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or(now);
+            for department in &m.department_ids {
+                link(conn, tenant, &agent, department).await?;
+            }
+            sqlx::query(
+                "UPDATE agents SET day_open = TRUE, on_break = FALSE, exit_notified = FALSE, break_started_at = NULL, \
+                 idle_since = $3 WHERE tenant_id = $1 AND agent_id = $2",
+            )
+            .bind(tenant)
+            .bind(agent.as_str())
+            .bind(started_at)
+            .execute(&mut *conn)
+            .await?;
+            dispatch_for_agent(conn, tenant, Some(&agent), "agent_day_started", &metadata, now).await?;
+        }
+        "dw.agentsessions.v1.ExitNotified" => {
+            let m: sessions::ExitNotified = decode(event).map_err(permanent)?;
+            let agent = agent_of(&m.agent_id).map_err(permanent)?;
+            set_flags(
+                conn,
+                tenant,
+                &agent,
+                "UPDATE agents SET exit_notified = TRUE WHERE tenant_id = $1 AND agent_id = $2",
+            )
+            .await?;
+        }
+        "dw.agentsessions.v1.ExitClosed" => {
+            let m: sessions::ExitClosed = decode(event).map_err(permanent)?;
+            let agent = agent_of(&m.agent_id).map_err(permanent)?;
+            set_flags(
+                conn,
+                tenant,
+                &agent,
+                "UPDATE agents SET exit_notified = FALSE WHERE tenant_id = $1 AND agent_id = $2",
+            )
+            .await?;
+            // Closed by a break or the end of the day, the agent is not available: a
+            // BreakStarted or ServiceDayEnded follows.
+            if m.cause == sessions::ExitCloseCause::Cancelled as i32 {
+                dispatch_for_agent(conn, tenant, Some(&agent), "exit_cancelled", &metadata, now).await?;
+            }
+        }
+        "dw.agentsessions.v1.BreakStarted" => {
+            let m: sessions::BreakStarted = decode(event).map_err(permanent)?;
+            let agent = agent_of(&m.agent_id).map_err(permanent)?;
+            set_flags(
+                conn,
+                tenant,
+                &agent,
+                "UPDATE agents SET on_break = TRUE, break_started_at = now() WHERE tenant_id = $1 AND agent_id = $2",
+            )
+            .await?;
+        }
+        "dw.agentsessions.v1.BreakEnded" => {
+            let m: sessions::BreakEnded = decode(event).map_err(permanent)?;
+            let agent = agent_of(&m.agent_id).map_err(permanent)?;
+            set_flags(
+                conn,
+                tenant,
+                &agent,
+                "UPDATE agents SET on_break = FALSE, break_started_at = NULL WHERE tenant_id = $1 AND agent_id = $2",
+            )
+            .await?;
+            if !m.day_ending {
+                dispatch_for_agent(conn, tenant, Some(&agent), "break_ended", &metadata, now).await?;
+            }
+        }
+        "dw.agentsessions.v1.ServiceDayEnded" => {
+            let m: sessions::ServiceDayEnded = decode(event).map_err(permanent)?;
+            let agent = agent_of(&m.agent_id).map_err(permanent)?;
+            set_flags(
+                conn,
+                tenant,
+                &agent,
+                "UPDATE agents SET day_open = FALSE, on_break = FALSE, exit_notified = FALSE, break_started_at = NULL \
+                 WHERE tenant_id = $1 AND agent_id = $2",
+            )
+            .await?;
+            requeue_tasks_of(conn, tenant, &agent, &metadata, now).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The agent went home: their open tasks go back to the front of their departments' queues,
+/// to be offered to colleagues at once.
+async fn requeue_tasks_of(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &AgentId,
+    metadata: &EventMetadata,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let mut departments = Vec::new();
+    for task_id in projections::tasks::open_tasks_of(conn, tenant, agent.as_str()).await? {
+        let Some((state, version)) = load_task(conn, tenant, TaskId(task_id)).await? else {
+            continue;
+        };
+        let events = task::decide(&state, Command::Requeue { cause: RequeueCause::AgentDayEnded }, now)?;
+        let department = state.department.to_string();
+        append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+        if !departments.contains(&department) {
+            departments.push(department);
+        }
+    }
+    if !departments.is_empty() {
+        dispatcher::run(conn, tenant, Scope::Departments(departments), "task_requeued", metadata, now).await?;
+    }
+    Ok(())
+}
+
+/// Inbound client messages from messaging.
+#[derive(Clone, Default)]
+pub struct InboundMessageReaction;
+
+impl Projection for InboundMessageReaction {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        if event.event_type != "dw.messaging.v1.InboundMessageReceived" {
+            return Ok(());
+        }
+        let message: messaging::InboundMessageReceived = decode(event)?;
+        let tenant = event.tenant_id.as_str();
+        lock_tenant(conn, tenant).await?;
+        record_inbound(conn, tenant, event, message).await.map_err(to_projection_error)
+    }
+}
+
+async fn record_inbound(
+    conn: &mut PgConnection,
+    tenant: &str,
+    event: &InboundEvent,
+    message: messaging::InboundMessageReceived,
+) -> Result<(), AppError> {
+    let now = Utc::now().trunc_subsecs(6);
+    let metadata = metadata_of(event);
+    let channel = match messaging::Channel::try_from(message.channel) {
+        Ok(messaging::Channel::Whatsapp) => Channel::Whatsapp,
+        Ok(messaging::Channel::Sms) => Channel::Sms,
+        _ => return Err(AppError::Invalid("channel", format!("unsupported channel {}", message.channel))),
+    };
+    let phone = PhoneNumber::parse(&message.phone).map_err(|e| AppError::Invalid("phone", e))?;
+    let received_at =
+        message.received_at.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or(now);
+    let open = projections::tasks::open_task_of_client(conn, tenant, phone.as_str(), channel.as_str()).await?;
+    let task_id = match open {
+        Some(task_id) => TaskId(task_id),
+        None => {
+            let settings = projections::agents::settings(conn, tenant).await?;
+            let department = Some(message.department_id.clone())
+                .filter(|d| !d.is_empty())
+                .or(settings.inbound_department_id)
+                .ok_or_else(|| {
+                    AppError::Invalid(
+                        "department_id",
+                        "the message names no department and the tenant has no inbound department".into(),
+                    )
+                })?;
+            let department = DepartmentId::parse(&department).map_err(|e| AppError::Invalid("department_id", e))?;
+            let name = parse_client_name(&message.contact_name).unwrap_or_else(|_| phone.as_str().to_owned());
+            let subject: String = message.text.chars().take(80).collect();
+            let input = CreateTask {
+                department,
+                channel,
+                contact: ClientContact {
+                    name,
+                    phone,
+                    contact_id: Some(message.contact_id.clone()).filter(|c| !c.is_empty()),
+                },
+                priority: Priority::parse(5).map_err(|e| AppError::Invalid("priority", e))?,
+                subject,
+            };
+            create_task(conn, tenant, input, "inbound-message", Some(message.message_id.clone()), &metadata, now)
+                .await?
+        }
+    };
+    let Some((state, version)) = load_task(conn, tenant, task_id).await? else {
+        return Ok(());
+    };
+    let record = Command::RecordMessage { message_id: message.message_id, text: message.text, received_at };
+    let events = task::decide(&state, record, now)?;
+    append_task(conn, tenant, Some(&state), version, events, &metadata, now).await?;
+    Ok(())
+}

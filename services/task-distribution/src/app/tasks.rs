@@ -1,0 +1,287 @@
+//! The task commands of the API, each run idempotently (by `request_id`) under the tenant's
+//! distribution lock, followed by an assignment round where capacity or work appeared.
+
+use chrono::{DateTime, Utc};
+use dw_eventstore::command::{self, Attempt};
+use dw_proto::distribution::v1 as pb;
+use sqlx::{PgConnection, PgPool};
+
+use super::dispatcher::{self, Scope};
+use super::{AppError, CommandContext, append_task, load_task, lock_tenant};
+use crate::domain::task::{self, Command, NewTask};
+use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, DomainError, Priority, Protocol, TaskId};
+use crate::projections;
+use crate::projections::queries;
+
+/// A task to create, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct CreateTask {
+    pub department: DepartmentId,
+    pub channel: Channel,
+    pub contact: ClientContact,
+    pub priority: Priority,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum TaskOp {
+    Create(CreateTask),
+    Claim(TaskId),
+    Complete(TaskId),
+    Transfer { task_id: TaskId, department: Option<DepartmentId>, agent: Option<AgentId> },
+    Cancel { task_id: TaskId, reason: String },
+}
+
+#[derive(Clone)]
+pub struct App {
+    pool: PgPool,
+    max_attempts: u32,
+}
+
+impl App {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, max_attempts: 5 }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn task(&self, ctx: &CommandContext, op: TaskOp) -> Result<pb::Task, AppError> {
+        command::execute(&self.pool, ctx.key(), self.max_attempts, &TaskCommand { ctx, op }).await
+    }
+
+    pub async fn update_settings(
+        &self,
+        ctx: &CommandContext,
+        default_capacity: Option<i32>,
+        inbound_department: Option<Option<DepartmentId>>,
+    ) -> Result<pb::DistributionSettings, AppError> {
+        let command = SettingsCommand { ctx, default_capacity, inbound_department };
+        command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
+    }
+
+    pub async fn set_capacity(
+        &self,
+        ctx: &CommandContext,
+        agent: AgentId,
+        capacity: Option<i32>,
+    ) -> Result<pb::AgentCapacity, AppError> {
+        let command = CapacityCommand { ctx, agent, capacity };
+        command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
+    }
+}
+
+struct TaskCommand<'c> {
+    ctx: &'c CommandContext,
+    op: TaskOp,
+}
+
+async fn existing(conn: &mut PgConnection, tenant: &str, task_id: TaskId) -> Result<(task::Task, i64), AppError> {
+    load_task(conn, tenant, task_id).await?.ok_or_else(|| DomainError::TaskNotFound(task_id.to_string()).into())
+}
+
+async fn agent_view(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &AgentId,
+    default_capacity: i32,
+) -> Result<task::AgentView, AppError> {
+    projections::agents::view(conn, tenant, agent, default_capacity)
+        .await?
+        .ok_or_else(|| DomainError::AgentNotFound(agent.to_string()).into())
+}
+
+/// Creates a task (with its protocol) and tries to assign it at once.
+pub async fn create_task(
+    conn: &mut PgConnection,
+    tenant: &str,
+    input: CreateTask,
+    created_by: &str,
+    inbound_message_id: Option<String>,
+    metadata: &dw_eventstore::EventMetadata,
+    now: DateTime<Utc>,
+) -> Result<TaskId, AppError> {
+    let day = now.date_naive();
+    let sequence = projections::tasks::next_protocol_sequence(conn, tenant, day).await?;
+    let task_id = TaskId(uuid::Uuid::now_v7());
+    let new_task = NewTask {
+        task_id,
+        protocol: Protocol::new(day, sequence),
+        department: input.department.clone(),
+        channel: input.channel,
+        contact: input.contact,
+        priority: input.priority,
+        subject: input.subject,
+        created_by: created_by.to_owned(),
+        inbound_message_id,
+    };
+    append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
+    let department = input.department.to_string();
+    dispatcher::run(conn, tenant, Scope::Departments(vec![department.clone()]), "task_created", metadata, now).await?;
+    // Nobody took it: record why, for ExplainAssignment.
+    let still_queued = load_task(conn, tenant, task_id).await?.is_some_and(|(t, _)| t.status == task::Status::Queued);
+    if still_queued {
+        let settings = projections::agents::settings(conn, tenant).await?;
+        let decision = dispatcher::decide_for(conn, tenant, &department, settings.default_capacity).await?;
+        let trigger = if settings.auto_distribution_enabled { "task_created" } else { "task_created_manual_tenant" };
+        let unassigned = crate::domain::assignment::Decision { chosen: None, ..decision };
+        dispatcher::record_decision(conn, tenant, task_id, &unassigned, trigger, now).await?;
+    }
+    Ok(task_id)
+}
+
+impl Attempt<AppError> for TaskCommand<'_> {
+    type Response = pb::Task;
+
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Task, AppError> {
+        let ctx = self.ctx;
+        let tenant = ctx.tenant.as_str();
+        let metadata = &ctx.metadata;
+        lock_tenant(conn, tenant).await?;
+        let settings = projections::agents::settings(conn, tenant).await?;
+        let task_id = match &self.op {
+            TaskOp::Create(input) => create_task(conn, tenant, input.clone(), &ctx.actor, None, metadata, now).await?,
+            TaskOp::Claim(task_id) => {
+                let (state, version) = existing(conn, tenant, *task_id).await?;
+                let agent_id = AgentId::parse(&ctx.actor).map_err(|_| DomainError::AgentNotFound(ctx.actor.clone()))?;
+                let agent = agent_view(conn, tenant, &agent_id, settings.default_capacity).await?;
+                let events = task::decide(&state, Command::Claim { agent }, now)?;
+                append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+                *task_id
+            }
+            TaskOp::Complete(task_id) => {
+                let (state, version) = existing(conn, tenant, *task_id).await?;
+                let command = Command::Complete { by: ctx.actor.clone(), privileged: ctx.privileged };
+                let events = task::decide(&state, command, now)?;
+                let freed = state.agent.clone();
+                append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metadata, now).await?;
+                *task_id
+            }
+            TaskOp::Transfer { task_id, department, agent } => {
+                let (state, version) = existing(conn, tenant, *task_id).await?;
+                if !ctx.privileged && state.agent.as_ref().map(AgentId::as_str) != Some(ctx.actor.as_str()) {
+                    return Err(DomainError::NotTaskOwner.into());
+                }
+                let target_department = department.clone().unwrap_or_else(|| state.department.clone());
+                let target_agent = match agent {
+                    Some(agent) => Some(agent_view(conn, tenant, agent, settings.default_capacity).await?),
+                    None => None,
+                };
+                let command = Command::Transfer {
+                    department: target_department.clone(),
+                    agent: target_agent,
+                    by: ctx.actor.clone(),
+                };
+                let events = task::decide(&state, command, now)?;
+                let freed = state.agent.clone().filter(|_| state.status == task::Status::Assigned);
+                append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+                let scope = Scope::Departments(vec![target_department.to_string()]);
+                dispatcher::run(conn, tenant, scope, "task_transferred", metadata, now).await?;
+                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metadata, now).await?;
+                *task_id
+            }
+            TaskOp::Cancel { task_id, reason } => {
+                let (state, version) = existing(conn, tenant, *task_id).await?;
+                if !ctx.privileged {
+                    return Err(DomainError::NotTaskOwner.into());
+                }
+                let command = Command::Cancel { by: ctx.actor.clone(), reason: reason.clone() };
+                let events = task::decide(&state, command, now)?;
+                let freed = state.agent.clone().filter(|_| state.status == task::Status::Assigned);
+                append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metadata, now).await?;
+                *task_id
+            }
+        };
+        queries::task_by_id(conn, tenant, task_id)
+            .await?
+            .ok_or_else(|| DomainError::TaskNotFound(task_id.to_string()).into())
+    }
+}
+
+/// A round over the departments of an agent who has capacity again.
+pub async fn dispatch_for_agent(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: Option<&AgentId>,
+    trigger: &str,
+    metadata: &dw_eventstore::EventMetadata,
+    now: DateTime<Utc>,
+) -> Result<usize, AppError> {
+    let Some(agent) = agent else {
+        return Ok(0);
+    };
+    let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
+    dispatcher::run(conn, tenant, Scope::Departments(departments), trigger, metadata, now).await
+}
+
+struct SettingsCommand<'c> {
+    ctx: &'c CommandContext,
+    default_capacity: Option<i32>,
+    inbound_department: Option<Option<DepartmentId>>,
+}
+
+impl Attempt<AppError> for SettingsCommand<'_> {
+    type Response = pb::DistributionSettings;
+
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::DistributionSettings, AppError> {
+        let tenant = self.ctx.tenant.as_str();
+        lock_tenant(conn, tenant).await?;
+        projections::agents::ensure_settings(conn, tenant).await?;
+        if let Some(capacity) = self.default_capacity {
+            sqlx::query(
+                "UPDATE distribution_settings SET default_capacity = $2, updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .bind(capacity)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if let Some(department) = &self.inbound_department {
+            sqlx::query(
+                "UPDATE distribution_settings SET inbound_department_id = $2, updated_at = now() WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .bind(department.as_ref().map(DepartmentId::as_str))
+            .execute(&mut *conn)
+            .await?;
+        }
+        // A larger capacity may let queued work through.
+        dispatcher::run(conn, tenant, Scope::All, "capacity_changed", &self.ctx.metadata, now).await?;
+        Ok(queries::settings_to_pb(&projections::agents::settings(conn, tenant).await?))
+    }
+}
+
+struct CapacityCommand<'c> {
+    ctx: &'c CommandContext,
+    agent: AgentId,
+    capacity: Option<i32>,
+}
+
+impl Attempt<AppError> for CapacityCommand<'_> {
+    type Response = pb::AgentCapacity;
+
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::AgentCapacity, AppError> {
+        let tenant = self.ctx.tenant.as_str();
+        lock_tenant(conn, tenant).await?;
+        let updated = sqlx::query("UPDATE agents SET capacity_override = $3 WHERE tenant_id = $1 AND agent_id = $2")
+            .bind(tenant)
+            .bind(self.agent.as_str())
+            .bind(self.capacity)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(DomainError::AgentNotFound(self.agent.to_string()).into());
+        }
+        dispatch_for_agent(conn, tenant, Some(&self.agent), "capacity_changed", &self.ctx.metadata, now).await?;
+        let settings = projections::agents::settings(conn, tenant).await?;
+        Ok(pb::AgentCapacity {
+            agent_id: self.agent.to_string(),
+            capacity: self.capacity.unwrap_or(settings.default_capacity),
+            overridden: self.capacity.is_some(),
+        })
+    }
+}

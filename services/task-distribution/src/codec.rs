@@ -1,0 +1,300 @@
+//! Task events to and from their protobuf contract (`dw.distribution.v1`), and stream ids.
+
+use chrono::{DateTime, Utc};
+use dw_eventstore::{NewEvent, RecordedEvent};
+use dw_proto::distribution::v1 as pb;
+use prost::Message;
+
+use crate::domain::task::{AssignmentSummary, Event, NewTask, RequeueCause};
+use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, PhoneNumber, Priority, Protocol, TaskId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    #[error("undecodable {0}: {1}")]
+    Decode(String, String),
+    #[error("invalid field {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+pub mod types {
+    pub const TASK_CREATED: &str = "dw.distribution.v1.TaskCreated";
+    pub const TASK_ASSIGNED: &str = "dw.distribution.v1.TaskAssigned";
+    pub const TASK_REQUEUED: &str = "dw.distribution.v1.TaskRequeued";
+    pub const TASK_CLAIMED: &str = "dw.distribution.v1.TaskClaimed";
+    pub const TASK_TRANSFERRED: &str = "dw.distribution.v1.TaskTransferred";
+    pub const TASK_COMPLETED: &str = "dw.distribution.v1.TaskCompleted";
+    pub const TASK_CANCELLED: &str = "dw.distribution.v1.TaskCancelled";
+    pub const TASK_MESSAGE_RECORDED: &str = "dw.distribution.v1.TaskMessageRecorded";
+}
+
+pub fn task_stream(tenant: &str, task_id: TaskId) -> String {
+    format!("task:{tenant}:{task_id}")
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+fn from_timestamp(field: &'static str, ts: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, CodecError> {
+    let ts = ts.ok_or(CodecError::Invalid(field, "missing".into()))?;
+    DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
+        .ok_or(CodecError::Invalid(field, "out of range".into()))
+}
+
+pub fn channel_to_pb(channel: Channel) -> pb::Channel {
+    match channel {
+        Channel::Whatsapp => pb::Channel::Whatsapp,
+        Channel::Sms => pb::Channel::Sms,
+        Channel::Voice => pb::Channel::Voice,
+        Channel::Email => pb::Channel::Email,
+        Channel::Chat => pb::Channel::Chat,
+    }
+}
+
+pub fn channel_from_pb(value: i32) -> Option<Channel> {
+    match pb::Channel::try_from(value).ok()? {
+        pb::Channel::Whatsapp => Some(Channel::Whatsapp),
+        pb::Channel::Sms => Some(Channel::Sms),
+        pb::Channel::Voice => Some(Channel::Voice),
+        pb::Channel::Email => Some(Channel::Email),
+        pb::Channel::Chat => Some(Channel::Chat),
+        pb::Channel::Unspecified => None,
+    }
+}
+
+fn cause_to_pb(cause: RequeueCause) -> pb::RequeueCause {
+    match cause {
+        RequeueCause::AgentDayEnded => pb::RequeueCause::AgentDayEnded,
+        RequeueCause::Transferred => pb::RequeueCause::Transferred,
+    }
+}
+
+fn new_event(event_type: &str, subject: &str, message: &impl Message) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.to_owned(),
+        subject: subject.to_owned(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+fn opt_agent(agent: &Option<AgentId>) -> String {
+    agent.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
+    let id = task_id.to_string();
+    match event {
+        Event::Created { task, at } => new_event(
+            types::TASK_CREATED,
+            "task.created",
+            &pb::TaskCreated {
+                task_id: id,
+                protocol: task.protocol.to_string(),
+                department_id: task.department.to_string(),
+                channel: channel_to_pb(task.channel) as i32,
+                contact: Some(pb::ClientContact {
+                    name: task.contact.name.clone(),
+                    phone: task.contact.phone.as_str().to_owned(),
+                    contact_id: task.contact.contact_id.clone().unwrap_or_default(),
+                }),
+                priority: task.priority.value(),
+                subject: task.subject.clone(),
+                created_by: task.created_by.clone(),
+                created_at: Some(timestamp(*at)),
+                inbound_message_id: task.inbound_message_id.clone().unwrap_or_default(),
+            },
+        ),
+        Event::Assigned { agent, department, summary, at } => new_event(
+            types::TASK_ASSIGNED,
+            "task.assigned",
+            &pb::TaskAssigned {
+                task_id: id,
+                agent_id: agent.to_string(),
+                department_id: department.to_string(),
+                assigned_at: Some(timestamp(*at)),
+                decision_id: summary.decision_id.to_string(),
+                candidates_considered: summary.candidates,
+                eligible_candidates: summary.eligible,
+                trigger: summary.trigger.clone(),
+            },
+        ),
+        Event::Requeued { previous_agent, department, cause, at } => new_event(
+            types::TASK_REQUEUED,
+            "task.requeued",
+            &pb::TaskRequeued {
+                task_id: id,
+                previous_agent_id: previous_agent.to_string(),
+                department_id: department.to_string(),
+                cause: cause_to_pb(*cause) as i32,
+                requeued_at: Some(timestamp(*at)),
+            },
+        ),
+        Event::Claimed { agent, at } => new_event(
+            types::TASK_CLAIMED,
+            "task.claimed",
+            &pb::TaskClaimed { task_id: id, agent_id: agent.to_string(), claimed_at: Some(timestamp(*at)) },
+        ),
+        Event::Transferred { from_department, to_department, from_agent, to_agent, by, at } => new_event(
+            types::TASK_TRANSFERRED,
+            "task.transferred",
+            &pb::TaskTransferred {
+                task_id: id,
+                from_department_id: from_department.to_string(),
+                to_department_id: to_department.to_string(),
+                from_agent_id: opt_agent(from_agent),
+                to_agent_id: opt_agent(to_agent),
+                transferred_by: by.clone(),
+                transferred_at: Some(timestamp(*at)),
+            },
+        ),
+        Event::Completed { agent, by, at } => new_event(
+            types::TASK_COMPLETED,
+            "task.completed",
+            &pb::TaskCompleted {
+                task_id: id,
+                agent_id: agent.to_string(),
+                completed_by: by.clone(),
+                completed_at: Some(timestamp(*at)),
+            },
+        ),
+        Event::Cancelled { by, reason, at } => new_event(
+            types::TASK_CANCELLED,
+            "task.cancelled",
+            &pb::TaskCancelled {
+                task_id: id,
+                cancelled_by: by.clone(),
+                reason: reason.clone(),
+                cancelled_at: Some(timestamp(*at)),
+            },
+        ),
+        Event::MessageRecorded { message_id, text, received_at, agent } => new_event(
+            types::TASK_MESSAGE_RECORDED,
+            "task.message_recorded",
+            &pb::TaskMessageRecorded {
+                task_id: id,
+                message_id: message_id.clone(),
+                text: text.clone(),
+                received_at: Some(timestamp(*received_at)),
+                agent_id: opt_agent(agent),
+            },
+        ),
+    }
+}
+
+fn decode_message<M: Message + Default>(recorded: &RecordedEvent) -> Result<M, CodecError> {
+    M::decode(recorded.payload.as_slice()).map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))
+}
+
+fn agent(field: &'static str, value: &str) -> Result<AgentId, CodecError> {
+    AgentId::parse(value).map_err(|e| CodecError::Invalid(field, e))
+}
+
+fn opt_agent_from(field: &'static str, value: &str) -> Result<Option<AgentId>, CodecError> {
+    if value.is_empty() { Ok(None) } else { agent(field, value).map(Some) }
+}
+
+fn department(field: &'static str, value: &str) -> Result<DepartmentId, CodecError> {
+    DepartmentId::parse(value).map_err(|e| CodecError::Invalid(field, e))
+}
+
+/// Decodes a stored task event (for replay when no snapshot is usable).
+pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
+    Ok(match recorded.event_type.as_str() {
+        types::TASK_CREATED => {
+            let m: pb::TaskCreated = decode_message(recorded)?;
+            let contact = m.contact.unwrap_or_default();
+            Event::Created {
+                task: NewTask {
+                    task_id: TaskId::parse(&m.task_id).map_err(|e| CodecError::Invalid("task_id", e))?,
+                    protocol: Protocol::parse(&m.protocol).map_err(|e| CodecError::Invalid("protocol", e))?,
+                    department: department("department_id", &m.department_id)?,
+                    channel: channel_from_pb(m.channel).ok_or(CodecError::Invalid("channel", m.channel.to_string()))?,
+                    contact: ClientContact {
+                        name: contact.name,
+                        phone: PhoneNumber::parse(&contact.phone).map_err(|e| CodecError::Invalid("phone", e))?,
+                        contact_id: Some(contact.contact_id).filter(|c| !c.is_empty()),
+                    },
+                    priority: Priority::parse(m.priority).map_err(|e| CodecError::Invalid("priority", e))?,
+                    subject: m.subject,
+                    created_by: m.created_by,
+                    inbound_message_id: Some(m.inbound_message_id).filter(|i| !i.is_empty()),
+                },
+                at: from_timestamp("created_at", m.created_at.as_ref())?,
+            }
+        }
+        types::TASK_ASSIGNED => {
+            let m: pb::TaskAssigned = decode_message(recorded)?;
+            Event::Assigned {
+                agent: agent("agent_id", &m.agent_id)?,
+                department: department("department_id", &m.department_id)?,
+                summary: AssignmentSummary {
+                    decision_id: uuid::Uuid::parse_str(&m.decision_id).unwrap_or_default(),
+                    candidates: m.candidates_considered,
+                    eligible: m.eligible_candidates,
+                    trigger: m.trigger,
+                },
+                at: from_timestamp("assigned_at", m.assigned_at.as_ref())?,
+            }
+        }
+        types::TASK_REQUEUED => {
+            let m: pb::TaskRequeued = decode_message(recorded)?;
+            let cause = match pb::RequeueCause::try_from(m.cause) {
+                Ok(pb::RequeueCause::Transferred) => RequeueCause::Transferred,
+                _ => RequeueCause::AgentDayEnded,
+            };
+            Event::Requeued {
+                previous_agent: agent("previous_agent_id", &m.previous_agent_id)?,
+                department: department("department_id", &m.department_id)?,
+                cause,
+                at: from_timestamp("requeued_at", m.requeued_at.as_ref())?,
+            }
+        }
+        types::TASK_CLAIMED => {
+            let m: pb::TaskClaimed = decode_message(recorded)?;
+            Event::Claimed {
+                agent: agent("agent_id", &m.agent_id)?,
+                at: from_timestamp("claimed_at", m.claimed_at.as_ref())?,
+            }
+        }
+        types::TASK_TRANSFERRED => {
+            let m: pb::TaskTransferred = decode_message(recorded)?;
+            Event::Transferred {
+                from_department: department("from_department_id", &m.from_department_id)?,
+                to_department: department("to_department_id", &m.to_department_id)?,
+                from_agent: opt_agent_from("from_agent_id", &m.from_agent_id)?,
+                to_agent: opt_agent_from("to_agent_id", &m.to_agent_id)?,
+                by: m.transferred_by,
+                at: from_timestamp("transferred_at", m.transferred_at.as_ref())?,
+            }
+        }
+        types::TASK_COMPLETED => {
+            let m: pb::TaskCompleted = decode_message(recorded)?;
+            Event::Completed {
+                agent: agent("agent_id", &m.agent_id)?,
+                by: m.completed_by,
+                at: from_timestamp("completed_at", m.completed_at.as_ref())?,
+            }
+        }
+        types::TASK_CANCELLED => {
+            let m: pb::TaskCancelled = decode_message(recorded)?;
+            Event::Cancelled {
+                by: m.cancelled_by,
+                reason: m.reason,
+                at: from_timestamp("cancelled_at", m.cancelled_at.as_ref())?,
+            }
+        }
+        types::TASK_MESSAGE_RECORDED => {
+            let m: pb::TaskMessageRecorded = decode_message(recorded)?;
+            Event::MessageRecorded {
+                message_id: m.message_id,
+                text: m.text,
+                received_at: from_timestamp("received_at", m.received_at.as_ref())?,
+                agent: opt_agent_from("agent_id", &m.agent_id)?,
+            }
+        }
+        other => return Err(CodecError::UnknownType(other.to_owned())),
+    })
+}

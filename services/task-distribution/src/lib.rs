@@ -1,0 +1,12 @@
+//! task-distribution: service tasks, protocols, queues and automatic assignment.
+//!
+//! Layers: [`domain`] (pure rules) · [`app`] (commands, dispatcher, reactions to other
+//! contexts' events) · [`grpc`] (transport) · [`projections`] (read models) · [`server`] (wiring).
+
+pub mod app;
+pub mod codec;
+pub mod domain;
+pub mod projections;
+
+/// The embedded migrations of this service's database.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/task_distribution");

@@ -1,0 +1,185 @@
+//! Agents as task-distribution sees them: availability (from agent-sessions' events), linked
+//! departments, permissions, capacity and load.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+
+use crate::domain::assignment::Candidate;
+use crate::domain::task::{AgentView, Status, Task};
+use crate::domain::{AgentId, DepartmentId};
+
+/// The tenant's distribution settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub default_capacity: i32,
+    pub auto_distribution_enabled: bool,
+    pub inbound_department_id: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { default_capacity: 3, auto_distribution_enabled: false, inbound_department_id: None }
+    }
+}
+
+pub async fn settings(conn: &mut PgConnection, tenant: &str) -> Result<Settings, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT default_capacity, auto_distribution_enabled, inbound_department_id FROM distribution_settings \
+         WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Settings::default());
+    };
+    Ok(Settings {
+        default_capacity: row.try_get("default_capacity")?,
+        auto_distribution_enabled: row.try_get("auto_distribution_enabled")?,
+        inbound_department_id: row.try_get("inbound_department_id")?,
+    })
+}
+
+/// Ensures the tenant has a settings row (defaults), so partial updates can be applied to it.
+pub async fn ensure_settings(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO distribution_settings (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(tenant)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Keeps the agents' active-task counts in step with a task's change of hands.
+pub async fn adjust_load(
+    conn: &mut PgConnection,
+    tenant: &str,
+    before: Option<&Task>,
+    after: &Task,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let held_before = before.filter(|t| t.status == Status::Assigned).and_then(|t| t.agent.as_ref());
+    let held_after = Some(after).filter(|t| t.status == Status::Assigned).and_then(|t| t.agent.as_ref());
+    if held_before == held_after {
+        return Ok(());
+    }
+    if let Some(agent) = held_before {
+        sqlx::query(
+            "UPDATE agents SET active_tasks = active_tasks - 1 WHERE tenant_id = $1 AND agent_id = $2 AND active_tasks > 0",
+        )
+        .bind(tenant)
+        .bind(agent.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(agent) = held_after {
+        sqlx::query(
+            "INSERT INTO agents (tenant_id, agent_id, active_tasks, idle_since) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (tenant_id, agent_id) DO UPDATE SET active_tasks = agents.active_tasks + 1, idle_since = $3",
+        )
+        .bind(tenant)
+        .bind(agent.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The agents linked to `department`, as candidates for its queue's head.
+pub async fn candidates(
+    conn: &mut PgConnection,
+    tenant: &str,
+    department: &str,
+    default_capacity: i32,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT a.agent_id, a.day_open, a.on_break, a.exit_notified, a.active_tasks, \
+                COALESCE(a.capacity_override, $3) AS capacity, a.idle_since \
+         FROM agent_departments d JOIN agents a ON a.tenant_id = d.tenant_id AND a.agent_id = d.agent_id \
+         WHERE d.tenant_id = $1 AND d.department_id = $2 ORDER BY a.agent_id",
+    )
+    .bind(tenant)
+    .bind(department)
+    .bind(default_capacity)
+    .fetch_all(conn)
+    .await?;
+    let mut candidates = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let agent_id: String = row.try_get("agent_id")?;
+        let Ok(agent_id) = AgentId::parse(&agent_id) else {
+            continue;
+        };
+        candidates.push(Candidate {
+            agent_id,
+            day_open: row.try_get("day_open")?,
+            on_break: row.try_get("on_break")?,
+            exit_notified: row.try_get("exit_notified")?,
+            active_tasks: row.try_get("active_tasks")?,
+            capacity: row.try_get("capacity")?,
+            idle_since: row.try_get("idle_since")?,
+        });
+    }
+    Ok(candidates)
+}
+
+pub async fn departments_of(conn: &mut PgConnection, tenant: &str, agent: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT department_id FROM agent_departments WHERE tenant_id = $1 AND agent_id = $2 ORDER BY department_id",
+    )
+    .bind(tenant)
+    .bind(agent)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| r.try_get("department_id")).collect()
+}
+
+/// What the rules need to know of one agent, if task-distribution knows them.
+pub async fn view(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &AgentId,
+    default_capacity: i32,
+) -> Result<Option<AgentView>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT day_open, on_break, active_tasks, COALESCE(capacity_override, $3) AS capacity FROM agents \
+         WHERE tenant_id = $1 AND agent_id = $2",
+    )
+    .bind(tenant)
+    .bind(agent.as_str())
+    .bind(default_capacity)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let departments = departments_of(conn, tenant, agent.as_str())
+        .await?
+        .iter()
+        .filter_map(|d| DepartmentId::parse(d).ok())
+        .collect();
+    Ok(Some(AgentView {
+        agent_id: agent.clone(),
+        day_open: row.try_get("day_open")?,
+        on_break: row.try_get("on_break")?,
+        departments,
+        active_tasks: row.try_get("active_tasks")?,
+        capacity: row.try_get("capacity")?,
+    }))
+}
+
+pub async fn has_permission(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &str,
+    permission: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3",
+    )
+    .bind(tenant)
+    .bind(agent)
+    .bind(permission)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}

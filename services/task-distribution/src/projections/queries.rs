@@ -1,0 +1,329 @@
+//! Reads of task-distribution's read models, shaped as the API answers them.
+
+use chrono::{DateTime, Utc};
+use dw_proto::distribution::v1 as pb;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use super::agents::Settings;
+use crate::codec::{channel_to_pb, timestamp};
+use crate::domain::task::Status;
+use crate::domain::{Channel, TaskId};
+
+const TASK_COLUMNS: &str = "task_id, protocol, department_id, channel, client_name, client_phone, contact_id, priority, \
+     subject, status, agent_id, created_at, assigned_at, closed_at, version, message_count, last_message_at";
+
+pub fn status_to_pb(status: Status) -> pb::TaskStatus {
+    match status {
+        Status::Queued => pb::TaskStatus::Queued,
+        Status::Assigned => pb::TaskStatus::Assigned,
+        Status::Completed => pb::TaskStatus::Completed,
+        Status::Cancelled => pb::TaskStatus::Cancelled,
+    }
+}
+
+pub fn task_from_row(row: &PgRow) -> Result<pb::Task, sqlx::Error> {
+    let task_id: uuid::Uuid = row.try_get("task_id")?;
+    let channel: String = row.try_get("channel")?;
+    let status: String = row.try_get("status")?;
+    let created_at: DateTime<Utc> = row.try_get("created_at")?;
+    let assigned_at: Option<DateTime<Utc>> = row.try_get("assigned_at")?;
+    let closed_at: Option<DateTime<Utc>> = row.try_get("closed_at")?;
+    let last_message_at: Option<DateTime<Utc>> = row.try_get("last_message_at")?;
+    let version: i64 = row.try_get("version")?;
+    Ok(pb::Task {
+        task_id: task_id.to_string(),
+        protocol: row.try_get("protocol")?,
+        department_id: row.try_get("department_id")?,
+        channel: Channel::parse(&channel).map(channel_to_pb).unwrap_or(pb::Channel::Unspecified) as i32,
+        contact: Some(pb::ClientContact {
+            name: row.try_get("client_name")?,
+            phone: row.try_get("client_phone")?,
+            contact_id: row.try_get::<Option<String>, _>("contact_id")?.unwrap_or_default(),
+        }),
+        priority: row.try_get("priority")?,
+        subject: row.try_get("subject")?,
+        status: Status::parse(&status).map(status_to_pb).unwrap_or(pb::TaskStatus::Unspecified) as i32,
+        agent_id: row.try_get::<Option<String>, _>("agent_id")?.unwrap_or_default(),
+        created_at: Some(timestamp(created_at)),
+        assigned_at: assigned_at.map(timestamp),
+        closed_at: closed_at.map(timestamp),
+        version: version.max(0) as u64,
+        message_count: row.try_get("message_count")?,
+        last_message_at: last_message_at.map(timestamp),
+    })
+}
+
+pub async fn task_by_id(
+    conn: &mut PgConnection,
+    tenant: &str,
+    task_id: TaskId,
+) -> Result<Option<pb::Task>, sqlx::Error> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND task_id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(task_id.0).fetch_optional(conn).await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
+pub async fn task_by_protocol(
+    conn: &mut PgConnection,
+    tenant: &str,
+    protocol: &str,
+) -> Result<Option<pb::Task>, sqlx::Error> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND protocol = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(protocol).fetch_optional(conn).await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
+pub async fn tasks_of_agent(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &str,
+    include_closed_since: Option<DateTime<Utc>>,
+) -> Result<Vec<pb::Task>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND agent_id = $2 \
+         AND (status = 'assigned' OR ($3::timestamptz IS NOT NULL AND closed_at >= $3)) ORDER BY created_at"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(agent)
+        .bind(include_closed_since)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(task_from_row).collect()
+}
+
+pub fn settings_to_pb(settings: &Settings) -> pb::DistributionSettings {
+    pb::DistributionSettings {
+        default_capacity: settings.default_capacity,
+        auto_distribution_enabled: settings.auto_distribution_enabled,
+        inbound_department_id: settings.inbound_department_id.clone().unwrap_or_default(),
+    }
+}
+
+/// Search filters, parsed at the edge.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub protocol: Option<String>,
+    pub protocol_prefix: Option<String>,
+    pub client_name: Option<String>,
+    pub phone: Option<String>,
+    pub status: Option<Status>,
+    pub department: Option<String>,
+    pub agent: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    /// Keyset: strictly older than this (created_at, task_id).
+    pub after: Option<(DateTime<Utc>, uuid::Uuid)>,
+    pub limit: i64,
+}
+
+/// Newest first. Only the given filters enter the SQL, so each query can use its index.
+pub async fn search(conn: &mut PgConnection, tenant: &str, search: &Search) -> Result<Vec<pb::Task>, sqlx::Error> {
+    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1");
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if search.protocol.is_some() {
+        sql.push_str(&format!(" AND protocol = ${}", next()));
+    }
+    if search.protocol_prefix.is_some() {
+        sql.push_str(&format!(" AND protocol LIKE ${} || '%'", next()));
+    }
+    if search.client_name.is_some() {
+        sql.push_str(&format!(" AND dw_search_text(client_name) LIKE '%' || dw_search_text(${}) || '%'", next()));
+    }
+    if search.phone.is_some() {
+        sql.push_str(&format!(" AND client_phone = ${}", next()));
+    }
+    if search.status.is_some() {
+        sql.push_str(&format!(" AND status = ${}", next()));
+    }
+    if search.department.is_some() {
+        sql.push_str(&format!(" AND department_id = ${}", next()));
+    }
+    if search.agent.is_some() {
+        sql.push_str(&format!(" AND agent_id = ${}", next()));
+    }
+    if search.created_from.is_some() {
+        sql.push_str(&format!(" AND created_at >= ${}", next()));
+    }
+    if search.created_to.is_some() {
+        sql.push_str(&format!(" AND created_at < ${}", next()));
+    }
+    if search.after.is_some() {
+        let (a, b) = (next(), next());
+        sql.push_str(&format!(" AND (created_at, task_id) < (${a}, ${b})"));
+    }
+    let limit = next();
+    sql.push_str(&format!(" ORDER BY created_at DESC, task_id DESC LIMIT ${limit}"));
+
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+    if let Some(protocol) = &search.protocol {
+        query = query.bind(protocol);
+    }
+    if let Some(prefix) = &search.protocol_prefix {
+        query = query.bind(prefix);
+    }
+    if let Some(name) = &search.client_name {
+        // LIKE wildcards typed by the user are literal text.
+        query = query.bind(name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    }
+    if let Some(phone) = &search.phone {
+        query = query.bind(phone);
+    }
+    if let Some(status) = search.status {
+        query = query.bind(status.as_str());
+    }
+    if let Some(department) = &search.department {
+        query = query.bind(department);
+    }
+    if let Some(agent) = &search.agent {
+        query = query.bind(agent);
+    }
+    if let Some(from) = search.created_from {
+        query = query.bind(from);
+    }
+    if let Some(to) = search.created_to {
+        query = query.bind(to);
+    }
+    if let Some((created_at, task_id)) = search.after {
+        query = query.bind(created_at).bind(task_id);
+    }
+    let rows = query.bind(search.limit).fetch_all(conn).await?;
+    rows.iter().map(task_from_row).collect()
+}
+
+fn duration(d: chrono::Duration) -> prost_types::Duration {
+    let d = d.max(chrono::Duration::zero());
+    prost_types::Duration { seconds: d.num_seconds(), nanos: d.subsec_nanos() }
+}
+
+/// Queue and staffing figures per department (all of the tenant's, or one).
+pub async fn queue_stats(
+    conn: &mut PgConnection,
+    tenant: &str,
+    department: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<pb::DepartmentQueueStats>, sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH departments AS ( \
+             SELECT department_id FROM agent_departments WHERE tenant_id = $1 \
+             UNION SELECT department_id FROM tasks WHERE tenant_id = $1 AND status IN ('queued', 'assigned')), \
+         settings AS (SELECT COALESCE((SELECT default_capacity FROM distribution_settings WHERE tenant_id = $1), 3) AS cap) \
+         SELECT d.department_id, \
+             (SELECT count(*) FROM tasks t WHERE t.tenant_id = $1 AND t.department_id = d.department_id \
+                 AND t.status = 'queued') AS waiting, \
+             (SELECT min(t.queued_at) FROM tasks t WHERE t.tenant_id = $1 AND t.department_id = d.department_id \
+                 AND t.status = 'queued') AS oldest, \
+             (SELECT count(*) FROM tasks t WHERE t.tenant_id = $1 AND t.department_id = d.department_id \
+                 AND t.status = 'assigned') AS assigned, \
+             count(a.agent_id) FILTER (WHERE a.day_open AND NOT a.on_break AND NOT a.exit_notified \
+                 AND a.active_tasks < COALESCE(a.capacity_override, s.cap)) AS available, \
+             count(a.agent_id) FILTER (WHERE a.day_open AND a.on_break) AS on_break, \
+             count(a.agent_id) FILTER (WHERE a.day_open AND NOT a.on_break AND a.exit_notified) AS exit_notified, \
+             count(a.agent_id) FILTER (WHERE a.day_open AND NOT a.on_break AND NOT a.exit_notified \
+                 AND a.active_tasks >= COALESCE(a.capacity_override, s.cap)) AS at_capacity \
+         FROM departments d CROSS JOIN settings s \
+         LEFT JOIN agent_departments ad ON ad.tenant_id = $1 AND ad.department_id = d.department_id \
+         LEFT JOIN agents a ON a.tenant_id = $1 AND a.agent_id = ad.agent_id \
+         WHERE ($2::text IS NULL OR d.department_id = $2) \
+         GROUP BY d.department_id ORDER BY d.department_id",
+    )
+    .bind(tenant)
+    .bind(department)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut stats = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let department_id: String = row.try_get("department_id")?;
+        let oldest: Option<DateTime<Utc>> = row.try_get("oldest")?;
+        let count = |name: &str| row.try_get::<i64, _>(name).map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let waiting_on_break = sqlx::query(
+            "SELECT t.task_id, t.protocol, t.agent_id, a.break_started_at FROM tasks t \
+             JOIN agents a ON a.tenant_id = t.tenant_id AND a.agent_id = t.agent_id \
+             WHERE t.tenant_id = $1 AND t.department_id = $2 AND t.status = 'assigned' AND a.on_break \
+             ORDER BY a.break_started_at",
+        )
+        .bind(tenant)
+        .bind(&department_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            let task_id: uuid::Uuid = r.try_get("task_id")?;
+            let since: Option<DateTime<Utc>> = r.try_get("break_started_at")?;
+            Ok(pb::WaitingOnBreak {
+                task_id: task_id.to_string(),
+                protocol: r.try_get("protocol")?,
+                agent_id: r.try_get("agent_id")?,
+                waited: Some(duration(now - since.unwrap_or(now))),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        stats.push(pb::DepartmentQueueStats {
+            department_id,
+            waiting_tasks: count("waiting")?,
+            oldest_wait: oldest.map(|o| duration(now - o)),
+            agents_available: count("available")?,
+            agents_on_break: count("on_break")?,
+            agents_exit_notified: count("exit_notified")?,
+            agents_at_capacity: count("at_capacity")?,
+            assigned_tasks: count("assigned")?,
+            tasks_waiting_on_break: waiting_on_break,
+        });
+    }
+    Ok(stats)
+}
+
+pub async fn decisions(
+    conn: &mut PgConnection,
+    tenant: &str,
+    task_id: TaskId,
+) -> Result<Vec<pb::AssignmentDecision>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT decision_id, decided_at, chosen_agent_id, trigger, candidates FROM assignment_decisions \
+         WHERE tenant_id = $1 AND task_id = $2 ORDER BY decided_at, decision_id",
+    )
+    .bind(tenant)
+    .bind(task_id.0)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let decision_id: uuid::Uuid = row.try_get("decision_id")?;
+            let decided_at: DateTime<Utc> = row.try_get("decided_at")?;
+            let candidates: serde_json::Value = row.try_get("candidates")?;
+            let verdicts: Vec<crate::domain::assignment::Verdict> =
+                serde_json::from_value(candidates).unwrap_or_default();
+            Ok(pb::AssignmentDecision {
+                decision_id: decision_id.to_string(),
+                decided_at: Some(timestamp(decided_at)),
+                chosen_agent_id: row.try_get::<Option<String>, _>("chosen_agent_id")?.unwrap_or_default(),
+                candidates: verdicts.iter().map(verdict_to_pb).collect(),
+                trigger: row.try_get("trigger")?,
+            })
+        })
+        .collect()
+}
+
+fn verdict_to_pb(verdict: &crate::domain::assignment::Verdict) -> pb::CandidateVerdict {
+    use crate::domain::assignment::Exclusion as E;
+    let exclusion = match verdict.exclusion {
+        None => pb::Exclusion::Unspecified,
+        Some(E::DayNotStarted) => pb::Exclusion::DayNotStarted,
+        Some(E::OnBreak) => pb::Exclusion::OnBreak,
+        Some(E::ExitNotified) => pb::Exclusion::ExitNotified,
+        Some(E::AtCapacity) => pb::Exclusion::AtCapacity,
+        Some(E::MoreActiveTasks) => pb::Exclusion::MoreActiveTasks,
+        Some(E::LessIdleTime) => pb::Exclusion::LessIdleTime,
+    };
+    pb::CandidateVerdict {
+        agent_id: verdict.agent_id.to_string(),
+        exclusion: exclusion as i32,
+        active_tasks: verdict.active_tasks,
+        capacity: verdict.capacity,
+    }
+}

@@ -1,0 +1,139 @@
+//! The `tasks` read model: the queue, the agents' open tasks and the protocol search index.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgConnection, Row};
+
+use crate::domain::task::Task;
+
+/// How a change moves the task in its department's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueChange {
+    /// Position unchanged (or first queued at creation).
+    Keep,
+    /// Re-queued after its agent left: ahead of everything else, in its original age order.
+    ToFront,
+    /// Transferred into a queue: behind what already waits there.
+    ToBack,
+}
+
+pub async fn save(
+    conn: &mut PgConnection,
+    tenant: &str,
+    task: &Task,
+    version: i64,
+    queue: QueueChange,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let content = &task.content;
+    let (front, queued_at) = match queue {
+        QueueChange::Keep => (None, None),
+        QueueChange::ToFront => (Some(true), Some(task.created_at)),
+        QueueChange::ToBack => (Some(false), Some(now)),
+    };
+    sqlx::query(
+        "INSERT INTO tasks (tenant_id, task_id, protocol, department_id, channel, client_name, client_phone, contact_id, \
+                            priority, subject, status, agent_id, created_at, assigned_at, closed_at, queue_front, \
+                            queued_at, message_count, last_message_at, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($16, FALSE), \
+                 COALESCE($17, $13), $18, $19, $20) \
+         ON CONFLICT (tenant_id, task_id) DO UPDATE SET department_id = EXCLUDED.department_id, \
+             status = EXCLUDED.status, agent_id = EXCLUDED.agent_id, assigned_at = EXCLUDED.assigned_at, \
+             closed_at = EXCLUDED.closed_at, queue_front = COALESCE($16, tasks.queue_front), \
+             queued_at = COALESCE($17, tasks.queued_at), message_count = EXCLUDED.message_count, \
+             last_message_at = EXCLUDED.last_message_at, version = EXCLUDED.version",
+    )
+    .bind(tenant)
+    .bind(content.task_id.0)
+    .bind(content.protocol.as_str())
+    .bind(task.department.as_str())
+    .bind(content.channel.as_str())
+    .bind(&content.contact.name)
+    .bind(content.contact.phone.as_str())
+    .bind(&content.contact.contact_id)
+    .bind(content.priority.value())
+    .bind(&content.subject)
+    .bind(task.status.as_str())
+    .bind(task.agent.as_ref().map(|a| a.as_str()))
+    .bind(task.created_at)
+    .bind(task.assigned_at)
+    .bind(task.closed_at)
+    .bind(front)
+    .bind(queued_at)
+    .bind(task.message_count)
+    .bind(task.last_message_at)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The next gap-free sequence number of `day` for the tenant (rolled back with the transaction).
+pub async fn next_protocol_sequence(conn: &mut PgConnection, tenant: &str, day: NaiveDate) -> Result<u32, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO protocol_counters (tenant_id, day, last_seq) VALUES ($1, $2, 1) \
+         ON CONFLICT (tenant_id, day) DO UPDATE SET last_seq = protocol_counters.last_seq + 1 RETURNING last_seq",
+    )
+    .bind(tenant)
+    .bind(day)
+    .fetch_one(conn)
+    .await?;
+    let sequence: i32 = row.try_get("last_seq")?;
+    Ok(u32::try_from(sequence).unwrap_or(0))
+}
+
+/// The head of a department's queue.
+pub async fn queue_head(
+    conn: &mut PgConnection,
+    tenant: &str,
+    department: &str,
+) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT task_id FROM tasks WHERE tenant_id = $1 AND department_id = $2 AND status = 'queued' \
+         ORDER BY queue_front DESC, priority DESC, queued_at, task_id LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(department)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.try_get("task_id")).transpose()
+}
+
+/// Departments with queued tasks.
+pub async fn departments_with_queue(conn: &mut PgConnection, tenant: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query("SELECT DISTINCT department_id FROM tasks WHERE tenant_id = $1 AND status = 'queued'")
+        .bind(tenant)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| r.try_get("department_id")).collect()
+}
+
+/// The agent's assigned tasks.
+pub async fn open_tasks_of(conn: &mut PgConnection, tenant: &str, agent: &str) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT task_id FROM tasks WHERE tenant_id = $1 AND agent_id = $2 AND status = 'assigned' ORDER BY created_at",
+    )
+    .bind(tenant)
+    .bind(agent)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| r.try_get("task_id")).collect()
+}
+
+/// The client's open task on a channel, if any.
+pub async fn open_task_of_client(
+    conn: &mut PgConnection,
+    tenant: &str,
+    phone: &str,
+    channel: &str,
+) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT task_id FROM tasks WHERE tenant_id = $1 AND client_phone = $2 AND channel = $3 \
+         AND status IN ('queued', 'assigned') ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(phone)
+    .bind(channel)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.try_get("task_id")).transpose()
+}
