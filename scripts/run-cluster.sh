@@ -246,6 +246,13 @@ fi
 
 as_addr=${DW_AGENT_SESSIONS_ADDR:-http://$call_host:50051}
 as_hostport=${as_addr#http://}
+td_addr=""
+for i in "${run_idx[@]}"; do
+    if [[ "${DW_SVC_NAMES[$i]}" == task-distribution ]]; then
+        td_addr=${DW_TASK_DISTRIBUTION_ADDR:-http://$call_host:${DW_SVC_GRPC[$i]}}
+    fi
+done
+td_hostport=${td_addr#http://}
 {
     echo
     echo "================================================================================"
@@ -280,7 +287,26 @@ as_hostport=${as_addr#http://}
     echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" $as_hostport describe dw.agentsessions.v1.ServiceDayService"
     echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" -d '{\"request_id\":\"day-1\"}' \\"
     echo "       $as_hostport dw.agentsessions.v1.ServiceDayService/StartServiceDay"
+    if [[ -n "$td_addr" ]]; then
+        echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" $td_hostport describe dw.distribution.v1.DistributionService"
+    fi
     echo
+    if [[ -n "$td_addr" ]]; then
+        echo " Tasks (task-distribution). Without DW_TOKEN, dwctl mints a token from --tenant/--sub/--role:"
+        echo "   unset DW_TOKEN"
+        echo "   dwctl --tenant demo --sub ana --role agent day start"
+        echo "   dwctl --tenant demo --sub ana --role agent tasks watch     # ana's tasks as they come; keep it open"
+        echo "   dwctl --tenant demo --sub crm-bot --role service tasks create --department support \\"
+        echo "       --channel whatsapp --client-name 'Maria Souza' --phone +5511912345678 --subject 'Order 1234'"
+        echo "   dwctl demo inbound --tenant demo --phone +5511987654321 --name 'Joao Pereira' --text 'Hello, I need help'"
+        echo "   dwctl --tenant demo --sub ana --role agent tasks mine"
+        echo "   dwctl --tenant demo --sub ana --role agent tasks complete --task-id <TASK_ID>"
+        echo "   dwctl --tenant demo --sub manager-1 --role manager tasks stats"
+        echo "   dwctl --tenant demo --sub manager-1 --role manager tasks search --client-name maria"
+        echo "   dwctl --tenant demo --sub manager-1 --role manager tasks explain --task-id <TASK_ID>"
+        echo "   dwctl events tail --stream DW_DISTRIBUTION --from-start"
+        echo
+    fi
     echo " Logs are also written to $log_dir/<service>.log"
     echo "================================================================================"
     echo

@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1::Reason;
+use dw_proto::distribution::v1::{Channel, TaskStatus};
 
 use crate::parse;
 
@@ -23,7 +24,12 @@ Examples:
   dwctl --tenant demo --sub ana --role agent day start
   export DW_TOKEN=$(dwctl token --tenant demo --sub manager-1 --role manager)
   dwctl admin statuses
-  dwctl events tail --from-start --limit 10";
+  dwctl events tail --from-start --limit 10
+  dwctl --tenant demo --sub crm-bot --role service tasks create --department support \\
+      --channel whatsapp --client-name 'Maria Souza' --phone +5511912345678
+  dwctl --tenant demo --sub ana --role agent tasks watch
+  dwctl demo inbound --tenant demo --phone +5511912345678 --name 'Maria Souza' --text 'Hello?'
+  dwctl events tail --stream DW_DISTRIBUTION --from-start";
 
 /// Command-line client for the Digital Workspace: act on a service day as an agent, administer
 /// agents and tenant settings as a manager, tail domain events, seed demo data.
@@ -39,9 +45,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
-    /// agent-sessions gRPC address.
+    /// agent-sessions gRPC address (day, admin, demo seed).
     #[arg(long, global = true, env = "DW_AGENT_SESSIONS_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
+
+    /// task-distribution gRPC address (tasks, demo seed).
+    #[arg(long, global = true, env = "DW_TASK_DISTRIBUTION_ADDR", default_value = "http://127.0.0.1:50052")]
+    pub distribution_addr: String,
 
     /// Bearer token (JWT) to send; takes precedence over minting one.
     #[arg(long, global = true, env = "DW_TOKEN", hide_env_values = true)]
@@ -90,6 +100,9 @@ pub enum Command {
     /// Agents, permissions, departments, tenant settings, live board (AgentAdminService; role `manager`).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Service tasks: protocols, queues, assignment (DistributionService at --distribution-addr).
+    #[command(subcommand)]
+    Tasks(TasksCommand),
     /// Domain events on JetStream.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -242,9 +255,186 @@ pub struct SetSettingsArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Create a task (CreateTask; role `service` or `manager`); prints it with its protocol.
+    Create(CreateTaskArgs),
+    /// Show a task by id or by protocol (GetTask).
+    Get {
+        #[arg(long, value_parser = parse::non_empty, required_unless_present = "protocol", conflicts_with = "protocol")]
+        task_id: Option<String>,
+        /// Protocol number, e.g. 20260315000042.
+        #[arg(long, value_parser = parse::non_empty)]
+        protocol: Option<String>,
+    },
+    /// Take a queued task of one of your departments by hand (ClaimTask; role `agent`).
+    Claim {
+        #[arg(long, value_parser = parse::non_empty)]
+        task_id: String,
+    },
+    /// Complete a task (CompleteTask).
+    Complete {
+        #[arg(long, value_parser = parse::non_empty)]
+        task_id: String,
+    },
+    /// Transfer a task to another department's queue and/or to an agent (TransferTask); with
+    /// neither, the task goes back into its own department's queue.
+    Transfer {
+        #[arg(long, value_parser = parse::non_empty)]
+        task_id: String,
+        /// Target department (default: the task's own).
+        #[arg(long, value_parser = parse::non_empty)]
+        department: Option<String>,
+        /// Target agent (linked to the department and available).
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: Option<String>,
+    },
+    /// Cancel a task (CancelTask).
+    Cancel {
+        #[arg(long, value_parser = parse::non_empty)]
+        task_id: String,
+        /// Why (free text).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Search protocols, newest first (SearchProtocols; permission `protocols.search`). Prints one
+    /// page and the next page token; --all follows every page.
+    Search(SearchArgs),
+    /// Your tasks (ListMyTasks).
+    Mine {
+        /// Include tasks completed or cancelled in the last 24 hours.
+        #[arg(long)]
+        include_closed: bool,
+    },
+    /// Your task updates as they happen (WatchMyTasks): your open tasks first, then every
+    /// assignment, re-queue, transfer, completion and message. Ctrl-C stops.
+    Watch {
+        /// Exit after this many updates.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Queues per department (GetQueueStats): waiting tasks, oldest wait, agents by state, tasks
+    /// waiting on an agent's break.
+    Stats {
+        /// Only this department.
+        #[arg(long, value_parser = parse::non_empty)]
+        department: Option<String>,
+    },
+    /// Every assignment decision taken for a task, with each candidate's verdict
+    /// (ExplainAssignment; role `manager`).
+    Explain {
+        #[arg(long, value_parser = parse::non_empty)]
+        task_id: String,
+    },
+    /// The tenant's distribution settings (role `manager`).
+    #[command(subcommand)]
+    Settings(TaskSettingsCommand),
+    /// Set an agent's capacity, overriding the tenant default (SetAgentCapacity; role `manager`).
+    Capacity {
+        #[arg(long, value_parser = parse::non_empty)]
+        agent: String,
+        /// Tasks the agent may hold at once (1-100); 0 removes the override.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(0..=100))]
+        capacity: i32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTaskArgs {
+    /// Department whose queue receives the task.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: String,
+    /// whatsapp, sms, voice, email or chat.
+    #[arg(long, value_parser = parse::channel)]
+    pub channel: Channel,
+    /// The client's name.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub client_name: String,
+    /// The client's phone, E.164 (+5511912345678; spaces and dashes are dropped).
+    #[arg(long, value_parser = parse::phone)]
+    pub phone: String,
+    /// CRM contact id, when known.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub contact_id: Option<String>,
+    /// 0 (lowest, the default) to 9 (highest).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=9))]
+    pub priority: i32,
+    /// What the task is about.
+    #[arg(long)]
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Exact protocol.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub protocol: Option<String>,
+    /// Protocol prefix, e.g. a day: 20260315.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub protocol_prefix: Option<String>,
+    /// Part of the client's name (case- and accent-insensitive).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub client_name: Option<String>,
+    /// The client's phone, E.164.
+    #[arg(long, value_parser = parse::phone)]
+    pub phone: Option<String>,
+    /// queued, assigned, completed or cancelled.
+    #[arg(long, value_parser = parse::task_status)]
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this department.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: Option<String>,
+    /// Only tasks of this agent.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub agent: Option<String>,
+    /// Tasks created at or after this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse::timestamp)]
+    pub from: Option<prost_types::Timestamp>,
+    /// Tasks created before this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse::timestamp)]
+    pub to: Option<prost_types::Timestamp>,
+    /// Page size (1-200; server default 50).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=200))]
+    pub page_size: Option<i32>,
+    /// Fetch the page with this token (from a previous search's output).
+    #[arg(long, value_parser = parse::non_empty, conflicts_with = "all")]
+    pub page_token: Option<String>,
+    /// Follow every page and print all the results.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskSettingsCommand {
+    /// Show the settings (GetDistributionSettings).
+    Get,
+    /// Change the settings (UpdateDistributionSettings); options not given keep their value.
+    Set(SetDistributionSettingsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["default_capacity", "inbound_department", "no_inbound_department"])
+))]
+pub struct SetDistributionSettingsArgs {
+    /// Tasks an agent may hold at once unless overridden per agent (1-100).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub default_capacity: Option<i32>,
+    /// Department of the tasks opened by inbound client messages that name none.
+    #[arg(long, value_parser = parse::non_empty, conflicts_with = "no_inbound_department")]
+    pub inbound_department: Option<String>,
+    /// Clear the inbound department (such messages are then dead-lettered).
+    #[arg(long)]
+    pub no_inbound_department: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// Print events from an ordered ephemeral JetStream consumer: stream sequence, subject, all
-    /// headers and the payload decoded by its `ce-type` (hex when the type is unknown).
+    /// headers and the payload decoded by its `ce-type` (any `dw.*` event: agent sessions,
+    /// distribution, messaging; hex when the type is unknown). Any stream: --stream DW_DISTRIBUTION.
     Tail(TailArgs),
 }
 
@@ -253,7 +443,7 @@ pub struct TailArgs {
     /// NATS server URL.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
-    /// JetStream stream name.
+    /// JetStream stream name (DW_AGENT_SESSIONS, DW_DISTRIBUTION, DW_MESSAGING, ...).
     #[arg(long, env = "DW_AGENT_SESSIONS_STREAM", default_value = "DW_AGENT_SESSIONS")]
     pub stream: String,
     /// Subject filter (wildcards allowed), e.g. `dw.agentsessions.demo.>`.
@@ -276,9 +466,50 @@ pub struct TailArgs {
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
     /// Idempotently seed a tenant (settings, agents ana and bruno, departments, permissions) as
-    /// `manager-1`, then print tokens and commands to act as ana and as the manager. Needs
-    /// --secret (DW_JWT_SECRET); the tenant is --tenant (DW_TENANT), default `demo`.
+    /// `manager-1`; when task-distribution answers (--distribution-addr), also its settings
+    /// (default capacity 3, inbound department support). Then print tokens and commands to act as
+    /// ana, as the manager and as the CRM (`crm-bot`, role service). Needs --secret
+    /// (DW_JWT_SECRET); the tenant is --tenant (DW_TENANT), default `demo`.
     Seed,
+    /// Publish a `dw.messaging.v1.InboundMessageReceived` event to JetStream the way the messaging
+    /// service will (a client wrote): subject `<prefix>.<tenant>.inbound.received`, with the
+    /// CloudEvents headers. Creates the stream when missing. Needs --tenant; no token.
+    Inbound(Box<InboundArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct InboundArgs {
+    /// The client's phone, E.164 (+5511912345678; spaces and dashes are dropped).
+    #[arg(long, value_parser = parse::phone)]
+    pub phone: String,
+    /// The client's name.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub name: String,
+    /// The message text.
+    #[arg(long)]
+    pub text: String,
+    /// whatsapp or sms.
+    #[arg(long, default_value = "whatsapp", value_parser = parse::messaging_channel)]
+    pub channel: dw_proto::messaging::v1::Channel,
+    /// The contact's default department (default: none; task-distribution then uses the tenant's
+    /// inbound department, see `dwctl tasks settings`).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: Option<String>,
+    /// CRM contact id, when the phone matched one.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub contact_id: Option<String>,
+    /// Our message id (default: a fresh UUIDv7).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub message_id: Option<String>,
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// JetStream stream (created with subjects `<subject-prefix>.>` when missing).
+    #[arg(long, env = "DW_MESSAGING_STREAM", default_value = "DW_MESSAGING")]
+    pub stream: String,
+    /// Subject prefix of the messaging context.
+    #[arg(long, env = "DW_MESSAGING_SUBJECT_PREFIX", default_value = "dw.messaging", value_parser = parse::subject_prefix)]
+    pub subject_prefix: String,
 }
 
 #[cfg(test)]
@@ -339,5 +570,44 @@ mod tests {
         assert!(parse(&["events", "tail", "--from-start", "--from-seq", "3"]).is_err());
         let cli = parse(&["day", "end-break"]).unwrap();
         assert!(matches!(cli.command, Command::Day(DayCommand::EndBreak { confirm: false })));
+    }
+
+    #[test]
+    fn task_commands_parse_and_check_their_options() {
+        let cli = parse(&["tasks", "get", "--protocol", "20240501000001"]).unwrap();
+        let Command::Tasks(TasksCommand::Get { task_id: None, protocol: Some(protocol) }) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(protocol, "20240501000001");
+        assert!(parse(&["tasks", "get"]).is_err());
+        assert!(parse(&["tasks", "get", "--task-id", "t", "--protocol", "p"]).is_err());
+        let cli = parse(&["tasks", "transfer", "--task-id", "t", "--agent", "bruno"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Tasks(TasksCommand::Transfer { department: None, agent: Some(ref a), .. }) if a == "bruno"
+        ));
+        assert!(parse(&["tasks", "claim"]).is_err());
+        assert!(parse(&["tasks", "capacity", "--agent", "ana", "--capacity", "0"]).is_ok());
+        assert!(parse(&["tasks", "capacity", "--agent", "ana", "--capacity", "101"]).is_err());
+        let create = ["tasks", "create", "--department", "d", "--client-name", "N", "--phone", "+14155550100"];
+        assert!(parse(&[&create[..], &["--channel", "chat"]].concat()).is_ok());
+        assert!(parse(&[&create[..], &["--channel", "fax"]].concat()).is_err());
+        assert!(parse(&[&create[..], &["--channel", "chat", "--priority", "10"]].concat()).is_err());
+        assert!(parse(&create).is_err(), "--channel is required");
+        assert!(parse(&["tasks", "search", "--status", "open"]).is_err());
+        assert!(parse(&["tasks", "search", "--all", "--page-token", "x"]).is_err());
+        assert!(parse(&["tasks", "search", "--page-size", "201"]).is_err());
+        let cli = parse(&["tasks", "watch", "--limit", "3", "--json"]).unwrap();
+        assert!(cli.global.json);
+        assert!(matches!(cli.command, Command::Tasks(TasksCommand::Watch { limit: Some(3) })));
+    }
+
+    #[test]
+    fn the_distribution_address_is_a_global_option_with_a_default() {
+        let cli = parse(&["tasks", "mine"]).unwrap();
+        assert_eq!(cli.global.distribution_addr, "http://127.0.0.1:50052");
+        let cli = parse(&["tasks", "mine", "--distribution-addr", "http://10.0.0.5:50052"]).unwrap();
+        assert_eq!(cli.global.distribution_addr, "http://10.0.0.5:50052");
+        assert!(matches!(cli.command, Command::Tasks(TasksCommand::Mine { include_closed: false })));
     }
 }

@@ -1,4 +1,6 @@
-//! `dwctl demo seed`: idempotent demo data for one tenant, acting as `manager-1`.
+//! `dwctl demo seed`: idempotent demo data for one tenant, acting as `manager-1`: agent-sessions
+//! first, then task-distribution's settings when that service answers (agent-sessions alone is
+//! enough to seed).
 //!
 //! Every mutating call uses a fixed request id (`seed-<tenant>-…`), so re-running the seed is
 //! harmless: the server answers a repeated request id from the same caller with its first result.
@@ -13,17 +15,27 @@ use dw_proto::agentsessions::v1::{
     Agent, GetAgentRequest, GrantPermissionRequest, LinkDepartmentRequest, ListPermissionCatalogRequest, Reason,
     RegisterAgentRequest, TenantSettings, UpdateTenantSettingsRequest,
 };
+use dw_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
+use dw_proto::distribution::v1::{DistributionSettings, UpdateDistributionSettingsRequest};
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::auth;
 use crate::cli::GlobalOpts;
-use crate::output as out;
-use crate::rpc::Rpc;
+use crate::output::{self as out, Printer, names};
+use crate::rpc::{self, Rpc};
 
 pub const DEFAULT_TENANT: &str = "demo";
 pub const MANAGER: &str = "manager-1";
+/// The service account of the demo's CRM, which creates tasks (role `service`).
+pub const CRM_BOT: &str = "crm-bot";
+/// The demo tenant's default agent capacity in task-distribution.
+pub const DEFAULT_CAPACITY: i32 = 3;
+/// Where the demo tenant's inbound client messages open tasks when they name no department.
+pub const INBOUND_DEPARTMENT: &str = "support";
+const DEFAULT_SESSIONS_ADDR: &str = "http://127.0.0.1:50051";
+const DEFAULT_DISTRIBUTION_ADDR: &str = "http://127.0.0.1:50052";
 const TOKEN_TTL_SECONDS: i64 = 12 * 3600;
 
 /// One agent of the demo.
@@ -112,26 +124,99 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
         agents.push(seeded);
     }
 
+    let distribution = seed_distribution(&opts.distribution_addr, &tenant, &manager_token, timeout).await?;
+    match &distribution {
+        Distribution::Seeded(settings) => log(format!(
+            "  distribution ({}): default capacity {}, inbound department {}, auto distribution {}",
+            opts.distribution_addr,
+            settings.default_capacity,
+            settings.inbound_department_id,
+            if settings.auto_distribution_enabled { "on" } else { "off" }
+        ))?,
+        Distribution::Skipped(why) => eprintln!(
+            "note: task-distribution at {} does not answer ({why}); its settings and the task examples are \
+             skipped (seed again once it runs)",
+            opts.distribution_addr
+        ),
+    }
+
     let ttl = TOKEN_TTL_SECONDS;
-    let manager = auth::mint(secret, &tenant, MANAGER, &[Role::Manager], ttl)?;
-    let ana = auth::mint(secret, &tenant, "ana", &[Role::Agent], ttl)?;
-    let bruno = auth::mint(secret, &tenant, "bruno", &[Role::Agent], ttl)?;
+    let tokens = Tokens {
+        manager: auth::mint(secret, &tenant, MANAGER, &[Role::Manager], ttl)?,
+        ana: auth::mint(secret, &tenant, "ana", &[Role::Agent], ttl)?,
+        bruno: auth::mint(secret, &tenant, "bruno", &[Role::Agent], ttl)?,
+        crm_bot: auth::mint(secret, &tenant, CRM_BOT, &[Role::Service], ttl)?,
+    };
     if opts.json {
+        let distribution = match &distribution {
+            Distribution::Seeded(settings) => json!({
+                "addr": opts.distribution_addr,
+                "settings": Printer::new(true)?.to_json(names::DISTRIBUTION_SETTINGS, settings)?,
+            }),
+            Distribution::Skipped(why) => json!({ "addr": opts.distribution_addr, "skipped": why }),
+        };
         let report = json!({
             "tenant": tenant,
             "addr": opts.addr,
             "tokenTtlSeconds": ttl,
-            "tokens": { MANAGER: manager, "ana": ana, "bruno": bruno },
+            "tokens": { MANAGER: tokens.manager, "ana": tokens.ana, "bruno": tokens.bruno, CRM_BOT: tokens.crm_bot },
             "agents": agents.iter().map(|a| json!({
                 "agentId": a.agent_id,
                 "displayName": a.display_name,
                 "departmentIds": a.department_ids,
                 "permissions": a.permissions,
             })).collect::<Vec<_>>(),
+            "distribution": distribution,
         });
         out::write_line(&serde_json::to_string_pretty(&report)?)
     } else {
-        out::write_line(&instructions(&tenant, &opts.addr, &ana, &manager))
+        let distribution_addr = match distribution {
+            Distribution::Seeded(_) => Some(opts.distribution_addr.as_str()),
+            Distribution::Skipped(_) => None,
+        };
+        out::write_line(&instructions(&tenant, &opts.addr, distribution_addr, &tokens))
+    }
+}
+
+/// What seeding task-distribution came to.
+#[derive(Debug)]
+pub enum Distribution {
+    Seeded(DistributionSettings),
+    /// The service does not answer (not running yet, or not this cluster's): why.
+    Skipped(String),
+}
+
+/// Whether a gRPC error means "task-distribution is not (really) there", which skips its part
+/// of the seed, rather than a failure of the seed itself.
+pub fn not_answering(code: Code) -> bool {
+    matches!(code, Code::Unavailable | Code::Unimplemented | Code::DeadlineExceeded | Code::Unauthenticated)
+}
+
+/// Sets the tenant's default capacity (fixed request id), unless the service does not answer.
+async fn seed_distribution(addr: &str, tenant: &str, manager_token: &str, timeout: Duration) -> Result<Distribution> {
+    let rpc = match Rpc::connect(addr, manager_token, Some(timeout), None).await {
+        Ok(rpc) => rpc,
+        Err(err) => return Ok(Distribution::Skipped(format!("{err:#}"))),
+    };
+    let mut client = DistributionServiceClient::new(rpc.channel.clone());
+    let request = UpdateDistributionSettingsRequest {
+        request_id: request_id(tenant, "distribution-settings"),
+        default_capacity: Some(DEFAULT_CAPACITY),
+        inbound_department_id: Some(INBOUND_DEPARTMENT.to_owned()),
+    };
+    match client.update_distribution_settings(rpc.request(request)).await {
+        Ok(settings) => Ok(Distribution::Seeded(settings.into_inner())),
+        Err(status) if not_answering(status.code()) => {
+            let mut why = rpc::code_name(status.code()).to_owned();
+            if !status.message().is_empty() {
+                why.push_str(&format!(": {}", status.message()));
+            }
+            if status.code() == Code::Unauthenticated {
+                why.push_str("; is it signed with another DW_JWT_SECRET?");
+            }
+            Ok(Distribution::Skipped(why))
+        }
+        Err(status) => Err(anyhow::Error::new(status).context("updating the distribution settings")),
     }
 }
 
@@ -181,18 +266,30 @@ async fn seed_agent(
     Ok(current)
 }
 
-/// The ready-to-paste commands printed after seeding.
-pub fn instructions(tenant: &str, addr: &str, ana_token: &str, manager_token: &str) -> String {
-    let addr_line = if addr == "http://127.0.0.1:50051" {
-        String::new()
-    } else {
-        format!("export DW_AGENT_SESSIONS_ADDR={addr}\n")
-    };
-    format!(
+/// The tokens printed after seeding.
+pub struct Tokens {
+    pub manager: String,
+    pub ana: String,
+    pub bruno: String,
+    pub crm_bot: String,
+}
+
+/// The ready-to-paste commands printed after seeding; the task examples only when
+/// task-distribution (at `distribution_addr`) was seeded.
+pub fn instructions(tenant: &str, addr: &str, distribution_addr: Option<&str>, tokens: &Tokens) -> String {
+    let mut exports = String::new();
+    if addr != DEFAULT_SESSIONS_ADDR {
+        exports.push_str(&format!("export DW_AGENT_SESSIONS_ADDR={addr}\n"));
+    }
+    if let Some(distribution_addr) = distribution_addr.filter(|a| *a != DEFAULT_DISTRIBUTION_ADDR) {
+        exports.push_str(&format!("export DW_TASK_DISTRIBUTION_ADDR={distribution_addr}\n"));
+    }
+    let Tokens { manager, ana, crm_bot, .. } = tokens;
+    let mut text = format!(
         "\n\
 Act as ana (agent; token valid 12h):
 
-{addr_line}export DW_TOKEN={ana_token}
+{exports}export DW_TOKEN={ana}
 dwctl day start
 dwctl day state
 dwctl day break-reasons
@@ -205,7 +302,7 @@ dwctl day end
 
 Act as the manager ({MANAGER}; token valid 12h):
 
-{addr_line}export DW_TOKEN={manager_token}
+{exports}export DW_TOKEN={manager}
 dwctl admin statuses
 dwctl admin watch
 dwctl admin get-agent --agent bruno
@@ -220,7 +317,46 @@ Watch the events:
 
 dwctl events tail --from-start
 "
-    )
+    );
+    if distribution_addr.is_none() {
+        return text;
+    }
+    text.push_str(&format!(
+        "
+Tasks (task-distribution; default capacity {DEFAULT_CAPACITY} tasks per agent; inbound messages naming no
+department go to {INBOUND_DEPARTMENT}).
+
+As ana, in a terminal of its own: start the day, then watch the tasks you get:
+
+{exports}export DW_TOKEN={ana}
+dwctl day start
+dwctl tasks watch
+dwctl tasks mine
+dwctl tasks complete --task-id <TASK_ID>
+
+As the CRM ({CRM_BOT}, role service; token valid 12h), create a task:
+
+{exports}export DW_TOKEN={crm_bot}
+dwctl tasks create --department support --channel whatsapp --client-name 'Maria Souza' \\
+    --phone +5511912345678 --priority 5 --subject 'Order 1234'
+dwctl tasks get --protocol <PROTOCOL>
+
+A client writes (the event the messaging service will publish; NATS only, no token):
+
+dwctl demo inbound --tenant {tenant} --phone +5511987654321 --name 'Joao Pereira' --text 'Hello, I need help'
+
+As the manager:
+
+{exports}export DW_TOKEN={manager}
+dwctl tasks stats
+dwctl tasks search --client-name maria
+dwctl tasks explain --task-id <TASK_ID>
+dwctl tasks settings get
+dwctl tasks capacity --agent ana --capacity 5
+dwctl events tail --stream DW_DISTRIBUTION --from-start
+"
+    ));
+    text
 }
 
 #[cfg(test)]
@@ -244,13 +380,51 @@ mod tests {
         assert_eq!(settings.ticket_workspace_url, "https://tickets.example.com/workspace");
     }
 
+    fn tokens() -> Tokens {
+        Tokens { manager: "MGR".into(), ana: "ANA".into(), bruno: "BRUNO".into(), crm_bot: "CRM".into() }
+    }
+
     #[test]
     fn instructions_export_the_tokens_and_the_address_when_not_default() {
-        let text = instructions("demo", "http://127.0.0.1:50051", "ANA", "MGR");
+        let text = instructions("demo", "http://127.0.0.1:50051", None, &tokens());
         assert!(text.contains("export DW_TOKEN=ANA\n"));
         assert!(text.contains("export DW_TOKEN=MGR\n"));
         assert!(!text.contains("DW_AGENT_SESSIONS_ADDR"));
-        let text = instructions("demo", "http://10.0.0.5:50051", "ANA", "MGR");
+        let text = instructions("demo", "http://10.0.0.5:50051", None, &tokens());
         assert!(text.contains("export DW_AGENT_SESSIONS_ADDR=http://10.0.0.5:50051\n"));
+    }
+
+    #[test]
+    fn task_examples_only_when_task_distribution_was_seeded() {
+        let text = instructions("demo", "http://127.0.0.1:50051", None, &tokens());
+        assert!(!text.contains("tasks") && !text.contains("CRM"), "{text}");
+        let text = instructions("demo", "http://127.0.0.1:50051", Some("http://127.0.0.1:50052"), &tokens());
+        assert!(text.contains("export DW_TOKEN=CRM\ndwctl tasks create --department support"), "{text}");
+        assert!(text.contains("dwctl day start\ndwctl tasks watch\n"), "{text}");
+        assert!(text.contains("dwctl demo inbound --tenant demo --phone +5511987654321"), "{text}");
+        assert!(text.contains("dwctl tasks stats\n"), "{text}");
+        assert!(!text.contains("DW_TASK_DISTRIBUTION_ADDR"), "{text}");
+        let text = instructions("demo", "http://127.0.0.1:50051", Some("http://10.0.0.5:50052"), &tokens());
+        assert!(text.contains("export DW_TASK_DISTRIBUTION_ADDR=http://10.0.0.5:50052\nexport DW_TOKEN=ANA"));
+    }
+
+    #[test]
+    fn an_absent_task_distribution_skips_while_real_errors_fail() {
+        assert!(not_answering(Code::Unavailable));
+        assert!(not_answering(Code::Unimplemented));
+        assert!(not_answering(Code::DeadlineExceeded));
+        assert!(not_answering(Code::Unauthenticated));
+        assert!(!not_answering(Code::InvalidArgument));
+        assert!(!not_answering(Code::PermissionDenied));
+        assert_eq!(request_id("demo", "distribution-settings"), "seed-demo-distribution-settings");
+    }
+
+    #[tokio::test]
+    async fn seeding_skips_task_distribution_when_nothing_listens() {
+        // A port that was free a moment ago: the connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("http://127.0.0.1:{port}");
+        let outcome = seed_distribution(&addr, "demo", "token", Duration::from_secs(2)).await.unwrap();
+        assert!(matches!(outcome, Distribution::Skipped(_)), "{outcome:?}");
     }
 }

@@ -267,6 +267,37 @@ mod tests {
     }
 
     #[test]
+    fn distribution_and_messaging_events_decode_too() {
+        use dw_proto::distribution::v1::{RequeueCause, TaskAssigned, TaskRequeued};
+        use dw_proto::messaging::v1::{Channel, InboundMessageReceived};
+        let pool = descriptor_pool().unwrap();
+        let assigned = TaskAssigned {
+            task_id: "t-1".into(),
+            agent_id: "ana".into(),
+            candidates_considered: 2,
+            trigger: "task_created".into(),
+            ..Default::default()
+        };
+        let decoded = decode_payload(&pool, Some("dw.distribution.v1.TaskAssigned"), &assigned.encode_to_vec());
+        let Payload::Decoded { json, .. } = decoded else { panic!("not decoded: {decoded:?}") };
+        assert_eq!(json["agentId"], "ana");
+        assert_eq!(json["candidatesConsidered"], 2);
+        let requeued = TaskRequeued { cause: RequeueCause::AgentDayEnded as i32, ..Default::default() };
+        let decoded = decode_payload(&pool, Some("dw.distribution.v1.TaskRequeued"), &requeued.encode_to_vec());
+        let Payload::Decoded { json, .. } = decoded else { panic!("not decoded: {decoded:?}") };
+        assert_eq!(json["cause"], "REQUEUE_CAUSE_AGENT_DAY_ENDED");
+        let inbound = InboundMessageReceived {
+            phone: "+5511912345678".into(),
+            channel: Channel::Sms as i32,
+            ..Default::default()
+        };
+        let decoded = decode_payload(&pool, Some("dw.messaging.v1.InboundMessageReceived"), &inbound.encode_to_vec());
+        let Payload::Decoded { json, .. } = decoded else { panic!("not decoded: {decoded:?}") };
+        assert_eq!(json["phone"], "+5511912345678");
+        assert_eq!(json["channel"], "CHANNEL_SMS");
+    }
+
+    #[test]
     fn unknown_or_missing_types_and_garbage_fall_back_to_hex() {
         let pool = descriptor_pool().unwrap();
         assert_eq!(

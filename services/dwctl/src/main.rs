@@ -11,9 +11,11 @@ mod cli;
 mod day;
 mod demo;
 mod events;
+mod inbound;
 mod output;
 mod parse;
 mod rpc;
+mod tasks;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -66,22 +68,29 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Day(command) => {
             day::validate(&command)?;
             let printer = Printer::new(global.json)?;
-            let rpc = connect(&global, timeout).await?;
+            let rpc = connect(&global, &global.addr, timeout).await?;
             day::run(command, &rpc, &printer).await
         }
         Command::Admin(command) => {
             let printer = Printer::new(global.json)?;
-            let rpc = connect(&global, timeout).await?;
+            let rpc = connect(&global, &global.addr, timeout).await?;
             admin::run(command, &rpc, &printer).await
+        }
+        Command::Tasks(command) => {
+            tasks::validate(&command)?;
+            let printer = Printer::new(global.json)?;
+            let rpc = connect(&global, &global.distribution_addr, timeout).await?;
+            tasks::run(command, &rpc, &printer).await
         }
         Command::Events(EventsCommand::Tail(args)) => events::tail(args, global.json).await,
         Command::Demo(DemoCommand::Seed) => demo::seed(&global, timeout).await,
+        Command::Demo(DemoCommand::Inbound(args)) => inbound::publish(&global, *args).await,
     }
 }
 
-async fn connect(global: &cli::GlobalOpts, timeout: Duration) -> Result<Rpc> {
+async fn connect(global: &cli::GlobalOpts, addr: &str, timeout: Duration) -> Result<Rpc> {
     let token = auth::resolve(global)?;
-    Rpc::connect(&global.addr, &token, Some(timeout), global.request_id.clone()).await
+    Rpc::connect(addr, &token, Some(timeout), global.request_id.clone()).await
 }
 
 /// Prints an error to stderr and picks the exit status: 2 for usage errors, 1 otherwise. A gRPC

@@ -19,9 +19,18 @@ pub mod names {
     pub const TENANT_SETTINGS: &str = "dw.agentsessions.v1.TenantSettings";
     pub const AGENT_STATUSES: &str = "dw.agentsessions.v1.ListAgentStatusesResponse";
     pub const AGENT_STATUS_VIEW: &str = "dw.agentsessions.v1.AgentStatusView";
+    pub const TASK: &str = "dw.distribution.v1.Task";
+    pub const SEARCH_PROTOCOLS: &str = "dw.distribution.v1.SearchProtocolsResponse";
+    pub const MY_TASKS: &str = "dw.distribution.v1.ListMyTasksResponse";
+    pub const TASK_UPDATE: &str = "dw.distribution.v1.TaskUpdate";
+    pub const QUEUE_STATS: &str = "dw.distribution.v1.GetQueueStatsResponse";
+    pub const EXPLAIN_ASSIGNMENT: &str = "dw.distribution.v1.ExplainAssignmentResponse";
+    pub const DISTRIBUTION_SETTINGS: &str = "dw.distribution.v1.DistributionSettings";
+    pub const AGENT_CAPACITY: &str = "dw.distribution.v1.AgentCapacity";
+    pub const INBOUND_MESSAGE_RECEIVED: &str = "dw.messaging.v1.InboundMessageReceived";
 
     #[cfg(test)]
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 20] = [
         AGENT_DAY_STATE,
         MY_INFORMATION,
         MY_PERMISSIONS,
@@ -33,6 +42,15 @@ pub mod names {
         TENANT_SETTINGS,
         AGENT_STATUSES,
         AGENT_STATUS_VIEW,
+        TASK,
+        SEARCH_PROTOCOLS,
+        MY_TASKS,
+        TASK_UPDATE,
+        QUEUE_STATS,
+        EXPLAIN_ASSIGNMENT,
+        DISTRIBUTION_SETTINGS,
+        AGENT_CAPACITY,
+        INBOUND_MESSAGE_RECEIVED,
     ];
 }
 
@@ -178,7 +196,8 @@ pub fn exit_close_cause(value: i32) -> String {
     }
 }
 
-fn enum_suffix(name: &str, prefix: &str) -> String {
+/// `AGENT_STATUS_ON_BREAK` without `prefix`, lower-cased: `on_break`.
+pub fn enum_suffix(name: &str, prefix: &str) -> String {
     name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
 }
 

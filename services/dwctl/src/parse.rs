@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1::Reason;
+use dw_proto::distribution::v1::{Channel, TaskStatus};
 
 /// Parses `id=Label` into a [`Reason`]. The id is everything before the first `=`; the label may
 /// itself contain `=`. Both sides are trimmed and must be non-empty.
@@ -46,6 +47,72 @@ pub fn timestamp(value: &str) -> Result<prost_types::Timestamp, String> {
 pub fn non_empty(value: &str) -> Result<String, String> {
     let value = value.trim();
     if value.is_empty() { Err("must not be empty".into()) } else { Ok(value.to_owned()) }
+}
+
+/// Parses a task channel: `whatsapp`, `sms`, `voice`, `email`, `chat` (case-insensitive).
+pub fn channel(value: &str) -> Result<Channel, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "whatsapp" => Ok(Channel::Whatsapp),
+        "sms" => Ok(Channel::Sms),
+        "voice" => Ok(Channel::Voice),
+        "email" => Ok(Channel::Email),
+        "chat" => Ok(Channel::Chat),
+        _ => Err(format!("unknown channel {value:?}; one of: whatsapp, sms, voice, email, chat")),
+    }
+}
+
+/// Parses the channel of an inbound client message: `whatsapp` or `sms` (case-insensitive).
+pub fn messaging_channel(value: &str) -> Result<dw_proto::messaging::v1::Channel, String> {
+    use dw_proto::messaging::v1::Channel as Messaging;
+    match value.trim().to_ascii_lowercase().as_str() {
+        "whatsapp" => Ok(Messaging::Whatsapp),
+        "sms" => Ok(Messaging::Sms),
+        _ => Err(format!("unknown channel {value:?}; one of: whatsapp, sms")),
+    }
+}
+
+/// Parses a task status: `queued`, `assigned`, `completed`, `cancelled` (case-insensitive).
+pub fn task_status(value: &str) -> Result<TaskStatus, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "queued" => Ok(TaskStatus::Queued),
+        "assigned" => Ok(TaskStatus::Assigned),
+        "completed" => Ok(TaskStatus::Completed),
+        "cancelled" | "canceled" => Ok(TaskStatus::Cancelled),
+        _ => Err(format!("unknown status {value:?}; one of: queued, assigned, completed, cancelled")),
+    }
+}
+
+/// Parses a phone number into E.164 (`+` then 2-15 digits, the first not 0). Spaces, dashes,
+/// dots and parentheses are dropped first, so `+55 (11) 91234-5678` is `+5511912345678`.
+pub fn phone(value: &str) -> Result<String, String> {
+    let compact: String = value.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let Some(digits) = compact.strip_prefix('+') else {
+        return Err(format!("expected an E.164 number starting with + (e.g. +5511912345678), got {value:?}"));
+    };
+    let valid =
+        (2..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
+    if valid {
+        Ok(compact)
+    } else {
+        Err(format!(
+            "expected an E.164 number: + and 2 to 15 digits, the first not 0 (e.g. +5511912345678), got {value:?}"
+        ))
+    }
+}
+
+/// Parses a NATS subject prefix: dot-separated tokens without whitespace or wildcards
+/// (`dw.messaging`).
+pub fn subject_prefix(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let valid = !value.is_empty()
+        && value
+            .split('.')
+            .all(|token| !token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("expected dot-separated subject tokens without wildcards (e.g. dw.messaging), got {value:?}"))
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +163,46 @@ mod tests {
     fn non_empty_trims_and_rejects_blank() {
         assert_eq!(non_empty(" ana "), Ok("ana".to_owned()));
         assert!(non_empty("   ").is_err());
+    }
+
+    #[test]
+    fn channels_and_statuses_parse_case_insensitively() {
+        assert_eq!(channel("WhatsApp"), Ok(Channel::Whatsapp));
+        assert_eq!(channel(" sms "), Ok(Channel::Sms));
+        assert_eq!(channel("voice"), Ok(Channel::Voice));
+        assert_eq!(channel("email"), Ok(Channel::Email));
+        assert_eq!(channel("chat"), Ok(Channel::Chat));
+        assert!(channel("fax").is_err());
+        assert_eq!(messaging_channel("sms"), Ok(dw_proto::messaging::v1::Channel::Sms));
+        assert!(messaging_channel("voice").is_err());
+        assert_eq!(task_status("queued"), Ok(TaskStatus::Queued));
+        assert_eq!(task_status("Assigned"), Ok(TaskStatus::Assigned));
+        assert_eq!(task_status("completed"), Ok(TaskStatus::Completed));
+        assert_eq!(task_status("canceled"), Ok(TaskStatus::Cancelled));
+        assert!(task_status("open").is_err());
+    }
+
+    #[test]
+    fn phones_are_normalized_to_e164() {
+        assert_eq!(phone("+5511912345678"), Ok("+5511912345678".to_owned()));
+        assert_eq!(phone(" +55 (11) 91234-5678 "), Ok("+5511912345678".to_owned()));
+        assert_eq!(phone("+1.415.555.0100"), Ok("+14155550100".to_owned()));
+        assert!(phone("5511912345678").is_err());
+        assert!(phone("+0511912345678").is_err());
+        assert!(phone("+55119123456789012").is_err());
+        assert!(phone("+55abc").is_err());
+        assert!(phone("+").is_err());
+    }
+
+    #[test]
+    fn subject_prefixes_are_plain_tokens() {
+        assert_eq!(subject_prefix("dw.messaging"), Ok("dw.messaging".to_owned()));
+        assert_eq!(subject_prefix("test_ab12"), Ok("test_ab12".to_owned()));
+        assert!(subject_prefix("").is_err());
+        assert!(subject_prefix("dw..messaging").is_err());
+        assert!(subject_prefix("dw.messaging.").is_err());
+        assert!(subject_prefix("dw.*").is_err());
+        assert!(subject_prefix("dw.>").is_err());
+        assert!(subject_prefix("dw messaging").is_err());
     }
 }

@@ -25,7 +25,7 @@ impl Rpc {
         request_id: Option<String>,
     ) -> Result<Self> {
         let endpoint = Endpoint::from_shared(addr.to_owned())
-            .with_context(|| format!("invalid --addr {addr:?}"))?
+            .with_context(|| format!("invalid address {addr:?}"))?
             .connect_timeout(Duration::from_secs(5));
         let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {addr}"))?;
         let authorization = MetadataValue::try_from(format!("Bearer {token}"))
@@ -84,7 +84,11 @@ pub fn code_name(code: Code) -> &'static str {
 
 /// Renders a gRPC error: code, message, then every `google.rpc` detail it carries.
 pub fn describe_status(status: &Status) -> String {
-    let mut out = format!("error: {} ({}): {}\n", code_name(status.code()), i32::from(status.code()), status.message());
+    let mut out = format!("error: {} ({})", code_name(status.code()), i32::from(status.code()));
+    if !status.message().is_empty() {
+        out.push_str(&format!(": {}", status.message()));
+    }
+    out.push('\n');
     let details = match status.check_error_details_vec() {
         Ok(details) => details,
         Err(err) => {
@@ -190,6 +194,8 @@ mod tests {
     fn status_without_details_is_one_line() {
         let text = describe_status(&Status::not_found("no such agent"));
         assert_eq!(text, "error: NOT_FOUND (5): no such agent\n");
+        let text = describe_status(&Status::unimplemented(""));
+        assert_eq!(text, "error: UNIMPLEMENTED (12)\n");
     }
 
     #[test]

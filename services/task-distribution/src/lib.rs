@@ -5,8 +5,11 @@
 
 pub mod app;
 pub mod codec;
+pub mod config;
 pub mod domain;
+pub mod grpc;
 pub mod projections;
+pub mod server;
 
 /// The embedded migrations of this service's database.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/task_distribution");

@@ -1,0 +1,45 @@
+//! Configuration from the environment: the common service settings with task-distribution's
+//! defaults, plus where the events it consumes come from.
+
+use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, var};
+
+pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
+    database: "dw_task_distribution",
+    grpc_port: 50052,
+    metrics_port: 9102,
+    stream_name: "DW_DISTRIBUTION",
+    subject_prefix: "dw.distribution",
+};
+
+/// A stream this service consumes.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub stream_name: String,
+    pub subject_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: ServiceConfig,
+    /// agent-sessions' events: availability, departments, permissions, tenant settings.
+    pub agent_sessions: Upstream,
+    /// messaging's events: inbound client messages.
+    pub messaging: Upstream,
+    /// Prefix of the durable consumers' names (one set per deployment).
+    pub consumer_prefix: String,
+}
+
+pub fn from_env() -> Result<Config, ConfigError> {
+    Ok(Config {
+        service: ServiceConfig::from_env(DEFAULTS)?,
+        agent_sessions: Upstream {
+            stream_name: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
+            subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
+        },
+        messaging: Upstream {
+            stream_name: var("DW_MESSAGING_STREAM", "DW_MESSAGING"),
+            subject_prefix: var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
+        },
+        consumer_prefix: var("DW_CONSUMER_PREFIX", "task-distribution"),
+    })
+}

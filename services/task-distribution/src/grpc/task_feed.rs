@@ -1,0 +1,224 @@
+//! `WatchMyTasks`: one ordered JetStream consumer per replica reads this service's task events
+//! and fans each out to the watchers of the agents it concerns (a task read from the read model,
+//! committed before the relay published the event).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use dw_eventstore::envelope;
+use dw_proto::distribution::v1 as pb;
+use futures::StreamExt;
+use prost::Message;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::warn;
+
+use crate::codec::types;
+use crate::domain::TaskId;
+use crate::projections::queries;
+
+type Sender = mpsc::Sender<Result<pb::TaskUpdate, Status>>;
+pub type TaskStream = tokio_stream::wrappers::ReceiverStream<Result<pb::TaskUpdate, Status>>;
+
+/// `(tenant, agent)`.
+type AgentKey = (String, String);
+
+/// Watchers per agent.
+#[derive(Clone, Default)]
+struct Watchers(Arc<Mutex<HashMap<AgentKey, Vec<Sender>>>>);
+
+impl Watchers {
+    fn add(&self, key: (String, String), sender: Sender) {
+        if let Ok(mut map) = self.0.lock() {
+            map.entry(key).or_default().push(sender);
+        }
+    }
+
+    fn senders(&self, key: &(String, String)) -> Vec<Sender> {
+        let Ok(mut map) = self.0.lock() else {
+            return Vec::new();
+        };
+        let Some(list) = map.get_mut(key) else {
+            return Vec::new();
+        };
+        list.retain(|s| !s.is_closed());
+        let senders = list.clone();
+        if list.is_empty() {
+            map.remove(key);
+        }
+        senders
+    }
+
+    /// Ends every watch stream (on shutdown, so the server can drain).
+    fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TaskFeed {
+    pool: PgPool,
+    watchers: Watchers,
+    cancel: CancellationToken,
+}
+
+/// Which agents an event concerns, and how.
+fn audience(event_type: &str, payload: &[u8]) -> Option<(TaskId, pb::task_update::Kind, Vec<String>)> {
+    use pb::task_update::Kind;
+    let id = |s: &str| TaskId::parse(s).ok();
+    match event_type {
+        types::TASK_ASSIGNED => {
+            let m = pb::TaskAssigned::decode(payload).ok()?;
+            Some((id(&m.task_id)?, Kind::Assigned, vec![m.agent_id]))
+        }
+        types::TASK_CLAIMED => {
+            let m = pb::TaskClaimed::decode(payload).ok()?;
+            Some((id(&m.task_id)?, Kind::Assigned, vec![m.agent_id]))
+        }
+        types::TASK_REQUEUED => {
+            let m = pb::TaskRequeued::decode(payload).ok()?;
+            Some((id(&m.task_id)?, Kind::Requeued, vec![m.previous_agent_id]))
+        }
+        types::TASK_COMPLETED => {
+            let m = pb::TaskCompleted::decode(payload).ok()?;
+            Some((id(&m.task_id)?, Kind::Completed, vec![m.agent_id]))
+        }
+        types::TASK_TRANSFERRED => {
+            let m = pb::TaskTransferred::decode(payload).ok()?;
+            let agents = [m.from_agent_id, m.to_agent_id].into_iter().filter(|a| !a.is_empty()).collect();
+            Some((id(&m.task_id)?, Kind::Transferred, agents))
+        }
+        types::TASK_MESSAGE_RECORDED => {
+            let m = pb::TaskMessageRecorded::decode(payload).ok()?;
+            Some((id(&m.task_id)?, Kind::Message, vec![m.agent_id]))
+        }
+        types::TASK_CANCELLED => {
+            let m = pb::TaskCancelled::decode(payload).ok()?;
+            // The holder is read from the task itself.
+            Some((id(&m.task_id)?, Kind::Cancelled, Vec::new()))
+        }
+        _ => None,
+    }
+}
+
+impl TaskFeed {
+    /// Starts the replica's feed consumer; it runs until `cancel`.
+    pub fn start(
+        pool: PgPool,
+        jetstream: jetstream::Context,
+        stream_name: String,
+        subject_prefix: String,
+        tasks: &tokio_util::task::TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
+        let feed = Self { pool, watchers: Watchers::default(), cancel: cancel.clone() };
+        let runner = feed.clone();
+        tasks.spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            while !cancel.is_cancelled() {
+                if let Err(reason) = runner.consume(&jetstream, &stream_name, &subject_prefix, &cancel).await {
+                    warn!(%reason, "task feed interrupted, restarting");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            runner.watchers.clear();
+        });
+        feed
+    }
+
+    async fn consume(
+        &self,
+        jetstream: &jetstream::Context,
+        stream_name: &str,
+        subject_prefix: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let stream = jetstream.get_stream(stream_name).await.map_err(|e| e.to_string())?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: format!("{subject_prefix}.*.task.>"),
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let message = next.ok_or("feed ended")?.map_err(|e| e.to_string())?;
+            let Some(headers) = message.headers.as_ref() else { continue };
+            let (Some(event_type), Some(tenant)) = (headers.get(envelope::CE_TYPE), headers.get(envelope::DW_TENANT))
+            else {
+                continue;
+            };
+            let Some((task_id, kind, mut agents)) = audience(event_type.as_str(), &message.payload) else { continue };
+            let tenant = tenant.as_str().to_owned();
+            agents.retain(|a| !a.is_empty());
+            self.deliver(&tenant, task_id, kind, agents).await;
+        }
+    }
+
+    async fn deliver(&self, tenant: &str, task_id: TaskId, kind: pb::task_update::Kind, agents: Vec<String>) {
+        let needs_task = kind == pb::task_update::Kind::Cancelled
+            || agents.iter().any(|a| !self.watchers.senders(&(tenant.to_owned(), a.clone())).is_empty());
+        if !needs_task {
+            return;
+        }
+        let task = match self.pool.acquire().await {
+            Ok(mut conn) => queries::task_by_id(&mut conn, tenant, task_id).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let Some(task) = task else { return };
+        let mut agents = agents;
+        if kind == pb::task_update::Kind::Cancelled && !task.agent_id.is_empty() {
+            agents.push(task.agent_id.clone());
+        }
+        let update = pb::TaskUpdate {
+            kind: kind as i32,
+            task: Some(task),
+            at: Some(crate::codec::timestamp(chrono::Utc::now())),
+        };
+        for agent in agents {
+            for sender in self.watchers.senders(&(tenant.to_owned(), agent)) {
+                // A watcher that cannot keep up is dropped rather than slowing everyone.
+                if sender.try_send(Ok(update.clone())).is_err() {
+                    let _ = sender.try_send(Err(Status::resource_exhausted("watcher too slow; reconnect")));
+                }
+            }
+        }
+    }
+
+    /// A stream of the agent's updates: registered first, then their open tasks, so nothing
+    /// falls between the two (an update may precede or repeat a current task).
+    pub async fn watch(&self, tenant: &str, agent: &str) -> Result<TaskStream, Status> {
+        if self.cancel.is_cancelled() {
+            return Err(dw_grpc_kit::errors::unavailable("shutting down"));
+        }
+        let (sender, receiver) = mpsc::channel(1024);
+        self.watchers.add((tenant.to_owned(), agent.to_owned()), sender.clone());
+        let mut conn = self.pool.acquire().await.map_err(super::db_status)?;
+        let current = queries::tasks_of_agent(&mut conn, tenant, agent, None).await.map_err(super::db_status)?;
+        let now = crate::codec::timestamp(chrono::Utc::now());
+        for task in current {
+            let update =
+                pb::TaskUpdate { kind: pb::task_update::Kind::Current as i32, task: Some(task), at: Some(now) };
+            if sender.send(Ok(update)).await.is_err() {
+                break;
+            }
+        }
+        Ok(tokio_stream::wrappers::ReceiverStream::new(receiver))
+    }
+}

@@ -1,0 +1,76 @@
+//! Wiring: the shared bootstrap, the consumers of agent-sessions' and messaging's events, the
+//! task feed and the gRPC service.
+
+use std::sync::Arc;
+
+use dw_bus::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
+use dw_grpc_kit::AuthInterceptor;
+use dw_grpc_kit::bootstrap::{self, Bootstrap};
+use dw_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::reactions::{AgentSessionsReaction, InboundMessageReaction};
+use crate::app::tasks::App;
+use crate::config::Config;
+use crate::grpc::distribution::DistributionGrpc;
+use crate::grpc::task_feed::TaskFeed;
+
+pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
+
+pub const SERVICE_NAMES: [&str; 1] = ["dw.distribution.v1.DistributionService"];
+
+pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), ServeError> {
+    bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
+}
+
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
+    let addr = config.service.grpc_addr;
+    let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr.to_string(), e))?;
+    run_with_listener(config, listener, cancel).await
+}
+
+pub async fn run_with_listener(
+    config: Config,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let mut boot = Bootstrap::connect("task-distribution", config.service.clone(), &crate::MIGRATOR, cancel).await?;
+    boot.start_relay().await?;
+
+    // Consumers retry until their upstream stream exists, so the service starts on its own.
+    let metrics = ConsumerMetrics::register(&mut boot.registry);
+    let mut sessions =
+        ConsumerConfig::new(&format!("{}-agent-sessions", config.consumer_prefix), &config.agent_sessions.stream_name);
+    sessions.filter_subjects = vec![format!("{}.>", config.agent_sessions.subject_prefix)];
+    let sessions = ProjectionConsumer::new(
+        boot.pool.clone(),
+        boot.jetstream.clone(),
+        sessions,
+        AgentSessionsReaction,
+        metrics.clone(),
+    );
+    boot.tasks.spawn(sessions.run(boot.background.clone()));
+    let mut inbound =
+        ConsumerConfig::new(&format!("{}-messaging", config.consumer_prefix), &config.messaging.stream_name);
+    inbound.filter_subjects = vec![format!("{}.*.inbound.>", config.messaging.subject_prefix)];
+    let inbound =
+        ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), inbound, InboundMessageReaction, metrics);
+    boot.tasks.spawn(inbound.run(boot.background.clone()));
+
+    let feed = TaskFeed::start(
+        boot.pool.clone(),
+        boot.jetstream.clone(),
+        boot.config.stream_name.clone(),
+        boot.config.subject_prefix.clone(),
+        &boot.tasks,
+        boot.background.clone(),
+    );
+    let app = Arc::new(App::new(boot.pool.clone()));
+    let auth = AuthInterceptor::new(boot.verifier.clone());
+    let routes = tonic::service::Routes::new(DistributionServiceServer::with_interceptor(
+        DistributionGrpc::new(app, feed),
+        auth,
+    ));
+    boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
+}

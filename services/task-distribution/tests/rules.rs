@@ -1,0 +1,248 @@
+//! Distribution rules through the gRPC API, with real agent-sessions events flowing over
+//! JetStream: assignment on day start, exit, break, end of day, capacity, manual claims.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, authed, rid, token};
+use dw_auth::Role;
+use dw_proto::agentsessions::v1 as sessions;
+use dw_proto::distribution::v1 as pb;
+use futures::StreamExt;
+use tonic::Code;
+
+fn assigned_to(agent: &'static str) -> impl Fn(&pb::Task) -> bool {
+    move |t| t.status == pb::TaskStatus::Assigned as i32 && t.agent_id == agent
+}
+
+fn queued(t: &pb::Task) -> bool {
+    t.status == pb::TaskStatus::Queued as i32
+}
+
+#[tokio::test]
+async fn an_agent_who_starts_the_day_is_handed_a_created_task_on_their_stream() {
+    let cluster = Cluster::start(1).await;
+    cluster.seed("acme", true, &[("ana", &["support"])]).await;
+    cluster.start_day("acme", "ana").await;
+
+    let ana = token("acme", "ana", &[Role::Agent]);
+    let mut watch =
+        cluster.distribution().watch_my_tasks(authed(&ana, pb::WatchMyTasksRequest {})).await.unwrap().into_inner();
+    let task = cluster.create_task("acme", "support", "Maria Souza", "+5511999990001").await;
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    assert_eq!(task.protocol, format!("{today}000001"));
+    assert_eq!((task.status, task.agent_id.as_str()), (pb::TaskStatus::Assigned as i32, "ana"), "assigned at once");
+
+    let update = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("update within 10 s");
+    let update = update.unwrap().unwrap();
+    assert_eq!(update.kind, pb::task_update::Kind::Assigned as i32);
+    assert_eq!(update.task.unwrap().protocol, task.protocol);
+
+    // The decision is explained: one candidate, chosen.
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    let explained = cluster
+        .distribution()
+        .explain_assignment(authed(&manager, pb::ExplainAssignmentRequest { task_id: task.task_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(explained.decisions.len(), 1);
+    assert_eq!(explained.decisions[0].chosen_agent_id, "ana");
+    assert_eq!(explained.decisions[0].trigger, "task_created");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn exit_break_end_of_day_and_capacity_rules() {
+    let cluster = Cluster::start(1).await;
+    cluster.seed("acme", true, &[("ana", &["support"]), ("bruno", &["support"])]).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    let ana = token("acme", "ana", &[Role::Agent]);
+    let bruno = token("acme", "bruno", &[Role::Agent]);
+    let mut day = cluster.day();
+    cluster.wait_for_agent("acme", "bruno", "known").await;
+    cluster
+        .distribution()
+        .set_agent_capacity(authed(
+            &manager,
+            pb::SetAgentCapacityRequest { request_id: rid(), agent_id: "bruno".into(), capacity: 2 },
+        ))
+        .await
+        .unwrap();
+
+    // Ana alone: she gets the first task.
+    cluster.start_day("acme", "ana").await;
+    let t1 = cluster.create_task("acme", "support", "Client One", "+5511900000001").await;
+    assert_eq!(t1.agent_id, "ana");
+
+    // After notifying an exit she keeps T1 and gets nothing new.
+    day.notify_exit(authed(&ana, sessions::NotifyExitRequest { request_id: rid(), reason_id: "meeting".into() }))
+        .await
+        .unwrap();
+    cluster.wait_for_agent("acme", "ana", "exit_notified").await;
+    let t2 = cluster.create_task("acme", "support", "Client Two", "+5511900000002").await;
+    assert!(queued(&t2), "nobody available: {t2:?}");
+    let explained = cluster
+        .distribution()
+        .explain_assignment(authed(&manager, pb::ExplainAssignmentRequest { task_id: t2.task_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let verdicts: Vec<(String, i32)> =
+        explained.decisions[0].candidates.iter().map(|c| (c.agent_id.clone(), c.exclusion)).collect();
+    assert_eq!(
+        verdicts,
+        vec![("ana".into(), pb::Exclusion::ExitNotified as i32), ("bruno".into(), pb::Exclusion::DayNotStarted as i32)]
+    );
+
+    // A break (closing the exit) keeps T1 with her: the client waits, and the wait is visible.
+    day.start_break(authed(&ana, sessions::StartBreakRequest { request_id: rid(), reason_id: "lunch".into() }))
+        .await
+        .unwrap();
+    cluster.wait_for_agent("acme", "ana", "on_break").await;
+    assert_eq!(cluster.task("acme", &t1.task_id).await.agent_id, "ana");
+    let stats = cluster
+        .distribution()
+        .get_queue_stats(authed(&manager, pb::GetQueueStatsRequest { department_id: "support".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let support = &stats.departments[0];
+    assert_eq!((support.waiting_tasks, support.agents_on_break), (1, 1));
+    assert_eq!(support.tasks_waiting_on_break.len(), 1);
+    assert_eq!(support.tasks_waiting_on_break[0].task_id, t1.task_id);
+
+    // Bruno starts: the waiting T2 goes to him.
+    cluster.start_day("acme", "bruno").await;
+    cluster.wait_for_task("acme", &t2.task_id, "assigned to bruno", assigned_to("bruno")).await;
+
+    // Ana back from the break: equal load (1 each), she has been idle longer, so T3 is hers.
+    day.end_break(authed(&ana, sessions::EndBreakRequest { request_id: rid(), confirm: true })).await.unwrap();
+    cluster.wait_for_agent("acme", "ana", "available").await;
+    let t3 = cluster.create_task("acme", "support", "Client Three", "+5511900000003").await;
+    assert_eq!(t3.agent_id, "ana");
+
+    // Ana's day ends: T1 and T3 go back to the front of the queue; Bruno (capacity 2, holding
+    // T2) takes one of them, the other waits.
+    let mut bruno_watch =
+        cluster.distribution().watch_my_tasks(authed(&bruno, pb::WatchMyTasksRequest {})).await.unwrap().into_inner();
+    let current = bruno_watch.next().await.unwrap().unwrap();
+    assert_eq!(current.kind, pb::task_update::Kind::Current as i32);
+    day.end_service_day(authed(&ana, sessions::EndServiceDayRequest { request_id: rid() })).await.unwrap();
+    let update = tokio::time::timeout(Duration::from_secs(10), bruno_watch.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(update.kind, pb::task_update::Kind::Assigned as i32);
+    let handed = update.task.unwrap();
+    assert_eq!(handed.task_id, t1.task_id, "the oldest re-queued task first");
+    let t3_now = cluster.wait_for_task("acme", &t3.task_id, "queued", queued).await;
+    assert_eq!(t3_now.agent_id, "");
+    let requeues: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'dw.distribution.v1.TaskRequeued'")
+            .fetch_one(&cluster.distribution_db.pool)
+            .await
+            .unwrap();
+    assert_eq!(requeues, 2);
+
+    // Bruno completes T2: capacity frees and T3 comes to him.
+    cluster
+        .distribution()
+        .complete_task(authed(&bruno, pb::CompleteTaskRequest { request_id: rid(), task_id: t2.task_id.clone() }))
+        .await
+        .unwrap();
+    cluster.wait_for_task("acme", &t3.task_id, "assigned to bruno", assigned_to("bruno")).await;
+
+    // Only the holder completes a task.
+    let status = cluster
+        .distribution()
+        .complete_task(authed(&ana, pb::CompleteTaskRequest { request_id: rid(), task_id: t3.task_id.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn without_automatic_distribution_tasks_wait_for_a_claim() {
+    let cluster = Cluster::start(1).await;
+    cluster.seed("manual", false, &[("ana", &["support"]), ("carla", &["sales"])]).await;
+    cluster.start_day("manual", "ana").await;
+    cluster.start_day("manual", "carla").await;
+    let task = cluster.create_task("manual", "support", "Walk In", "+5511900000009").await;
+    assert!(queued(&task));
+
+    let carla = token("manual", "carla", &[Role::Agent]);
+    let status = cluster
+        .distribution()
+        .claim_task(authed(&carla, pb::ClaimTaskRequest { request_id: rid(), task_id: task.task_id.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "carla is not in support");
+
+    let ana = token("manual", "ana", &[Role::Agent]);
+    let request_id = rid();
+    let claimed = cluster
+        .distribution()
+        .claim_task(authed(
+            &ana,
+            pb::ClaimTaskRequest { request_id: request_id.clone(), task_id: task.task_id.clone() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((claimed.status, claimed.agent_id.as_str()), (pb::TaskStatus::Assigned as i32, "ana"));
+    // A retried claim answers the same.
+    let retried = cluster
+        .distribution()
+        .claim_task(authed(&ana, pb::ClaimTaskRequest { request_id, task_id: task.task_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, claimed);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_the_field_or_role() {
+    let cluster = Cluster::start(1).await;
+    let agent = token("acme", "ana", &[Role::Agent]);
+    let service = token("acme", "crm-bot", &[Role::Service]);
+    let status = cluster
+        .distribution()
+        .create_task(authed(&agent, pb::CreateTaskRequest { request_id: rid(), ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = cluster
+        .distribution()
+        .create_task(authed(
+            &service,
+            pb::CreateTaskRequest {
+                request_id: rid(),
+                department_id: "support".into(),
+                channel: pb::Channel::Sms as i32,
+                contact: Some(pb::ClientContact { name: "X".into(), phone: "12345".into(), contact_id: String::new() }),
+                priority: 12,
+                subject: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields = dw_grpc_kit::errors::violated_fields(&status);
+    assert_eq!(fields, vec!["contact.phone", "priority"]);
+    let status = cluster
+        .distribution()
+        .get_task(authed(
+            &service,
+            pb::GetTaskRequest { key: Some(pb::get_task_request::Key::TaskId(uuid::Uuid::now_v7().to_string())) },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&cluster.distribution_db.pool).await.unwrap();
+    assert_eq!(events, 0, "nothing changed");
+    cluster.stop().await;
+}
