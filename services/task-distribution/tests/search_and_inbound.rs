@@ -1,0 +1,186 @@
+//! SearchProtocols filters, order, pagination and tenancy; inbound client messages opening or
+//! joining a task.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, authed, rid, token};
+use dw_auth::Role;
+use dw_proto::agentsessions::v1 as sessions;
+use dw_proto::distribution::v1 as pb;
+use prost::Message;
+use tonic::Code;
+
+async fn search(cluster: &Cluster, bearer: &str, request: pb::SearchProtocolsRequest) -> Vec<String> {
+    let response = cluster.distribution().search_protocols(authed(bearer, request)).await.unwrap().into_inner();
+    response.tasks.into_iter().map(|t| t.contact.unwrap_or_default().name).collect()
+}
+
+#[tokio::test]
+async fn search_protocols_by_every_filter() {
+    let cluster = Cluster::start(1).await;
+    cluster.seed("acme", true, &[("ana", &["support"])]).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    // Grant ana the permission; bruno has none.
+    cluster
+        .admin()
+        .grant_permission(authed(
+            &manager,
+            sessions::GrantPermissionRequest {
+                request_id: rid(),
+                agent_id: "ana".into(),
+                permission: "protocols.search".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    cluster.start_day("acme", "ana").await;
+
+    let josé = cluster.create_task("acme", "support", "José Álvares", "+5511900000001").await; // assigned to ana
+    let maria = cluster.create_task("acme", "sales", "Maria Joselita", "+5511900000002").await;
+    let _pedro = cluster.create_task("acme", "sales", "Pedro Costa", "+5511900000003").await;
+    let _other_tenant = cluster.create_task("globex", "sales", "José Outro", "+5511900000004").await;
+
+    let all = pb::SearchProtocolsRequest::default();
+    assert_eq!(search(&cluster, &manager, all.clone()).await, ["Pedro Costa", "Maria Joselita", "José Álvares"]);
+    let by = |f: fn(&mut pb::SearchProtocolsRequest)| {
+        let mut request = pb::SearchProtocolsRequest::default();
+        f(&mut request);
+        request
+    };
+    let protocol = maria.protocol.clone();
+    let exact = pb::SearchProtocolsRequest { protocol: protocol.clone(), ..Default::default() };
+    assert_eq!(search(&cluster, &manager, exact).await, ["Maria Joselita"]);
+    let prefix = pb::SearchProtocolsRequest { protocol_prefix: protocol[..8].to_owned(), ..Default::default() };
+    assert_eq!(search(&cluster, &manager, prefix).await.len(), 3);
+    // Partial, case- and accent-insensitive.
+    assert_eq!(
+        search(&cluster, &manager, by(|r| r.client_name = "JOSE".into())).await,
+        ["Maria Joselita", "José Álvares"]
+    );
+    assert_eq!(search(&cluster, &manager, by(|r| r.client_name = "alvar".into())).await, ["José Álvares"]);
+    assert_eq!(search(&cluster, &manager, by(|r| r.phone = "+5511900000003".into())).await, ["Pedro Costa"]);
+    assert_eq!(search(&cluster, &manager, by(|r| r.status = pb::TaskStatus::Assigned as i32)).await, ["José Álvares"]);
+    assert_eq!(
+        search(&cluster, &manager, by(|r| r.department_id = "sales".into())).await,
+        ["Pedro Costa", "Maria Joselita"]
+    );
+    assert_eq!(search(&cluster, &manager, by(|r| r.agent_id = "ana".into())).await, ["José Álvares"]);
+    let created = josé.created_at.unwrap();
+    let window = pb::SearchProtocolsRequest {
+        created_from: Some(created),
+        created_to: Some(prost_types::Timestamp { seconds: created.seconds, nanos: created.nanos + 1000 }),
+        ..Default::default()
+    };
+    assert_eq!(search(&cluster, &manager, window).await, ["José Álvares"]);
+
+    // Pages, newest first, without overlap.
+    let mut names = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::SearchProtocolsRequest { page_size: 2, page_token: page_token.clone(), ..Default::default() };
+        let page = cluster.distribution().search_protocols(authed(&manager, request)).await.unwrap().into_inner();
+        names.extend(page.tasks.into_iter().map(|t| t.contact.unwrap_or_default().name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(names, ["Pedro Costa", "Maria Joselita", "José Álvares"]);
+
+    // Agents need the permission; another tenant sees only its own.
+    let ana = token("acme", "ana", &[Role::Agent]);
+    assert_eq!(search(&cluster, &ana, by(|r| r.client_name = "jose".into())).await.len(), 2);
+    let bruno = token("acme", "bruno", &[Role::Agent]);
+    let status = cluster.distribution().search_protocols(authed(&bruno, all.clone())).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let globex = token("globex", "boss", &[Role::Manager]);
+    assert_eq!(search(&cluster, &globex, all.clone()).await, ["José Outro"]);
+    let bad = pb::SearchProtocolsRequest { protocol_prefix: "2026%".into(), ..Default::default() };
+    let status = cluster.distribution().search_protocols(authed(&manager, bad)).await.unwrap_err();
+    assert_eq!(dw_grpc_kit::errors::violated_fields(&status), vec!["protocol_prefix"]);
+    cluster.stop().await;
+}
+
+async fn publish_inbound(cluster: &Cluster, tenant: &str, phone: &str, text: &str) {
+    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
+    let ns = &cluster.messaging_ns;
+    let _ = js
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: ns.stream_name.clone(),
+            subjects: vec![format!("{}.>", ns.subject_prefix)],
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let message_id = uuid::Uuid::now_v7().to_string();
+    let event = dw_proto::messaging::v1::InboundMessageReceived {
+        message_id: message_id.clone(),
+        contact_id: String::new(),
+        contact_name: "Carla Dias".into(),
+        phone: phone.into(),
+        channel: dw_proto::messaging::v1::Channel::Whatsapp as i32,
+        text: text.into(),
+        provider_message_id: format!("wamid.{message_id}"),
+        received_at: None,
+        department_id: String::new(),
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", message_id.as_str());
+    headers.insert("ce-id", message_id.as_str());
+    headers.insert("ce-type", "dw.messaging.v1.InboundMessageReceived");
+    headers.insert("ce-source", "test");
+    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
+    headers.insert("ce-subject", format!("inbound:{tenant}:{message_id}").as_str());
+    headers.insert("dw-tenant", tenant);
+    headers.insert("dw-stream-version", "1");
+    let subject = format!("{}.{tenant}.inbound.received", ns.subject_prefix);
+    js.publish_with_headers(subject, headers, event.encode_to_vec().into()).await.unwrap().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_inbound_message_opens_a_task_or_joins_the_open_one() {
+    let cluster = Cluster::start(1).await;
+    cluster.seed("acme", true, &[("ana", &["support"])]).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    cluster
+        .distribution()
+        .update_distribution_settings(authed(
+            &manager,
+            pb::UpdateDistributionSettingsRequest {
+                request_id: rid(),
+                default_capacity: None,
+                inbound_department_id: Some("support".into()),
+            },
+        ))
+        .await
+        .unwrap();
+    cluster.start_day("acme", "ana").await;
+
+    publish_inbound(&cluster, "acme", "+5511988887777", "Olá, preciso de ajuda").await;
+    let mut found = Vec::new();
+    for _ in 0..400 {
+        let request = pb::SearchProtocolsRequest { phone: "+5511988887777".into(), ..Default::default() };
+        found = cluster.distribution().search_protocols(authed(&manager, request)).await.unwrap().into_inner().tasks;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(found.len(), 1, "the message opened a task");
+    let task = &found[0];
+    assert_eq!((task.department_id.as_str(), task.agent_id.as_str()), ("support", "ana"));
+    assert_eq!(task.contact.as_ref().unwrap().name, "Carla Dias");
+
+    publish_inbound(&cluster, "acme", "+5511988887777", "Alguém aí?").await;
+    let joined = cluster.wait_for_task("acme", &task.task_id, "two messages", |t| t.message_count == 2).await;
+    assert_eq!(joined.task_id, task.task_id);
+    let tasks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&cluster.distribution_db.pool).await.unwrap();
+    assert_eq!(tasks, 1, "the second message joined the open task");
+    cluster.stop().await;
+}
