@@ -153,11 +153,18 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// or the connection drops. The message in hand is finished before returning.
     pub async fn run(self, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
+        let mut last_reason = String::new();
         while !cancel.is_cancelled() {
             match self.consume(&cancel).await {
                 Ok(()) => return,
                 Err(reason) => {
-                    warn!(consumer = %self.config.durable_name, %reason, "consumer interrupted, restarting");
+                    // The same failure again (an upstream stream not created yet) is not news.
+                    if reason == last_reason {
+                        tracing::debug!(consumer = %self.config.durable_name, %reason, "consumer still waiting");
+                    } else {
+                        warn!(consumer = %self.config.durable_name, %reason, "consumer interrupted, restarting");
+                    }
+                    last_reason = reason;
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
