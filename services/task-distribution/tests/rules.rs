@@ -246,3 +246,89 @@ async fn bad_requests_are_refused_with_the_field_or_role() {
     assert_eq!(events, 0, "nothing changed");
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn transfers_move_work_between_departments_and_agents_and_cancels_free_capacity() {
+    let cluster = Cluster::start(1).await;
+    cluster.seed("acme", true, &[("ana", &["support"]), ("bruno", &["sales"]), ("carla", &["sales"])]).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    let ana = token("acme", "ana", &[Role::Agent]);
+    cluster.start_day("acme", "ana").await;
+    cluster.start_day("acme", "bruno").await;
+    let task = cluster.create_task("acme", "support", "Client T", "+5511900000011").await;
+    assert_eq!(task.agent_id, "ana");
+
+    // Ana hands it to sales: back into that queue, and bruno (available there) takes it.
+    cluster
+        .distribution()
+        .transfer_task(authed(
+            &ana,
+            pb::TransferTaskRequest {
+                request_id: rid(),
+                task_id: task.task_id.clone(),
+                department_id: "sales".into(),
+                agent_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let moved = cluster.wait_for_task("acme", &task.task_id, "with bruno", assigned_to("bruno")).await;
+    assert_eq!(moved.department_id, "sales");
+
+    // A manager sends it to carla by name: she must be available.
+    let status = cluster
+        .distribution()
+        .transfer_task(authed(
+            &manager,
+            pb::TransferTaskRequest {
+                request_id: rid(),
+                task_id: task.task_id.clone(),
+                department_id: String::new(),
+                agent_id: "carla".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "carla's day has not started");
+    cluster.start_day("acme", "carla").await;
+    let with_carla = cluster
+        .distribution()
+        .transfer_task(authed(
+            &manager,
+            pb::TransferTaskRequest {
+                request_id: rid(),
+                task_id: task.task_id.clone(),
+                department_id: String::new(),
+                agent_id: "carla".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(with_carla.agent_id, "carla");
+
+    // Cancelling frees carla; a cancelled task cannot be completed.
+    let cancelled = cluster
+        .distribution()
+        .cancel_task(authed(
+            &manager,
+            pb::CancelTaskRequest { request_id: rid(), task_id: task.task_id.clone(), reason: "duplicate".into() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status, pb::TaskStatus::Cancelled as i32);
+    let load: i32 =
+        sqlx::query_scalar("SELECT active_tasks FROM agents WHERE tenant_id = 'acme' AND agent_id = 'carla'")
+            .fetch_one(&cluster.distribution_db.pool)
+            .await
+            .unwrap();
+    assert_eq!(load, 0);
+    let status = cluster
+        .distribution()
+        .complete_task(authed(&manager, pb::CompleteTaskRequest { request_id: rid(), task_id: task.task_id.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    cluster.stop().await;
+}
