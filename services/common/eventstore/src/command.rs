@@ -69,3 +69,38 @@ where
     }
     Err(E::aborted(max_attempts))
 }
+
+/// Implements [`CommandError`] and `From<StoreError>` for a service's error enum that has the
+/// variants `Conflict`, `Aborted(u32)`, `RequestIdReused(String)`,
+/// `StoredResponse(prost::DecodeError)` and `Database(sqlx::Error)`.
+#[macro_export]
+macro_rules! impl_command_error {
+    ($error:ty) => {
+        impl $crate::command::CommandError for $error {
+            fn is_conflict(&self) -> bool {
+                matches!(self, Self::Conflict)
+            }
+
+            fn aborted(attempts: u32) -> Self {
+                Self::Aborted(attempts)
+            }
+
+            fn stored_response(error: prost::DecodeError) -> Self {
+                Self::StoredResponse(error)
+            }
+        }
+
+        impl From<$crate::StoreError> for $error {
+            fn from(error: $crate::StoreError) -> Self {
+                match error {
+                    $crate::StoreError::Conflict { .. } => Self::Conflict,
+                    $crate::StoreError::RequestIdReused(operation) => Self::RequestIdReused(operation),
+                    $crate::StoreError::EmptyAppend(stream) => {
+                        Self::Database(sqlx::Error::Protocol(format!("empty append to {stream}")))
+                    }
+                    $crate::StoreError::Database(error) => Self::Database(error),
+                }
+            }
+        }
+    };
+}

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod command;
 pub mod config;
 pub mod errors;
 pub mod health;

@@ -12,10 +12,9 @@ pub mod tasks;
 
 use chrono::{DateTime, Utc};
 use dw_auth::TenantId;
-use dw_eventstore::command::CommandError;
+use dw_eventstore::EventMetadata;
 use dw_eventstore::idempotency::RequestKey;
 use dw_eventstore::store;
-use dw_eventstore::{EventMetadata, StoreError};
 use serde::Serialize;
 use sqlx::PgConnection;
 
@@ -44,32 +43,7 @@ pub enum AppError {
     Database(#[from] sqlx::Error),
 }
 
-impl CommandError for AppError {
-    fn is_conflict(&self) -> bool {
-        matches!(self, Self::Conflict)
-    }
-
-    fn aborted(attempts: u32) -> Self {
-        Self::Aborted(attempts)
-    }
-
-    fn stored_response(error: prost::DecodeError) -> Self {
-        Self::StoredResponse(error)
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict { .. } => Self::Conflict,
-            StoreError::RequestIdReused(operation) => Self::RequestIdReused(operation),
-            StoreError::EmptyAppend(stream) => {
-                Self::Database(sqlx::Error::Protocol(format!("empty append to {stream}")))
-            }
-            StoreError::Database(error) => Self::Database(error),
-        }
-    }
-}
+dw_eventstore::impl_command_error!(AppError);
 
 /// Who asks, under which request id, for which RPC.
 #[derive(Debug, Clone)]

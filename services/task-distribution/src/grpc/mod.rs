@@ -5,12 +5,11 @@ pub mod distribution;
 pub mod task_feed;
 
 use dw_auth::Principal;
-use dw_eventstore::EventMetadata;
 use dw_grpc_kit::errors;
 use tonic::{Request, Status};
 
 use crate::app::{AppError, CommandContext};
-use crate::domain::{DomainError, RequestId};
+use crate::domain::DomainError;
 
 pub fn to_status(error: AppError) -> Status {
     match error {
@@ -50,25 +49,15 @@ pub fn command_context<T>(
     request_id: &str,
     operation: &'static str,
 ) -> Result<CommandContext, Status> {
-    let request_id = parse_field("request_id", request_id, RequestId::parse)?;
-    let correlation_id = request
-        .metadata()
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| request_id.to_string());
+    let request_id = dw_grpc_kit::command::request_id(request_id)?;
+    let metadata = dw_grpc_kit::command::event_metadata(request, &request_id);
     let privileged = principal.has_role(dw_auth::Role::Manager) || principal.has_role(dw_auth::Role::Service);
     Ok(CommandContext {
         tenant: principal.tenant().clone(),
         actor: principal.subject().to_owned(),
         privileged,
-        request_id: request_id.clone(),
+        request_id,
         operation,
-        metadata: EventMetadata {
-            correlation_id: Some(correlation_id),
-            causation_id: Some(request_id.to_string()),
-            traceparent: dw_telemetry::current_traceparent(),
-        },
+        metadata,
     })
 }

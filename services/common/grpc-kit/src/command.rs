@@ -1,0 +1,28 @@
+//! What every mutating RPC needs before its command runs: a valid `request_id` and the metadata
+//! its events will carry (correlation from `x-correlation-id` or the request id, causation = the
+//! request id, the RPC span's `traceparent`).
+
+use dw_eventstore::EventMetadata;
+use dw_ids::RequestId;
+use tonic::{Request, Status};
+
+use crate::errors;
+
+pub fn request_id(value: &str) -> Result<RequestId, Status> {
+    RequestId::parse(value).map_err(|reason| errors::invalid_argument("request_id", reason))
+}
+
+pub fn event_metadata<T>(request: &Request<T>, request_id: &RequestId) -> EventMetadata {
+    let correlation_id = request
+        .metadata()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| request_id.to_string());
+    EventMetadata {
+        correlation_id: Some(correlation_id),
+        causation_id: Some(request_id.to_string()),
+        traceparent: dw_telemetry::current_traceparent(),
+    }
+}

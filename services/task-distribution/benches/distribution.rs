@@ -1,0 +1,797 @@
+//! `make bench`: task-distribution through the real gRPC API, Postgres and NATS (agent-sessions
+//! and task-distribution in-process, as in the tests). Prints figures; asserts nothing.
+//!
+//! 1. Assignment latency: agents online across 20 departments, each watching `WatchMyTasks` and
+//!    completing each task after a short hold; tasks created at a fixed rate; the time from
+//!    `CreateTask` returning to the assignment arriving on the agent's stream.
+//! 2. `SearchProtocols` over a bulk-loaded archive of tasks (another tenant), per filter kind.
+//!
+//! Knobs: `BENCH_AGENTS` (2000), `BENCH_RATE` (tasks/s, 500), `BENCH_SECONDS` (10),
+//! `BENCH_CONCURRENCY` (CreateTask calls in flight at most, 64), `BENCH_HOLD_MS` (how long an
+//! agent keeps a task before completing it, 200), `BENCH_SEARCH_TASKS` (1000000),
+//! `BENCH_SEARCH_RUNS` (requests per search kind, 50), `BENCH_SKIP` (`assign` or `search`),
+//! `BENCH_KEEP=1` (keep the databases and streams for inspection).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, authed, rid, token};
+use dw_auth::Role;
+use dw_proto::agentsessions::v1 as sessions;
+use dw_proto::distribution::v1 as pb;
+use dw_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
+use futures::StreamExt;
+use sqlx::Connection;
+use tokio::sync::{Semaphore, mpsc};
+use tonic::transport::Channel;
+
+const DEPARTMENTS: usize = 20;
+const ASSIGN_TENANT: &str = "bench";
+const SEARCH_TENANT: &str = "archive";
+const SEARCH_DAYS: i64 = 100;
+
+const FIRST_NAMES: &str = "José Maria João Ana Conceição Antônio Francisca Luís Márcia Pedro Inês Paulo Josefa Raimundo Sebastião Ângela Carlos Fernanda Júlio Patrícia Lucas Helena Mário Cláudia Rafael Beatriz Tiago Letícia André Sônia";
+const LAST_NAMES: &str = "Silva Santos Oliveira Souza Conceição Pereira Gonçalves Araújo Lima Gomes Ribeiro Carvalho Almeida Lopes Simões Guimarães Magalhães Brandão Assunção Sá Fernandes Costa Rocha Dias Nascimento Andrade Moreira Nunes Marques Falcão";
+/// One client in 500 has one of these (selective trigram searches).
+const RARE_FIRST_NAMES: &str = "Zuleica Ivanildo Creusa Valdemíria Orlandina";
+/// Separated by `|`.
+const SUBJECTS: &str = "segunda via de boleto|cancelamento|troca de plano|reclamação de cobrança|suporte técnico|atualização cadastral|portabilidade|dúvida sobre fatura";
+
+/// The name, subject lists as vectors.
+struct Lists {
+    first: Vec<String>,
+    last: Vec<String>,
+    rare: Vec<String>,
+    subjects: Vec<String>,
+}
+
+impl Lists {
+    fn new() -> Self {
+        let words = |list: &str| list.split_whitespace().map(str::to_owned).collect();
+        Self {
+            first: words(FIRST_NAMES),
+            last: words(LAST_NAMES),
+            rare: words(RARE_FIRST_NAMES),
+            subjects: SUBJECTS.split('|').map(str::to_owned).collect(),
+        }
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn spread(sorted: &[Duration]) -> String {
+    format!(
+        "p50 {:7.2} ms   p95 {:7.2} ms   p99 {:7.2} ms   max {:7.2} ms",
+        ms(percentile(sorted, 0.50)),
+        ms(percentile(sorted, 0.95)),
+        ms(percentile(sorted, 0.99)),
+        ms(percentile(sorted, 1.0))
+    )
+}
+
+/// splitmix64: varied, reproducible values without another dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// CPU seconds (user + system) of this process and of every `postgres` and `nats-server`
+/// process on the machine, from /proc (Linux; zeros elsewhere).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTimes {
+    bench: f64,
+    postgres: f64,
+    nats: f64,
+}
+
+fn proc_cpu_seconds(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_owned();
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // After the command: state(0) ... utime(11) stime(12), in clock ticks (USER_HZ = 100).
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((comm, (utime + stime) / 100.0))
+}
+
+fn cpu_times() -> CpuTimes {
+    let mut times = CpuTimes::default();
+    if let Some((_, seconds)) = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(proc_cpu_seconds) {
+        times.bench = seconds;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return times };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        match proc_cpu_seconds(&stat) {
+            Some((comm, seconds)) if comm == "postgres" => times.postgres += seconds,
+            Some((comm, seconds)) if comm == "nats-server" => times.nats += seconds,
+            _ => {}
+        }
+    }
+    times
+}
+
+fn print_cpu(before: CpuTimes, after: CpuTimes, wall: Duration) {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let wall = wall.as_secs_f64();
+    let share = |s: f64| s / wall * 100.0;
+    let (bench, postgres, nats) =
+        (after.bench - before.bench, after.postgres - before.postgres, after.nats - before.nats);
+    println!(
+        "CPU in that window ({cores} cores, {wall:.1} s wall; 100% = one core): this process (client + both servers) \
+         {:.0}%, postgres (all backends) {:.0}%, nats-server {:.0}%, total {:.0}% of {}%",
+        share(bench),
+        share(postgres),
+        share(nats),
+        share(bench + postgres + nats),
+        cores * 100
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let skip = std::env::var("BENCH_SKIP").unwrap_or_default();
+    let cluster = Cluster::start(1).await;
+    if skip != "assign" {
+        assignment_latency(&cluster).await;
+    }
+    if skip != "search" {
+        search_latency(&cluster).await;
+    }
+    cleanup(cluster).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Assignment latency
+// ---------------------------------------------------------------------------------------------
+
+fn department(index: usize) -> String {
+    format!("dept-{:02}", index % DEPARTMENTS)
+}
+
+fn create_request(rng: &mut Rng, lists: &Lists) -> pb::CreateTaskRequest {
+    let client = rng.below(1_000_000);
+    let first = &lists.first[rng.below(lists.first.len() as u64) as usize];
+    let last = &lists.last[rng.below(lists.last.len() as u64) as usize];
+    pb::CreateTaskRequest {
+        request_id: rid(),
+        department_id: department(rng.below(DEPARTMENTS as u64) as usize),
+        channel: [pb::Channel::Whatsapp, pb::Channel::Sms, pb::Channel::Chat][rng.below(3) as usize] as i32,
+        contact: Some(pb::ClientContact {
+            name: format!("{first} {last}"),
+            phone: format!("+55119{client:08}"),
+            contact_id: String::new(),
+        }),
+        priority: rng.below(10) as i32,
+        subject: lists.subjects[rng.below(lists.subjects.len() as u64) as usize].clone(),
+    }
+}
+
+#[derive(Default)]
+struct Completions {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One agent: every ASSIGNED update is timestamped on arrival and sent to the collector; the
+/// task is completed after `hold`.
+async fn agent_loop(
+    mut stream: tonic::codec::Streaming<pb::TaskUpdate>,
+    client: DistributionServiceClient<Channel>,
+    bearer: String,
+    arrivals: mpsc::UnboundedSender<(String, Instant)>,
+    hold: Duration,
+    completions: Arc<Completions>,
+) {
+    while let Ok(Some(update)) = stream.message().await {
+        let at = Instant::now();
+        if update.kind != pb::task_update::Kind::Assigned as i32 {
+            continue;
+        }
+        let Some(task) = update.task else { continue };
+        let _ = arrivals.send((task.task_id.clone(), at));
+        let mut client = client.clone();
+        let bearer = bearer.clone();
+        let completions = completions.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            let request = pb::CompleteTaskRequest { request_id: rid(), task_id: task.task_id };
+            let counter = match client.complete_task(authed(&bearer, request)).await {
+                Ok(_) => &completions.ok,
+                Err(_) => &completions.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn seed_agents(cluster: &Cluster, names: &[String]) {
+    let manager = token(ASSIGN_TENANT, "manager-1", &[Role::Manager]);
+    cluster
+        .admin()
+        .update_tenant_settings(authed(
+            &manager,
+            sessions::UpdateTenantSettingsRequest {
+                request_id: rid(),
+                settings: Some(sessions::TenantSettings {
+                    auto_distribution_enabled: true,
+                    exit_reasons: vec![sessions::Reason { id: "meeting".into(), label: "Meeting".into() }],
+                    break_reasons: vec![sessions::Reason { id: "lunch".into(), label: "Lunch".into() }],
+                    ticket_workspace_url: String::new(),
+                    version: 0,
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    futures::stream::iter(names.iter().enumerate())
+        .for_each_concurrent(32, |(i, name)| {
+            let mut admin = cluster.admin();
+            let mut day = cluster.day();
+            let manager = manager.clone();
+            async move {
+                let register = sessions::RegisterAgentRequest {
+                    request_id: rid(),
+                    agent_id: name.clone(),
+                    display_name: format!("Agent {i}"),
+                };
+                admin.register_agent(authed(&manager, register)).await.unwrap();
+                let link = sessions::LinkDepartmentRequest {
+                    request_id: rid(),
+                    agent_id: name.clone(),
+                    department_id: department(i),
+                };
+                admin.link_department(authed(&manager, link)).await.unwrap();
+                let agent = token(ASSIGN_TENANT, name, &[Role::Agent]);
+                day.start_service_day(authed(&agent, sessions::StartServiceDayRequest { request_id: rid() }))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+}
+
+/// Waits until task-distribution's projection has every agent available and linked, and the
+/// tenant's automatic distribution on.
+async fn wait_for_projection(cluster: &Cluster, agents: usize) {
+    let pool = &cluster.distribution_db.pool;
+    let started = Instant::now();
+    loop {
+        let (available, linked, auto): (i64, i64, bool) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM agents WHERE tenant_id = $1 AND day_open AND NOT on_break \
+                                                  AND NOT exit_notified), \
+                    (SELECT count(*) FROM agent_departments WHERE tenant_id = $1), \
+                    COALESCE((SELECT auto_distribution_enabled FROM distribution_settings WHERE tenant_id = $1), FALSE)",
+        )
+        .bind(ASSIGN_TENANT)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if available == agents as i64 && linked == agents as i64 && auto {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "task-distribution saw only {available} available / {linked} linked agents (auto distribution {auto})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates `count` tasks, `concurrency` at a time (untimed).
+async fn create_untimed(client: &DistributionServiceClient<Channel>, count: usize, concurrency: usize) {
+    let service = token(ASSIGN_TENANT, "crm-bot", &[Role::Service]);
+    let mut rng = Rng(7);
+    let lists = Lists::new();
+    let requests: Vec<pb::CreateTaskRequest> = (0..count).map(|_| create_request(&mut rng, &lists)).collect();
+    futures::stream::iter(requests)
+        .for_each_concurrent(concurrency, |request| {
+            let mut client = client.clone();
+            let service = service.clone();
+            async move {
+                let _ = client.create_task(authed(&service, request)).await;
+            }
+        })
+        .await;
+}
+
+async fn wait_until(what: impl Fn() -> bool, quiet: Duration, progress: impl Fn() -> usize) {
+    let mut last = progress();
+    let mut last_change = Instant::now();
+    while !what() && last_change.elapsed() < quiet {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = progress();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+}
+
+struct Created {
+    task_id: String,
+    sent: Instant,
+    returned: Instant,
+}
+
+async fn assignment_latency(cluster: &Cluster) {
+    let agents = env_or("BENCH_AGENTS", 2000) as usize;
+    let rate = env_or("BENCH_RATE", 500).max(1);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let concurrency = env_or("BENCH_CONCURRENCY", 64).max(1) as usize;
+    let hold = Duration::from_millis(env_or("BENCH_HOLD_MS", 200));
+    println!(
+        "== task assignment: CreateTask returned → ASSIGNED on the agent's WatchMyTasks stream \
+         ({agents} agents online in {DEPARTMENTS} departments, target {rate} tasks/s for {seconds} s, \
+         at most {concurrency} CreateTask in flight, each task completed {} ms after it arrives) ==",
+        hold.as_millis()
+    );
+
+    // Agents: registered, linked and day started through agent-sessions; their availability
+    // reaches task-distribution over JetStream.
+    let names: Vec<String> = (0..agents).map(|i| format!("agent-{i:04}")).collect();
+    let seeding = Instant::now();
+    seed_agents(cluster, &names).await;
+    let seeded = seeding.elapsed();
+    wait_for_projection(cluster, agents).await;
+    println!(
+        "seeding         {agents} agents registered + linked + day started in {:.1} s (32 in flight); \
+         all available in task-distribution after {:.1} s",
+        seeded.as_secs_f64(),
+        seeding.elapsed().as_secs_f64()
+    );
+
+    // Every agent watches their tasks.
+    let (arrivals_tx, mut arrivals_rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let observed = Arc::new(AtomicUsize::new(0));
+    {
+        let arrivals = arrivals.clone();
+        let observed = observed.clone();
+        tokio::spawn(async move {
+            while let Some((task_id, at)) = arrivals_rx.recv().await {
+                arrivals.lock().unwrap().entry(task_id).or_insert(at);
+                observed.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let completions = Arc::new(Completions::default());
+    let opening = Instant::now();
+    futures::stream::iter(names.iter())
+        .for_each_concurrent(64, |name| {
+            let client = cluster.distribution();
+            let arrivals = arrivals_tx.clone();
+            let completions = completions.clone();
+            async move {
+                let bearer = token(ASSIGN_TENANT, name, &[Role::Agent]);
+                let stream = client
+                    .clone()
+                    .watch_my_tasks(authed(&bearer, pb::WatchMyTasksRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                tokio::spawn(agent_loop(stream, client, bearer, arrivals, hold, completions));
+            }
+        })
+        .await;
+    drop(arrivals_tx);
+    println!("watching        {agents} WatchMyTasks streams open after {:.1} s", opening.elapsed().as_secs_f64());
+
+    // Warm-up (connections, caches), untimed.
+    let warmup = env_or("BENCH_WARMUP", 200) as usize;
+    let client = cluster.distribution();
+    create_untimed(&client, warmup, 16).await;
+    wait_until(
+        || observed.load(Ordering::Relaxed) >= warmup,
+        Duration::from_secs(5),
+        || observed.load(Ordering::Relaxed),
+    )
+    .await;
+
+    // The timed run: a task every 1/rate s (catching up when behind), at most `concurrency` in
+    // flight; issuing stops at the deadline if the server cannot keep up.
+    let service = token(ASSIGN_TENANT, "crm-bot", &[Role::Service]);
+    let scheduled = rate * seconds;
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut calls = tokio::task::JoinSet::new();
+    let mut rng = Rng(42);
+    let lists = Lists::new();
+    let mut issued = 0u64;
+    let mut behind = Duration::ZERO;
+    let cpu_before = cpu_times();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    for i in 0..scheduled {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let now = Instant::now();
+        if now > deadline {
+            break;
+        }
+        behind = behind.max(now - due);
+        issued += 1;
+        let mut client = client.clone();
+        let service = service.clone();
+        let request = create_request(&mut rng, &lists);
+        calls.spawn(async move {
+            let _permit = permit;
+            let sent = Instant::now();
+            let result = client.create_task(authed(&service, request)).await;
+            let returned = Instant::now();
+            result.ok().map(|task| Created { task_id: task.into_inner().task_id, sent, returned })
+        });
+    }
+    let mut created = Vec::new();
+    let mut errors = 0u64;
+    while let Some(result) = calls.join_next().await {
+        match result.unwrap() {
+            Some(task) => created.push(task),
+            None => errors += 1,
+        }
+    }
+    let last_return = created.iter().map(|c| c.returned).max().unwrap_or(start);
+    let window = last_return - start;
+    let cpu_after = cpu_times();
+
+    // Wait for the assignments still on their way.
+    let seen = |arrivals: &Mutex<HashMap<String, Instant>>| {
+        let map = arrivals.lock().unwrap();
+        created.iter().filter(|c| map.contains_key(&c.task_id)).count()
+    };
+    wait_until(|| seen(&arrivals) == created.len(), Duration::from_secs(10), || observed.load(Ordering::Relaxed)).await;
+
+    let map = arrivals.lock().unwrap().clone();
+    let mut latencies = Vec::new();
+    let mut end_to_end = Vec::new();
+    let mut call = Vec::new();
+    let mut early = 0;
+    for c in &created {
+        call.push(c.returned - c.sent);
+        if let Some(at) = map.get(&c.task_id) {
+            if *at < c.returned {
+                early += 1;
+            }
+            latencies.push(at.saturating_duration_since(c.returned));
+            end_to_end.push(at.saturating_duration_since(c.sent));
+        }
+    }
+    latencies.sort();
+    end_to_end.sort();
+    call.sort();
+    let achieved = created.len() as f64 / window.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "tasks created   {} of {scheduled} scheduled ({issued} issued, {errors} errors); target {rate}/s, \
+         achieved {achieved:.0}/s over {:.2} s; issuing fell behind schedule by up to {:.0} ms",
+        created.len(),
+        window.as_secs_f64(),
+        ms(behind)
+    );
+    println!(
+        "assignments     {} observed on the streams for those tasks ({} missing after waiting; {early} arrived \
+         before their CreateTask call returned, counted as 0)",
+        latencies.len(),
+        created.len() - latencies.len()
+    );
+    println!("returned→stream {}", spread(&latencies));
+    println!("sent→stream     {}", spread(&end_to_end));
+    println!(
+        "CreateTask call p50 {:7.2} ms   p99 {:7.2} ms   max {:7.2} ms",
+        ms(percentile(&call, 0.50)),
+        ms(percentile(&call, 0.99)),
+        ms(percentile(&call, 1.0))
+    );
+    print_cpu(cpu_before, cpu_after, window);
+
+    // Let the held tasks complete before the next section.
+    let pool = &cluster.distribution_db.pool;
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(30) {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE tenant_id = $1 AND status IN ('queued', 'assigned')")
+                .bind(ASSIGN_TENANT)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "completions     {} ok, {} failed (agents complete every task they get)",
+        completions.ok.load(Ordering::Relaxed),
+        completions.failed.load(Ordering::Relaxed)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. SearchProtocols over a large archive
+// ---------------------------------------------------------------------------------------------
+
+/// Rows `$2..=$3` of the archive: task `i` is on day `i % 100` (from `$4`) with daily sequence
+/// `i / 100 + 1` (so protocols are unique and gap-free per day, and `created_at` grows with the
+/// sequence over the day); clients (`$6` of them) have a stable name and phone and several tasks;
+/// 20 departments, 100 agents each; mostly completed, the tail of the last day still open.
+const ARCHIVE_INSERT: &str = "
+INSERT INTO tasks (tenant_id, task_id, protocol, department_id, channel, client_name, client_phone, contact_id,
+                   priority, subject, status, agent_id, created_at, assigned_at, closed_at, queue_front,
+                   queued_at, message_count, last_message_at, version)
+SELECT $1, gen_random_uuid(),
+       to_char(t.day, 'YYYYMMDD') || lpad(t.seq::text, 6, '0'),
+       'dept-' || lpad(t.dept::text, 2, '0'),
+       (ARRAY['whatsapp', 'sms', 'voice', 'email', 'chat'])[1 + (t.i / 7) % 5],
+       CASE WHEN t.client % 500 = 0 THEN ($9::text[])[1 + (t.client / 500) % cardinality($9::text[])]
+            ELSE ($7::text[])[1 + t.client % cardinality($7::text[])] END
+           || ' ' || ($8::text[])[1 + (t.client / 30) % cardinality($8::text[])],
+       '+55119' || lpad(t.client::text, 8, '0'),
+       'crm-' || t.client,
+       (t.i * 7) % 10,
+       ($10::text[])[1 + (t.i / 3) % cardinality($10::text[])],
+       t.status,
+       CASE WHEN t.status = 'queued' THEN NULL
+            ELSE 'agent-' || lpad((t.dept + 20 * ((t.i * 7) % 100))::text, 4, '0') END,
+       t.created_at,
+       CASE WHEN t.status = 'queued' THEN NULL ELSE t.created_at + interval '45 seconds' END,
+       CASE WHEN t.status IN ('completed', 'cancelled')
+            THEN t.created_at + interval '1 second' * (300 + (t.i * 37) % 3000) END,
+       FALSE, t.created_at, (t.i % 4)::int,
+       CASE WHEN t.i % 4 > 0 THEN t.created_at + interval '2 minutes' END,
+       CASE t.status WHEN 'queued' THEN 1 WHEN 'assigned' THEN 2 ELSE 3 END
+FROM (
+    SELECT g.i,
+           $4::date + (g.i % 100)::int AS day,
+           g.i / 100 + 1 AS seq,
+           (g.i / 100) % 20 AS dept,
+           (g.i * 7919) % $6 AS client,
+           ($4::date + (g.i % 100)::int)::timestamptz
+               + make_interval(secs => ((g.i / 100) * 86400.0 / $5)::float8) AS created_at,
+           CASE WHEN g.i % 100 = 99 AND g.i / 100 >= $5 - 200
+                     THEN CASE WHEN g.i % 3 = 0 THEN 'queued' ELSE 'assigned' END
+                WHEN (g.i * 31) % 100 < 6 THEN 'cancelled'
+                ELSE 'completed' END AS status
+    FROM generate_series($2::bigint, $3::bigint) AS g(i)
+) t";
+
+/// What the archive holds, to build queries that find something.
+struct Archive {
+    total: i64,
+    per_day: i64,
+    clients: i64,
+    first_day: chrono::NaiveDate,
+}
+
+impl Archive {
+    fn day(&self, index: i64) -> chrono::NaiveDate {
+        self.first_day + chrono::Duration::days(index)
+    }
+
+    fn day_prefix(&self, index: i64) -> String {
+        self.day(index).format("%Y%m%d").to_string()
+    }
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+fn midnight(day: chrono::NaiveDate) -> chrono::DateTime<chrono::Utc> {
+    day.and_hms_opt(0, 0, 0).unwrap().and_utc()
+}
+
+const COMMON_NAMES: [&str; 6] = ["jose", "conceicao", "João", "SILVA", "gonçalves", "maria"];
+const RARE_NAMES: [&str; 5] = ["zuleica", "ivanildo", "CREUSA", "valdemiria", "orlandina"];
+
+/// The request of one search of `kind`, with values varied by `rng`.
+fn search_request(kind: &str, rng: &mut Rng, archive: &Archive, round: usize) -> pb::SearchProtocolsRequest {
+    let day = rng.below(SEARCH_DAYS as u64) as i64;
+    let mut request = pb::SearchProtocolsRequest::default();
+    match kind {
+        "protocol (exact)" => {
+            let full_days = (archive.total / SEARCH_DAYS).max(1);
+            let seq = 1 + rng.below(full_days as u64) as i64;
+            request.protocol = format!("{}{seq:06}", archive.day_prefix(day));
+        }
+        "protocol prefix (a day)" => request.protocol_prefix = archive.day_prefix(day),
+        "client name (common)" => request.client_name = COMMON_NAMES[round % COMMON_NAMES.len()].to_owned(),
+        "client name (rare)" => request.client_name = RARE_NAMES[round % RARE_NAMES.len()].to_owned(),
+        "phone" => request.phone = format!("+55119{:08}", rng.below(archive.clients as u64)),
+        "department" => request.department_id = department(rng.below(DEPARTMENTS as u64) as usize),
+        "agent" => request.agent_id = format!("agent-{:04}", rng.below(2000)),
+        "status + date range" => {
+            let status = if round.is_multiple_of(2) { pb::TaskStatus::Completed } else { pb::TaskStatus::Cancelled };
+            request.status = status as i32;
+            let span = 1 + rng.below(7) as i64;
+            let from = day.min(SEARCH_DAYS - span);
+            request.created_from = Some(timestamp(midnight(archive.day(from))));
+            request.created_to = Some(timestamp(midnight(archive.day(from + span))));
+        }
+        "name + department" => {
+            request.client_name = COMMON_NAMES[round % COMMON_NAMES.len()].to_owned();
+            request.department_id = department(rng.below(DEPARTMENTS as u64) as usize);
+        }
+        // Page 2 starts from a first page of one of these.
+        _ => match round % 3 {
+            0 => request.department_id = department(rng.below(DEPARTMENTS as u64) as usize),
+            1 => request.client_name = COMMON_NAMES[round % COMMON_NAMES.len()].to_owned(),
+            _ => request.protocol_prefix = archive.day_prefix(day),
+        },
+    }
+    request
+}
+
+const SEARCH_KINDS: [&str; 10] = [
+    "protocol (exact)",
+    "protocol prefix (a day)",
+    "client name (common)",
+    "client name (rare)",
+    "phone",
+    "department",
+    "agent",
+    "status + date range",
+    "name + department",
+    "page 2 (next_page_token)",
+];
+
+async fn search_latency(cluster: &Cluster) {
+    let total = env_or("BENCH_SEARCH_TASKS", 1_000_000).max(SEARCH_DAYS as u64) as i64;
+    let runs = env_or("BENCH_SEARCH_RUNS", 50).max(1) as usize;
+    println!(
+        "== SearchProtocols over {total} tasks (tenant `{SEARCH_TENANT}`, {SEARCH_DAYS} days, 20 departments, \
+         2,000 agents), {runs} requests per kind as a manager, page size 50 =="
+    );
+    let pool = &cluster.distribution_db.pool;
+    let archive = Archive {
+        total,
+        per_day: (total + SEARCH_DAYS - 1) / SEARCH_DAYS,
+        clients: (total / 4).max(1) + 13,
+        first_day: chrono::Utc::now().date_naive() - chrono::Duration::days(SEARCH_DAYS),
+    };
+    let lists = Lists::new();
+    let loading = Instant::now();
+    let chunk = 100_000i64;
+    let mut from = 0i64;
+    while from < total {
+        let to = (from + chunk).min(total) - 1;
+        sqlx::query(ARCHIVE_INSERT)
+            .bind(SEARCH_TENANT)
+            .bind(from)
+            .bind(to)
+            .bind(archive.first_day)
+            .bind(archive.per_day)
+            .bind(archive.clients)
+            .bind(&lists.first)
+            .bind(&lists.last)
+            .bind(&lists.rare)
+            .bind(&lists.subjects)
+            .execute(pool)
+            .await
+            .unwrap();
+        from = to + 1;
+    }
+    let loaded = loading.elapsed();
+    let analyzing = Instant::now();
+    // VACUUM as well as ANALYZE: the visibility map and the trigram index's pending list are then
+    // as autovacuum would leave them, and autovacuum does not start in the middle of the timings.
+    sqlx::raw_sql("VACUUM (ANALYZE) tasks").execute(pool).await.unwrap();
+    let (rows, size): (i64, String) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tasks WHERE tenant_id = $1), pg_size_pretty(pg_total_relation_size('tasks'))",
+    )
+    .bind(SEARCH_TENANT)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    println!(
+        "archive         {rows} rows inserted in {:.1} s ({:.0} rows/s, INSERT … SELECT generate_series in chunks of \
+         {chunk}, every index in place); VACUUM ANALYZE {:.1} s; tasks table + indexes {size}",
+        loaded.as_secs_f64(),
+        rows as f64 / loaded.as_secs_f64().max(f64::EPSILON),
+        analyzing.elapsed().as_secs_f64()
+    );
+
+    let manager = token(SEARCH_TENANT, "manager-1", &[Role::Manager]);
+    let mut client = cluster.distribution();
+    let mut rng = Rng(2026);
+    for kind in SEARCH_KINDS {
+        let mut latencies = Vec::with_capacity(runs);
+        let mut found = 0usize;
+        let mut failures = 0usize;
+        // Two untimed requests first (plans and pages warm), then `runs` timed ones.
+        for round in 0..runs + 2 {
+            let mut request = search_request(kind, &mut rng, &archive, round);
+            if kind.starts_with("page 2") {
+                let first = client.search_protocols(authed(&manager, request.clone())).await.unwrap().into_inner();
+                request.page_token = first.next_page_token;
+            }
+            let started = Instant::now();
+            let result = client.search_protocols(authed(&manager, request)).await;
+            let elapsed = started.elapsed();
+            if round < 2 {
+                continue;
+            }
+            latencies.push(elapsed);
+            match result {
+                Ok(response) => found += response.into_inner().tasks.len(),
+                Err(_) => failures += 1,
+            }
+        }
+        latencies.sort();
+        println!(
+            "{kind:<26} p50 {:6.2} ms   p99 {:6.2} ms   max {:6.2} ms   ({:.1} tasks/answer{})",
+            ms(percentile(&latencies, 0.50)),
+            ms(percentile(&latencies, 0.99)),
+            ms(percentile(&latencies, 1.0)),
+            found as f64 / runs as f64,
+            if failures > 0 { format!(", {failures} FAILED") } else { String::new() }
+        );
+    }
+}
+
+/// Stops the cluster and drops what the run created (the archive is large), unless `BENCH_KEEP=1`.
+async fn cleanup(cluster: Cluster) {
+    let keep = env_or("BENCH_KEEP", 0) == 1;
+    let databases = [cluster.sessions_db.name.clone(), cluster.distribution_db.name.clone()];
+    let pools = [cluster.sessions_db.pool.clone(), cluster.distribution_db.pool.clone()];
+    let streams = [
+        cluster.sessions_ns.stream_name.clone(),
+        cluster.distribution_ns.stream_name.clone(),
+        cluster.messaging_ns.stream_name.clone(),
+    ];
+    cluster.stop().await;
+    for pool in pools {
+        pool.close().await;
+    }
+    if keep {
+        println!("kept databases {databases:?} and streams {streams:?}");
+        return;
+    }
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&dw_testkit::admin_database_url()).await {
+        for name in &databases {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
+        }
+    }
+    if let Ok(nats) = dw_testkit::connect_nats().await {
+        let js = async_nats::jetstream::new(nats);
+        for stream in &streams {
+            let _ = js.delete_stream(stream).await;
+        }
+    }
+}
