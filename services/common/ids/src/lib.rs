@@ -86,6 +86,27 @@ string_id!(
     }
 );
 
+/// An E.164 phone number: `+` and 7-15 digits, not starting with 0.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let digits = value.strip_prefix('+').ok_or("must be E.164: + and the country code")?;
+        let valid =
+            (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+        if !valid {
+            return Err("must be E.164: + followed by 7-15 digits".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +123,8 @@ mod tests {
         assert!(RequestId::parse("").is_err());
         assert!(RequestId::parse(&"x".repeat(129)).is_err());
         assert!(RequestId::parse("0193f0a4-7c1e-7d2a-9b8e-2f1c3d4e5f60").is_ok());
+        assert!(PhoneNumber::parse("+5511987654321").is_ok());
+        assert!(PhoneNumber::parse("5511987654321").is_err());
+        assert!(PhoneNumber::parse("+0123456789").is_err());
     }
 }

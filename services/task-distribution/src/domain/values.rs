@@ -1,6 +1,7 @@
 //! Value types of the distribution context, valid by construction.
 
 use chrono::NaiveDate;
+pub use dw_ids::PhoneNumber;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -61,27 +62,6 @@ impl Protocol {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// An E.164 phone number: `+` and 7-15 digits, not starting with 0.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PhoneNumber(String);
-
-impl PhoneNumber {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let digits = value.strip_prefix('+').ok_or("must be E.164: + and the country code")?;
-        let valid =
-            (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
-        if !valid {
-            return Err("must be E.164: + followed by 7-15 digits".into());
-        }
-        Ok(Self(value.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

@@ -1,0 +1,235 @@
+//! Command handlers: templates and contacts, each run idempotently (by `request_id`) with its
+//! events, snapshot and read-model row in one transaction.
+
+use chrono::{DateTime, Utc};
+use dw_auth::TenantId;
+use dw_eventstore::command::{self, Attempt};
+use dw_eventstore::idempotency::RequestKey;
+use dw_eventstore::{EventMetadata, store};
+use dw_proto::messaging::v1 as pb;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::codec;
+use crate::domain::contact::{self, Contact, ContactInput};
+use crate::domain::template::{self, Channel, Content, Template};
+use crate::domain::{DomainError, RequestId};
+use crate::projections;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("concurrent modification")]
+    Conflict,
+    #[error("gave up after {0} concurrent modifications")]
+    Aborted(u32),
+    #[error("request id already used for {0}")]
+    RequestIdReused(String),
+    #[error("stored state unreadable: {0}")]
+    Snapshot(String),
+    #[error("stored response: {0}")]
+    StoredResponse(prost::DecodeError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+dw_eventstore::impl_command_error!(AppError);
+
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub tenant: TenantId,
+    pub actor: String,
+    pub request_id: RequestId,
+    pub operation: &'static str,
+    pub metadata: EventMetadata,
+}
+
+impl CommandContext {
+    fn key(&self) -> RequestKey<'_> {
+        RequestKey {
+            tenant_id: self.tenant.as_str(),
+            principal: &self.actor,
+            request_id: self.request_id.as_str(),
+            operation: self.operation,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct App {
+    pool: PgPool,
+}
+
+impl App {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn create_template(
+        &self,
+        ctx: &CommandContext,
+        channel: Channel,
+        name: String,
+        content: Content,
+    ) -> Result<pb::Template, AppError> {
+        command::execute(&self.pool, ctx.key(), 5, &CreateTemplate { ctx, channel, name, content }).await
+    }
+
+    pub async fn update_template(
+        &self,
+        ctx: &CommandContext,
+        template_id: uuid::Uuid,
+        content: Option<Content>,
+    ) -> Result<pb::Template, AppError> {
+        command::execute(&self.pool, ctx.key(), 5, &ChangeTemplate { ctx, template_id, content }).await
+    }
+
+    pub async fn upsert_contact(&self, ctx: &CommandContext, input: ContactInput) -> Result<pb::Contact, AppError> {
+        command::execute(&self.pool, ctx.key(), 5, &UpsertContact { ctx, input }).await
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint))
+}
+
+pub async fn load_template(
+    conn: &mut PgConnection,
+    tenant: &str,
+    template_id: uuid::Uuid,
+) -> Result<Option<(Template, i64)>, AppError> {
+    let stream = store::load_stream(conn, &codec::template_stream(tenant, template_id)).await?;
+    let Some(snapshot) = stream.snapshot else {
+        return Ok(None);
+    };
+    let template = serde_json::from_value(snapshot).map_err(|e| AppError::Snapshot(e.to_string()))?;
+    Ok(Some((template, stream.version)))
+}
+
+struct CreateTemplate<'c> {
+    ctx: &'c CommandContext,
+    channel: Channel,
+    name: String,
+    content: Content,
+}
+
+impl Attempt<AppError> for CreateTemplate<'_> {
+    type Response = pb::Template;
+
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Template, AppError> {
+        let tenant = self.ctx.tenant.as_str();
+        let template = Template {
+            template_id: uuid::Uuid::now_v7(),
+            channel: self.channel,
+            name: self.name.clone(),
+            content: self.content.clone(),
+            archived: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let view = codec::template_to_pb(&template, 1);
+        let event = codec::template_created(&view, &self.ctx.actor);
+        let stream_id = codec::template_stream(tenant, template.template_id);
+        let snapshot = serde_json::to_value(&template).ok();
+        store::append(conn, tenant, &stream_id, 0, vec![event], snapshot, &self.ctx.metadata).await?;
+        match projections::save_template(conn, tenant, &template, 1).await {
+            Ok(()) => Ok(view),
+            Err(error) if is_unique_violation(&error, "templates_active_name_key") => {
+                Err(DomainError::TemplateNameTaken(self.channel.as_str().to_owned(), self.name.clone()).into())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Updates the content (`Some`) or archives (`None`).
+struct ChangeTemplate<'c> {
+    ctx: &'c CommandContext,
+    template_id: uuid::Uuid,
+    content: Option<Content>,
+}
+
+impl Attempt<AppError> for ChangeTemplate<'_> {
+    type Response = pb::Template;
+
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Template, AppError> {
+        let tenant = self.ctx.tenant.as_str();
+        let (state, version) = load_template(conn, tenant, self.template_id)
+            .await?
+            .ok_or_else(|| DomainError::TemplateNotFound(self.template_id.to_string()))?;
+        let events = match &self.content {
+            Some(content) => template::update(&state, content.clone(), now)?,
+            None => template::archive(&state, now)?,
+        };
+        if events.is_empty() {
+            return Ok(codec::template_to_pb(&state, version));
+        }
+        let new_state = events.iter().fold(Some(state), template::evolve).ok_or(AppError::Snapshot("lost".into()))?;
+        let new_version = version + 1;
+        let view = codec::template_to_pb(&new_state, new_version);
+        let event = match &self.content {
+            Some(_) => codec::template_updated(&view, &self.ctx.actor),
+            None => codec::template_archived(&new_state, &self.ctx.actor),
+        };
+        let stream_id = codec::template_stream(tenant, self.template_id);
+        let snapshot = serde_json::to_value(&new_state).ok();
+        store::append(conn, tenant, &stream_id, version, vec![event], snapshot, &self.ctx.metadata).await?;
+        projections::save_template(conn, tenant, &new_state, new_version).await?;
+        Ok(view)
+    }
+}
+
+struct UpsertContact<'c> {
+    ctx: &'c CommandContext,
+    input: ContactInput,
+}
+
+impl Attempt<AppError> for UpsertContact<'_> {
+    type Response = pb::Contact;
+
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Contact, AppError> {
+        let tenant = self.ctx.tenant.as_str();
+        let existing_id: Option<uuid::Uuid> =
+            sqlx::query("SELECT contact_id FROM contacts WHERE tenant_id = $1 AND phone = $2")
+                .bind(tenant)
+                .bind(self.input.phone.as_str())
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|row| row.try_get("contact_id"))
+                .transpose()?;
+        let existing = match existing_id {
+            Some(id) => {
+                let stream = store::load_stream(conn, &codec::contact_stream(tenant, id)).await?;
+                let contact: Contact = stream
+                    .snapshot
+                    .and_then(|s| serde_json::from_value(s).ok())
+                    .ok_or_else(|| AppError::Snapshot(format!("contact {id}")))?;
+                Some((contact, stream.version))
+            }
+            None => None,
+        };
+        let version = existing.as_ref().map_or(0, |(_, v)| *v);
+        let Some(contact) =
+            contact::upsert(existing.as_ref().map(|(c, _)| c), self.input.clone(), uuid::Uuid::now_v7(), now)
+        else {
+            let (unchanged, version) = existing.ok_or(AppError::Snapshot("no contact".into()))?;
+            return Ok(codec::contact_to_pb(&unchanged, version));
+        };
+        let new_version = version + 1;
+        let view = codec::contact_to_pb(&contact, new_version);
+        let event = codec::contact_upserted(&view, &self.ctx.actor);
+        let stream_id = codec::contact_stream(tenant, contact.contact_id);
+        let snapshot = serde_json::to_value(&contact).ok();
+        store::append(conn, tenant, &stream_id, version, vec![event], snapshot, &self.ctx.metadata).await?;
+        match projections::save_contact(conn, tenant, &contact, new_version).await {
+            Ok(()) => Ok(view),
+            // Another request created this phone's contact first: retry finds it.
+            Err(error) if is_unique_violation(&error, "contacts_phone_key") => Err(AppError::Conflict),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

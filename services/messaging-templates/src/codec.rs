@@ -1,0 +1,160 @@
+//! Templates and contacts to and from the `dw.messaging.v1` contract.
+
+use std::collections::HashMap;
+
+use dw_eventstore::NewEvent;
+use dw_proto::messaging::v1 as pb;
+use dw_proto::time::timestamp;
+use prost::Message;
+
+use crate::domain::contact::Contact;
+use crate::domain::template::{Category, Channel, HeaderKind, Template};
+
+pub mod types {
+    pub const TEMPLATE_CREATED: &str = "dw.messaging.v1.TemplateCreated";
+    pub const TEMPLATE_UPDATED: &str = "dw.messaging.v1.TemplateUpdated";
+    pub const TEMPLATE_ARCHIVED: &str = "dw.messaging.v1.TemplateArchived";
+    pub const CONTACT_UPSERTED: &str = "dw.messaging.v1.ContactUpserted";
+}
+
+pub fn template_stream(tenant: &str, id: uuid::Uuid) -> String {
+    format!("template:{tenant}:{id}")
+}
+
+pub fn contact_stream(tenant: &str, id: uuid::Uuid) -> String {
+    format!("contact:{tenant}:{id}")
+}
+
+pub fn channel_to_pb(channel: Channel) -> pb::Channel {
+    match channel {
+        Channel::Whatsapp => pb::Channel::Whatsapp,
+        Channel::Sms => pb::Channel::Sms,
+    }
+}
+
+pub fn channel_from_pb(value: i32) -> Option<Channel> {
+    match pb::Channel::try_from(value).ok()? {
+        pb::Channel::Whatsapp => Some(Channel::Whatsapp),
+        pb::Channel::Sms => Some(Channel::Sms),
+        pb::Channel::Unspecified => None,
+    }
+}
+
+pub fn category_from_pb(value: i32) -> Option<Category> {
+    match pb::TemplateCategory::try_from(value).ok()? {
+        pb::TemplateCategory::Marketing => Some(Category::Marketing),
+        pb::TemplateCategory::Utility => Some(Category::Utility),
+        pb::TemplateCategory::Authentication => Some(Category::Authentication),
+        pb::TemplateCategory::Unspecified => None,
+    }
+}
+
+fn category_to_pb(category: Category) -> pb::TemplateCategory {
+    match category {
+        Category::Marketing => pb::TemplateCategory::Marketing,
+        Category::Utility => pb::TemplateCategory::Utility,
+        Category::Authentication => pb::TemplateCategory::Authentication,
+    }
+}
+
+pub fn header_kind_from_pb(value: i32) -> Option<HeaderKind> {
+    match pb::HeaderKind::try_from(value).ok()? {
+        pb::HeaderKind::None => Some(HeaderKind::None),
+        pb::HeaderKind::Text => Some(HeaderKind::Text),
+        pb::HeaderKind::Image => Some(HeaderKind::Image),
+    }
+}
+
+fn header_kind_to_pb(kind: HeaderKind) -> pb::HeaderKind {
+    match kind {
+        HeaderKind::None => pb::HeaderKind::None,
+        HeaderKind::Text => pb::HeaderKind::Text,
+        HeaderKind::Image => pb::HeaderKind::Image,
+    }
+}
+
+pub fn template_to_pb(template: &Template, version: i64) -> pb::Template {
+    let content = &template.content;
+    pb::Template {
+        template_id: template.template_id.to_string(),
+        channel: channel_to_pb(template.channel) as i32,
+        name: template.name.clone(),
+        language: content.language.clone(),
+        category: category_to_pb(content.category) as i32,
+        header_kind: header_kind_to_pb(content.header_kind) as i32,
+        header_text: content.header_text.clone().unwrap_or_default(),
+        header_image_url: content.header_image_url.clone().unwrap_or_default(),
+        body: content.body.clone(),
+        footer: content.footer.clone().unwrap_or_default(),
+        department_id: content.department.as_ref().map(ToString::to_string).unwrap_or_default(),
+        default_webhook_url: content.default_webhook_url.clone().unwrap_or_default(),
+        default_metadata: content
+            .default_metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>(),
+        variable_count: i32::try_from(content.variable_count).unwrap_or(i32::MAX),
+        archived: template.archived,
+        version: version.max(0) as u64,
+        created_at: Some(timestamp(template.created_at)),
+        updated_at: Some(timestamp(template.updated_at)),
+    }
+}
+
+pub fn contact_to_pb(contact: &Contact, version: i64) -> pb::Contact {
+    pb::Contact {
+        contact_id: contact.contact_id.to_string(),
+        name: contact.name.clone(),
+        phone: contact.phone.as_str().to_owned(),
+        external_id: contact.external_id.clone().unwrap_or_default(),
+        tags: contact.tags.clone(),
+        sms_opted_out: contact.sms_opted_out,
+        version: version.max(0) as u64,
+        updated_at: Some(timestamp(contact.updated_at)),
+    }
+}
+
+fn new_event(event_type: &str, subject: &str, message: &impl Message) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.to_owned(),
+        subject: subject.to_owned(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+pub fn template_created(template: &pb::Template, by: &str) -> NewEvent {
+    new_event(
+        types::TEMPLATE_CREATED,
+        "template.created",
+        &pb::TemplateCreated { template: Some(template.clone()), created_by: by.to_owned() },
+    )
+}
+
+pub fn template_updated(template: &pb::Template, by: &str) -> NewEvent {
+    new_event(
+        types::TEMPLATE_UPDATED,
+        "template.updated",
+        &pb::TemplateUpdated { template: Some(template.clone()), updated_by: by.to_owned() },
+    )
+}
+
+pub fn template_archived(template: &Template, by: &str) -> NewEvent {
+    new_event(
+        types::TEMPLATE_ARCHIVED,
+        "template.archived",
+        &pb::TemplateArchived {
+            template_id: template.template_id.to_string(),
+            archived_by: by.to_owned(),
+            archived_at: Some(timestamp(template.updated_at)),
+        },
+    )
+}
+
+pub fn contact_upserted(contact: &pb::Contact, by: &str) -> NewEvent {
+    new_event(
+        types::CONTACT_UPSERTED,
+        "contact.upserted",
+        &pb::ContactUpserted { contact: Some(contact.clone()), upserted_by: by.to_owned() },
+    )
+}

@@ -1,0 +1,35 @@
+//! The pure heart of messaging-templates: template rules and rendering, SMS encoding, contacts.
+
+pub mod contact;
+pub mod preview;
+pub mod sms;
+pub mod template;
+
+pub use dw_ids::{DepartmentId, PhoneNumber, RequestId};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("template {0} not found")]
+    TemplateNotFound(String),
+    #[error("the template is archived")]
+    TemplateArchived,
+    #[error("an active {0} template named {1} already exists")]
+    TemplateNameTaken(String, String),
+    #[error("contact {0} not found")]
+    ContactNotFound(String),
+}
+
+impl DomainError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TemplateNotFound(_) => "TEMPLATE_NOT_FOUND",
+            Self::TemplateArchived => "TEMPLATE_ARCHIVED",
+            Self::TemplateNameTaken(..) => "TEMPLATE_NAME_TAKEN",
+            Self::ContactNotFound(_) => "CONTACT_NOT_FOUND",
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::TemplateNotFound(_) | Self::ContactNotFound(_))
+    }
+}

@@ -1,0 +1,117 @@
+//! `ContactService`.
+
+use std::sync::Arc;
+
+use dw_auth::Role;
+use dw_grpc_kit::errors::{self, Violation};
+use dw_grpc_kit::{principal, require_role};
+use dw_proto::messaging::v1 as pb;
+use dw_proto::messaging::v1::contact_service_server::ContactService;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::{command_context, db_status, to_status, uuid_field};
+use crate::app::App;
+use crate::domain::contact::ContactInput;
+use crate::domain::{DomainError, PhoneNumber};
+use crate::projections;
+
+pub struct ContactGrpc {
+    app: Arc<App>,
+}
+
+impl ContactGrpc {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+fn parse_input(body: &pb::UpsertContactRequest) -> Result<ContactInput, Status> {
+    let mut violations: Vec<Violation> = Vec::new();
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        violations.push(("name".into(), "must be 1-200 printable characters".into()));
+    }
+    let phone = PhoneNumber::parse(&body.phone).map_err(|e| violations.push(("phone".into(), e))).ok();
+    if body.external_id.len() > 128 {
+        violations.push(("external_id".into(), "at most 128 characters".into()));
+    }
+    if body.tags.len() > 20 || body.tags.iter().any(|t| t.trim().is_empty() || t.len() > 64) {
+        violations.push(("tags".into(), "at most 20 tags of 1-64 characters".into()));
+    }
+    match phone {
+        Some(phone) if violations.is_empty() => Ok(ContactInput {
+            name: name.to_owned(),
+            phone,
+            external_id: Some(body.external_id.trim().to_owned()).filter(|e| !e.is_empty()),
+            tags: body.tags.iter().map(|t| t.trim().to_owned()).collect(),
+        }),
+        _ => Err(errors::invalid_arguments(violations)),
+    }
+}
+
+#[tonic::async_trait]
+impl ContactService for ContactGrpc {
+    #[instrument(skip_all, fields(rpc = "UpsertContact"))]
+    async fn upsert_contact(
+        &self,
+        request: Request<pb::UpsertContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        let principal = principal(&request)?;
+        require_role(&principal, &[Role::Manager, Role::Service])?;
+        let body = request.get_ref();
+        let input = parse_input(body)?;
+        let ctx =
+            command_context(&request, &principal, &body.request_id, "dw.messaging.v1.ContactService/UpsertContact")?;
+        let contact = self.app.upsert_contact(&ctx, input).await.map_err(to_status)?;
+        Ok(Response::new(contact))
+    }
+
+    #[instrument(skip_all, fields(rpc = "SearchContacts"))]
+    async fn search_contacts(
+        &self,
+        request: Request<pb::SearchContactsRequest>,
+    ) -> Result<Response<pb::SearchContactsResponse>, Status> {
+        let principal = principal(&request)?;
+        let body = request.get_ref();
+        let name = Some(body.name.trim()).filter(|n| !n.is_empty());
+        if name.is_some_and(|n| n.chars().count() > 200) {
+            return Err(errors::invalid_argument("name", "at most 200 characters"));
+        }
+        let phone = match body.phone.trim() {
+            "" => None,
+            phone => Some(PhoneNumber::parse(phone).map_err(|e| errors::invalid_argument("phone", e))?),
+        };
+        if name.is_none() && phone.is_none() {
+            return Err(errors::invalid_argument("name", "a name or a phone is required"));
+        }
+        let limit = match body.page_size {
+            0 => 20,
+            size @ 1..=100 => i64::from(size),
+            _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 100")),
+        };
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        let contacts = projections::search_contacts(
+            &mut conn,
+            principal.tenant().as_str(),
+            name,
+            phone.as_ref().map(PhoneNumber::as_str),
+            limit,
+        )
+        .await
+        .map_err(db_status)?;
+        Ok(Response::new(pb::SearchContactsResponse { contacts }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "GetContact"))]
+    async fn get_contact(&self, request: Request<pb::GetContactRequest>) -> Result<Response<pb::Contact>, Status> {
+        let principal = principal(&request)?;
+        let id = uuid_field("contact_id", &request.get_ref().contact_id)?;
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        let contact = projections::contact(&mut conn, principal.tenant().as_str(), id)
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| to_status(DomainError::ContactNotFound(id.to_string()).into()))?;
+        Ok(Response::new(contact))
+    }
+}

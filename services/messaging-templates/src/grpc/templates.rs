@@ -1,0 +1,216 @@
+//! `TemplateService`.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dw_auth::Role;
+use dw_grpc_kit::errors;
+use dw_grpc_kit::{principal, require_role};
+use dw_proto::messaging::v1 as pb;
+use dw_proto::messaging::v1::template_service_server::TemplateService;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::{command_context, db_status, to_status, uuid_field};
+use crate::app::{App, load_template};
+use crate::codec::{category_from_pb, channel_from_pb, header_kind_from_pb};
+use crate::domain::DomainError;
+use crate::domain::preview::render_send;
+use crate::domain::sms::Encoding;
+use crate::domain::template::{Channel, Content, ContentInput, parse_name};
+use crate::projections::{self, TemplateFilter};
+
+pub struct TemplateGrpc {
+    app: Arc<App>,
+}
+
+impl TemplateGrpc {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+fn content(channel: Channel, content: Option<&pb::TemplateContent>) -> Result<Content, Status> {
+    let content = content.ok_or_else(|| errors::invalid_argument("content", "is required"))?;
+    let input = ContentInput {
+        language: content.language.clone(),
+        category: category_from_pb(content.category),
+        header_kind: header_kind_from_pb(content.header_kind),
+        header_text: content.header_text.clone(),
+        header_image_url: content.header_image_url.clone(),
+        body: content.body.clone(),
+        footer: content.footer.clone(),
+        department: content.department_id.clone(),
+        default_webhook_url: content.default_webhook_url.clone(),
+        default_metadata: content.default_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    Content::parse(channel, input, "content.").map_err(errors::invalid_arguments)
+}
+
+fn not_found(id: uuid::Uuid) -> Status {
+    to_status(DomainError::TemplateNotFound(id.to_string()).into())
+}
+
+macro_rules! operation {
+    ($name:literal) => {
+        concat!("dw.messaging.v1.TemplateService/", $name)
+    };
+}
+
+#[tonic::async_trait]
+impl TemplateService for TemplateGrpc {
+    #[instrument(skip_all, fields(rpc = "CreateTemplate"))]
+    async fn create_template(
+        &self,
+        request: Request<pb::CreateTemplateRequest>,
+    ) -> Result<Response<pb::Template>, Status> {
+        let principal = principal(&request)?;
+        require_role(&principal, &[Role::Manager])?;
+        let body = request.get_ref();
+        let channel =
+            channel_from_pb(body.channel).ok_or_else(|| errors::invalid_argument("channel", "WHATSAPP or SMS"))?;
+        let name = parse_name(&body.name).map_err(|e| errors::invalid_argument("name", e))?;
+        let content = content(channel, body.content.as_ref())?;
+        let ctx = command_context(&request, &principal, &body.request_id, operation!("CreateTemplate"))?;
+        let template = self.app.create_template(&ctx, channel, name, content).await.map_err(to_status)?;
+        Ok(Response::new(template))
+    }
+
+    #[instrument(skip_all, fields(rpc = "UpdateTemplate"))]
+    async fn update_template(
+        &self,
+        request: Request<pb::UpdateTemplateRequest>,
+    ) -> Result<Response<pb::Template>, Status> {
+        let principal = principal(&request)?;
+        require_role(&principal, &[Role::Manager])?;
+        let body = request.get_ref();
+        let id = uuid_field("template_id", &body.template_id)?;
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        let (existing, _) = load_template(&mut conn, principal.tenant().as_str(), id)
+            .await
+            .map_err(to_status)?
+            .ok_or_else(|| not_found(id))?;
+        drop(conn);
+        let content = content(existing.channel, body.content.as_ref())?;
+        let ctx = command_context(&request, &principal, &body.request_id, operation!("UpdateTemplate"))?;
+        let template = self.app.update_template(&ctx, id, Some(content)).await.map_err(to_status)?;
+        Ok(Response::new(template))
+    }
+
+    #[instrument(skip_all, fields(rpc = "ArchiveTemplate"))]
+    async fn archive_template(
+        &self,
+        request: Request<pb::ArchiveTemplateRequest>,
+    ) -> Result<Response<pb::Template>, Status> {
+        let principal = principal(&request)?;
+        require_role(&principal, &[Role::Manager])?;
+        let body = request.get_ref();
+        let id = uuid_field("template_id", &body.template_id)?;
+        let ctx = command_context(&request, &principal, &body.request_id, operation!("ArchiveTemplate"))?;
+        let template = self.app.update_template(&ctx, id, None).await.map_err(to_status)?;
+        Ok(Response::new(template))
+    }
+
+    #[instrument(skip_all, fields(rpc = "GetTemplate"))]
+    async fn get_template(&self, request: Request<pb::GetTemplateRequest>) -> Result<Response<pb::Template>, Status> {
+        let principal = principal(&request)?;
+        let id = uuid_field("template_id", &request.get_ref().template_id)?;
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        let template = projections::template(&mut conn, principal.tenant().as_str(), id)
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| not_found(id))?;
+        Ok(Response::new(template))
+    }
+
+    #[instrument(skip_all, fields(rpc = "ListTemplates"))]
+    async fn list_templates(
+        &self,
+        request: Request<pb::ListTemplatesRequest>,
+    ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
+        let principal = principal(&request)?;
+        let body = request.get_ref();
+        let limit = match body.page_size {
+            0 => 50,
+            size @ 1..=200 => i64::from(size),
+            _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 200")),
+        };
+        let channel = match body.channel {
+            0 => None,
+            value => {
+                Some(channel_from_pb(value).ok_or_else(|| errors::invalid_argument("channel", "WHATSAPP or SMS"))?)
+            }
+        };
+        let after = if body.page_token.is_empty() {
+            None
+        } else {
+            let decoded =
+                URL_SAFE_NO_PAD.decode(&body.page_token).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|t| {
+                    t.rsplit_once('|').and_then(|(n, id)| Some((n.to_owned(), uuid::Uuid::parse_str(id).ok()?)))
+                });
+            Some(decoded.ok_or_else(|| errors::invalid_argument("page_token", "not a token returned by this call"))?)
+        };
+        let filter = TemplateFilter {
+            channel,
+            department: Some(body.department_id.clone()).filter(|d| !d.is_empty()),
+            name: Some(body.name.trim().to_owned()).filter(|n| !n.is_empty()),
+            include_archived: body.include_archived,
+            after,
+            limit: limit + 1,
+        };
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        let mut templates =
+            projections::templates(&mut conn, principal.tenant().as_str(), &filter).await.map_err(db_status)?;
+        let next_page_token = if templates.len() as i64 > limit {
+            templates.truncate(limit as usize);
+            templates
+                .last()
+                .map(|t| URL_SAFE_NO_PAD.encode(format!("{}|{}", t.name, t.template_id)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListTemplatesResponse { templates, next_page_token }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "PreviewTemplate"))]
+    async fn preview_template(
+        &self,
+        request: Request<pb::PreviewTemplateRequest>,
+    ) -> Result<Response<pb::PreviewTemplateResponse>, Status> {
+        let principal = principal(&request)?;
+        let body = request.get_ref();
+        let id = uuid_field("template_id", &body.template_id)?;
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        let (template, _) = load_template(&mut conn, principal.tenant().as_str(), id)
+            .await
+            .map_err(to_status)?
+            .ok_or_else(|| not_found(id))?;
+        let rendered = render_send(&template, &body.variables, Some(&body.header_text), Some(&body.header_image_url));
+        let (encoding, segments, units) = match rendered.sms {
+            Some(analysis) => (
+                match analysis.encoding {
+                    Encoding::Gsm7 => pb::SmsEncoding::Gsm7,
+                    Encoding::Ucs2 => pb::SmsEncoding::Ucs2,
+                },
+                analysis.segments,
+                analysis.units,
+            ),
+            None => (pb::SmsEncoding::Unspecified, 0, 0),
+        };
+        Ok(Response::new(pb::PreviewTemplateResponse {
+            rendered_header: rendered.header_text.or(rendered.header_image_url).unwrap_or_default(),
+            rendered_body: rendered.body,
+            footer: rendered.footer.unwrap_or_default(),
+            problems: rendered
+                .problems
+                .into_iter()
+                .map(|(field, description)| pb::PreviewProblem { field, description })
+                .collect(),
+            sms_encoding: encoding as i32,
+            sms_segments: i32::try_from(segments).unwrap_or(i32::MAX),
+            sms_units: i32::try_from(units).unwrap_or(i32::MAX),
+        }))
+    }
+}

@@ -1,0 +1,175 @@
+//! messaging-templates' read models (templates, contacts), written in the command's transaction,
+//! and the queries over them.
+
+use dw_proto::messaging::v1 as pb;
+use sqlx::{PgConnection, Row};
+
+use crate::codec;
+use crate::domain::contact::Contact;
+use crate::domain::template::{Channel, Template};
+
+pub async fn save_template(
+    conn: &mut PgConnection,
+    tenant: &str,
+    template: &Template,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    let state = serde_json::to_value(template).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO templates (tenant_id, template_id, channel, name, department_id, archived, state, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (tenant_id, template_id) DO UPDATE SET department_id = EXCLUDED.department_id, \
+             archived = EXCLUDED.archived, state = EXCLUDED.state, version = EXCLUDED.version",
+    )
+    .bind(tenant)
+    .bind(template.template_id)
+    .bind(template.channel.as_str())
+    .bind(&template.name)
+    .bind(template.content.department.as_ref().map(|d| d.as_str()))
+    .bind(template.archived)
+    .bind(state)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn save_contact(
+    conn: &mut PgConnection,
+    tenant: &str,
+    contact: &Contact,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO contacts (tenant_id, contact_id, name, phone, external_id, tags, sms_opted_out, version, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (tenant_id, contact_id) DO UPDATE SET name = EXCLUDED.name, phone = EXCLUDED.phone, \
+             external_id = EXCLUDED.external_id, tags = EXCLUDED.tags, sms_opted_out = EXCLUDED.sms_opted_out, \
+             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(tenant)
+    .bind(contact.contact_id)
+    .bind(&contact.name)
+    .bind(contact.phone.as_str())
+    .bind(&contact.external_id)
+    .bind(&contact.tags)
+    .bind(contact.sms_opted_out)
+    .bind(version)
+    .bind(contact.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn template_from_row(row: &sqlx::postgres::PgRow) -> Result<Option<pb::Template>, sqlx::Error> {
+    let state: serde_json::Value = row.try_get("state")?;
+    let version: i64 = row.try_get("version")?;
+    Ok(serde_json::from_value::<Template>(state).ok().map(|t| codec::template_to_pb(&t, version)))
+}
+
+pub async fn template(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: uuid::Uuid,
+) -> Result<Option<pb::Template>, sqlx::Error> {
+    let row = sqlx::query("SELECT state, version FROM templates WHERE tenant_id = $1 AND template_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.as_ref().map(template_from_row).transpose()?.flatten())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TemplateFilter {
+    pub channel: Option<Channel>,
+    pub department: Option<String>,
+    pub name: Option<String>,
+    pub include_archived: bool,
+    /// Keyset: after this (name, id).
+    pub after: Option<(String, uuid::Uuid)>,
+    pub limit: i64,
+}
+
+pub async fn templates(
+    conn: &mut PgConnection,
+    tenant: &str,
+    filter: &TemplateFilter,
+) -> Result<Vec<pb::Template>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT state, version FROM templates WHERE tenant_id = $1 \
+         AND ($2::text IS NULL OR channel = $2) AND ($3::text IS NULL OR department_id = $3) \
+         AND ($4::text IS NULL OR name LIKE '%' || $4 || '%') AND ($5 OR NOT archived) \
+         AND ($6::text IS NULL OR (name, template_id) > ($6, $7)) \
+         ORDER BY name, template_id LIMIT $8",
+    )
+    .bind(tenant)
+    .bind(filter.channel.map(Channel::as_str))
+    .bind(&filter.department)
+    .bind(filter.name.as_ref().map(|n| n.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+    .bind(filter.include_archived)
+    .bind(filter.after.as_ref().map(|(n, _)| n.clone()))
+    .bind(filter.after.as_ref().map(|(_, id)| *id))
+    .bind(filter.limit)
+    .fetch_all(conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.extend(template_from_row(row)?);
+    }
+    Ok(out)
+}
+
+fn contact_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::Contact, sqlx::Error> {
+    let id: uuid::Uuid = row.try_get("contact_id")?;
+    let version: i64 = row.try_get("version")?;
+    let updated_at: chrono::DateTime<chrono::Utc> = row.try_get("updated_at")?;
+    Ok(pb::Contact {
+        contact_id: id.to_string(),
+        name: row.try_get("name")?,
+        phone: row.try_get("phone")?,
+        external_id: row.try_get::<Option<String>, _>("external_id")?.unwrap_or_default(),
+        tags: row.try_get("tags")?,
+        sms_opted_out: row.try_get("sms_opted_out")?,
+        version: version.max(0) as u64,
+        updated_at: Some(dw_proto::time::timestamp(updated_at)),
+    })
+}
+
+const CONTACT_COLUMNS: &str = "contact_id, name, phone, external_id, tags, sms_opted_out, version, updated_at";
+
+pub async fn contact(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: uuid::Uuid,
+) -> Result<Option<pb::Contact>, sqlx::Error> {
+    let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE tenant_id = $1 AND contact_id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(contact_from_row).transpose()
+}
+
+/// By partial name (case- and accent-insensitive, best matches first), or exact phone.
+pub async fn search_contacts(
+    conn: &mut PgConnection,
+    tenant: &str,
+    name: Option<&str>,
+    phone: Option<&str>,
+    limit: i64,
+) -> Result<Vec<pb::Contact>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE tenant_id = $1 \
+         AND ($2::text IS NULL OR dw_search_text(name) LIKE '%' || dw_search_text($2) || '%') \
+         AND ($3::text IS NULL OR phone = $3) \
+         ORDER BY CASE WHEN $2::text IS NULL THEN 0 ELSE similarity(dw_search_text(name), dw_search_text($2)) END DESC, \
+                  name, contact_id LIMIT $4"
+    );
+    let escaped = name.map(|n| n.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(escaped)
+        .bind(phone)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(contact_from_row).collect()
+}

@@ -1,0 +1,363 @@
+//! Templates, previews and contacts through the gRPC API against real Postgres and NATS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use dw_auth::{JwtVerifier, Role};
+use dw_grpc_kit::config::ServiceConfig;
+use dw_grpc_kit::errors::{reason_of, violated_fields};
+use dw_proto::messaging::v1 as pb;
+use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
+use dw_proto::messaging::v1::template_service_client::TemplateServiceClient;
+use dw_testkit::{TestDb, TestNamespace};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+const SECRET: &str = "test-secret-for-messaging-tests";
+
+struct Service {
+    channel: Channel,
+    cancel: CancellationToken,
+    db: TestDb,
+}
+
+impl Service {
+    async fn start() -> Self {
+        let db = TestDb::create(&messaging_templates::MIGRATOR).await.unwrap();
+        let ns = TestNamespace::new("messaging");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ServiceConfig::for_test(
+            db.url.clone(),
+            dw_testkit::nats_url(),
+            addr,
+            SECRET.as_bytes(),
+            ns.stream_name.clone(),
+            ns.subject_prefix.clone(),
+        );
+        let cancel = CancellationToken::new();
+        tokio::spawn(messaging_templates::server::run_with_listener(config, listener, cancel.clone()));
+        let endpoint = format!("http://{addr}");
+        for _ in 0..200 {
+            if let Ok(channel) = Channel::from_shared(endpoint.clone()).unwrap().connect().await {
+                return Self { channel, cancel, db };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("messaging-templates did not start");
+    }
+
+    fn templates(&self) -> TemplateServiceClient<Channel> {
+        TemplateServiceClient::new(self.channel.clone())
+    }
+
+    fn contacts(&self) -> ContactServiceClient<Channel> {
+        ContactServiceClient::new(self.channel.clone())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn token(tenant: &str, sub: &str, role: Role) -> String {
+    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
+    dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600)
+}
+
+fn authed<T>(token: &str, body: T) -> Request<T> {
+    let mut request = Request::new(body);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn rid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn whatsapp_content(body: &str) -> pb::TemplateContent {
+    pb::TemplateContent {
+        language: "pt_BR".into(),
+        category: pb::TemplateCategory::Utility as i32,
+        header_kind: pb::HeaderKind::Image as i32,
+        body: body.into(),
+        footer: "Equipe Acme".into(),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    service: &Service,
+    manager: &str,
+    channel: pb::Channel,
+    name: &str,
+    content: pb::TemplateContent,
+) -> pb::Template {
+    let request = pb::CreateTemplateRequest {
+        request_id: rid(),
+        channel: channel as i32,
+        name: name.into(),
+        content: Some(content),
+    };
+    service.templates().create_template(authed(manager, request)).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn templates_are_created_listed_updated_and_archived() {
+    let service = Service::start().await;
+    let manager = token("acme", "boss", Role::Manager);
+    let agent = token("acme", "ana", Role::Agent);
+    let order = create(
+        &service,
+        &manager,
+        pb::Channel::Whatsapp,
+        "order_update",
+        whatsapp_content("Olá {{1}}, seu pedido {{2}} saiu."),
+    )
+    .await;
+    assert_eq!((order.variable_count, order.version), (2, 1));
+
+    // Agents may read but not manage.
+    let status = service
+        .templates()
+        .create_template(authed(
+            &agent,
+            pb::CreateTemplateRequest { request_id: rid(), channel: 2, name: "x".into(), content: None },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let listed = service.templates().list_templates(authed(&agent, pb::ListTemplatesRequest::default())).await.unwrap();
+    assert_eq!(listed.into_inner().templates.len(), 1);
+
+    // The same active name on the same channel is refused; another tenant does not see it.
+    let request = pb::CreateTemplateRequest {
+        request_id: rid(),
+        channel: pb::Channel::Whatsapp as i32,
+        name: "order_update".into(),
+        content: Some(whatsapp_content("Hi")),
+    };
+    let status = service.templates().create_template(authed(&manager, request)).await.unwrap_err();
+    assert_eq!(reason_of(&status).as_deref(), Some("TEMPLATE_NAME_TAKEN"));
+    let globex = token("globex", "boss", Role::Manager);
+    let get = pb::GetTemplateRequest { template_id: order.template_id.clone() };
+    assert_eq!(
+        service.templates().get_template(authed(&globex, get.clone())).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
+    let updated = service
+        .templates()
+        .update_template(authed(
+            &manager,
+            pb::UpdateTemplateRequest {
+                request_id: rid(),
+                template_id: order.template_id.clone(),
+                content: Some(whatsapp_content("Olá {{1}}, pedido {{2}} a caminho ({{3}}).")),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((updated.variable_count, updated.version), (3, 2));
+    let archived = service
+        .templates()
+        .archive_template(authed(
+            &manager,
+            pb::ArchiveTemplateRequest { request_id: rid(), template_id: order.template_id.clone() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(archived.archived);
+    let listed = service.templates().list_templates(authed(&agent, pb::ListTemplatesRequest::default())).await.unwrap();
+    assert!(listed.into_inner().templates.is_empty(), "archived templates are hidden by default");
+    // Its name is free again.
+    create(&service, &manager, pb::Channel::Whatsapp, "order_update", whatsapp_content("Oi {{1}}")).await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&service.db.pool).await.unwrap();
+    assert_eq!(events, 4);
+}
+
+#[tokio::test]
+async fn every_content_rule_names_its_field() {
+    let service = Service::start().await;
+    let manager = token("acme", "boss", Role::Manager);
+    let cases: Vec<(pb::Channel, &str, pb::TemplateContent, &[&str])> = vec![
+        (pb::Channel::Whatsapp, "Bad-Name", whatsapp_content("Hi"), &["name"]),
+        (pb::Channel::Whatsapp, "gaps", whatsapp_content("Hi {{2}}"), &["content.body"]),
+        (pb::Channel::Whatsapp, "long", whatsapp_content(&"x".repeat(1025)), &["content.body"]),
+        (
+            pb::Channel::Whatsapp,
+            "title",
+            pb::TemplateContent {
+                header_kind: pb::HeaderKind::Text as i32,
+                header_text: "t".repeat(61),
+                ..whatsapp_content("Hi")
+            },
+            &["content.header_text"],
+        ),
+        (
+            pb::Channel::Whatsapp,
+            "image",
+            pb::TemplateContent { header_image_url: "http://cdn.example.com/a.png".into(), ..whatsapp_content("Hi") },
+            &["content.header_image_url"],
+        ),
+        (pb::Channel::Sms, "sms_header", whatsapp_content("Hi"), &["content.header_kind", "content.footer"]),
+        (
+            pb::Channel::Sms,
+            "metadata",
+            pb::TemplateContent {
+                header_kind: 0,
+                footer: String::new(),
+                default_metadata: (0..21).map(|i| (format!("k{i}"), "v".to_owned())).collect(),
+                ..whatsapp_content("Hi")
+            },
+            &["content.default_metadata"],
+        ),
+    ];
+    for (channel, name, content, expected) in cases {
+        let request = pb::CreateTemplateRequest {
+            request_id: rid(),
+            channel: channel as i32,
+            name: name.into(),
+            content: Some(content),
+        };
+        let status = service.templates().create_template(authed(&manager, request)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}");
+        assert_eq!(violated_fields(&status), expected, "{name}");
+    }
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&service.db.pool).await.unwrap();
+    assert_eq!(events, 0, "nothing was created");
+}
+
+#[tokio::test]
+async fn previews_render_and_count_sms_segments() {
+    let service = Service::start().await;
+    let manager = token("acme", "boss", Role::Manager);
+    let agent = token("acme", "ana", Role::Agent);
+    let sms_content = pb::TemplateContent {
+        language: "pt_BR".into(),
+        category: pb::TemplateCategory::Utility as i32,
+        body: "Codigo {{1}}. {{2}}".into(),
+        ..Default::default()
+    };
+    let sms = create(&service, &manager, pb::Channel::Sms, "code", sms_content).await;
+    let preview = |variables: Vec<String>| {
+        let mut client = service.templates();
+        let agent = agent.clone();
+        let template_id = sms.template_id.clone();
+        async move {
+            client
+                .preview_template(authed(
+                    &agent,
+                    pb::PreviewTemplateRequest { template_id, variables, ..Default::default() },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let plain = preview(vec!["1234".into(), "a".repeat(150)]).await;
+    assert_eq!(plain.rendered_body, format!("Codigo 1234. {}", "a".repeat(150)));
+    assert_eq!((plain.sms_encoding, plain.sms_units, plain.sms_segments), (pb::SmsEncoding::Gsm7 as i32, 163, 2));
+    let extension = preview(vec!["1234".into(), "€[]".into()]).await;
+    assert_eq!(
+        (extension.sms_encoding, extension.sms_units, extension.sms_segments),
+        (pb::SmsEncoding::Gsm7 as i32, 19, 1)
+    );
+    let emoji = preview(vec!["1234".into(), "Obrigado 😀".into()]).await;
+    assert_eq!((emoji.sms_encoding, emoji.sms_units, emoji.sms_segments), (pb::SmsEncoding::Ucs2 as i32, 24, 1));
+    let wrong = preview(vec!["1234".into()]).await;
+    assert_eq!(wrong.problems.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["variables"]);
+
+    let wa = create(&service, &manager, pb::Channel::Whatsapp, "promo", whatsapp_content("Oferta {{1}}")).await;
+    let preview = service
+        .templates()
+        .preview_template(authed(
+            &agent,
+            pb::PreviewTemplateRequest {
+                template_id: wa.template_id,
+                variables: vec!["10%".into()],
+                header_text: String::new(),
+                header_image_url: "https://cdn.example.com/promo.png".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(preview.problems.is_empty(), "{:?}", preview.problems);
+    assert_eq!(
+        (preview.rendered_header.as_str(), preview.rendered_body.as_str()),
+        ("https://cdn.example.com/promo.png", "Oferta 10%")
+    );
+}
+
+#[tokio::test]
+async fn contacts_are_found_by_partial_accent_insensitive_name() {
+    let service = Service::start().await;
+    let crm = token("acme", "crm-bot", Role::Service);
+    let agent = token("acme", "ana", Role::Agent);
+    let upsert = |name: &str, phone: &str| pb::UpsertContactRequest {
+        request_id: rid(),
+        name: name.into(),
+        phone: phone.into(),
+        external_id: String::new(),
+        tags: vec![],
+    };
+    let jose = service
+        .contacts()
+        .upsert_contact(authed(&crm, upsert("José Álvares", "+5511911110001")))
+        .await
+        .unwrap()
+        .into_inner();
+    service.contacts().upsert_contact(authed(&crm, upsert("Maria Joselita", "+5511911110002"))).await.unwrap();
+    service.contacts().upsert_contact(authed(&crm, upsert("Pedro", "+5511911110003"))).await.unwrap();
+    // The same phone again updates the same contact.
+    let renamed = service
+        .contacts()
+        .upsert_contact(authed(&crm, upsert("José Álvares Neto", "+5511911110001")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((renamed.contact_id.as_str(), renamed.version), (jose.contact_id.as_str(), 2));
+
+    let search = |name: &str| {
+        let mut client = service.contacts();
+        let agent = agent.clone();
+        let name = name.to_owned();
+        async move {
+            let response = client
+                .search_contacts(authed(&agent, pb::SearchContactsRequest { name, phone: String::new(), page_size: 0 }))
+                .await
+                .unwrap()
+                .into_inner();
+            response.contacts.into_iter().map(|c| c.name).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("jose").await, ["José Álvares Neto", "Maria Joselita"], "best match first");
+    assert_eq!(search("JOS").await.len(), 2);
+    assert_eq!(search("alvares").await, ["José Álvares Neto"]);
+    assert!(search("zzz").await.is_empty());
+    let by_phone = service
+        .contacts()
+        .search_contacts(authed(
+            &agent,
+            pb::SearchContactsRequest { name: String::new(), phone: "+5511911110003".into(), page_size: 0 },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_phone.contacts[0].name, "Pedro");
+
+    let bad = service.contacts().upsert_contact(authed(&crm, upsert("", "12345"))).await.unwrap_err();
+    assert_eq!(violated_fields(&bad), ["name", "phone"]);
+    let denied = service.contacts().upsert_contact(authed(&agent, upsert("X", "+5511911110009"))).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let other = token("globex", "crm-bot", Role::Service);
+    let get = pb::GetContactRequest { contact_id: jose.contact_id };
+    assert_eq!(service.contacts().get_contact(authed(&other, get)).await.unwrap_err().code(), Code::NotFound);
+}
