@@ -64,12 +64,13 @@ lint: ## rustfmt check and clippy with warnings denied (plus a syntax check of t
 fmt: ## Format the code (rustfmt)
 	$(CARGO) fmt --all
 
-bench: ## Run the agent-commands benchmark (when it exists)
+bench: ## Run the benchmarks: agent commands, task assignment latency, SearchProtocols (BENCH_* knobs)
 	@if [[ -f $(BENCH_FILE) ]]; then \
 		$(CARGO) bench -p agent-sessions --bench commands; \
 	else \
 		echo "No benchmark exists yet ($(BENCH_FILE) is missing): nothing measured."; \
 	fi
+	$(CARGO) bench -p task-distribution --bench distribution
 
 deploy-check: ## Render the Kustomize overlays and validate them (schema + policy)
 	@scripts/deploy-check.sh

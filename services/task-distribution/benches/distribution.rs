@@ -27,9 +27,11 @@ use dw_auth::Role;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as pb;
 use dw_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
+use dw_proto::time;
 use futures::StreamExt;
 use sqlx::Connection;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 const DEPARTMENTS: usize = 20;
@@ -204,6 +206,20 @@ fn create_request(rng: &mut Rng, lists: &Lists) -> pb::CreateTaskRequest {
     }
 }
 
+/// An ASSIGNED update as the agent received it.
+#[derive(Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    /// The task's `assigned_at` (the assigning transaction's time) → the feed built the update.
+    server: Duration,
+    /// The feed built the update → it arrived here.
+    transport: Duration,
+}
+
+fn since(earlier: chrono::DateTime<chrono::Utc>, later: chrono::DateTime<chrono::Utc>) -> Duration {
+    later.signed_duration_since(earlier).to_std().unwrap_or_default()
+}
+
 #[derive(Default)]
 struct Completions {
     ok: AtomicU64,
@@ -216,17 +232,21 @@ async fn agent_loop(
     mut stream: tonic::codec::Streaming<pb::TaskUpdate>,
     client: DistributionServiceClient<Channel>,
     bearer: String,
-    arrivals: mpsc::UnboundedSender<(String, Instant)>,
+    arrivals: mpsc::UnboundedSender<(String, Arrival)>,
     hold: Duration,
     completions: Arc<Completions>,
 ) {
     while let Ok(Some(update)) = stream.message().await {
         let at = Instant::now();
+        let wall = chrono::Utc::now();
         if update.kind != pb::task_update::Kind::Assigned as i32 {
             continue;
         }
         let Some(task) = update.task else { continue };
-        let _ = arrivals.send((task.task_id.clone(), at));
+        let built = update.at.as_ref().and_then(time::datetime).unwrap_or(wall);
+        let assigned = task.assigned_at.as_ref().and_then(time::datetime).unwrap_or(built);
+        let arrival = Arrival { at, server: since(assigned, built), transport: since(built, wall) };
+        let _ = arrivals.send((task.task_id.clone(), arrival));
         let mut client = client.clone();
         let bearer = bearer.clone();
         let completions = completions.clone();
@@ -345,6 +365,48 @@ async fn wait_until(what: impl Fn() -> bool, quiet: Duration, progress: impl Fn(
     }
 }
 
+struct Probe {
+    stop: CancellationToken,
+    lags: tokio::task::JoinHandle<Vec<Duration>>,
+}
+
+/// Reads task-distribution's stream from now on: for each TaskAssigned, its `ce-time` (the
+/// transaction's clock) → delivery here, i.e. commit and outbox relay.
+async fn probe_jetstream(stream_name: &str) -> Probe {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
+    let stream = js.get_stream(stream_name).await.unwrap();
+    let consumer = stream
+        .create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::New, ..Default::default() })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let lags = tokio::spawn(async move {
+        let mut lags = Vec::new();
+        loop {
+            let message = tokio::select! {
+                () = token.cancelled() => break,
+                next = messages.next() => match next {
+                    Some(Ok(message)) => message,
+                    _ => break,
+                },
+            };
+            let Some(headers) = message.headers.as_ref() else { continue };
+            if headers.get("ce-type").map(|t| t.as_str()) != Some("dw.distribution.v1.TaskAssigned") {
+                continue;
+            }
+            let Some(time) = headers.get("ce-time") else { continue };
+            if let Ok(at) = chrono::DateTime::parse_from_rfc3339(time.as_str()) {
+                lags.push(since(at.with_timezone(&chrono::Utc), chrono::Utc::now()));
+            }
+        }
+        lags
+    });
+    Probe { stop, lags }
+}
+
 struct Created {
     task_id: String,
     sent: Instant,
@@ -379,8 +441,8 @@ async fn assignment_latency(cluster: &Cluster) {
     );
 
     // Every agent watches their tasks.
-    let (arrivals_tx, mut arrivals_rx) = mpsc::unbounded_channel::<(String, Instant)>();
-    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (arrivals_tx, mut arrivals_rx) = mpsc::unbounded_channel::<(String, Arrival)>();
+    let arrivals: Arc<Mutex<HashMap<String, Arrival>>> = Arc::default();
     let observed = Arc::new(AtomicUsize::new(0));
     {
         let arrivals = arrivals.clone();
@@ -435,6 +497,7 @@ async fn assignment_latency(cluster: &Cluster) {
     let lists = Lists::new();
     let mut issued = 0u64;
     let mut behind = Duration::ZERO;
+    let jetstream_probe = probe_jetstream(&cluster.distribution_ns.stream_name).await;
     let cpu_before = cpu_times();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
@@ -472,7 +535,7 @@ async fn assignment_latency(cluster: &Cluster) {
     let cpu_after = cpu_times();
 
     // Wait for the assignments still on their way.
-    let seen = |arrivals: &Mutex<HashMap<String, Instant>>| {
+    let seen = |arrivals: &Mutex<HashMap<String, Arrival>>| {
         let map = arrivals.lock().unwrap();
         created.iter().filter(|c| map.contains_key(&c.task_id)).count()
     };
@@ -482,20 +545,26 @@ async fn assignment_latency(cluster: &Cluster) {
     let mut latencies = Vec::new();
     let mut end_to_end = Vec::new();
     let mut call = Vec::new();
+    let mut server = Vec::new();
+    let mut transport = Vec::new();
     let mut early = 0;
     for c in &created {
         call.push(c.returned - c.sent);
-        if let Some(at) = map.get(&c.task_id) {
-            if *at < c.returned {
+        if let Some(arrival) = map.get(&c.task_id) {
+            if arrival.at < c.returned {
                 early += 1;
             }
-            latencies.push(at.saturating_duration_since(c.returned));
-            end_to_end.push(at.saturating_duration_since(c.sent));
+            latencies.push(arrival.at.saturating_duration_since(c.returned));
+            end_to_end.push(arrival.at.saturating_duration_since(c.sent));
+            server.push(arrival.server);
+            transport.push(arrival.transport);
         }
     }
-    latencies.sort();
-    end_to_end.sort();
-    call.sort();
+    jetstream_probe.stop.cancel();
+    let mut published = jetstream_probe.lags.await.unwrap_or_default();
+    for list in [&mut latencies, &mut end_to_end, &mut call, &mut server, &mut transport, &mut published] {
+        list.sort();
+    }
     let achieved = created.len() as f64 / window.as_secs_f64().max(f64::EPSILON);
     println!(
         "tasks created   {} of {scheduled} scheduled ({issued} issued, {errors} errors); target {rate}/s, \
@@ -512,6 +581,17 @@ async fn assignment_latency(cluster: &Cluster) {
     );
     println!("returned→stream {}", spread(&latencies));
     println!("sent→stream     {}", spread(&end_to_end));
+    println!("breakdown of the assignments' path (task's assigned_at = the assigning transaction's clock):");
+    println!(
+        "  assigned_at→JetStream  {}   (commit + outbox relay; {} TaskAssigned seen)",
+        spread(&published),
+        published.len()
+    );
+    println!(
+        "  assigned_at→feed       {}   (… + the replica's feed consumer and its read of the task)",
+        spread(&server)
+    );
+    println!("  feed→agent             {}   (gRPC stream to the agent)", spread(&transport));
     println!(
         "CreateTask call p50 {:7.2} ms   p99 {:7.2} ms   max {:7.2} ms",
         ms(percentile(&call, 0.50)),
@@ -608,10 +688,6 @@ impl Archive {
     }
 }
 
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
-}
-
 fn midnight(day: chrono::NaiveDate) -> chrono::DateTime<chrono::Utc> {
     day.and_hms_opt(0, 0, 0).unwrap().and_utc()
 }
@@ -640,8 +716,8 @@ fn search_request(kind: &str, rng: &mut Rng, archive: &Archive, round: usize) ->
             request.status = status as i32;
             let span = 1 + rng.below(7) as i64;
             let from = day.min(SEARCH_DAYS - span);
-            request.created_from = Some(timestamp(midnight(archive.day(from))));
-            request.created_to = Some(timestamp(midnight(archive.day(from + span))));
+            request.created_from = Some(time::timestamp(midnight(archive.day(from))));
+            request.created_to = Some(time::timestamp(midnight(archive.day(from + span))));
         }
         "name + department" => {
             request.client_name = COMMON_NAMES[round % COMMON_NAMES.len()].to_owned();

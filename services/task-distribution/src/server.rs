@@ -35,6 +35,8 @@ pub async fn run_with_listener(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
+    // The feed reads committed tasks on connections of its own (see TaskFeed::start).
+    let feed_pool = dw_grpc_kit::startup::connect_postgres(&config.service.database_url, 4, &cancel).await?;
     let mut boot = Bootstrap::connect("task-distribution", config.service.clone(), &crate::MIGRATOR, cancel).await?;
     boot.start_relay().await?;
 
@@ -59,7 +61,7 @@ pub async fn run_with_listener(
     boot.tasks.spawn(inbound.run(boot.background.clone()));
 
     let feed = TaskFeed::start(
-        boot.pool.clone(),
+        feed_pool,
         boot.jetstream.clone(),
         boot.config.stream_name.clone(),
         boot.config.subject_prefix.clone(),

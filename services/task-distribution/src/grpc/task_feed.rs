@@ -108,7 +108,9 @@ fn audience(event_type: &str, payload: &[u8]) -> Option<(TaskId, pb::task_update
 }
 
 impl TaskFeed {
-    /// Starts the replica's feed consumer; it runs until `cancel`.
+    /// Starts the replica's feed consumer; it runs until `cancel`. `pool` should be the feed's
+    /// own: under load every connection of the command pool may be waiting on a tenant's lock,
+    /// and the feed must not queue behind them.
     pub fn start(
         pool: PgPool,
         jetstream: jetstream::Context,
