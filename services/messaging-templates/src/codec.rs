@@ -158,3 +158,100 @@ pub fn contact_upserted(contact: &pb::Contact, by: &str) -> NewEvent {
         &pb::ContactUpserted { contact: Some(contact.clone()), upserted_by: by.to_owned() },
     )
 }
+
+pub fn message_stream(tenant: &str, id: uuid::Uuid) -> String {
+    format!("message:{tenant}:{id}")
+}
+
+fn status_to_pb(status: crate::domain::message::Status) -> pb::MessageStatus {
+    use crate::domain::message::Status as S;
+    match status {
+        S::Requested => pb::MessageStatus::Requested,
+        S::Dispatched => pb::MessageStatus::Dispatched,
+        S::Delivered => pb::MessageStatus::Delivered,
+        S::Read => pb::MessageStatus::Read,
+        S::Failed => pb::MessageStatus::Failed,
+    }
+}
+
+pub fn message_to_pb(message: &crate::domain::message::OutboundMessage) -> pb::Message {
+    let failure = message.failure.as_ref();
+    pb::Message {
+        message_id: message.message_id.to_string(),
+        template_id: message.template_id.to_string(),
+        template_name: message.template_name.clone(),
+        channel: channel_to_pb(message.channel) as i32,
+        recipient_phone: message.phone.as_str().to_owned(),
+        contact_id: message.contact_id.map(|c| c.to_string()).unwrap_or_default(),
+        rendered_header: message.header_text.clone().unwrap_or_default(),
+        rendered_body: message.body.clone(),
+        variables: message.variables.clone(),
+        department_id: message.department.as_ref().map(ToString::to_string).unwrap_or_default(),
+        webhook_url: message.webhook_url.clone().unwrap_or_default(),
+        metadata: message.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        additional_information: message.additional_information.clone(),
+        agent_id: message.agent.clone(),
+        status: status_to_pb(message.status) as i32,
+        provider_message_id: message.provider_message_id.clone().unwrap_or_default(),
+        failure_code: failure.map(|f| f.code.clone()).unwrap_or_default(),
+        failure_reason: failure.map(|f| f.reason.clone()).unwrap_or_default(),
+        failure_terminal: failure.is_some_and(|f| f.terminal),
+        history: message
+            .history
+            .iter()
+            .map(|c| pb::MessageStatusChange {
+                status: status_to_pb(c.status) as i32,
+                at: Some(timestamp(c.at)),
+                detail: c.detail.clone(),
+            })
+            .collect(),
+        requested_at: Some(timestamp(message.requested_at)),
+        header_image_url: message.header_image_url.clone().unwrap_or_default(),
+        language: message.language.clone(),
+    }
+}
+
+pub fn message_event(message_id: uuid::Uuid, event: &crate::domain::message::Event) -> NewEvent {
+    use crate::domain::message::Event as E;
+    let id = message_id.to_string();
+    let attempts = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    match event {
+        E::Requested(message) => new_event(
+            "dw.messaging.v1.MessageRequested",
+            "message.requested",
+            &pb::MessageRequested { message: Some(message_to_pb(message)) },
+        ),
+        E::Dispatched { provider_message_id, attempts: n, at } => new_event(
+            "dw.messaging.v1.MessageDispatched",
+            "message.dispatched",
+            &pb::MessageDispatched {
+                message_id: id,
+                provider_message_id: provider_message_id.clone(),
+                attempts: attempts(*n),
+                dispatched_at: Some(timestamp(*at)),
+            },
+        ),
+        E::Delivered { at } => new_event(
+            "dw.messaging.v1.MessageDelivered",
+            "message.delivered",
+            &pb::MessageDelivered { message_id: id, delivered_at: Some(timestamp(*at)) },
+        ),
+        E::Read { at } => new_event(
+            "dw.messaging.v1.MessageRead",
+            "message.read",
+            &pb::MessageRead { message_id: id, read_at: Some(timestamp(*at)) },
+        ),
+        E::Failed { failure, attempts: n, at } => new_event(
+            "dw.messaging.v1.MessageFailed",
+            "message.failed",
+            &pb::MessageFailed {
+                message_id: id,
+                code: failure.code.clone(),
+                reason: failure.reason.clone(),
+                terminal: failure.terminal,
+                attempts: attempts(*n),
+                failed_at: Some(timestamp(*at)),
+            },
+        ),
+    }
+}

@@ -1,9 +1,23 @@
 //! Configuration from the environment: the common service settings with messaging-templates'
 //! defaults (gRPC 50053, metrics 9103, database `dw_messaging`, stream `DW_MESSAGING`).
 
-use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults};
+use std::time::Duration;
 
-pub type Config = ServiceConfig;
+use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, var};
+
+use crate::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: ServiceConfig,
+    pub providers: ProviderConfig,
+    /// agent-sessions' stream (send permissions).
+    pub agent_sessions_stream: String,
+    pub agent_sessions_subject_prefix: String,
+    /// Off only for maintenance (and the restart test): requested messages wait in the stream.
+    pub dispatch_enabled: bool,
+    pub consumer_prefix: String,
+}
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     database: "dw_messaging",
@@ -14,5 +28,32 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
 };
 
 pub fn from_env() -> Result<Config, ConfigError> {
-    ServiceConfig::from_env(DEFAULTS)
+    Ok(Config {
+        service: ServiceConfig::from_env(DEFAULTS)?,
+        providers: ProviderConfig {
+            whatsapp: WhatsappConfig {
+                base_url: var("DW_WHATSAPP_BASE_URL", "http://127.0.0.1:8091/v21.0"),
+                phone_number_id: var("DW_WHATSAPP_PHONE_NUMBER_ID", "100000000000001"),
+                access_token: var("DW_WHATSAPP_ACCESS_TOKEN", "local-whatsapp-token"),
+            },
+            sms: SmsConfig {
+                base_url: var("DW_SMS_BASE_URL", "http://127.0.0.1:8092/2010-04-01"),
+                account_sid: var("DW_SMS_ACCOUNT_SID", "AC00000000000000000000000000000001"),
+                auth_token: var("DW_SMS_AUTH_TOKEN", "local-sms-token"),
+                from: var("DW_SMS_FROM", "+15550000001"),
+            },
+            timeout: Duration::from_millis(parsed("DW_PROVIDER_TIMEOUT_MS", "10000")?),
+            max_attempts: parsed("DW_PROVIDER_MAX_ATTEMPTS", "5")?,
+            backoff: vec![
+                Duration::from_millis(200),
+                Duration::from_millis(500),
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+            ],
+        },
+        agent_sessions_stream: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
+        agent_sessions_subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
+        dispatch_enabled: parsed("DW_DISPATCH_ENABLED", "true")?,
+        consumer_prefix: var("DW_CONSUMER_PREFIX", "messaging-templates"),
+    })
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod projections;
+pub mod providers;
 pub mod server;
 
 /// The embedded migrations of this service's database.

@@ -10,21 +10,24 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::app::send::{Dispatcher, PermissionsProjection};
 use crate::config::Config;
 use crate::grpc::contacts::ContactGrpc;
 use crate::grpc::templates::TemplateGrpc;
+use crate::providers::Providers;
+use dw_bus::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
 pub const SERVICE_NAMES: [&str; 2] = ["dw.messaging.v1.TemplateService", "dw.messaging.v1.ContactService"];
 
 pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), ServeError> {
-    bootstrap::migrate(config, &crate::MIGRATOR, cancel).await
+    bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
 }
 
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
-    let listener =
-        TcpListener::bind(config.grpc_addr).await.map_err(|e| ServeError::Bind(config.grpc_addr.to_string(), e))?;
+    let addr = config.service.grpc_addr;
+    let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr.to_string(), e))?;
     run_with_listener(config, listener, cancel).await
 }
 
@@ -33,8 +36,34 @@ pub async fn run_with_listener(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
-    let mut boot = Bootstrap::connect("messaging-templates", config, &crate::MIGRATOR, cancel).await?;
+    let providers = Providers::new(config.providers.clone())
+        .map_err(|e| ServeError::Bind("provider http client".into(), std::io::Error::other(e)))?;
+    let mut boot = Bootstrap::connect("messaging-templates", config.service.clone(), &crate::MIGRATOR, cancel).await?;
     boot.start_relay().await?;
+
+    let metrics = ConsumerMetrics::register(&mut boot.registry);
+    let mut permissions =
+        ConsumerConfig::new(&format!("{}-agent-sessions", config.consumer_prefix), &config.agent_sessions_stream);
+    permissions.filter_subjects = vec![format!("{}.*.agent.>", config.agent_sessions_subject_prefix)];
+    let permissions = ProjectionConsumer::new(
+        boot.pool.clone(),
+        boot.jetstream.clone(),
+        permissions,
+        PermissionsProjection,
+        metrics.clone(),
+    );
+    boot.tasks.spawn(permissions.run(boot.background.clone()));
+    if config.dispatch_enabled {
+        let mut dispatch =
+            ConsumerConfig::new(&format!("{}-dispatch", config.consumer_prefix), &config.service.stream_name);
+        dispatch.filter_subjects = vec![format!("{}.*.message.requested", config.service.subject_prefix)];
+        // A provider outage is retried inside one delivery; give it time before redelivery.
+        dispatch.ack_wait = std::time::Duration::from_secs(120);
+        let dispatcher = Dispatcher { pool: boot.pool.clone(), providers };
+        let dispatch =
+            ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), dispatch, dispatcher, metrics);
+        boot.tasks.spawn(dispatch.run(boot.background.clone()));
+    }
     let app = Arc::new(App::new(boot.pool.clone()));
     let auth = AuthInterceptor::new(boot.verifier.clone());
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(

@@ -2,82 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+mod common;
 
-use dw_auth::{JwtVerifier, Role};
-use dw_grpc_kit::config::ServiceConfig;
+use common::{Service, Setup, authed, rid, token};
+use dw_auth::Role;
 use dw_grpc_kit::errors::{reason_of, violated_fields};
 use dw_proto::messaging::v1 as pb;
-use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
-use dw_proto::messaging::v1::template_service_client::TemplateServiceClient;
-use dw_testkit::{TestDb, TestNamespace};
-use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
-use tonic::{Code, Request};
-
-const SECRET: &str = "test-secret-for-messaging-tests";
-
-struct Service {
-    channel: Channel,
-    cancel: CancellationToken,
-    db: TestDb,
-}
-
-impl Service {
-    async fn start() -> Self {
-        let db = TestDb::create(&messaging_templates::MIGRATOR).await.unwrap();
-        let ns = TestNamespace::new("messaging");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = ServiceConfig::for_test(
-            db.url.clone(),
-            dw_testkit::nats_url(),
-            addr,
-            SECRET.as_bytes(),
-            ns.stream_name.clone(),
-            ns.subject_prefix.clone(),
-        );
-        let cancel = CancellationToken::new();
-        tokio::spawn(messaging_templates::server::run_with_listener(config, listener, cancel.clone()));
-        let endpoint = format!("http://{addr}");
-        for _ in 0..200 {
-            if let Ok(channel) = Channel::from_shared(endpoint.clone()).unwrap().connect().await {
-                return Self { channel, cancel, db };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("messaging-templates did not start");
-    }
-
-    fn templates(&self) -> TemplateServiceClient<Channel> {
-        TemplateServiceClient::new(self.channel.clone())
-    }
-
-    fn contacts(&self) -> ContactServiceClient<Channel> {
-        ContactServiceClient::new(self.channel.clone())
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-fn token(tenant: &str, sub: &str, role: Role) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
-    dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600)
-}
-
-fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-fn rid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+use tonic::Code;
 
 fn whatsapp_content(body: &str) -> pb::TemplateContent {
     pb::TemplateContent {
@@ -108,7 +39,8 @@ async fn create(
 
 #[tokio::test]
 async fn templates_are_created_listed_updated_and_archived() {
-    let service = Service::start().await;
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
     let manager = token("acme", "boss", Role::Manager);
     let agent = token("acme", "ana", Role::Agent);
     let order = create(
@@ -178,13 +110,14 @@ async fn templates_are_created_listed_updated_and_archived() {
     assert!(listed.into_inner().templates.is_empty(), "archived templates are hidden by default");
     // Its name is free again.
     create(&service, &manager, pb::Channel::Whatsapp, "order_update", whatsapp_content("Oi {{1}}")).await;
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&service.db.pool).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&setup.db.pool).await.unwrap();
     assert_eq!(events, 4);
 }
 
 #[tokio::test]
 async fn every_content_rule_names_its_field() {
-    let service = Service::start().await;
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
     let manager = token("acme", "boss", Role::Manager);
     let cases: Vec<(pb::Channel, &str, pb::TemplateContent, &[&str])> = vec![
         (pb::Channel::Whatsapp, "Bad-Name", whatsapp_content("Hi"), &["name"]),
@@ -230,13 +163,14 @@ async fn every_content_rule_names_its_field() {
         assert_eq!(status.code(), Code::InvalidArgument, "{name}");
         assert_eq!(violated_fields(&status), expected, "{name}");
     }
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&service.db.pool).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&setup.db.pool).await.unwrap();
     assert_eq!(events, 0, "nothing was created");
 }
 
 #[tokio::test]
 async fn previews_render_and_count_sms_segments() {
-    let service = Service::start().await;
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
     let manager = token("acme", "boss", Role::Manager);
     let agent = token("acme", "ana", Role::Agent);
     let sms_content = pb::TemplateContent {
@@ -298,7 +232,8 @@ async fn previews_render_and_count_sms_segments() {
 
 #[tokio::test]
 async fn contacts_are_found_by_partial_accent_insensitive_name() {
-    let service = Service::start().await;
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
     let crm = token("acme", "crm-bot", Role::Service);
     let agent = token("acme", "ana", Role::Agent);
     let upsert = |name: &str, phone: &str| pb::UpsertContactRequest {

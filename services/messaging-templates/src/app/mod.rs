@@ -1,6 +1,8 @@
 //! Command handlers: templates and contacts, each run idempotently (by `request_id`) with its
 //! events, snapshot and read-model row in one transaction.
 
+pub mod send;
+
 use chrono::{DateTime, Utc};
 use dw_auth::TenantId;
 use dw_eventstore::command::{self, Attempt};
@@ -25,6 +27,8 @@ pub enum AppError {
     Aborted(u32),
     #[error("request id already used for {0}")]
     RequestIdReused(String),
+    #[error("invalid request")]
+    Invalid(Vec<(String, String)>),
     #[error("stored state unreadable: {0}")]
     Snapshot(String),
     #[error("stored response: {0}")]

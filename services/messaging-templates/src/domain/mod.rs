@@ -1,6 +1,7 @@
 //! The pure heart of messaging-templates: template rules and rendering, SMS encoding, contacts.
 
 pub mod contact;
+pub mod message;
 pub mod preview;
 pub mod sms;
 pub mod template;
@@ -17,6 +18,12 @@ pub enum DomainError {
     TemplateNameTaken(String, String),
     #[error("contact {0} not found")]
     ContactNotFound(String),
+    #[error("message {0} not found")]
+    MessageNotFound(String),
+    #[error("the caller lacks permission {0}")]
+    MissingPermission(&'static str),
+    #[error("the number opted out of SMS (it sent STOP)")]
+    SmsOptedOut,
 }
 
 impl DomainError {
@@ -26,10 +33,17 @@ impl DomainError {
             Self::TemplateArchived => "TEMPLATE_ARCHIVED",
             Self::TemplateNameTaken(..) => "TEMPLATE_NAME_TAKEN",
             Self::ContactNotFound(_) => "CONTACT_NOT_FOUND",
+            Self::MessageNotFound(_) => "MESSAGE_NOT_FOUND",
+            Self::MissingPermission(_) => "PERMISSION_REQUIRED",
+            Self::SmsOptedOut => "SMS_OPTED_OUT",
         }
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::TemplateNotFound(_) | Self::ContactNotFound(_))
+        matches!(self, Self::TemplateNotFound(_) | Self::ContactNotFound(_) | Self::MessageNotFound(_))
+    }
+
+    pub fn is_permission(&self) -> bool {
+        matches!(self, Self::MissingPermission(_))
     }
 }

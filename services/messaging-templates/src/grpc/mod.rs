@@ -12,6 +12,10 @@ use crate::app::{AppError, CommandContext};
 pub fn to_status(error: AppError) -> Status {
     match error {
         AppError::Domain(error) if error.is_not_found() => errors::not_found(error.reason(), error.to_string()),
+        AppError::Domain(error) if error.is_permission() => {
+            errors::permission_denied(error.reason(), error.to_string())
+        }
+        AppError::Invalid(violations) => errors::invalid_arguments(violations),
         AppError::Domain(error) => errors::failed_precondition(error.reason(), error.to_string()),
         AppError::Conflict | AppError::Aborted(_) => errors::aborted("the resource changed concurrently; retry"),
         AppError::RequestIdReused(operation) => errors::invalid_argument(

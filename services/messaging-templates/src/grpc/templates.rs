@@ -13,12 +13,13 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{command_context, db_status, to_status, uuid_field};
+use crate::app::send::{Recipient, SendInput, parse_webhook};
 use crate::app::{App, load_template};
 use crate::codec::{category_from_pb, channel_from_pb, header_kind_from_pb};
-use crate::domain::DomainError;
 use crate::domain::preview::render_send;
 use crate::domain::sms::Encoding;
 use crate::domain::template::{Channel, Content, ContentInput, parse_name};
+use crate::domain::{DepartmentId, DomainError, PhoneNumber};
 use crate::projections::{self, TemplateFilter};
 
 pub struct TemplateGrpc {
@@ -212,5 +213,62 @@ impl TemplateService for TemplateGrpc {
             sms_segments: i32::try_from(segments).unwrap_or(i32::MAX),
             sms_units: i32::try_from(units).unwrap_or(i32::MAX),
         }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "SendTemplate"))]
+    async fn send_template(&self, request: Request<pb::SendTemplateRequest>) -> Result<Response<pb::Message>, Status> {
+        let principal = principal(&request)?;
+        let body = request.get_ref();
+        let template_id = uuid_field("template_id", &body.template_id)?;
+        let recipient = match &body.recipient {
+            Some(pb::send_template_request::Recipient::Phone(phone)) => {
+                Recipient::Phone(PhoneNumber::parse(phone).map_err(|e| errors::invalid_argument("phone", e))?)
+            }
+            Some(pb::send_template_request::Recipient::ContactId(id)) => {
+                Recipient::Contact(uuid_field("contact_id", id)?)
+            }
+            None => return Err(errors::invalid_argument("phone", "a phone or a contact_id is required")),
+        };
+        let department = match body.department_id.trim() {
+            "" => None,
+            d => Some(DepartmentId::parse(d).map_err(|e| errors::invalid_argument("department_id", e))?),
+        };
+        let webhook_url = parse_webhook(&body.webhook_url).map_err(|e| errors::invalid_argument("webhook_url", e))?;
+        if body.additional_information.chars().count() > 2000 {
+            return Err(errors::invalid_argument("additional_information", "at most 2000 characters"));
+        }
+        let input = SendInput {
+            template_id,
+            recipient,
+            header_text: Some(body.header_text.clone()).filter(|t| !t.trim().is_empty()),
+            header_image_url: Some(body.header_image_url.clone()).filter(|t| !t.trim().is_empty()),
+            variables: body.variables.clone(),
+            department,
+            webhook_url,
+            metadata: body.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            additional_information: body.additional_information.trim().to_owned(),
+        };
+        let privileged = principal.has_role(Role::Manager) || principal.has_role(Role::Service);
+        let ctx = command_context(&request, &principal, &body.request_id, operation!("SendTemplate"))?;
+        let message = self.app.send(&ctx, privileged, input).await.map_err(to_status)?;
+        Ok(Response::new(message))
+    }
+
+    #[instrument(skip_all, fields(rpc = "GetMessage"))]
+    async fn get_message(&self, request: Request<pb::GetMessageRequest>) -> Result<Response<pb::Message>, Status> {
+        let principal = principal(&request)?;
+        let id = uuid_field("message_id", &request.get_ref().message_id)?;
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        let message = projections::message(&mut conn, principal.tenant().as_str(), id)
+            .await
+            .map_err(db_status)?
+            .filter(|m| {
+                // Agents see their own sends; managers and services all of the tenant's.
+                principal.has_role(Role::Manager)
+                    || principal.has_role(Role::Service)
+                    || m.agent_id == principal.subject()
+            })
+            .ok_or_else(|| to_status(DomainError::MessageNotFound(id.to_string()).into()))?;
+        Ok(Response::new(message))
     }
 }

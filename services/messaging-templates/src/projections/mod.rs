@@ -173,3 +173,65 @@ pub async fn search_contacts(
         .await?;
     rows.iter().map(contact_from_row).collect()
 }
+
+pub async fn save_message(
+    conn: &mut PgConnection,
+    tenant: &str,
+    message: &crate::domain::message::OutboundMessage,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    let state = serde_json::to_value(message).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO messages (tenant_id, message_id, channel, status, agent_id, recipient, provider_message_id, \
+                               requested_at, state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (tenant_id, message_id) DO UPDATE SET status = EXCLUDED.status, \
+             provider_message_id = EXCLUDED.provider_message_id, state = EXCLUDED.state, version = EXCLUDED.version",
+    )
+    .bind(tenant)
+    .bind(message.message_id)
+    .bind(message.channel.as_str())
+    .bind(message.status.as_str())
+    .bind(&message.agent)
+    .bind(message.phone.as_str())
+    .bind(&message.provider_message_id)
+    .bind(message.requested_at)
+    .bind(state)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn message(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: uuid::Uuid,
+) -> Result<Option<pb::Message>, sqlx::Error> {
+    let row = sqlx::query("SELECT state FROM messages WHERE tenant_id = $1 AND message_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let state: serde_json::Value = row.try_get("state")?;
+    Ok(serde_json::from_value::<crate::domain::message::OutboundMessage>(state).ok().map(|m| codec::message_to_pb(&m)))
+}
+
+pub async fn has_permission(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &str,
+    permission: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3",
+    )
+    .bind(tenant)
+    .bind(agent)
+    .bind(permission)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}

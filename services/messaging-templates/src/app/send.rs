@@ -1,0 +1,327 @@
+//! Sending a template: `SendTemplate` validates, renders and records `MessageRequested` (the
+//! answer comes at once); the dispatcher, a consumer of the service's own `MessageRequested`
+//! events, hands the message to the provider after the response, so a crash after the answer
+//! loses nothing; permissions arrive from agent-sessions' events.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use dw_bus::{InboundEvent, Projection, ProjectionError};
+use dw_eventstore::command::{self, Attempt};
+use dw_eventstore::{EventMetadata, store};
+use dw_proto::agentsessions::v1 as sessions;
+use dw_proto::messaging::v1 as pb;
+use prost::Message as _;
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::{App, AppError, CommandContext, load_template};
+use crate::codec;
+use crate::domain::message::{self, Change, Event, Failure, OutboundMessage, Status};
+use crate::domain::preview::render_send;
+use crate::domain::template::{Channel, check_metadata, parse_url};
+use crate::domain::{DepartmentId, DomainError, PhoneNumber};
+use crate::projections;
+use crate::providers::{Outcome, Providers};
+
+#[derive(Debug, Clone)]
+pub enum Recipient {
+    Phone(PhoneNumber),
+    Contact(uuid::Uuid),
+}
+
+/// A send, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct SendInput {
+    pub template_id: uuid::Uuid,
+    pub recipient: Recipient,
+    pub header_text: Option<String>,
+    pub header_image_url: Option<String>,
+    pub variables: Vec<String>,
+    pub department: Option<DepartmentId>,
+    pub webhook_url: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub additional_information: String,
+}
+
+impl App {
+    /// `privileged`: managers and services send without the channel's permission.
+    pub async fn send(
+        &self,
+        ctx: &CommandContext,
+        privileged: bool,
+        input: SendInput,
+    ) -> Result<pb::Message, AppError> {
+        command::execute(self.pool(), ctx.key(), 5, &SendCommand { ctx, privileged, input }).await
+    }
+}
+
+struct SendCommand<'c> {
+    ctx: &'c CommandContext,
+    privileged: bool,
+    input: SendInput,
+}
+
+pub fn send_permission(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Whatsapp => "templates.whatsapp.send",
+        Channel::Sms => "templates.sms.send",
+    }
+}
+
+impl Attempt<AppError> for SendCommand<'_> {
+    type Response = pb::Message;
+
+    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Message, AppError> {
+        let tenant = self.ctx.tenant.as_str();
+        let input = &self.input;
+        let (template, _) = load_template(conn, tenant, input.template_id)
+            .await?
+            .ok_or_else(|| DomainError::TemplateNotFound(input.template_id.to_string()))?;
+        if !self.privileged {
+            let permission = send_permission(template.channel);
+            if !projections::has_permission(conn, tenant, &self.ctx.actor, permission).await? {
+                return Err(DomainError::MissingPermission(permission).into());
+            }
+        }
+        if template.archived {
+            return Err(DomainError::TemplateArchived.into());
+        }
+        let (phone, contact_id) = match &input.recipient {
+            Recipient::Phone(phone) => (phone.clone(), None),
+            Recipient::Contact(id) => {
+                let contact = projections::contact(conn, tenant, *id)
+                    .await?
+                    .ok_or_else(|| DomainError::ContactNotFound(id.to_string()))?;
+                let phone = PhoneNumber::parse(&contact.phone).map_err(AppError::Snapshot)?;
+                (phone, Some(*id))
+            }
+        };
+        if template.channel == Channel::Sms {
+            let opted_out: Option<bool> =
+                sqlx::query("SELECT sms_opted_out FROM contacts WHERE tenant_id = $1 AND phone = $2")
+                    .bind(tenant)
+                    .bind(phone.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|row| row.try_get("sms_opted_out"))
+                    .transpose()?;
+            if opted_out == Some(true) {
+                return Err(DomainError::SmsOptedOut.into());
+            }
+        }
+        let rendered =
+            render_send(&template, &input.variables, input.header_text.as_deref(), input.header_image_url.as_deref());
+        let mut problems = rendered.problems;
+        let mut metadata = template.content.default_metadata.clone();
+        metadata.extend(input.metadata.clone());
+        check_metadata("metadata", &metadata, &mut problems);
+        if !problems.is_empty() {
+            return Err(AppError::Invalid(problems));
+        }
+        let message = OutboundMessage {
+            message_id: uuid::Uuid::now_v7(),
+            template_id: template.template_id,
+            template_name: template.name.clone(),
+            language: template.content.language.clone(),
+            channel: template.channel,
+            phone,
+            contact_id,
+            header_text: rendered.header_text,
+            header_image_url: rendered.header_image_url,
+            body: rendered.body,
+            variables: input.variables.clone(),
+            department: input.department.clone().or(template.content.department.clone()),
+            webhook_url: input.webhook_url.clone().or(template.content.default_webhook_url.clone()),
+            metadata,
+            additional_information: input.additional_information.clone(),
+            agent: self.ctx.actor.clone(),
+            status: Status::Requested,
+            provider_message_id: None,
+            failure: None,
+            history: vec![Change { status: Status::Requested, at: now, detail: String::new() }],
+            requested_at: now,
+        };
+        let event = Event::Requested(Box::new(message.clone()));
+        let stream_id = codec::message_stream(tenant, message.message_id);
+        let snapshot = serde_json::to_value(&message).ok();
+        store::append(
+            conn,
+            tenant,
+            &stream_id,
+            0,
+            vec![codec::message_event(message.message_id, &event)],
+            snapshot,
+            &self.ctx.metadata,
+        )
+        .await?;
+        projections::save_message(conn, tenant, &message, 1).await?;
+        Ok(codec::message_to_pb(&message))
+    }
+}
+
+/// Validates a send's webhook at the edge.
+pub fn parse_webhook(value: &str) -> Result<Option<String>, String> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_url(value.trim()).map(Some)
+}
+
+async fn load_message(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: uuid::Uuid,
+) -> Result<Option<(OutboundMessage, i64)>, AppError> {
+    let stream = store::load_stream(conn, &codec::message_stream(tenant, id)).await?;
+    let Some(snapshot) = stream.snapshot else {
+        return Ok(None);
+    };
+    let message = serde_json::from_value(snapshot).map_err(|e| AppError::Snapshot(e.to_string()))?;
+    Ok(Some((message, stream.version)))
+}
+
+/// Appends status events a message reports (ignoring stale or duplicate ones).
+pub async fn record_status(
+    conn: &mut PgConnection,
+    tenant: &str,
+    message_id: uuid::Uuid,
+    report: Event,
+    metadata: &EventMetadata,
+) -> Result<bool, AppError> {
+    let Some((state, version)) = load_message(conn, tenant, message_id).await? else {
+        return Err(DomainError::MessageNotFound(message_id.to_string()).into());
+    };
+    let events = message::report(&state, report);
+    if events.is_empty() {
+        return Ok(false);
+    }
+    let new_state = events.iter().fold(state, message::evolve);
+    let new_events = events.iter().map(|e| codec::message_event(message_id, e)).collect();
+    let stream_id = codec::message_stream(tenant, message_id);
+    let snapshot = serde_json::to_value(&new_state).ok();
+    let recorded = store::append(conn, tenant, &stream_id, version, new_events, snapshot, metadata).await?;
+    let new_version = recorded.last().map(|e| e.version).unwrap_or(version);
+    projections::save_message(conn, tenant, &new_state, new_version).await?;
+    Ok(true)
+}
+
+fn metadata_of(event: &InboundEvent) -> EventMetadata {
+    EventMetadata {
+        correlation_id: event.correlation_id.clone(),
+        causation_id: Some(event.event_id.to_string()),
+        traceparent: dw_telemetry::current_traceparent(),
+    }
+}
+
+fn transient(error: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Transient(error.to_string())
+}
+
+/// Hands each requested message to its provider, at most once.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub pool: PgPool,
+    pub providers: Providers,
+}
+
+impl Projection for Dispatcher {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        if event.event_type != "dw.messaging.v1.MessageRequested" {
+            return Ok(());
+        }
+        let requested = pb::MessageRequested::decode(event.payload.as_ref())
+            .map_err(|e| ProjectionError::Permanent(format!("MessageRequested: {e}")))?;
+        let message_id = requested
+            .message
+            .and_then(|m| uuid::Uuid::parse_str(&m.message_id).ok())
+            .ok_or_else(|| ProjectionError::Permanent("MessageRequested without a message id".into()))?;
+        let tenant = event.tenant_id.as_str();
+        let metadata = metadata_of(event);
+
+        // Mark the hand-over before making it, in its own committed transaction.
+        let claimed = sqlx::query(
+            "INSERT INTO message_dispatch (tenant_id, message_id, state) VALUES ($1, $2, 'sending') \
+             ON CONFLICT DO NOTHING RETURNING 1 AS one",
+        )
+        .bind(tenant)
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        let now = Utc::now().trunc_subsecs(6);
+        let report = if claimed {
+            let Some((message, _)) = load_message(conn, tenant, message_id).await.map_err(transient)? else {
+                return Err(ProjectionError::Permanent(format!("message {message_id} not found")));
+            };
+            match self.providers.send(&message).await {
+                Outcome::Accepted { provider_message_id, attempts } => {
+                    Event::Dispatched { provider_message_id, attempts, at: Utc::now().trunc_subsecs(6) }
+                }
+                Outcome::Rejected { failure, attempts } => {
+                    Event::Failed { failure, attempts, at: Utc::now().trunc_subsecs(6) }
+                }
+            }
+        } else {
+            let state: Option<String> =
+                sqlx::query("SELECT state FROM message_dispatch WHERE tenant_id = $1 AND message_id = $2")
+                    .bind(tenant)
+                    .bind(message_id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|row| row.try_get("state"))
+                    .transpose()?;
+            if state.as_deref() == Some("done") {
+                return Ok(());
+            }
+            // An earlier hand-over was interrupted: the provider may have it. Never send twice.
+            let failure = Failure {
+                code: "OUTCOME_UNKNOWN".into(),
+                reason: "the dispatcher stopped during the hand-over; not sent again".into(),
+                terminal: true,
+            };
+            Event::Failed { failure, attempts: 1, at: now }
+        };
+        record_status(conn, tenant, message_id, report, &metadata).await.map_err(transient)?;
+        sqlx::query("UPDATE message_dispatch SET state = 'done' WHERE tenant_id = $1 AND message_id = $2")
+            .bind(tenant)
+            .bind(message_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The send permissions granted in agent-sessions.
+#[derive(Clone, Default)]
+pub struct PermissionsProjection;
+
+impl Projection for PermissionsProjection {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        let permanent = |e: prost::DecodeError| ProjectionError::Permanent(e.to_string());
+        match event.event_type.as_str() {
+            "dw.agentsessions.v1.PermissionGranted" => {
+                let m = sessions::PermissionGranted::decode(event.payload.as_ref()).map_err(permanent)?;
+                sqlx::query(
+                    "INSERT INTO agent_permissions (tenant_id, agent_id, permission) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&event.tenant_id)
+                .bind(&m.agent_id)
+                .bind(&m.permission)
+                .execute(conn)
+                .await?;
+            }
+            "dw.agentsessions.v1.PermissionRevoked" => {
+                let m = sessions::PermissionRevoked::decode(event.payload.as_ref()).map_err(permanent)?;
+                sqlx::query("DELETE FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3")
+                    .bind(&event.tenant_id)
+                    .bind(&m.agent_id)
+                    .bind(&m.permission)
+                    .execute(conn)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! A messaging-templates server per test (real Postgres and NATS) and fake providers on
+//! 127.0.0.1 that record what they receive and answer from a script.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use dw_auth::{JwtVerifier, Role};
+use dw_grpc_kit::config::ServiceConfig;
+use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
+use dw_proto::messaging::v1::template_service_client::TemplateServiceClient;
+use dw_testkit::{TestDb, TestNamespace};
+use messaging_templates::config::Config;
+use messaging_templates::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+use tonic::transport::Channel;
+
+pub const SECRET: &str = "test-secret-for-messaging-tests";
+
+/// One request a fake provider received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub authorization: String,
+    pub body: String,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeProvider {
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Answers to give, in order; then 200 with a generated id.
+    pub script: Arc<Mutex<VecDeque<(u16, String)>>>,
+    pub addr: Option<SocketAddr>,
+}
+
+async fn answer(
+    State(fake): State<FakeProvider>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let count = {
+        let mut received = fake.received.lock().unwrap();
+        received.push(Received { path: uri.path().to_owned(), authorization, body });
+        received.len()
+    };
+    if let Some((status, body)) = fake.script.lock().unwrap().pop_front() {
+        return (StatusCode::from_u16(status).unwrap(), body);
+    }
+    let body = if uri.path().ends_with("Messages.json") {
+        format!(r#"{{"sid":"SM{count:032}","status":"queued"}}"#)
+    } else {
+        format!(
+            r#"{{"messaging_product":"whatsapp","contacts":[{{"wa_id":"x"}}],"messages":[{{"id":"wamid.fake{count}"}}]}}"#
+        )
+    };
+    (StatusCode::OK, body)
+}
+
+impl FakeProvider {
+    pub async fn start() -> Self {
+        let mut fake = FakeProvider::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        fake.addr = Some(listener.local_addr().unwrap());
+        let app = Router::new().fallback(post(answer)).with_state(fake.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        fake
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr.unwrap())
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn answer_next(&self, status: u16, body: &str) {
+        self.script.lock().unwrap().push_back((status, body.to_owned()));
+    }
+}
+
+pub struct Service {
+    pub channel: Channel,
+    pub cancel: CancellationToken,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+pub struct Setup {
+    pub db: TestDb,
+    pub ns: TestNamespace,
+    pub sessions_ns: TestNamespace,
+    pub whatsapp: FakeProvider,
+    pub sms: FakeProvider,
+}
+
+impl Setup {
+    pub async fn new() -> Self {
+        Self {
+            db: TestDb::create(&messaging_templates::MIGRATOR).await.unwrap(),
+            ns: TestNamespace::new("messaging"),
+            sessions_ns: TestNamespace::new("msessions"),
+            whatsapp: FakeProvider::start().await,
+            sms: FakeProvider::start().await,
+        }
+    }
+
+    pub async fn start(&self, dispatch_enabled: bool) -> Service {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Config {
+            service: ServiceConfig::for_test(
+                self.db.url.clone(),
+                dw_testkit::nats_url(),
+                addr,
+                SECRET.as_bytes(),
+                self.ns.stream_name.clone(),
+                self.ns.subject_prefix.clone(),
+            ),
+            providers: ProviderConfig {
+                whatsapp: WhatsappConfig {
+                    base_url: format!("{}/v21.0", self.whatsapp.base()),
+                    phone_number_id: "1055".into(),
+                    access_token: "wa-token".into(),
+                },
+                sms: SmsConfig {
+                    base_url: format!("{}/2010-04-01", self.sms.base()),
+                    account_sid: "AC123".into(),
+                    auth_token: "sms-token".into(),
+                    from: "+15550001111".into(),
+                },
+                timeout: Duration::from_secs(5),
+                max_attempts: 4,
+                backoff: vec![Duration::from_millis(20)],
+            },
+            agent_sessions_stream: self.sessions_ns.stream_name.clone(),
+            agent_sessions_subject_prefix: self.sessions_ns.subject_prefix.clone(),
+            dispatch_enabled,
+            consumer_prefix: "messaging-templates".into(),
+        };
+        let cancel = CancellationToken::new();
+        let token = cancel.clone();
+        let server = tokio::spawn(async move {
+            let _ = messaging_templates::server::run_with_listener(config, listener, token).await;
+        });
+        let endpoint = format!("http://{addr}");
+        for _ in 0..200 {
+            if let Ok(channel) = Channel::from_shared(endpoint.clone()).unwrap().connect().await {
+                return Service { channel, cancel, server };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("messaging-templates did not start");
+    }
+}
+
+impl Service {
+    pub fn templates(&self) -> TemplateServiceClient<Channel> {
+        TemplateServiceClient::new(self.channel.clone())
+    }
+
+    pub fn contacts(&self) -> ContactServiceClient<Channel> {
+        ContactServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+    }
+}
+
+pub fn token(tenant: &str, sub: &str, role: Role) -> String {
+    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
+    dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600)
+}
+
+pub fn authed<T>(token: &str, body: T) -> Request<T> {
+    let mut request = Request::new(body);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+pub fn rid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

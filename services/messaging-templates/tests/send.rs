@@ -1,0 +1,287 @@
+//! Sending templates through fake providers on 127.0.0.1: the exact Cloud API body, retries of
+//! 503s, terminal 400s, at most once across a restart, permissions, contacts, SMS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Service, Setup, authed, rid, token};
+use dw_auth::Role;
+use dw_proto::messaging::v1 as pb;
+use prost::Message as _;
+use tonic::Code;
+
+async fn whatsapp_template(service: &Service) -> pb::Template {
+    let manager = token("acme", "boss", Role::Manager);
+    let content = pb::TemplateContent {
+        language: "pt_BR".into(),
+        category: pb::TemplateCategory::Utility as i32,
+        header_kind: pb::HeaderKind::Image as i32,
+        body: "Olá {{1}}, seu pedido {{2}} saiu para entrega.".into(),
+        footer: "Acme".into(),
+        default_metadata: [("source".to_owned(), "workspace".to_owned())].into(),
+        ..Default::default()
+    };
+    let request = pb::CreateTemplateRequest {
+        request_id: rid(),
+        channel: pb::Channel::Whatsapp as i32,
+        name: "order_shipped".into(),
+        content: Some(content),
+    };
+    service.templates().create_template(authed(&manager, request)).await.unwrap().into_inner()
+}
+
+fn send_request(template: &pb::Template, phone: &str) -> pb::SendTemplateRequest {
+    pb::SendTemplateRequest {
+        request_id: rid(),
+        template_id: template.template_id.clone(),
+        recipient: Some(pb::send_template_request::Recipient::Phone(phone.into())),
+        header_image_url: "https://cdn.example.com/box.png".into(),
+        variables: vec!["Maria".into(), "A-42".into()],
+        metadata: [("crm_ticket".to_owned(), "T-9".to_owned())].into(),
+        additional_information: "sent from the workspace".into(),
+        ..Default::default()
+    }
+}
+
+async fn wait_for_status(service: &Service, message_id: &str, status: pb::MessageStatus) -> pb::Message {
+    let manager = token("acme", "boss", Role::Manager);
+    for _ in 0..400 {
+        let message = service
+            .templates()
+            .get_message(authed(&manager, pb::GetMessageRequest { message_id: message_id.into() }))
+            .await
+            .unwrap()
+            .into_inner();
+        if message.status == status as i32 {
+            return message;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("message {message_id} never reached {status:?}");
+}
+
+#[tokio::test]
+async fn a_whatsapp_send_reaches_the_provider_with_the_cloud_api_body() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let template = whatsapp_template(&service).await;
+    let crm = token("acme", "crm-bot", Role::Service);
+    let sent = service.templates().send_template(authed(&crm, send_request(&template, "+5511987654321"))).await;
+    let sent = sent.unwrap().into_inner();
+    assert_eq!(sent.status, pb::MessageStatus::Requested as i32, "answered before delivery");
+    assert_eq!(sent.rendered_body, "Olá Maria, seu pedido A-42 saiu para entrega.");
+    assert_eq!(sent.metadata.get("source").map(String::as_str), Some("workspace"), "template defaults merged");
+
+    let dispatched = wait_for_status(&service, &sent.message_id, pb::MessageStatus::Dispatched).await;
+    assert_eq!(dispatched.provider_message_id, "wamid.fake1");
+    let received = setup.whatsapp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, "/v21.0/1055/messages");
+    assert_eq!(received[0].authorization, "Bearer wa-token");
+    let body: serde_json::Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "5511987654321",
+            "type": "template",
+            "template": {
+                "name": "order_shipped",
+                "language": {"code": "pt_BR"},
+                "components": [
+                    {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://cdn.example.com/box.png"}}]},
+                    {"type": "body", "parameters": [{"type": "text", "text": "Maria"}, {"type": "text", "text": "A-42"}]}
+                ]
+            }
+        })
+    );
+    let history: Vec<i32> = dispatched.history.iter().map(|c| c.status).collect();
+    assert_eq!(history, [pb::MessageStatus::Requested as i32, pb::MessageStatus::Dispatched as i32]);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_and_terminal_ones_are_not() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let template = whatsapp_template(&service).await;
+    let crm = token("acme", "crm-bot", Role::Service);
+
+    setup.whatsapp.answer_next(503, r#"{"error":{"message":"Service unavailable","code":2}}"#);
+    setup.whatsapp.answer_next(503, r#"{"error":{"message":"Service unavailable","code":2}}"#);
+    let first = service.templates().send_template(authed(&crm, send_request(&template, "+5511900000001"))).await;
+    let first = first.unwrap().into_inner();
+    let dispatched = wait_for_status(&service, &first.message_id, pb::MessageStatus::Dispatched).await;
+    assert_eq!(setup.whatsapp.received().len(), 3, "two refusals, then accepted");
+    assert!(dispatched.history[1].detail.starts_with("3 attempt(s)"), "{:?}", dispatched.history);
+
+    setup.whatsapp.answer_next(
+        400,
+        r#"{"error":{"message":"(#131026) Message undeliverable","type":"OAuthException","code":131026}}"#,
+    );
+    let second = service.templates().send_template(authed(&crm, send_request(&template, "+5511900000002"))).await;
+    let second = second.unwrap().into_inner();
+    let failed = wait_for_status(&service, &second.message_id, pb::MessageStatus::Failed).await;
+    assert_eq!(setup.whatsapp.received().len(), 4, "one attempt only");
+    assert_eq!((failed.failure_code.as_str(), failed.failure_terminal), ("131026", true));
+    assert!(failed.failure_reason.contains("undeliverable"));
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_send_accepted_before_a_restart_is_delivered_once_after_it() {
+    let setup = Setup::new().await;
+    // The first instance answers sends but stops before handing anything over.
+    let service = setup.start(false).await;
+    let template = whatsapp_template(&service).await;
+    let crm = token("acme", "crm-bot", Role::Service);
+    let request = send_request(&template, "+5511900000003");
+    let sent = service.templates().send_template(authed(&crm, request.clone())).await.unwrap().into_inner();
+    service.stop().await;
+    assert!(setup.whatsapp.received().is_empty());
+
+    let service = setup.start(true).await;
+    wait_for_status(&service, &sent.message_id, pb::MessageStatus::Dispatched).await;
+    // A client retrying the same request gets the same message, and nothing more is sent.
+    let retried = service.templates().send_template(authed(&crm, request)).await.unwrap().into_inner();
+    assert_eq!(retried.message_id, sent.message_id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(setup.whatsapp.received().len(), 1);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn agents_need_the_channel_permission_and_contacts_lend_their_phone() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let template = whatsapp_template(&service).await;
+    let ana = token("acme", "ana", Role::Agent);
+    let status = service.templates().send_template(authed(&ana, send_request(&template, "+5511900000004"))).await;
+    assert_eq!(status.unwrap_err().code(), Code::PermissionDenied);
+
+    // agent-sessions grants it: the event reaches this service over JetStream.
+    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: setup.sessions_ns.stream_name.clone(),
+        subjects: vec![format!("{}.>", setup.sessions_ns.subject_prefix)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let grant = dw_proto::agentsessions::v1::PermissionGranted {
+        agent_id: "ana".into(),
+        permission: "templates.whatsapp.send".into(),
+        granted_by: "boss".into(),
+    };
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, value) in [
+        ("Nats-Msg-Id", event_id.as_str()),
+        ("ce-id", event_id.as_str()),
+        ("ce-type", "dw.agentsessions.v1.PermissionGranted"),
+        ("ce-source", "agent-sessions"),
+        ("ce-subject", "agent:acme:ana"),
+        ("dw-tenant", "acme"),
+        ("dw-stream-version", "3"),
+    ] {
+        headers.insert(name, value);
+    }
+    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
+    let subject = format!("{}.acme.agent.permission_granted", setup.sessions_ns.subject_prefix);
+    js.publish_with_headers(subject, headers, grant.encode_to_vec().into()).await.unwrap().await.unwrap();
+
+    let crm = token("acme", "crm-bot", Role::Service);
+    let contact = service
+        .contacts()
+        .upsert_contact(authed(
+            &crm,
+            pb::UpsertContactRequest {
+                request_id: rid(),
+                name: "José Lima".into(),
+                phone: "+5511977776666".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut by_contact = send_request(&template, "+1");
+    by_contact.recipient = Some(pb::send_template_request::Recipient::ContactId(contact.contact_id.clone()));
+    let mut sent = None;
+    for _ in 0..200 {
+        by_contact.request_id = rid();
+        match service.templates().send_template(authed(&ana, by_contact.clone())).await {
+            Ok(message) => {
+                sent = Some(message.into_inner());
+                break;
+            }
+            Err(status) if status.code() == Code::PermissionDenied => {
+                tokio::time::sleep(Duration::from_millis(25)).await
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    let sent = sent.expect("the grant arrives");
+    assert_eq!(
+        (sent.recipient_phone.as_str(), sent.contact_id.as_str()),
+        ("+5511977776666", contact.contact_id.as_str())
+    );
+    assert_eq!(sent.agent_id, "ana");
+
+    // Bad input names the field and sends nothing.
+    let mut bad = send_request(&template, "+5511900000005");
+    bad.variables = vec!["only one".into()];
+    let status = service.templates().send_template(authed(&crm, bad)).await.unwrap_err();
+    assert_eq!(dw_grpc_kit::errors::violated_fields(&status), vec!["variables"]);
+    let mut bad = send_request(&template, "5511");
+    bad.request_id = rid();
+    let status = service.templates().send_template(authed(&crm, bad)).await.unwrap_err();
+    assert_eq!(dw_grpc_kit::errors::violated_fields(&status), vec!["phone"]);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn an_sms_send_uses_the_messages_api() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let manager = token("acme", "boss", Role::Manager);
+    let content = pb::TemplateContent {
+        language: "pt_BR".into(),
+        category: pb::TemplateCategory::Authentication as i32,
+        body: "Seu codigo: {{1}}".into(),
+        ..Default::default()
+    };
+    let template = service
+        .templates()
+        .create_template(authed(
+            &manager,
+            pb::CreateTemplateRequest {
+                request_id: rid(),
+                channel: pb::Channel::Sms as i32,
+                name: "code".into(),
+                content: Some(content),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = pb::SendTemplateRequest {
+        request_id: rid(),
+        template_id: template.template_id,
+        recipient: Some(pb::send_template_request::Recipient::Phone("+5511955554444".into())),
+        variables: vec!["123456".into()],
+        ..Default::default()
+    };
+    let sent = service.templates().send_template(authed(&manager, request)).await.unwrap().into_inner();
+    let dispatched = wait_for_status(&service, &sent.message_id, pb::MessageStatus::Dispatched).await;
+    assert!(dispatched.provider_message_id.starts_with("SM"));
+    let received = setup.sms.received();
+    assert_eq!(received[0].path, "/2010-04-01/Accounts/AC123/Messages.json");
+    assert!(received[0].authorization.starts_with("Basic "));
+    assert_eq!(received[0].body, "To=%2B5511955554444&From=%2B15550001111&Body=Seu+codigo%3A+123456");
+    service.stop().await;
+}
