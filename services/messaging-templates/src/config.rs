@@ -17,6 +17,9 @@ pub struct Config {
     /// Off only for maintenance (and the restart test): requested messages wait in the stream.
     pub dispatch_enabled: bool,
     pub consumer_prefix: String,
+    /// Provider webhooks (HTTP).
+    pub webhook_addr: std::net::SocketAddr,
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
@@ -55,5 +58,11 @@ pub fn from_env() -> Result<Config, ConfigError> {
         agent_sessions_subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
         dispatch_enabled: parsed("DW_DISPATCH_ENABLED", "true")?,
         consumer_prefix: var("DW_CONSUMER_PREFIX", "messaging-templates"),
+        webhook_addr: parsed("DW_WEBHOOK_ADDR", "0.0.0.0:8083")?,
+        webhooks: crate::webhooks::WebhookConfig {
+            whatsapp_app_secret: var("DW_WHATSAPP_APP_SECRET", "dw-local-whatsapp-app-secret"),
+            whatsapp_verify_token: var("DW_WHATSAPP_VERIFY_TOKEN", "dw-local-verify-token"),
+            sms_secret: var("DW_SMS_WEBHOOK_SECRET", "dw-local-sms-webhook-secret"),
+        },
     })
 }

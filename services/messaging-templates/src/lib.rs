@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod projections;
 pub mod providers;
 pub mod server;
+pub mod webhooks;
 
 /// The embedded migrations of this service's database.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/messaging");

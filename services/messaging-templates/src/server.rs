@@ -64,6 +64,16 @@ pub async fn run_with_listener(
             ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), dispatch, dispatcher, metrics);
         boot.tasks.spawn(dispatch.run(boot.background.clone()));
     }
+    let (webhook_addr, webhooks) = crate::webhooks::serve(
+        config.webhook_addr,
+        boot.pool.clone(),
+        config.webhooks.clone(),
+        boot.background.clone(),
+    )
+    .await
+    .map_err(|e| ServeError::Bind(config.webhook_addr.to_string(), e))?;
+    tracing::info!(webhooks = %webhook_addr, "provider webhooks listening");
+    boot.tasks.spawn(webhooks);
     let app = Arc::new(App::new(boot.pool.clone()));
     let auth = AuthInterceptor::new(boot.verifier.clone());
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(

@@ -1,6 +1,7 @@
 //! Command handlers: templates and contacts, each run idempotently (by `request_id`) with its
 //! events, snapshot and read-model row in one transaction.
 
+pub mod inbound;
 pub mod send;
 
 use chrono::{DateTime, Utc};

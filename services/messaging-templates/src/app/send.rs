@@ -98,12 +98,12 @@ impl Attempt<AppError> for SendCommand<'_> {
         };
         if template.channel == Channel::Sms {
             let opted_out: Option<bool> =
-                sqlx::query("SELECT sms_opted_out FROM contacts WHERE tenant_id = $1 AND phone = $2")
+                sqlx::query("SELECT opted_out FROM sms_opt_outs WHERE tenant_id = $1 AND phone = $2")
                     .bind(tenant)
                     .bind(phone.as_str())
                     .fetch_optional(&mut *conn)
                     .await?
-                    .map(|row| row.try_get("sms_opted_out"))
+                    .map(|row| row.try_get("opted_out"))
                     .transpose()?;
             if opted_out == Some(true) {
                 return Err(DomainError::SmsOptedOut.into());

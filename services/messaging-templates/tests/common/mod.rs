@@ -24,6 +24,8 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 pub const SECRET: &str = "test-secret-for-messaging-tests";
+pub const WHATSAPP_SECRET: &str = "whatsapp-app-secret";
+pub const SMS_SECRET: &str = "sms-webhook-secret";
 
 /// One request a fake provider received.
 #[derive(Debug, Clone)]
@@ -98,6 +100,8 @@ pub struct Service {
 }
 
 pub struct Setup {
+    /// Where the service's provider webhooks listen.
+    pub webhook_addr: SocketAddr,
     pub db: TestDb,
     pub ns: TestNamespace,
     pub sessions_ns: TestNamespace,
@@ -107,7 +111,11 @@ pub struct Setup {
 
 impl Setup {
     pub async fn new() -> Self {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let webhook_addr = free.local_addr().unwrap();
+        drop(free);
         Self {
+            webhook_addr,
             db: TestDb::create(&messaging_templates::MIGRATOR).await.unwrap(),
             ns: TestNamespace::new("messaging"),
             sessions_ns: TestNamespace::new("msessions"),
@@ -148,6 +156,12 @@ impl Setup {
             agent_sessions_subject_prefix: self.sessions_ns.subject_prefix.clone(),
             dispatch_enabled,
             consumer_prefix: "messaging-templates".into(),
+            webhook_addr: self.webhook_addr,
+            webhooks: messaging_templates::webhooks::WebhookConfig {
+                whatsapp_app_secret: WHATSAPP_SECRET.into(),
+                whatsapp_verify_token: "verify-me".into(),
+                sms_secret: SMS_SECRET.into(),
+            },
         };
         let cancel = CancellationToken::new();
         let token = cancel.clone();
@@ -156,7 +170,8 @@ impl Setup {
         });
         let endpoint = format!("http://{addr}");
         for _ in 0..200 {
-            if let Ok(channel) = Channel::from_shared(endpoint.clone()).unwrap().connect().await {
+            let webhooks_up = tokio::net::TcpStream::connect(self.webhook_addr).await.is_ok();
+            if webhooks_up && let Ok(channel) = Channel::from_shared(endpoint.clone()).unwrap().connect().await {
                 return Service { channel, cancel, server };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

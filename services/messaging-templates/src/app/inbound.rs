@@ -1,0 +1,188 @@
+//! What providers tell us: delivery statuses of our messages, client messages (which become
+//! `InboundMessageReceived` for task-distribution and notifications), and SMS consent
+//! (STOP/START). Each is recorded once however often the provider repeats it.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use dw_eventstore::{EventMetadata, NewEvent, StoreError, store};
+use dw_proto::messaging::v1 as pb;
+use prost::Message as _;
+use sqlx::{PgPool, Row};
+
+use super::AppError;
+use super::send::record_status;
+use crate::domain::PhoneNumber;
+use crate::domain::message::{Event, Failure};
+use crate::domain::template::Channel;
+
+/// SMS keywords that opt a number out, and the one that opts it back in.
+pub const OPT_OUT_KEYWORDS: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
+pub const OPT_IN_KEYWORD: &str = "START";
+
+/// A delivery status a provider reported for one of our messages.
+#[derive(Debug, Clone)]
+pub enum ReportedStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed { code: String, reason: String },
+}
+
+fn metadata() -> EventMetadata {
+    EventMetadata { correlation_id: None, causation_id: None, traceparent: dw_telemetry::current_traceparent() }
+}
+
+/// Applies a status to the message with this provider id. Unknown ids are ignored (the provider
+/// may report messages sent by other systems on the same number).
+pub async fn apply_status(
+    pool: &PgPool,
+    tenant: &str,
+    provider_message_id: &str,
+    status: ReportedStatus,
+    at: DateTime<Utc>,
+) -> Result<bool, AppError> {
+    let mut tx = pool.begin().await?;
+    let message_id: Option<uuid::Uuid> =
+        sqlx::query("SELECT message_id FROM messages WHERE tenant_id = $1 AND provider_message_id = $2")
+            .bind(tenant)
+            .bind(provider_message_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get("message_id"))
+            .transpose()?;
+    let Some(message_id) = message_id else {
+        return Ok(false);
+    };
+    let report = match status {
+        ReportedStatus::Sent => return Ok(false),
+        ReportedStatus::Delivered => Event::Delivered { at },
+        ReportedStatus::Read => Event::Read { at },
+        ReportedStatus::Failed { code, reason } => {
+            Event::Failed { failure: Failure { code, reason, terminal: true }, attempts: 1, at }
+        }
+    };
+    let changed = record_status(&mut tx, tenant, message_id, report, &metadata()).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// A client message as the webhook delivered it.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub channel: Channel,
+    pub phone: PhoneNumber,
+    pub profile_name: Option<String>,
+    pub text: String,
+    pub provider_message_id: String,
+    pub received_at: DateTime<Utc>,
+}
+
+fn new_event(event_type: &str, subject: &str, payload: Vec<u8>) -> NewEvent {
+    NewEvent { event_id: uuid::Uuid::now_v7(), event_type: event_type.to_owned(), subject: subject.to_owned(), payload }
+}
+
+/// Records a client message once (by provider message id). SMS consent keywords change the
+/// number's consent instead of reaching an agent.
+pub async fn record_inbound(pool: &PgPool, tenant: &str, inbound: Inbound) -> Result<(), AppError> {
+    let keyword = inbound.text.trim().to_uppercase();
+    if inbound.channel == Channel::Sms && (OPT_OUT_KEYWORDS.contains(&keyword.as_str()) || keyword == OPT_IN_KEYWORD) {
+        return record_consent(pool, tenant, &inbound.phone, &keyword).await;
+    }
+    let mut tx = pool.begin().await?;
+    let contact = sqlx::query("SELECT contact_id, name FROM contacts WHERE tenant_id = $1 AND phone = $2")
+        .bind(tenant)
+        .bind(inbound.phone.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (contact_id, contact_name) = match contact {
+        Some(row) => (Some(row.try_get::<uuid::Uuid, _>("contact_id")?), Some(row.try_get::<String, _>("name")?)),
+        None => (None, inbound.profile_name.clone()),
+    };
+    let message_id = uuid::Uuid::now_v7();
+    let event = pb::InboundMessageReceived {
+        message_id: message_id.to_string(),
+        contact_id: contact_id.map(|c| c.to_string()).unwrap_or_default(),
+        contact_name: contact_name.unwrap_or_default(),
+        phone: inbound.phone.as_str().to_owned(),
+        channel: crate::codec::channel_to_pb(inbound.channel) as i32,
+        text: inbound.text,
+        provider_message_id: inbound.provider_message_id.clone(),
+        received_at: Some(dw_proto::time::timestamp(inbound.received_at)),
+        department_id: String::new(),
+    };
+    // One stream per provider message: a repeated webhook finds it taken.
+    let stream_id = format!("inbound:{tenant}:{}:{}", inbound.channel.as_str(), inbound.provider_message_id);
+    let new_event = new_event("dw.messaging.v1.InboundMessageReceived", "inbound.received", event.encode_to_vec());
+    match store::append(&mut tx, tenant, &stream_id, 0, vec![new_event], None, &metadata()).await {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(())
+        }
+        Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn record_consent(pool: &PgPool, tenant: &str, phone: &PhoneNumber, keyword: &str) -> Result<(), AppError> {
+    let opted_out = keyword != OPT_IN_KEYWORD;
+    let now = Utc::now().trunc_subsecs(6);
+    let mut tx = pool.begin().await?;
+    let current: Option<bool> =
+        sqlx::query("SELECT opted_out FROM sms_opt_outs WHERE tenant_id = $1 AND phone = $2 FOR UPDATE")
+            .bind(tenant)
+            .bind(phone.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get("opted_out"))
+            .transpose()?;
+    if current.unwrap_or(false) == opted_out {
+        return Ok(());
+    }
+    let contact_id: Option<uuid::Uuid> =
+        sqlx::query("SELECT contact_id FROM contacts WHERE tenant_id = $1 AND phone = $2")
+            .bind(tenant)
+            .bind(phone.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get("contact_id"))
+            .transpose()?;
+    let contact = contact_id.map(|c| c.to_string()).unwrap_or_default();
+    let event = if opted_out {
+        let payload = pb::ContactOptedOut {
+            phone: phone.as_str().to_owned(),
+            contact_id: contact,
+            keyword: keyword.to_owned(),
+            at: Some(dw_proto::time::timestamp(now)),
+        };
+        new_event("dw.messaging.v1.ContactOptedOut", "optout.opted_out", payload.encode_to_vec())
+    } else {
+        let payload = pb::ContactOptedIn {
+            phone: phone.as_str().to_owned(),
+            contact_id: contact,
+            at: Some(dw_proto::time::timestamp(now)),
+        };
+        new_event("dw.messaging.v1.ContactOptedIn", "optout.opted_in", payload.encode_to_vec())
+    };
+    let stream_id = format!("optout:{tenant}:{}", phone.as_str());
+    let version = store::load_stream(&mut tx, &stream_id).await?.version;
+    store::append(&mut tx, tenant, &stream_id, version, vec![event], None, &metadata()).await?;
+    sqlx::query(
+        "INSERT INTO sms_opt_outs (tenant_id, phone, opted_out, keyword, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, phone) DO UPDATE SET opted_out = EXCLUDED.opted_out, keyword = EXCLUDED.keyword, \
+             updated_at = EXCLUDED.updated_at",
+    )
+    .bind(tenant)
+    .bind(phone.as_str())
+    .bind(opted_out)
+    .bind(keyword)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE contacts SET sms_opted_out = $3 WHERE tenant_id = $1 AND phone = $2")
+        .bind(tenant)
+        .bind(phone.as_str())
+        .bind(opted_out)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Provider webhooks: signed status updates (out of order, repeated, forged), the verify-token
+//! handshake, inbound client messages, SMS STOP and START.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SMS_SECRET, Service, Setup, WHATSAPP_SECRET, authed, rid, token};
+use dw_auth::Role;
+use dw_proto::messaging::v1 as pb;
+use messaging_templates::webhooks::sign;
+use prost::Message as _;
+use sqlx::Row;
+use tonic::Code;
+
+async fn post(setup: &Setup, path: &str, header: &str, secret: &str, body: String) -> u16 {
+    let signature = sign(secret, body.as_bytes());
+    let response = reqwest::Client::new()
+        .post(format!("http://{}{path}", setup.webhook_addr))
+        .header(header, signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+fn status_payload(wamid: &str, status: &str) -> String {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "statuses": [{"id": wamid, "status": status, "timestamp": "1795500000", "recipient_id": "5511987654321"}]
+        }}]}]
+    })
+    .to_string()
+}
+
+async fn message(service: &Service, id: &str) -> pb::Message {
+    let manager = token("acme", "boss", Role::Manager);
+    service
+        .templates()
+        .get_message(authed(&manager, pb::GetMessageRequest { message_id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn template(service: &Service, channel: pb::Channel, name: &str, body: &str) -> pb::Template {
+    let manager = token("acme", "boss", Role::Manager);
+    let content = pb::TemplateContent {
+        language: "pt_BR".into(),
+        category: pb::TemplateCategory::Utility as i32,
+        body: body.into(),
+        ..Default::default()
+    };
+    let request = pb::CreateTemplateRequest {
+        request_id: rid(),
+        channel: channel as i32,
+        name: name.into(),
+        content: Some(content),
+    };
+    service.templates().create_template(authed(&manager, request)).await.unwrap().into_inner()
+}
+
+async fn send(service: &Service, template: &pb::Template, phone: &str) -> Result<pb::Message, tonic::Status> {
+    let manager = token("acme", "boss", Role::Manager);
+    let request = pb::SendTemplateRequest {
+        request_id: rid(),
+        template_id: template.template_id.clone(),
+        recipient: Some(pb::send_template_request::Recipient::Phone(phone.into())),
+        variables: vec!["Ana".into()],
+        ..Default::default()
+    };
+    service.templates().send_template(authed(&manager, request)).await.map(|r| r.into_inner())
+}
+
+async fn until(service: &Service, id: &str, check: impl Fn(&pb::Message) -> bool) -> pb::Message {
+    for _ in 0..400 {
+        let current = message(service, id).await;
+        if check(&current) {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("message {id} never got there: {:?}", message(service, id).await);
+}
+
+#[tokio::test]
+async fn signed_status_updates_move_a_message_to_delivered_then_read() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let template = template(&service, pb::Channel::Whatsapp, "hello", "Oi {{1}}").await;
+    let sent = send(&service, &template, "+5511987654321").await.unwrap();
+    let dispatched = until(&service, &sent.message_id, |m| !m.provider_message_id.is_empty()).await;
+    let wamid = dispatched.provider_message_id;
+    let path = "/webhooks/whatsapp/acme";
+
+    // A forged signature is refused and changes nothing.
+    let forged = status_payload(&wamid, "read");
+    assert_eq!(post(&setup, path, "X-Hub-Signature-256", "not-the-secret", forged).await, 401);
+    assert_eq!(message(&service, &sent.message_id).await.status, pb::MessageStatus::Dispatched as i32);
+
+    assert_eq!(
+        post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload(&wamid, "delivered")).await,
+        200
+    );
+    assert_eq!(message(&service, &sent.message_id).await.status, pb::MessageStatus::Delivered as i32);
+    assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload(&wamid, "read")).await, 200);
+    // Late and repeated updates change nothing.
+    assert_eq!(
+        post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload(&wamid, "delivered")).await,
+        200
+    );
+    assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload(&wamid, "read")).await, 200);
+    let read = message(&service, &sent.message_id).await;
+    assert_eq!(read.status, pb::MessageStatus::Read as i32);
+    let history: Vec<i32> = read.history.iter().map(|c| c.status).collect();
+    assert_eq!(
+        history,
+        [
+            pb::MessageStatus::Requested as i32,
+            pb::MessageStatus::Dispatched as i32,
+            pb::MessageStatus::Delivered as i32,
+            pb::MessageStatus::Read as i32
+        ]
+    );
+
+    // The verify-token handshake.
+    let url = format!(
+        "http://{}{path}?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444",
+        setup.webhook_addr
+    );
+    let answer = reqwest::get(&url).await.unwrap();
+    assert_eq!((answer.status().as_u16(), answer.text().await.unwrap()), (200, "1158201444".to_owned()));
+    let wrong = reqwest::get(url.replace("verify-me", "guess")).await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 403);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_message_becomes_one_inbound_event() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let payload = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "contacts": [{"profile": {"name": "Carla Dias"}, "wa_id": "5511933332222"}],
+            "messages": [{"from": "5511933332222", "id": "wamid.IN1", "timestamp": "1795500000", "type": "text", "text": {"body": "Olá, preciso de ajuda"}}]
+        }}]}]
+    })
+    .to_string();
+    let path = "/webhooks/whatsapp/acme";
+    assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, payload.clone()).await, 200);
+    assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, payload).await, 200, "a repeat is fine");
+    let rows = sqlx::query("SELECT payload FROM events WHERE event_type = 'dw.messaging.v1.InboundMessageReceived'")
+        .fetch_all(&setup.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "recorded once");
+    let payload: Vec<u8> = rows[0].get("payload");
+    let event = pb::InboundMessageReceived::decode(payload.as_slice()).unwrap();
+    assert_eq!(
+        (event.phone.as_str(), event.contact_name.as_str(), event.text.as_str(), event.channel),
+        ("+5511933332222", "Carla Dias", "Olá, preciso de ajuda", pb::Channel::Whatsapp as i32)
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn stop_blocks_later_sms_until_start() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let sms = template(&service, pb::Channel::Sms, "reminder", "Lembrete para {{1}}").await;
+    let inbound =
+        |text: &str, sid: &str| format!("From=%2B5511944443333&To=%2B15550001111&Body={text}&MessageSid={sid}");
+    let path = "/webhooks/sms/acme/inbound";
+    assert_eq!(post(&setup, path, "X-Signature-256", "wrong", inbound("STOP", "SM1")).await, 401);
+    send(&service, &sms, "+5511944443333").await.unwrap();
+
+    assert_eq!(post(&setup, path, "X-Signature-256", SMS_SECRET, inbound("stop", "SM2")).await, 200);
+    let status = send(&service, &sms, "+5511944443333").await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(dw_grpc_kit::errors::reason_of(&status).as_deref(), Some("SMS_OPTED_OUT"));
+    // Other numbers and WhatsApp are not affected; START lifts it.
+    send(&service, &sms, "+5511944440000").await.unwrap();
+    assert_eq!(post(&setup, path, "X-Signature-256", SMS_SECRET, inbound("START", "SM3")).await, 200);
+    send(&service, &sms, "+5511944443333").await.unwrap();
+    let consent: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM events WHERE stream_id LIKE 'optout:%' ORDER BY global_position")
+            .fetch_all(&setup.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(consent, ["dw.messaging.v1.ContactOptedOut", "dw.messaging.v1.ContactOptedIn"]);
+    // A plain SMS is a client message.
+    assert_eq!(post(&setup, path, "X-Signature-256", SMS_SECRET, inbound("Quero+remarcar", "SM4")).await, 200);
+    let inbound_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'dw.messaging.v1.InboundMessageReceived'")
+            .fetch_one(&setup.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(inbound_events, 1);
+    service.stop().await;
+}
