@@ -13,7 +13,6 @@ MAKEFLAGS += --no-print-directory
 
 CARGO ?= cargo
 TEST_ARGS ?=
-BENCH_FILE := services/agent-sessions/benches/commands.rs
 
 export CARGO_TERM_COLOR ?= auto
 export RUST_BACKTRACE ?= 1
@@ -64,13 +63,10 @@ lint: ## rustfmt check and clippy with warnings denied (plus a syntax check of t
 fmt: ## Format the code (rustfmt)
 	$(CARGO) fmt --all
 
-bench: ## Run the benchmarks: agent commands, task assignment latency, SearchProtocols (BENCH_* knobs)
-	@if [[ -f $(BENCH_FILE) ]]; then \
-		$(CARGO) bench -p agent-sessions --bench commands; \
-	else \
-		echo "No benchmark exists yet ($(BENCH_FILE) is missing): nothing measured."; \
-	fi
+bench: ## Run the benchmarks: agent commands, task assignment, SearchProtocols, template sends (BENCH_* knobs)
+	$(CARGO) bench -p agent-sessions --bench commands
 	$(CARGO) bench -p task-distribution --bench distribution
+	$(CARGO) bench -p messaging-templates --bench sends
 
 deploy-check: ## Render the Kustomize overlays and validate them (schema + policy)
 	@scripts/deploy-check.sh

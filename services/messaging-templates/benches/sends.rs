@@ -1,0 +1,119 @@
+//! `make bench`: template sends through the real gRPC API, Postgres, NATS and a fake WhatsApp
+//! provider on 127.0.0.1: sends accepted per second, and the provider-side delivery rate (the
+//! dispatcher handing messages over). Prints figures; asserts nothing.
+//!
+//! Knobs: `BENCH_SENDERS` (concurrent senders, default 32), `BENCH_SECONDS` (default 10).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Setup, authed, rid, token};
+use dw_auth::Role;
+use dw_proto::messaging::v1 as pb;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let senders = env_or("BENCH_SENDERS", 32) as usize;
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let manager = token("bench", "boss", Role::Manager);
+    let content = pb::TemplateContent {
+        language: "pt_BR".into(),
+        category: pb::TemplateCategory::Utility as i32,
+        body: "Olá {{1}}, seu pedido {{2}} saiu para entrega.".into(),
+        ..Default::default()
+    };
+    let template = service
+        .templates()
+        .create_template(authed(
+            &manager,
+            pb::CreateTemplateRequest {
+                request_id: rid(),
+                channel: pb::Channel::Whatsapp as i32,
+                name: "bench".into(),
+                content: Some(content),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    println!(
+        "messaging-templates send benchmark: {senders} concurrent senders, {seconds} s, WhatsApp template, fake provider"
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..senders {
+        let mut client = service.templates();
+        let template_id = template.template_id.clone();
+        let bearer = token("bench", "crm-bot", Role::Service);
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let request = pb::SendTemplateRequest {
+                    request_id: rid(),
+                    template_id: template_id.clone(),
+                    recipient: Some(pb::send_template_request::Recipient::Phone(format!("+5511{worker:03}{n:06}"))),
+                    variables: vec!["Ana".into(), format!("P-{n}")],
+                    ..Default::default()
+                };
+                let at = Instant::now();
+                match client.send_template(authed(&bearer, request)).await {
+                    Ok(_) => latencies.push(at.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(result) = workers.join_next().await {
+        let (mut l, e) = result.unwrap();
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let accepted = latencies.len();
+    let sending_window = started.elapsed();
+    latencies.sort();
+    println!("sends accepted  {accepted} ({errors} errors) = {:.0}/s", accepted as f64 / sending_window.as_secs_f64());
+    println!(
+        "SendTemplate    p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    // The provider keeps receiving after the senders stop: measure until it has them all.
+    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    while setup.whatsapp.received().len() < accepted && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = setup.whatsapp.received().len();
+    let total = started.elapsed();
+    println!(
+        "provider side   {delivered} messages received in {:.1} s = {:.0}/s (dispatcher: one consumer, sequential)",
+        total.as_secs_f64(),
+        delivered as f64 / total.as_secs_f64()
+    );
+    service.stop().await;
+}
