@@ -59,6 +59,8 @@ pub async fn run_with_listener(
         dispatch.filter_subjects = vec![format!("{}.*.message.requested", config.service.subject_prefix)];
         // A provider outage is retried inside one delivery; give it time before redelivery.
         dispatch.ack_wait = std::time::Duration::from_secs(120);
+        // Messages are independent: hand several over at once.
+        dispatch.concurrency = 16;
         let dispatcher = Dispatcher { pool: boot.pool.clone(), providers };
         let dispatch =
             ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), dispatch, dispatcher, metrics);

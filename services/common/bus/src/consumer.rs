@@ -31,6 +31,9 @@ pub struct ConsumerConfig {
     /// Redelivery delay per attempt (the last one repeats).
     pub backoff: Vec<Duration>,
     pub ack_wait: Duration,
+    /// Messages handled at once. 1 keeps the stream's order (projections that need it); more
+    /// suits independent work such as calling a provider per message.
+    pub concurrency: usize,
 }
 
 impl ConsumerConfig {
@@ -47,6 +50,7 @@ impl ConsumerConfig {
                 Duration::from_secs(30),
             ],
             ack_wait: Duration::from_secs(30),
+            concurrency: 1,
         }
     }
 
@@ -179,16 +183,33 @@ impl<P: Projection> ProjectionConsumer<P> {
         let consumer = self.ensure().await?;
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         info!(consumer = %self.config.durable_name, stream = %self.config.stream_name, "consumer running");
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let limit = self.config.concurrency.max(1);
         loop {
+            // Finish what is in hand before taking more, up to the limit.
+            while in_flight.len() >= limit {
+                in_flight.next().await;
+            }
             let next = tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
+                () = cancel.cancelled() => {
+                    while in_flight.next().await.is_some() {}
+                    return Ok(());
+                }
+                Some(_) = in_flight.next(), if !in_flight.is_empty() => continue,
                 next = messages.next() => next,
             };
             let Some(message) = next else {
+                while in_flight.next().await.is_some() {}
                 return Err("message stream ended".into());
             };
-            let message = message.map_err(|e| e.to_string())?;
-            self.handle(&message).await;
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    while in_flight.next().await.is_some() {}
+                    return Err(error.to_string());
+                }
+            };
+            in_flight.push(async move { self.handle(&message).await });
         }
     }
 
