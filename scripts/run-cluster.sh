@@ -6,6 +6,10 @@
 # apply its migrations (`<service> migrate`), start it in the background with its environment,
 # prefix its log lines with its name, and wait for /readyz on its metrics port. Then seed the demo
 # tenant (`dwctl demo seed --tenant demo`), print how to call the API, and stay in the foreground.
+# When messaging-templates is among them, the local fake providers (`fake-providers`: a WhatsApp
+# Cloud API and an SMS Messages API over HTTP) start first; messaging-templates sends to them, and
+# they report every WhatsApp message delivered then read to its webhook port for the tenant `demo`,
+# signed with the local app secret.
 # Ctrl-C or SIGTERM stops exactly the processes this script started; if a service dies, the script
 # says so, stops the others and exits non-zero.
 #
@@ -18,6 +22,12 @@
 #   DW_READY_TIMEOUT     seconds to wait for each service's /readyz       (60)
 #   DW_STOP_TIMEOUT      seconds to wait for a service to exit on stop    (35)
 #   DW_SEED              0 to skip seeding the demo tenant                (1)
+#   DW_FAKE_PROVIDERS    0 to not start the fake providers (messaging-templates then calls
+#                        DW_WHATSAPP_BASE_URL / DW_SMS_BASE_URL from the environment)  (1)
+#   DW_FAKE_WHATSAPP_PORT / DW_FAKE_SMS_PORT   ports of the fake providers          (8091 / 8092)
+#   DW_MESSAGING_WEBHOOK_PORT  messaging-templates' provider webhooks (HTTP)        (8083)
+#   DW_WHATSAPP_APP_SECRET, DW_WHATSAPP_VERIFY_TOKEN, DW_SMS_WEBHOOK_SECRET: messaging-templates'
+#                        webhook secrets (default: the local ones, dw-local-…)
 #   DW_PG_HOST/PORT/USER, DW_NATS_HOST/PORT: see scripts/lib.sh
 #   OTEL_EXPORTER_OTLP_ENDPOINT and any other variable are passed through to the services.
 set -euo pipefail
@@ -32,6 +42,16 @@ ready_timeout=${DW_READY_TIMEOUT:-60}
 stop_timeout=${DW_STOP_TIMEOUT:-35}
 call_host=$bind_host
 [[ "$call_host" == 0.0.0.0 || "$call_host" == "::" ]] && call_host=127.0.0.1
+
+# messaging-templates' provider webhooks and the local fake providers (see the header).
+messaging_webhook_port=${DW_MESSAGING_WEBHOOK_PORT:-8083}
+fake_whatsapp_port=${DW_FAKE_WHATSAPP_PORT:-8091}
+fake_sms_port=${DW_FAKE_SMS_PORT:-8092}
+whatsapp_app_secret=${DW_WHATSAPP_APP_SECRET:-dw-local-whatsapp-app-secret}
+whatsapp_verify_token=${DW_WHATSAPP_VERIFY_TOKEN:-dw-local-verify-token}
+sms_webhook_secret=${DW_SMS_WEBHOOK_SECRET:-dw-local-sms-webhook-secret}
+# The tenant whose WhatsApp webhook URL the fake providers call (the demo tenant seeded below).
+fake_webhook_tenant=demo
 
 if [[ -n "${DW_JWT_SECRET:-}" ]]; then
     jwt_from_env=1
@@ -61,18 +81,36 @@ done
 log "services in this workspace: $(for i in "${run_idx[@]}"; do printf '%s\n' "${DW_SVC_NAMES[$i]}"; done | paste -sd' ')"
 
 # Every service's address for dwctl and for services that call each other (DW_<NAME>_ADDR).
+messaging=0
 for i in "${run_idx[@]}"; do
     export "DW_$(svc_env_name "${DW_SVC_NAMES[$i]}")_ADDR=http://$call_host:${DW_SVC_GRPC[$i]}"
+    [[ "${DW_SVC_NAMES[$i]}" == messaging-templates ]] && messaging=1
 done
+# dwctl reads messaging-templates' address from DW_MESSAGING_ADDR.
+((messaging)) && export DW_MESSAGING_ADDR=$DW_MESSAGING_TEMPLATES_ADDR
+fake_name=fake-providers
+fakes=0
+if ((messaging)) && [[ "${DW_FAKE_PROVIDERS:-1}" != 0 ]]; then
+    fakes=1
+fi
 
 # Refuse to start over a running cluster: a port in use would make a service fail anyway.
 for i in "${run_idx[@]}"; do
-    for port in "${DW_SVC_GRPC[$i]}" "${DW_SVC_METRICS[$i]}"; do
+    ports=("${DW_SVC_GRPC[$i]}" "${DW_SVC_METRICS[$i]}")
+    [[ "${DW_SVC_NAMES[$i]}" == messaging-templates ]] && ports+=("$messaging_webhook_port")
+    for port in "${ports[@]}"; do
         if tcp_open "$call_host" "$port"; then
             die "port $port (${DW_SVC_NAMES[$i]}) is already in use on $call_host: is another cluster running? Stop it first."
         fi
     done
 done
+if ((fakes)); then
+    for port in "$fake_whatsapp_port" "$fake_sms_port"; do
+        if tcp_open "$call_host" "$port"; then
+            die "port $port (fake-providers) is already in use on $call_host: is another cluster running? Stop it first (or DW_FAKE_PROVIDERS=0)."
+        fi
+    done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # build
@@ -90,6 +128,9 @@ for i in "${run_idx[@]}"; do
     [[ -x "$bin_dir/${DW_SVC_NAMES[$i]}" ]] ||
         die "no binary $bin_dir/${DW_SVC_NAMES[$i]} after the build (the package must have a bin named like it)"
 done
+if ((fakes)); then
+    [[ -x "$bin_dir/fake-providers" ]] || die "no binary $bin_dir/fake-providers after the build (services/fake-providers)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # process management
@@ -103,13 +144,18 @@ width=0
 for i in "${run_idx[@]}"; do
     ((${#DW_SVC_NAMES[$i]} > width)) && width=${#DW_SVC_NAMES[$i]}
 done
+((fakes && ${#fake_name} > width)) && width=${#fake_name}
 colors=(32 35 34 33 36 31)
 
 stop_all() {
     ((stopping)) && return 0
     stopping=1
-    local i alive=()
+    local i alive=() order=()
+    # The last started first: the services before the fake providers they call.
     for i in "${!pids[@]}"; do
+        order=("$i" ${order[@]+"${order[@]}"})
+    done
+    for i in ${order[@]+"${order[@]}"}; do
         if kill -0 "${pids[$i]}" 2>/dev/null; then
             log "stopping ${names[$i]} (pid ${pids[$i]})"
             kill -TERM "${pids[$i]}" 2>/dev/null || true
@@ -156,21 +202,74 @@ env_for() {
         "DATABASE_URL=$(dw_pg_url "${DW_SVC_DBS[$i]}")" \
         "GRPC_ADDR=$bind_host:${DW_SVC_GRPC[$i]}" \
         "METRICS_ADDR=$bind_host:${DW_SVC_METRICS[$i]}"
+    if [[ "${DW_SVC_NAMES[$i]}" == messaging-templates ]]; then
+        printf '%s\n' \
+            "DW_WEBHOOK_ADDR=$bind_host:$messaging_webhook_port" \
+            "DW_WHATSAPP_APP_SECRET=$whatsapp_app_secret" \
+            "DW_WHATSAPP_VERIFY_TOKEN=$whatsapp_verify_token" \
+            "DW_SMS_WEBHOOK_SECRET=$sms_webhook_secret"
+        if ((fakes)); then
+            printf '%s\n' \
+                "DW_WHATSAPP_BASE_URL=http://$call_host:$fake_whatsapp_port/v21.0" \
+                "DW_SMS_BASE_URL=http://$call_host:$fake_sms_port/2010-04-01"
+        fi
+    fi
 }
 
-# start_service INDEX: run the binary in the background, its output prefixed and copied to a file.
-start_service() {
-    local i=$1 name=${DW_SVC_NAMES[$1]} prefix color env_lines=()
+# fake_env: the environment of the fake providers.
+fake_env() {
+    printf '%s\n' \
+        "DW_FAKE_WHATSAPP_ADDR=$call_host:$fake_whatsapp_port" \
+        "DW_FAKE_SMS_ADDR=$call_host:$fake_sms_port" \
+        "DW_FAKE_STATUS_WEBHOOK=http://$call_host:$messaging_webhook_port/webhooks/whatsapp/$fake_webhook_tenant" \
+        "DW_FAKE_WHATSAPP_APP_SECRET=$whatsapp_app_secret"
+}
+
+# spawn_logged NAME [VAR=VALUE...]: run $bin_dir/NAME in the background with these variables,
+# its output prefixed with its name and copied to $log_dir/NAME.log.
+spawn_logged() {
+    local name=$1 prefix color
+    shift
     color=${colors[$((${#pids[@]} % ${#colors[@]}))]}
     prefix=$(printf "%-${width}s |" "$name")
     [[ -t 1 && -z "${NO_COLOR:-}" ]] && prefix=$'\e['"${color}m$prefix"$'\e[0m'
-    mapfile -t env_lines < <(env_for "$i")
     : >"$log_dir/$name.log"
-    env "${env_lines[@]}" "$bin_dir/$name" </dev/null \
+    env "$@" "$bin_dir/$name" </dev/null \
         > >(trap '' INT; tee -a "$log_dir/$name.log" | sed -u "s/^/$prefix /") 2>&1 &
     pids+=("$!")
     names+=("$name")
-    log "started $name (pid $!): grpc $bind_host:${DW_SVC_GRPC[$i]}, metrics http://$call_host:${DW_SVC_METRICS[$i]}/metrics, db ${DW_SVC_DBS[$i]}"
+}
+
+# start_service INDEX: run the service in the background (see spawn_logged).
+start_service() {
+    local i=$1 name=${DW_SVC_NAMES[$1]} env_lines=() extra=""
+    mapfile -t env_lines < <(env_for "$i")
+    spawn_logged "$name" "${env_lines[@]}"
+    [[ "$name" == messaging-templates ]] && extra=", webhooks http://$call_host:$messaging_webhook_port"
+    log "started $name (pid ${pids[-1]}): grpc $bind_host:${DW_SVC_GRPC[$i]}, metrics http://$call_host:${DW_SVC_METRICS[$i]}/metrics$extra, db ${DW_SVC_DBS[$i]}"
+}
+
+# start_fakes: run the fake providers and wait until both answer.
+start_fakes() {
+    local env_lines=() port deadline
+    mapfile -t env_lines < <(fake_env)
+    spawn_logged "$fake_name" "${env_lines[@]}"
+    log "started $fake_name (pid ${pids[-1]}): WhatsApp http://$call_host:$fake_whatsapp_port, SMS http://$call_host:$fake_sms_port, status webhooks to http://$call_host:$messaging_webhook_port/webhooks/whatsapp/$fake_webhook_tenant"
+    deadline=$((SECONDS + ready_timeout))
+    for port in "$fake_whatsapp_port" "$fake_sms_port"; do
+        until [[ "$(http_status "$call_host" "$port" /healthz)" == 200 ]]; do
+            if dead=$(first_dead); then
+                report_dead_and_exit "$dead"
+            fi
+            if ((SECONDS >= deadline)); then
+                warn "$fake_name does not answer on http://$call_host:$port/healthz after ${ready_timeout}s"
+                stop_all
+                exit 1
+            fi
+            sleep 0.1
+        done
+    done
+    log "$fake_name is ready"
 }
 
 # first_dead: print the index (into pids) of a started process that is gone, or fail.
@@ -204,12 +303,13 @@ for i in "${run_idx[@]}"; do
         die "migrations of $name failed"
 done
 
+((fakes)) && start_fakes
+
 for i in "${run_idx[@]}"; do
     start_service "$i"
 done
 
-for k in "${!pids[@]}"; do
-    i=${run_idx[$k]}
+for i in "${run_idx[@]}"; do
     name=${DW_SVC_NAMES[$i]}
     port=${DW_SVC_METRICS[$i]}
     deadline=$((SECONDS + ready_timeout))
@@ -262,6 +362,13 @@ td_hostport=${td_addr#http://}
         printf '   %-22s grpc %s:%s   metrics http://%s:%s/metrics\n' "${DW_SVC_NAMES[$i]}" \
             "$call_host" "${DW_SVC_GRPC[$i]}" "$call_host" "${DW_SVC_METRICS[$i]}"
     done
+    if ((messaging)); then
+        printf '   %-22s provider webhooks http://%s:%s/webhooks/{whatsapp,sms}/<tenant>\n' "" "$call_host" "$messaging_webhook_port"
+    fi
+    if ((fakes)); then
+        printf '   %-22s WhatsApp http://%s:%s/v21.0   SMS http://%s:%s/2010-04-01\n' "$fake_name" \
+            "$call_host" "$fake_whatsapp_port" "$call_host" "$fake_sms_port"
+    fi
     echo
     echo " In another terminal, from $DW_ROOT:"
     if ((jwt_from_env)); then
@@ -273,6 +380,7 @@ td_hostport=${td_addr#http://}
         v="DW_$(svc_env_name "${DW_SVC_NAMES[$i]}")_ADDR"
         echo "   export $v=${!v}"
     done
+    ((messaging)) && echo "   export DW_MESSAGING_ADDR=$DW_MESSAGING_ADDR"
     echo "   export PATH=\"$(dirname "$dwctl"):\$PATH\"   # dwctl, as the seed's instructions above use it"
     echo
     echo " dwctl (users of the demo tenant: see the seed output above, e.g. the agent ana):"
@@ -305,6 +413,20 @@ td_hostport=${td_addr#http://}
         echo "   dwctl --tenant demo --sub manager-1 --role manager tasks search --client-name maria"
         echo "   dwctl --tenant demo --sub manager-1 --role manager tasks explain --task-id <TASK_ID>"
         echo "   dwctl events tail --stream DW_DISTRIBUTION --from-start"
+        echo
+    fi
+    if ((messaging)); then
+        echo " Templates and contacts (messaging-templates; the template ids are in the seed output above):"
+        echo "   dwctl --tenant demo --sub ana --role agent contacts search --name jose"
+        echo "   dwctl --tenant demo --sub ana --role agent templates list"
+        echo "   dwctl --tenant demo --sub ana --role agent templates send --template-id <ORDER_SHIPPED_ID> \\"
+        echo "       --contact-id <CONTACT_ID> --var 'José' --var A-1234 --header-image-url https://images.example.com/acme/pedido.jpg"
+        echo "   dwctl --tenant demo --sub ana --role agent messages wait --message-id <MESSAGE_ID> --status delivered"
+        echo "   dwctl --tenant demo --sub ana --role agent templates preview --template-id <APPOINTMENT_ID> --var 12/05 --var 14h30"
+        if ((fakes)); then
+            echo "   (sends go to $fake_name, which reports WhatsApp messages delivered then read ~300 ms later)"
+        fi
+        echo "   dwctl events tail --stream DW_MESSAGING --from-start"
         echo
     fi
     echo " Logs are also written to $log_dir/<service>.log"

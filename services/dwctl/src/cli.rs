@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1::Reason;
 use dw_proto::distribution::v1::{Channel, TaskStatus};
+use dw_proto::messaging::v1::{Channel as MessagingChannel, HeaderKind, MessageStatus, TemplateCategory};
 
 use crate::parse;
 
@@ -29,10 +30,18 @@ Examples:
       --channel whatsapp --client-name 'Maria Souza' --phone +5511912345678
   dwctl --tenant demo --sub ana --role agent tasks watch
   dwctl demo inbound --tenant demo --phone +5511912345678 --name 'Maria Souza' --text 'Hello?'
-  dwctl events tail --stream DW_DISTRIBUTION --from-start";
+  dwctl events tail --stream DW_DISTRIBUTION --from-start
+  export DW_TOKEN=$(dwctl token --tenant demo --sub ana --role agent)
+  dwctl contacts search --name jose
+  dwctl templates list --channel whatsapp
+  dwctl templates preview --template-id <ID> --var 'José' --var A-1234
+  dwctl templates send --template-id <ID> --contact-id <CONTACT_ID> --var 'José' --var A-1234 \\
+      --header-image-url https://images.example.com/acme/pedido.jpg
+  dwctl messages wait --message-id <MESSAGE_ID> --status delivered";
 
 /// Command-line client for the Digital Workspace: act on a service day as an agent, administer
-/// agents and tenant settings as a manager, tail domain events, seed demo data.
+/// agents and tenant settings as a manager, work service tasks, find CRM contacts and send them
+/// WhatsApp/SMS templates, tail domain events, seed demo data.
 #[derive(Debug, Parser)]
 #[command(name = "dwctl", version, after_long_help = AFTER_HELP)]
 pub struct Cli {
@@ -52,6 +61,10 @@ pub struct GlobalOpts {
     /// task-distribution gRPC address (tasks, demo seed).
     #[arg(long, global = true, env = "DW_TASK_DISTRIBUTION_ADDR", default_value = "http://127.0.0.1:50052")]
     pub distribution_addr: String,
+
+    /// messaging-templates gRPC address (templates, messages, contacts, demo seed).
+    #[arg(long, global = true, env = "DW_MESSAGING_ADDR", default_value = "http://127.0.0.1:50053")]
+    pub messaging_addr: String,
 
     /// Bearer token (JWT) to send; takes precedence over minting one.
     #[arg(long, global = true, env = "DW_TOKEN", hide_env_values = true)]
@@ -81,9 +94,10 @@ pub struct GlobalOpts {
     #[arg(long, global = true, value_parser = parse::non_empty)]
     pub request_id: Option<String>,
 
-    /// Deadline of each unary RPC, in seconds.
-    #[arg(long, global = true, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout_seconds: u64,
+    /// Deadline of each unary RPC, in seconds [default: 10]. For `messages wait`: how long to wait
+    /// for the status in all [default: 20].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_seconds: Option<u64>,
 
     /// Print responses as proto3 JSON (streams: one JSON object per line).
     #[arg(long, global = true)]
@@ -103,6 +117,16 @@ pub enum Command {
     /// Service tasks: protocols, queues, assignment (DistributionService at --distribution-addr).
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// WhatsApp and SMS templates: register and change them (role `manager`), list, preview and
+    /// send them (TemplateService at --messaging-addr).
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+    /// Sent templates and their delivery status (TemplateService.GetMessage).
+    #[command(subcommand)]
+    Messages(MessagesCommand),
+    /// CRM contacts: upsert (role `manager` or `service`), search, get (ContactService).
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
     /// Domain events on JetStream.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -431,6 +455,236 @@ pub struct SetDistributionSettingsArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Register a template (CreateTemplate; role `manager`).
+    Create(CreateTemplateArgs),
+    /// Change a template's content (GetTemplate, then UpdateTemplate; role `manager`): the options
+    /// given replace those parts of the current content, the others are kept. The channel and the
+    /// name cannot change.
+    Update(UpdateTemplateArgs),
+    /// Archive a template (ArchiveTemplate; role `manager`): it can no longer be sent.
+    Archive {
+        #[arg(long, value_parser = parse::non_empty)]
+        template_id: String,
+    },
+    /// Show a template (GetTemplate).
+    Get {
+        #[arg(long, value_parser = parse::non_empty)]
+        template_id: String,
+    },
+    /// Templates by name (ListTemplates). Prints one page and the next page token; --all follows
+    /// every page.
+    List(ListTemplatesArgs),
+    /// Render a template with variables (PreviewTemplate): the text, every problem a send would
+    /// hit, and for SMS the encoding (GSM-7 or UCS-2), its units and the number of segments.
+    Preview(PreviewTemplateArgs),
+    /// Send a template to a phone or a CRM contact (SendTemplate; permission
+    /// `templates.whatsapp.send` or `templates.sms.send`). Prints the message, status `requested`:
+    /// delivery follows (see `dwctl messages wait`).
+    Send(SendTemplateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTemplateArgs {
+    /// whatsapp or sms.
+    #[arg(long, value_parser = parse::messaging_channel)]
+    pub channel: MessagingChannel,
+    /// Lower-case letters, digits and `_`, starting with a letter (unique per channel).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub name: String,
+    /// Language tag, e.g. pt_BR, en_US, es.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub language: String,
+    /// utility, marketing or authentication.
+    #[arg(long, value_parser = parse::template_category)]
+    pub category: TemplateCategory,
+    /// The text, with positional variables {{1}}..{{n}}.
+    #[arg(long)]
+    pub body: String,
+    #[command(flatten)]
+    pub content: ContentOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateTemplateArgs {
+    #[arg(long, value_parser = parse::non_empty)]
+    pub template_id: String,
+    /// Language tag, e.g. pt_BR, en_US, es.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub language: Option<String>,
+    /// utility, marketing or authentication.
+    #[arg(long, value_parser = parse::template_category)]
+    pub category: Option<TemplateCategory>,
+    /// The text, with positional variables {{1}}..{{n}}.
+    #[arg(long)]
+    pub body: Option<String>,
+    #[command(flatten)]
+    pub content: ContentOptions,
+    /// Remove every default metadata entry.
+    #[arg(long, conflicts_with = "metadata")]
+    pub clear_metadata: bool,
+}
+
+/// The optional parts of a template's content. An empty value (`--footer ''`) removes that part.
+#[derive(Debug, Args, Default)]
+pub struct ContentOptions {
+    /// none, text or image (WhatsApp only). Default: image with --header-image-url, text with
+    /// --header-text, otherwise none (update: the current kind).
+    #[arg(long, value_parser = parse::header_kind)]
+    pub header_kind: Option<HeaderKind>,
+    /// Default header title (header kind text; at most 60 characters; a send may override it).
+    #[arg(long)]
+    pub header_text: Option<String>,
+    /// Default header image, an https URL (header kind image; a send may override it).
+    #[arg(long)]
+    pub header_image_url: Option<String>,
+    /// Footer text (WhatsApp).
+    #[arg(long)]
+    pub footer: Option<String>,
+    /// The department the template belongs to (none: every department).
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Default webhook (the automation a send triggers), an https URL.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Default metadata as key=value (repeatable; replaces the current metadata on update).
+    #[arg(long = "metadata", value_parser = parse::key_value)]
+    pub metadata: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListTemplatesArgs {
+    /// whatsapp or sms.
+    #[arg(long, value_parser = parse::messaging_channel)]
+    pub channel: Option<MessagingChannel>,
+    /// Only templates of this department.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: Option<String>,
+    /// Part of the name.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub name: Option<String>,
+    /// Include archived templates.
+    #[arg(long)]
+    pub include_archived: bool,
+    /// Page size (1-200; server default 50).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=200))]
+    pub page_size: Option<i32>,
+    /// Fetch the page with this token (from a previous list's output).
+    #[arg(long, value_parser = parse::non_empty, conflicts_with = "all")]
+    pub page_token: Option<String>,
+    /// Follow every page and print all the templates.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewTemplateArgs {
+    #[arg(long, value_parser = parse::non_empty)]
+    pub template_id: String,
+    /// The value of {{1}}, then {{2}}, ... (repeat in order).
+    #[arg(long = "var", allow_hyphen_values = true)]
+    pub vars: Vec<String>,
+    /// Header title instead of the template's (header kind text).
+    #[arg(long)]
+    pub header_text: Option<String>,
+    /// Header image instead of the template's, an https URL (header kind image).
+    #[arg(long)]
+    pub header_image_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("recipient").required(true).args(["phone", "contact_id"])))]
+pub struct SendTemplateArgs {
+    #[arg(long, value_parser = parse::non_empty)]
+    pub template_id: String,
+    /// The recipient's phone, E.164 (+5511912345678; spaces and dashes are dropped).
+    #[arg(long, value_parser = parse::phone)]
+    pub phone: Option<String>,
+    /// A CRM contact (the phone is the contact's; see `dwctl contacts search`).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub contact_id: Option<String>,
+    /// The value of {{1}}, then {{2}}, ... (repeat in order).
+    #[arg(long = "var", allow_hyphen_values = true)]
+    pub vars: Vec<String>,
+    /// Header title instead of the template's (header kind text).
+    #[arg(long)]
+    pub header_text: Option<String>,
+    /// Header image instead of the template's, an https URL (header kind image).
+    #[arg(long)]
+    pub header_image_url: Option<String>,
+    /// Department of the send (default: the template's).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: Option<String>,
+    /// The automation the send triggers, an https URL (default: the template's).
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Metadata as key=value (repeatable), merged over the template's defaults.
+    #[arg(long = "metadata", value_parser = parse::key_value)]
+    pub metadata: Vec<(String, String)>,
+    /// Additional information (free text, at most 2,000 characters).
+    #[arg(long)]
+    pub info: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// A sent message with its status history (GetMessage).
+    Get {
+        #[arg(long, value_parser = parse::non_empty)]
+        message_id: String,
+    },
+    /// Poll GetMessage until the message reaches --status (or a later one: `read` satisfies
+    /// `delivered`), then print it. Fails when the message fails first, or after
+    /// --timeout-seconds (default 20).
+    Wait {
+        #[arg(long, value_parser = parse::non_empty)]
+        message_id: String,
+        /// dispatched, delivered, read or failed.
+        #[arg(long, default_value = "delivered", value_parser = parse::message_status)]
+        status: MessageStatus,
+        /// Poll interval, in milliseconds.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+        interval_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Create or update the contact with this phone (UpsertContact; role `manager` or `service`).
+    Upsert {
+        /// The client's name.
+        #[arg(long, value_parser = parse::non_empty)]
+        name: String,
+        /// E.164 (+5511912345678; spaces and dashes are dropped).
+        #[arg(long, value_parser = parse::phone)]
+        phone: String,
+        /// The contact's id in the tenant's CRM.
+        #[arg(long, value_parser = parse::non_empty)]
+        external_id: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag", value_parser = parse::non_empty)]
+        tags: Vec<String>,
+    },
+    /// Find contacts by name (partial, case- and accent-insensitive, best first) or by phone
+    /// (SearchContacts).
+    Search {
+        #[arg(long, value_parser = parse::non_empty, required_unless_present = "phone", conflicts_with = "phone")]
+        name: Option<String>,
+        /// E.164.
+        #[arg(long, value_parser = parse::phone)]
+        phone: Option<String>,
+        /// At most this many (1-100; server default 20).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100))]
+        page_size: Option<i32>,
+    },
+    /// Show a contact (GetContact).
+    Get {
+        #[arg(long, value_parser = parse::non_empty)]
+        contact_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// Print events from an ordered ephemeral JetStream consumer: stream sequence, subject, all
     /// headers and the payload decoded by its `ce-type` (any `dw.*` event: agent sessions,
@@ -467,9 +721,11 @@ pub struct TailArgs {
 pub enum DemoCommand {
     /// Idempotently seed a tenant (settings, agents ana and bruno, departments, permissions) as
     /// `manager-1`; when task-distribution answers (--distribution-addr), also its settings
-    /// (default capacity 3, inbound department support). Then print tokens and commands to act as
-    /// ana, as the manager and as the CRM (`crm-bot`, role service). Needs --secret
-    /// (DW_JWT_SECRET); the tenant is --tenant (DW_TENANT), default `demo`.
+    /// (default capacity 3, inbound department support); when messaging-templates answers
+    /// (--messaging-addr), WhatsApp and SMS templates (those missing by name) and CRM contacts
+    /// (as `crm-bot`). Then print tokens and commands to act as ana, as the manager and as the CRM
+    /// (`crm-bot`, role service). Needs --secret (DW_JWT_SECRET); the tenant is --tenant
+    /// (DW_TENANT), default `demo`.
     Seed,
     /// Publish a `dw.messaging.v1.InboundMessageReceived` event to JetStream the way the messaging
     /// service will (a client wrote): subject `<prefix>.<tenant>.inbound.received`, with the

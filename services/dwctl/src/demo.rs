@@ -1,10 +1,11 @@
 //! `dwctl demo seed`: idempotent demo data for one tenant, acting as `manager-1`: agent-sessions
-//! first, then task-distribution's settings when that service answers (agent-sessions alone is
-//! enough to seed).
+//! first, then task-distribution's settings and messaging-templates' templates and CRM contacts
+//! (as `crm-bot`), each when that service answers (agent-sessions alone is enough to seed).
 //!
 //! Every mutating call uses a fixed request id (`seed-<tenant>-…`), so re-running the seed is
 //! harmless: the server answers a repeated request id from the same caller with its first result.
-//! Agents, departments and permissions already in place are also skipped.
+//! Agents, departments and permissions already in place are also skipped, and so are templates
+//! whose channel and name an active template already has.
 
 use std::time::Duration;
 
@@ -17,6 +18,12 @@ use dw_proto::agentsessions::v1::{
 };
 use dw_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use dw_proto::distribution::v1::{DistributionSettings, UpdateDistributionSettingsRequest};
+use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
+use dw_proto::messaging::v1::template_service_client::TemplateServiceClient;
+use dw_proto::messaging::v1::{
+    Channel as MessagingChannel, Contact, CreateTemplateRequest, HeaderKind, ListTemplatesRequest, Template,
+    TemplateCategory, TemplateContent, UpsertContactRequest,
+};
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -36,6 +43,7 @@ pub const DEFAULT_CAPACITY: i32 = 3;
 pub const INBOUND_DEPARTMENT: &str = "support";
 const DEFAULT_SESSIONS_ADDR: &str = "http://127.0.0.1:50051";
 const DEFAULT_DISTRIBUTION_ADDR: &str = "http://127.0.0.1:50052";
+const DEFAULT_MESSAGING_ADDR: &str = "http://127.0.0.1:50053";
 const TOKEN_TTL_SECONDS: i64 = 12 * 3600;
 
 /// One agent of the demo.
@@ -56,6 +64,111 @@ pub const AGENTS: [DemoAgent; 2] = [
         permissions: Some(&["protocols.search", "templates.sms.send"]),
     },
 ];
+
+/// One template of the demo (language pt_BR).
+pub struct DemoTemplate {
+    pub channel: MessagingChannel,
+    pub name: &'static str,
+    pub category: TemplateCategory,
+    pub header_kind: HeaderKind,
+    /// The header title (text) or image URL (image).
+    pub header: &'static str,
+    pub body: &'static str,
+    pub footer: &'static str,
+}
+
+/// The default header image of `order_shipped` (a send may pass another).
+pub const ORDER_SHIPPED_IMAGE: &str = "https://images.example.com/acme/order-shipped.jpg";
+
+pub const TEMPLATES: [DemoTemplate; 4] = [
+    DemoTemplate {
+        channel: MessagingChannel::Whatsapp,
+        name: "order_shipped",
+        category: TemplateCategory::Utility,
+        header_kind: HeaderKind::Image,
+        header: ORDER_SHIPPED_IMAGE,
+        body: "Olá {{1}}, seu pedido {{2}} saiu para entrega.",
+        footer: "Acme",
+    },
+    DemoTemplate {
+        channel: MessagingChannel::Whatsapp,
+        name: "welcome",
+        category: TemplateCategory::Utility,
+        header_kind: HeaderKind::Text,
+        header: "Bem-vindo",
+        body: "Oi {{1}}, como podemos ajudar?",
+        footer: "",
+    },
+    DemoTemplate {
+        channel: MessagingChannel::Sms,
+        name: "verification_code",
+        category: TemplateCategory::Authentication,
+        header_kind: HeaderKind::None,
+        header: "",
+        body: "Seu codigo de verificacao e {{1}}",
+        footer: "",
+    },
+    DemoTemplate {
+        channel: MessagingChannel::Sms,
+        name: "appointment",
+        category: TemplateCategory::Utility,
+        header_kind: HeaderKind::None,
+        header: "",
+        body: "Lembrete: sua consulta e em {{1}} as {{2}}.",
+        footer: "",
+    },
+];
+
+/// One CRM contact of the demo.
+pub struct DemoContact {
+    pub name: &'static str,
+    pub phone: &'static str,
+    pub external_id: &'static str,
+    pub tags: &'static [&'static str],
+}
+
+pub const CONTACTS: [DemoContact; 3] = [
+    DemoContact { name: "José Silva", phone: "+5511987654321", external_id: "crm-1001", tags: &["vip"] },
+    DemoContact { name: "Maria Conceição", phone: "+5511912345678", external_id: "crm-1002", tags: &[] },
+    DemoContact { name: "João Pereira", phone: "+5511955554444", external_id: "crm-1003", tags: &["new"] },
+];
+
+/// The CreateTemplate request of a demo template (fixed request id).
+pub fn template_request(tenant: &str, template: &DemoTemplate) -> CreateTemplateRequest {
+    let (header_text, header_image_url) = match template.header_kind {
+        HeaderKind::Text => (template.header, ""),
+        HeaderKind::Image => ("", template.header),
+        HeaderKind::None => ("", ""),
+    };
+    let channel = crate::messaging::channel(template.channel as i32);
+    CreateTemplateRequest {
+        request_id: request_id(tenant, &format!("template-{channel}-{}", template.name)),
+        channel: template.channel as i32,
+        name: template.name.to_owned(),
+        content: Some(TemplateContent {
+            language: "pt_BR".to_owned(),
+            category: template.category as i32,
+            header_kind: template.header_kind as i32,
+            header_text: header_text.to_owned(),
+            header_image_url: header_image_url.to_owned(),
+            body: template.body.to_owned(),
+            footer: template.footer.to_owned(),
+            default_metadata: [("source".to_owned(), "demo-seed".to_owned())].into_iter().collect(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The UpsertContact request of a demo contact (fixed request id).
+pub fn contact_request(tenant: &str, contact: &DemoContact) -> UpsertContactRequest {
+    UpsertContactRequest {
+        request_id: request_id(tenant, &format!("contact-{}", contact.phone.trim_start_matches('+'))),
+        name: contact.name.to_owned(),
+        phone: contact.phone.to_owned(),
+        external_id: contact.external_id.to_owned(),
+        tags: contact.tags.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
 
 fn reasons(pairs: &[(&str, &str)]) -> Vec<Reason> {
     pairs.iter().map(|(id, label)| Reason { id: (*id).to_owned(), label: (*label).to_owned() }).collect()
@@ -147,6 +260,35 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
         bruno: auth::mint(secret, &tenant, "bruno", &[Role::Agent], ttl)?,
         crm_bot: auth::mint(secret, &tenant, CRM_BOT, &[Role::Service], ttl)?,
     };
+
+    let messaging = seed_messaging(&opts.messaging_addr, &tenant, &tokens, timeout).await?;
+    match &messaging {
+        Messaging::Seeded(seeded) => {
+            for (template, created) in &seeded.templates {
+                log(format!(
+                    "  template {} {} ({}): {}{}",
+                    crate::messaging::channel(template.channel),
+                    template.name,
+                    opts.messaging_addr,
+                    template.template_id,
+                    match (created, template.archived) {
+                        (_, true) => " (archived!)",
+                        (true, false) => " (created)",
+                        (false, false) => " (already there)",
+                    }
+                ))?;
+            }
+            for contact in &seeded.contacts {
+                log(format!("  contact {} {}: {}", contact.name, contact.phone, contact.contact_id))?;
+            }
+        }
+        Messaging::Skipped(why) => eprintln!(
+            "note: messaging-templates at {} does not answer ({why}); its templates, contacts and the messaging \
+             examples are skipped (seed again once it runs)",
+            opts.messaging_addr
+        ),
+    }
+
     if opts.json {
         let distribution = match &distribution {
             Distribution::Seeded(settings) => json!({
@@ -167,6 +309,7 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
                 "permissions": a.permissions,
             })).collect::<Vec<_>>(),
             "distribution": distribution,
+            "messaging": messaging_report(&opts.messaging_addr, &messaging)?,
         });
         out::write_line(&serde_json::to_string_pretty(&report)?)
     } else {
@@ -174,8 +317,169 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
             Distribution::Seeded(_) => Some(opts.distribution_addr.as_str()),
             Distribution::Skipped(_) => None,
         };
-        out::write_line(&instructions(&tenant, &opts.addr, distribution_addr, &tokens))
+        let mut text = instructions(&tenant, &opts.addr, distribution_addr, &tokens);
+        if let Messaging::Seeded(seeded) = &messaging {
+            text.push_str(&messaging_instructions(&opts.messaging_addr, seeded, &tokens));
+        }
+        out::write_line(&text)
     }
+}
+
+/// What seeding messaging-templates came to.
+#[derive(Debug)]
+pub enum Messaging {
+    Seeded(MessagingSeed),
+    /// The service does not answer: why.
+    Skipped(String),
+}
+
+/// The demo templates (each with whether this run created it) and contacts.
+#[derive(Debug, Default)]
+pub struct MessagingSeed {
+    pub templates: Vec<(Template, bool)>,
+    pub contacts: Vec<Contact>,
+}
+
+impl MessagingSeed {
+    /// The id of the demo template `name` (`<name>` when it is missing).
+    pub fn template_id(&self, name: &str) -> String {
+        self.templates
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map_or_else(|| format!("<{name}>"), |(t, _)| t.template_id.clone())
+    }
+
+    /// The id of the contact with `phone` (`<CONTACT_ID>` when it is missing).
+    pub fn contact_id(&self, phone: &str) -> String {
+        self.contacts
+            .iter()
+            .find(|c| c.phone == phone)
+            .map_or_else(|| "<CONTACT_ID>".to_owned(), |c| c.contact_id.clone())
+    }
+}
+
+fn skipped(status: &tonic::Status) -> String {
+    let mut why = rpc::code_name(status.code()).to_owned();
+    if !status.message().is_empty() {
+        why.push_str(&format!(": {}", status.message()));
+    }
+    if status.code() == Code::Unauthenticated {
+        why.push_str("; is it signed with another DW_JWT_SECRET?");
+    }
+    why
+}
+
+/// Creates the demo templates missing from the tenant (as the manager) and upserts the demo
+/// contacts (as the CRM), each with a fixed request id, unless the service does not answer.
+async fn seed_messaging(addr: &str, tenant: &str, tokens: &Tokens, timeout: Duration) -> Result<Messaging> {
+    let manager = match Rpc::connect(addr, &tokens.manager, Some(timeout), None).await {
+        Ok(rpc) => rpc,
+        Err(err) => return Ok(Messaging::Skipped(format!("{err:#}"))),
+    };
+    let mut templates = TemplateServiceClient::new(manager.channel.clone());
+    let mut existing: Vec<Template> = Vec::new();
+    let mut request = ListTemplatesRequest { page_size: 200, ..Default::default() };
+    loop {
+        let page = match templates.list_templates(manager.request(request.clone())).await {
+            Ok(page) => page.into_inner(),
+            Err(status) if not_answering(status.code()) => return Ok(Messaging::Skipped(skipped(&status))),
+            Err(status) => return Err(anyhow::Error::new(status).context("listing the templates")),
+        };
+        existing.extend(page.templates);
+        if page.next_page_token.is_empty() || page.next_page_token == request.page_token {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    let mut seed = MessagingSeed::default();
+    for demo in &TEMPLATES {
+        let found = existing.iter().find(|t| t.channel == demo.channel as i32 && t.name == demo.name && !t.archived);
+        let entry = match found {
+            Some(template) => (template.clone(), false),
+            None => {
+                let created = templates
+                    .create_template(manager.request(template_request(tenant, demo)))
+                    .await
+                    .with_context(|| format!("creating the template {}", demo.name))?;
+                (created.into_inner(), true)
+            }
+        };
+        seed.templates.push(entry);
+    }
+    let crm = Rpc::connect(addr, &tokens.crm_bot, Some(timeout), None).await?;
+    let mut contacts = ContactServiceClient::new(crm.channel.clone());
+    for demo in &CONTACTS {
+        let contact = contacts
+            .upsert_contact(crm.request(contact_request(tenant, demo)))
+            .await
+            .with_context(|| format!("upserting the contact {}", demo.name))?;
+        seed.contacts.push(contact.into_inner());
+    }
+    Ok(Messaging::Seeded(seed))
+}
+
+fn messaging_report(addr: &str, messaging: &Messaging) -> Result<serde_json::Value> {
+    Ok(match messaging {
+        Messaging::Seeded(seeded) => {
+            let printer = Printer::new(true)?;
+            let templates = seeded
+                .templates
+                .iter()
+                .map(|(t, _)| printer.to_json(names::TEMPLATE, t))
+                .collect::<Result<Vec<_>>>()?;
+            let contacts =
+                seeded.contacts.iter().map(|c| printer.to_json(names::CONTACT, c)).collect::<Result<Vec<_>>>()?;
+            json!({ "addr": addr, "templates": templates, "contacts": contacts })
+        }
+        Messaging::Skipped(why) => json!({ "addr": addr, "skipped": why }),
+    })
+}
+
+/// The messaging examples printed after seeding, with the seeded ids.
+pub fn messaging_instructions(addr: &str, seeded: &MessagingSeed, tokens: &Tokens) -> String {
+    let exports =
+        if addr == DEFAULT_MESSAGING_ADDR { String::new() } else { format!("export DW_MESSAGING_ADDR={addr}\n") };
+    let Tokens { manager, ana, crm_bot, .. } = tokens;
+    let order_shipped = seeded.template_id("order_shipped");
+    let welcome = seeded.template_id("welcome");
+    let verification_code = seeded.template_id("verification_code");
+    let appointment = seeded.template_id("appointment");
+    let jose = seeded.contact_id("+5511987654321");
+    format!(
+        "
+Messaging (messaging-templates; under `make run` the sends go to the local fake providers, which
+report WhatsApp messages delivered then read a moment later).
+
+As ana: find a client, preview and send a WhatsApp template with a header image, follow it:
+
+{exports}export DW_TOKEN={ana}
+dwctl contacts search --name jose
+dwctl templates list
+dwctl templates preview --template-id {order_shipped} --var 'José' --var A-1234
+dwctl templates send --template-id {order_shipped} --contact-id {jose} --var 'José' --var A-1234 \\
+    --header-image-url https://images.example.com/acme/pedido-A-1234.jpg --metadata order=A-1234 \\
+    --info 'Entrega expressa'
+dwctl messages wait --message-id <MESSAGE_ID> --status delivered
+dwctl messages get --message-id <MESSAGE_ID>
+dwctl templates send --template-id {welcome} --phone +5511912345678 --var Maria
+
+SMS templates: the encoding and segment count, then a send:
+
+dwctl templates preview --template-id {appointment} --var 12/05 --var 14h30
+dwctl templates preview --template-id {verification_code} --var '123456 ✅'
+dwctl templates send --template-id {verification_code} --phone +5511955554444 --var 123456
+
+As the manager, add a template; as the CRM ({CRM_BOT}), add a contact:
+
+{exports}export DW_TOKEN={manager}
+dwctl templates create --channel sms --name payment_reminder --language pt_BR --category utility \\
+    --body 'Sua fatura de {{{{1}}}} vence em {{{{2}}}}.'
+dwctl templates list --channel sms
+export DW_TOKEN={crm_bot}
+dwctl contacts upsert --name 'Carla Mendes' --phone +5511933332222 --external-id crm-1004 --tag new
+dwctl events tail --stream DW_MESSAGING --from-start
+"
+    )
 }
 
 /// What seeding task-distribution came to.
@@ -206,16 +510,7 @@ async fn seed_distribution(addr: &str, tenant: &str, manager_token: &str, timeou
     };
     match client.update_distribution_settings(rpc.request(request)).await {
         Ok(settings) => Ok(Distribution::Seeded(settings.into_inner())),
-        Err(status) if not_answering(status.code()) => {
-            let mut why = rpc::code_name(status.code()).to_owned();
-            if !status.message().is_empty() {
-                why.push_str(&format!(": {}", status.message()));
-            }
-            if status.code() == Code::Unauthenticated {
-                why.push_str("; is it signed with another DW_JWT_SECRET?");
-            }
-            Ok(Distribution::Skipped(why))
-        }
+        Err(status) if not_answering(status.code()) => Ok(Distribution::Skipped(skipped(&status))),
         Err(status) => Err(anyhow::Error::new(status).context("updating the distribution settings")),
     }
 }
@@ -417,6 +712,91 @@ mod tests {
         assert!(!not_answering(Code::InvalidArgument));
         assert!(!not_answering(Code::PermissionDenied));
         assert_eq!(request_id("demo", "distribution-settings"), "seed-demo-distribution-settings");
+    }
+
+    #[test]
+    fn demo_templates_are_valid_requests_with_fixed_ids() {
+        let requests: Vec<CreateTemplateRequest> = TEMPLATES.iter().map(|t| template_request("demo", t)).collect();
+        let ids: Vec<&str> = requests.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "seed-demo-template-whatsapp-order_shipped",
+                "seed-demo-template-whatsapp-welcome",
+                "seed-demo-template-sms-verification_code",
+                "seed-demo-template-sms-appointment",
+            ]
+        );
+        let order = requests[0].content.clone().unwrap();
+        assert_eq!(requests[0].channel, MessagingChannel::Whatsapp as i32);
+        assert_eq!((order.language.as_str(), order.category), ("pt_BR", TemplateCategory::Utility as i32));
+        assert_eq!(order.header_kind, HeaderKind::Image as i32);
+        assert_eq!((order.header_image_url.as_str(), order.header_text.as_str()), (ORDER_SHIPPED_IMAGE, ""));
+        assert_eq!(order.body, "Olá {{1}}, seu pedido {{2}} saiu para entrega.");
+        assert_eq!(order.footer, "Acme");
+        let welcome = requests[1].content.clone().unwrap();
+        assert_eq!((welcome.header_kind, welcome.header_text.as_str()), (HeaderKind::Text as i32, "Bem-vindo"));
+        assert_eq!(welcome.body, "Oi {{1}}, como podemos ajudar?");
+        for sms in &requests[2..] {
+            let content = sms.content.clone().unwrap();
+            assert_eq!(sms.channel, MessagingChannel::Sms as i32);
+            assert_eq!(content.header_kind, HeaderKind::None as i32);
+            assert!(content.header_text.is_empty() && content.header_image_url.is_empty() && content.footer.is_empty());
+        }
+        assert_eq!(requests[2].content.clone().unwrap().body, "Seu codigo de verificacao e {{1}}");
+        assert_eq!(requests[3].content.clone().unwrap().body, "Lembrete: sua consulta e em {{1}} as {{2}}.");
+        assert!(
+            TEMPLATES.iter().all(|t| crate::parse::non_empty(t.name).is_ok()
+                && t.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+    }
+
+    #[test]
+    fn demo_contacts_have_fixed_request_ids() {
+        let requests: Vec<UpsertContactRequest> = CONTACTS.iter().map(|c| contact_request("demo", c)).collect();
+        assert_eq!(requests[0].request_id, "seed-demo-contact-5511987654321");
+        assert_eq!(requests[0].name, "José Silva");
+        assert_eq!(requests[1].name, "Maria Conceição");
+        assert_eq!(requests[2].phone, "+5511955554444");
+        for request in &requests {
+            assert_eq!(crate::parse::phone(&request.phone).as_ref(), Ok(&request.phone));
+        }
+    }
+
+    #[test]
+    fn messaging_examples_use_the_seeded_ids() {
+        let template =
+            |name: &str, id: &str| (Template { name: name.into(), template_id: id.into(), ..Default::default() }, true);
+        let seeded = MessagingSeed {
+            templates: vec![template("order_shipped", "T-ORDER"), template("verification_code", "T-CODE")],
+            contacts: vec![Contact {
+                phone: "+5511987654321".into(),
+                contact_id: "C-JOSE".into(),
+                ..Default::default()
+            }],
+        };
+        let text = messaging_instructions(DEFAULT_MESSAGING_ADDR, &seeded, &tokens());
+        assert!(text.contains("export DW_TOKEN=ANA\ndwctl contacts search --name jose\n"), "{text}");
+        assert!(
+            text.contains("dwctl templates send --template-id T-ORDER --contact-id C-JOSE --var 'José' --var A-1234"),
+            "{text}"
+        );
+        assert!(text.contains("--header-image-url https://"), "{text}");
+        assert!(text.contains("dwctl messages wait --message-id <MESSAGE_ID> --status delivered\n"), "{text}");
+        assert!(text.contains("dwctl templates preview --template-id T-CODE"), "{text}");
+        assert!(text.contains("--template-id <appointment>"), "missing ones are placeholders: {text}");
+        assert!(text.contains("--body 'Sua fatura de {{1}} vence em {{2}}.'"), "{text}");
+        assert!(!text.contains("DW_MESSAGING_ADDR"), "{text}");
+        let text = messaging_instructions("http://10.0.0.5:50053", &seeded, &tokens());
+        assert!(text.contains("export DW_MESSAGING_ADDR=http://10.0.0.5:50053\nexport DW_TOKEN=ANA"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn seeding_skips_messaging_when_nothing_listens() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("http://127.0.0.1:{port}");
+        let outcome = seed_messaging(&addr, "demo", &tokens(), Duration::from_secs(2)).await.unwrap();
+        assert!(matches!(outcome, Messaging::Skipped(_)), "{outcome:?}");
     }
 
     #[tokio::test]

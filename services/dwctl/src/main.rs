@@ -12,6 +12,7 @@ mod day;
 mod demo;
 mod events;
 mod inbound;
+mod messaging;
 mod output;
 mod parse;
 mod rpc;
@@ -26,6 +27,9 @@ use clap::Parser as _;
 use crate::cli::{Cli, Command, DemoCommand, EventsCommand};
 use crate::output::Printer;
 use crate::rpc::Rpc;
+
+/// The deadline of each unary RPC unless --timeout-seconds says otherwise.
+const DEFAULT_RPC_TIMEOUT_SECONDS: u64 = 10;
 
 /// A locally detected misuse (exit status 2, like clap's own usage errors).
 #[derive(Debug)]
@@ -50,7 +54,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     let Cli { global, command } = cli;
-    let timeout = Duration::from_secs(global.timeout_seconds);
+    let timeout = Duration::from_secs(global.timeout_seconds.unwrap_or(DEFAULT_RPC_TIMEOUT_SECONDS));
     match command {
         Command::Token => {
             let token = auth::mint_from_options(&global)?;
@@ -81,6 +85,23 @@ async fn run(cli: Cli) -> Result<()> {
             let printer = Printer::new(global.json)?;
             let rpc = connect(&global, &global.distribution_addr, timeout).await?;
             tasks::run(command, &rpc, &printer).await
+        }
+        Command::Templates(command) => {
+            messaging::validate_templates(&command)?;
+            let printer = Printer::new(global.json)?;
+            let rpc = connect(&global, &global.messaging_addr, timeout).await?;
+            messaging::templates(command, &rpc, &printer).await
+        }
+        Command::Messages(command) => {
+            let printer = Printer::new(global.json)?;
+            let rpc = connect(&global, &global.messaging_addr, timeout).await?;
+            let wait = global.timeout_seconds.map_or(messaging::DEFAULT_WAIT, Duration::from_secs);
+            messaging::messages(command, &rpc, &printer, wait).await
+        }
+        Command::Contacts(command) => {
+            let printer = Printer::new(global.json)?;
+            let rpc = connect(&global, &global.messaging_addr, timeout).await?;
+            messaging::contacts(command, &rpc, &printer).await
         }
         Command::Events(EventsCommand::Tail(args)) => events::tail(args, global.json).await,
         Command::Demo(DemoCommand::Seed) => demo::seed(&global, timeout).await,

@@ -28,9 +28,15 @@ pub mod names {
     pub const DISTRIBUTION_SETTINGS: &str = "dw.distribution.v1.DistributionSettings";
     pub const AGENT_CAPACITY: &str = "dw.distribution.v1.AgentCapacity";
     pub const INBOUND_MESSAGE_RECEIVED: &str = "dw.messaging.v1.InboundMessageReceived";
+    pub const TEMPLATE: &str = "dw.messaging.v1.Template";
+    pub const LIST_TEMPLATES: &str = "dw.messaging.v1.ListTemplatesResponse";
+    pub const PREVIEW_TEMPLATE: &str = "dw.messaging.v1.PreviewTemplateResponse";
+    pub const MESSAGE: &str = "dw.messaging.v1.Message";
+    pub const CONTACT: &str = "dw.messaging.v1.Contact";
+    pub const SEARCH_CONTACTS: &str = "dw.messaging.v1.SearchContactsResponse";
 
     #[cfg(test)]
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 26] = [
         AGENT_DAY_STATE,
         MY_INFORMATION,
         MY_PERMISSIONS,
@@ -51,6 +57,12 @@ pub mod names {
         DISTRIBUTION_SETTINGS,
         AGENT_CAPACITY,
         INBOUND_MESSAGE_RECEIVED,
+        TEMPLATE,
+        LIST_TEMPLATES,
+        PREVIEW_TEMPLATE,
+        MESSAGE,
+        CONTACT,
+        SEARCH_CONTACTS,
     ];
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1::Reason;
 use dw_proto::distribution::v1::{Channel, TaskStatus};
+use dw_proto::messaging::v1::{HeaderKind, MessageStatus, TemplateCategory};
 
 /// Parses `id=Label` into a [`Reason`]. The id is everything before the first `=`; the label may
 /// itself contain `=`. Both sides are trimmed and must be non-empty.
@@ -115,6 +116,51 @@ pub fn subject_prefix(value: &str) -> Result<String, String> {
     }
 }
 
+/// Parses a template category: `utility`, `marketing`, `authentication` (case-insensitive).
+pub fn template_category(value: &str) -> Result<TemplateCategory, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "utility" => Ok(TemplateCategory::Utility),
+        "marketing" => Ok(TemplateCategory::Marketing),
+        "authentication" => Ok(TemplateCategory::Authentication),
+        _ => Err(format!("unknown category {value:?}; one of: utility, marketing, authentication")),
+    }
+}
+
+/// Parses a template header kind: `none`, `text`, `image` (case-insensitive).
+pub fn header_kind(value: &str) -> Result<HeaderKind, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "none" => Ok(HeaderKind::None),
+        "text" => Ok(HeaderKind::Text),
+        "image" => Ok(HeaderKind::Image),
+        _ => Err(format!("unknown header kind {value:?}; one of: none, text, image")),
+    }
+}
+
+/// Parses a message status: `requested`, `dispatched`, `delivered`, `read`, `failed`.
+pub fn message_status(value: &str) -> Result<MessageStatus, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "requested" => Ok(MessageStatus::Requested),
+        "dispatched" => Ok(MessageStatus::Dispatched),
+        "delivered" => Ok(MessageStatus::Delivered),
+        "read" => Ok(MessageStatus::Read),
+        "failed" => Ok(MessageStatus::Failed),
+        _ => Err(format!("unknown status {value:?}; one of: requested, dispatched, delivered, read, failed")),
+    }
+}
+
+/// Parses `key=value` (metadata). The key is everything before the first `=`, trimmed and
+/// non-empty; the value is kept as given (it may be empty or contain `=`).
+pub fn key_value(value: &str) -> Result<(String, String), String> {
+    let Some((key, val)) = value.split_once('=') else {
+        return Err(format!("expected key=value, got {value:?}"));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("missing key in {value:?} (expected key=value)"));
+    }
+    Ok((key.to_owned(), val.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +238,31 @@ mod tests {
         assert!(phone("+55119123456789012").is_err());
         assert!(phone("+55abc").is_err());
         assert!(phone("+").is_err());
+    }
+
+    #[test]
+    fn messaging_enums_parse_case_insensitively() {
+        assert_eq!(template_category(" Utility "), Ok(TemplateCategory::Utility));
+        assert_eq!(template_category("marketing"), Ok(TemplateCategory::Marketing));
+        assert_eq!(template_category("AUTHENTICATION"), Ok(TemplateCategory::Authentication));
+        assert!(template_category("promo").is_err());
+        assert_eq!(header_kind("none"), Ok(HeaderKind::None));
+        assert_eq!(header_kind("Text"), Ok(HeaderKind::Text));
+        assert_eq!(header_kind("image"), Ok(HeaderKind::Image));
+        assert!(header_kind("video").is_err());
+        assert_eq!(message_status("delivered"), Ok(MessageStatus::Delivered));
+        assert_eq!(message_status("READ"), Ok(MessageStatus::Read));
+        assert_eq!(message_status("failed"), Ok(MessageStatus::Failed));
+        assert!(message_status("sent").is_err());
+    }
+
+    #[test]
+    fn key_values_split_on_the_first_equals() {
+        assert_eq!(key_value("order=A-1"), Ok(("order".to_owned(), "A-1".to_owned())));
+        assert_eq!(key_value(" utm = a=b"), Ok(("utm".to_owned(), " a=b".to_owned())));
+        assert_eq!(key_value("empty="), Ok(("empty".to_owned(), String::new())));
+        assert!(key_value("novalue").is_err());
+        assert!(key_value(" =x").is_err());
     }
 
     #[test]

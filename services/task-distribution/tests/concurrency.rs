@@ -34,16 +34,18 @@ async fn two_replicas_keep_every_invariant_under_load() {
     let seeded: Vec<(&str, &[&str])> = seeded.iter().map(|(n, d)| (*n, d.as_slice())).collect();
     cluster.seed("load", true, &seeded).await;
 
-    // Every agent watches their tasks (on alternating replicas) and completes what they get.
+    // Every agent watches their tasks (on alternating replicas) and completes what they get, but
+    // only once every task has been created: until then agents fill up to their capacity and the
+    // rest queues, so the limit is exercised whatever the machine's speed.
+    let (release, released) = tokio::sync::watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
     for (i, name) in names.iter().enumerate() {
         let bearer = token("load", name, &[Role::Agent]);
         let client = cluster.replica(i);
         let mut stream =
             client.clone().watch_my_tasks(authed(&bearer, pb::WatchMyTasksRequest {})).await.unwrap().into_inner();
+        let released = released.clone();
         workers.spawn(async move {
-            // Serving a client takes a while and an agent serves several at once, so agents
-            // fill up to their capacity while tasks keep arriving.
             let mut serving = tokio::task::JoinSet::new();
             while let Some(Ok(update)) = stream.next().await {
                 let assigned = update.kind == pb::task_update::Kind::Assigned as i32
@@ -51,10 +53,24 @@ async fn two_replicas_keep_every_invariant_under_load() {
                 let Some(task) = update.task.filter(|_| assigned) else { continue };
                 let mut client = client.clone();
                 let bearer = bearer.clone();
+                let mut released = released.clone();
                 serving.spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(4)).await;
-                    let request = pb::CompleteTaskRequest { request_id: rid(), task_id: task.task_id };
-                    usize::from(client.complete_task(authed(&bearer, request)).await.is_ok())
+                    let _ = released.wait_for(|open| *open).await;
+                    // A burst of completions may meet a busy service: retry what is retryable, with
+                    // the same request id so a retry never completes twice.
+                    let request_id = rid();
+                    for _ in 0..50 {
+                        let request =
+                            pb::CompleteTaskRequest { request_id: request_id.clone(), task_id: task.task_id.clone() };
+                        match client.complete_task(authed(&bearer, request)).await {
+                            Ok(_) => return 1usize,
+                            Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Aborted) => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(_) => return 0,
+                        }
+                    }
+                    0
                 });
             }
             let mut completed = 0usize;
@@ -103,6 +119,7 @@ async fn two_replicas_keep_every_invariant_under_load() {
         .await;
     let protocols: Vec<String> = created.into_iter().map(|r| r.expect("created")).collect();
     assert_eq!(protocols.len(), TASKS);
+    release.send_replace(true);
 
     // Everything ends completed.
     let pool = &cluster.distribution_db.pool;

@@ -1,0 +1,359 @@
+use clap::Parser as _;
+use dw_proto::messaging::v1::{MessageStatusChange, PreviewProblem};
+
+use super::*;
+use crate::cli::{Cli, Command};
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("dwctl").chain(args.iter().copied()))
+}
+
+fn templates_command(args: &[&str]) -> TemplatesCommand {
+    match parse(&[&["templates"], args].concat()).unwrap().command {
+        Command::Templates(command) => command,
+        other => panic!("not a templates command: {other:?}"),
+    }
+}
+
+const ORDER_SHIPPED: [&str; 16] = [
+    "create",
+    "--channel",
+    "whatsapp",
+    "--name",
+    "order_shipped",
+    "--language",
+    "pt_BR",
+    "--category",
+    "utility",
+    "--body",
+    "Olá {{1}}, seu pedido {{2}} saiu para entrega.",
+    "--header-image-url",
+    "https://images.example.com/box.jpg",
+    "--footer",
+    "Acme",
+    "--metadata=source=dwctl",
+];
+
+#[test]
+fn header_kinds_are_inferred_from_the_header_given() {
+    assert_eq!(header_kind(None, None, None, HeaderKind::None).unwrap(), HeaderKind::None);
+    assert_eq!(header_kind(None, None, None, HeaderKind::Text).unwrap(), HeaderKind::Text);
+    assert_eq!(header_kind(None, Some("Hi"), None, HeaderKind::None).unwrap(), HeaderKind::Text);
+    assert_eq!(header_kind(None, None, Some("https://x/y.png"), HeaderKind::Text).unwrap(), HeaderKind::Image);
+    assert_eq!(header_kind(None, Some(" "), None, HeaderKind::Image).unwrap(), HeaderKind::Image);
+    assert_eq!(header_kind(Some(HeaderKind::None), Some("Hi"), None, HeaderKind::Text).unwrap(), HeaderKind::None);
+    assert!(header_kind(None, Some("Hi"), Some("https://x/y.png"), HeaderKind::None).is_err());
+    assert_eq!(
+        header_kind(Some(HeaderKind::Image), Some("Hi"), Some("https://x/y.png"), HeaderKind::None).unwrap(),
+        HeaderKind::Image
+    );
+}
+
+#[test]
+fn create_builds_the_whole_content() {
+    let TemplatesCommand::Create(args) = templates_command(&ORDER_SHIPPED) else { panic!("not create") };
+    let request = create_request("r-1".into(), &args).unwrap();
+    assert_eq!(request.request_id, "r-1");
+    assert_eq!(request.channel, Channel::Whatsapp as i32);
+    assert_eq!(request.name, "order_shipped");
+    let content = request.content.unwrap();
+    assert_eq!(content.language, "pt_BR");
+    assert_eq!(content.category, TemplateCategory::Utility as i32);
+    assert_eq!(content.header_kind, HeaderKind::Image as i32);
+    assert_eq!(content.header_image_url, "https://images.example.com/box.jpg");
+    assert_eq!(content.body, "Olá {{1}}, seu pedido {{2}} saiu para entrega.");
+    assert_eq!(content.footer, "Acme");
+    assert_eq!(content.default_metadata.get("source").map(String::as_str), Some("dwctl"));
+    assert!(content.department_id.is_empty() && content.default_webhook_url.is_empty());
+
+    let ambiguous = [&ORDER_SHIPPED[..], &["--header-text", "Pedido"]].concat();
+    let command = templates_command(&ambiguous);
+    let error = validate_templates(&command).unwrap_err();
+    assert!(error.downcast_ref::<UsageError>().is_some(), "{error}");
+    assert!(validate_templates(&templates_command(&[&ambiguous[..], &["--header-kind", "image"]].concat())).is_ok());
+
+    for missing in ["--language", "--category", "--body", "--channel", "--name"] {
+        let index = ORDER_SHIPPED.iter().position(|a| *a == missing).unwrap();
+        let mut args = ORDER_SHIPPED.to_vec();
+        args.drain(index..index + 2);
+        assert!(parse(&[&["templates"], &args[..]].concat()).is_err(), "{missing} is required");
+    }
+    assert!(parse(&[&["templates"], &ORDER_SHIPPED[..], &["--category", "promo"]].concat()).is_err());
+    assert!(parse(&[&["templates"], &ORDER_SHIPPED[..], &["--metadata", "novalue"]].concat()).is_err());
+}
+
+fn current_template() -> Template {
+    Template {
+        template_id: "t-1".into(),
+        channel: Channel::Whatsapp as i32,
+        name: "order_shipped".into(),
+        language: "pt_BR".into(),
+        category: TemplateCategory::Utility as i32,
+        header_kind: HeaderKind::Image as i32,
+        header_image_url: "https://images.example.com/box.jpg".into(),
+        body: "Olá {{1}}".into(),
+        footer: "Acme".into(),
+        department_id: "sales".into(),
+        default_metadata: HashMap::from([("a".to_owned(), "1".to_owned())]),
+        ..Default::default()
+    }
+}
+
+fn update(args: &[&str]) -> Result<TemplateContent> {
+    let TemplatesCommand::Update(args) = templates_command(&[&["update", "--template-id", "t-1"], args].concat())
+    else {
+        panic!("not update")
+    };
+    updated_content(&current_template(), &args)
+}
+
+#[test]
+fn update_keeps_what_is_not_given() {
+    let content = update(&["--body", "Oi {{1}}, pedido {{2}}"]).unwrap();
+    assert_eq!(content.body, "Oi {{1}}, pedido {{2}}");
+    assert_eq!((content.language.as_str(), content.footer.as_str()), ("pt_BR", "Acme"));
+    assert_eq!(content.header_kind, HeaderKind::Image as i32);
+    assert_eq!(content.header_image_url, "https://images.example.com/box.jpg");
+    assert_eq!(content.department_id, "sales");
+    assert_eq!(content.default_metadata.len(), 1);
+
+    // An empty value removes that part; a new header kind drops the other header part.
+    let content = update(&["--footer", "", "--department", "", "--header-text", "Seu pedido"]).unwrap();
+    assert_eq!((content.footer.as_str(), content.department_id.as_str()), ("", ""));
+    assert_eq!(content.header_kind, HeaderKind::Text as i32);
+    assert_eq!((content.header_text.as_str(), content.header_image_url.as_str()), ("Seu pedido", ""));
+    let content = update(&["--header-kind", "none", "--category", "marketing"]).unwrap();
+    assert_eq!(content.header_kind, HeaderKind::None as i32);
+    assert!(content.header_text.is_empty() && content.header_image_url.is_empty());
+    assert_eq!(content.category, TemplateCategory::Marketing as i32);
+
+    let content = update(&["--metadata", "b=2", "--metadata", "c=3"]).unwrap();
+    let mut keys: Vec<&str> = content.default_metadata.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["b", "c"]);
+    assert!(update(&["--clear-metadata"]).unwrap().default_metadata.is_empty());
+    assert!(parse(&["templates", "update", "--template-id", "t", "--clear-metadata", "--metadata", "a=1"]).is_err());
+    assert!(parse(&["templates", "update"]).is_err());
+}
+
+#[test]
+fn send_takes_a_phone_or_a_contact_and_variables_in_order() {
+    let TemplatesCommand::Send(args) = templates_command(&[
+        "send",
+        "--template-id",
+        "t-1",
+        "--phone",
+        "+55 11 98765-4321",
+        "--var",
+        "José",
+        "--var",
+        "-42",
+        "--header-image-url",
+        "https://images.example.com/box.jpg",
+        "--metadata",
+        "order=A-1",
+        "--info",
+        "  pedido urgente ",
+        "--department",
+        "sales",
+    ]) else {
+        panic!("not send")
+    };
+    let request = send_request("r-2".into(), args);
+    assert_eq!(request.recipient, Some(Recipient::Phone("+5511987654321".into())));
+    assert_eq!(request.variables, ["José", "-42"]);
+    assert_eq!(request.header_image_url, "https://images.example.com/box.jpg");
+    assert_eq!(request.metadata.get("order").map(String::as_str), Some("A-1"));
+    assert_eq!(request.additional_information, "pedido urgente");
+    assert_eq!(request.department_id, "sales");
+    assert_eq!(request.request_id, "r-2");
+
+    let TemplatesCommand::Send(args) = templates_command(&["send", "--template-id", "t", "--contact-id", "c-9"]) else {
+        panic!("not send")
+    };
+    let request = send_request("r".into(), args);
+    assert_eq!(request.recipient, Some(Recipient::ContactId("c-9".into())));
+    assert!(request.variables.is_empty());
+    assert!(parse(&["templates", "send", "--template-id", "t"]).is_err(), "a recipient is required");
+    assert!(
+        parse(&["templates", "send", "--template-id", "t", "--phone", "+5511987654321", "--contact-id", "c"]).is_err()
+    );
+    assert!(parse(&["templates", "send", "--template-id", "t", "--phone", "11987654321"]).is_err());
+}
+
+#[test]
+fn preview_list_and_contact_commands_parse() {
+    let TemplatesCommand::Preview(args) =
+        templates_command(&["preview", "--template-id", "t", "--var", "123456", "--header-text", " Olá "])
+    else {
+        panic!("not preview")
+    };
+    let request = preview_request(args);
+    assert_eq!((request.variables, request.header_text), (vec!["123456".to_owned()], "Olá".to_owned()));
+    let TemplatesCommand::List(args) =
+        templates_command(&["list", "--channel", "sms", "--name", "code", "--include-archived"])
+    else {
+        panic!("not list")
+    };
+    let request = list_request(args);
+    assert_eq!(request.channel, Channel::Sms as i32);
+    assert_eq!((request.name.as_str(), request.include_archived), ("code", true));
+    let TemplatesCommand::List(args) = templates_command(&["list"]) else { panic!("not list") };
+    assert_eq!(list_request(args), ListTemplatesRequest::default());
+    assert!(parse(&["templates", "list", "--all", "--page-token", "x"]).is_err());
+
+    assert!(parse(&["contacts", "search"]).is_err());
+    assert!(parse(&["contacts", "search", "--name", "jose", "--phone", "+5511987654321"]).is_err());
+    assert!(parse(&["contacts", "search", "--name", "jose"]).is_ok());
+    let cli =
+        parse(&["contacts", "upsert", "--name", "José", "--phone", "+5511987654321", "--tag", "vip", "--tag", "b"])
+            .unwrap();
+    let Command::Contacts(ContactsCommand::Upsert { tags, external_id: None, .. }) = cli.command else {
+        panic!("not upsert")
+    };
+    assert_eq!(tags, ["vip", "b"]);
+}
+
+#[test]
+fn wait_has_defaults_and_shares_the_global_timeout() {
+    let cli = parse(&["messages", "wait", "--message-id", "m"]).unwrap();
+    assert_eq!(cli.global.timeout_seconds, None);
+    assert_eq!(cli.global.messaging_addr, "http://127.0.0.1:50053");
+    let Command::Messages(MessagesCommand::Wait { status, interval_ms, .. }) = cli.command else { panic!("not wait") };
+    assert_eq!((status, interval_ms), (MessageStatus::Delivered, 500));
+    let cli = parse(&["messages", "wait", "--message-id", "m", "--status", "read", "--timeout-seconds", "30"]).unwrap();
+    assert_eq!(cli.global.timeout_seconds, Some(30));
+    assert!(parse(&["messages", "wait", "--message-id", "m", "--status", "sent"]).is_err());
+    let cli = parse(&["--messaging-addr", "http://10.0.0.5:50053", "messages", "get", "--message-id", "m"]).unwrap();
+    assert_eq!(cli.global.messaging_addr, "http://10.0.0.5:50053");
+}
+
+#[test]
+fn later_statuses_satisfy_earlier_targets_and_failure_stops_the_wait() {
+    use MessageStatus::*;
+    assert_eq!(progress(Requested as i32, Delivered), Progress::Pending);
+    assert_eq!(progress(Dispatched as i32, Delivered), Progress::Pending);
+    assert_eq!(progress(Delivered as i32, Delivered), Progress::Reached);
+    assert_eq!(progress(Read as i32, Delivered), Progress::Reached);
+    assert_eq!(progress(Read as i32, Dispatched), Progress::Reached);
+    assert_eq!(progress(Delivered as i32, Read), Progress::Pending);
+    assert_eq!(progress(Failed as i32, Delivered), Progress::Failed);
+    assert_eq!(progress(Failed as i32, Failed), Progress::Reached);
+    assert_eq!(progress(Read as i32, Failed), Progress::Pending);
+    assert_eq!(progress(99, Delivered), Progress::Pending);
+}
+
+#[test]
+fn sms_previews_show_encoding_units_and_segments() {
+    let preview = PreviewTemplateResponse {
+        rendered_body: "Seu codigo de verificacao e 123456".into(),
+        sms_encoding: SmsEncoding::Gsm7 as i32,
+        sms_units: 34,
+        sms_segments: 1,
+        ..Default::default()
+    };
+    let text = preview_text(&preview);
+    assert!(text.contains("body\n  Seu codigo de verificacao e 123456\n"), "{text}");
+    assert!(text.contains("sms     GSM-7 · 34 septets · 1 segment\n"), "{text}");
+    assert!(text.ends_with("ok: a send with these values would be accepted\n"), "{text}");
+    let preview = PreviewTemplateResponse {
+        rendered_header: "https://images.example.com/box.jpg".into(),
+        rendered_body: "Olá {{1}}".into(),
+        footer: "Acme".into(),
+        problems: vec![PreviewProblem { field: "variables".into(), description: "expected 2 values, got 1".into() }],
+        ..Default::default()
+    };
+    let text = preview_text(&preview);
+    assert!(text.starts_with("header  https://images.example.com/box.jpg\n"), "{text}");
+    assert!(text.contains("footer  Acme\n") && !text.contains("sms "), "{text}");
+    assert!(text.contains("problems:\n  variables: expected 2 values, got 1\n"), "{text}");
+    let emoji = PreviewTemplateResponse {
+        sms_encoding: SmsEncoding::Ucs2 as i32,
+        sms_units: 140,
+        sms_segments: 3,
+        ..Default::default()
+    };
+    assert!(preview_text(&emoji).contains("sms     UCS-2 · 140 UCS-2 code units · 3 segments\n"));
+}
+
+#[test]
+fn messages_render_with_their_history() {
+    let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let message = Message {
+        message_id: "m-1".into(),
+        template_id: "t-1".into(),
+        template_name: "order_shipped".into(),
+        channel: Channel::Whatsapp as i32,
+        recipient_phone: "+5511987654321".into(),
+        rendered_body: "Olá José".into(),
+        status: MessageStatus::Delivered as i32,
+        provider_message_id: "wamid.X".into(),
+        requested_at: at(1_714_550_400),
+        history: vec![
+            MessageStatusChange {
+                status: MessageStatus::Requested as i32,
+                at: at(1_714_550_400),
+                detail: String::new(),
+            },
+            MessageStatusChange {
+                status: MessageStatus::Dispatched as i32,
+                at: at(1_714_550_401),
+                detail: "1 attempt".into(),
+            },
+            MessageStatusChange {
+                status: MessageStatus::Delivered as i32,
+                at: at(1_714_550_402),
+                detail: String::new(),
+            },
+        ],
+        ..Default::default()
+    };
+    let now = DateTime::from_timestamp(1_714_550_410, 0).unwrap();
+    let text = message_text(&message, now);
+    assert!(text.contains("status       delivered\n"), "{text}");
+    assert!(text.contains("template     order_shipped (t-1)\n"), "{text}");
+    assert!(text.contains("provider id  wamid.X\n"), "{text}");
+    assert!(!text.contains("failure"), "{text}");
+    assert!(text.contains("  AT                    STATUS      DETAIL\n"), "{text}");
+    assert!(text.contains("  2024-05-01T08:00:01Z  dispatched  1 attempt\n"), "{text}");
+    let failed = Message {
+        status: MessageStatus::Failed as i32,
+        failure_code: "131026".into(),
+        failure_reason: "undeliverable".into(),
+        failure_terminal: true,
+        ..message
+    };
+    assert!(message_text(&failed, now).contains("failure      131026: undeliverable (terminal)\n"));
+    assert!(progress_line(&failed).ends_with("failed  provider id wamid.X  131026: undeliverable"));
+}
+
+#[test]
+fn enums_render_short() {
+    assert_eq!(channel(Channel::Sms as i32), "sms");
+    assert_eq!(category(TemplateCategory::Authentication as i32), "authentication");
+    assert_eq!(header(HeaderKind::Image as i32), "image");
+    assert_eq!(message_status(MessageStatus::Read as i32), "read");
+    assert_eq!(encoding(SmsEncoding::Ucs2 as i32), "UCS-2");
+    assert_eq!(channel(0), "-");
+    assert_eq!(message_status(42), "unknown(42)");
+}
+
+#[tokio::test]
+async fn list_follows_pages_only_with_all() {
+    let page = |name: &str, next: &str| ListTemplatesResponse {
+        templates: vec![Template { name: name.into(), ..Default::default() }],
+        next_page_token: next.into(),
+    };
+    let pages = HashMap::from([(String::new(), page("a", "t2")), ("t2".to_owned(), page("b", ""))]);
+    let fetch = |request: ListTemplatesRequest| {
+        let page = pages.get(&request.page_token).cloned();
+        async move { page.ok_or_else(|| tonic::Status::invalid_argument("bad token")) }
+    };
+    let one = list_pages(ListTemplatesRequest::default(), false, fetch).await.unwrap();
+    assert_eq!((one.templates.len(), one.next_page_token.as_str()), (1, "t2"));
+    assert!(list_text(&one).contains("next page: --page-token t2"));
+    let all = list_pages(ListTemplatesRequest::default(), true, fetch).await.unwrap();
+    let names: Vec<&str> = all.templates.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(all.next_page_token.is_empty());
+}

@@ -1,0 +1,560 @@
+//! Local stand-ins for the providers messaging-templates talks to, over real HTTP:
+//!
+//! - a WhatsApp Cloud API-shaped endpoint, `POST /{version}/{phone_number_id}/messages` (bearer
+//!   token), answering `{"messaging_product":"whatsapp","contacts":[…],"messages":[{"id":"wamid.…"}]}`;
+//! - an SMS API of the common `Messages` shape, `POST /{version}/Accounts/{sid}/Messages.json`
+//!   (form `To`, `From`, `Body`; basic auth with the account sid), answering
+//!   `201 {"sid":"SM…","status":"queued",…}`.
+//!
+//! Every request is logged on one line (method, path, status, a short summary of the body). With a
+//! status webhook configured, each accepted WhatsApp message is followed by two WhatsApp-shaped
+//! status notifications, `delivered` then `read`, POSTed to the webhook and signed like Meta signs
+//! them: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Default listen addresses (the defaults messaging-templates calls).
+pub const DEFAULT_WHATSAPP_ADDR: &str = "127.0.0.1:8091";
+pub const DEFAULT_SMS_ADDR: &str = "127.0.0.1:8092";
+/// Delay before each status notification.
+pub const DEFAULT_STATUS_DELAY_MS: u64 = 300;
+/// `entry[].id` of the status notifications (the WhatsApp Business Account id).
+pub const WABA_ID: &str = "WABA";
+/// Attempts per status notification (connection refused or HTTP 5xx are retried).
+const WEBHOOK_ATTEMPTS: u32 = 3;
+/// Characters of an SMS body shown in the log line.
+const LOGGED_BODY_CHARS: usize = 40;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name}={value:?} is not a valid {what}")]
+    Invalid { name: &'static str, value: String, what: &'static str },
+    #[error("{set} is set but {missing} is not: set both to send signed status webhooks, or neither")]
+    Incomplete { set: &'static str, missing: &'static str },
+}
+
+/// Where status notifications go and how they are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusWebhook {
+    /// e.g. `http://127.0.0.1:8083/webhooks/whatsapp/demo`.
+    pub url: String,
+    /// The WhatsApp app secret the receiver verifies `X-Hub-Signature-256` with.
+    pub app_secret: String,
+    /// Before `delivered`, and again before `read`.
+    pub delay: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub whatsapp_addr: SocketAddr,
+    pub sms_addr: SocketAddr,
+    pub status_webhook: Option<StatusWebhook>,
+}
+
+impl Config {
+    /// From the environment: `DW_FAKE_WHATSAPP_ADDR`, `DW_FAKE_SMS_ADDR`, `DW_FAKE_STATUS_WEBHOOK`
+    /// with `DW_FAKE_WHATSAPP_APP_SECRET`, `DW_FAKE_STATUS_DELAY_MS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// From any lookup of variables (empty values count as unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let addr = |name: &'static str, default: &str| {
+            let value = var(name).unwrap_or_else(|| default.to_owned());
+            value.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid { name, value, what: "host:port address" })
+        };
+        let whatsapp_addr = addr("DW_FAKE_WHATSAPP_ADDR", DEFAULT_WHATSAPP_ADDR)?;
+        let sms_addr = addr("DW_FAKE_SMS_ADDR", DEFAULT_SMS_ADDR)?;
+        let delay_ms = match var("DW_FAKE_STATUS_DELAY_MS") {
+            None => DEFAULT_STATUS_DELAY_MS,
+            Some(value) => value.parse().map_err(|_| ConfigError::Invalid {
+                name: "DW_FAKE_STATUS_DELAY_MS",
+                value,
+                what: "number of milliseconds",
+            })?,
+        };
+        let status_webhook = match (var("DW_FAKE_STATUS_WEBHOOK"), var("DW_FAKE_WHATSAPP_APP_SECRET")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Incomplete {
+                    set: "DW_FAKE_STATUS_WEBHOOK",
+                    missing: "DW_FAKE_WHATSAPP_APP_SECRET",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Incomplete {
+                    set: "DW_FAKE_WHATSAPP_APP_SECRET",
+                    missing: "DW_FAKE_STATUS_WEBHOOK",
+                });
+            }
+            (Some(url), Some(app_secret)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        name: "DW_FAKE_STATUS_WEBHOOK",
+                        value: url,
+                        what: "http(s) URL",
+                    });
+                }
+                Some(StatusWebhook { url, app_secret, delay: Duration::from_millis(delay_ms) })
+            }
+        };
+        Ok(Self { whatsapp_addr, sms_addr, status_webhook })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pure parts: ids, request checks, webhook payload and signature
+
+/// A WhatsApp message id: `wamid.` and 32 upper-case hex digits.
+pub fn new_wamid() -> String {
+    format!("wamid.{}", uuid::Uuid::now_v7().simple().to_string().to_ascii_uppercase())
+}
+
+/// An SMS message sid: `SM` and 32 lower-case hex digits.
+pub fn new_sms_sid() -> String {
+    format!("SM{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+/// The `X-Hub-Signature-256` value of `body`: `sha256=<hex HMAC-SHA256(app_secret, body)>`.
+pub fn hub_signature(app_secret: &[u8], body: &[u8]) -> String {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
+    match Hmac::<Sha256>::new_from_slice(app_secret) {
+        Ok(mut mac) => {
+            mac.update(body);
+            format!("sha256={}", hex(&mac.finalize().into_bytes()))
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// A WhatsApp status notification (webhook field `messages`) for one message.
+pub fn status_payload(phone_number_id: &str, wamid: &str, status: &str, recipient_id: &str, timestamp: i64) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": WABA_ID,
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "phone_number_id": phone_number_id },
+                    "statuses": [{
+                        "id": wamid,
+                        "status": status,
+                        "timestamp": timestamp.to_string(),
+                        "recipient_id": recipient_id,
+                    }],
+                },
+            }],
+        }],
+    })
+}
+
+/// An error answer: HTTP status and JSON body shaped like the provider's.
+pub type Refusal = (StatusCode, Value);
+
+fn whatsapp_error(status: StatusCode, code: i64, message: &str) -> Refusal {
+    (status, json!({"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "fake"}}))
+}
+
+fn sms_error(status: StatusCode, code: i64, message: &str) -> Refusal {
+    (
+        status,
+        json!({
+            "code": code,
+            "message": message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+            "status": status.as_u16(),
+        }),
+    )
+}
+
+/// A WhatsApp send the fake accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhatsappSend {
+    /// `to` as sent.
+    pub to: String,
+    /// `to` without `+`: the `wa_id` and the status' `recipient_id`.
+    pub wa_id: String,
+    /// One line for the log.
+    pub summary: String,
+}
+
+/// Checks a WhatsApp Cloud API send: a bearer token, a JSON object with
+/// `messaging_product: whatsapp` and a `to` made of digits (an optional leading `+`).
+pub fn check_whatsapp(authorization: Option<&str>, body: &[u8]) -> Result<WhatsappSend, Refusal> {
+    let bearer = authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim).unwrap_or_default();
+    if bearer.is_empty() {
+        return Err(whatsapp_error(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token."));
+    }
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|_| whatsapp_error(StatusCode::BAD_REQUEST, 100, "(#100) The request body is not valid JSON"))?;
+    if request["messaging_product"] != "whatsapp" {
+        return Err(whatsapp_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "(#100) The parameter messaging_product is required and must be whatsapp.",
+        ));
+    }
+    let to = request["to"].as_str().map(str::trim).unwrap_or_default();
+    let wa_id = to.strip_prefix('+').unwrap_or(to);
+    if wa_id.is_empty() || wa_id.len() > 15 || !wa_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(whatsapp_error(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter: to"));
+    }
+    let kind = request["type"].as_str().unwrap_or("text");
+    let mut summary = format!("to={wa_id} type={kind}");
+    if kind == "template" {
+        let template = &request["template"];
+        let Some(name) = template["name"].as_str().filter(|n| !n.is_empty()) else {
+            return Err(whatsapp_error(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter: template.name"));
+        };
+        let language = template["language"]["code"].as_str().unwrap_or("-");
+        summary.push_str(&format!(" template={name} lang={language}"));
+        for component in template["components"].as_array().into_iter().flatten() {
+            let parameters = component["parameters"].as_array().map_or(&[][..], Vec::as_slice);
+            let kinds: Vec<&str> = parameters.iter().map(|p| p["type"].as_str().unwrap_or("?")).collect();
+            summary.push_str(&format!(" {}[{}]", component["type"].as_str().unwrap_or("?"), kinds.join(",")));
+        }
+    } else if let Some(text) = request["text"]["body"].as_str() {
+        summary.push_str(&format!(" text={}", quoted_prefix(text)));
+    }
+    Ok(WhatsappSend { to: to.to_owned(), wa_id: wa_id.to_owned(), summary })
+}
+
+/// An SMS send the fake accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsSend {
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub summary: String,
+}
+
+/// Checks an SMS Messages send: basic auth whose user is the account sid of the path (and a
+/// non-empty password), a form with `To` (E.164), `From` and `Body`.
+pub fn check_sms(account_sid: &str, authorization: Option<&str>, form: &[u8]) -> Result<SmsSend, Refusal> {
+    let credentials = authorization
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok());
+    let authenticated = credentials
+        .as_deref()
+        .and_then(|c| c.split_once(':'))
+        .is_some_and(|(user, password)| user == account_sid && !password.is_empty());
+    if !authenticated {
+        return Err(sms_error(StatusCode::UNAUTHORIZED, 20003, "Authentication Error - invalid username"));
+    }
+    let mut to = String::new();
+    let mut from = String::new();
+    let mut body = String::new();
+    for (key, value) in form_urlencoded::parse(form) {
+        match key.as_ref() {
+            "To" => to = value.into_owned(),
+            "From" => from = value.into_owned(),
+            "Body" => body = value.into_owned(),
+            _ => {}
+        }
+    }
+    if to.is_empty() {
+        return Err(sms_error(StatusCode::BAD_REQUEST, 21604, "A 'To' phone number is required."));
+    }
+    let digits = to.strip_prefix('+').unwrap_or_default();
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(sms_error(
+            StatusCode::BAD_REQUEST,
+            21211,
+            &format!("The 'To' number {to} is not a valid phone number."),
+        ));
+    }
+    if from.is_empty() {
+        return Err(sms_error(StatusCode::BAD_REQUEST, 21603, "A 'From' phone number is required."));
+    }
+    if body.is_empty() {
+        return Err(sms_error(StatusCode::BAD_REQUEST, 21602, "Message body is required."));
+    }
+    let summary = format!("to={to} from={from} body={} ({} chars)", quoted_prefix(&body), body.chars().count());
+    Ok(SmsSend { to, from, body, summary })
+}
+
+/// `"text"`, cut to a few characters with `…`.
+fn quoted_prefix(text: &str) -> String {
+    let mut shown: String = text.chars().take(LOGGED_BODY_CHARS).collect();
+    if text.chars().count() > LOGGED_BODY_CHARS {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+#[derive(Clone)]
+struct AppState {
+    webhook: Option<Arc<StatusWebhook>>,
+    http: reqwest::Client,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+fn log_refusal(method: &Method, uri: &Uri, refusal: &Refusal) {
+    tracing::warn!("{method} {} {} refused: {}", uri.path(), refusal.0.as_u16(), refusal.1);
+}
+
+async fn whatsapp_send(
+    State(state): State<AppState>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let send = match check_whatsapp(authorization(&headers), &body) {
+        Ok(send) => send,
+        Err(refusal) => {
+            log_refusal(&method, &uri, &refusal);
+            return json_response(refusal.0, &refusal.1);
+        }
+    };
+    let wamid = new_wamid();
+    tracing::info!("{method} {} 200 {} -> {wamid}", uri.path(), send.summary);
+    if let Some(webhook) = state.webhook.clone() {
+        let (http, cancel) = (state.http.clone(), state.cancel.clone());
+        let (wamid, recipient) = (wamid.clone(), send.wa_id.clone());
+        state.tracker.spawn(async move {
+            notify_statuses(&http, &webhook, &cancel, &phone_number_id, &wamid, &recipient).await;
+        });
+    }
+    let answer = json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": send.to, "wa_id": send.wa_id }],
+        "messages": [{ "id": wamid, "message_status": "accepted" }],
+    });
+    json_response(StatusCode::OK, &answer)
+}
+
+async fn sms_send(
+    Path((version, account_sid)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let send = match check_sms(&account_sid, authorization(&headers), &body) {
+        Ok(send) => send,
+        Err(refusal) => {
+            log_refusal(&method, &uri, &refusal);
+            return json_response(refusal.0, &refusal.1);
+        }
+    };
+    let sid = new_sms_sid();
+    tracing::info!("{method} {} 201 {} -> {sid}", uri.path(), send.summary);
+    let answer = json!({
+        "sid": sid,
+        "account_sid": account_sid,
+        "to": send.to,
+        "from": send.from,
+        "body": send.body,
+        "status": "queued",
+        "direction": "outbound-api",
+        "api_version": version,
+        "uri": format!("/{version}/Accounts/{account_sid}/Messages/{sid}.json"),
+    });
+    json_response(StatusCode::CREATED, &answer)
+}
+
+async fn not_found(method: Method, uri: Uri, body: Bytes) -> Response {
+    tracing::warn!("{method} {} 404 ({} bytes): no such endpoint on this fake", uri.path(), body.len());
+    json_response(StatusCode::NOT_FOUND, &json!({"error": {"message": format!("unknown path {}", uri.path())}}))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Sends `delivered`, then `read`, each after the configured delay; stops early on shutdown.
+async fn notify_statuses(
+    http: &reqwest::Client,
+    webhook: &StatusWebhook,
+    cancel: &CancellationToken,
+    phone_number_id: &str,
+    wamid: &str,
+    recipient: &str,
+) {
+    for status in ["delivered", "read"] {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(webhook.delay) => {}
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let payload = status_payload(phone_number_id, wamid, status, recipient, i64::try_from(now).unwrap_or(0));
+        let body = payload.to_string();
+        let signature = hub_signature(webhook.app_secret.as_bytes(), body.as_bytes());
+        post_signed(http, webhook, cancel, &body, &signature, status, wamid).await;
+    }
+}
+
+async fn post_signed(
+    http: &reqwest::Client,
+    webhook: &StatusWebhook,
+    cancel: &CancellationToken,
+    body: &str,
+    signature: &str,
+    status: &str,
+    wamid: &str,
+) {
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        let sent = http
+            .post(&webhook.url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("X-Hub-Signature-256", signature)
+            .body(body.to_owned())
+            .send()
+            .await;
+        let retry = match sent {
+            Ok(response) if response.status().is_success() => {
+                tracing::info!(
+                    "status webhook {status} {wamid} -> POST {} {}",
+                    webhook.url,
+                    response.status().as_u16()
+                );
+                return;
+            }
+            Ok(response) => {
+                let code = response.status();
+                let answer = response.text().await.unwrap_or_default();
+                tracing::warn!(
+                    "status webhook {status} {wamid} -> POST {} {} {}",
+                    webhook.url,
+                    code.as_u16(),
+                    answer.chars().take(200).collect::<String>()
+                );
+                code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS
+            }
+            Err(error) => {
+                tracing::warn!("status webhook {status} {wamid} -> POST {}: {error}", webhook.url);
+                error.is_connect() || error.is_timeout()
+            }
+        };
+        if !retry || attempt == WEBHOOK_ATTEMPTS {
+            return;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))) => {}
+        }
+    }
+}
+
+fn whatsapp_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/{version}/{phone_number_id}/messages", post(whatsapp_send))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn sms_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/{version}/Accounts/{account_sid}/Messages.json", post(sms_send))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Binds both addresses of `config`, then serves until `cancel`.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let whatsapp = TcpListener::bind(config.whatsapp_addr)
+        .await
+        .with_context(|| format!("binding the WhatsApp fake to {}", config.whatsapp_addr))?;
+    let sms = TcpListener::bind(config.sms_addr)
+        .await
+        .with_context(|| format!("binding the SMS fake to {}", config.sms_addr))?;
+    serve(whatsapp, sms, config.status_webhook, cancel).await
+}
+
+/// Serves the WhatsApp fake on `whatsapp` and the SMS fake on `sms` until `cancel`; pending
+/// status notifications are dropped on shutdown.
+pub async fn serve(
+    whatsapp: TcpListener,
+    sms: TcpListener,
+    status_webhook: Option<StatusWebhook>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let http =
+        reqwest::Client::builder().timeout(Duration::from_secs(5)).connect_timeout(Duration::from_secs(2)).build()?;
+    let tracker = TaskTracker::new();
+    match &status_webhook {
+        Some(webhook) => tracing::info!(
+            "status webhooks: delivered and read {} ms apart to {} (signed with X-Hub-Signature-256)",
+            webhook.delay.as_millis(),
+            webhook.url
+        ),
+        None => tracing::info!("status webhooks off (set DW_FAKE_STATUS_WEBHOOK and DW_FAKE_WHATSAPP_APP_SECRET)"),
+    }
+    let state =
+        AppState { webhook: status_webhook.map(Arc::new), http, tracker: tracker.clone(), cancel: cancel.clone() };
+    tracing::info!(
+        "fake WhatsApp Cloud API on http://{}  (POST /v21.0/<phone_number_id>/messages)",
+        whatsapp.local_addr()?
+    );
+    tracing::info!(
+        "fake SMS Messages API on http://{}  (POST /2010-04-01/Accounts/<sid>/Messages.json)",
+        sms.local_addr()?
+    );
+    let shutdown = |cancel: CancellationToken| async move { cancel.cancelled().await };
+    let whatsapp =
+        axum::serve(whatsapp, whatsapp_router(state.clone())).with_graceful_shutdown(shutdown(cancel.clone()));
+    let sms = axum::serve(sms, sms_router(state)).with_graceful_shutdown(shutdown(cancel.clone()));
+    // Either server stopping (on error) stops the other too.
+    let stop_both = |server: std::io::Result<()>| {
+        cancel.cancel();
+        server
+    };
+    let (whatsapp, sms) = tokio::join!(async { stop_both(whatsapp.await) }, async { stop_both(sms.await) });
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    whatsapp?;
+    sms?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

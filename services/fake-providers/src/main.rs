@@ -1,0 +1,44 @@
+//! `fake-providers`: a fake WhatsApp Cloud API (`DW_FAKE_WHATSAPP_ADDR`, default 127.0.0.1:8091)
+//! and a fake SMS Messages API (`DW_FAKE_SMS_ADDR`, default 127.0.0.1:8092) for local runs. With
+//! `DW_FAKE_STATUS_WEBHOOK` and `DW_FAKE_WHATSAPP_APP_SECRET`, every accepted WhatsApp message is
+//! followed by signed `delivered` and `read` status webhooks (`DW_FAKE_STATUS_DELAY_MS` apart,
+//! default 300). Logs as the services do (`DW_LOG_FORMAT`, `RUST_LOG`). Ctrl-C or SIGTERM stops it.
+
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = dw_telemetry::init("fake-providers", dw_telemetry::LogFormat::from_env())?;
+    let config = fake_providers::Config::from_env()?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    fake_providers::run(config, cancel).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `cancel` on Ctrl-C or SIGTERM.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for ctrl-c: {error}");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
+        () = terminate => tracing::info!("sigterm received, shutting down"),
+    }
+    cancel.cancel();
+}
