@@ -285,3 +285,62 @@ async fn an_sms_send_uses_the_messages_api() {
     assert_eq!(received[0].body, "To=%2B5511955554444&From=%2B15550001111&Body=Seu+codigo%3A+123456");
     service.stop().await;
 }
+
+#[tokio::test]
+async fn archived_templates_and_unknown_contacts_cannot_be_sent() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let template = whatsapp_template(&service).await;
+    let manager = token("acme", "boss", Role::Manager);
+    service
+        .templates()
+        .archive_template(authed(
+            &manager,
+            pb::ArchiveTemplateRequest { request_id: rid(), template_id: template.template_id.clone() },
+        ))
+        .await
+        .unwrap();
+    let status = service
+        .templates()
+        .send_template(authed(&manager, send_request(&template, "+5511900000006")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(dw_grpc_kit::errors::reason_of(&status).as_deref(), Some("TEMPLATE_ARCHIVED"));
+
+    let live = service
+        .templates()
+        .create_template(authed(
+            &manager,
+            pb::CreateTemplateRequest {
+                request_id: rid(),
+                channel: pb::Channel::Whatsapp as i32,
+                name: "order_shipped".into(),
+                content: Some(pb::TemplateContent {
+                    language: "pt_BR".into(),
+                    category: pb::TemplateCategory::Utility as i32,
+                    body: "Oi {{1}} {{2}}".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut unknown = send_request(&live, "+1");
+    unknown.header_image_url = String::new();
+    unknown.recipient = Some(pb::send_template_request::Recipient::ContactId(uuid::Uuid::now_v7().to_string()));
+    let status = service.templates().send_template(authed(&manager, unknown)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let mut with_image = send_request(&live, "+5511900000007");
+    with_image.request_id = rid();
+    let status = service.templates().send_template(authed(&manager, with_image)).await.unwrap_err();
+    assert_eq!(
+        dw_grpc_kit::errors::violated_fields(&status),
+        vec!["header_image_url"],
+        "the template has no image header"
+    );
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&setup.db.pool).await.unwrap();
+    assert_eq!(messages, 0);
+    service.stop().await;
+}
