@@ -4,10 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use dw_auth::TenantId;
+use dw_eventstore::RecordedEvent;
 use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::idempotency::RequestKey;
 use dw_eventstore::store;
-use dw_eventstore::{EventMetadata, RecordedEvent};
 use dw_proto::agentsessions::v1 as pb;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,7 +15,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::codec::{self, CodecError, timestamp};
 use crate::domain::service_day::{self, ServiceDay};
 use crate::domain::tenant_settings::{self, TenantSettings};
-use crate::domain::{AgentId, DayId, DomainError, RequestId, agent};
+use crate::domain::{AgentId, DayId, DomainError, agent};
 use crate::projections;
 use crate::projections::queries::status_to_pb;
 
@@ -40,27 +39,7 @@ pub enum AppError {
 
 dw_eventstore::impl_command_error!(AppError);
 
-/// Who asks, under which request id, for which RPC.
-#[derive(Debug, Clone)]
-pub struct CommandContext {
-    pub tenant: TenantId,
-    /// The caller's subject (agent or manager id).
-    pub actor: String,
-    pub request_id: RequestId,
-    pub operation: &'static str,
-    pub metadata: EventMetadata,
-}
-
-impl CommandContext {
-    fn key(&self) -> RequestKey<'_> {
-        RequestKey {
-            tenant_id: self.tenant.as_str(),
-            principal: &self.actor,
-            request_id: self.request_id.as_str(),
-            operation: self.operation,
-        }
-    }
-}
+pub use dw_grpc_kit::command::CommandContext;
 
 #[derive(Clone)]
 pub struct App {

@@ -5,11 +5,10 @@ pub mod admin;
 pub mod service_day;
 pub mod status_feed;
 
-use dw_auth::Principal;
 use dw_grpc_kit::errors;
-use tonic::{Request, Status};
+use tonic::Status;
 
-use crate::app::{AppError, CommandContext};
+use crate::app::AppError;
 use crate::domain::DomainError;
 
 /// The one mapping of this service's errors to the wire.
@@ -41,19 +40,4 @@ pub fn parse_field<T>(field: &str, value: &str, parse: impl Fn(&str) -> Result<T
 }
 
 /// The command context of a mutating RPC.
-pub fn command_context<T>(
-    request: &Request<T>,
-    principal: &Principal,
-    request_id: &str,
-    operation: &'static str,
-) -> Result<CommandContext, Status> {
-    let request_id = dw_grpc_kit::command::request_id(request_id)?;
-    let metadata = dw_grpc_kit::command::event_metadata(request, &request_id);
-    Ok(CommandContext {
-        tenant: principal.tenant().clone(),
-        actor: principal.subject().to_owned(),
-        request_id,
-        operation,
-        metadata,
-    })
-}
+pub use dw_grpc_kit::command::command_context;

@@ -26,3 +26,49 @@ pub fn event_metadata<T>(request: &Request<T>, request_id: &RequestId) -> EventM
         traceparent: dw_telemetry::current_traceparent(),
     }
 }
+
+/// Who asks, under which request id, for which RPC: what a command handler needs of a request.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub tenant: dw_auth::TenantId,
+    /// The caller's subject (agent, manager or service id).
+    pub actor: String,
+    /// Managers and services act on anything of their tenant; agents on their own.
+    pub privileged: bool,
+    pub request_id: RequestId,
+    /// The RPC, e.g. `dw.agentsessions.v1.ServiceDayService/StartBreak`.
+    pub operation: &'static str,
+    pub metadata: EventMetadata,
+}
+
+impl CommandContext {
+    /// The idempotency key of this request.
+    pub fn key(&self) -> dw_eventstore::idempotency::RequestKey<'_> {
+        dw_eventstore::idempotency::RequestKey {
+            tenant_id: self.tenant.as_str(),
+            principal: &self.actor,
+            request_id: self.request_id.as_str(),
+            operation: self.operation,
+        }
+    }
+}
+
+/// The command context of a mutating RPC from an authenticated caller.
+pub fn command_context<T>(
+    request: &Request<T>,
+    principal: &dw_auth::Principal,
+    request_id: &str,
+    operation: &'static str,
+) -> Result<CommandContext, Status> {
+    let request_id = self::request_id(request_id)?;
+    let metadata = event_metadata(request, &request_id);
+    let privileged = principal.has_role(dw_auth::Role::Manager) || principal.has_role(dw_auth::Role::Service);
+    Ok(CommandContext {
+        tenant: principal.tenant().clone(),
+        actor: principal.subject().to_owned(),
+        privileged,
+        request_id,
+        operation,
+        metadata,
+    })
+}

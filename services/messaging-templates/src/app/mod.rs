@@ -5,17 +5,15 @@ pub mod inbound;
 pub mod send;
 
 use chrono::{DateTime, Utc};
-use dw_auth::TenantId;
 use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::idempotency::RequestKey;
-use dw_eventstore::{EventMetadata, store};
+use dw_eventstore::store;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::codec;
+use crate::domain::DomainError;
 use crate::domain::contact::{self, Contact, ContactInput};
 use crate::domain::template::{self, Channel, Content, Template};
-use crate::domain::{DomainError, RequestId};
 use crate::projections;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,25 +38,7 @@ pub enum AppError {
 
 dw_eventstore::impl_command_error!(AppError);
 
-#[derive(Debug, Clone)]
-pub struct CommandContext {
-    pub tenant: TenantId,
-    pub actor: String,
-    pub request_id: RequestId,
-    pub operation: &'static str,
-    pub metadata: EventMetadata,
-}
-
-impl CommandContext {
-    fn key(&self) -> RequestKey<'_> {
-        RequestKey {
-            tenant_id: self.tenant.as_str(),
-            principal: &self.actor,
-            request_id: self.request_id.as_str(),
-            operation: self.operation,
-        }
-    }
-}
+pub use dw_grpc_kit::command::CommandContext;
 
 #[derive(Clone)]
 pub struct App {

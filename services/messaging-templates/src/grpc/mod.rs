@@ -3,11 +3,10 @@
 pub mod contacts;
 pub mod templates;
 
-use dw_auth::Principal;
 use dw_grpc_kit::errors;
-use tonic::{Request, Status};
+use tonic::Status;
 
-use crate::app::{AppError, CommandContext};
+use crate::app::AppError;
 
 pub fn to_status(error: AppError) -> Status {
     match error {
@@ -35,22 +34,7 @@ pub fn db_status(error: sqlx::Error) -> Status {
     to_status(AppError::Database(error))
 }
 
-pub fn command_context<T>(
-    request: &Request<T>,
-    principal: &Principal,
-    request_id: &str,
-    operation: &'static str,
-) -> Result<CommandContext, Status> {
-    let request_id = dw_grpc_kit::command::request_id(request_id)?;
-    let metadata = dw_grpc_kit::command::event_metadata(request, &request_id);
-    Ok(CommandContext {
-        tenant: principal.tenant().clone(),
-        actor: principal.subject().to_owned(),
-        request_id,
-        operation,
-        metadata,
-    })
-}
+pub use dw_grpc_kit::command::command_context;
 
 pub fn uuid_field(field: &str, value: &str) -> Result<uuid::Uuid, Status> {
     uuid::Uuid::parse_str(value).map_err(|_| errors::invalid_argument(field, "must be an id (UUID)"))

@@ -11,16 +11,14 @@ pub mod reactions;
 pub mod tasks;
 
 use chrono::{DateTime, Utc};
-use dw_auth::TenantId;
 use dw_eventstore::EventMetadata;
-use dw_eventstore::idempotency::RequestKey;
 use dw_eventstore::store;
 use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::codec::{self, CodecError};
 use crate::domain::task::{self, Event, Task};
-use crate::domain::{DomainError, RequestId, TaskId};
+use crate::domain::{DomainError, TaskId};
 use crate::projections;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,28 +43,7 @@ pub enum AppError {
 
 dw_eventstore::impl_command_error!(AppError);
 
-/// Who asks, under which request id, for which RPC.
-#[derive(Debug, Clone)]
-pub struct CommandContext {
-    pub tenant: TenantId,
-    pub actor: String,
-    /// Managers and services act on any task; agents on their own.
-    pub privileged: bool,
-    pub request_id: RequestId,
-    pub operation: &'static str,
-    pub metadata: EventMetadata,
-}
-
-impl CommandContext {
-    pub fn key(&self) -> RequestKey<'_> {
-        RequestKey {
-            tenant_id: self.tenant.as_str(),
-            principal: &self.actor,
-            request_id: self.request_id.as_str(),
-            operation: self.operation,
-        }
-    }
-}
+pub use dw_grpc_kit::command::CommandContext;
 
 /// Takes the tenant's distribution lock until the transaction ends.
 pub async fn lock_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {

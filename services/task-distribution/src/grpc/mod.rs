@@ -4,11 +4,10 @@
 pub mod distribution;
 pub mod task_feed;
 
-use dw_auth::Principal;
 use dw_grpc_kit::errors;
-use tonic::{Request, Status};
+use tonic::Status;
 
-use crate::app::{AppError, CommandContext};
+use crate::app::AppError;
 use crate::domain::DomainError;
 
 pub fn to_status(error: AppError) -> Status {
@@ -43,21 +42,4 @@ pub fn parse_field<T>(field: &str, value: &str, parse: impl Fn(&str) -> Result<T
     parse(value).map_err(|reason| errors::invalid_argument(field, reason))
 }
 
-pub fn command_context<T>(
-    request: &Request<T>,
-    principal: &Principal,
-    request_id: &str,
-    operation: &'static str,
-) -> Result<CommandContext, Status> {
-    let request_id = dw_grpc_kit::command::request_id(request_id)?;
-    let metadata = dw_grpc_kit::command::event_metadata(request, &request_id);
-    let privileged = principal.has_role(dw_auth::Role::Manager) || principal.has_role(dw_auth::Role::Service);
-    Ok(CommandContext {
-        tenant: principal.tenant().clone(),
-        actor: principal.subject().to_owned(),
-        privileged,
-        request_id,
-        operation,
-        metadata,
-    })
-}
+pub use dw_grpc_kit::command::command_context;
