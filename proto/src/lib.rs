@@ -45,3 +45,9 @@ pub mod time {
         duration.seconds * 1000 + i64::from(duration.nanos) / 1_000_000
     }
 }
+
+pub mod notifications {
+    pub mod v1 {
+        tonic::include_proto!("dw.notifications.v1");
+    }
+}

@@ -10,6 +10,7 @@
 pub mod consumer;
 pub mod dead_letters;
 pub mod inbound;
+pub mod permissions;
 
 pub use consumer::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
 pub use inbound::{EnvelopeError, InboundEvent};

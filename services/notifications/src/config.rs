@@ -1,0 +1,46 @@
+//! Configuration: the common service settings with notifications' defaults (gRPC 50054, metrics
+//! 9104, database `dw_notifications`, stream `DW_NOTIFICATIONS`), and the streams it consumes.
+
+use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, var};
+
+pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
+    database: "dw_notifications",
+    grpc_port: 50054,
+    metrics_port: 9104,
+    stream_name: "DW_NOTIFICATIONS",
+    subject_prefix: "dw.notifications",
+};
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub stream_name: String,
+    pub subject_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: ServiceConfig,
+    pub messaging: Upstream,
+    pub distribution: Upstream,
+    pub agent_sessions: Upstream,
+    pub consumer_prefix: String,
+}
+
+pub fn from_env() -> Result<Config, ConfigError> {
+    Ok(Config {
+        service: ServiceConfig::from_env(DEFAULTS)?,
+        messaging: Upstream {
+            stream_name: var("DW_MESSAGING_STREAM", "DW_MESSAGING"),
+            subject_prefix: var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
+        },
+        distribution: Upstream {
+            stream_name: var("DW_DISTRIBUTION_STREAM", "DW_DISTRIBUTION"),
+            subject_prefix: var("DW_DISTRIBUTION_SUBJECT_PREFIX", "dw.distribution"),
+        },
+        agent_sessions: Upstream {
+            stream_name: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
+            subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
+        },
+        consumer_prefix: var("DW_CONSUMER_PREFIX", "notifications"),
+    })
+}

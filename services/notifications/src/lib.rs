@@ -1,0 +1,11 @@
+//! notifications: the single-notifications log (every template sent, from messaging's events)
+//! and agents' live notifications (client messages on their tasks, assignments, failed sends).
+//! Web Push and outbound webhooks come next.
+
+pub mod config;
+pub mod grpc;
+pub mod projections;
+pub mod server;
+
+/// The embedded migrations of this service's database.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/notifications");

@@ -1,0 +1,20 @@
+//! notifications binary: `notifications` serves; `notifications migrate` applies migrations and
+//! exits.
+
+use notifications::server;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = dw_telemetry::init("notifications", dw_telemetry::LogFormat::from_env())?;
+    let config = notifications::config::from_env()?;
+    tracing::info!(?config, "starting");
+    let cancel = CancellationToken::new();
+    tokio::spawn(dw_grpc_kit::shutdown::cancel_on_signal(cancel.clone()));
+    match std::env::args().nth(1).as_deref() {
+        Some("migrate") => server::migrate(&config, &cancel).await?,
+        None | Some("serve") => server::run(config, cancel).await?,
+        Some(other) => anyhow::bail!("unknown command {other:?}; use `serve` (default) or `migrate`"),
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The notifications service against real Postgres and NATS, fed with events published on
+//! JetStream the way messaging, distribution and agent-sessions publish them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use dw_auth::{JwtVerifier, Role};
+use dw_grpc_kit::config::ServiceConfig;
+use dw_proto::distribution::v1 as distribution;
+use dw_proto::messaging::v1 as messaging;
+use dw_proto::notifications::v1 as pb;
+use dw_proto::notifications::v1::notification_service_client::NotificationServiceClient;
+use dw_testkit::{TestDb, TestNamespace};
+use futures::StreamExt;
+use notifications::config::{Config, Upstream};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+const SECRET: &str = "test-secret-for-notification-tests";
+
+struct Harness {
+    _db: TestDb,
+    js: jetstream::Context,
+    messaging: TestNamespace,
+    distribution: TestNamespace,
+    sessions: TestNamespace,
+    channel: Channel,
+    cancel: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn start() -> Harness {
+    let db = TestDb::create(&notifications::MIGRATOR).await.unwrap();
+    let own = TestNamespace::new("notifications");
+    let (messaging, distribution, sessions) =
+        (TestNamespace::new("nmessaging"), TestNamespace::new("ndistribution"), TestNamespace::new("nsessions"));
+    let js = jetstream::new(dw_testkit::connect_nats().await.unwrap());
+    for ns in [&messaging, &distribution, &sessions] {
+        js.create_stream(jetstream::stream::Config {
+            name: ns.stream_name.clone(),
+            subjects: vec![format!("{}.>", ns.subject_prefix)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = |ns: &TestNamespace| Upstream {
+        stream_name: ns.stream_name.clone(),
+        subject_prefix: ns.subject_prefix.clone(),
+    };
+    let config = Config {
+        service: ServiceConfig::for_test(
+            db.url.clone(),
+            dw_testkit::nats_url(),
+            addr,
+            SECRET.as_bytes(),
+            own.stream_name.clone(),
+            own.subject_prefix.clone(),
+        ),
+        messaging: upstream(&messaging),
+        distribution: upstream(&distribution),
+        agent_sessions: upstream(&sessions),
+        consumer_prefix: "notifications".into(),
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(notifications::server::run_with_listener(config, listener, cancel.clone()));
+    for _ in 0..200 {
+        if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+            return Harness { _db: db, js, messaging, distribution, sessions, channel, cancel };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("notifications did not start");
+}
+
+async fn publish(h: &Harness, ns: &TestNamespace, tenant: &str, subject: &str, event_type: &str, payload: Vec<u8>) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, value) in [
+        ("Nats-Msg-Id", id.as_str()),
+        ("ce-id", id.as_str()),
+        ("ce-type", event_type),
+        ("ce-source", "test"),
+        ("ce-subject", "stream:test"),
+        ("dw-tenant", tenant),
+        ("dw-stream-version", "1"),
+    ] {
+        headers.insert(name, value);
+    }
+    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
+    let subject = format!("{}.{tenant}.{subject}", ns.subject_prefix);
+    h.js.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
+}
+
+fn token(tenant: &str, sub: &str, role: Role) -> String {
+    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
+    dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600)
+}
+
+fn authed<T>(token: &str, body: T) -> Request<T> {
+    let mut request = Request::new(body);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+async fn requested(h: &Harness, tenant: &str, agent: &str, channel: messaging::Channel) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let message = messaging::Message {
+        message_id: id.clone(),
+        template_id: uuid::Uuid::now_v7().to_string(),
+        template_name: "order_shipped".into(),
+        channel: channel as i32,
+        recipient_phone: "+5511987654321".into(),
+        rendered_body: "Olá".into(),
+        agent_id: agent.into(),
+        status: messaging::MessageStatus::Requested as i32,
+        requested_at: Some(dw_proto::time::timestamp(chrono::Utc::now())),
+        ..Default::default()
+    };
+    let event = messaging::MessageRequested { message: Some(message) };
+    publish(h, &h.messaging, tenant, "message.requested", "dw.messaging.v1.MessageRequested", event.encode_to_vec())
+        .await;
+    id
+}
+
+async fn list(
+    h: &Harness,
+    bearer: &str,
+    request: pb::ListNotificationsRequest,
+) -> Result<pb::ListNotificationsResponse, tonic::Status> {
+    NotificationServiceClient::new(h.channel.clone())
+        .list_notifications(authed(bearer, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn the_log_filters_by_channel_and_respects_visibility() {
+    let h = start().await;
+    let manager = token("acme", "boss", Role::Manager);
+    let whatsapp = requested(&h, "acme", "ana", messaging::Channel::Whatsapp).await;
+    requested(&h, "acme", "bruno", messaging::Channel::Sms).await;
+    requested(&h, "globex", "zeca", messaging::Channel::Sms).await;
+    let dispatched = messaging::MessageDispatched {
+        message_id: whatsapp.clone(),
+        provider_message_id: "wamid.1".into(),
+        attempts: 1,
+        dispatched_at: None,
+    };
+    publish(
+        &h,
+        &h.messaging,
+        "acme",
+        "message.dispatched",
+        "dw.messaging.v1.MessageDispatched",
+        dispatched.encode_to_vec(),
+    )
+    .await;
+    let delivered = messaging::MessageDelivered { message_id: whatsapp.clone(), delivered_at: None };
+    publish(
+        &h,
+        &h.messaging,
+        "acme",
+        "message.delivered",
+        "dw.messaging.v1.MessageDelivered",
+        delivered.encode_to_vec(),
+    )
+    .await;
+
+    let all = eventually("the log", async || {
+        let all = list(&h, &manager, pb::ListNotificationsRequest::default()).await.unwrap();
+        let delivered = all.notifications.iter().any(|n| n.status == messaging::MessageStatus::Delivered as i32);
+        (all.notifications.len() == 2 && delivered).then_some(all)
+    })
+    .await;
+    assert_eq!(all.notifications.len(), 2, "another tenant's send is not listed");
+    let only_whatsapp = list(
+        &h,
+        &manager,
+        pb::ListNotificationsRequest { channel: messaging::Channel::Whatsapp as i32, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(only_whatsapp.notifications.len(), 1);
+    let send = &only_whatsapp.notifications[0];
+    assert_eq!((send.message_id.as_str(), send.agent_id.as_str()), (whatsapp.as_str(), "ana"));
+    let timeline: Vec<i32> = send.timeline.iter().map(|c| c.status).collect();
+    assert_eq!(
+        timeline,
+        [
+            messaging::MessageStatus::Requested as i32,
+            messaging::MessageStatus::Dispatched as i32,
+            messaging::MessageStatus::Delivered as i32
+        ]
+    );
+    let sms = list(
+        &h,
+        &manager,
+        pb::ListNotificationsRequest { channel: messaging::Channel::Sms as i32, ..Default::default() },
+    )
+    .await;
+    assert!(sms.unwrap().notifications.iter().all(|n| n.channel == messaging::Channel::Sms as i32));
+
+    // Pages: one at a time, newest first, while a new send arrives.
+    let first = list(&h, &manager, pb::ListNotificationsRequest { page_size: 1, ..Default::default() }).await.unwrap();
+    requested(&h, "acme", "ana", messaging::Channel::Sms).await;
+    let second = list(
+        &h,
+        &manager,
+        pb::ListNotificationsRequest { page_size: 1, page_token: first.next_page_token, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert_ne!(first.notifications[0].message_id, second.notifications[0].message_id);
+    assert_eq!(second.notifications[0].message_id, whatsapp, "the older page is stable");
+
+    // Agents need notifications.view, then see only their own.
+    let ana = token("acme", "ana", Role::Agent);
+    assert_eq!(
+        list(&h, &ana, pb::ListNotificationsRequest::default()).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let grant = dw_proto::agentsessions::v1::PermissionGranted {
+        agent_id: "ana".into(),
+        permission: "notifications.view".into(),
+        granted_by: "boss".into(),
+    };
+    publish(
+        &h,
+        &h.sessions,
+        "acme",
+        "agent.permission_granted",
+        "dw.agentsessions.v1.PermissionGranted",
+        grant.encode_to_vec(),
+    )
+    .await;
+    let mine =
+        eventually("the grant", async || list(&h, &ana, pb::ListNotificationsRequest::default()).await.ok()).await;
+    assert!(!mine.notifications.is_empty());
+    assert!(mine.notifications.iter().all(|n| n.agent_id == "ana"));
+}
+
+#[tokio::test]
+async fn client_messages_reach_their_agent_and_resumes_miss_nothing() {
+    let h = start().await;
+    let ana = token("acme", "ana", Role::Agent);
+    let bruno = token("acme", "bruno", Role::Agent);
+    let mut client = NotificationServiceClient::new(h.channel.clone());
+    let mut ana_stream =
+        client.subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0 })).await.unwrap().into_inner();
+    let mut bruno_stream =
+        client.subscribe(authed(&bruno, pb::SubscribeRequest { after_sequence: 0 })).await.unwrap().into_inner();
+
+    let task = uuid::Uuid::now_v7().to_string();
+    let assigned = distribution::TaskAssigned {
+        task_id: task.clone(),
+        agent_id: "ana".into(),
+        department_id: "support".into(),
+        ..Default::default()
+    };
+    publish(&h, &h.distribution, "acme", "task.assigned", "dw.distribution.v1.TaskAssigned", assigned.encode_to_vec())
+        .await;
+    let message = distribution::TaskMessageRecorded {
+        task_id: task.clone(),
+        message_id: uuid::Uuid::now_v7().to_string(),
+        text: "Olá, alguém aí?".into(),
+        received_at: None,
+        agent_id: "ana".into(),
+    };
+    publish(
+        &h,
+        &h.distribution,
+        "acme",
+        "task.message_recorded",
+        "dw.distribution.v1.TaskMessageRecorded",
+        message.encode_to_vec(),
+    )
+    .await;
+
+    let next = async |stream: &mut tonic::Streaming<pb::AgentNotification>| {
+        tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("within 10 s").unwrap().unwrap()
+    };
+    let first = next(&mut ana_stream).await;
+    let second = next(&mut ana_stream).await;
+    assert_eq!((first.sequence, first.kind), (1, pb::agent_notification::Kind::TaskAssigned as i32));
+    assert_eq!(
+        (second.sequence, second.kind, second.body.as_str()),
+        (2, pb::agent_notification::Kind::ClientMessage as i32, "Olá, alguém aí?")
+    );
+    assert_eq!(second.task_id, task);
+    assert!(tokio::time::timeout(Duration::from_millis(500), bruno_stream.next()).await.is_err(), "nothing for bruno");
+
+    // A client that saw 1 resumes and gets exactly 2, then live ones.
+    let mut resumed =
+        client.subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 1 })).await.unwrap().into_inner();
+    assert_eq!(next(&mut resumed).await.sequence, 2);
+    let again = distribution::TaskMessageRecorded {
+        text: "Oi?".into(),
+        message_id: uuid::Uuid::now_v7().to_string(),
+        ..message
+    };
+    publish(
+        &h,
+        &h.distribution,
+        "acme",
+        "task.message_recorded",
+        "dw.distribution.v1.TaskMessageRecorded",
+        again.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(next(&mut resumed).await.sequence, 3);
+    assert_eq!(next(&mut ana_stream).await.sequence, 3);
+}
