@@ -1,7 +1,11 @@
 //! Configuration: the common service settings with notifications' defaults (gRPC 50054, metrics
 //! 9104, database `dw_notifications`, stream `DW_NOTIFICATIONS`), and the streams it consumes.
 
-use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, var};
+use std::time::Duration;
+
+use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, var};
+
+use crate::webhooks::{WebhookConfig, default_schedule};
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     database: "dw_notifications",
@@ -24,6 +28,7 @@ pub struct Config {
     pub distribution: Upstream,
     pub agent_sessions: Upstream,
     pub consumer_prefix: String,
+    pub webhooks: WebhookConfig,
 }
 
 pub fn from_env() -> Result<Config, ConfigError> {
@@ -42,5 +47,16 @@ pub fn from_env() -> Result<Config, ConfigError> {
             subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
         },
         consumer_prefix: var("DW_CONSUMER_PREFIX", "notifications"),
+        webhooks: WebhookConfig {
+            allowed_hosts: var("DW_WEBHOOK_ALLOWED_HOSTS", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            timeout: Duration::from_millis(parsed("DW_WEBHOOK_TIMEOUT_MS", "15000")?),
+            schedule: default_schedule(),
+            poll_interval: Duration::from_millis(parsed("DW_WEBHOOK_POLL_MS", "500")?),
+        },
     })
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod grpc;
 pub mod projections;
 pub mod server;
+pub mod webhooks;
 
 /// The embedded migrations of this service's database.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/notifications");

@@ -116,8 +116,25 @@ impl Projection for MessagingProjection {
                 .bind(&message.rendered_body)
                 .bind(timeline)
                 .bind(requested_at)
-                .execute(conn)
+                .execute(&mut *conn)
                 .await?;
+                let data = serde_json::json!({
+                    "message_id": message.message_id,
+                    "template_id": message.template_id,
+                    "template_name": message.template_name,
+                    "channel": channel_name(message.channel),
+                    "recipient_phone": message.recipient_phone,
+                    "contact_id": message.contact_id,
+                    "rendered_body": message.rendered_body,
+                    "variables": message.variables,
+                    "department_id": message.department_id,
+                    "agent_id": message.agent_id,
+                    "metadata": message.metadata,
+                    "additional_information": message.additional_information,
+                    "requested_at": requested_at,
+                });
+                let send_url = Some(message.webhook_url.as_str()).filter(|u| !u.is_empty());
+                crate::webhooks::enqueue(conn, tenant, "template.sent", send_url, data).await?;
                 return Ok(());
             }
             "dw.messaging.v1.MessageDispatched" => {
@@ -150,6 +167,9 @@ impl Projection for MessagingProjection {
                 .bind(at)
                 .fetch_optional(&mut *conn)
                 .await?;
+                let data =
+                    serde_json::json!({"message_id": m.message_id, "code": m.code, "reason": m.reason, "at": at});
+                crate::webhooks::enqueue(conn, tenant, "message.failed", None, data).await?;
                 if let Some(row) = row {
                     let agent: String = row.try_get("agent_id")?;
                     let template: String = row.try_get("template_name")?;
@@ -181,9 +201,11 @@ impl Projection for MessagingProjection {
         .bind(uuid_of(&message_id))
         .bind(status)
         .bind(at)
-        .bind(detail)
-        .execute(conn)
+        .bind(&detail)
+        .execute(&mut *conn)
         .await?;
+        let data = serde_json::json!({"message_id": message_id, "status": status, "at": at, "detail": detail});
+        crate::webhooks::enqueue(conn, tenant, &format!("message.{status}"), None, data).await?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use dw_bus::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
 use dw_grpc_kit::AuthInterceptor;
 use dw_grpc_kit::bootstrap::{self, Bootstrap};
 use dw_proto::notifications::v1::notification_service_server::NotificationServiceServer;
+use dw_proto::notifications::v1::webhook_service_server::WebhookServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +16,7 @@ use crate::projections::{DistributionProjection, MessagingProjection};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 1] = ["dw.notifications.v1.NotificationService"];
+pub const SERVICE_NAMES: [&str; 2] = ["dw.notifications.v1.NotificationService", "dw.notifications.v1.WebhookService"];
 
 pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), ServeError> {
     bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
@@ -65,9 +66,12 @@ pub async fn run_with_listener(
         ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), permissions, PermissionsProjection, metrics);
     boot.tasks.spawn(permissions.run(boot.background.clone()));
 
+    boot.tasks.spawn(crate::webhooks::run_worker(boot.pool.clone(), config.webhooks.clone(), boot.background.clone()));
     let notifier = Notifier::start(boot.pool.clone(), &boot.tasks, boot.background.clone());
     let service = NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone());
     let auth = AuthInterceptor::new(boot.verifier.clone());
-    let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth));
+    let webhooks = crate::webhooks::WebhookGrpc::new(boot.pool.clone(), config.webhooks.clone());
+    let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))
+        .add_service(WebhookServiceServer::with_interceptor(webhooks, auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }
