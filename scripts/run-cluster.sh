@@ -10,6 +10,8 @@
 # Cloud API and an SMS Messages API over HTTP) start first; messaging-templates sends to them, and
 # they report every WhatsApp message delivered then read to its webhook port for the tenant `demo`,
 # signed with the local app secret.
+# When notifications runs, dwctl finds it through DW_NOTIFICATIONS_ADDR (exported below like every
+# service's address) and the how-to-call block shows its dwctl commands.
 # Ctrl-C or SIGTERM stops exactly the processes this script started; if a service dies, the script
 # says so, stops the others and exits non-zero.
 #
@@ -214,6 +216,28 @@ env_for() {
                 "DW_SMS_BASE_URL=http://$call_host:$fake_sms_port/2010-04-01"
         fi
     fi
+    if [[ "${DW_SVC_NAMES[$i]}" == notifications ]]; then
+        # Local webhook receivers and push services live on this machine.
+        printf '%s\n' \
+            "DW_WEBHOOK_ALLOWED_HOSTS=${DW_WEBHOOK_ALLOWED_HOSTS:-127.0.0.1,localhost}" \
+            "DW_PUSH_ALLOWED_HOSTS=${DW_PUSH_ALLOWED_HOSTS:-127.0.0.1,localhost}" \
+            "DW_VAPID_PRIVATE_KEY=$(local_vapid_key)"
+    fi
+}
+
+# local_vapid_key: the local cluster's VAPID private key (generated once into .dw/, so browser
+# subscriptions survive restarts), or DW_VAPID_PRIVATE_KEY when set.
+local_vapid_key() {
+    if [[ -n "${DW_VAPID_PRIVATE_KEY:-}" ]]; then
+        printf '%s' "$DW_VAPID_PRIVATE_KEY"
+        return
+    fi
+    local file="$DW_ROOT/.dw/vapid-private-key"
+    if [[ ! -s "$file" ]]; then
+        mkdir -p "$DW_ROOT/.dw"
+        python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode())' >"$file"
+    fi
+    tr -d '\n' <"$file"
 }
 
 # fake_env: the environment of the fake providers.
@@ -353,6 +377,13 @@ for i in "${run_idx[@]}"; do
     fi
 done
 td_hostport=${td_addr#http://}
+nt_addr=""
+for i in "${run_idx[@]}"; do
+    if [[ "${DW_SVC_NAMES[$i]}" == notifications ]]; then
+        nt_addr=${DW_NOTIFICATIONS_ADDR:-http://$call_host:${DW_SVC_GRPC[$i]}}
+    fi
+done
+nt_hostport=${nt_addr#http://}
 {
     echo
     echo "================================================================================"
@@ -398,6 +429,9 @@ td_hostport=${td_addr#http://}
     if [[ -n "$td_addr" ]]; then
         echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" $td_hostport describe dw.distribution.v1.DistributionService"
     fi
+    if [[ -n "$nt_addr" ]]; then
+        echo "   grpcurl -plaintext -H \"authorization: Bearer \$DW_TOKEN\" $nt_hostport describe dw.notifications.v1.NotificationService"
+    fi
     echo
     if [[ -n "$td_addr" ]]; then
         echo " Tasks (task-distribution). Without DW_TOKEN, dwctl mints a token from --tenant/--sub/--role:"
@@ -427,6 +461,21 @@ td_hostport=${td_addr#http://}
             echo "   (sends go to $fake_name, which reports WhatsApp messages delivered then read ~300 ms later)"
         fi
         echo "   dwctl events tail --stream DW_MESSAGING --from-start"
+        echo
+    fi
+    if [[ -n "$nt_addr" ]]; then
+        echo " Notifications (notifications): the single-notifications log (every template sent, with its status"
+        echo " timeline) and an agent's live notifications (a client writes, a task is assigned, a send failed):"
+        echo "   dwctl --tenant demo --sub ana --role agent notifications list --channel whatsapp"
+        echo "   dwctl --tenant demo --sub ana --role agent notifications list --channel sms --status failed"
+        echo "   dwctl --tenant demo --sub ana --role agent notifications get --message-id <MESSAGE_ID>   # with its timeline"
+        echo "   dwctl --tenant demo --sub ana --role agent notifications subscribe   # keep it open; --json: one object per line"
+        if [[ -n "$td_addr" ]]; then
+            echo "   dwctl demo inbound --tenant demo --phone +5511987654321 --name 'José Silva' --text 'Olá, preciso de ajuda'"
+            echo "       (with ana's day started, her subscription shows the task assigned, then the message)"
+        fi
+        echo "   dwctl --tenant demo --sub ana --role agent notifications subscribe --after <SEQUENCE>   # resume: exactly what was missed"
+        echo "   dwctl --tenant demo --sub manager-1 --role manager notifications list --agent ana --all"
         echo
     fi
     echo " Logs are also written to $log_dir/<service>.log"

@@ -37,11 +37,16 @@ Examples:
   dwctl templates preview --template-id <ID> --var 'José' --var A-1234
   dwctl templates send --template-id <ID> --contact-id <CONTACT_ID> --var 'José' --var A-1234 \\
       --header-image-url https://images.example.com/acme/pedido.jpg
-  dwctl messages wait --message-id <MESSAGE_ID> --status delivered";
+  dwctl messages wait --message-id <MESSAGE_ID> --status delivered
+  dwctl notifications list --channel whatsapp
+  dwctl notifications list --channel sms --status failed --from 2026-03-01
+  dwctl notifications get --message-id <MESSAGE_ID>
+  dwctl notifications subscribe --after 41";
 
 /// Command-line client for the Digital Workspace: act on a service day as an agent, administer
 /// agents and tenant settings as a manager, work service tasks, find CRM contacts and send them
-/// WhatsApp/SMS templates, tail domain events, seed demo data.
+/// WhatsApp/SMS templates, see the single-notifications log and live notifications, tail domain
+/// events, seed demo data.
 #[derive(Debug, Parser)]
 #[command(name = "dwctl", version, after_long_help = AFTER_HELP)]
 pub struct Cli {
@@ -65,6 +70,10 @@ pub struct GlobalOpts {
     /// messaging-templates gRPC address (templates, messages, contacts, demo seed).
     #[arg(long, global = true, env = "DW_MESSAGING_ADDR", default_value = "http://127.0.0.1:50053")]
     pub messaging_addr: String,
+
+    /// notifications gRPC address (notifications, demo seed).
+    #[arg(long, global = true, env = "DW_NOTIFICATIONS_ADDR", default_value = "http://127.0.0.1:50054")]
+    pub notifications_addr: String,
 
     /// Bearer token (JWT) to send; takes precedence over minting one.
     #[arg(long, global = true, env = "DW_TOKEN", hide_env_values = true)]
@@ -127,6 +136,10 @@ pub enum Command {
     /// CRM contacts: upsert (role `manager` or `service`), search, get (ContactService).
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// The single-notifications log (every template sent, with its status timeline) and your live
+    /// notifications (NotificationService at --notifications-addr).
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
     /// Domain events on JetStream.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -685,6 +698,69 @@ pub enum ContactsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// The single-notifications log, newest first (ListNotifications; agents need permission
+    /// `notifications.view` and see their own sends, managers and services the whole tenant's).
+    /// Prints one page and the next page token; --all follows every page.
+    List(ListNotificationsArgs),
+    /// One send with its status timeline (GetNotification).
+    Get {
+        #[arg(long, value_parser = parse::non_empty)]
+        message_id: String,
+    },
+    /// Your notifications as they happen (Subscribe; role `agent`): a client writes on one of
+    /// your tasks, a task is assigned to you, a send of yours failed. One line each: sequence,
+    /// kind, time, title, body (--json: one object per line). Ctrl-C stops; on exit the last
+    /// sequence is printed to stderr, to resume with --after.
+    Subscribe {
+        /// Resume after this sequence number: everything after it, then live ones. Default (0):
+        /// only new notifications.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Exit after this many notifications.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListNotificationsArgs {
+    /// whatsapp or sms.
+    #[arg(long, value_parser = parse::messaging_channel)]
+    pub channel: Option<MessagingChannel>,
+    /// requested, dispatched, delivered, read or failed (the send's current status).
+    #[arg(long, value_parser = parse::message_status)]
+    pub status: Option<MessageStatus>,
+    /// Only sends of this agent.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub agent: Option<String>,
+    /// Only sends of this template.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub template_id: Option<String>,
+    /// Only sends of this department.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: Option<String>,
+    /// Only sends to this phone, E.164 (+5511912345678; spaces and dashes are dropped).
+    #[arg(long, value_parser = parse::phone)]
+    pub recipient: Option<String>,
+    /// Sends requested at or after this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse::timestamp)]
+    pub from: Option<prost_types::Timestamp>,
+    /// Sends requested before this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse::timestamp)]
+    pub to: Option<prost_types::Timestamp>,
+    /// Page size (1-200; server default 50).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=200))]
+    pub page_size: Option<i32>,
+    /// Fetch the page with this token (from a previous list's output).
+    #[arg(long, value_parser = parse::non_empty, conflicts_with = "all")]
+    pub page_token: Option<String>,
+    /// Follow every page and print all the sends.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// Print events from an ordered ephemeral JetStream consumer: stream sequence, subject, all
     /// headers and the payload decoded by its `ce-type` (any `dw.*` event: agent sessions,
@@ -725,7 +801,9 @@ pub enum DemoCommand {
     /// (--messaging-addr), WhatsApp and SMS templates (those missing by name) and CRM contacts
     /// (as `crm-bot`). Then print tokens and commands to act as ana, as the manager and as the CRM
     /// (`crm-bot`, role service). Needs --secret (DW_JWT_SECRET); the tenant is --tenant
-    /// (DW_TENANT), default `demo`.
+    /// (DW_TENANT), default `demo`. When notifications answers (--notifications-addr), the
+    /// notification examples are printed too (ana's `notifications.view` comes with every
+    /// permission of the catalog).
     Seed,
     /// Publish a `dw.messaging.v1.InboundMessageReceived` event to JetStream the way the messaging
     /// service will (a client wrote): subject `<prefix>.<tenant>.inbound.received`, with the

@@ -1,6 +1,8 @@
 //! `dwctl demo seed`: idempotent demo data for one tenant, acting as `manager-1`: agent-sessions
 //! first, then task-distribution's settings and messaging-templates' templates and CRM contacts
 //! (as `crm-bot`), each when that service answers (agent-sessions alone is enough to seed).
+//! notifications needs no data of its own (ana's `notifications.view` comes with every permission
+//! of the catalog): when it answers, its examples are printed too.
 //!
 //! Every mutating call uses a fixed request id (`seed-<tenant>-…`), so re-running the seed is
 //! harmless: the server answers a repeated request id from the same caller with its first result.
@@ -24,6 +26,8 @@ use dw_proto::messaging::v1::{
     Channel as MessagingChannel, Contact, CreateTemplateRequest, HeaderKind, ListTemplatesRequest, Template,
     TemplateCategory, TemplateContent, UpsertContactRequest,
 };
+use dw_proto::notifications::v1::ListNotificationsRequest;
+use dw_proto::notifications::v1::notification_service_client::NotificationServiceClient;
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -44,6 +48,7 @@ pub const INBOUND_DEPARTMENT: &str = "support";
 const DEFAULT_SESSIONS_ADDR: &str = "http://127.0.0.1:50051";
 const DEFAULT_DISTRIBUTION_ADDR: &str = "http://127.0.0.1:50052";
 const DEFAULT_MESSAGING_ADDR: &str = "http://127.0.0.1:50053";
+const DEFAULT_NOTIFICATIONS_ADDR: &str = "http://127.0.0.1:50054";
 const TOKEN_TTL_SECONDS: i64 = 12 * 3600;
 
 /// One agent of the demo.
@@ -289,6 +294,16 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
         ),
     }
 
+    let notifications = probe_notifications(&opts.notifications_addr, &tokens.manager, timeout).await?;
+    match &notifications {
+        Notifications::Answering => log(format!("  notifications ({}): answering", opts.notifications_addr))?,
+        Notifications::Skipped(why) => eprintln!(
+            "note: notifications at {} does not answer ({why}); the notification examples are skipped (seed again \
+             once it runs)",
+            opts.notifications_addr
+        ),
+    }
+
     if opts.json {
         let distribution = match &distribution {
             Distribution::Seeded(settings) => json!({
@@ -310,6 +325,10 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
             })).collect::<Vec<_>>(),
             "distribution": distribution,
             "messaging": messaging_report(&opts.messaging_addr, &messaging)?,
+            "notifications": match &notifications {
+                Notifications::Answering => json!({ "addr": opts.notifications_addr }),
+                Notifications::Skipped(why) => json!({ "addr": opts.notifications_addr, "skipped": why }),
+            },
         });
         out::write_line(&serde_json::to_string_pretty(&report)?)
     } else {
@@ -320,6 +339,10 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
         let mut text = instructions(&tenant, &opts.addr, distribution_addr, &tokens);
         if let Messaging::Seeded(seeded) = &messaging {
             text.push_str(&messaging_instructions(&opts.messaging_addr, seeded, &tokens));
+        }
+        if let Notifications::Answering = notifications {
+            let with_tasks = distribution_addr.is_some();
+            text.push_str(&notifications_instructions(&tenant, &opts.notifications_addr, with_tasks, &tokens));
         }
         out::write_line(&text)
     }
@@ -480,6 +503,83 @@ dwctl contacts upsert --name 'Carla Mendes' --phone +5511933332222 --external-id
 dwctl events tail --stream DW_MESSAGING --from-start
 "
     )
+}
+
+/// Whether notifications answers (it needs no seed data of its own).
+#[derive(Debug)]
+pub enum Notifications {
+    Answering,
+    /// The service does not answer: why.
+    Skipped(String),
+}
+
+/// Asks notifications for one page of the log as the manager (no permission needed), which tells
+/// whether it runs and accepts this cluster's tokens.
+async fn probe_notifications(addr: &str, manager_token: &str, timeout: Duration) -> Result<Notifications> {
+    let rpc = match Rpc::connect(addr, manager_token, Some(timeout), None).await {
+        Ok(rpc) => rpc,
+        Err(err) => return Ok(Notifications::Skipped(format!("{err:#}"))),
+    };
+    let mut client = NotificationServiceClient::new(rpc.channel.clone());
+    let request = ListNotificationsRequest { page_size: 1, ..Default::default() };
+    match client.list_notifications(rpc.request(request)).await {
+        Ok(_) => Ok(Notifications::Answering),
+        Err(status) if not_answering(status.code()) => Ok(Notifications::Skipped(skipped(&status))),
+        Err(status) => Err(anyhow::Error::new(status).context("listing the notifications")),
+    }
+}
+
+/// The notification examples printed after seeding; the live example with a client writing only
+/// when task-distribution was seeded (`with_tasks`: the message lands on a task assigned to ana).
+pub fn notifications_instructions(tenant: &str, addr: &str, with_tasks: bool, tokens: &Tokens) -> String {
+    let exports = if addr == DEFAULT_NOTIFICATIONS_ADDR {
+        String::new()
+    } else {
+        format!("export DW_NOTIFICATIONS_ADDR={addr}\n")
+    };
+    let Tokens { manager, ana, .. } = tokens;
+    let mut text = format!(
+        "
+Notifications (notifications): the single-notifications log (every template sent, with its status
+timeline) and each agent's live notifications (a client writes on one of their tasks, a task is
+assigned to them, a send of theirs failed).
+
+As ana (permission notifications.view): the WhatsApp templates you sent, then one with its timeline:
+
+{exports}export DW_TOKEN={ana}
+dwctl notifications list --channel whatsapp
+dwctl notifications list --channel sms --status failed
+dwctl notifications get --message-id <MESSAGE_ID>
+
+As ana, in a terminal of its own: your notifications as they happen (stopping prints the last
+sequence; resume with --after <SEQUENCE> to get exactly what you missed):
+
+{exports}export DW_TOKEN={ana}
+"
+    );
+    if with_tasks {
+        text.push_str("dwctl day start\n");
+    }
+    text.push_str("dwctl notifications subscribe\n");
+    if with_tasks {
+        text.push_str(&format!(
+            "
+A client writes: ana's subscription shows the task assigned to her, then the message:
+
+dwctl demo inbound --tenant {tenant} --phone +5511987654321 --name 'José Silva' --text 'Olá, preciso de ajuda'
+"
+        ));
+    }
+    text.push_str(&format!(
+        "
+As the manager, the whole tenant's log:
+
+{exports}export DW_TOKEN={manager}
+dwctl notifications list --agent ana --all
+dwctl notifications list --channel whatsapp --status read --from $(date -u +%F)
+"
+    ));
+    text
 }
 
 /// What seeding task-distribution came to.
@@ -789,6 +889,37 @@ mod tests {
         assert!(!text.contains("DW_MESSAGING_ADDR"), "{text}");
         let text = messaging_instructions("http://10.0.0.5:50053", &seeded, &tokens());
         assert!(text.contains("export DW_MESSAGING_ADDR=http://10.0.0.5:50053\nexport DW_TOKEN=ANA"), "{text}");
+    }
+
+    #[test]
+    fn ana_gets_every_permission_of_the_catalog_notifications_view_included() {
+        // `None` grants the whole catalog listed from agent-sessions, which has notifications.view.
+        let ana = AGENTS.iter().find(|a| a.id == "ana").unwrap();
+        assert!(ana.permissions.is_none());
+        assert!(ana.departments.contains(&INBOUND_DEPARTMENT));
+    }
+
+    #[test]
+    fn notification_examples_list_and_subscribe_as_ana() {
+        let text = notifications_instructions("demo", DEFAULT_NOTIFICATIONS_ADDR, true, &tokens());
+        assert!(text.contains("export DW_TOKEN=ANA\ndwctl notifications list --channel whatsapp\n"), "{text}");
+        assert!(text.contains("dwctl notifications get --message-id <MESSAGE_ID>\n"), "{text}");
+        assert!(text.contains("export DW_TOKEN=ANA\ndwctl day start\ndwctl notifications subscribe\n"), "{text}");
+        assert!(text.contains("dwctl demo inbound --tenant demo --phone +5511987654321"), "{text}");
+        assert!(text.contains("export DW_TOKEN=MGR\ndwctl notifications list --agent ana --all\n"), "{text}");
+        assert!(!text.contains("DW_NOTIFICATIONS_ADDR"), "{text}");
+        let text = notifications_instructions("acme", "http://10.0.0.5:50054", false, &tokens());
+        assert!(text.contains("export DW_NOTIFICATIONS_ADDR=http://10.0.0.5:50054\nexport DW_TOKEN=ANA\n"), "{text}");
+        assert!(text.contains("export DW_TOKEN=ANA\ndwctl notifications subscribe\n"), "{text}");
+        assert!(!text.contains("demo inbound") && !text.contains("day start"), "no tasks, no client: {text}");
+    }
+
+    #[tokio::test]
+    async fn seeding_skips_notifications_when_nothing_listens() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("http://127.0.0.1:{port}");
+        let outcome = probe_notifications(&addr, "token", Duration::from_secs(2)).await.unwrap();
+        assert!(matches!(outcome, Notifications::Skipped(_)), "{outcome:?}");
     }
 
     #[tokio::test]

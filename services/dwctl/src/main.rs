@@ -13,6 +13,7 @@ mod demo;
 mod events;
 mod inbound;
 mod messaging;
+mod notifications;
 mod output;
 mod parse;
 mod rpc;
@@ -102,6 +103,12 @@ async fn run(cli: Cli) -> Result<()> {
             let printer = Printer::new(global.json)?;
             let rpc = connect(&global, &global.messaging_addr, timeout).await?;
             messaging::contacts(command, &rpc, &printer).await
+        }
+        Command::Notifications(command) => {
+            notifications::validate(&command)?;
+            let printer = Printer::new(global.json)?;
+            let rpc = connect(&global, &global.notifications_addr, timeout).await?;
+            notifications::run(command, &rpc, &printer).await
         }
         Command::Events(EventsCommand::Tail(args)) => events::tail(args, global.json).await,
         Command::Demo(DemoCommand::Seed) => demo::seed(&global, timeout).await,

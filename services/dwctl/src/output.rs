@@ -34,9 +34,12 @@ pub mod names {
     pub const MESSAGE: &str = "dw.messaging.v1.Message";
     pub const CONTACT: &str = "dw.messaging.v1.Contact";
     pub const SEARCH_CONTACTS: &str = "dw.messaging.v1.SearchContactsResponse";
+    pub const SINGLE_NOTIFICATION: &str = "dw.notifications.v1.SingleNotification";
+    pub const LIST_NOTIFICATIONS: &str = "dw.notifications.v1.ListNotificationsResponse";
+    pub const AGENT_NOTIFICATION: &str = "dw.notifications.v1.AgentNotification";
 
     #[cfg(test)]
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 29] = [
         AGENT_DAY_STATE,
         MY_INFORMATION,
         MY_PERMISSIONS,
@@ -63,6 +66,9 @@ pub mod names {
         MESSAGE,
         CONTACT,
         SEARCH_CONTACTS,
+        SINGLE_NOTIFICATION,
+        LIST_NOTIFICATIONS,
+        AGENT_NOTIFICATION,
     ];
 }
 

@@ -29,6 +29,7 @@ pub struct Config {
     pub agent_sessions: Upstream,
     pub consumer_prefix: String,
     pub webhooks: WebhookConfig,
+    pub push: crate::push::PushConfig,
 }
 
 pub fn from_env() -> Result<Config, ConfigError> {
@@ -57,6 +58,24 @@ pub fn from_env() -> Result<Config, ConfigError> {
             timeout: Duration::from_millis(parsed("DW_WEBHOOK_TIMEOUT_MS", "15000")?),
             schedule: default_schedule(),
             poll_interval: Duration::from_millis(parsed("DW_WEBHOOK_POLL_MS", "500")?),
+        },
+        push: crate::push::PushConfig {
+            vapid: std::sync::Arc::new(
+                crate::push::vapid_key(
+                    std::env::var("DW_VAPID_PRIVATE_KEY").ok().filter(|k| !k.trim().is_empty()).as_deref(),
+                )
+                .map_err(|reason| ConfigError::Invalid { name: "DW_VAPID_PRIVATE_KEY", reason })?,
+            ),
+            contact: var("DW_VAPID_CONTACT", "mailto:ops@digital-workspace.local"),
+            ttl: Duration::from_secs(parsed("DW_PUSH_TTL_SECONDS", "86400")?),
+            timeout: Duration::from_millis(parsed("DW_PUSH_TIMEOUT_MS", "10000")?),
+            poll_interval: Duration::from_millis(parsed("DW_PUSH_POLL_MS", "200")?),
+            allowed_hosts: var("DW_PUSH_ALLOWED_HOSTS", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect(),
         },
     })
 }

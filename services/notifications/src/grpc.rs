@@ -66,11 +66,19 @@ pub struct NotificationGrpc {
     pool: PgPool,
     notifier: Notifier,
     cancel: CancellationToken,
+    vapid_public_key: String,
+    push_allowed_hosts: Vec<String>,
 }
 
 impl NotificationGrpc {
-    pub fn new(pool: PgPool, notifier: Notifier, cancel: CancellationToken) -> Self {
-        Self { pool, notifier, cancel }
+    pub fn new(pool: PgPool, notifier: Notifier, cancel: CancellationToken, push: &crate::push::PushConfig) -> Self {
+        Self {
+            pool,
+            notifier,
+            cancel,
+            vapid_public_key: crate::push::public_key(&push.vapid),
+            push_allowed_hosts: push.allowed_hosts.clone(),
+        }
     }
 }
 
@@ -337,5 +345,74 @@ impl NotificationService for NotificationGrpc {
             }
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+    }
+
+    #[instrument(skip_all, fields(rpc = "EnableBrowserNotifications"))]
+    async fn enable_browser_notifications(
+        &self,
+        request: Request<pb::EnableBrowserNotificationsRequest>,
+    ) -> Result<Response<pb::BrowserSubscription>, Status> {
+        let principal = principal(&request)?;
+        require_role(&principal, &[Role::Agent])?;
+        let body = request.get_ref();
+        dw_grpc_kit::command::request_id(&body.request_id)?;
+        let endpoint = body.endpoint.trim();
+        let https = endpoint.starts_with("https://");
+        let destination_ok = crate::webhooks::check_destination(endpoint, &self.push_allowed_hosts).await.is_ok();
+        let host_allowed = reqwest::Url::parse(endpoint)
+            .ok()
+            .and_then(|url| {
+                url.host_str().map(|h| self.push_allowed_hosts.iter().any(|a| a == h.trim_matches(['[', ']'])))
+            })
+            .unwrap_or(false);
+        if endpoint.len() > 2048 || !destination_ok || !(https || host_allowed) {
+            return Err(errors::invalid_argument("endpoint", "must be the https URL of a public push service"));
+        }
+        crate::push::parse_keys(&body.p256dh, &body.auth)
+            .map_err(|(field, reason)| errors::invalid_argument(field, reason))?;
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO push_subscriptions (tenant_id, agent_id, endpoint, p256dh, auth) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, endpoint) DO UPDATE SET agent_id = EXCLUDED.agent_id, p256dh = EXCLUDED.p256dh, \
+                 auth = EXCLUDED.auth RETURNING created_at",
+        )
+        .bind(principal.tenant().as_str())
+        .bind(principal.subject())
+        .bind(endpoint)
+        .bind(body.p256dh.trim())
+        .bind(body.auth.trim())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(Response::new(pb::BrowserSubscription {
+            endpoint: endpoint.to_owned(),
+            created_at: Some(timestamp(created_at)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "DisableBrowserNotifications"))]
+    async fn disable_browser_notifications(
+        &self,
+        request: Request<pb::DisableBrowserNotificationsRequest>,
+    ) -> Result<Response<pb::DisableBrowserNotificationsResponse>, Status> {
+        let principal = principal(&request)?;
+        require_role(&principal, &[Role::Agent])?;
+        let removed =
+            sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND agent_id = $2 AND endpoint = $3")
+                .bind(principal.tenant().as_str())
+                .bind(principal.subject())
+                .bind(request.get_ref().endpoint.trim())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?
+                .rows_affected();
+        Ok(Response::new(pb::DisableBrowserNotificationsResponse { removed: removed > 0 }))
+    }
+
+    async fn get_vapid_public_key(
+        &self,
+        request: Request<pb::GetVapidPublicKeyRequest>,
+    ) -> Result<Response<pb::GetVapidPublicKeyResponse>, Status> {
+        principal(&request)?;
+        Ok(Response::new(pb::GetVapidPublicKeyResponse { public_key: self.vapid_public_key.clone() }))
     }
 }

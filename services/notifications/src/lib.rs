@@ -5,6 +5,7 @@
 pub mod config;
 pub mod grpc;
 pub mod projections;
+pub mod push;
 pub mod server;
 pub mod webhooks;
 

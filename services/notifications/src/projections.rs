@@ -288,6 +288,13 @@ impl Projection for DistributionProjection {
                         body: &text,
                     };
                     notify_agent(conn, tenant, &m.agent_id, note).await?;
+                    let payload = serde_json::json!({
+                        "title": "New client message",
+                        "body": text,
+                        "task_id": m.task_id,
+                        "message_id": m.message_id,
+                    });
+                    crate::push::enqueue(conn, tenant, &m.agent_id, &payload).await?;
                 }
             }
             _ => {}

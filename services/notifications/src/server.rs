@@ -68,7 +68,8 @@ pub async fn run_with_listener(
 
     boot.tasks.spawn(crate::webhooks::run_worker(boot.pool.clone(), config.webhooks.clone(), boot.background.clone()));
     let notifier = Notifier::start(boot.pool.clone(), &boot.tasks, boot.background.clone());
-    let service = NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone());
+    boot.tasks.spawn(crate::push::run_worker(boot.pool.clone(), config.push.clone(), boot.background.clone()));
+    let service = NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push);
     let auth = AuthInterceptor::new(boot.verifier.clone());
     let webhooks = crate::webhooks::WebhookGrpc::new(boot.pool.clone(), config.webhooks.clone());
     let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))

@@ -1,7 +1,7 @@
 //! The notifications service against real Postgres and NATS, fed with events published on
 //! JetStream the way messaging, distribution and agent-sessions publish them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 use std::time::Duration;
 
@@ -77,6 +77,14 @@ async fn start() -> Harness {
             timeout: Duration::from_secs(5),
             schedule: vec![Duration::from_millis(100); 7],
             poll_interval: Duration::from_millis(50),
+        },
+        push: notifications::push::PushConfig {
+            vapid: std::sync::Arc::new(web_push_native::jwt_simple::algorithms::ES256KeyPair::generate()),
+            contact: "mailto:ops@example.com".into(),
+            ttl: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(50),
+            allowed_hosts: vec!["127.0.0.1".into()],
         },
     };
     let cancel = CancellationToken::new();
@@ -452,4 +460,125 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
     let codes: Vec<i32> = deliveries.attempts.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, [500, 500, 204]);
     assert_eq!(deliveries.delivery_id, ids[0]);
+}
+
+#[derive(Clone, Default)]
+struct PushService {
+    received: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+}
+
+async fn push_endpoint(
+    axum::extract::State(push): axum::extract::State<PushService>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    push.received.lock().unwrap().push((headers, body.to_vec()));
+    if id == "gone" { axum::http::StatusCode::GONE } else { axum::http::StatusCode::CREATED }
+}
+
+#[tokio::test]
+async fn a_client_message_is_pushed_encrypted_with_vapid_and_gone_subscriptions_are_dropped() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256PublicKey};
+
+    let h = start().await;
+    let push = PushService::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/push/{id}", axum::routing::post(push_endpoint)).with_state(push.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let ana = token("acme", "ana", Role::Agent);
+    let mut client = NotificationServiceClient::new(h.channel.clone());
+    let vapid = client
+        .get_vapid_public_key(authed(&ana, pb::GetVapidPublicKeyRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .public_key;
+
+    // The browser's subscription keys, held by the test.
+    let browser_secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let browser_public = URL_SAFE_NO_PAD.encode(browser_secret.public_key().to_sec1_bytes());
+    let auth_bytes: [u8; 16] = *b"0123456789abcdef";
+    let auth = URL_SAFE_NO_PAD.encode(auth_bytes);
+    for endpoint in [format!("{base}/push/ana-laptop"), format!("{base}/push/gone")] {
+        client
+            .enable_browser_notifications(authed(
+                &ana,
+                pb::EnableBrowserNotificationsRequest {
+                    request_id: uuid::Uuid::now_v7().to_string(),
+                    endpoint,
+                    p256dh: browser_public.clone(),
+                    auth: auth.clone(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let bad = client
+        .enable_browser_notifications(authed(
+            &ana,
+            pb::EnableBrowserNotificationsRequest {
+                request_id: "x".into(),
+                endpoint: format!("{base}/push/x"),
+                p256dh: "nope".into(),
+                auth: auth.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(dw_grpc_kit::errors::violated_fields(&bad), vec!["p256dh"]);
+
+    let message = distribution::TaskMessageRecorded {
+        task_id: uuid::Uuid::now_v7().to_string(),
+        message_id: uuid::Uuid::now_v7().to_string(),
+        text: "Olá, preciso de ajuda".into(),
+        received_at: None,
+        agent_id: "ana".into(),
+    };
+    publish(
+        &h,
+        &h.distribution,
+        "acme",
+        "task.message_recorded",
+        "dw.distribution.v1.TaskMessageRecorded",
+        message.encode_to_vec(),
+    )
+    .await;
+    let received = eventually("two pushes", async || {
+        let received = push.received.lock().unwrap().clone();
+        (received.len() >= 2).then_some(received)
+    })
+    .await;
+    let (headers, body) = received.iter().find(|(h, _)| h.contains_key("authorization")).unwrap();
+    assert_eq!(headers.get("content-encoding").unwrap(), "aes128gcm");
+    assert_eq!(headers.get("ttl").unwrap(), "60");
+    assert_eq!(headers.get("urgency").unwrap(), "high");
+
+    // VAPID: `vapid t=<jwt>, k=<public key>`; the JWT verifies with the service's public key.
+    let authorization = headers.get("authorization").unwrap().to_str().unwrap();
+    let token_part = authorization.trim_start_matches("vapid t=").split(',').next().unwrap();
+    assert!(authorization.contains(&format!("k={vapid}")), "{authorization}");
+    let key = ES256PublicKey::from_bytes(&URL_SAFE_NO_PAD.decode(&vapid).unwrap()).unwrap();
+    let claims = key.verify_token::<serde_json::Value>(token_part, None).unwrap();
+    assert!(claims.audiences.is_some(), "the audience is the push service's origin");
+
+    // The body decrypts, with the browser's private key, to the notification.
+    let plain =
+        web_push_native::decrypt(body.clone(), &browser_secret, &web_push_native::Auth::clone_from_slice(&auth_bytes))
+            .unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(payload["body"], "Olá, preciso de ajuda");
+
+    // The push service answered 410 for one subscription: it is gone.
+    let remaining = eventually("the gone subscription removed", async || {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM push_subscriptions").fetch_one(&h._db.pool).await.unwrap();
+        (n == 1).then_some(n)
+    })
+    .await;
+    assert_eq!(remaining, 1);
 }
