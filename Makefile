@@ -63,10 +63,11 @@ lint: ## rustfmt check and clippy with warnings denied (plus a syntax check of t
 fmt: ## Format the code (rustfmt)
 	$(CARGO) fmt --all
 
-bench: ## Run the benchmarks: agent commands, task assignment, SearchProtocols, template sends (BENCH_* knobs)
+bench: ## Run the benchmarks: agent commands, task assignment, SearchProtocols, template sends, Web Push (BENCH_* knobs)
 	$(CARGO) bench -p agent-sessions --bench commands
 	$(CARGO) bench -p task-distribution --bench distribution
 	$(CARGO) bench -p messaging-templates --bench sends
+	$(CARGO) bench -p notifications --bench push
 
 deploy-check: ## Render the Kustomize overlays and validate them (schema + policy)
 	@scripts/deploy-check.sh

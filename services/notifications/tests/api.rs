@@ -3,130 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
+mod common;
+
 use std::time::Duration;
 
-use async_nats::jetstream;
-use dw_auth::{JwtVerifier, Role};
-use dw_grpc_kit::config::ServiceConfig;
+use common::{Harness, authed, publish, start, token};
+
+use dw_auth::Role;
 use dw_proto::distribution::v1 as distribution;
 use dw_proto::messaging::v1 as messaging;
 use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::notification_service_client::NotificationServiceClient;
-use dw_testkit::{TestDb, TestNamespace};
 use futures::StreamExt;
-use notifications::config::{Config, Upstream};
 use prost::Message;
-use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
-use tonic::{Code, Request};
-
-const SECRET: &str = "test-secret-for-notification-tests";
-
-struct Harness {
-    _db: TestDb,
-    js: jetstream::Context,
-    messaging: TestNamespace,
-    distribution: TestNamespace,
-    sessions: TestNamespace,
-    channel: Channel,
-    cancel: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn start() -> Harness {
-    let db = TestDb::create(&notifications::MIGRATOR).await.unwrap();
-    let own = TestNamespace::new("notifications");
-    let (messaging, distribution, sessions) =
-        (TestNamespace::new("nmessaging"), TestNamespace::new("ndistribution"), TestNamespace::new("nsessions"));
-    let js = jetstream::new(dw_testkit::connect_nats().await.unwrap());
-    for ns in [&messaging, &distribution, &sessions] {
-        js.create_stream(jetstream::stream::Config {
-            name: ns.stream_name.clone(),
-            subjects: vec![format!("{}.>", ns.subject_prefix)],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let upstream = |ns: &TestNamespace| Upstream {
-        stream_name: ns.stream_name.clone(),
-        subject_prefix: ns.subject_prefix.clone(),
-    };
-    let config = Config {
-        service: ServiceConfig::for_test(
-            db.url.clone(),
-            dw_testkit::nats_url(),
-            addr,
-            SECRET.as_bytes(),
-            own.stream_name.clone(),
-            own.subject_prefix.clone(),
-        ),
-        messaging: upstream(&messaging),
-        distribution: upstream(&distribution),
-        agent_sessions: upstream(&sessions),
-        consumer_prefix: "notifications".into(),
-        webhooks: notifications::webhooks::WebhookConfig {
-            allowed_hosts: vec!["127.0.0.1".into()],
-            timeout: Duration::from_secs(5),
-            schedule: vec![Duration::from_millis(100); 7],
-            poll_interval: Duration::from_millis(50),
-        },
-        push: notifications::push::PushConfig {
-            vapid: std::sync::Arc::new(web_push_native::jwt_simple::algorithms::ES256KeyPair::generate()),
-            contact: "mailto:ops@example.com".into(),
-            ttl: Duration::from_secs(60),
-            timeout: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(50),
-            allowed_hosts: vec!["127.0.0.1".into()],
-        },
-    };
-    let cancel = CancellationToken::new();
-    tokio::spawn(notifications::server::run_with_listener(config, listener, cancel.clone()));
-    for _ in 0..200 {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
-            return Harness { _db: db, js, messaging, distribution, sessions, channel, cancel };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("notifications did not start");
-}
-
-async fn publish(h: &Harness, ns: &TestNamespace, tenant: &str, subject: &str, event_type: &str, payload: Vec<u8>) {
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut headers = async_nats::HeaderMap::new();
-    for (name, value) in [
-        ("Nats-Msg-Id", id.as_str()),
-        ("ce-id", id.as_str()),
-        ("ce-type", event_type),
-        ("ce-source", "test"),
-        ("ce-subject", "stream:test"),
-        ("dw-tenant", tenant),
-        ("dw-stream-version", "1"),
-    ] {
-        headers.insert(name, value);
-    }
-    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
-    let subject = format!("{}.{tenant}.{subject}", ns.subject_prefix);
-    h.js.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
-}
-
-fn token(tenant: &str, sub: &str, role: Role) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
-    dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600)
-}
-
-fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
+use tonic::Code;
 
 async fn requested(h: &Harness, tenant: &str, agent: &str, channel: messaging::Channel) -> String {
     let id = uuid::Uuid::now_v7().to_string();
