@@ -41,7 +41,12 @@ Examples:
   dwctl notifications list --channel whatsapp
   dwctl notifications list --channel sms --status failed --from 2026-03-01
   dwctl notifications get --message-id <MESSAGE_ID>
-  dwctl notifications subscribe --after 41";
+  dwctl notifications subscribe --after 41
+  dwctl notifications vapid-key
+  export DW_TOKEN=$(dwctl token --tenant demo --sub manager-1 --role manager)
+  dwctl webhooks create --url https://hooks.example.com/dw --event template.sent --event message.failed
+  dwctl webhooks deliveries --webhook-id <WEBHOOK_ID>
+  dwctl webhooks redeliver --delivery-id msg_<ID>";
 
 /// Command-line client for the Digital Workspace: act on a service day as an agent, administer
 /// agents and tenant settings as a manager, work service tasks, find CRM contacts and send them
@@ -71,7 +76,7 @@ pub struct GlobalOpts {
     #[arg(long, global = true, env = "DW_MESSAGING_ADDR", default_value = "http://127.0.0.1:50053")]
     pub messaging_addr: String,
 
-    /// notifications gRPC address (notifications, demo seed).
+    /// notifications gRPC address (notifications, webhooks, demo seed).
     #[arg(long, global = true, env = "DW_NOTIFICATIONS_ADDR", default_value = "http://127.0.0.1:50054")]
     pub notifications_addr: String,
 
@@ -140,6 +145,11 @@ pub enum Command {
     /// notifications (NotificationService at --notifications-addr).
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// Outbound webhooks (Standard Webhooks, HMAC-SHA256 signed): register, list, delete, rotate
+    /// secrets, inspect and redeliver deliveries (WebhookService at --notifications-addr; role
+    /// `manager`).
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Domain events on JetStream.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -720,6 +730,73 @@ pub enum NotificationsCommand {
         /// Exit after this many notifications.
         #[arg(long)]
         limit: Option<u64>,
+    },
+    /// The VAPID public key (base64url) browsers pass as `applicationServerKey` to
+    /// `pushManager.subscribe` (GetVapidPublicKey).
+    VapidKey,
+    /// Register a browser push subscription of yours (EnableBrowserNotifications): every new
+    /// client message on one of your tasks is pushed to it.
+    EnablePush {
+        /// The subscription's push service URL.
+        #[arg(long, value_parser = parse::non_empty)]
+        endpoint: String,
+        /// The subscription's P-256 public key (base64url, uncompressed point).
+        #[arg(long, value_parser = parse::non_empty)]
+        p256dh: String,
+        /// The subscription's authentication secret (base64url, 16 bytes).
+        #[arg(long, value_parser = parse::non_empty)]
+        auth: String,
+    },
+    /// Remove a browser push subscription of yours (DisableBrowserNotifications).
+    DisablePush {
+        /// The subscription's push service URL.
+        #[arg(long, value_parser = parse::non_empty)]
+        endpoint: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register a webhook (CreateWebhook). Prints it and its signing secret (`whsec_…`), which is
+    /// shown only this once.
+    Create {
+        /// The URL the events are POSTed to.
+        #[arg(long, value_parser = parse::non_empty)]
+        url: String,
+        /// A free-text description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Event type to deliver (repeatable, or comma-separated): template.sent,
+        /// message.dispatched, message.delivered, message.read, message.failed.
+        #[arg(long = "event", required = true, value_delimiter = ',', value_parser = parse::webhook_event)]
+        events: Vec<String>,
+    },
+    /// Every webhook of the tenant, disabled ones included (ListWebhooks).
+    List,
+    /// Delete (disable) a webhook (DeleteWebhook).
+    Delete {
+        #[arg(long, value_parser = parse::non_empty)]
+        webhook_id: String,
+    },
+    /// Replace a webhook's signing secret (RotateWebhookSecret); the new secret is shown once.
+    RotateSecret {
+        #[arg(long, value_parser = parse::non_empty)]
+        webhook_id: String,
+    },
+    /// A webhook's deliveries, newest first, with every attempt (status code, latency, error) and
+    /// the next retry (ListDeliveries).
+    Deliveries {
+        #[arg(long, value_parser = parse::non_empty)]
+        webhook_id: String,
+        /// How many deliveries (1-200; server default 50).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=200))]
+        page_size: Option<i32>,
+    },
+    /// Schedule a delivery again now, with the same `webhook-id` (RedeliverWebhook). The id is
+    /// the `msg_…` of `webhooks deliveries` (or the `webhook-id` header), or the plain UUID.
+    Redeliver {
+        #[arg(long, value_parser = parse::delivery_id)]
+        delivery_id: String,
     },
 }
 

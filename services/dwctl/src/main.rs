@@ -18,6 +18,7 @@ mod output;
 mod parse;
 mod rpc;
 mod tasks;
+mod webhooks;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -109,6 +110,11 @@ async fn run(cli: Cli) -> Result<()> {
             let printer = Printer::new(global.json)?;
             let rpc = connect(&global, &global.notifications_addr, timeout).await?;
             notifications::run(command, &rpc, &printer).await
+        }
+        Command::Webhooks(command) => {
+            let printer = Printer::new(global.json)?;
+            let rpc = connect(&global, &global.notifications_addr, timeout).await?;
+            webhooks::run(command, &rpc, &printer).await
         }
         Command::Events(EventsCommand::Tail(args)) => events::tail(args, global.json).await,
         Command::Demo(DemoCommand::Seed) => demo::seed(&global, timeout).await,

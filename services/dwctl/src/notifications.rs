@@ -1,13 +1,15 @@
 //! `dwctl notifications …`: NotificationService — the single-notifications log (every template
-//! sent in the tenant, with its status timeline) and the calling agent's live notifications.
+//! sent in the tenant, with its status timeline), the calling agent's live notifications and their
+//! browser push subscriptions.
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use dw_proto::notifications::v1::agent_notification::Kind;
 use dw_proto::notifications::v1::notification_service_client::NotificationServiceClient;
 use dw_proto::notifications::v1::{
-    AgentNotification, GetNotificationRequest, ListNotificationsRequest, ListNotificationsResponse, SingleNotification,
-    SubscribeRequest,
+    AgentNotification, BrowserSubscription, DisableBrowserNotificationsRequest, DisableBrowserNotificationsResponse,
+    EnableBrowserNotificationsRequest, GetNotificationRequest, GetVapidPublicKeyRequest, GetVapidPublicKeyResponse,
+    ListNotificationsRequest, ListNotificationsResponse, SingleNotification, SubscribeRequest,
 };
 use futures::StreamExt as _;
 
@@ -83,6 +85,21 @@ pub async fn run(command: NotificationsCommand, rpc: &Rpc, printer: &Printer) ->
                 eprintln!("{}", resume_hint(last));
             }
             outcome
+        }
+        NotificationsCommand::VapidKey => {
+            let key = client.get_vapid_public_key(rpc.request(GetVapidPublicKeyRequest {})).await?.into_inner();
+            printer.emit(names::VAPID_PUBLIC_KEY, &key, vapid_key_text)
+        }
+        NotificationsCommand::EnablePush { endpoint, p256dh, auth } => {
+            let request = EnableBrowserNotificationsRequest { request_id: rpc.request_id(), endpoint, p256dh, auth };
+            let subscription = client.enable_browser_notifications(rpc.request(request)).await?.into_inner();
+            printer.emit(names::BROWSER_SUBSCRIPTION, &subscription, subscription_text)
+        }
+        NotificationsCommand::DisablePush { endpoint } => {
+            let request =
+                DisableBrowserNotificationsRequest { request_id: rpc.request_id(), endpoint: endpoint.clone() };
+            let response = client.disable_browser_notifications(rpc.request(request)).await?.into_inner();
+            printer.emit(names::DISABLE_BROWSER_NOTIFICATIONS, &response, |r| disabled_text(r, &endpoint))
         }
     }
 }
@@ -237,6 +254,29 @@ pub fn subscribe_line(notification: &AgentNotification) -> String {
     line
 }
 
+/// The bare key, so `$(dwctl notifications vapid-key)` works in scripts.
+pub fn vapid_key_text(key: &GetVapidPublicKeyResponse) -> String {
+    key.public_key.clone()
+}
+
+pub fn subscription_text(subscription: &BrowserSubscription) -> String {
+    format!(
+        "browser notifications enabled\n{}",
+        out::fields(&[
+            ("endpoint", subscription.endpoint.clone()),
+            ("created", out::timestamp(subscription.created_at.as_ref())),
+        ])
+    )
+}
+
+pub fn disabled_text(response: &DisableBrowserNotificationsResponse, endpoint: &str) -> String {
+    if response.removed {
+        format!("browser notifications disabled for {endpoint}")
+    } else {
+        format!("no browser subscription for {endpoint} (nothing to disable)")
+    }
+}
+
 /// How to pick up where a subscription stopped (stderr, on exit).
 pub fn resume_hint(last: u64) -> String {
     format!("last notification #{last}; resume with: dwctl notifications subscribe --after {last}")
@@ -372,6 +412,59 @@ mod tests {
         assert!(parse(&["subscribe", "--after", "-1"]).is_err());
         let cli = parse(&["subscribe", "--json"]).unwrap();
         assert!(cli.global.json);
+    }
+
+    #[test]
+    fn push_commands_parse() {
+        assert!(matches!(command(&["vapid-key"]), NotificationsCommand::VapidKey));
+        let enable = command(&[
+            "enable-push",
+            "--endpoint",
+            "https://fcm.googleapis.com/fcm/send/abc",
+            "--p256dh",
+            "BNc-key",
+            "--auth",
+            "tBHI",
+        ]);
+        assert!(matches!(
+            enable,
+            NotificationsCommand::EnablePush { ref endpoint, ref p256dh, ref auth }
+                if endpoint == "https://fcm.googleapis.com/fcm/send/abc" && p256dh == "BNc-key" && auth == "tBHI"
+        ));
+        assert!(parse(&["enable-push", "--endpoint", "https://push.example/x", "--p256dh", "k"]).is_err());
+        assert!(parse(&["enable-push", "--endpoint", " ", "--p256dh", "k", "--auth", "a"]).is_err());
+        assert!(matches!(
+            command(&["disable-push", "--endpoint", "https://push.example/x"]),
+            NotificationsCommand::DisablePush { ref endpoint } if endpoint == "https://push.example/x"
+        ));
+        assert!(parse(&["disable-push"]).is_err());
+        assert!(validate(&command(&["vapid-key"])).is_ok());
+    }
+
+    #[test]
+    fn push_responses_render() {
+        let key = GetVapidPublicKeyResponse { public_key: "BEl62iUYgUivxIkv69yViEuiBIa".into() };
+        assert_eq!(vapid_key_text(&key), "BEl62iUYgUivxIkv69yViEuiBIa");
+        let subscription = BrowserSubscription { endpoint: "https://push.example/x".into(), created_at: ts(T0) };
+        assert_eq!(
+            subscription_text(&subscription),
+            "browser notifications enabled\nendpoint  https://push.example/x\ncreated   2024-05-01T08:00:00Z\n"
+        );
+        let removed = DisableBrowserNotificationsResponse { removed: true };
+        assert_eq!(
+            disabled_text(&removed, "https://push.example/x"),
+            "browser notifications disabled for https://push.example/x"
+        );
+        let absent = DisableBrowserNotificationsResponse { removed: false };
+        assert_eq!(
+            disabled_text(&absent, "https://push.example/x"),
+            "no browser subscription for https://push.example/x (nothing to disable)"
+        );
+        let printer = Printer::new(true).unwrap();
+        assert_eq!(printer.to_json(names::VAPID_PUBLIC_KEY, &key).unwrap()["publicKey"], key.public_key);
+        assert_eq!(printer.to_json(names::DISABLE_BROWSER_NOTIFICATIONS, &absent).unwrap()["removed"], false);
+        let value = printer.to_json(names::BROWSER_SUBSCRIPTION, &subscription).unwrap();
+        assert_eq!(value["createdAt"], "2024-05-01T08:00:00Z");
     }
 
     #[test]

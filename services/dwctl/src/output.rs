@@ -37,9 +37,17 @@ pub mod names {
     pub const SINGLE_NOTIFICATION: &str = "dw.notifications.v1.SingleNotification";
     pub const LIST_NOTIFICATIONS: &str = "dw.notifications.v1.ListNotificationsResponse";
     pub const AGENT_NOTIFICATION: &str = "dw.notifications.v1.AgentNotification";
+    pub const BROWSER_SUBSCRIPTION: &str = "dw.notifications.v1.BrowserSubscription";
+    pub const DISABLE_BROWSER_NOTIFICATIONS: &str = "dw.notifications.v1.DisableBrowserNotificationsResponse";
+    pub const VAPID_PUBLIC_KEY: &str = "dw.notifications.v1.GetVapidPublicKeyResponse";
+    pub const WEBHOOK: &str = "dw.notifications.v1.Webhook";
+    pub const WEBHOOK_WITH_SECRET: &str = "dw.notifications.v1.WebhookWithSecret";
+    pub const LIST_WEBHOOKS: &str = "dw.notifications.v1.ListWebhooksResponse";
+    pub const DELIVERY: &str = "dw.notifications.v1.Delivery";
+    pub const LIST_DELIVERIES: &str = "dw.notifications.v1.ListDeliveriesResponse";
 
     #[cfg(test)]
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 37] = [
         AGENT_DAY_STATE,
         MY_INFORMATION,
         MY_PERMISSIONS,
@@ -69,6 +77,14 @@ pub mod names {
         SINGLE_NOTIFICATION,
         LIST_NOTIFICATIONS,
         AGENT_NOTIFICATION,
+        BROWSER_SUBSCRIPTION,
+        DISABLE_BROWSER_NOTIFICATIONS,
+        VAPID_PUBLIC_KEY,
+        WEBHOOK,
+        WEBHOOK_WITH_SECRET,
+        LIST_WEBHOOKS,
+        DELIVERY,
+        LIST_DELIVERIES,
     ];
 }
 

@@ -50,6 +50,30 @@ pub fn non_empty(value: &str) -> Result<String, String> {
     if value.is_empty() { Err("must not be empty".into()) } else { Ok(value.to_owned()) }
 }
 
+/// The event types a webhook can subscribe to.
+pub const WEBHOOK_EVENTS: [&str; 5] =
+    ["template.sent", "message.dispatched", "message.delivered", "message.read", "message.failed"];
+
+/// Parses a webhook event type (one of [`WEBHOOK_EVENTS`]; case-insensitive).
+pub fn webhook_event(value: &str) -> Result<String, String> {
+    let event = value.trim().to_ascii_lowercase();
+    if WEBHOOK_EVENTS.contains(&event.as_str()) {
+        Ok(event)
+    } else {
+        Err(format!("unknown event type {value:?}; one of: {}", WEBHOOK_EVENTS.join(", ")))
+    }
+}
+
+/// Parses a webhook delivery id into the hyphenated UUID RedeliverWebhook expects: the
+/// `msg_<32 hex>` shown by ListDeliveries (and sent as the `webhook-id` header), or any UUID form.
+pub fn delivery_id(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let id = value.strip_prefix("msg_").unwrap_or(value);
+    uuid::Uuid::try_parse(id)
+        .map(|uuid| uuid.hyphenated().to_string())
+        .map_err(|_| format!("expected a delivery id (msg_<32 hex digits>, or a UUID), got {value:?}"))
+}
+
 /// Parses a task channel: `whatsapp`, `sms`, `voice`, `email`, `chat` (case-insensitive).
 pub fn channel(value: &str) -> Result<Channel, String> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -275,5 +299,28 @@ mod tests {
         assert!(subject_prefix("dw.*").is_err());
         assert!(subject_prefix("dw.>").is_err());
         assert!(subject_prefix("dw messaging").is_err());
+    }
+
+    #[test]
+    fn delivery_ids_become_hyphenated_uuids() {
+        let uuid = "0196a3b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b";
+        assert_eq!(delivery_id("msg_0196a3b27c4d7e8f9a0b1c2d3e4f5a6b").unwrap(), uuid);
+        assert_eq!(delivery_id(" msg_0196A3B27C4D7E8F9A0B1C2D3E4F5A6B ").unwrap(), uuid);
+        assert_eq!(delivery_id(uuid).unwrap(), uuid);
+        assert_eq!(delivery_id("0196a3b27c4d7e8f9a0b1c2d3e4f5a6b").unwrap(), uuid);
+        assert_eq!(delivery_id(&format!("msg_{uuid}")).unwrap(), uuid);
+        for bad in ["", "msg_", "msg_0196a3b2", "msg_p5jXN8AQM9LWM0D4loKWxJek", "wh_0196a3b27c4d7e8f9a0b1c2d3e4f5a6b"] {
+            assert!(delivery_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_events_are_the_five_known_types() {
+        for event in WEBHOOK_EVENTS {
+            assert_eq!(webhook_event(event).unwrap(), event);
+        }
+        assert_eq!(webhook_event(" Message.Failed ").unwrap(), "message.failed");
+        assert!(webhook_event("message.sent").is_err());
+        assert!(webhook_event("").is_err());
     }
 }
