@@ -1,0 +1,276 @@
+//! One trace across services: a gRPC call to agent-sessions carrying a `traceparent`, its event
+//! appended and relayed over JetStream, consumed by task-distribution, which assigns a waiting
+//! task and relays that event in turn. Both binaries export spans over OTLP to a receiver run by
+//! this test on 127.0.0.1; the spans share the caller's trace id and link parent to child across
+//! the services.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dw_auth::{JwtVerifier, Role};
+use dw_proto::agentsessions::v1 as sessions;
+use dw_proto::distribution::v1 as distribution;
+use dw_testkit::{TestDb, TestNamespace};
+use integration_tests::{Process, binary, free_port, wait_for_port};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+const SECRET: &str = "integration-secret-of-enough-length";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// A received span: its service, name, ids.
+#[derive(Debug, Clone)]
+struct Span {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push(Span {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                    });
+                }
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+fn token(sub: &str, role: Role) -> String {
+    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
+    dw_auth::mint(&verifier, sub, "acme", &[role], chrono::Utc::now().timestamp(), 3600)
+}
+
+fn authed<T>(token: &str, body: T) -> Request<T> {
+    let mut request = Request::new(body);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn rid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+async fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap()
+}
+
+async fn stop(process: &mut Process) {
+    let _ = Command::new("kill").args(["-TERM", &process.0.id().to_string()]).status();
+    for _ in 0..100 {
+        if process.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
+    // The OTLP receiver.
+    let receiver = Receiver::default();
+    let otlp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp_addr = otlp.local_addr().unwrap();
+    let server = receiver.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(server))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(otlp))
+            .await
+    });
+
+    let sessions_db = TestDb::create(&agent_sessions::MIGRATOR).await.unwrap();
+    let distribution_db = TestDb::create(&task_distribution::MIGRATOR).await.unwrap();
+    let (sessions_ns, distribution_ns, messaging_ns) =
+        (TestNamespace::new("tsessions"), TestNamespace::new("tdistribution"), TestNamespace::new("tmessaging"));
+    let ports: Vec<u16> = (0..4).map(|_| free_port().unwrap()).collect();
+    let common = |command: &mut Command| {
+        command
+            .env("DW_JWT_SECRET", SECRET)
+            .env("NATS_URL", dw_testkit::nats_url())
+            .env("RUST_LOG", "warn")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    };
+    let mut command = Command::new(binary("agent-sessions").unwrap());
+    common(&mut command);
+    command
+        .env("DATABASE_URL", &sessions_db.url)
+        .env("GRPC_ADDR", format!("127.0.0.1:{}", ports[0]))
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", ports[1]))
+        .env("DW_STREAM_NAME", &sessions_ns.stream_name)
+        .env("DW_SUBJECT_PREFIX", &sessions_ns.subject_prefix);
+    let mut sessions_process = Process::spawn(&mut command).unwrap();
+    let mut command = Command::new(binary("task-distribution").unwrap());
+    common(&mut command);
+    command
+        .env("DATABASE_URL", &distribution_db.url)
+        .env("GRPC_ADDR", format!("127.0.0.1:{}", ports[2]))
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", ports[3]))
+        .env("DW_STREAM_NAME", &distribution_ns.stream_name)
+        .env("DW_SUBJECT_PREFIX", &distribution_ns.subject_prefix)
+        .env("DW_AGENT_SESSIONS_STREAM", &sessions_ns.stream_name)
+        .env("DW_AGENT_SESSIONS_SUBJECT_PREFIX", &sessions_ns.subject_prefix)
+        .env("DW_MESSAGING_STREAM", &messaging_ns.stream_name)
+        .env("DW_MESSAGING_SUBJECT_PREFIX", &messaging_ns.subject_prefix);
+    let mut distribution_process = Process::spawn(&mut command).unwrap();
+    wait_for_port(ports[0]).await.unwrap();
+    wait_for_port(ports[2]).await.unwrap();
+
+    // ana works in support and goes on a break; a task then waits for her.
+    let manager = token("boss", Role::Manager);
+    let ana = token("ana", Role::Agent);
+    let mut admin = sessions::agent_admin_service_client::AgentAdminServiceClient::new(channel(ports[0]).await);
+    admin
+        .update_tenant_settings(authed(
+            &manager,
+            sessions::UpdateTenantSettingsRequest {
+                request_id: rid(),
+                settings: Some(sessions::TenantSettings { auto_distribution_enabled: true, ..Default::default() }),
+            },
+        ))
+        .await
+        .unwrap();
+    admin
+        .register_agent(authed(
+            &manager,
+            sessions::RegisterAgentRequest { request_id: rid(), agent_id: "ana".into(), display_name: "Ana".into() },
+        ))
+        .await
+        .unwrap();
+    admin
+        .link_department(authed(
+            &manager,
+            sessions::LinkDepartmentRequest {
+                request_id: rid(),
+                agent_id: "ana".into(),
+                department_id: "support".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let mut day = sessions::service_day_service_client::ServiceDayServiceClient::new(channel(ports[0]).await);
+    day.start_service_day(authed(&ana, sessions::StartServiceDayRequest { request_id: rid() })).await.unwrap();
+    day.start_break(authed(&ana, sessions::StartBreakRequest { request_id: rid(), reason_id: String::new() }))
+        .await
+        .unwrap();
+    let mut tasks = distribution::distribution_service_client::DistributionServiceClient::new(channel(ports[2]).await);
+    let service = token("crm-bot", Role::Service);
+    let mut task = None;
+    for _ in 0..200 {
+        // Until distribution has seen the break (before that, ana would get the task at once).
+        let created = tasks
+            .create_task(authed(
+                &service,
+                distribution::CreateTaskRequest {
+                    request_id: rid(),
+                    department_id: "support".into(),
+                    channel: distribution::Channel::Chat as i32,
+                    contact: Some(distribution::ClientContact {
+                        name: "Client".into(),
+                        phone: "+5511900000123".into(),
+                        contact_id: String::new(),
+                    }),
+                    priority: 5,
+                    subject: String::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if created.status == distribution::TaskStatus::Queued as i32 {
+            task = Some(created);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let task = task.expect("a task waiting while ana is on a break");
+
+    // The traced action: ana ends her break, with the caller's trace context.
+    let mut end = authed(&ana, sessions::EndBreakRequest { request_id: rid(), confirm: true });
+    end.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01").parse().unwrap());
+    day.end_break(end).await.unwrap();
+    let manager_view = token("boss", Role::Manager);
+    for _ in 0..200 {
+        let current = tasks
+            .get_task(authed(
+                &manager_view,
+                distribution::GetTaskRequest {
+                    key: Some(distribution::get_task_request::Key::TaskId(task.task_id.clone())),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if current.agent_id == "ana" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Stopping flushes the exporters.
+    stop(&mut sessions_process).await;
+    stop(&mut distribution_process).await;
+    let total = receiver.spans.lock().unwrap().len();
+    let spans: Vec<Span> = receiver.spans.lock().unwrap().iter().filter(|s| s.trace_id == TRACE_ID).cloned().collect();
+    let by = |service: &str, name: &str| {
+        spans.iter().filter(|s| s.service == service && s.name == name).cloned().collect::<Vec<_>>()
+    };
+
+    let rpc = by("agent-sessions", "dw.agentsessions.v1.ServiceDayService/EndBreak");
+    assert_eq!(rpc.len(), 1, "the RPC span continues the caller's trace ({total} spans received): {spans:#?}");
+    assert_eq!(rpc[0].parent_span_id, "00f067aa0ba902b7");
+    let published = by("agent-sessions", "relay publish event");
+    assert!(!published.is_empty(), "the relay continues it: {spans:#?}");
+    let consumed = by("task-distribution", "consume");
+    assert!(
+        consumed.iter().any(|c| published.iter().any(|p| p.span_id == c.parent_span_id)),
+        "task-distribution's consumer is a child of agent-sessions' relay span: {spans:#?}"
+    );
+    let assigned = by("task-distribution", "relay publish event");
+    assert!(
+        assigned.iter().any(|a| consumed.iter().any(|c| c.span_id == a.parent_span_id)),
+        "the assignment it made is relayed in the same trace: {spans:#?}"
+    );
+}
