@@ -6,6 +6,7 @@
 pub mod command;
 pub mod envelope;
 pub mod idempotency;
+pub mod maintenance;
 pub mod outbox_relay;
 pub mod store;
 

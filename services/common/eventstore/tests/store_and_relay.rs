@@ -248,3 +248,28 @@ async fn the_running_relay_is_woken_by_commits_and_one_instance_is_active() {
     second.await.unwrap();
     assert_eq!(count(&h.db, "SELECT count(*) AS n FROM outbox").await, 0);
 }
+
+#[tokio::test]
+async fn old_bookkeeping_rows_are_pruned_and_recent_ones_kept() {
+    let db = TestDb::create(&MIGRATOR).await.unwrap();
+    for (age, id) in [("10 days", Uuid::now_v7()), ("1 hour", Uuid::now_v7())] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ('c', '{id}', now() - interval '{age}')"
+        )))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO idempotency_keys (tenant_id, principal, request_id, operation, response, created_at) \
+             VALUES ('t', 'p', '{id}', 'op', '', now() - interval '{age}')"
+        )))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let removed =
+        dw_eventstore::maintenance::prune(&db.pool, dw_eventstore::maintenance::Retention::default()).await.unwrap();
+    assert_eq!(removed, (1, 1));
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM processed_events").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM idempotency_keys").await, 1);
+}

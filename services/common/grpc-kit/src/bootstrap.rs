@@ -81,6 +81,14 @@ impl Bootstrap {
         }
         let nats = startup::connect_nats(&config.nats_url, name, &cancel).await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
+        let tasks = TaskTracker::new();
+        let background = CancellationToken::new();
+        tasks.spawn(dw_eventstore::maintenance::run(
+            pool.clone(),
+            dw_eventstore::maintenance::Retention::default(),
+            Duration::from_secs(3600),
+            background.clone(),
+        ));
         Ok(Self {
             name,
             config,
@@ -89,8 +97,8 @@ impl Bootstrap {
             jetstream,
             verifier,
             registry: Registry::default(),
-            tasks: TaskTracker::new(),
-            background: CancellationToken::new(),
+            tasks,
+            background,
             cancel,
         })
     }
