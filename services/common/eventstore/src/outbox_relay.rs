@@ -216,7 +216,12 @@ impl OutboxRelay {
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
 
         sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&positions).execute(&mut *conn).await?;
-        let backlog: i64 = sqlx::query("SELECT count(*) AS n FROM outbox").fetch_one(&mut *conn).await?.try_get("n")?;
+        // A partial batch drained the outbox; only a full one leaves a backlog worth counting.
+        let backlog: i64 = if (events.len() as i64) < self.config.batch_size {
+            0
+        } else {
+            sqlx::query("SELECT count(*) AS n FROM outbox").fetch_one(&mut *conn).await?.try_get("n")?
+        };
         self.metrics.backlog.set(backlog);
         Ok(events.len())
     }

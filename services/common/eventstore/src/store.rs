@@ -94,24 +94,6 @@ pub async fn read_stream(
     rows.iter().map(recorded_event_from_row).collect::<Result<_, _>>().map_err(StoreError::from)
 }
 
-/// Events of the whole store after `after_position` (global order), at most `limit`.
-pub async fn read_all(
-    conn: &mut PgConnection,
-    after_position: i64,
-    limit: i64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT global_position, event_id, tenant_id, stream_id, version, event_type, subject, payload, \
-                recorded_at, correlation_id, causation_id, traceparent \
-         FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
-    )
-    .bind(after_position)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(recorded_event_from_row).collect::<Result<_, _>>().map_err(StoreError::from)
-}
-
 pub(crate) fn recorded_event_from_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
     Ok(RecordedEvent {
         global_position: row.try_get("global_position")?,

@@ -58,7 +58,7 @@ pub async fn decide_for(
     Ok(assignment::choose(&candidates))
 }
 
-/// Assigns what can be assigned in `scope`. Returns the number of assignments.
+/// Assigns what can be assigned in `scope`. Returns the tasks assigned.
 pub async fn run(
     conn: &mut PgConnection,
     tenant: &str,
@@ -66,16 +66,16 @@ pub async fn run(
     trigger: &str,
     metadata: &EventMetadata,
     now: DateTime<Utc>,
-) -> Result<usize, AppError> {
+) -> Result<Vec<TaskId>, AppError> {
     let settings = projections::agents::settings(conn, tenant).await?;
     if !settings.auto_distribution_enabled {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let departments = match scope {
         Scope::Departments(departments) => departments,
         Scope::All => projections::tasks::departments_with_queue(conn, tenant).await?,
     };
-    let mut assigned = 0;
+    let mut assigned = Vec::new();
     for department in departments {
         while let Some(head) = projections::tasks::queue_head(conn, tenant, &department).await? {
             let decision = decide_for(conn, tenant, &department, settings.default_capacity).await?;
@@ -95,7 +95,7 @@ pub async fn run(
             };
             let events = task::decide(&state, Command::Assign { agent, summary }, now)?;
             append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
-            assigned += 1;
+            assigned.push(task_id);
         }
     }
     Ok(assigned)

@@ -118,10 +118,11 @@ pub async fn create_task(
     };
     append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
     let department = input.department.to_string();
-    dispatcher::run(conn, tenant, Scope::Departments(vec![department.clone()]), "task_created", metadata, now).await?;
+    let assigned =
+        dispatcher::run(conn, tenant, Scope::Departments(vec![department.clone()]), "task_created", metadata, now)
+            .await?;
     // Nobody took it: record why, for ExplainAssignment.
-    let still_queued = load_task(conn, tenant, task_id).await?.is_some_and(|(t, _)| t.status == task::Status::Queued);
-    if still_queued {
+    if !assigned.contains(&task_id) {
         let settings = projections::agents::settings(conn, tenant).await?;
         let decision = dispatcher::decide_for(conn, tenant, &department, settings.default_capacity).await?;
         let trigger = if settings.auto_distribution_enabled { "task_created" } else { "task_created_manual_tenant" };
@@ -214,7 +215,7 @@ pub async fn dispatch_for_agent(
         return Ok(0);
     };
     let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
-    dispatcher::run(conn, tenant, Scope::Departments(departments), trigger, metadata, now).await
+    Ok(dispatcher::run(conn, tenant, Scope::Departments(departments), trigger, metadata, now).await?.len())
 }
 
 struct SettingsCommand<'c> {
