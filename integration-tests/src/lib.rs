@@ -1,6 +1,8 @@
 //! Support for cross-service tests: locating the workspace's built binaries and running them as
 //! real processes (`make test` builds them first with `cargo build --workspace --bins`).
 
+pub mod cluster;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;

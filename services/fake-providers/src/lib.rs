@@ -37,7 +37,9 @@ pub const DEFAULT_STATUS_DELAY_MS: u64 = 300;
 /// `entry[].id` of the status notifications (the WhatsApp Business Account id).
 pub const WABA_ID: &str = "WABA";
 /// Attempts per status notification (connection refused or HTTP 5xx are retried).
-const WEBHOOK_ATTEMPTS: u32 = 3;
+/// Like the real platforms, which retry a failed status webhook for hours, the fake keeps trying
+/// for about 20 s (0.5 s, 1 s, … then every 3 s), so a receiver restarting meanwhile misses nothing.
+const WEBHOOK_ATTEMPTS: u32 = 10;
 /// Characters of an SMS body shown in the log line.
 const LOGGED_BODY_CHARS: usize = 40;
 
@@ -477,7 +479,7 @@ async fn post_signed(
         }
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))) => {}
+            () = tokio::time::sleep(Duration::from_millis((500 * u64::from(attempt)).min(3000))) => {}
         }
     }
 }

@@ -227,6 +227,23 @@ async fn set_holder(conn: &mut PgConnection, tenant: &str, task: &str, agent: Op
     Ok(())
 }
 
+/// A browser push for a task that became the agent's (the agent may be in another tab).
+async fn push_task_assigned(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &str,
+    task_id: &str,
+    body: &str,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::json!({
+        "kind": "task_assigned",
+        "title": "Task assigned",
+        "body": body,
+        "task_id": task_id,
+    });
+    crate::push::enqueue(conn, tenant, agent, &payload).await
+}
+
 impl Projection for DistributionProjection {
     async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
         let tenant = event.tenant_id.as_str();
@@ -243,6 +260,7 @@ impl Projection for DistributionProjection {
                     body: &body,
                 };
                 notify_agent(conn, tenant, &m.agent_id, note).await?;
+                push_task_assigned(conn, tenant, &m.agent_id, &m.task_id, &body).await?;
             }
             "dw.distribution.v1.TaskClaimed" => {
                 let m: distribution::TaskClaimed = decode(event)?;
@@ -262,6 +280,7 @@ impl Projection for DistributionProjection {
                         body: &body,
                     };
                     notify_agent(conn, tenant, agent, note).await?;
+                    push_task_assigned(conn, tenant, agent, &m.task_id, &body).await?;
                 }
             }
             "dw.distribution.v1.TaskRequeued" => {
@@ -289,6 +308,7 @@ impl Projection for DistributionProjection {
                     };
                     notify_agent(conn, tenant, &m.agent_id, note).await?;
                     let payload = serde_json::json!({
+                        "kind": "client_message",
                         "title": "New client message",
                         "body": text,
                         "task_id": m.task_id,

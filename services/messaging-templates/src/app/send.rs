@@ -223,6 +223,47 @@ pub struct Dispatcher {
     pub providers: Providers,
 }
 
+impl Dispatcher {
+    /// Keeps the provider's answer in its own transaction, retrying through a database outage
+    /// for up to about two minutes: a redelivery then records this answer instead of giving up.
+    async fn keep_outcome(&self, tenant: &str, message_id: uuid::Uuid, report: &Event) {
+        let (state, provider_id, attempts, failure) = match report {
+            Event::Dispatched { provider_message_id, attempts, .. } => {
+                ("accepted", Some(provider_message_id.as_str()), *attempts, None)
+            }
+            Event::Failed { failure, attempts, .. } => ("rejected", None, *attempts, Some(failure)),
+            _ => return,
+        };
+        let mut delay = std::time::Duration::from_millis(100);
+        for _ in 0..70 {
+            let kept = sqlx::query(
+                "UPDATE message_dispatch SET state = $3, provider_message_id = $4, attempts = $5, \
+                     failure_code = $6, failure_reason = $7, failure_terminal = $8 \
+                 WHERE tenant_id = $1 AND message_id = $2 AND state = 'sending'",
+            )
+            .bind(tenant)
+            .bind(message_id)
+            .bind(state)
+            .bind(provider_id)
+            .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+            .bind(failure.map(|f| f.code.as_str()))
+            .bind(failure.map(|f| f.reason.as_str()))
+            .bind(failure.map(|f| f.terminal))
+            .execute(&self.pool)
+            .await;
+            match kept {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(%error, %message_id, "keeping the provider's answer failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        tracing::error!(%message_id, "the provider's answer could not be kept; a redelivery records OUTCOME_UNKNOWN");
+    }
+}
+
 impl Projection for Dispatcher {
     async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
         if event.event_type != "dw.messaging.v1.MessageRequested" {
@@ -252,35 +293,70 @@ impl Projection for Dispatcher {
             let Some((message, _)) = load_message(conn, tenant, message_id).await.map_err(transient)? else {
                 return Err(ProjectionError::Permanent(format!("message {message_id} not found")));
             };
-            match self.providers.send(&message).await {
+            let report = match self.providers.send(&message).await {
                 Outcome::Accepted { provider_message_id, attempts } => {
                     Event::Dispatched { provider_message_id, attempts, at: Utc::now().trunc_subsecs(6) }
                 }
                 Outcome::Rejected { failure, attempts } => {
                     Event::Failed { failure, attempts, at: Utc::now().trunc_subsecs(6) }
                 }
-            }
-        } else {
-            let state: Option<String> =
-                sqlx::query("SELECT state FROM message_dispatch WHERE tenant_id = $1 AND message_id = $2")
-                    .bind(tenant)
-                    .bind(message_id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|row| row.try_get("state"))
-                    .transpose()?;
-            if state.as_deref() == Some("done") {
-                return Ok(());
-            }
-            // An earlier hand-over was interrupted: the provider may have it. Never send twice.
-            let failure = Failure {
-                code: "OUTCOME_UNKNOWN".into(),
-                reason: "the dispatcher stopped during the hand-over; not sent again".into(),
-                terminal: true,
             };
-            Event::Failed { failure, attempts: 1, at: now }
+            self.keep_outcome(tenant, message_id, &report).await;
+            report
+        } else {
+            let row = sqlx::query(
+                "SELECT state, provider_message_id, attempts, failure_code, failure_reason, failure_terminal \
+                 FROM message_dispatch WHERE tenant_id = $1 AND message_id = $2",
+            )
+            .bind(tenant)
+            .bind(message_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let state: Option<String> = row.as_ref().map(|r| r.try_get("state")).transpose()?;
+            let attempts = |row: &sqlx::postgres::PgRow| -> Result<u32, sqlx::Error> {
+                Ok(u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(1))
+            };
+            match (state.as_deref(), &row) {
+                (Some("done"), _) => return Ok(()),
+                // The provider answered before an interruption: record its answer.
+                (Some("accepted"), Some(row)) => Event::Dispatched {
+                    provider_message_id: row.try_get::<Option<String>, _>("provider_message_id")?.unwrap_or_default(),
+                    attempts: attempts(row)?,
+                    at: now,
+                },
+                (Some("rejected"), Some(row)) => Event::Failed {
+                    failure: Failure {
+                        code: row.try_get::<Option<String>, _>("failure_code")?.unwrap_or_default(),
+                        reason: row.try_get::<Option<String>, _>("failure_reason")?.unwrap_or_default(),
+                        terminal: row.try_get::<Option<bool>, _>("failure_terminal")?.unwrap_or(true),
+                    },
+                    attempts: attempts(row)?,
+                    at: now,
+                },
+                // An earlier hand-over was interrupted before the provider's answer was kept: the
+                // provider may have it. Never send twice.
+                _ => Event::Failed {
+                    failure: Failure {
+                        code: "OUTCOME_UNKNOWN".into(),
+                        reason: "the dispatcher stopped during the hand-over; not sent again".into(),
+                        terminal: true,
+                    },
+                    attempts: 1,
+                    at: now,
+                },
+            }
         };
+        let provider_id = match &report {
+            Event::Dispatched { provider_message_id, .. } => Some(provider_message_id.clone()),
+            _ => None,
+        };
+        if let Some(provider_id) = &provider_id {
+            super::inbound::lock_provider_id(conn, tenant, provider_id).await?;
+        }
         record_status(conn, tenant, message_id, report, &metadata).await.map_err(transient)?;
+        if let Some(provider_id) = &provider_id {
+            super::inbound::apply_parked(conn, tenant, message_id, provider_id, &metadata).await.map_err(transient)?;
+        }
         sqlx::query("UPDATE message_dispatch SET state = 'done' WHERE tenant_id = $1 AND message_id = $2")
             .bind(tenant)
             .bind(message_id)

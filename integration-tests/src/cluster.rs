@@ -1,0 +1,281 @@
+//! A cluster of its own for one test: a PostgreSQL initialised into a temporary directory on a
+//! free port, a nats-server with JetStream on a free port and its own store directory, and the
+//! services as processes. Each of them can be killed and started again, which disturbs no other
+//! test (they all use the shared servers).
+//!
+//! The work directory (data, store, one log file per process) is removed when the test passes
+//! and kept, with its path printed, when it fails.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::Connection;
+
+use crate::{Process, free_port, wait_for_port};
+
+/// A temporary directory, removed on drop unless the thread is panicking (a failed test keeps
+/// its logs).
+pub struct WorkDir(pub PathBuf);
+
+impl WorkDir {
+    pub fn new(label: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("dw-{label}-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// An append-mode log file in the directory.
+    pub fn log(&self, name: &str) -> anyhow::Result<File> {
+        Ok(OpenOptions::new().create(true).append(true).open(self.0.join(format!("{name}.log")))?)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed: its processes' logs and data are kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Sends `signal` (e.g. "KILL", "QUIT") to the process and waits up to 30 s for it to exit.
+pub async fn signal_and_wait(process: &mut Process, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(process.0.id().to_string()).status()?;
+    if !status.success() && process.0.try_wait()?.is_none() {
+        bail!("kill -{signal} {} failed", process.0.id());
+    }
+    for _ in 0..300 {
+        if process.0.try_wait()?.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("process {} did not exit after SIG{signal}", process.0.id())
+}
+
+fn spawn_logged(command: &mut Command, log: File) -> anyhow::Result<Process> {
+    let err = log.try_clone()?;
+    Ok(Process(command.stdin(Stdio::null()).stdout(log).stderr(err).spawn()?))
+}
+
+/// uid and gid of the `postgres` user when this test runs as root (PostgreSQL refuses root).
+fn postgres_identity() -> anyhow::Result<Option<(u32, u32)>> {
+    let uid = String::from_utf8(Command::new("id").arg("-u").output()?.stdout)?;
+    if uid.trim() != "0" {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() == Some(&"postgres") && fields.len() > 3 {
+            return Ok(Some((fields[2].parse()?, fields[3].parse()?)));
+        }
+    }
+    bail!("running as root and there is no postgres user to run PostgreSQL as")
+}
+
+/// PostgreSQL's server binaries: `DW_PG_BINDIR`, else the newest /usr/lib/postgresql/<v>/bin.
+fn postgres_bindir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("DW_PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("no /usr/lib/postgresql (set DW_PG_BINDIR to the directory holding initdb and postgres)")?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).context("no initdb under /usr/lib/postgresql/*/bin")
+}
+
+/// A PostgreSQL server of the test's own (trust authentication, user `postgres`).
+pub struct Postgres {
+    bindir: PathBuf,
+    data: PathBuf,
+    run_as: Option<(u32, u32)>,
+    pub port: u16,
+    process: Option<Process>,
+}
+
+impl Postgres {
+    /// `initdb` into `<work>/pgdata`, then starts the server.
+    pub async fn start(work: &WorkDir) -> anyhow::Result<Self> {
+        let bindir = postgres_bindir()?;
+        let run_as = postgres_identity()?;
+        let root = work.path().join("pg");
+        std::fs::create_dir_all(&root)?;
+        if run_as.is_some() {
+            crate::run_ok(Command::new("chown").arg("-R").arg("postgres:postgres").arg(&root))?;
+        }
+        let data = root.join("data");
+        let mut initdb = Command::new(bindir.join("initdb"));
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"]);
+        if let Some((uid, gid)) = run_as {
+            initdb.uid(uid).gid(gid);
+        }
+        crate::run_ok(&mut initdb).context("initdb")?;
+        let mut postgres = Self { bindir, data, run_as, port: free_port()?, process: None };
+        postgres.restart(work).await?;
+        Ok(postgres)
+    }
+
+    /// Starts the server on its data directory (after a crash: with recovery).
+    pub async fn restart(&mut self, work: &WorkDir) -> anyhow::Result<()> {
+        let mut command = Command::new(self.bindir.join("postgres"));
+        command
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.data.parent().unwrap_or(&self.data).display()))
+            .args(["-c", "max_connections=300", "-c", "fsync=off", "-c", "full_page_writes=off"]);
+        if let Some((uid, gid)) = self.run_as {
+            command.uid(uid).gid(gid);
+        }
+        self.process = Some(spawn_logged(&mut command, work.log("postgres")?)?);
+        for _ in 0..300 {
+            if let Ok(conn) = sqlx::PgConnection::connect(&self.url("postgres")).await {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("PostgreSQL did not accept connections on port {}", self.port)
+    }
+
+    /// An immediate shutdown (SIGQUIT): no checkpoint, crash recovery on the next start.
+    pub async fn crash(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            signal_and_wait(&mut process, "QUIT").await?;
+        }
+        Ok(())
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        Ok(self.url(name))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(process) = &mut self.process {
+            // Immediate shutdown: the children exit with the postmaster.
+            let _ = Command::new("kill").arg("-QUIT").arg(process.0.id().to_string()).status();
+            let _ = process.0.wait();
+        }
+    }
+}
+
+/// A nats-server with JetStream of the test's own.
+pub struct Nats {
+    store: PathBuf,
+    pub port: u16,
+    process: Option<Process>,
+}
+
+impl Nats {
+    pub async fn start(work: &WorkDir) -> anyhow::Result<Self> {
+        let store = work.path().join("nats");
+        std::fs::create_dir_all(&store)?;
+        let mut nats = Self { store, port: free_port()?, process: None };
+        nats.restart(work).await?;
+        Ok(nats)
+    }
+
+    /// Starts the server on its store directory (streams and consumers are recovered).
+    pub async fn restart(&mut self, work: &WorkDir) -> anyhow::Result<()> {
+        let binary = std::env::var_os("DW_NATS_SERVER").map(PathBuf::from).unwrap_or_else(|| "nats-server".into());
+        let mut command = Command::new(binary);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&self.store);
+        self.process = Some(spawn_logged(&mut command, work.log("nats")?).context("starting nats-server")?);
+        wait_for_port(self.port).await?;
+        // JetStream answers once the server has recovered its store.
+        for _ in 0..300 {
+            if let Ok(client) = async_nats::connect(self.url()).await
+                && client.request("$JS.API.INFO", "".into()).await.is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("JetStream did not answer on port {}", self.port)
+    }
+
+    /// SIGKILL: the server dies without a goodbye to its clients.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            signal_and_wait(&mut process, "KILL").await?;
+        }
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+/// One service binary with its environment, restartable.
+pub struct Service {
+    pub name: String,
+    pub grpc_port: u16,
+    env: Vec<(String, String)>,
+    process: Option<Process>,
+}
+
+impl Service {
+    pub fn new(name: &str, env: Vec<(String, String)>) -> anyhow::Result<Self> {
+        let grpc_port = free_port()?;
+        let mut env = env;
+        env.push(("GRPC_ADDR".into(), format!("127.0.0.1:{grpc_port}")));
+        env.push(("METRICS_ADDR".into(), format!("127.0.0.1:{}", free_port()?)));
+        Ok(Self { name: name.to_owned(), grpc_port, env, process: None })
+    }
+
+    /// Starts the binary and waits until its gRPC port answers.
+    pub async fn start(&mut self, work: &WorkDir) -> anyhow::Result<()> {
+        let mut command = Command::new(crate::binary(&self.name)?);
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.process = Some(spawn_logged(&mut command, work.log(&self.name)?)?);
+        wait_for_port(self.grpc_port).await.with_context(|| format!("{} did not start", self.name))
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            signal_and_wait(&mut process, "KILL").await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, for a graceful stop.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            signal_and_wait(&mut process, "TERM").await?;
+        }
+        Ok(())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+}
