@@ -69,7 +69,7 @@ bench: ## Run the benchmarks: agent commands, task assignment, SearchProtocols, 
 	$(CARGO) bench -p messaging-templates --bench sends
 	$(CARGO) bench -p notifications --bench push
 
-deploy-check: ## Render the Kustomize overlays and validate them (schema + policy)
+deploy-check: ## Render the Kustomize overlays and deploy/postgres, validate them offline (schemas incl. CRDs + policy)
 	@scripts/deploy-check.sh
 
 clean-test-dbs: ## Drop dwtest_* databases (and TEST_* streams) left by interrupted test runs

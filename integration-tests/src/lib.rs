@@ -36,8 +36,10 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Spawns with stdout (the service logs) discarded, or shown when `DW_TEST_SHOW_LOGS` is set.
     pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
-        Ok(Self(command.stdout(Stdio::null()).spawn()?))
+        let stdout = if std::env::var_os("DW_TEST_SHOW_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() };
+        Ok(Self(command.stdout(stdout).spawn()?))
     }
 }
 

@@ -1,8 +1,9 @@
 //! One trace across services: a gRPC call to agent-sessions carrying a `traceparent`, its event
 //! appended and relayed over JetStream, consumed by task-distribution, which assigns a waiting
-//! task and relays that event in turn. Both binaries export spans over OTLP to a receiver run by
-//! this test on 127.0.0.1; the spans share the caller's trace id and link parent to child across
-//! the services.
+//! task and relays that event in turn, consumed by notifications, which pushes the assignment to
+//! the agent's browser (a Web Push service run by this test). The three binaries export spans
+//! over OTLP to a receiver run by this test on 127.0.0.1; the spans share the caller's trace id
+//! and link parent to child across the services.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,9 +11,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dw_auth::{JwtVerifier, Role};
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as distribution;
+use dw_proto::notifications::v1 as notifications_pb;
 use dw_testkit::{TestDb, TestNamespace};
 use integration_tests::{Process, binary, free_port, wait_for_port};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
@@ -120,11 +124,30 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
             .await
     });
 
+    // The Web Push service of ana's browser: it accepts every push.
+    let pushed = Arc::new(Mutex::new(0usize));
+    let push_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let push_url = format!("http://{}/push/ana", push_listener.local_addr().unwrap());
+    let counter = pushed.clone();
+    let push_app = axum::Router::new().route(
+        "/push/ana",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                *counter.lock().unwrap() += 1;
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(push_listener, push_app).await });
+
     let sessions_db = TestDb::create(&agent_sessions::MIGRATOR).await.unwrap();
+    let notifications_db = TestDb::create(&notifications::MIGRATOR).await.unwrap();
     let distribution_db = TestDb::create(&task_distribution::MIGRATOR).await.unwrap();
     let (sessions_ns, distribution_ns, messaging_ns) =
         (TestNamespace::new("tsessions"), TestNamespace::new("tdistribution"), TestNamespace::new("tmessaging"));
-    let ports: Vec<u16> = (0..4).map(|_| free_port().unwrap()).collect();
+    let notifications_ns = TestNamespace::new("tnotifications");
+    let ports: Vec<u16> = (0..6).map(|_| free_port().unwrap()).collect();
     let common = |command: &mut Command| {
         command
             .env("DW_JWT_SECRET", SECRET)
@@ -155,8 +178,26 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
         .env("DW_MESSAGING_STREAM", &messaging_ns.stream_name)
         .env("DW_MESSAGING_SUBJECT_PREFIX", &messaging_ns.subject_prefix);
     let mut distribution_process = Process::spawn(&mut command).unwrap();
+    let mut command = Command::new(binary("notifications").unwrap());
+    common(&mut command);
+    command
+        .env("DATABASE_URL", &notifications_db.url)
+        .env("GRPC_ADDR", format!("127.0.0.1:{}", ports[4]))
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", ports[5]))
+        .env("DW_STREAM_NAME", &notifications_ns.stream_name)
+        .env("DW_SUBJECT_PREFIX", &notifications_ns.subject_prefix)
+        .env("DW_AGENT_SESSIONS_STREAM", &sessions_ns.stream_name)
+        .env("DW_AGENT_SESSIONS_SUBJECT_PREFIX", &sessions_ns.subject_prefix)
+        .env("DW_DISTRIBUTION_STREAM", &distribution_ns.stream_name)
+        .env("DW_DISTRIBUTION_SUBJECT_PREFIX", &distribution_ns.subject_prefix)
+        .env("DW_MESSAGING_STREAM", &messaging_ns.stream_name)
+        .env("DW_MESSAGING_SUBJECT_PREFIX", &messaging_ns.subject_prefix)
+        .env("DW_PUSH_ALLOWED_HOSTS", "127.0.0.1")
+        .env("DW_PUSH_POLL_MS", "100");
+    let mut notifications_process = Process::spawn(&mut command).unwrap();
     wait_for_port(ports[0]).await.unwrap();
     wait_for_port(ports[2]).await.unwrap();
+    wait_for_port(ports[4]).await.unwrap();
 
     // ana works in support and goes on a break; a task then waits for her.
     let manager = token("boss", Role::Manager);
@@ -199,7 +240,7 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     let service = token("crm-bot", Role::Service);
     let mut task = None;
     for _ in 0..200 {
-        // Until distribution has seen the break (before that, ana would get the task at once).
+        // Until distribution has seen the break (before that, ana would get the task).
         let created = tasks
             .create_task(authed(
                 &service,
@@ -219,13 +260,47 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
             .await
             .unwrap()
             .into_inner();
+        // Queued because distribution has seen the break (not because it has not yet seen her day
+        // start, which would assign the task in another trace).
         if created.status == distribution::TaskStatus::Queued as i32 {
-            task = Some(created);
-            break;
+            let explained = tasks
+                .explain_assignment(authed(
+                    &token("boss", Role::Manager),
+                    distribution::ExplainAssignmentRequest { task_id: created.task_id.clone() },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            let on_break = explained
+                .decisions
+                .iter()
+                .flat_map(|d| &d.candidates)
+                .any(|c| c.agent_id == "ana" && c.exclusion == distribution::Exclusion::OnBreak as i32);
+            if on_break {
+                task = Some(created);
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let task = task.expect("a task waiting while ana is on a break");
+
+    // ana's browser subscribed to pushes.
+    let browser_secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let mut browser =
+        notifications_pb::notification_service_client::NotificationServiceClient::new(channel(ports[4]).await);
+    browser
+        .enable_browser_notifications(authed(
+            &ana,
+            notifications_pb::EnableBrowserNotificationsRequest {
+                request_id: rid(),
+                endpoint: push_url.clone(),
+                p256dh: URL_SAFE_NO_PAD.encode(browser_secret.public_key().to_sec1_bytes()),
+                auth: URL_SAFE_NO_PAD.encode(*b"trace-test-auth!"),
+            },
+        ))
+        .await
+        .unwrap();
 
     // The traced action: ana ends her break, with the caller's trace context.
     let mut end = authed(&ana, sessions::EndBreakRequest { request_id: rid(), confirm: true });
@@ -249,9 +324,18 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    for _ in 0..600 {
+        if *pushed.lock().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(*pushed.lock().unwrap() > 0, "the assignment was pushed to ana's browser");
+
     // Stopping flushes the exporters.
     stop(&mut sessions_process).await;
     stop(&mut distribution_process).await;
+    stop(&mut notifications_process).await;
     let total = receiver.spans.lock().unwrap().len();
     let spans: Vec<Span> = receiver.spans.lock().unwrap().iter().filter(|s| s.trace_id == TRACE_ID).cloned().collect();
     let by = |service: &str, name: &str| {
@@ -272,5 +356,15 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     assert!(
         assigned.iter().any(|a| consumed.iter().any(|c| c.span_id == a.parent_span_id)),
         "the assignment it made is relayed in the same trace: {spans:#?}"
+    );
+    let notified = by("notifications", "consume");
+    assert!(
+        notified.iter().any(|n| assigned.iter().any(|a| a.span_id == n.parent_span_id)),
+        "notifications' consumer is a child of task-distribution's relay span: {spans:#?}"
+    );
+    let push = by("notifications", "web push send");
+    assert!(
+        push.iter().any(|p| notified.iter().any(|n| n.span_id == p.parent_span_id)),
+        "the Web Push is sent in the same trace, as a child of the consumer that queued it: {spans:#?}"
     );
 }

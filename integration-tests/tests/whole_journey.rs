@@ -306,6 +306,8 @@ async fn rounds_pass(load: &Workload, more: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_restarts() {
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
     let work = WorkDir::new("journey").unwrap();
     let mut postgres = Postgres::start(&work).await.unwrap();
     let mut nats = Nats::start(&work).await.unwrap();
@@ -386,6 +388,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     let mut c = Clients::new(&endpoints);
     let (manager, ana, bia) = (token("boss", Role::Manager), token("ana", Role::Agent), token("bia", Role::Agent));
 
+    phase("cluster up");
     // --- A manager configures the tenant. ---------------------------------------------------
     let reason = |id: &str, label: &str| sessions::Reason { id: id.into(), label: label.into() };
     let settings = sessions::UpdateTenantSettingsRequest {
@@ -496,6 +499,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
         .unwrap()
         .into_inner();
 
+    phase("tenant configured");
     // --- ana starts her day, with live and browser notifications on. -----------------------
     let ana_live = Live::follow(endpoints.notifications.clone(), ana.clone()).await;
     let vapid = c
@@ -585,6 +589,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     })
     .await;
 
+    phase("task assigned and pushed");
     // --- ana searches the protocol. ----------------------------------------------------------
     let search = distribution::SearchProtocolsRequest { protocol: task.protocol.clone(), ..Default::default() };
     let found = retry!("protocol search", c.tasks.search_protocols(authed(&ana, search.clone())));
@@ -655,6 +660,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
         c.notifications.list_notifications(authed(&ana, list(messaging::Channel::Sms, ""))).await.unwrap().into_inner();
     assert!(sms.notifications.is_empty(), "{sms:?}");
 
+    phase("template sent, webhook called, log checked");
     // --- bia starts her day; ana notifies an exit, breaks, ends it, ends her day. ------------
     let bia_live = Live::follow(endpoints.notifications.clone(), bia.clone()).await;
     c.day.start_service_day(authed(&bia, sessions::StartServiceDayRequest { request_id: rid() })).await.unwrap();
@@ -708,26 +714,31 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     .await;
     eventually("bia told live", async || bia_live.all().iter().any(|n| n.task_id == task.task_id).then_some(())).await;
 
+    phase("ana's day done, bia has the task");
     // --- Outages while bia keeps working. ----------------------------------------------------
     let load = Arc::new(Workload::default());
     let worker = tokio::spawn(run_workload(load.clone(), c.clone(), bia.clone(), template.template_id.clone()));
     rounds_pass(&load, 2).await;
 
+    phase("killing NATS");
     nats.kill().await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     nats.restart(&work).await.unwrap();
     rounds_pass(&load, 3).await;
 
+    phase("crashing Postgres");
     postgres.crash().await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     postgres.restart(&work).await.unwrap();
     rounds_pass(&load, 3).await;
 
+    phase("killing messaging-templates");
     messaging_service.kill().await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     messaging_service.start(&work).await.unwrap();
     rounds_pass(&load, 3).await;
 
+    phase("stopping the workload");
     load.stop.store(true, Ordering::SeqCst);
     worker.await.unwrap();
     let sent_ids: Vec<String> = load.sent.lock().unwrap().clone();
@@ -769,6 +780,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
         pool.close().await;
     }
 
+    phase("buses checked");
     // agent-sessions: bia's day holds every break, each ended once.
     let info = c
         .day
@@ -816,19 +828,22 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     let unknown = histories.values().filter(|h| h.as_slice() == unknown_path).count();
     assert!(unknown <= 1, "only a send in flight when messaging-templates was killed may end unknown: {unknown}");
 
+    phase("messages checked");
     // notifications: the log holds each of bia's sends once, with messaging's timeline.
     let log = eventually("bia's sends all settled in the log", async || {
-        let page = c
-            .notifications
-            .list_notifications(authed(&manager, list(messaging::Channel::Whatsapp, "bia")))
-            .await
-            .ok()?
-            .into_inner();
-        let settled = page
-            .notifications
-            .iter()
-            .all(|n| histories.get(&n.message_id).is_some_and(|h| h.last() == Some(&n.status)));
-        (settled && page.notifications.len() >= sent_ids.len()).then_some(page.notifications)
+        // Every page of it.
+        let mut entries = Vec::new();
+        let mut request = list(messaging::Channel::Whatsapp, "bia");
+        loop {
+            let page = c.notifications.list_notifications(authed(&manager, request.clone())).await.ok()?.into_inner();
+            entries.extend(page.notifications);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            request.page_token = page.next_page_token;
+        }
+        let settled = entries.iter().all(|n| histories.get(&n.message_id).is_some_and(|h| h.last() == Some(&n.status)));
+        (settled && entries.len() >= sent_ids.len()).then_some(entries)
     })
     .await;
     let logged: Vec<&str> = log.iter().map(|n| n.message_id.as_str()).collect();
@@ -855,6 +870,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     assert_eq!(delivered.len(), all_sent.len(), "no send delivered under two webhook ids");
     assert_eq!(delivered.into_iter().cloned().collect::<BTreeSet<_>>(), all_sent);
 
+    phase("log and webhooks checked");
     // task-distribution applied bia's last break end: a new task goes straight to her.
     let crm = token("crm-bot", Role::Service);
     let created = c

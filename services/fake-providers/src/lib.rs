@@ -469,9 +469,10 @@ async fn post_signed(
                 );
                 code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS
             }
+            // No answer (refused, reset by a receiver that died mid-request, timed out): again.
             Err(error) => {
                 tracing::warn!("status webhook {status} {wamid} -> POST {}: {error}", webhook.url);
-                error.is_connect() || error.is_timeout()
+                true
             }
         };
         if !retry || attempt == WEBHOOK_ATTEMPTS {

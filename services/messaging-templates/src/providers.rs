@@ -5,9 +5,17 @@
 //! Retries only what the provider certainly did not accept (connection refused, HTTP 429, 5xx):
 //! a request that may have reached it (a timeout) is never repeated, so a message is handed over
 //! at most once.
+//!
+//! Every HTTP request (each attempt) is measured: `dw_provider_request_duration_seconds` and, when
+//! it fails, `dw_provider_failures_total` with the reason.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::domain::message::{Failure, OutboundMessage};
@@ -44,10 +52,77 @@ pub enum Outcome {
     Rejected { failure: Failure, attempts: u32 },
 }
 
+/// Which provider a request goes to, as the metrics name it.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    provider: &'static str,
+    channel: &'static str,
+}
+
+const WHATSAPP: Target = Target { provider: "whatsapp_cloud", channel: "whatsapp" };
+const SMS: Target = Target { provider: "sms_messages", channel: "sms" };
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    provider: &'static str,
+    channel: &'static str,
+    /// `accepted`, or `failed` (the failure counter says why).
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    provider: &'static str,
+    channel: &'static str,
+    reason: &'static str,
+}
+
+/// Provider request metrics, registered once per process.
+#[derive(Clone)]
+pub struct ProviderMetrics {
+    duration: Family<RequestLabels, Histogram>,
+    failures: Family<FailureLabels, Counter>,
+}
+
+impl ProviderMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            duration: Family::new_with_constructor(|| {
+                Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+            }),
+            failures: Family::default(),
+        };
+        registry.register(
+            "dw_provider_request_duration_seconds",
+            "Provider HTTP requests (each attempt) and their latency until the response body, by provider, \
+             channel and outcome (accepted or failed)",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "dw_provider_failures",
+            "Provider HTTP requests (each attempt) that failed, by provider, channel and reason (timeout, connect, \
+             network, http_429, http_4xx, http_5xx, http_other, bad_response)",
+            metrics.failures.clone(),
+        );
+        metrics
+    }
+
+    fn observe(&self, target: Target, elapsed: Duration, failure: Option<&'static str>) {
+        let outcome = if failure.is_some() { "failed" } else { "accepted" };
+        let labels = RequestLabels { provider: target.provider, channel: target.channel, outcome };
+        self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if let Some(reason) = failure {
+            let labels = FailureLabels { provider: target.provider, channel: target.channel, reason };
+            self.failures.get_or_create(&labels).inc();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
     config: ProviderConfig,
+    metrics: ProviderMetrics,
 }
 
 enum Attempt {
@@ -61,10 +136,10 @@ fn failure(code: impl Into<String>, reason: impl Into<String>, terminal: bool) -
 }
 
 impl Providers {
-    pub fn new(config: ProviderConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: ProviderConfig, metrics: ProviderMetrics) -> Result<Self, reqwest::Error> {
         let http =
             reqwest::Client::builder().timeout(config.timeout).connect_timeout(Duration::from_secs(3)).build()?;
-        Ok(Self { http, config })
+        Ok(Self { http, config, metrics })
     }
 
     /// The WhatsApp Cloud API request body for a template message.
@@ -123,6 +198,7 @@ impl Providers {
         let url = format!("{}/{}/messages", config.base_url.trim_end_matches('/'), config.phone_number_id);
         let request = self.http.post(url).bearer_auth(&config.access_token).json(&Self::whatsapp_body(message));
         self.classify(
+            WHATSAPP,
             request,
             |body| body["messages"][0]["id"].as_str().map(str::to_owned),
             |body| {
@@ -139,6 +215,7 @@ impl Providers {
         let form = [("To", message.phone.as_str()), ("From", config.from.as_str()), ("Body", message.body.as_str())];
         let request = self.http.post(url).basic_auth(&config.account_sid, Some(&config.auth_token)).form(&form);
         self.classify(
+            SMS,
             request,
             |body| body["sid"].as_str().map(str::to_owned),
             |body| (body["code"].as_i64().map(|c| c.to_string()), body["message"].as_str().map(str::to_owned)),
@@ -146,42 +223,154 @@ impl Providers {
         .await
     }
 
+    /// Sends one request, measures it and classifies the answer.
     async fn classify(
         &self,
+        target: Target,
         request: reqwest::RequestBuilder,
         accepted_id: impl Fn(&Value) -> Option<String>,
         error_of: impl Fn(&Value) -> (Option<String>, Option<String>),
     ) -> Attempt {
-        let response = match request.send().await {
-            Ok(response) => response,
-            // Never reached the provider: safe to try again.
-            Err(error) if error.is_connect() => {
-                return Attempt::Retryable(failure("CONNECT", error.to_string(), false));
-            }
-            // It may have: never repeat.
-            Err(error) => {
-                return Attempt::Final(failure(
-                    "OUTCOME_UNKNOWN",
-                    format!("no answer from the provider: {error}"),
-                    true,
-                ));
+        let started = Instant::now();
+        let (attempt, failure_reason) = exchange(request, accepted_id, error_of).await;
+        self.metrics.observe(target, started.elapsed(), failure_reason);
+        attempt
+    }
+}
+
+/// One request and what came of it, with the failure's metric reason.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    accepted_id: impl Fn(&Value) -> Option<String>,
+    error_of: impl Fn(&Value) -> (Option<String>, Option<String>),
+) -> (Attempt, Option<&'static str>) {
+    let response = match request.send().await {
+        Ok(response) => response,
+        // Never reached the provider: safe to try again.
+        Err(error) if error.is_connect() => {
+            return (Attempt::Retryable(failure("CONNECT", error.to_string(), false)), Some("connect"));
+        }
+        // It may have: never repeat.
+        Err(error) => {
+            let reason = if error.is_timeout() { "timeout" } else { "network" };
+            let unknown = failure("OUTCOME_UNKNOWN", format!("no answer from the provider: {error}"), true);
+            return (Attempt::Final(unknown), Some(reason));
+        }
+    };
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return match accepted_id(&body) {
+            Some(id) => (Attempt::Accepted(id), None),
+            None => {
+                let bad = failure("BAD_RESPONSE", "accepted without a message id", true);
+                (Attempt::Final(bad), Some("bad_response"))
             }
         };
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return match accepted_id(&body) {
-                Some(id) => Attempt::Accepted(id),
-                None => Attempt::Final(failure("BAD_RESPONSE", "accepted without a message id", true)),
-            };
+    }
+    let (code, reason) = error_of(&body);
+    let code = code.unwrap_or_else(|| format!("HTTP_{}", status.as_u16()));
+    let reason = reason.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let metric_reason = match status.as_u16() {
+        429 => "http_429",
+        400..=499 => "http_4xx",
+        500..=599 => "http_5xx",
+        _ => "http_other",
+    };
+    if status.as_u16() == 429 || status.is_server_error() {
+        (Attempt::Retryable(failure(code, reason, false)), Some(metric_reason))
+    } else {
+        (Attempt::Final(failure(code, reason, true)), Some(metric_reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PhoneNumber;
+    use crate::domain::message::Status;
+
+    fn sms_message() -> OutboundMessage {
+        OutboundMessage {
+            message_id: uuid::Uuid::from_u128(1),
+            template_id: uuid::Uuid::from_u128(2),
+            template_name: "code".into(),
+            language: "pt_BR".into(),
+            channel: Channel::Sms,
+            phone: PhoneNumber::parse("+5511900000001").unwrap(),
+            contact_id: None,
+            header_text: None,
+            header_image_url: None,
+            body: "Codigo 1".into(),
+            variables: vec!["1".into()],
+            department: None,
+            webhook_url: None,
+            metadata: Default::default(),
+            additional_information: String::new(),
+            agent: "ana".into(),
+            status: Status::Requested,
+            provider_message_id: None,
+            failure: None,
+            history: Vec::new(),
+            requested_at: chrono::Utc::now(),
         }
-        let (code, reason) = error_of(&body);
-        let code = code.unwrap_or_else(|| format!("HTTP_{}", status.as_u16()));
-        let reason = reason.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-        if status.as_u16() == 429 || status.is_server_error() {
-            Attempt::Retryable(failure(code, reason, false))
-        } else {
-            Attempt::Final(failure(code, reason, true))
-        }
+    }
+
+    fn providers(sms_base: String, registry: &mut Registry) -> Providers {
+        let config = ProviderConfig {
+            whatsapp: WhatsappConfig {
+                base_url: "http://127.0.0.1:9/v21.0".into(),
+                phone_number_id: "1".into(),
+                access_token: "t".into(),
+            },
+            sms: SmsConfig {
+                base_url: sms_base,
+                account_sid: "AC1".into(),
+                auth_token: "t".into(),
+                from: "+15550001111".into(),
+            },
+            timeout: Duration::from_millis(300),
+            max_attempts: 2,
+            backoff: vec![Duration::from_millis(1)],
+        };
+        Providers::new(config, ProviderMetrics::register(registry)).unwrap()
+    }
+
+    fn failures(registry: &Registry, reason: &str) -> Option<String> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        let series =
+            format!(r#"dw_provider_failures_total{{provider="sms_messages",channel="sms",reason="{reason}"}} "#);
+        text.lines().find_map(|line| line.strip_prefix(series.as_str()).map(str::to_owned))
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_counts_as_connect_on_every_attempt() {
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut registry = Registry::default();
+        let providers = providers(format!("http://{closed}"), &mut registry);
+        let outcome = providers.send(&sms_message()).await;
+        assert!(matches!(outcome, Outcome::Rejected { attempts: 2, .. }), "{outcome:?}");
+        assert_eq!(failures(&registry, "connect").as_deref(), Some("2"));
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_never_answers_counts_as_a_timeout_and_is_not_retried() {
+        // Accepts connections and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                open.push(socket);
+            }
+        });
+        let mut registry = Registry::default();
+        let providers = providers(format!("http://{addr}"), &mut registry);
+        let outcome = providers.send(&sms_message()).await;
+        assert!(matches!(outcome, Outcome::Rejected { attempts: 1, .. }), "{outcome:?}");
+        assert_eq!(failures(&registry, "timeout").as_deref(), Some("1"));
+        held.abort();
     }
 }

@@ -14,7 +14,7 @@ use crate::app::send::{Dispatcher, PermissionsProjection};
 use crate::config::Config;
 use crate::grpc::contacts::ContactGrpc;
 use crate::grpc::templates::TemplateGrpc;
-use crate::providers::Providers;
+use crate::providers::{ProviderMetrics, Providers};
 use dw_bus::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
@@ -36,9 +36,9 @@ pub async fn run_with_listener(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
-    let providers = Providers::new(config.providers.clone())
-        .map_err(|e| ServeError::Bind("provider http client".into(), std::io::Error::other(e)))?;
     let mut boot = Bootstrap::connect("messaging-templates", config.service.clone(), &crate::MIGRATOR, cancel).await?;
+    let providers = Providers::new(config.providers.clone(), ProviderMetrics::register(&mut boot.registry))
+        .map_err(|e| ServeError::Bind("provider http client".into(), std::io::Error::other(e)))?;
     boot.start_relay().await?;
 
     let metrics = ConsumerMetrics::register(&mut boot.registry);
@@ -57,10 +57,15 @@ pub async fn run_with_listener(
         let mut dispatch =
             ConsumerConfig::new(&format!("{}-dispatch", config.consumer_prefix), &config.service.stream_name);
         dispatch.filter_subjects = vec![format!("{}.*.message.requested", config.service.subject_prefix)];
-        // A provider outage is retried inside one delivery; give it time before redelivery.
-        dispatch.ack_wait = std::time::Duration::from_secs(120);
-        // Messages are independent: hand several over at once.
-        dispatch.concurrency = 16;
+        // A provider outage is retried inside one delivery, which keeps telling JetStream it is in
+        // hand (in-progress acks every ack_wait / 3); a dispatcher that died is redelivered after
+        // 15 s.
+        dispatch.ack_wait = std::time::Duration::from_secs(15);
+        // Messages are independent: hand several over at once. Each hand-over holds two
+        // connections (the consumer's transaction and the claim), so at most half the pool, less
+        // what RPCs, the relay and the other consumers need: 6 with the default pool of 16.
+        let pool_size = usize::try_from(config.service.db_max_connections).unwrap_or(16);
+        dispatch.concurrency = (pool_size / 2).saturating_sub(2).clamp(1, 16);
         let dispatcher = Dispatcher { pool: boot.pool.clone(), providers };
         let dispatch =
             ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), dispatch, dispatcher, metrics);

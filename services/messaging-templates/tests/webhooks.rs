@@ -205,3 +205,73 @@ async fn stop_blocks_later_sms_until_start() {
     assert_eq!(inbound_events, 1);
     service.stop().await;
 }
+
+#[tokio::test]
+async fn statuses_that_overtake_their_dispatch_are_parked_then_applied_in_order() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let template = template(&service, pb::Channel::Whatsapp, "early", "Oi {{1}}").await;
+    let path = "/webhooks/whatsapp/acme";
+    // The provider reports on an id we have not recorded yet (its webhook overtook our commit),
+    // read before delivered: both are parked, and a repeat changes nothing.
+    for status in ["read", "delivered", "read"] {
+        assert_eq!(
+            post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload("wamid.EARLY", status)).await,
+            200
+        );
+    }
+    let parked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM parked_statuses WHERE provider_message_id = 'wamid.EARLY'")
+            .fetch_one(&setup.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(parked, 2);
+
+    // The send whose dispatch gets that id: the parked statuses apply, in order, once.
+    setup.whatsapp.answer_next(
+        200,
+        r#"{"messaging_product":"whatsapp","contacts":[{"input":"+5511987654321","wa_id":"5511987654321"}],"messages":[{"id":"wamid.EARLY"}]}"#,
+    );
+    let sent = send(&service, &template, "+5511987654321").await.unwrap();
+    let read = until(&service, &sent.message_id, |m| m.status == pb::MessageStatus::Read as i32).await;
+    assert_eq!(read.provider_message_id, "wamid.EARLY");
+    let history: Vec<i32> = read.history.iter().map(|c| c.status).collect();
+    assert_eq!(
+        history,
+        [
+            pb::MessageStatus::Requested as i32,
+            pb::MessageStatus::Dispatched as i32,
+            pb::MessageStatus::Delivered as i32,
+            pb::MessageStatus::Read as i32
+        ]
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM parked_statuses").fetch_one(&setup.db.pool).await.unwrap();
+    assert_eq!(left, 0, "applied statuses are no longer parked");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_request_records_the_answer_the_provider_already_gave() {
+    let setup = Setup::new().await;
+    let service = setup.start(false).await;
+    let template = template(&service, pb::Channel::Whatsapp, "kept", "Oi {{1}}").await;
+    let sent = send(&service, &template, "+5511987654321").await.unwrap();
+    service.stop().await;
+    // A dispatcher got the provider's answer and kept it, then died before recording it.
+    sqlx::query(
+        "INSERT INTO message_dispatch (tenant_id, message_id, state, provider_message_id, attempts) \
+         VALUES ('acme', $1, 'accepted', 'wamid.KEPT', 2)",
+    )
+    .bind(uuid::Uuid::parse_str(&sent.message_id).unwrap())
+    .execute(&setup.db.pool)
+    .await
+    .unwrap();
+
+    // The request is delivered again: the kept answer is recorded, nothing is sent.
+    let service = setup.start(true).await;
+    let dispatched = until(&service, &sent.message_id, |m| m.status == pb::MessageStatus::Dispatched as i32).await;
+    assert_eq!(dispatched.provider_message_id, "wamid.KEPT");
+    assert!(dispatched.history.last().unwrap().detail.starts_with("2 attempt(s)"), "{dispatched:?}");
+    assert!(setup.whatsapp.received().is_empty(), "the provider is not called again");
+    service.stop().await;
+}

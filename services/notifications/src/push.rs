@@ -1,13 +1,21 @@
 //! Web Push: RFC 8030 delivery (`TTL`, `Urgency`), payloads encrypted per RFC 8291
 //! (`aes128gcm`), VAPID per RFC 8292 (ES256), through `web-push-native`. A push is owed for every
-//! new client message to each of the agent's subscriptions: queued in the projection's
+//! task assigned and every new client message to each of the agent's subscriptions: queued, with
+//! the event's trace context (the `web push send` span continues it), in the projection's
 //! transaction, sent by a worker (claims with `FOR UPDATE SKIP LOCKED`, safe with replicas).
-//! 404/410 drop the subscription; 429 waits `Retry-After`; 5xx retries a few times.
+//! 404/410 drop the subscription; 429 waits `Retry-After`; 5xx retries a few times. Every attempt
+//! is counted by outcome (`dw_push_deliveries_total`) and timed (`dw_push_request_duration_seconds`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use std::sync::Arc;
@@ -32,6 +40,49 @@ pub struct PushConfig {
 impl std::fmt::Debug for PushConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PushConfig").field("vapid", &"<redacted>").field("contact", &self.contact).finish()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Web Push metrics, registered once per process.
+#[derive(Clone)]
+pub struct PushMetrics {
+    deliveries: Family<OutcomeLabels, Counter>,
+    duration: Family<OutcomeLabels, Histogram>,
+}
+
+impl PushMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            deliveries: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            }),
+        };
+        registry.register(
+            "dw_push_deliveries",
+            "Web Push attempts by outcome: sent (2xx), gone (404/410 or an unusable subscription: dropped), \
+             throttled (429, retried after Retry-After), retrying (5xx or no answer, retried), failed (given up)",
+            metrics.deliveries.clone(),
+        );
+        registry.register(
+            "dw_push_request_duration_seconds",
+            "Time the push service took to answer a Web Push request, by outcome",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+
+    fn observe(&self, outcome: &'static str, elapsed: Option<Duration>) {
+        let labels = OutcomeLabels { outcome };
+        self.deliveries.get_or_create(&labels).inc();
+        if let Some(elapsed) = elapsed {
+            self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        }
     }
 }
 
@@ -73,7 +124,8 @@ pub fn parse_keys(p256dh: &str, auth: &str) -> Result<(PublicKey, Auth), (&'stat
     Ok((public, auth))
 }
 
-/// Queues a push of `payload` to each of the agent's subscriptions (in the caller's transaction).
+/// Queues a push of `payload` to each of the agent's subscriptions (in the caller's transaction),
+/// with the current trace context: the worker's push span continues it.
 pub async fn enqueue(
     conn: &mut PgConnection,
     tenant: &str,
@@ -81,13 +133,14 @@ pub async fn enqueue(
     payload: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO push_jobs (job_id, tenant_id, endpoint, payload, status, next_attempt_at) \
-         SELECT gen_random_uuid(), tenant_id, endpoint, $3, 'pending', now() FROM push_subscriptions \
+        "INSERT INTO push_jobs (job_id, tenant_id, endpoint, payload, status, next_attempt_at, traceparent) \
+         SELECT gen_random_uuid(), tenant_id, endpoint, $3, 'pending', now(), $4 FROM push_subscriptions \
          WHERE tenant_id = $1 AND agent_id = $2",
     )
     .bind(tenant)
     .bind(agent)
     .bind(payload.to_string())
+    .bind(dw_telemetry::current_traceparent())
     .execute(conn)
     .await?;
     Ok(())
@@ -95,7 +148,7 @@ pub async fn enqueue(
 
 const MAX_ATTEMPTS: i32 = 5;
 
-pub async fn run_worker(pool: PgPool, config: PushConfig, cancel: CancellationToken) {
+pub async fn run_worker(pool: PgPool, config: PushConfig, metrics: PushMetrics, cancel: CancellationToken) {
     let http = match reqwest::Client::builder().timeout(config.timeout).build() {
         Ok(http) => http,
         Err(error) => {
@@ -104,7 +157,7 @@ pub async fn run_worker(pool: PgPool, config: PushConfig, cancel: CancellationTo
         }
     };
     while !cancel.is_cancelled() {
-        let sent = match push_due(&pool, &http, &config).await {
+        let sent = match push_due(&pool, &http, &config, &metrics).await {
             Ok(n) => n,
             Err(error) => {
                 tracing::warn!(%error, "push worker failed");
@@ -120,10 +173,15 @@ pub async fn run_worker(pool: PgPool, config: PushConfig, cancel: CancellationTo
     }
 }
 
-async fn push_due(pool: &PgPool, http: &reqwest::Client, config: &PushConfig) -> Result<usize, sqlx::Error> {
+async fn push_due(
+    pool: &PgPool,
+    http: &reqwest::Client,
+    config: &PushConfig,
+    metrics: &PushMetrics,
+) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "SELECT j.job_id, j.tenant_id, j.endpoint, j.payload, j.attempts, s.p256dh, s.auth \
+        "SELECT j.job_id, j.tenant_id, j.endpoint, j.payload, j.attempts, j.traceparent, s.p256dh, s.auth \
          FROM push_jobs j JOIN push_subscriptions s ON s.tenant_id = j.tenant_id AND s.endpoint = j.endpoint \
          WHERE j.status = 'pending' AND j.next_attempt_at <= now() ORDER BY j.next_attempt_at LIMIT 32 \
          FOR UPDATE OF j SKIP LOCKED",
@@ -151,7 +209,17 @@ async fn push_due(pool: &PgPool, http: &reqwest::Client, config: &PushConfig) ->
         let endpoint: String = row.try_get("endpoint")?;
         let payload: String = row.try_get("payload")?;
         let attempts: i32 = row.try_get::<i32, _>("attempts")? + 1;
-        let (status, retry_after) = send_one(
+        let span = tracing::info_span!(
+            "web push send",
+            otel.kind = "client",
+            http.request.method = "POST",
+            http.response.status_code = tracing::field::Empty,
+            attempt = attempts,
+        );
+        if let Some(traceparent) = row.try_get::<Option<String>, _>("traceparent")? {
+            dw_telemetry::set_parent_from_traceparent(&span, &traceparent);
+        }
+        let (status, retry_after, elapsed) = send_one(
             http,
             config,
             &endpoint,
@@ -159,7 +227,11 @@ async fn push_due(pool: &PgPool, http: &reqwest::Client, config: &PushConfig) ->
             &row.try_get::<String, _>("auth")?,
             payload,
         )
+        .instrument(span.clone())
         .await;
+        if let Some(code) = status {
+            span.record("http.response.status_code", code);
+        }
         let (state, next): (&str, Option<Duration>) = match status {
             Some(code) if (200..300).contains(&code) => ("sent", None),
             Some(404 | 410) => {
@@ -179,6 +251,14 @@ async fn push_due(pool: &PgPool, http: &reqwest::Client, config: &PushConfig) ->
             }
             _ => ("failed", None),
         };
+        let outcome = match (status, state) {
+            (Some(code), _) if (200..300).contains(&code) => "sent",
+            (Some(404 | 410), _) => "gone",
+            (Some(429), _) => "throttled",
+            (_, "pending") => "retrying",
+            _ => "failed",
+        };
+        metrics.observe(outcome, elapsed);
         sqlx::query(
             "UPDATE push_jobs SET status = $2, attempts = $3, last_status = $4, \
                  next_attempt_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $5::bigint) END, \
@@ -195,7 +275,8 @@ async fn push_due(pool: &PgPool, http: &reqwest::Client, config: &PushConfig) ->
     Ok(rows.len())
 }
 
-/// One push; the HTTP status (None when no answer) and any `Retry-After`.
+/// One push; the HTTP status (None when no answer), any `Retry-After`, and how long the push
+/// service took (None when no request was made).
 async fn send_one(
     http: &reqwest::Client,
     config: &PushConfig,
@@ -203,27 +284,28 @@ async fn send_one(
     p256dh: &str,
     auth: &str,
     payload: String,
-) -> (Option<u16>, Option<Duration>) {
+) -> (Option<u16>, Option<Duration>, Option<Duration>) {
     if crate::webhooks::check_destination(endpoint, &config.allowed_hosts).await.is_err() {
-        return (Some(410), None);
+        return (Some(410), None, None);
     }
     let Ok((public, auth)) = parse_keys(p256dh, auth) else {
-        return (Some(410), None);
+        return (Some(410), None, None);
     };
     let Ok(uri) = endpoint.parse::<http::Uri>() else {
-        return (Some(410), None);
+        return (Some(410), None, None);
     };
     let builder = WebPushBuilder::new(uri, public, auth)
         .with_valid_duration(config.ttl)
         .with_vapid(config.vapid.as_ref(), &config.contact);
     let Ok(request) = builder.build(payload.into_bytes()) else {
-        return (None, None);
+        return (None, None, None);
     };
     let (parts, body) = request.into_parts();
     let mut outgoing = http.post(endpoint).header("Urgency", "high").body(body);
     for (name, value) in &parts.headers {
         outgoing = outgoing.header(name.as_str(), value.as_bytes());
     }
+    let started = Instant::now();
     match outgoing.send().await {
         Ok(response) => {
             let retry_after = response
@@ -232,8 +314,8 @@ async fn send_one(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
-            (Some(response.status().as_u16()), retry_after)
+            (Some(response.status().as_u16()), retry_after, Some(started.elapsed()))
         }
-        Err(_) => (None, None),
+        Err(_) => (None, None, Some(started.elapsed())),
     }
 }

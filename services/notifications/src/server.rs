@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::grpc::{NotificationGrpc, Notifier};
 use crate::projections::{DistributionProjection, MessagingProjection};
+use crate::push::PushMetrics;
+use crate::webhooks::WebhookMetrics;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
@@ -66,9 +68,18 @@ pub async fn run_with_listener(
         ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), permissions, PermissionsProjection, metrics);
     boot.tasks.spawn(permissions.run(boot.background.clone()));
 
-    boot.tasks.spawn(crate::webhooks::run_worker(boot.pool.clone(), config.webhooks.clone(), boot.background.clone()));
+    let webhook_metrics = WebhookMetrics::register(&mut boot.registry);
+    let worker = crate::webhooks::run_worker(
+        boot.pool.clone(),
+        config.webhooks.clone(),
+        webhook_metrics,
+        boot.background.clone(),
+    );
+    boot.tasks.spawn(worker);
     let notifier = Notifier::start(boot.pool.clone(), &boot.tasks, boot.background.clone());
-    boot.tasks.spawn(crate::push::run_worker(boot.pool.clone(), config.push.clone(), boot.background.clone()));
+    let push_metrics = PushMetrics::register(&mut boot.registry);
+    let worker = crate::push::run_worker(boot.pool.clone(), config.push.clone(), push_metrics, boot.background.clone());
+    boot.tasks.spawn(worker);
     let service = NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push);
     let auth = AuthInterceptor::new(boot.verifier.clone());
     let webhooks = crate::webhooks::WebhookGrpc::new(boot.pool.clone(), config.webhooks.clone());

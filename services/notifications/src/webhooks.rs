@@ -3,7 +3,8 @@
 //! by a worker that claims due deliveries with `FOR UPDATE SKIP LOCKED` (safe with replicas),
 //! retries on a schedule with jitter, logs every attempt, and disables an endpoint answering
 //! 410 or failing for 5 days. Destinations on private or loopback addresses are refused unless
-//! allow-listed.
+//! allow-listed. Attempts are counted by outcome and failures by reason, and disabled endpoints
+//! by why (`dw_webhook_*`).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -18,6 +19,10 @@ use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::webhook_service_server::WebhookService;
 use dw_proto::time::timestamp;
 use hmac::{Hmac, Mac};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use rand::Rng as _;
 use sha2::Sha256;
 use sqlx::postgres::{PgPool, PgRow};
@@ -40,6 +45,50 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     pub schedule: Vec<Duration>,
     pub poll_interval: Duration,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Webhook delivery metrics, registered once per process.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    deliveries: Family<OutcomeLabels, Counter>,
+    failures: Family<ReasonLabels, Counter>,
+    endpoints_disabled: Family<ReasonLabels, Counter>,
+}
+
+impl WebhookMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics =
+            Self { deliveries: Family::default(), failures: Family::default(), endpoints_disabled: Family::default() };
+        registry.register(
+            "dw_webhook_deliveries",
+            "Webhook delivery attempts by what became of the delivery: succeeded, retrying (failed, another \
+             attempt is scheduled), failed (410 or refused destination: not retried), gave_up (retry schedule \
+             exhausted)",
+            metrics.deliveries.clone(),
+        );
+        registry.register(
+            "dw_webhook_failures",
+            "Failed webhook delivery attempts by reason: timeout, connect, network, gone (410), http_4xx, \
+             http_5xx, http_other, refused (private destination), bad_secret",
+            metrics.failures.clone(),
+        );
+        registry.register(
+            "dw_webhook_endpoints_disabled",
+            "Webhook endpoints disabled by the worker: gone (answered 410) or failing (failing for 5 days)",
+            metrics.endpoints_disabled.clone(),
+        );
+        metrics
+    }
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>` with the key of a `whsec_` secret.
@@ -129,7 +178,7 @@ pub async fn enqueue(
 }
 
 /// Delivers due deliveries until `cancel`.
-pub async fn run_worker(pool: PgPool, config: WebhookConfig, cancel: CancellationToken) {
+pub async fn run_worker(pool: PgPool, config: WebhookConfig, metrics: WebhookMetrics, cancel: CancellationToken) {
     let http =
         match reqwest::Client::builder().timeout(config.timeout).redirect(reqwest::redirect::Policy::none()).build() {
             Ok(http) => http,
@@ -139,7 +188,7 @@ pub async fn run_worker(pool: PgPool, config: WebhookConfig, cancel: Cancellatio
             }
         };
     while !cancel.is_cancelled() {
-        let delivered = match deliver_due(&pool, &http, &config).await {
+        let delivered = match deliver_due(&pool, &http, &config, &metrics).await {
             Ok(n) => n,
             Err(error) => {
                 tracing::warn!(%error, "webhook worker failed");
@@ -165,7 +214,12 @@ struct Due {
     secret: String,
 }
 
-async fn deliver_due(pool: &PgPool, http: &reqwest::Client, config: &WebhookConfig) -> Result<usize, sqlx::Error> {
+async fn deliver_due(
+    pool: &PgPool,
+    http: &reqwest::Client,
+    config: &WebhookConfig,
+    metrics: &WebhookMetrics,
+) -> Result<usize, sqlx::Error> {
     // Claim a batch with a lease (other replicas skip them), then deliver outside the transaction.
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
@@ -200,21 +254,37 @@ async fn deliver_due(pool: &PgPool, http: &reqwest::Client, config: &WebhookConf
     }
     tx.commit().await?;
     let results = futures::future::join_all(due.iter().map(|d| attempt(http, config, d))).await;
-    for (d, (status_code, latency_ms, error)) in due.iter().zip(results) {
-        record(pool, config, d, status_code, latency_ms, error).await?;
+    for (d, result) in due.iter().zip(results) {
+        record(pool, config, metrics, d, result).await?;
     }
     Ok(due.len())
 }
 
-async fn attempt(http: &reqwest::Client, config: &WebhookConfig, d: &Due) -> (i32, i64, Option<String>) {
+/// What one attempt got.
+struct Attempted {
+    /// 0 when no HTTP answer came.
+    status_code: i32,
+    latency_ms: i64,
+    error: Option<String>,
+    /// Why it failed, for the failures metric; `None` on success.
+    failure: Option<&'static str>,
+}
+
+impl Attempted {
+    fn not_sent(error: String, failure: &'static str) -> Self {
+        Self { status_code: 0, latency_ms: 0, error: Some(error), failure: Some(failure) }
+    }
+}
+
+async fn attempt(http: &reqwest::Client, config: &WebhookConfig, d: &Due) -> Attempted {
     let started = Instant::now();
     if let Err(reason) = check_destination(&d.url, &config.allowed_hosts).await {
-        return (0, 0, Some(format!("refused: {reason}")));
+        return Attempted::not_sent(format!("refused: {reason}"), "refused");
     }
     let id = format!("msg_{}", d.delivery_id.simple());
     let now = Utc::now().timestamp();
     let Some(signature) = signature(&d.secret, &id, now, &d.body) else {
-        return (0, 0, Some("unusable signing secret".into()));
+        return Attempted::not_sent("unusable signing secret".into(), "bad_secret");
     };
     let response = http
         .post(&d.url)
@@ -227,19 +297,38 @@ async fn attempt(http: &reqwest::Client, config: &WebhookConfig, d: &Due) -> (i3
         .await;
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     match response {
-        Ok(response) => (i32::from(response.status().as_u16()), latency_ms, None),
-        Err(error) => (0, latency_ms, Some(error.to_string())),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let failure = match status {
+                200..=299 => None,
+                410 => Some("gone"),
+                400..=499 => Some("http_4xx"),
+                500..=599 => Some("http_5xx"),
+                _ => Some("http_other"),
+            };
+            Attempted { status_code: i32::from(status), latency_ms, error: None, failure }
+        }
+        Err(error) => {
+            let failure = if error.is_timeout() {
+                "timeout"
+            } else if error.is_connect() {
+                "connect"
+            } else {
+                "network"
+            };
+            Attempted { status_code: 0, latency_ms, error: Some(error.to_string()), failure: Some(failure) }
+        }
     }
 }
 
 async fn record(
     pool: &PgPool,
     config: &WebhookConfig,
+    metrics: &WebhookMetrics,
     d: &Due,
-    status_code: i32,
-    latency_ms: i64,
-    error: Option<String>,
+    attempted: Attempted,
 ) -> Result<(), sqlx::Error> {
+    let Attempted { status_code, latency_ms, error, failure } = attempted;
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, error) VALUES ($1, $2, now(), $3, $4, $5)",
@@ -268,6 +357,11 @@ async fn record(
             None => ("gave_up", None),
         }
     };
+    let outcome = if status == "pending" { "retrying" } else { status };
+    metrics.deliveries.get_or_create(&OutcomeLabels { outcome }).inc();
+    if let Some(reason) = failure {
+        metrics.failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
     sqlx::query(
         "UPDATE webhook_deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4 WHERE delivery_id = $1",
     )
@@ -277,12 +371,19 @@ async fn record(
     .bind(next)
     .execute(&mut *tx)
     .await?;
+    // Disabling is counted once, by whichever attempt turns the endpoint off (the `enabled` guard).
+    let mut disabled = None;
     if status_code == 410 {
-        sqlx::query("UPDATE webhooks SET enabled = FALSE, disabled_reason = 'endpoint answered 410 Gone' WHERE tenant_id = $1 AND webhook_id = $2")
-            .bind(&d.tenant)
-            .bind(d.webhook_id)
-            .execute(&mut *tx)
-            .await?;
+        let turned_off = sqlx::query(
+            "UPDATE webhooks SET enabled = FALSE, disabled_reason = 'endpoint answered 410 Gone' \
+             WHERE tenant_id = $1 AND webhook_id = $2 AND enabled",
+        )
+        .bind(&d.tenant)
+        .bind(d.webhook_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        disabled = (turned_off > 0).then_some("gone");
     } else if success {
         sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE tenant_id = $1 AND webhook_id = $2")
             .bind(&d.tenant)
@@ -290,19 +391,33 @@ async fn record(
             .execute(&mut *tx)
             .await?;
     } else {
-        sqlx::query(
-            "UPDATE webhooks SET failing_since = COALESCE(failing_since, now()), \
-                 enabled = CASE WHEN COALESCE(failing_since, now()) < now() - interval '5 days' THEN FALSE ELSE enabled END, \
-                 disabled_reason = CASE WHEN COALESCE(failing_since, now()) < now() - interval '5 days' \
-                     THEN 'failing for 5 days' ELSE disabled_reason END \
-             WHERE tenant_id = $1 AND webhook_id = $2",
+        let over_limit: Option<bool> = sqlx::query_scalar(
+            "UPDATE webhooks SET failing_since = COALESCE(failing_since, now()) WHERE tenant_id = $1 AND webhook_id = $2 \
+             RETURNING enabled AND failing_since < now() - interval '5 days'",
         )
         .bind(&d.tenant)
         .bind(d.webhook_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        // Only on the attempt that crosses the limit: one more statement, once per endpoint.
+        if over_limit == Some(true) {
+            let turned_off = sqlx::query(
+                "UPDATE webhooks SET enabled = FALSE, disabled_reason = 'failing for 5 days' \
+                 WHERE tenant_id = $1 AND webhook_id = $2 AND enabled",
+            )
+            .bind(&d.tenant)
+            .bind(d.webhook_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            disabled = (turned_off > 0).then_some("failing");
+        }
     }
-    tx.commit().await
+    tx.commit().await?;
+    if let Some(reason) = disabled {
+        metrics.endpoints_disabled.get_or_create(&ReasonLabels { reason }).inc();
+    }
+    Ok(())
 }
 
 pub struct WebhookGrpc {

@@ -1,7 +1,9 @@
 //! Configuration from the environment: the common service settings with task-distribution's
 //! defaults, plus where the events it consumes come from.
 
-use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, var};
+use std::time::Duration;
+
+use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, var};
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     database: "dw_task_distribution",
@@ -27,6 +29,8 @@ pub struct Config {
     pub messaging: Upstream,
     /// Prefix of the durable consumers' names (one set per deployment).
     pub consumer_prefix: String,
+    /// How often the queue gauges are sampled (`DW_QUEUE_METRICS_INTERVAL_MS`, default 15 s).
+    pub queue_metrics_interval: Duration,
 }
 
 pub fn from_env() -> Result<Config, ConfigError> {
@@ -41,5 +45,13 @@ pub fn from_env() -> Result<Config, ConfigError> {
             subject_prefix: var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
         },
         consumer_prefix: var("DW_CONSUMER_PREFIX", "task-distribution"),
+        queue_metrics_interval: queue_metrics_interval(parsed("DW_QUEUE_METRICS_INTERVAL_MS", "15000")?)?,
     })
+}
+
+fn queue_metrics_interval(millis: u64) -> Result<Duration, ConfigError> {
+    if millis == 0 {
+        return Err(ConfigError::Invalid { name: "DW_QUEUE_METRICS_INTERVAL_MS", reason: "must be above 0".into() });
+    }
+    Ok(Duration::from_millis(millis))
 }

@@ -1,13 +1,15 @@
 //! task-distribution: service tasks, protocols, queues and automatic assignment.
 //!
 //! Layers: [`domain`] (pure rules) · [`app`] (commands, dispatcher, reactions to other
-//! contexts' events) · [`grpc`] (transport) · [`projections`] (read models) · [`server`] (wiring).
+//! contexts' events) · [`grpc`] (transport) · [`projections`] (read models) · [`metrics`] (assignment
+//! latency and queue gauges) · [`server`] (wiring).
 
 pub mod app;
 pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod projections;
 pub mod server;
 

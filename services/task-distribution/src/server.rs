@@ -1,5 +1,5 @@
 //! Wiring: the shared bootstrap, the consumers of agent-sessions' and messaging's events, the
-//! task feed and the gRPC service.
+//! task feed, the queue metrics sampler and the gRPC service.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::app::tasks::App;
 use crate::config::Config;
 use crate::grpc::distribution::DistributionGrpc;
 use crate::grpc::task_feed::TaskFeed;
+use crate::metrics::{DistributionMetrics, run_queue_sampler};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
@@ -40,6 +41,14 @@ pub async fn run_with_listener(
     let mut boot = Bootstrap::connect("task-distribution", config.service.clone(), &crate::MIGRATOR, cancel).await?;
     boot.start_relay().await?;
 
+    let distribution_metrics = DistributionMetrics::register(&mut boot.registry);
+    boot.tasks.spawn(run_queue_sampler(
+        boot.pool.clone(),
+        distribution_metrics.clone(),
+        config.queue_metrics_interval,
+        boot.background.clone(),
+    ));
+
     // Consumers retry until their upstream stream exists, so the service starts on its own.
     let metrics = ConsumerMetrics::register(&mut boot.registry);
     let mut sessions =
@@ -49,15 +58,15 @@ pub async fn run_with_listener(
         boot.pool.clone(),
         boot.jetstream.clone(),
         sessions,
-        AgentSessionsReaction,
+        AgentSessionsReaction { metrics: distribution_metrics.clone() },
         metrics.clone(),
     );
     boot.tasks.spawn(sessions.run(boot.background.clone()));
     let mut inbound =
         ConsumerConfig::new(&format!("{}-messaging", config.consumer_prefix), &config.messaging.stream_name);
     inbound.filter_subjects = vec![format!("{}.*.inbound.>", config.messaging.subject_prefix)];
-    let inbound =
-        ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), inbound, InboundMessageReaction, metrics);
+    let reaction = InboundMessageReaction { metrics: distribution_metrics.clone() };
+    let inbound = ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), inbound, reaction, metrics);
     boot.tasks.spawn(inbound.run(boot.background.clone()));
 
     let feed = TaskFeed::start(
@@ -68,7 +77,7 @@ pub async fn run_with_listener(
         &boot.tasks,
         boot.background.clone(),
     );
-    let app = Arc::new(App::new(boot.pool.clone()));
+    let app = Arc::new(App::new(boot.pool.clone(), distribution_metrics));
     let auth = AuthInterceptor::new(boot.verifier.clone());
     let routes = tonic::service::Routes::new(DistributionServiceServer::with_interceptor(
         DistributionGrpc::new(app, feed),

@@ -250,7 +250,22 @@ impl<P: Projection> ProjectionConsumer<P> {
         span.record("event_type", event.event_type.as_str());
 
         async {
-            match self.apply_once(&event).await {
+            // Long work (a provider retried inside one delivery) tells JetStream it is still in
+            // hand, so `ack_wait` can stay short: a consumer that died is redelivered quickly.
+            let work = self.apply_once(&event);
+            tokio::pin!(work);
+            let beat = (self.config.ack_wait / 3).max(Duration::from_millis(500));
+            let result = loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    () = tokio::time::sleep(beat) => {
+                        if let Err(error) = message.ack_with(jetstream::AckKind::Progress).await {
+                            warn!(%error, "in-progress ack failed");
+                        }
+                    }
+                }
+            };
+            match result {
                 Ok(outcome) => {
                     if let Err(error) = message.ack().await {
                         warn!(%error, "ack failed; the event will be redelivered and skipped as a duplicate");

@@ -95,6 +95,8 @@ impl FakeProvider {
 
 pub struct Service {
     pub channel: Channel,
+    /// The instance's metrics endpoint (`/metrics`).
+    pub metrics_addr: SocketAddr,
     pub cancel: CancellationToken,
     pub server: tokio::task::JoinHandle<()>,
 }
@@ -127,15 +129,18 @@ impl Setup {
     pub async fn start(&self, dispatch_enabled: bool) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut service = ServiceConfig::for_test(
+            self.db.url.clone(),
+            dw_testkit::nats_url(),
+            addr,
+            SECRET.as_bytes(),
+            self.ns.stream_name.clone(),
+            self.ns.subject_prefix.clone(),
+        );
+        service.metrics_addr = dw_testkit::metrics::free_local_addr().unwrap();
+        let metrics_addr = service.metrics_addr;
         let config = Config {
-            service: ServiceConfig::for_test(
-                self.db.url.clone(),
-                dw_testkit::nats_url(),
-                addr,
-                SECRET.as_bytes(),
-                self.ns.stream_name.clone(),
-                self.ns.subject_prefix.clone(),
-            ),
+            service,
             providers: ProviderConfig {
                 whatsapp: WhatsappConfig {
                     base_url: format!("{}/v21.0", self.whatsapp.base()),
@@ -172,7 +177,7 @@ impl Setup {
         for _ in 0..200 {
             let webhooks_up = tokio::net::TcpStream::connect(self.webhook_addr).await.is_ok();
             if webhooks_up && let Ok(channel) = Channel::from_shared(endpoint.clone()).unwrap().connect().await {
-                return Service { channel, cancel, server };
+                return Service { channel, metrics_addr, cancel, server };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -187,6 +192,21 @@ impl Service {
 
     pub fn contacts(&self) -> ContactServiceClient<Channel> {
         ContactServiceClient::new(self.channel.clone())
+    }
+
+    /// Scrapes `/metrics` until `check` finds what it waits for.
+    pub async fn wait_for_metrics<T>(&self, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
+        let mut last = String::new();
+        for _ in 0..400 {
+            if let Ok(text) = dw_testkit::metrics::scrape(self.metrics_addr).await {
+                if let Some(found) = check(&text) {
+                    return found;
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("metrics never showed {what}:\n{last}");
     }
 
     pub async fn stop(self) {

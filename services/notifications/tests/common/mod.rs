@@ -23,6 +23,8 @@ pub struct Harness {
     pub distribution: TestNamespace,
     pub sessions: TestNamespace,
     pub channel: Channel,
+    /// The service's metrics endpoint (`/metrics`).
+    pub metrics_addr: std::net::SocketAddr,
     pub cancel: CancellationToken,
 }
 
@@ -53,15 +55,18 @@ pub async fn start() -> Harness {
         stream_name: ns.stream_name.clone(),
         subject_prefix: ns.subject_prefix.clone(),
     };
+    let mut service = ServiceConfig::for_test(
+        db.url.clone(),
+        dw_testkit::nats_url(),
+        addr,
+        SECRET.as_bytes(),
+        own.stream_name.clone(),
+        own.subject_prefix.clone(),
+    );
+    service.metrics_addr = dw_testkit::metrics::free_local_addr().unwrap();
+    let metrics_addr = service.metrics_addr;
     let config = Config {
-        service: ServiceConfig::for_test(
-            db.url.clone(),
-            dw_testkit::nats_url(),
-            addr,
-            SECRET.as_bytes(),
-            own.stream_name.clone(),
-            own.subject_prefix.clone(),
-        ),
+        service,
         messaging: upstream(&messaging),
         distribution: upstream(&distribution),
         agent_sessions: upstream(&sessions),
@@ -85,7 +90,7 @@ pub async fn start() -> Harness {
     tokio::spawn(notifications::server::run_with_listener(config, listener, cancel.clone()));
     for _ in 0..200 {
         if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
-            return Harness { _db: db, js, messaging, distribution, sessions, channel, cancel };
+            return Harness { _db: db, js, messaging, distribution, sessions, channel, metrics_addr, cancel };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -109,6 +114,21 @@ pub async fn publish(h: &Harness, ns: &TestNamespace, tenant: &str, subject: &st
     headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
     let subject = format!("{}.{tenant}.{subject}", ns.subject_prefix);
     h.js.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
+}
+
+/// Scrapes `/metrics` until `check` finds what it waits for.
+pub async fn wait_for_metrics<T>(h: &Harness, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
+    let mut last = String::new();
+    for _ in 0..400 {
+        if let Ok(text) = dw_testkit::metrics::scrape(h.metrics_addr).await {
+            if let Some(found) = check(&text) {
+                return found;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("metrics never showed {what}:\n{last}");
 }
 
 pub fn token(tenant: &str, sub: &str, role: Role) -> String {

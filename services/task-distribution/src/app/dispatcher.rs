@@ -10,6 +10,7 @@ use super::{AppError, append_task, load_task};
 use crate::domain::TaskId;
 use crate::domain::assignment::{self, Decision};
 use crate::domain::task::{self, AssignmentSummary, Command};
+use crate::metrics::DistributionMetrics;
 use crate::projections;
 
 /// Which departments a round looks at.
@@ -64,6 +65,7 @@ pub async fn run(
     tenant: &str,
     scope: Scope,
     trigger: &str,
+    metrics: &DistributionMetrics,
     metadata: &EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<Vec<TaskId>, AppError> {
@@ -94,7 +96,9 @@ pub async fn run(
                 trigger: trigger.to_owned(),
             };
             let events = task::decide(&state, Command::Assign { agent, summary }, now)?;
+            let wait = task::queue_wait(&state, &events);
             append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+            metrics.observe_assignment(wait);
             assigned.push(task_id);
         }
     }

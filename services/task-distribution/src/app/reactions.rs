@@ -17,6 +17,7 @@ use super::{AppError, append_task, load_task, lock_tenant};
 use crate::domain::task::{self, Command, RequeueCause};
 use crate::domain::values::parse_client_name;
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, PhoneNumber, Priority, TaskId};
+use crate::metrics::DistributionMetrics;
 use crate::projections;
 
 fn decode<M: Message + Default>(event: &InboundEvent) -> Result<M, ProjectionError> {
@@ -77,18 +78,25 @@ async fn link(conn: &mut PgConnection, tenant: &str, agent: &AgentId, department
 }
 
 /// Agent availability from agent-sessions.
-#[derive(Clone, Default)]
-pub struct AgentSessionsReaction;
+#[derive(Clone)]
+pub struct AgentSessionsReaction {
+    pub metrics: DistributionMetrics,
+}
 
 impl Projection for AgentSessionsReaction {
     async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
         let tenant = event.tenant_id.as_str();
         lock_tenant(conn, tenant).await?;
-        react_to_agent_event(conn, tenant, event).await.map_err(to_projection_error)
+        react_to_agent_event(conn, tenant, event, &self.metrics).await.map_err(to_projection_error)
     }
 }
 
-async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &InboundEvent) -> Result<(), AppError> {
+async fn react_to_agent_event(
+    conn: &mut PgConnection,
+    tenant: &str,
+    event: &InboundEvent,
+    metrics: &DistributionMetrics,
+) -> Result<(), AppError> {
     let now = Utc::now().trunc_subsecs(6);
     let metadata = metadata_of(event);
     let permanent = |e: ProjectionError| AppError::Invalid("event", e.to_string());
@@ -102,7 +110,7 @@ async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &Inb
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             link(conn, tenant, &agent, &m.department_id).await?;
             let scope = Scope::Departments(vec![m.department_id]);
-            dispatcher::run(conn, tenant, scope, "department_linked", &metadata, now).await?;
+            dispatcher::run(conn, tenant, scope, "department_linked", metrics, &metadata, now).await?;
         }
         "dw.agentsessions.v1.DepartmentUnlinked" => {
             let m: sessions::DepartmentUnlinked = decode(event).map_err(permanent)?;
@@ -141,7 +149,7 @@ async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &Inb
                 .bind(m.auto_distribution_enabled)
                 .execute(&mut *conn)
                 .await?;
-            dispatcher::run(conn, tenant, Scope::All, "auto_distribution_enabled", &metadata, now).await?;
+            dispatcher::run(conn, tenant, Scope::All, "auto_distribution_enabled", metrics, &metadata, now).await?;
         }
         "dw.agentsessions.v1.ServiceDayStarted" => {
             let m: sessions::ServiceDayStarted = decode(event).map_err(permanent)?;
@@ -160,7 +168,7 @@ async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &Inb
             .bind(started_at)
             .execute(&mut *conn)
             .await?;
-            dispatch_for_agent(conn, tenant, Some(&agent), "agent_day_started", &metadata, now).await?;
+            dispatch_for_agent(conn, tenant, Some(&agent), "agent_day_started", metrics, &metadata, now).await?;
         }
         "dw.agentsessions.v1.ExitNotified" => {
             let m: sessions::ExitNotified = decode(event).map_err(permanent)?;
@@ -186,7 +194,7 @@ async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &Inb
             // Closed by a break or the end of the day, the agent is not available: a
             // BreakStarted or ServiceDayEnded follows.
             if m.cause == sessions::ExitCloseCause::Cancelled as i32 {
-                dispatch_for_agent(conn, tenant, Some(&agent), "exit_cancelled", &metadata, now).await?;
+                dispatch_for_agent(conn, tenant, Some(&agent), "exit_cancelled", metrics, &metadata, now).await?;
             }
         }
         "dw.agentsessions.v1.BreakStarted" => {
@@ -211,7 +219,7 @@ async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &Inb
             )
             .await?;
             if !m.day_ending {
-                dispatch_for_agent(conn, tenant, Some(&agent), "break_ended", &metadata, now).await?;
+                dispatch_for_agent(conn, tenant, Some(&agent), "break_ended", metrics, &metadata, now).await?;
             }
         }
         "dw.agentsessions.v1.ServiceDayEnded" => {
@@ -225,7 +233,7 @@ async fn react_to_agent_event(conn: &mut PgConnection, tenant: &str, event: &Inb
                  WHERE tenant_id = $1 AND agent_id = $2",
             )
             .await?;
-            requeue_tasks_of(conn, tenant, &agent, &metadata, now).await?;
+            requeue_tasks_of(conn, tenant, &agent, metrics, &metadata, now).await?;
         }
         _ => {}
     }
@@ -238,6 +246,7 @@ async fn requeue_tasks_of(
     conn: &mut PgConnection,
     tenant: &str,
     agent: &AgentId,
+    metrics: &DistributionMetrics,
     metadata: &EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
@@ -254,14 +263,17 @@ async fn requeue_tasks_of(
         }
     }
     if !departments.is_empty() {
-        dispatcher::run(conn, tenant, Scope::Departments(departments), "task_requeued", metadata, now).await?;
+        let scope = Scope::Departments(departments);
+        dispatcher::run(conn, tenant, scope, "task_requeued", metrics, metadata, now).await?;
     }
     Ok(())
 }
 
 /// Inbound client messages from messaging.
-#[derive(Clone, Default)]
-pub struct InboundMessageReaction;
+#[derive(Clone)]
+pub struct InboundMessageReaction {
+    pub metrics: DistributionMetrics,
+}
 
 impl Projection for InboundMessageReaction {
     async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
@@ -271,7 +283,7 @@ impl Projection for InboundMessageReaction {
         let message: messaging::InboundMessageReceived = decode(event)?;
         let tenant = event.tenant_id.as_str();
         lock_tenant(conn, tenant).await?;
-        record_inbound(conn, tenant, event, message).await.map_err(to_projection_error)
+        record_inbound(conn, tenant, event, message, &self.metrics).await.map_err(to_projection_error)
     }
 }
 
@@ -280,6 +292,7 @@ async fn record_inbound(
     tenant: &str,
     event: &InboundEvent,
     message: messaging::InboundMessageReceived,
+    metrics: &DistributionMetrics,
 ) -> Result<(), AppError> {
     let now = Utc::now().trunc_subsecs(6);
     let metadata = metadata_of(event);
@@ -318,9 +331,9 @@ async fn record_inbound(
                 },
                 priority: Priority::parse(5).map_err(|e| AppError::Invalid("priority", e))?,
                 subject,
+                inbound_message_id: Some(message.message_id.clone()),
             };
-            create_task(conn, tenant, input, "inbound-message", Some(message.message_id.clone()), &metadata, now)
-                .await?
+            create_task(conn, tenant, input, "inbound-message", metrics, &metadata, now).await?
         }
     };
     let Some((state, version)) = load_task(conn, tenant, task_id).await? else {

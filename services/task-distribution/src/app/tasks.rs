@@ -10,6 +10,7 @@ use super::dispatcher::{self, Scope};
 use super::{AppError, CommandContext, append_task, load_task, lock_tenant};
 use crate::domain::task::{self, Command, NewTask};
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, DomainError, Priority, Protocol, TaskId};
+use crate::metrics::DistributionMetrics;
 use crate::projections;
 use crate::projections::queries;
 
@@ -21,6 +22,8 @@ pub struct CreateTask {
     pub contact: ClientContact,
     pub priority: Priority,
     pub subject: String,
+    /// The client message that opened the task, when one did.
+    pub inbound_message_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,11 +39,12 @@ pub enum TaskOp {
 pub struct App {
     pool: PgPool,
     max_attempts: u32,
+    metrics: DistributionMetrics,
 }
 
 impl App {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool, max_attempts: 5 }
+    pub fn new(pool: PgPool, metrics: DistributionMetrics) -> Self {
+        Self { pool, max_attempts: 5, metrics }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -48,7 +52,8 @@ impl App {
     }
 
     pub async fn task(&self, ctx: &CommandContext, op: TaskOp) -> Result<pb::Task, AppError> {
-        command::execute(&self.pool, ctx.key(), self.max_attempts, &TaskCommand { ctx, op }).await
+        let command = TaskCommand { ctx, op, metrics: &self.metrics };
+        command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
     }
 
     pub async fn update_settings(
@@ -57,7 +62,7 @@ impl App {
         default_capacity: Option<i32>,
         inbound_department: Option<Option<DepartmentId>>,
     ) -> Result<pb::DistributionSettings, AppError> {
-        let command = SettingsCommand { ctx, default_capacity, inbound_department };
+        let command = SettingsCommand { ctx, default_capacity, inbound_department, metrics: &self.metrics };
         command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
     }
 
@@ -67,7 +72,7 @@ impl App {
         agent: AgentId,
         capacity: Option<i32>,
     ) -> Result<pb::AgentCapacity, AppError> {
-        let command = CapacityCommand { ctx, agent, capacity };
+        let command = CapacityCommand { ctx, agent, capacity, metrics: &self.metrics };
         command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
     }
 }
@@ -75,6 +80,7 @@ impl App {
 struct TaskCommand<'c> {
     ctx: &'c CommandContext,
     op: TaskOp,
+    metrics: &'c DistributionMetrics,
 }
 
 async fn existing(conn: &mut PgConnection, tenant: &str, task_id: TaskId) -> Result<(task::Task, i64), AppError> {
@@ -98,7 +104,7 @@ pub async fn create_task(
     tenant: &str,
     input: CreateTask,
     created_by: &str,
-    inbound_message_id: Option<String>,
+    metrics: &DistributionMetrics,
     metadata: &dw_eventstore::EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<TaskId, AppError> {
@@ -114,13 +120,12 @@ pub async fn create_task(
         priority: input.priority,
         subject: input.subject,
         created_by: created_by.to_owned(),
-        inbound_message_id,
+        inbound_message_id: input.inbound_message_id,
     };
     append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
     let department = input.department.to_string();
-    let assigned =
-        dispatcher::run(conn, tenant, Scope::Departments(vec![department.clone()]), "task_created", metadata, now)
-            .await?;
+    let scope = Scope::Departments(vec![department.clone()]);
+    let assigned = dispatcher::run(conn, tenant, scope, "task_created", metrics, metadata, now).await?;
     // Nobody took it: record why, for ExplainAssignment.
     if !assigned.contains(&task_id) {
         let settings = projections::agents::settings(conn, tenant).await?;
@@ -139,16 +144,21 @@ impl Attempt<AppError> for TaskCommand<'_> {
         let ctx = self.ctx;
         let tenant = ctx.tenant.as_str();
         let metadata = &ctx.metadata;
+        let metrics = self.metrics;
         lock_tenant(conn, tenant).await?;
         let settings = projections::agents::settings(conn, tenant).await?;
         let task_id = match &self.op {
-            TaskOp::Create(input) => create_task(conn, tenant, input.clone(), &ctx.actor, None, metadata, now).await?,
+            TaskOp::Create(input) => {
+                create_task(conn, tenant, input.clone(), &ctx.actor, metrics, metadata, now).await?
+            }
             TaskOp::Claim(task_id) => {
                 let (state, version) = existing(conn, tenant, *task_id).await?;
                 let agent_id = AgentId::parse(&ctx.actor).map_err(|_| DomainError::AgentNotFound(ctx.actor.clone()))?;
                 let agent = agent_view(conn, tenant, &agent_id, settings.default_capacity).await?;
                 let events = task::decide(&state, Command::Claim { agent }, now)?;
+                let wait = task::queue_wait(&state, &events);
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+                metrics.observe_assignment(wait);
                 *task_id
             }
             TaskOp::Complete(task_id) => {
@@ -157,7 +167,7 @@ impl Attempt<AppError> for TaskCommand<'_> {
                 let events = task::decide(&state, command, now)?;
                 let freed = state.agent.clone();
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
-                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metadata, now).await?;
+                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metrics, metadata, now).await?;
                 *task_id
             }
             TaskOp::Transfer { task_id, department, agent } => {
@@ -177,10 +187,12 @@ impl Attempt<AppError> for TaskCommand<'_> {
                 };
                 let events = task::decide(&state, command, now)?;
                 let freed = state.agent.clone().filter(|_| state.status == task::Status::Assigned);
+                let wait = task::queue_wait(&state, &events);
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+                metrics.observe_assignment(wait);
                 let scope = Scope::Departments(vec![target_department.to_string()]);
-                dispatcher::run(conn, tenant, scope, "task_transferred", metadata, now).await?;
-                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metadata, now).await?;
+                dispatcher::run(conn, tenant, scope, "task_transferred", metrics, metadata, now).await?;
+                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metrics, metadata, now).await?;
                 *task_id
             }
             TaskOp::Cancel { task_id, reason } => {
@@ -192,7 +204,7 @@ impl Attempt<AppError> for TaskCommand<'_> {
                 let events = task::decide(&state, command, now)?;
                 let freed = state.agent.clone().filter(|_| state.status == task::Status::Assigned);
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
-                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metadata, now).await?;
+                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metrics, metadata, now).await?;
                 *task_id
             }
         };
@@ -208,6 +220,7 @@ pub async fn dispatch_for_agent(
     tenant: &str,
     agent: Option<&AgentId>,
     trigger: &str,
+    metrics: &DistributionMetrics,
     metadata: &dw_eventstore::EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<usize, AppError> {
@@ -215,13 +228,15 @@ pub async fn dispatch_for_agent(
         return Ok(0);
     };
     let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
-    Ok(dispatcher::run(conn, tenant, Scope::Departments(departments), trigger, metadata, now).await?.len())
+    let scope = Scope::Departments(departments);
+    Ok(dispatcher::run(conn, tenant, scope, trigger, metrics, metadata, now).await?.len())
 }
 
 struct SettingsCommand<'c> {
     ctx: &'c CommandContext,
     default_capacity: Option<i32>,
     inbound_department: Option<Option<DepartmentId>>,
+    metrics: &'c DistributionMetrics,
 }
 
 impl Attempt<AppError> for SettingsCommand<'_> {
@@ -250,7 +265,7 @@ impl Attempt<AppError> for SettingsCommand<'_> {
             .await?;
         }
         // A larger capacity may let queued work through.
-        dispatcher::run(conn, tenant, Scope::All, "capacity_changed", &self.ctx.metadata, now).await?;
+        dispatcher::run(conn, tenant, Scope::All, "capacity_changed", self.metrics, &self.ctx.metadata, now).await?;
         Ok(queries::settings_to_pb(&projections::agents::settings(conn, tenant).await?))
     }
 }
@@ -259,6 +274,7 @@ struct CapacityCommand<'c> {
     ctx: &'c CommandContext,
     agent: AgentId,
     capacity: Option<i32>,
+    metrics: &'c DistributionMetrics,
 }
 
 impl Attempt<AppError> for CapacityCommand<'_> {
@@ -277,7 +293,8 @@ impl Attempt<AppError> for CapacityCommand<'_> {
         if updated == 0 {
             return Err(DomainError::AgentNotFound(self.agent.to_string()).into());
         }
-        dispatch_for_agent(conn, tenant, Some(&self.agent), "capacity_changed", &self.ctx.metadata, now).await?;
+        let metadata = &self.ctx.metadata;
+        dispatch_for_agent(conn, tenant, Some(&self.agent), "capacity_changed", self.metrics, metadata, now).await?;
         let settings = projections::agents::settings(conn, tenant).await?;
         Ok(pb::AgentCapacity {
             agent_id: self.agent.to_string(),

@@ -67,10 +67,22 @@ pub struct Task {
     pub status: Status,
     pub agent: Option<AgentId>,
     pub created_at: DateTime<Utc>,
+    /// While queued: since when it has waited in its current queue (creation, re-queue or
+    /// transfer into the queue). `None` while with an agent, once closed, and in snapshots taken
+    /// before the field existed (the wait then counts from `created_at`).
+    #[serde(default)]
+    pub waiting_since: Option<DateTime<Utc>>,
     pub assigned_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub message_count: i32,
     pub last_message_at: Option<DateTime<Utc>>,
+}
+
+/// How long a task waited in a department's queue before it went to an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueWait {
+    pub department: DepartmentId,
+    pub waited: chrono::TimeDelta,
 }
 
 /// What the rules need to know of an agent taking a task by hand or by transfer.
@@ -278,6 +290,7 @@ pub fn initial(event: &Event) -> Option<Task> {
         status: Status::Queued,
         agent: None,
         created_at: *at,
+        waiting_since: Some(*at),
         assigned_at: None,
         closed_at: None,
         message_count: 0,
@@ -292,25 +305,30 @@ pub fn evolve(mut state: Task, event: &Event) -> Task {
             state.status = Status::Assigned;
             state.agent = Some(agent.clone());
             state.assigned_at = Some(*at);
+            state.waiting_since = None;
         }
-        Event::Requeued { .. } => {
+        Event::Requeued { at, .. } => {
             state.status = Status::Queued;
             state.agent = None;
             state.assigned_at = None;
+            state.waiting_since = Some(*at);
         }
         Event::Transferred { to_department, to_agent, at, .. } => {
             state.department = to_department.clone();
             state.agent = to_agent.clone();
             state.status = if to_agent.is_some() { Status::Assigned } else { Status::Queued };
             state.assigned_at = to_agent.as_ref().map(|_| *at);
+            state.waiting_since = if to_agent.is_some() { None } else { Some(*at) };
         }
         Event::Completed { at, .. } => {
             state.status = Status::Completed;
             state.closed_at = Some(*at);
+            state.waiting_since = None;
         }
         Event::Cancelled { at, .. } => {
             state.status = Status::Cancelled;
             state.closed_at = Some(*at);
+            state.waiting_since = None;
         }
         Event::MessageRecorded { received_at, .. } => {
             state.message_count += 1;
@@ -318,6 +336,33 @@ pub fn evolve(mut state: Task, event: &Event) -> Task {
         }
     }
     state
+}
+
+/// The wait that `events` end by giving the queued task to an agent (an automatic assignment, a
+/// claim or a transfer to a named agent), measured between the events' own times.
+pub fn queue_wait(state: &Task, events: &[Event]) -> Option<QueueWait> {
+    let mut before = state.clone();
+    for event in events {
+        if let Some(wait) = wait_ended_by(&before, event) {
+            return Some(wait);
+        }
+        before = evolve(before, event);
+    }
+    None
+}
+
+fn wait_ended_by(state: &Task, event: &Event) -> Option<QueueWait> {
+    if state.status != Status::Queued {
+        return None;
+    }
+    let taken_at = match event {
+        Event::Assigned { at, .. } | Event::Claimed { at, .. } | Event::Transferred { to_agent: Some(_), at, .. } => {
+            *at
+        }
+        _ => return None,
+    };
+    let since = state.waiting_since.unwrap_or(state.created_at);
+    Some(QueueWait { department: state.department.clone(), waited: taken_at - since })
 }
 
 #[cfg(test)]
@@ -434,6 +479,51 @@ mod tests {
         assert!(matches!(decide(&task, nothing, now()), Err(DomainError::NothingToTransfer(_))));
         let to_sales = apply(task, Command::Transfer { department: dept("sales"), agent: None, by: "boss".into() });
         assert_eq!((to_sales.status, to_sales.department.as_str()), (Status::Queued, "sales"));
+    }
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        now() + chrono::TimeDelta::minutes(minutes)
+    }
+
+    #[test]
+    fn the_queue_wait_runs_from_creation_or_re_queue_to_the_agent_taking_the_task() {
+        let created = new_task();
+        let assign = |state: &Task, minutes| {
+            decide(state, Command::Assign { agent: agent("ana"), summary: summary() }, at(minutes)).unwrap()
+        };
+        let events = assign(&created, 3);
+        let wait = queue_wait(&created, &events).unwrap();
+        assert_eq!((wait.department.as_str(), wait.waited), ("support", chrono::TimeDelta::minutes(3)));
+
+        // Re-queued at minute 10 and taken again at 12: the second wait is 2 minutes, not 12.
+        let assigned = events.iter().fold(created, evolve);
+        let requeue = decide(&assigned, Command::Requeue { cause: RequeueCause::AgentDayEnded }, at(10)).unwrap();
+        assert_eq!(queue_wait(&assigned, &requeue), None, "a re-queue ends no wait");
+        let requeued = requeue.iter().fold(assigned, evolve);
+        assert_eq!(requeued.waiting_since, Some(at(10)));
+        let claimed = decide(&requeued, Command::Claim { agent: view("bob") }, at(12)).unwrap();
+        assert_eq!(queue_wait(&requeued, &claimed).unwrap().waited, chrono::TimeDelta::minutes(2));
+
+        // Transferred into another queue at 20, handed to a named agent there at 25.
+        let to_sales = Command::Transfer { department: dept("sales"), agent: None, by: "boss".into() };
+        let moved = decide(&requeued, to_sales, at(20)).unwrap().iter().fold(requeued, evolve);
+        let mut carla = view("carla");
+        carla.departments = vec![dept("sales")];
+        let to_carla = Command::Transfer { department: dept("sales"), agent: Some(carla), by: "boss".into() };
+        let handed = decide(&moved, to_carla, at(25)).unwrap();
+        let wait = queue_wait(&moved, &handed).unwrap();
+        assert_eq!((wait.department.as_str(), wait.waited), ("sales", chrono::TimeDelta::minutes(5)));
+        assert_eq!(handed.iter().fold(moved, evolve).waiting_since, None);
+    }
+
+    #[test]
+    fn snapshots_without_the_waiting_time_count_from_creation() {
+        let mut old = serde_json::to_value(new_task()).unwrap();
+        old.as_object_mut().unwrap().remove("waiting_since");
+        let task: Task = serde_json::from_value(old).unwrap();
+        assert_eq!(task.waiting_since, None);
+        let events = decide(&task, Command::Assign { agent: agent("ana"), summary: summary() }, at(4)).unwrap();
+        assert_eq!(queue_wait(&task, &events).unwrap().waited, chrono::TimeDelta::minutes(4));
     }
 
     #[test]

@@ -111,6 +111,7 @@ fn parse_create(body: &pb::CreateTaskRequest) -> Result<CreateTask, Status> {
             contact: ClientContact { name, phone, contact_id: Some(contact.contact_id).filter(|c| !c.is_empty()) },
             priority,
             subject: subject.to_owned(),
+            inbound_message_id: None,
         }),
         _ => Err(errors::invalid_arguments(violations)),
     }

@@ -249,8 +249,8 @@ pub async fn queue_stats(
          SELECT d.department_id, \
              (SELECT count(*) FROM tasks t WHERE t.tenant_id = $1 AND t.department_id = d.department_id \
                  AND t.status = 'queued') AS waiting, \
-             (SELECT min(t.queued_at) FROM tasks t WHERE t.tenant_id = $1 AND t.department_id = d.department_id \
-                 AND t.status = 'queued') AS oldest, \
+             (SELECT min(COALESCE(t.waiting_since, t.queued_at)) FROM tasks t WHERE t.tenant_id = $1 \
+                 AND t.department_id = d.department_id AND t.status = 'queued') AS oldest, \
              (SELECT count(*) FROM tasks t WHERE t.tenant_id = $1 AND t.department_id = d.department_id \
                  AND t.status = 'assigned') AS assigned, \
              count(a.agent_id) FILTER (WHERE a.day_open AND NOT a.on_break AND NOT a.exit_notified \

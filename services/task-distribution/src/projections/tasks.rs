@@ -33,14 +33,15 @@ pub async fn save(
     sqlx::query(
         "INSERT INTO tasks (tenant_id, task_id, protocol, department_id, channel, client_name, client_phone, contact_id, \
                             priority, subject, status, agent_id, created_at, assigned_at, closed_at, queue_front, \
-                            queued_at, message_count, last_message_at, version) \
+                            queued_at, message_count, last_message_at, version, waiting_since) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($16, FALSE), \
-                 COALESCE($17, $13), $18, $19, $20) \
+                 COALESCE($17, $13), $18, $19, $20, $21) \
          ON CONFLICT (tenant_id, task_id) DO UPDATE SET department_id = EXCLUDED.department_id, \
              status = EXCLUDED.status, agent_id = EXCLUDED.agent_id, assigned_at = EXCLUDED.assigned_at, \
              closed_at = EXCLUDED.closed_at, queue_front = COALESCE($16, tasks.queue_front), \
              queued_at = COALESCE($17, tasks.queued_at), message_count = EXCLUDED.message_count, \
-             last_message_at = EXCLUDED.last_message_at, version = EXCLUDED.version",
+             last_message_at = EXCLUDED.last_message_at, version = EXCLUDED.version, \
+             waiting_since = EXCLUDED.waiting_since",
     )
     .bind(tenant)
     .bind(content.task_id.0)
@@ -62,6 +63,7 @@ pub async fn save(
     .bind(task.message_count)
     .bind(task.last_message_at)
     .bind(version)
+    .bind(task.waiting_since)
     .execute(conn)
     .await?;
     Ok(())
@@ -136,4 +138,36 @@ pub async fn open_task_of_client(
     .fetch_optional(conn)
     .await?;
     row.map(|r| r.try_get("task_id")).transpose()
+}
+
+/// One department's queue, for the queue gauges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSample {
+    pub tenant: String,
+    pub department: String,
+    pub depth: i64,
+    /// How long the longest-waiting task of the queue has waited, by the database's clock.
+    pub oldest_wait_seconds: f64,
+}
+
+/// Every non-empty queue of every tenant, in one grouped query over the queued tasks (the only
+/// cross-tenant read: it feeds the operators' metrics, never an API answer).
+pub async fn queue_samples(conn: &mut PgConnection) -> Result<Vec<QueueSample>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT tenant_id, department_id, count(*) AS depth, \
+             GREATEST(EXTRACT(EPOCH FROM now() - min(COALESCE(waiting_since, queued_at))), 0)::float8 AS oldest_wait \
+         FROM tasks WHERE status = 'queued' GROUP BY tenant_id, department_id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(QueueSample {
+                tenant: row.try_get("tenant_id")?,
+                department: row.try_get("department_id")?,
+                depth: row.try_get("depth")?,
+                oldest_wait_seconds: row.try_get("oldest_wait")?,
+            })
+        })
+        .collect()
 }

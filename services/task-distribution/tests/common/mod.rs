@@ -30,6 +30,8 @@ pub struct Cluster {
     pub sessions: Channel,
     /// One channel per task-distribution replica.
     pub replicas: Vec<Channel>,
+    /// Each replica's metrics endpoint (`/metrics`).
+    pub metrics: Vec<SocketAddr>,
     pub cancel: CancellationToken,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -72,18 +74,22 @@ impl Cluster {
         let sessions = connect(addr).await;
 
         let mut replicas = Vec::new();
+        let mut metrics = Vec::new();
         for _ in 0..distribution_replicas {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
+            let mut service = ServiceConfig::for_test(
+                distribution_db.url.clone(),
+                dw_testkit::nats_url(),
+                addr,
+                SECRET.as_bytes(),
+                distribution_ns.stream_name.clone(),
+                distribution_ns.subject_prefix.clone(),
+            );
+            service.metrics_addr = dw_testkit::metrics::free_local_addr().unwrap();
+            metrics.push(service.metrics_addr);
             let config = Config {
-                service: ServiceConfig::for_test(
-                    distribution_db.url.clone(),
-                    dw_testkit::nats_url(),
-                    addr,
-                    SECRET.as_bytes(),
-                    distribution_ns.stream_name.clone(),
-                    distribution_ns.subject_prefix.clone(),
-                ),
+                service,
                 agent_sessions: Upstream {
                     stream_name: sessions_ns.stream_name.clone(),
                     subject_prefix: sessions_ns.subject_prefix.clone(),
@@ -93,6 +99,7 @@ impl Cluster {
                     subject_prefix: messaging_ns.subject_prefix.clone(),
                 },
                 consumer_prefix: "task-distribution".into(),
+                queue_metrics_interval: Duration::from_millis(100),
             };
             let token = cancel.clone();
             servers.push(tokio::spawn(async move {
@@ -108,6 +115,7 @@ impl Cluster {
             messaging_ns,
             sessions,
             replicas,
+            metrics,
             cancel,
             servers,
         }
@@ -269,6 +277,26 @@ impl Cluster {
         }
         panic!("task {task_id} never became {what}: {:?}", self.task(tenant, task_id).await);
     }
+}
+
+/// Scrapes replica `replica`'s `/metrics` until `check` finds what it waits for.
+pub async fn wait_for_metrics<T>(
+    cluster: &Cluster,
+    replica: usize,
+    what: &str,
+    check: impl Fn(&str) -> Option<T>,
+) -> T {
+    let mut last = String::new();
+    for _ in 0..400 {
+        if let Ok(text) = dw_testkit::metrics::scrape(cluster.metrics[replica]).await {
+            if let Some(found) = check(&text) {
+                return found;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("metrics never showed {what}:\n{last}");
 }
 
 pub fn token(tenant: &str, sub: &str, roles: &[Role]) -> String {

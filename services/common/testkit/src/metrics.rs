@@ -1,0 +1,57 @@
+//! Reading a service's Prometheus endpoint in tests: scrape `/metrics` and look up one sample by
+//! name and labels.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A local address for a service's metrics endpoint (bound and released: the service binds it).
+pub fn free_local_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The text exposition served on `http://{addr}/metrics`.
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no HTTP body"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "metrics: {head}");
+    Ok(body.to_owned())
+}
+
+/// The value of the sample `name` whose labels include every `(label, value)` of `labels`
+/// (other labels may differ: the first match wins).
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = match series.split_once('{') {
+            Some((series_name, rest)) => (series_name, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        let matches = series_name == name
+            && labels
+                .iter()
+                .all(|(label, wanted)| series_labels.split(',').any(|pair| pair == format!("{label}=\"{wanted}\"")));
+        if matches { value.parse().ok() } else { None }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample;
+
+    #[test]
+    fn samples_are_found_by_name_and_labels() {
+        let text = "# TYPE dw_x counter\n\
+                    dw_x_total{provider=\"sms\",reason=\"http_5xx\"} 2\n\
+                    dw_x_total{provider=\"sms\",reason=\"timeout\"} 1\n\
+                    dw_y 0.5\n# EOF\n";
+        assert_eq!(sample(text, "dw_x_total", &[("reason", "timeout")]), Some(1.0));
+        assert_eq!(sample(text, "dw_x_total", &[("provider", "sms"), ("reason", "http_5xx")]), Some(2.0));
+        assert_eq!(sample(text, "dw_x_total", &[("reason", "connect")]), None);
+        assert_eq!(sample(text, "dw_y", &[]), Some(0.5));
+        assert_eq!(sample(text, "dw_x", &[]), None);
+    }
+}
