@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dw_auth::{JwtVerifier, Role};
+use dw_auth::Role;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as distribution;
 use dw_proto::notifications::v1 as notifications_pb;
 use dw_testkit::{TestDb, TestNamespace};
-use integration_tests::{Process, binary, free_port, wait_for_port};
+use integration_tests::{Process, authed, binary, free_port, rid, wait_for_port};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use tonic::transport::Channel;
@@ -82,18 +82,7 @@ impl TraceService for Receiver {
 }
 
 fn token(sub: &str, role: Role) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
-    dw_auth::mint(&verifier, sub, "acme", &[role], chrono::Utc::now().timestamp(), 3600)
-}
-
-fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-fn rid() -> String {
-    uuid::Uuid::now_v7().to_string()
+    integration_tests::token(SECRET, "acme", sub, role).unwrap()
 }
 
 async fn channel(port: u16) -> Channel {
@@ -242,21 +231,7 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     for _ in 0..200 {
         // Until distribution has seen the break (before that, ana would get the task).
         let created = tasks
-            .create_task(authed(
-                &service,
-                distribution::CreateTaskRequest {
-                    request_id: rid(),
-                    department_id: "support".into(),
-                    channel: distribution::Channel::Chat as i32,
-                    contact: Some(distribution::ClientContact {
-                        name: "Client".into(),
-                        phone: "+5511900000123".into(),
-                        contact_id: String::new(),
-                    }),
-                    priority: 5,
-                    subject: String::new(),
-                },
-            ))
+            .create_task(authed(&service, integration_tests::support_chat_task("Client", "+5511900000123", "")))
             .await
             .unwrap()
             .into_inner();

@@ -23,18 +23,18 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use dw_auth::{JwtVerifier, Role};
+use dw_auth::Role;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as distribution;
 use dw_proto::messaging::v1 as messaging;
 use dw_proto::notifications::v1 as notifications;
 use hmac::{Hmac, Mac};
 use integration_tests::cluster::{Nats, Postgres, Service, WorkDir};
-use integration_tests::{Process, free_port, wait_for_port};
+use integration_tests::{Process, authed, free_port, rid, wait_for_port};
 use sha2::Sha256;
 use sqlx::Row;
+use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request};
 
 use distribution::distribution_service_client::DistributionServiceClient;
 use messaging::contact_service_client::ContactServiceClient;
@@ -59,18 +59,7 @@ const SERVICES: [(&str, &str, &str); 4] = [
 ];
 
 fn token(sub: &str, role: Role) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
-    dw_auth::mint(&verifier, sub, TENANT, &[role], chrono::Utc::now().timestamp(), 3600)
-}
-
-fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-fn rid() -> String {
-    uuid::Uuid::now_v7().to_string()
+    integration_tests::token(SECRET, TENANT, sub, role).unwrap()
 }
 
 /// A channel that reconnects by itself when its service comes back.
@@ -877,18 +866,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
         .tasks
         .create_task(authed(
             &crm,
-            distribution::CreateTaskRequest {
-                request_id: rid(),
-                department_id: "support".into(),
-                channel: distribution::Channel::Chat as i32,
-                contact: Some(distribution::ClientContact {
-                    name: "Carlos".into(),
-                    phone: "+5511955554444".into(),
-                    contact_id: String::new(),
-                }),
-                priority: 5,
-                subject: "after the outages".into(),
-            },
+            integration_tests::support_chat_task("Carlos", "+5511955554444", "after the outages"),
         ))
         .await
         .unwrap()

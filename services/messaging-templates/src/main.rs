@@ -1,5 +1,5 @@
-//! messaging-templates binary: `messaging-templates` serves; `messaging-templates migrate`
-//! applies migrations and exits.
+//! messaging-templates binary: `messaging-templates` serves; `messaging-templates migrate` applies migrations and exits;
+//! `messaging-templates dead-letters list|replay …` lists or replays the events its consumers gave up on.
 
 use messaging_templates::server;
 use tokio_util::sync::CancellationToken;
@@ -13,8 +13,14 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(dw_grpc_kit::shutdown::cancel_on_signal(cancel.clone()));
     match std::env::args().nth(1).as_deref() {
         Some("migrate") => server::migrate(&config, &cancel).await?,
+        Some("dead-letters") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            server::dead_letters(&config, &cancel, &args).await?;
+        }
         None | Some("serve") => server::run(config, cancel).await?,
-        Some(other) => anyhow::bail!("unknown command {other:?}; use `serve` (default) or `migrate`"),
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use `serve` (default), `migrate` or `dead-letters`")
+        }
     }
     Ok(())
 }

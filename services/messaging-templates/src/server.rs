@@ -25,6 +25,30 @@ pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), 
     bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
 }
 
+/// `messaging-templates dead-letters …`: lists or replays, through this service's projections
+/// (the dispatcher included: a replayed request is handed to its provider), the events its
+/// consumers gave up on.
+pub async fn dead_letters(config: &Config, cancel: &CancellationToken, args: &[String]) -> anyhow::Result<()> {
+    use dw_bus::dead_letters::{main_command, replay};
+    let pool = dw_grpc_kit::startup::connect_postgres(&config.service.database_url, 2, cancel).await?;
+    // Metrics of a one-off command go nowhere.
+    let metrics = ProviderMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let providers = Providers::new(config.providers.clone(), metrics).map_err(anyhow::Error::msg)?;
+    let dispatcher = Dispatcher { pool: pool.clone(), providers };
+    let name = |upstream: &str| format!("{}-{upstream}", config.consumer_prefix);
+    main_command(&pool, args, async |consumer: &str, id: i64| {
+        if consumer == name("agent-sessions") {
+            Some(replay(&pool, &PermissionsProjection, id).await)
+        } else if consumer == name("dispatch") {
+            Some(replay(&pool, &dispatcher, id).await)
+        } else {
+            None
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)
+}
+
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
     let addr = config.service.grpc_addr;
     let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr.to_string(), e))?;

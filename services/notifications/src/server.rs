@@ -24,6 +24,27 @@ pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), 
     bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
 }
 
+/// `notifications dead-letters …`: lists or replays, through this service's projections, the
+/// events its consumers gave up on.
+pub async fn dead_letters(config: &Config, cancel: &CancellationToken, args: &[String]) -> anyhow::Result<()> {
+    use dw_bus::dead_letters::{main_command, replay};
+    let pool = dw_grpc_kit::startup::connect_postgres(&config.service.database_url, 2, cancel).await?;
+    let name = |upstream: &str| format!("{}-{upstream}", config.consumer_prefix);
+    main_command(&pool, args, async |consumer: &str, id: i64| {
+        if consumer == name("messaging") {
+            Some(replay(&pool, &MessagingProjection, id).await)
+        } else if consumer == name("distribution") {
+            Some(replay(&pool, &DistributionProjection, id).await)
+        } else if consumer == name("agent-sessions") {
+            Some(replay(&pool, &PermissionsProjection, id).await)
+        } else {
+            None
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)
+}
+
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
     let addr = config.service.grpc_addr;
     let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr.to_string(), e))?;

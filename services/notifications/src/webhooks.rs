@@ -374,16 +374,7 @@ async fn record(
     // Disabling is counted once, by whichever attempt turns the endpoint off (the `enabled` guard).
     let mut disabled = None;
     if status_code == 410 {
-        let turned_off = sqlx::query(
-            "UPDATE webhooks SET enabled = FALSE, disabled_reason = 'endpoint answered 410 Gone' \
-             WHERE tenant_id = $1 AND webhook_id = $2 AND enabled",
-        )
-        .bind(&d.tenant)
-        .bind(d.webhook_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        disabled = (turned_off > 0).then_some("gone");
+        disabled = disable(&mut tx, &d.tenant, d.webhook_id, "endpoint answered 410 Gone").await?.then_some("gone");
     } else if success {
         sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE tenant_id = $1 AND webhook_id = $2")
             .bind(&d.tenant)
@@ -401,16 +392,7 @@ async fn record(
         .await?;
         // Only on the attempt that crosses the limit: one more statement, once per endpoint.
         if over_limit == Some(true) {
-            let turned_off = sqlx::query(
-                "UPDATE webhooks SET enabled = FALSE, disabled_reason = 'failing for 5 days' \
-                 WHERE tenant_id = $1 AND webhook_id = $2 AND enabled",
-            )
-            .bind(&d.tenant)
-            .bind(d.webhook_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            disabled = (turned_off > 0).then_some("failing");
+            disabled = disable(&mut tx, &d.tenant, d.webhook_id, "failing for 5 days").await?.then_some("failing");
         }
     }
     tx.commit().await?;
@@ -429,6 +411,25 @@ impl WebhookGrpc {
     pub fn new(pool: PgPool, config: WebhookConfig) -> Self {
         Self { pool, config }
     }
+}
+
+/// Turns the endpoint off with `reason`; whether this call did it (it was still enabled).
+async fn disable(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    webhook_id: uuid::Uuid,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let turned_off = sqlx::query(
+        "UPDATE webhooks SET enabled = FALSE, disabled_reason = $3 WHERE tenant_id = $1 AND webhook_id = $2 AND enabled",
+    )
+    .bind(tenant)
+    .bind(webhook_id)
+    .bind(reason)
+    .execute(tx)
+    .await?
+    .rows_affected();
+    Ok(turned_off > 0)
 }
 
 fn db(error: sqlx::Error) -> Status {

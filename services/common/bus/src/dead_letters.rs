@@ -138,3 +138,155 @@ pub async fn replay<P: Projection>(pool: &PgPool, projection: &P, id: i64) -> Re
     tx.commit().await?;
     Ok(())
 }
+
+/// What an operator asks of a service's dead letters: `<service> dead-letters …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `list [--consumer NAME]`: the pending ones, oldest first.
+    List { consumer: Option<String> },
+    /// `replay ID`: that one.
+    ReplayOne(i64),
+    /// `replay --all [--consumer NAME]`: every pending one, oldest first.
+    ReplayAll { consumer: Option<String> },
+}
+
+pub const USAGE: &str =
+    "dead-letters list [--consumer NAME] | dead-letters replay ID | dead-letters replay --all [--consumer NAME]";
+
+impl Command {
+    /// Parses the arguments after `dead-letters`.
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let consumer = |rest: &[&str]| -> Result<Option<String>, String> {
+            match rest {
+                [] => Ok(None),
+                ["--consumer", name] if !name.is_empty() => Ok(Some((*name).to_owned())),
+                _ => Err(format!("unexpected arguments {rest:?}; usage: {USAGE}")),
+            }
+        };
+        match args.as_slice() {
+            ["list", rest @ ..] => Ok(Self::List { consumer: consumer(rest)? }),
+            ["replay", "--all", rest @ ..] => Ok(Self::ReplayAll { consumer: consumer(rest)? }),
+            ["replay", id] => id
+                .parse()
+                .map(Self::ReplayOne)
+                .map_err(|_| format!("replay wants a dead letter id (a number), got {id:?}; usage: {USAGE}")),
+            _ => Err(format!("usage: {USAGE}")),
+        }
+    }
+}
+
+/// Runs `command`, writing one JSON object per line to `out`: each pending dead letter (`list`)
+/// or each replay's outcome (`replay`). `replay_one(consumer, id)` replays through the projection
+/// of that consumer, or answers `None` when this service has no such consumer. Returns how many
+/// replays failed.
+pub async fn run_command(
+    pool: &PgPool,
+    command: &Command,
+    out: &mut impl std::io::Write,
+    replay_one: impl AsyncFn(&str, i64) -> Option<Result<(), ReplayError>>,
+) -> Result<usize, CommandError> {
+    const PAGE: i64 = 10_000;
+    let targets: Vec<(i64, String)> = match command {
+        Command::List { consumer } => {
+            for letter in list_pending(pool, consumer.as_deref(), PAGE).await? {
+                let line = serde_json::json!({
+                    "id": letter.id,
+                    "consumer": letter.consumer,
+                    "event_type": letter.event_type,
+                    "event_id": letter.event_id,
+                    "tenant_id": letter.tenant_id,
+                    "stream": letter.stream,
+                    "stream_sequence": letter.stream_sequence,
+                    "subject": letter.subject,
+                    "deliveries": letter.deliveries,
+                    "failed_at": letter.failed_at,
+                    "error": letter.error,
+                });
+                writeln!(out, "{line}")?;
+            }
+            return Ok(0);
+        }
+        Command::ReplayAll { consumer } => list_pending(pool, consumer.as_deref(), PAGE)
+            .await?
+            .into_iter()
+            .map(|letter| (letter.id, letter.consumer))
+            .collect(),
+        Command::ReplayOne(id) => {
+            let consumer: Option<String> =
+                sqlx::query_scalar("SELECT consumer FROM dead_letters WHERE id = $1 AND replayed_at IS NULL")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?;
+            let Some(consumer) = consumer else {
+                let error = ReplayError::NotFound(*id).to_string();
+                writeln!(out, "{}", serde_json::json!({"id": id, "replayed": false, "error": error}))?;
+                return Ok(1);
+            };
+            vec![(*id, consumer)]
+        }
+    };
+    let mut failed = 0;
+    for (id, consumer) in &targets {
+        let outcome = match replay_one(consumer, *id).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => Err(error.to_string()),
+            None => Err(format!("this service has no consumer {consumer:?}")),
+        };
+        let line = match &outcome {
+            Ok(()) => serde_json::json!({"id": id, "consumer": consumer, "replayed": true}),
+            Err(error) => {
+                failed += 1;
+                serde_json::json!({"id": id, "consumer": consumer, "replayed": false, "error": error})
+            }
+        };
+        writeln!(out, "{line}")?;
+    }
+    Ok(failed)
+}
+
+/// The `<service> dead-letters …` subcommand: parses `args`, runs the command against `pool` and
+/// prints its JSON lines on stdout. An error (wrong arguments, a failed replay, the database)
+/// is for the caller to report and exit non-zero with.
+pub async fn main_command(
+    pool: &PgPool,
+    args: &[String],
+    replay_one: impl AsyncFn(&str, i64) -> Option<Result<(), ReplayError>>,
+) -> Result<(), String> {
+    let command = Command::parse(args)?;
+    let failed = run_command(pool, &command, &mut std::io::stdout().lock(), replay_one)
+        .await
+        .map_err(|error| error.to_string())?;
+    if failed > 0 { Err(format!("{failed} dead letter(s) not replayed (see the lines above)")) } else { Ok(()) }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("writing the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Command;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn commands_parse_and_mistakes_say_the_usage() {
+        assert_eq!(Command::parse(&args("list")), Ok(Command::List { consumer: None }));
+        assert_eq!(
+            Command::parse(&args("list --consumer notifications-messaging")),
+            Ok(Command::List { consumer: Some("notifications-messaging".into()) })
+        );
+        assert_eq!(Command::parse(&args("replay 42")), Ok(Command::ReplayOne(42)));
+        assert_eq!(Command::parse(&args("replay --all")), Ok(Command::ReplayAll { consumer: None }));
+        for wrong in ["", "replay", "replay x", "list --consumer", "drop 1", "replay --all --consumer"] {
+            assert!(Command::parse(&args(wrong)).unwrap_err().contains("usage"), "{wrong}");
+        }
+    }
+}
