@@ -138,10 +138,16 @@ impl<P: Projection> ProjectionConsumer<P> {
         ConsumerLabels { consumer: self.config.durable_name.clone() }
     }
 
-    /// Creates the durable consumer (or binds to the existing one).
+    /// Creates the durable consumer, or updates an existing one to this configuration (its
+    /// editable fields: `ack_wait`, `max_deliver`, `max_ack_pending`), or binds to it as it is
+    /// when the server refuses the update.
+    ///
+    /// An ordered consumer (`concurrency` 1) gets `max_ack_pending` 1: JetStream hands out the
+    /// next event only once the previous one is acknowledged, so the stream's order holds across
+    /// every replica pulling from it, not only within one.
     pub async fn ensure(&self) -> Result<jetstream::consumer::PullConsumer, String> {
         let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
-        let config = pull::Config {
+        let mut config = pull::Config {
             durable_name: Some(self.config.durable_name.clone()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             deliver_policy: jetstream::consumer::DeliverPolicy::All,
@@ -150,7 +156,16 @@ impl<P: Projection> ProjectionConsumer<P> {
             filter_subjects: self.config.filter_subjects.clone(),
             ..Default::default()
         };
-        stream.get_or_create_consumer(&self.config.durable_name, config).await.map_err(|e| e.to_string())
+        if self.config.concurrency <= 1 {
+            config.max_ack_pending = 1;
+        }
+        match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => Ok(consumer),
+            Err(error) => {
+                warn!(consumer = %self.config.durable_name, %error, "could not create or update the consumer; binding to it as it is");
+                stream.get_consumer(&self.config.durable_name).await.map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Consumes until `cancel`, reconnecting with backoff when the stream or consumer is missing

@@ -166,3 +166,69 @@ async fn a_poison_event_lands_in_dead_letters_and_the_consumer_goes_on() {
     h.cancel.cancel();
     h.task.await.unwrap();
 }
+
+/// Records the order in which events are applied; slow enough that replicas would interleave.
+#[derive(Clone)]
+struct OrderProjection;
+
+impl Projection for OrderProjection {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        let jitter = u64::from(event.event_id.as_bytes()[15] % 8);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        sqlx::query("INSERT INTO test_order (stream_id) VALUES ($1)").bind(&event.stream_id).execute(conn).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_ordered_consumer_keeps_the_stream_order_across_replicas() {
+    let h = start().await;
+    h.cancel.cancel();
+    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    // An older deployment left the durable consumer without an in-flight limit.
+    let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("ordered".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // Two replicas of the service pull from it.
+    let cancel = CancellationToken::new();
+    for _ in 0..2 {
+        let consumer = ProjectionConsumer::new(
+            h.db.pool.clone(),
+            h.jetstream.clone(),
+            ConsumerConfig::new("ordered", &h.namespace.stream_name),
+            OrderProjection,
+            ConsumerMetrics::unregistered(),
+        );
+        tokio::spawn(consumer.run(cancel.clone()));
+    }
+    let names: Vec<String> = (0..40).map(|i| format!("thing-{i:02}")).collect();
+    for name in &names {
+        let id = Uuid::now_v7();
+        publish(&h, id, &id.to_string(), name, b"{}").await;
+    }
+    let pool = h.db.pool.clone();
+    eventually("every event applied", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap();
+            n == 40
+        }
+    })
+    .await;
+    let order: Vec<String> =
+        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    assert_eq!(order, names, "applied in the stream's order although two replicas pulled");
+    let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer("ordered").await.unwrap();
+    assert_eq!(consumer.info().await.unwrap().config.max_ack_pending, 1, "the old consumer was updated");
+    cancel.cancel();
+}
