@@ -169,7 +169,7 @@ impl Live {
         let live = Self::default();
         let mut client = NotificationServiceClient::new(lazy(endpoint));
         let first = client
-            .subscribe(authed(&token, notifications::SubscribeRequest { after_sequence: 0 }))
+            .subscribe(authed(&token, notifications::SubscribeRequest { after_sequence: 0, backlog: 0 }))
             .await
             .unwrap()
             .into_inner();
@@ -184,7 +184,7 @@ impl Live {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let after = seen.0.lock().unwrap().last().map_or(0, |n| n.sequence);
-                let request = authed(&token, notifications::SubscribeRequest { after_sequence: after });
+                let request = authed(&token, notifications::SubscribeRequest { after_sequence: after, backlog: 0 });
                 // The stream outlives the unary deadline of the channel.
                 let mut request = request;
                 request.set_timeout(Duration::from_secs(3600));

@@ -727,6 +727,9 @@ pub enum NotificationsCommand {
         /// only new notifications.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Without --after: first the latest this-many notifications already kept (0-100).
+        #[arg(long, default_value_t = 0, conflicts_with = "after", value_parser = clap::value_parser!(u32).range(0..=100))]
+        backlog: u32,
         /// Exit after this many notifications.
         #[arg(long)]
         limit: Option<u64>,

@@ -50,11 +50,13 @@ pub async fn run(command: NotificationsCommand, rpc: &Rpc, printer: &Printer) ->
             let notification = client.get_notification(rpc.request(request)).await?.into_inner();
             printer.emit(names::SINGLE_NOTIFICATION, &notification, |n| notification_text(n, Utc::now()))
         }
-        NotificationsCommand::Subscribe { after, limit } => {
-            let request = SubscribeRequest { after_sequence: after };
+        NotificationsCommand::Subscribe { after, backlog, limit } => {
+            let request = SubscribeRequest { after_sequence: after, backlog };
             let mut stream = client.subscribe(rpc.stream_request(request)).await?.into_inner();
             if !printer.json() {
-                if after == 0 {
+                if after == 0 && backlog > 0 {
+                    eprintln!("subscribed: the latest {backlog} kept notifications, then new ones (Ctrl-C to stop)");
+                } else if after == 0 {
                     eprintln!("subscribed: new notifications as they happen (Ctrl-C to stop)");
                 } else {
                     eprintln!("subscribed: every notification after #{after}, then new ones (Ctrl-C to stop)");
@@ -404,12 +406,21 @@ mod tests {
             matches!(command(&["get", "--message-id", "m-1"]), NotificationsCommand::Get { message_id } if message_id == "m-1")
         );
         assert!(parse(&["get"]).is_err());
-        assert!(matches!(command(&["subscribe"]), NotificationsCommand::Subscribe { after: 0, limit: None }));
+        assert!(matches!(
+            command(&["subscribe"]),
+            NotificationsCommand::Subscribe { after: 0, backlog: 0, limit: None }
+        ));
         assert!(matches!(
             command(&["subscribe", "--after", "41", "--limit", "3"]),
-            NotificationsCommand::Subscribe { after: 41, limit: Some(3) }
+            NotificationsCommand::Subscribe { after: 41, backlog: 0, limit: Some(3) }
+        ));
+        assert!(matches!(
+            command(&["subscribe", "--backlog", "20"]),
+            NotificationsCommand::Subscribe { backlog: 20, .. }
         ));
         assert!(parse(&["subscribe", "--after", "-1"]).is_err());
+        assert!(parse(&["subscribe", "--backlog", "101"]).is_err());
+        assert!(parse(&["subscribe", "--backlog", "5", "--after", "3"]).is_err());
         let cli = parse(&["subscribe", "--json"]).unwrap();
         assert!(cli.global.json);
     }

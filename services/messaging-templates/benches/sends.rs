@@ -111,7 +111,7 @@ async fn main() {
     let delivered = setup.whatsapp.received().len();
     let total = started.elapsed();
     println!(
-        "provider side   {delivered} messages received in {:.1} s = {:.0}/s (the dispatcher hands 16 at a time)",
+        "provider side   {delivered} messages received in {:.1} s = {:.0}/s (the dispatcher hands over pool size / 2 - 2 at a time)",
         total.as_secs_f64(),
         delivered as f64 / total.as_secs_f64()
     );

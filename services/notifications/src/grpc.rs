@@ -20,6 +20,9 @@ use tracing::instrument;
 
 use crate::projections::{CHANNEL, channel_name, status_from_name};
 
+/// The most kept notifications a new `Subscribe` may ask to receive first (`backlog`).
+const MAX_BACKLOG: u32 = 100;
+
 fn db(error: sqlx::Error) -> Status {
     errors::internal(&error)
 }
@@ -286,15 +289,21 @@ impl NotificationService for NotificationGrpc {
         let tenant = principal.tenant().as_str().to_owned();
         let agent = principal.subject().to_owned();
         let mut wake = self.notifier.sender.subscribe();
+        let backlog = request.get_ref().backlog;
+        if backlog > MAX_BACKLOG {
+            return Err(errors::invalid_argument("backlog", format!("at most {MAX_BACKLOG}")));
+        }
         let mut after = i64::try_from(request.get_ref().after_sequence).unwrap_or(i64::MAX);
         if after == 0 {
-            after = sqlx::query_scalar("SELECT last_seq FROM agent_cursors WHERE tenant_id = $1 AND agent_id = $2")
-                .bind(&tenant)
-                .bind(&agent)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?
-                .unwrap_or(0);
+            let last: i64 =
+                sqlx::query_scalar("SELECT last_seq FROM agent_cursors WHERE tenant_id = $1 AND agent_id = $2")
+                    .bind(&tenant)
+                    .bind(&agent)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .unwrap_or(0);
+            after = (last - i64::from(backlog)).max(0);
         }
         let (sender, receiver) = mpsc::channel(256);
         let pool = self.pool.clone();

@@ -171,10 +171,16 @@ async fn client_messages_reach_their_agent_and_resumes_miss_nothing() {
     let ana = token("acme", "ana", Role::Agent);
     let bruno = token("acme", "bruno", Role::Agent);
     let mut client = NotificationServiceClient::new(h.channel.clone());
-    let mut ana_stream =
-        client.subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0 })).await.unwrap().into_inner();
-    let mut bruno_stream =
-        client.subscribe(authed(&bruno, pb::SubscribeRequest { after_sequence: 0 })).await.unwrap().into_inner();
+    let mut ana_stream = client
+        .subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0, backlog: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bruno_stream = client
+        .subscribe(authed(&bruno, pb::SubscribeRequest { after_sequence: 0, backlog: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
 
     let task = uuid::Uuid::now_v7().to_string();
     let assigned = distribution::TaskAssigned {
@@ -216,8 +222,11 @@ async fn client_messages_reach_their_agent_and_resumes_miss_nothing() {
     assert!(tokio::time::timeout(Duration::from_millis(500), bruno_stream.next()).await.is_err(), "nothing for bruno");
 
     // A client that saw 1 resumes and gets exactly 2, then live ones.
-    let mut resumed =
-        client.subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 1 })).await.unwrap().into_inner();
+    let mut resumed = client
+        .subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 1, backlog: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(next(&mut resumed).await.sequence, 2);
     let again = distribution::TaskMessageRecorded {
         text: "Oi?".into(),
@@ -235,6 +244,24 @@ async fn client_messages_reach_their_agent_and_resumes_miss_nothing() {
     .await;
     assert_eq!(next(&mut resumed).await.sequence, 3);
     assert_eq!(next(&mut ana_stream).await.sequence, 3);
+
+    // A new tab asks for the latest two kept ones first, then gets live ones.
+    let mut fresh = client
+        .subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0, backlog: 2 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((next(&mut fresh).await.sequence, next(&mut fresh).await.sequence), (2, 3));
+    let mut bigger = client
+        .subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0, backlog: 50 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut bigger).await.sequence, 1, "a backlog larger than what is kept starts at the first");
+    let refused =
+        client.subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0, backlog: 101 })).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(dw_grpc_kit::errors::violated_fields(&refused), vec!["backlog"]);
 }
 
 #[derive(Clone, Default)]
