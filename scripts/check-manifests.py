@@ -4,7 +4,7 @@
     check-manifests.py [options] RENDERED.yaml...   check kustomize output, one file per target
     check-manifests.py --syntax-only FILE...        only parse the YAML files
 
-A rendered file is named after its target: `dev.yaml` and `prod.yaml` (deploy/k8s/overlays/*),
+A rendered file is named after its target: `dev.yaml` and `prod.yaml` (deploy/overlays/*),
 `postgres.yaml` (deploy/postgres). Other overlay names get the checks that hold everywhere.
 
 Schema. Kubernetes kinds are validated with kubernetes-validate in strict mode (an unknown field

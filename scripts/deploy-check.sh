@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Check the deployment files (`make deploy-check`, also part of `make test`):
-#   1. render every overlay under deploy/k8s/overlays/ and deploy/postgres with `kubectl kustomize`
+#   1. render every overlay under deploy/overlays/ and deploy/postgres with `kubectl kustomize`
 #      (or `kustomize build`) into .dw/deploy/<target>.yaml;
 #   2. scripts/check-manifests.py, in one Python process:
 #      - schema: Kubernetes kinds with kubernetes-validate (PyPI, installed once into the
@@ -31,10 +31,10 @@ failed=0
 
 # Rendered targets: each overlay, and the production PostgreSQL (applied on its own).
 targets=()
-for dir in deploy/k8s/overlays/*/; do
+for dir in deploy/overlays/*/; do
     [[ -f "$dir/kustomization.yaml" ]] && targets+=("${dir%/}")
 done
-((${#targets[@]} > 0)) || die "no overlay with a kustomization.yaml under deploy/k8s/overlays/"
+((${#targets[@]} > 0)) || die "no overlay with a kustomization.yaml under deploy/overlays/"
 [[ -f deploy/postgres/kustomization.yaml ]] && targets+=(deploy/postgres)
 
 # --- the validator (a virtualenv with kubernetes-validate and PyYAML) -------------------------

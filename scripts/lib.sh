@@ -17,7 +17,7 @@ DW_PG_USER="${DW_PG_USER:-postgres}"
 DW_NATS_HOST="${DW_NATS_HOST:-127.0.0.1}"
 DW_NATS_PORT="${DW_NATS_PORT:-4222}"
 
-# The documented development secret of the local cluster (README, deploy/k8s/overlays/dev).
+# The documented development secret of the local cluster (README, deploy/overlays/dev).
 # Never use it outside a developer machine.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 DW_DEV_JWT_SECRET="dw-local-development-secret-change-me"
