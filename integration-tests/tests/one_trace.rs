@@ -18,6 +18,7 @@ use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as distribution;
 use dw_proto::notifications::v1 as notifications_pb;
 use dw_testkit::{TestDb, TestNamespace};
+use integration_tests::cluster::signal_and_wait;
 use integration_tests::{Process, authed, binary, free_port, rid, wait_for_port};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -87,16 +88,6 @@ fn token(sub: &str, role: Role) -> String {
 
 async fn channel(port: u16) -> Channel {
     Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap()
-}
-
-async fn stop(process: &mut Process) {
-    let _ = Command::new("kill").args(["-TERM", &process.0.id().to_string()]).status();
-    for _ in 0..100 {
-        if process.0.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,9 +299,9 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     assert!(*pushed.lock().unwrap() > 0, "the assignment was pushed to ana's browser");
 
     // Stopping flushes the exporters.
-    stop(&mut sessions_process).await;
-    stop(&mut distribution_process).await;
-    stop(&mut notifications_process).await;
+    signal_and_wait(&mut sessions_process, "TERM").await.unwrap();
+    signal_and_wait(&mut distribution_process, "TERM").await.unwrap();
+    signal_and_wait(&mut notifications_process, "TERM").await.unwrap();
     let total = receiver.spans.lock().unwrap().len();
     let spans: Vec<Span> = receiver.spans.lock().unwrap().iter().filter(|s| s.trace_id == TRACE_ID).cloned().collect();
     let by = |service: &str, name: &str| {

@@ -336,12 +336,11 @@ mod tests {
         Providers::new(config, ProviderMetrics::register(registry)).unwrap()
     }
 
-    fn failures(registry: &Registry, reason: &str) -> Option<String> {
+    fn failures(registry: &Registry, reason: &str) -> Option<f64> {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
-        let series =
-            format!(r#"dw_provider_failures_total{{provider="sms_messages",channel="sms",reason="{reason}"}} "#);
-        text.lines().find_map(|line| line.strip_prefix(series.as_str()).map(str::to_owned))
+        let labels = [("provider", "sms_messages"), ("channel", "sms"), ("reason", reason)];
+        dw_testkit::metrics::sample(&text, "dw_provider_failures_total", &labels)
     }
 
     #[tokio::test]
@@ -352,7 +351,7 @@ mod tests {
         let providers = providers(format!("http://{closed}"), &mut registry);
         let outcome = providers.send(&sms_message()).await;
         assert!(matches!(outcome, Outcome::Rejected { attempts: 2, .. }), "{outcome:?}");
-        assert_eq!(failures(&registry, "connect").as_deref(), Some("2"));
+        assert_eq!(failures(&registry, "connect"), Some(2.0));
     }
 
     #[tokio::test]
@@ -370,7 +369,7 @@ mod tests {
         let providers = providers(format!("http://{addr}"), &mut registry);
         let outcome = providers.send(&sms_message()).await;
         assert!(matches!(outcome, Outcome::Rejected { attempts: 1, .. }), "{outcome:?}");
-        assert_eq!(failures(&registry, "timeout").as_deref(), Some("1"));
+        assert_eq!(failures(&registry, "timeout"), Some(1.0));
         held.abort();
     }
 }

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Service, Setup, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
@@ -17,23 +15,6 @@ const SMS: [(&str, &str); 2] = [("provider", "sms_messages"), ("channel", "sms")
 
 fn with<'a>(target: [(&'a str, &'a str); 2], label: (&'a str, &'a str)) -> [(&'a str, &'a str); 3] {
     [target[0], target[1], label]
-}
-
-async fn template(service: &Service, channel: pb::Channel, name: &str, body: &str) -> pb::Template {
-    let manager = token("acme", "boss", Role::Manager);
-    let content = pb::TemplateContent {
-        language: "pt_BR".into(),
-        category: pb::TemplateCategory::Utility as i32,
-        body: body.into(),
-        ..Default::default()
-    };
-    let request = pb::CreateTemplateRequest {
-        request_id: rid(),
-        channel: channel as i32,
-        name: name.into(),
-        content: Some(content),
-    };
-    service.templates().create_template(authed(&manager, request)).await.unwrap().into_inner()
 }
 
 async fn send(service: &Service, template: &pb::Template, phone: &str) -> String {
@@ -48,39 +29,22 @@ async fn send(service: &Service, template: &pb::Template, phone: &str) -> String
     service.templates().send_template(authed(&crm, request)).await.unwrap().into_inner().message_id
 }
 
-async fn wait_for_status(service: &Service, message_id: &str, status: pb::MessageStatus) {
-    let manager = token("acme", "boss", Role::Manager);
-    for _ in 0..400 {
-        let message = service
-            .templates()
-            .get_message(authed(&manager, pb::GetMessageRequest { message_id: message_id.into() }))
-            .await
-            .unwrap()
-            .into_inner();
-        if message.status == status as i32 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("message {message_id} never reached {status:?}");
-}
-
 #[tokio::test]
 async fn provider_failures_are_counted_by_reason_and_every_attempt_is_timed() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
 
     // WhatsApp answers 500 once, then accepts the retry.
-    let whatsapp = template(&service, pb::Channel::Whatsapp, "order_notice", "Olá {{1}}, seu pedido saiu.").await;
+    let whatsapp = service.template(pb::Channel::Whatsapp, "order_notice", "Olá {{1}}, seu pedido saiu.").await;
     setup.whatsapp.answer_next(500, r#"{"error":{"message":"Internal error","code":1}}"#);
     let message = send(&service, &whatsapp, "+5511900000201").await;
-    wait_for_status(&service, &message, pb::MessageStatus::Dispatched).await;
+    service.until_status(&message, pb::MessageStatus::Dispatched).await;
 
     // The SMS provider rejects a send for good.
-    let sms = template(&service, pb::Channel::Sms, "code_notice", "Codigo {{1}}").await;
+    let sms = service.template(pb::Channel::Sms, "code_notice", "Codigo {{1}}").await;
     setup.sms.answer_next(400, r#"{"code":21211,"message":"Invalid 'To' Phone Number"}"#);
     let message = send(&service, &sms, "+5511900000202").await;
-    wait_for_status(&service, &message, pb::MessageStatus::Failed).await;
+    service.until_status(&message, pb::MessageStatus::Failed).await;
 
     let text = service
         .wait_for_metrics("the SMS rejection", |text| {

@@ -46,23 +46,6 @@ fn send_request(template: &pb::Template, phone: &str) -> pb::SendTemplateRequest
     }
 }
 
-async fn wait_for_status(service: &Service, message_id: &str, status: pb::MessageStatus) -> pb::Message {
-    let manager = token("acme", "boss", Role::Manager);
-    for _ in 0..400 {
-        let message = service
-            .templates()
-            .get_message(authed(&manager, pb::GetMessageRequest { message_id: message_id.into() }))
-            .await
-            .unwrap()
-            .into_inner();
-        if message.status == status as i32 {
-            return message;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("message {message_id} never reached {status:?}");
-}
-
 #[tokio::test]
 async fn a_whatsapp_send_reaches_the_provider_with_the_cloud_api_body() {
     let setup = Setup::new().await;
@@ -75,7 +58,7 @@ async fn a_whatsapp_send_reaches_the_provider_with_the_cloud_api_body() {
     assert_eq!(sent.rendered_body, "Olá Maria, seu pedido A-42 saiu para entrega.");
     assert_eq!(sent.metadata.get("source").map(String::as_str), Some("workspace"), "template defaults merged");
 
-    let dispatched = wait_for_status(&service, &sent.message_id, pb::MessageStatus::Dispatched).await;
+    let dispatched = service.until_status(&sent.message_id, pb::MessageStatus::Dispatched).await;
     assert_eq!(dispatched.provider_message_id, "wamid.fake1");
     let received = setup.whatsapp.received();
     assert_eq!(received.len(), 1);
@@ -115,7 +98,7 @@ async fn retryable_failures_are_retried_and_terminal_ones_are_not() {
     setup.whatsapp.answer_next(503, r#"{"error":{"message":"Service unavailable","code":2}}"#);
     let first = service.templates().send_template(authed(&crm, send_request(&template, "+5511900000001"))).await;
     let first = first.unwrap().into_inner();
-    let dispatched = wait_for_status(&service, &first.message_id, pb::MessageStatus::Dispatched).await;
+    let dispatched = service.until_status(&first.message_id, pb::MessageStatus::Dispatched).await;
     assert_eq!(setup.whatsapp.received().len(), 3, "two refusals, then accepted");
     assert!(dispatched.history[1].detail.starts_with("3 attempt(s)"), "{:?}", dispatched.history);
 
@@ -125,7 +108,7 @@ async fn retryable_failures_are_retried_and_terminal_ones_are_not() {
     );
     let second = service.templates().send_template(authed(&crm, send_request(&template, "+5511900000002"))).await;
     let second = second.unwrap().into_inner();
-    let failed = wait_for_status(&service, &second.message_id, pb::MessageStatus::Failed).await;
+    let failed = service.until_status(&second.message_id, pb::MessageStatus::Failed).await;
     assert_eq!(setup.whatsapp.received().len(), 4, "one attempt only");
     assert_eq!((failed.failure_code.as_str(), failed.failure_terminal), ("131026", true));
     assert!(failed.failure_reason.contains("undeliverable"));
@@ -145,7 +128,7 @@ async fn a_send_accepted_before_a_restart_is_delivered_once_after_it() {
     assert!(setup.whatsapp.received().is_empty());
 
     let service = setup.start(true).await;
-    wait_for_status(&service, &sent.message_id, pb::MessageStatus::Dispatched).await;
+    service.until_status(&sent.message_id, pb::MessageStatus::Dispatched).await;
     // A client retrying the same request gets the same message, and nothing more is sent.
     let retried = service.templates().send_template(authed(&crm, request)).await.unwrap().into_inner();
     assert_eq!(retried.message_id, sent.message_id);
@@ -277,7 +260,7 @@ async fn an_sms_send_uses_the_messages_api() {
         ..Default::default()
     };
     let sent = service.templates().send_template(authed(&manager, request)).await.unwrap().into_inner();
-    let dispatched = wait_for_status(&service, &sent.message_id, pb::MessageStatus::Dispatched).await;
+    let dispatched = service.until_status(&sent.message_id, pb::MessageStatus::Dispatched).await;
     assert!(dispatched.provider_message_id.starts_with("SM"));
     let received = setup.sms.received();
     assert_eq!(received[0].path, "/2010-04-01/Accounts/AC123/Messages.json");

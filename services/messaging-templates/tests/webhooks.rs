@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{SMS_SECRET, Service, Setup, WHATSAPP_SECRET, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
@@ -38,33 +36,6 @@ fn status_payload(wamid: &str, status: &str) -> String {
     .to_string()
 }
 
-async fn message(service: &Service, id: &str) -> pb::Message {
-    let manager = token("acme", "boss", Role::Manager);
-    service
-        .templates()
-        .get_message(authed(&manager, pb::GetMessageRequest { message_id: id.into() }))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn template(service: &Service, channel: pb::Channel, name: &str, body: &str) -> pb::Template {
-    let manager = token("acme", "boss", Role::Manager);
-    let content = pb::TemplateContent {
-        language: "pt_BR".into(),
-        category: pb::TemplateCategory::Utility as i32,
-        body: body.into(),
-        ..Default::default()
-    };
-    let request = pb::CreateTemplateRequest {
-        request_id: rid(),
-        channel: channel as i32,
-        name: name.into(),
-        content: Some(content),
-    };
-    service.templates().create_template(authed(&manager, request)).await.unwrap().into_inner()
-}
-
 async fn send(service: &Service, template: &pb::Template, phone: &str) -> Result<pb::Message, tonic::Status> {
     let manager = token("acme", "boss", Role::Manager);
     let request = pb::SendTemplateRequest {
@@ -77,37 +48,26 @@ async fn send(service: &Service, template: &pb::Template, phone: &str) -> Result
     service.templates().send_template(authed(&manager, request)).await.map(|r| r.into_inner())
 }
 
-async fn until(service: &Service, id: &str, check: impl Fn(&pb::Message) -> bool) -> pb::Message {
-    for _ in 0..400 {
-        let current = message(service, id).await;
-        if check(&current) {
-            return current;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("message {id} never got there: {:?}", message(service, id).await);
-}
-
 #[tokio::test]
 async fn signed_status_updates_move_a_message_to_delivered_then_read() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
-    let template = template(&service, pb::Channel::Whatsapp, "hello", "Oi {{1}}").await;
+    let template = service.template(pb::Channel::Whatsapp, "hello", "Oi {{1}}").await;
     let sent = send(&service, &template, "+5511987654321").await.unwrap();
-    let dispatched = until(&service, &sent.message_id, |m| !m.provider_message_id.is_empty()).await;
+    let dispatched = service.until(&sent.message_id, |m| !m.provider_message_id.is_empty()).await;
     let wamid = dispatched.provider_message_id;
     let path = "/webhooks/whatsapp/acme";
 
     // A forged signature is refused and changes nothing.
     let forged = status_payload(&wamid, "read");
     assert_eq!(post(&setup, path, "X-Hub-Signature-256", "not-the-secret", forged).await, 401);
-    assert_eq!(message(&service, &sent.message_id).await.status, pb::MessageStatus::Dispatched as i32);
+    assert_eq!(service.message(&sent.message_id).await.status, pb::MessageStatus::Dispatched as i32);
 
     assert_eq!(
         post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload(&wamid, "delivered")).await,
         200
     );
-    assert_eq!(message(&service, &sent.message_id).await.status, pb::MessageStatus::Delivered as i32);
+    assert_eq!(service.message(&sent.message_id).await.status, pb::MessageStatus::Delivered as i32);
     assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload(&wamid, "read")).await, 200);
     // Late and repeated updates change nothing.
     assert_eq!(
@@ -115,7 +75,7 @@ async fn signed_status_updates_move_a_message_to_delivered_then_read() {
         200
     );
     assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, status_payload(&wamid, "read")).await, 200);
-    let read = message(&service, &sent.message_id).await;
+    let read = service.message(&sent.message_id).await;
     assert_eq!(read.status, pb::MessageStatus::Read as i32);
     let history: Vec<i32> = read.history.iter().map(|c| c.status).collect();
     assert_eq!(
@@ -174,7 +134,7 @@ async fn a_client_message_becomes_one_inbound_event() {
 async fn stop_blocks_later_sms_until_start() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
-    let sms = template(&service, pb::Channel::Sms, "reminder", "Lembrete para {{1}}").await;
+    let sms = service.template(pb::Channel::Sms, "reminder", "Lembrete para {{1}}").await;
     let inbound =
         |text: &str, sid: &str| format!("From=%2B5511944443333&To=%2B15550001111&Body={text}&MessageSid={sid}");
     let path = "/webhooks/sms/acme/inbound";
@@ -210,7 +170,7 @@ async fn stop_blocks_later_sms_until_start() {
 async fn statuses_that_overtake_their_dispatch_are_parked_then_applied_in_order() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
-    let template = template(&service, pb::Channel::Whatsapp, "early", "Oi {{1}}").await;
+    let template = service.template(pb::Channel::Whatsapp, "early", "Oi {{1}}").await;
     let path = "/webhooks/whatsapp/acme";
     // The provider reports on an id we have not recorded yet (its webhook overtook our commit),
     // read before delivered: both are parked, and a repeat changes nothing.
@@ -233,7 +193,7 @@ async fn statuses_that_overtake_their_dispatch_are_parked_then_applied_in_order(
         r#"{"messaging_product":"whatsapp","contacts":[{"input":"+5511987654321","wa_id":"5511987654321"}],"messages":[{"id":"wamid.EARLY"}]}"#,
     );
     let sent = send(&service, &template, "+5511987654321").await.unwrap();
-    let read = until(&service, &sent.message_id, |m| m.status == pb::MessageStatus::Read as i32).await;
+    let read = service.until(&sent.message_id, |m| m.status == pb::MessageStatus::Read as i32).await;
     assert_eq!(read.provider_message_id, "wamid.EARLY");
     let history: Vec<i32> = read.history.iter().map(|c| c.status).collect();
     assert_eq!(
@@ -254,7 +214,7 @@ async fn statuses_that_overtake_their_dispatch_are_parked_then_applied_in_order(
 async fn a_redelivered_request_records_the_answer_the_provider_already_gave() {
     let setup = Setup::new().await;
     let service = setup.start(false).await;
-    let template = template(&service, pb::Channel::Whatsapp, "kept", "Oi {{1}}").await;
+    let template = service.template(pb::Channel::Whatsapp, "kept", "Oi {{1}}").await;
     let sent = send(&service, &template, "+5511987654321").await.unwrap();
     service.stop().await;
     // A dispatcher got the provider's answer and kept it, then died before recording it.
@@ -269,7 +229,7 @@ async fn a_redelivered_request_records_the_answer_the_provider_already_gave() {
 
     // The request is delivered again: the kept answer is recorded, nothing is sent.
     let service = setup.start(true).await;
-    let dispatched = until(&service, &sent.message_id, |m| m.status == pb::MessageStatus::Dispatched as i32).await;
+    let dispatched = service.until(&sent.message_id, |m| m.status == pb::MessageStatus::Dispatched as i32).await;
     assert_eq!(dispatched.provider_message_id, "wamid.KEPT");
     assert!(dispatched.history.last().unwrap().detail.starts_with("2 attempt(s)"), "{dispatched:?}");
     assert!(setup.whatsapp.received().is_empty(), "the provider is not called again");

@@ -232,3 +232,58 @@ async fn an_ordered_consumer_keeps_the_stream_order_across_replicas() {
     assert_eq!(consumer.info().await.unwrap().config.max_ack_pending, 1, "the old consumer was updated");
     cancel.cancel();
 }
+
+/// Takes longer than the consumer's `ack_wait` to apply.
+#[derive(Clone)]
+struct SlowProjection;
+
+impl Projection for SlowProjection {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        sqlx::query("INSERT INTO test_order (stream_id) VALUES ($1)").bind(&event.stream_id).execute(conn).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn work_longer_than_ack_wait_is_kept_in_hand_and_not_redelivered() {
+    let h = start().await;
+    h.cancel.cancel();
+    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let mut config = ConsumerConfig::new("slow", &h.namespace.stream_name);
+    config.ack_wait = Duration::from_secs(1);
+    let consumer = ProjectionConsumer::new(
+        h.db.pool.clone(),
+        h.jetstream.clone(),
+        config,
+        SlowProjection,
+        ConsumerMetrics::unregistered(),
+    );
+    let cancel = CancellationToken::new();
+    tokio::spawn(consumer.run(cancel.clone()));
+    let id = Uuid::now_v7();
+    publish(&h, id, &id.to_string(), "slow-thing", b"{}").await;
+
+    let pool = h.db.pool.clone();
+    eventually("the slow event applied", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap();
+            n == 1
+        }
+    })
+    .await;
+    let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
+    let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer("slow").await.unwrap();
+    let info = consumer.info().await.unwrap().clone();
+    // Every delivery, redeliveries included, takes a consumer sequence number.
+    assert_eq!(
+        info.delivered.consumer_sequence, 1,
+        "in-progress acks kept the event in hand for 2.5 s with ack_wait 1 s"
+    );
+    assert_eq!(info.num_ack_pending, 0);
+    cancel.cancel();
+}

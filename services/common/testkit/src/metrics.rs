@@ -21,6 +21,22 @@ pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
+/// Scrapes `http://{addr}/metrics` until `check` finds what it waits for (up to 10 s), and
+/// returns it; fails the test with the last text scraped otherwise.
+pub async fn wait_for<T>(addr: SocketAddr, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
+    let mut last = String::new();
+    for _ in 0..400 {
+        if let Ok(text) = scrape(addr).await {
+            if let Some(found) = check(&text) {
+                return found;
+            }
+            last = text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("metrics never showed {what}:\n{last}");
+}
+
 /// The value of the sample `name` whose labels include every `(label, value)` of `labels`
 /// (other labels may differ: the first match wins).
 pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

@@ -264,6 +264,49 @@ impl Dispatcher {
     }
 }
 
+/// What an earlier hand-over of a redelivered request left in `message_dispatch`.
+enum Kept {
+    /// Recorded already.
+    Done,
+    /// The provider's answer, kept before an interruption: record it.
+    Answer(Event),
+    /// Interrupted before the answer was kept.
+    Unknown,
+}
+
+fn kept_report(row: &sqlx::postgres::PgRow, now: DateTime<Utc>) -> Result<Kept, sqlx::Error> {
+    let attempts = u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(1);
+    let text = |column: &str| -> Result<String, sqlx::Error> {
+        Ok(row.try_get::<Option<String>, _>(column)?.unwrap_or_default())
+    };
+    Ok(match row.try_get::<String, _>("state")?.as_str() {
+        "done" => Kept::Done,
+        "accepted" => {
+            Kept::Answer(Event::Dispatched { provider_message_id: text("provider_message_id")?, attempts, at: now })
+        }
+        "rejected" => Kept::Answer(Event::Failed {
+            failure: Failure {
+                code: text("failure_code")?,
+                reason: text("failure_reason")?,
+                terminal: row.try_get::<Option<bool>, _>("failure_terminal")?.unwrap_or(true),
+            },
+            attempts,
+            at: now,
+        }),
+        _ => Kept::Unknown,
+    })
+}
+
+/// The provider may have the message: never send it twice.
+fn outcome_unknown(now: DateTime<Utc>) -> Event {
+    let failure = Failure {
+        code: "OUTCOME_UNKNOWN".into(),
+        reason: "the dispatcher stopped during the hand-over; not sent again".into(),
+        terminal: true,
+    };
+    Event::Failed { failure, attempts: 1, at: now }
+}
+
 impl Projection for Dispatcher {
     async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
         if event.event_type != "dw.messaging.v1.MessageRequested" {
@@ -304,7 +347,7 @@ impl Projection for Dispatcher {
             self.keep_outcome(tenant, message_id, &report).await;
             report
         } else {
-            let row = sqlx::query(
+            let kept = sqlx::query(
                 "SELECT state, provider_message_id, attempts, failure_code, failure_reason, failure_terminal \
                  FROM message_dispatch WHERE tenant_id = $1 AND message_id = $2",
             )
@@ -312,38 +355,13 @@ impl Projection for Dispatcher {
             .bind(message_id)
             .fetch_optional(&mut *conn)
             .await?;
-            let state: Option<String> = row.as_ref().map(|r| r.try_get("state")).transpose()?;
-            let attempts = |row: &sqlx::postgres::PgRow| -> Result<u32, sqlx::Error> {
-                Ok(u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(1))
-            };
-            match (state.as_deref(), &row) {
-                (Some("done"), _) => return Ok(()),
-                // The provider answered before an interruption: record its answer.
-                (Some("accepted"), Some(row)) => Event::Dispatched {
-                    provider_message_id: row.try_get::<Option<String>, _>("provider_message_id")?.unwrap_or_default(),
-                    attempts: attempts(row)?,
-                    at: now,
+            match kept {
+                Some(row) => match kept_report(&row, now)? {
+                    Kept::Done => return Ok(()),
+                    Kept::Answer(report) => report,
+                    Kept::Unknown => outcome_unknown(now),
                 },
-                (Some("rejected"), Some(row)) => Event::Failed {
-                    failure: Failure {
-                        code: row.try_get::<Option<String>, _>("failure_code")?.unwrap_or_default(),
-                        reason: row.try_get::<Option<String>, _>("failure_reason")?.unwrap_or_default(),
-                        terminal: row.try_get::<Option<bool>, _>("failure_terminal")?.unwrap_or(true),
-                    },
-                    attempts: attempts(row)?,
-                    at: now,
-                },
-                // An earlier hand-over was interrupted before the provider's answer was kept: the
-                // provider may have it. Never send twice.
-                _ => Event::Failed {
-                    failure: Failure {
-                        code: "OUTCOME_UNKNOWN".into(),
-                        reason: "the dispatcher stopped during the hand-over; not sent again".into(),
-                        terminal: true,
-                    },
-                    attempts: 1,
-                    at: now,
-                },
+                None => outcome_unknown(now),
             }
         };
         let provider_id = match &report {

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use dw_auth::{JwtVerifier, Role};
 use dw_grpc_kit::config::ServiceConfig;
+use dw_proto::messaging::v1 as pb;
 use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
 use dw_proto::messaging::v1::template_service_client::TemplateServiceClient;
 use dw_testkit::{TestDb, TestNamespace};
@@ -194,19 +195,51 @@ impl Service {
         ContactServiceClient::new(self.channel.clone())
     }
 
-    /// Scrapes `/metrics` until `check` finds what it waits for.
-    pub async fn wait_for_metrics<T>(&self, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
-        let mut last = String::new();
+    /// A template created by the manager (language pt_BR, utility, no header).
+    pub async fn template(&self, channel: pb::Channel, name: &str, body: &str) -> pb::Template {
+        let manager = token("acme", "boss", Role::Manager);
+        let content = pb::TemplateContent {
+            language: "pt_BR".into(),
+            category: pb::TemplateCategory::Utility as i32,
+            body: body.into(),
+            ..Default::default()
+        };
+        let request = pb::CreateTemplateRequest {
+            request_id: rid(),
+            channel: channel as i32,
+            name: name.into(),
+            content: Some(content),
+        };
+        self.templates().create_template(authed(&manager, request)).await.unwrap().into_inner()
+    }
+
+    /// The message as the manager sees it.
+    pub async fn message(&self, id: &str) -> pb::Message {
+        let manager = token("acme", "boss", Role::Manager);
+        let request = authed(&manager, pb::GetMessageRequest { message_id: id.into() });
+        self.templates().get_message(request).await.unwrap().into_inner()
+    }
+
+    /// Polls the message until `check` holds (up to 10 s).
+    pub async fn until(&self, id: &str, check: impl Fn(&pb::Message) -> bool) -> pb::Message {
         for _ in 0..400 {
-            if let Ok(text) = dw_testkit::metrics::scrape(self.metrics_addr).await {
-                if let Some(found) = check(&text) {
-                    return found;
-                }
-                last = text;
+            let current = self.message(id).await;
+            if check(&current) {
+                return current;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("metrics never showed {what}:\n{last}");
+        panic!("message {id} never got there: {:?}", self.message(id).await);
+    }
+
+    /// Polls the message until it has `status`.
+    pub async fn until_status(&self, id: &str, status: pb::MessageStatus) -> pb::Message {
+        self.until(id, |m| m.status == status as i32).await
+    }
+
+    /// Scrapes `/metrics` until `check` finds what it waits for.
+    pub async fn wait_for_metrics<T>(&self, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
+        dw_testkit::metrics::wait_for(self.metrics_addr, what, check).await
     }
 
     pub async fn stop(self) {

@@ -118,17 +118,7 @@ pub async fn publish(h: &Harness, ns: &TestNamespace, tenant: &str, subject: &st
 
 /// Scrapes `/metrics` until `check` finds what it waits for.
 pub async fn wait_for_metrics<T>(h: &Harness, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
-    let mut last = String::new();
-    for _ in 0..400 {
-        if let Ok(text) = dw_testkit::metrics::scrape(h.metrics_addr).await {
-            if let Some(found) = check(&text) {
-                return found;
-            }
-            last = text;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("metrics never showed {what}:\n{last}");
+    dw_testkit::metrics::wait_for(h.metrics_addr, what, check).await
 }
 
 pub fn token(tenant: &str, sub: &str, role: Role) -> String {

@@ -286,17 +286,7 @@ pub async fn wait_for_metrics<T>(
     what: &str,
     check: impl Fn(&str) -> Option<T>,
 ) -> T {
-    let mut last = String::new();
-    for _ in 0..400 {
-        if let Ok(text) = dw_testkit::metrics::scrape(cluster.metrics[replica]).await {
-            if let Some(found) = check(&text) {
-                return found;
-            }
-            last = text;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("metrics never showed {what}:\n{last}");
+    dw_testkit::metrics::wait_for(cluster.metrics[replica], what, check).await
 }
 
 pub fn token(tenant: &str, sub: &str, roles: &[Role]) -> String {
