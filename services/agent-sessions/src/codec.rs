@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::{NewEvent, RecordedEvent};
+use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
 use prost::Message;
 
@@ -35,15 +36,15 @@ pub mod types {
     pub const SERVICE_DAY_ENDED: &str = "dw.agentsessions.v1.ServiceDayEnded";
 }
 
-pub fn service_day_stream(tenant: &str, agent: &AgentId) -> String {
+pub fn service_day_stream(tenant: &TenantId, agent: &AgentId) -> String {
     format!("serviceday:{tenant}:{agent}")
 }
 
-pub fn agent_stream(tenant: &str, agent: &AgentId) -> String {
+pub fn agent_stream(tenant: &TenantId, agent: &AgentId) -> String {
     format!("agent:{tenant}:{agent}")
 }
 
-pub fn tenant_stream(tenant: &str) -> String {
+pub fn tenant_stream(tenant: &TenantId) -> String {
     format!("tenant:{tenant}")
 }
 

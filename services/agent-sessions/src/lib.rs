@@ -11,5 +11,6 @@ pub mod grpc;
 pub mod projections;
 pub mod server;
 
-/// The embedded migrations of this service's database.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/agent_sessions");
+/// The embedded migrations of this service's database: the kernel's event store, then its own.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| dw_eventstore::migrator(&sqlx::migrate!("../../migrations/agent_sessions")));

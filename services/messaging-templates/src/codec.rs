@@ -1,5 +1,6 @@
 //! Templates and contacts to and from the `dw.messaging.v1` contract.
 
+use dw_ids::TenantId;
 use std::collections::HashMap;
 
 use dw_eventstore::NewEvent;
@@ -17,11 +18,11 @@ pub mod types {
     pub const CONTACT_UPSERTED: &str = "dw.messaging.v1.ContactUpserted";
 }
 
-pub fn template_stream(tenant: &str, id: uuid::Uuid) -> String {
+pub fn template_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
     format!("template:{tenant}:{id}")
 }
 
-pub fn contact_stream(tenant: &str, id: uuid::Uuid) -> String {
+pub fn contact_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
     format!("contact:{tenant}:{id}")
 }
 
@@ -159,7 +160,7 @@ pub fn contact_upserted(contact: &pb::Contact, by: &str) -> NewEvent {
     )
 }
 
-pub fn message_stream(tenant: &str, id: uuid::Uuid) -> String {
+pub fn message_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
     format!("message:{tenant}:{id}")
 }
 

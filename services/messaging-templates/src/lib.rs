@@ -14,5 +14,6 @@ pub mod providers;
 pub mod server;
 pub mod webhooks;
 
-/// The embedded migrations of this service's database.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/messaging");
+/// The embedded migrations of this service's database: the kernel's event store, then its own.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| dw_eventstore::migrator(&sqlx::migrate!("../../migrations/messaging")));

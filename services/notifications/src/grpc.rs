@@ -6,7 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use dw_auth::Role;
-use dw_grpc_kit::errors;
+use dw_grpc_kit::command::command_context;
+use dw_grpc_kit::errors::{self, to_status};
 use dw_grpc_kit::{principal, require_role};
 use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::notification_service_server::NotificationService;
@@ -18,14 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use crate::app;
+
 use crate::projections::{CHANNEL, channel_name, status_from_name};
 
 /// The most kept notifications a new `Subscribe` may ask to receive first (`backlog`).
 const MAX_BACKLOG: u32 = 100;
 
-fn db(error: sqlx::Error) -> Status {
-    errors::internal(&error)
-}
+use dw_grpc_kit::errors::db_status as db;
 
 /// Wakes subscribers when their agent has something new (one listener per replica).
 #[derive(Clone)]
@@ -364,7 +365,8 @@ impl NotificationService for NotificationGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Agent])?;
         let body = request.get_ref();
-        dw_grpc_kit::command::request_id(&body.request_id)?;
+        let operation = "dw.notifications.v1.NotificationService/EnableBrowserNotifications";
+        let ctx = command_context(&request, &principal, &body.request_id, operation)?;
         let endpoint = body.endpoint.trim();
         let https = endpoint.starts_with("https://");
         let destination_ok = crate::webhooks::check_destination(endpoint, &self.push_allowed_hosts).await.is_ok();
@@ -379,23 +381,14 @@ impl NotificationService for NotificationGrpc {
         }
         crate::push::parse_keys(&body.p256dh, &body.auth)
             .map_err(|(field, reason)| errors::invalid_argument(field, reason))?;
-        let created_at: DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO push_subscriptions (tenant_id, agent_id, endpoint, p256dh, auth) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant_id, endpoint) DO UPDATE SET agent_id = EXCLUDED.agent_id, p256dh = EXCLUDED.p256dh, \
-                 auth = EXCLUDED.auth RETURNING created_at",
-        )
-        .bind(principal.tenant().as_str())
-        .bind(principal.subject())
-        .bind(endpoint)
-        .bind(body.p256dh.trim())
-        .bind(body.auth.trim())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(Response::new(pb::BrowserSubscription {
+        let enable = app::EnableBrowser {
+            tenant: &ctx.tenant,
+            agent: principal.subject(),
             endpoint: endpoint.to_owned(),
-            created_at: Some(timestamp(created_at)),
-        }))
+            p256dh: body.p256dh.trim().to_owned(),
+            auth: body.auth.trim().to_owned(),
+        };
+        Ok(Response::new(app::execute(&self.pool, &ctx, &enable).await.map_err(to_status)?))
     }
 
     #[instrument(skip_all, fields(rpc = "DisableBrowserNotifications"))]
@@ -405,16 +398,15 @@ impl NotificationService for NotificationGrpc {
     ) -> Result<Response<pb::DisableBrowserNotificationsResponse>, Status> {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Agent])?;
-        let removed =
-            sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND agent_id = $2 AND endpoint = $3")
-                .bind(principal.tenant().as_str())
-                .bind(principal.subject())
-                .bind(request.get_ref().endpoint.trim())
-                .execute(&self.pool)
-                .await
-                .map_err(db)?
-                .rows_affected();
-        Ok(Response::new(pb::DisableBrowserNotificationsResponse { removed: removed > 0 }))
+        let body = request.get_ref();
+        let operation = "dw.notifications.v1.NotificationService/DisableBrowserNotifications";
+        let ctx = command_context(&request, &principal, &body.request_id, operation)?;
+        let disable = app::DisableBrowser {
+            tenant: &ctx.tenant,
+            agent: principal.subject(),
+            endpoint: body.endpoint.trim().to_owned(),
+        };
+        Ok(Response::new(app::execute(&self.pool, &ctx, &disable).await.map_err(to_status)?))
     }
 
     async fn get_vapid_public_key(

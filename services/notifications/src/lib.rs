@@ -2,6 +2,7 @@
 //! and agents' live notifications (client messages on their tasks, assignments, failed sends).
 //! Web Push and outbound webhooks come next.
 
+pub mod app;
 pub mod config;
 pub mod grpc;
 pub mod projections;
@@ -9,5 +10,6 @@ pub mod push;
 pub mod server;
 pub mod webhooks;
 
-/// The embedded migrations of this service's database.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/notifications");
+/// The embedded migrations of this service's database: the kernel's event store, then its own.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| dw_eventstore::migrator(&sqlx::migrate!("../../migrations/notifications")));

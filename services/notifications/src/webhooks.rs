@@ -13,8 +13,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use dw_auth::Role;
-use dw_grpc_kit::errors;
+use dw_grpc_kit::command::command_context;
+use dw_grpc_kit::errors::{self, parse_field, to_status};
 use dw_grpc_kit::{principal, require_role};
+use dw_ids::WebhookId;
 use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::webhook_service_server::WebhookService;
 use dw_proto::time::timestamp;
@@ -29,6 +31,8 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+
+use crate::app;
 
 pub const EVENT_TYPES: [&str; 5] =
     ["template.sent", "message.dispatched", "message.delivered", "message.read", "message.failed"];
@@ -432,11 +436,9 @@ async fn disable(
     Ok(turned_off > 0)
 }
 
-fn db(error: sqlx::Error) -> Status {
-    errors::internal(&error)
-}
+use dw_grpc_kit::errors::db_status as db;
 
-fn webhook_from_row(row: &PgRow) -> Result<pb::Webhook, sqlx::Error> {
+pub(crate) fn webhook_from_row(row: &PgRow) -> Result<pb::Webhook, sqlx::Error> {
     let id: uuid::Uuid = row.try_get("webhook_id")?;
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     Ok(pb::Webhook {
@@ -450,7 +452,8 @@ fn webhook_from_row(row: &PgRow) -> Result<pb::Webhook, sqlx::Error> {
     })
 }
 
-const WEBHOOK_COLUMNS: &str = "webhook_id, url, description, event_types, enabled, disabled_reason, created_at";
+pub(crate) const WEBHOOK_COLUMNS: &str =
+    "webhook_id, url, description, event_types, enabled, disabled_reason, created_at";
 
 fn id_field(field: &str, value: &str) -> Result<uuid::Uuid, Status> {
     uuid::Uuid::parse_str(value).map_err(|_| errors::invalid_argument(field, "must be an id (UUID)"))
@@ -470,7 +473,12 @@ impl WebhookService for WebhookGrpc {
     ) -> Result<Response<pb::WebhookWithSecret>, Status> {
         let principal = manager(&request).await?;
         let body = request.get_ref();
-        dw_grpc_kit::command::request_id(&body.request_id)?;
+        let ctx = command_context(
+            &request,
+            &principal,
+            &body.request_id,
+            "dw.notifications.v1.WebhookService/CreateWebhook",
+        )?;
         check_destination(&body.url, &self.config.allowed_hosts)
             .await
             .map_err(|e| errors::invalid_argument("url", e))?;
@@ -480,22 +488,13 @@ impl WebhookService for WebhookGrpc {
         if body.description.chars().count() > 500 {
             return Err(errors::invalid_argument("description", "at most 500 characters"));
         }
-        let secret = new_secret();
-        let sql = format!(
-            "INSERT INTO webhooks (tenant_id, webhook_id, url, description, event_types, secret) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(principal.tenant().as_str())
-            .bind(uuid::Uuid::now_v7())
-            .bind(&body.url)
-            .bind(body.description.trim())
-            .bind(&body.event_types)
-            .bind(&secret)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(Response::new(pb::WebhookWithSecret { webhook: Some(webhook_from_row(&row).map_err(db)?), secret }))
+        let create = app::CreateWebhook {
+            tenant: &ctx.tenant,
+            url: body.url.clone(),
+            description: body.description.trim().to_owned(),
+            event_types: body.event_types.clone(),
+        };
+        Ok(Response::new(app::execute(&self.pool, &ctx, &create).await.map_err(to_status)?))
     }
 
     async fn list_webhooks(
@@ -518,19 +517,16 @@ impl WebhookService for WebhookGrpc {
         request: Request<pb::DeleteWebhookRequest>,
     ) -> Result<Response<pb::Webhook>, Status> {
         let principal = manager(&request).await?;
-        let id = id_field("webhook_id", &request.get_ref().webhook_id)?;
-        let sql = format!(
-            "UPDATE webhooks SET enabled = FALSE, disabled_reason = 'deleted' WHERE tenant_id = $1 AND webhook_id = $2 \
-             RETURNING {WEBHOOK_COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(principal.tenant().as_str())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| errors::not_found("WEBHOOK_NOT_FOUND", format!("webhook {id} not found")))?;
-        Ok(Response::new(webhook_from_row(&row).map_err(db)?))
+        let body = request.get_ref();
+        let ctx = command_context(
+            &request,
+            &principal,
+            &body.request_id,
+            "dw.notifications.v1.WebhookService/DeleteWebhook",
+        )?;
+        let webhook_id = parse_field("webhook_id", &body.webhook_id, WebhookId::parse)?;
+        let delete = app::DeleteWebhook { tenant: &ctx.tenant, webhook_id };
+        Ok(Response::new(app::execute(&self.pool, &ctx, &delete).await.map_err(to_status)?))
     }
 
     async fn rotate_webhook_secret(
@@ -538,20 +534,12 @@ impl WebhookService for WebhookGrpc {
         request: Request<pb::RotateWebhookSecretRequest>,
     ) -> Result<Response<pb::WebhookWithSecret>, Status> {
         let principal = manager(&request).await?;
-        let id = id_field("webhook_id", &request.get_ref().webhook_id)?;
-        let secret = new_secret();
-        let sql = format!(
-            "UPDATE webhooks SET secret = $3 WHERE tenant_id = $1 AND webhook_id = $2 RETURNING {WEBHOOK_COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(principal.tenant().as_str())
-            .bind(id)
-            .bind(&secret)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| errors::not_found("WEBHOOK_NOT_FOUND", format!("webhook {id} not found")))?;
-        Ok(Response::new(pb::WebhookWithSecret { webhook: Some(webhook_from_row(&row).map_err(db)?), secret }))
+        let body = request.get_ref();
+        let operation = "dw.notifications.v1.WebhookService/RotateWebhookSecret";
+        let ctx = command_context(&request, &principal, &body.request_id, operation)?;
+        let webhook_id = parse_field("webhook_id", &body.webhook_id, WebhookId::parse)?;
+        let rotate = app::RotateSecret { tenant: &ctx.tenant, webhook_id };
+        Ok(Response::new(app::execute(&self.pool, &ctx, &rotate).await.map_err(to_status)?))
     }
 
     async fn list_deliveries(
@@ -577,9 +565,10 @@ impl WebhookService for WebhookGrpc {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
-            deliveries.push(delivery(&self.pool, row).await.map_err(db)?);
+            deliveries.push(delivery_view(&mut conn, row).await.map_err(db)?);
         }
         Ok(Response::new(pb::ListDeliveriesResponse { deliveries }))
     }
@@ -589,23 +578,16 @@ impl WebhookService for WebhookGrpc {
         request: Request<pb::RedeliverWebhookRequest>,
     ) -> Result<Response<pb::Delivery>, Status> {
         let principal = manager(&request).await?;
-        let id = id_field("delivery_id", &request.get_ref().delivery_id)?;
-        let row = sqlx::query(
-            "UPDATE webhook_deliveries d SET status = 'pending', next_attempt_at = now() FROM webhooks w \
-             WHERE d.tenant_id = $1 AND d.delivery_id = $2 AND w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
-             RETURNING d.delivery_id, d.webhook_id, w.url, d.event_type, d.status, d.next_attempt_at, d.created_at",
-        )
-        .bind(principal.tenant().as_str())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| errors::not_found("DELIVERY_NOT_FOUND", format!("delivery {id} not found")))?;
-        Ok(Response::new(delivery(&self.pool, &row).await.map_err(db)?))
+        let body = request.get_ref();
+        let operation = "dw.notifications.v1.WebhookService/RedeliverWebhook";
+        let ctx = command_context(&request, &principal, &body.request_id, operation)?;
+        let delivery_id = id_field("delivery_id", &body.delivery_id)?;
+        let redeliver = app::Redeliver { tenant: &ctx.tenant, delivery_id };
+        Ok(Response::new(app::execute(&self.pool, &ctx, &redeliver).await.map_err(to_status)?))
     }
 }
 
-async fn delivery(pool: &PgPool, row: &PgRow) -> Result<pb::Delivery, sqlx::Error> {
+pub(crate) async fn delivery_view(conn: &mut PgConnection, row: &PgRow) -> Result<pb::Delivery, sqlx::Error> {
     let delivery_id: uuid::Uuid = row.try_get("delivery_id")?;
     let webhook_id: uuid::Uuid = row.try_get("webhook_id")?;
     let next: Option<DateTime<Utc>> = row.try_get("next_attempt_at")?;
@@ -614,7 +596,7 @@ async fn delivery(pool: &PgPool, row: &PgRow) -> Result<pb::Delivery, sqlx::Erro
         "SELECT at, status_code, latency_ms, error FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
     )
     .bind(delivery_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     .iter()
     .map(|a| {

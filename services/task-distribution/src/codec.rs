@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::{NewEvent, RecordedEvent};
+use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
 use prost::Message;
 
@@ -29,7 +30,7 @@ pub mod types {
     pub const TASK_MESSAGE_RECORDED: &str = "dw.distribution.v1.TaskMessageRecorded";
 }
 
-pub fn task_stream(tenant: &str, task_id: TaskId) -> String {
+pub fn task_stream(tenant: &TenantId, task_id: TaskId) -> String {
     format!("task:{tenant}:{task_id}")
 }
 

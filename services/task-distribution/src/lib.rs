@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod projections;
 pub mod server;
 
-/// The embedded migrations of this service's database.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/task_distribution");
+/// The embedded migrations of this service's database: the kernel's event store, then its own.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| dw_eventstore::migrator(&sqlx::migrate!("../../migrations/task_distribution")));

@@ -3,13 +3,11 @@
 //! bounded number of times when another writer got there first.
 
 use chrono::{DateTime, Utc};
-use dw_auth::TenantId;
-use dw_eventstore::RecordedEvent;
+use dw_eventstore::aggregate::{self, Aggregate};
 use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::store;
+use dw_eventstore::{CommandError, NewEvent, RecordedEvent};
+use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sqlx::{PgConnection, PgPool};
 
 use crate::codec::{self, CodecError, timestamp};
@@ -19,45 +17,37 @@ use crate::domain::{AgentId, DayId, DomainError, agent};
 use crate::projections;
 use crate::projections::queries::status_to_pb;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error("concurrent modification")]
-    Conflict,
-    #[error("gave up after {0} concurrent modifications")]
-    Aborted(u32),
-    #[error("request id already used for {0}")]
-    RequestIdReused(String),
-    #[error("stored event: {0}")]
-    Codec(#[from] CodecError),
-    #[error("stored response: {0}")]
-    StoredResponse(#[from] prost::DecodeError),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
+/// Every command's error: one of the domain's rules, or the kernel's (conflict, request id, database).
+pub type AppError = CommandError<DomainError>;
 
-dw_eventstore::impl_command_error!(AppError);
+impl From<CodecError> for AppError {
+    fn from(error: CodecError) -> Self {
+        CommandError::corrupt(error)
+    }
+}
 
 pub use dw_grpc_kit::command::CommandContext;
 
 #[derive(Clone)]
 pub struct App {
     pool: PgPool,
-    max_attempts: u32,
 }
 
 impl App {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, max_attempts: 5 }
+        Self { pool }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    async fn execute<A: Attempt<AppError>>(&self, ctx: &CommandContext, command: &A) -> Result<A::Response, AppError> {
-        command::execute(&self.pool, ctx.key(), self.max_attempts, command).await
+    async fn execute<A: Attempt<DomainError>>(
+        &self,
+        ctx: &CommandContext,
+        command: &A,
+    ) -> Result<A::Response, AppError> {
+        command::execute(&self.pool, ctx, command).await
     }
 
     pub async fn service_day(
@@ -89,63 +79,94 @@ impl App {
     /// The calling agent's current state (no command).
     pub async fn day_state(&self, tenant: &TenantId, agent_id: &AgentId) -> Result<pb::AgentDayState, AppError> {
         let mut conn = self.pool.acquire().await?;
-        let (agent, _) = load_agent(&mut conn, tenant, agent_id).await?;
-        if !agent.is_registered() {
+        let agent = aggregate::load(&mut conn, &AgentStream { tenant, agent_id }).await?;
+        if !agent.state.is_registered() {
             return Err(DomainError::AgentNotFound(agent_id.to_string()).into());
         }
-        let (state, version) = load_service_day(&mut conn, tenant, agent_id).await?;
-        Ok(day_state_to_pb(agent_id, &state, version))
+        let day = aggregate::load(&mut conn, &ServiceDayStream { tenant, agent_id }).await?;
+        Ok(day_state_to_pb(agent_id, &day.state, day.version))
     }
 }
 
-async fn load<S, E>(
-    conn: &mut PgConnection,
-    stream_id: &str,
-    decode: fn(&RecordedEvent) -> Result<E, CodecError>,
-    evolve: fn(S, &E) -> S,
-) -> Result<(S, i64), AppError>
-where
-    S: DeserializeOwned + Default,
-{
-    let stream = store::load_stream(conn, stream_id).await?;
-    if let Some(snapshot) = stream.snapshot {
-        match serde_json::from_value::<S>(snapshot) {
-            Ok(state) => return Ok((state, stream.version)),
-            Err(error) => tracing::warn!(%error, stream_id, "snapshot unreadable, replaying the stream"),
-        }
+/// One agent's service days.
+pub struct ServiceDayStream<'a> {
+    pub tenant: &'a TenantId,
+    pub agent_id: &'a AgentId,
+}
+
+impl Aggregate for ServiceDayStream<'_> {
+    type State = ServiceDay;
+    type Event = service_day::Event;
+
+    fn stream_id(&self) -> String {
+        codec::service_day_stream(self.tenant, self.agent_id)
     }
-    let events = store::read_stream(conn, stream_id, 0).await?;
-    let mut state = S::default();
-    for recorded in &events {
-        state = evolve(state, &decode(recorded)?);
+
+    fn decode(&self, recorded: &RecordedEvent) -> Result<Self::Event, String> {
+        codec::decode_service_day(recorded).map_err(|e| e.to_string())
     }
-    let version = events.last().map(|e| e.version).unwrap_or(0);
-    Ok((state, version))
+
+    fn encode(&self, event: &Self::Event) -> NewEvent {
+        codec::encode_service_day(self.agent_id, event)
+    }
+
+    fn evolve(state: ServiceDay, event: &Self::Event) -> ServiceDay {
+        service_day::evolve(state, event)
+    }
 }
 
-async fn load_agent(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    agent_id: &AgentId,
-) -> Result<(agent::Agent, i64), AppError> {
-    load(conn, &codec::agent_stream(tenant.as_str(), agent_id), codec::decode_agent, agent::evolve).await
+/// One agent's registration, departments and permissions.
+pub struct AgentStream<'a> {
+    pub tenant: &'a TenantId,
+    pub agent_id: &'a AgentId,
 }
 
-async fn load_service_day(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    agent_id: &AgentId,
-) -> Result<(ServiceDay, i64), AppError> {
-    load(conn, &codec::service_day_stream(tenant.as_str(), agent_id), codec::decode_service_day, service_day::evolve)
-        .await
+impl Aggregate for AgentStream<'_> {
+    type State = agent::Agent;
+    type Event = agent::Event;
+
+    fn stream_id(&self) -> String {
+        codec::agent_stream(self.tenant, self.agent_id)
+    }
+
+    fn decode(&self, recorded: &RecordedEvent) -> Result<Self::Event, String> {
+        codec::decode_agent(recorded).map_err(|e| e.to_string())
+    }
+
+    fn encode(&self, event: &Self::Event) -> NewEvent {
+        codec::encode_agent(self.agent_id, event)
+    }
+
+    fn evolve(state: agent::Agent, event: &Self::Event) -> agent::Agent {
+        agent::evolve(state, event)
+    }
 }
 
-async fn load_settings(conn: &mut PgConnection, tenant: &TenantId) -> Result<(TenantSettings, i64), AppError> {
-    load(conn, &codec::tenant_stream(tenant.as_str()), codec::decode_tenant_settings, tenant_settings::evolve).await
+/// A tenant's settings; `actor` is who changes them (carried by the events).
+pub struct SettingsStream<'a> {
+    pub tenant: &'a TenantId,
+    pub actor: &'a str,
 }
 
-fn snapshot_of(state: &impl Serialize) -> Option<serde_json::Value> {
-    serde_json::to_value(state).ok()
+impl Aggregate for SettingsStream<'_> {
+    type State = TenantSettings;
+    type Event = tenant_settings::Event;
+
+    fn stream_id(&self) -> String {
+        codec::tenant_stream(self.tenant)
+    }
+
+    fn decode(&self, recorded: &RecordedEvent) -> Result<Self::Event, String> {
+        codec::decode_tenant_settings(recorded).map_err(|e| e.to_string())
+    }
+
+    fn encode(&self, event: &Self::Event) -> NewEvent {
+        codec::encode_tenant_settings(event, self.actor)
+    }
+
+    fn evolve(state: TenantSettings, event: &Self::Event) -> TenantSettings {
+        tenant_settings::evolve(state, event)
+    }
 }
 
 struct ServiceDayCommand<'c> {
@@ -154,18 +175,20 @@ struct ServiceDayCommand<'c> {
     command: service_day::Command,
 }
 
-impl Attempt<AppError> for ServiceDayCommand<'_> {
+impl Attempt<DomainError> for ServiceDayCommand<'_> {
     type Response = pb::AgentDayState;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::AgentDayState, AppError> {
         let ctx = self.ctx;
         let tenant = &ctx.tenant;
-        let (agent, _) = load_agent(conn, tenant, &self.agent_id).await?;
+        let agent_id = &self.agent_id;
+        let agent = aggregate::load(conn, &AgentStream { tenant, agent_id }).await?.state;
         if !agent.is_registered() {
-            return Err(DomainError::AgentNotFound(self.agent_id.to_string()).into());
+            return Err(DomainError::AgentNotFound(agent_id.to_string()).into());
         }
-        let (settings, _) = load_settings(conn, tenant).await?;
-        let (state, version) = load_service_day(conn, tenant, &self.agent_id).await?;
+        let settings = aggregate::load(conn, &SettingsStream { tenant, actor: &ctx.actor }).await?.state;
+        let day = ServiceDayStream { tenant, agent_id };
+        let loaded = aggregate::load(conn, &day).await?;
         // The day's departments are the agent's at the moment it starts.
         let command = match &self.command {
             service_day::Command::StartDay { day_id, .. } => service_day::Command::StartDay {
@@ -174,31 +197,18 @@ impl Attempt<AppError> for ServiceDayCommand<'_> {
             },
             other => other.clone(),
         };
-        let events = service_day::decide(&state, command, &settings, now)?;
-        let new_state = events.iter().fold(state, service_day::evolve);
-        let new_events = events.iter().map(|e| codec::encode_service_day(&self.agent_id, e)).collect();
-        let stream_id = codec::service_day_stream(tenant.as_str(), &self.agent_id);
-        let recorded = store::append(
-            conn,
-            tenant.as_str(),
-            &stream_id,
-            version,
-            new_events,
-            snapshot_of(&new_state),
-            &ctx.metadata,
-        )
-        .await?;
-        for (event, stored) in events.iter().zip(&recorded) {
-            projections::apply_service_day(conn, tenant.as_str(), &self.agent_id, event, stored.version).await?;
+        let events = service_day::decide(&loaded.state, command, &settings, now)?;
+        let appended = aggregate::append(conn, tenant, &day, loaded, &events, &ctx.metadata).await?;
+        for (event, stored) in events.iter().zip(&appended.recorded) {
+            projections::apply_service_day(conn, tenant.as_str(), agent_id, event, stored.version).await?;
         }
-        let new_version = recorded.last().map(|e| e.version).unwrap_or(version);
-        Ok(day_state_to_pb(&self.agent_id, &new_state, new_version))
+        Ok(day_state_to_pb(agent_id, &appended.state, appended.version))
     }
 }
 
 /// A new day's id: time-ordered.
 pub fn new_day_id() -> DayId {
-    DayId(uuid::Uuid::now_v7())
+    DayId::new()
 }
 
 pub fn day_state_to_pb(agent_id: &AgentId, state: &ServiceDay, version: i64) -> pb::AgentDayState {
@@ -233,25 +243,19 @@ struct AgentCommand<'c> {
     command: agent::Command,
 }
 
-impl Attempt<AppError> for AgentCommand<'_> {
+impl Attempt<DomainError> for AgentCommand<'_> {
     type Response = pb::Agent;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Agent, AppError> {
         let ctx = self.ctx;
-        let tenant = ctx.tenant.as_str();
-        let (state, version) = load_agent(conn, &ctx.tenant, &self.agent_id).await?;
-        let events = agent::decide(&self.agent_id, &state, self.command.clone(), &ctx.actor, now)?;
-        let new_state = events.iter().fold(state, agent::evolve);
-        let new_events = events.iter().map(|e| codec::encode_agent(&self.agent_id, e)).collect();
-        let stream_id = codec::agent_stream(tenant, &self.agent_id);
-        let recorded =
-            store::append(conn, tenant, &stream_id, version, new_events, snapshot_of(&new_state), &ctx.metadata)
-                .await?;
-        for (event, stored) in events.iter().zip(&recorded) {
-            projections::apply_agent(conn, tenant, &self.agent_id, event, stored.version).await?;
+        let stream = AgentStream { tenant: &ctx.tenant, agent_id: &self.agent_id };
+        let loaded = aggregate::load(conn, &stream).await?;
+        let events = agent::decide(&self.agent_id, &loaded.state, self.command.clone(), &ctx.actor, now)?;
+        let appended = aggregate::append(conn, &ctx.tenant, &stream, loaded, &events, &ctx.metadata).await?;
+        for (event, stored) in events.iter().zip(&appended.recorded) {
+            projections::apply_agent(conn, ctx.tenant.as_str(), &self.agent_id, event, stored.version).await?;
         }
-        let new_version = recorded.last().map(|e| e.version).unwrap_or(version);
-        Ok(agent_to_pb(&self.agent_id, &new_state, new_version))
+        Ok(agent_to_pb(&self.agent_id, &appended.state, appended.version))
     }
 }
 
@@ -271,27 +275,21 @@ struct SettingsCommand<'c> {
     settings: TenantSettings,
 }
 
-impl Attempt<AppError> for SettingsCommand<'_> {
+impl Attempt<DomainError> for SettingsCommand<'_> {
     type Response = pb::TenantSettings;
 
     async fn attempt(&self, conn: &mut PgConnection, _now: DateTime<Utc>) -> Result<pb::TenantSettings, AppError> {
         let ctx = self.ctx;
-        let tenant = ctx.tenant.as_str();
-        let (state, version) = load_settings(conn, &ctx.tenant).await?;
-        let events = tenant_settings::decide(&state, self.settings.clone());
+        let stream = SettingsStream { tenant: &ctx.tenant, actor: &ctx.actor };
+        let loaded = aggregate::load(conn, &stream).await?;
+        let events = tenant_settings::decide(&loaded.state, self.settings.clone());
         if events.is_empty() {
-            return Ok(projections::queries::settings_to_pb(&state, version));
+            return Ok(projections::queries::settings_to_pb(&loaded.state, loaded.version));
         }
-        let new_state = events.iter().fold(state, tenant_settings::evolve);
-        let new_events = events.iter().map(|e| codec::encode_tenant_settings(e, &ctx.actor)).collect();
-        let stream_id = codec::tenant_stream(tenant);
-        let recorded =
-            store::append(conn, tenant, &stream_id, version, new_events, snapshot_of(&new_state), &ctx.metadata)
-                .await?;
-        let new_version = recorded.last().map(|e| e.version).unwrap_or(version);
+        let appended = aggregate::append(conn, &ctx.tenant, &stream, loaded, &events, &ctx.metadata).await?;
         for event in &events {
-            projections::apply_settings(conn, tenant, event, new_version).await?;
+            projections::apply_settings(conn, ctx.tenant.as_str(), event, appended.version).await?;
         }
-        Ok(projections::queries::settings_to_pb(&new_state, new_version))
+        Ok(projections::queries::settings_to_pb(&appended.state, appended.version))
     }
 }

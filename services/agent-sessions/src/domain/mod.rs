@@ -69,9 +69,18 @@ impl DomainError {
             Self::PermissionNotGranted(_) => "PERMISSION_NOT_GRANTED",
         }
     }
+}
 
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::AgentNotFound(_))
+impl dw_eventstore::DomainRule for DomainError {
+    fn reason(&self) -> &'static str {
+        DomainError::reason(self)
+    }
+
+    fn kind(&self) -> dw_eventstore::RuleKind {
+        match self {
+            Self::AgentNotFound(_) => dw_eventstore::RuleKind::NotFound,
+            _ => dw_eventstore::RuleKind::FailedPrecondition,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::status_feed::{StatusFeed, StatusStream};
-use super::{command_context, parse_field, to_status};
+use super::{command_context, db_status, parse_field, to_status};
 use crate::app::App;
 use crate::domain::tenant_settings::TenantSettings;
 use crate::domain::{AgentId, DepartmentId, DomainError, Permission, Reason, ReasonId, agent};
@@ -128,7 +128,7 @@ impl AgentAdminService for AgentAdminGrpc {
         let agent_id = parse_field("agent_id", &request.get_ref().agent_id, AgentId::parse)?;
         let agent = queries::agent(self.app.pool(), principal.tenant().as_str(), &agent_id)
             .await
-            .map_err(|e| to_status(e.into()))?
+            .map_err(db_status)?
             .ok_or_else(|| super::domain_status(DomainError::AgentNotFound(agent_id.to_string())))?;
         Ok(Response::new(agent))
     }
@@ -245,9 +245,8 @@ impl AgentAdminService for AgentAdminGrpc {
     ) -> Result<Response<pb::TenantSettings>, Status> {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
-        let (settings, version) = queries::tenant_settings(self.app.pool(), principal.tenant().as_str())
-            .await
-            .map_err(|e| to_status(e.into()))?;
+        let (settings, version) =
+            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
         Ok(Response::new(queries::settings_to_pb(&settings, version)))
     }
 
@@ -282,7 +281,7 @@ impl AgentAdminService for AgentAdminGrpc {
             page_size + 1,
         )
         .await
-        .map_err(|e| to_status(e.into()))?;
+        .map_err(db_status)?;
         let mut agents = agents;
         let next_page_token = if agents.len() as i64 > page_size {
             agents.truncate(page_size as usize);

@@ -10,7 +10,7 @@ use dw_proto::agentsessions::v1::service_day_service_server::ServiceDayService;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::{command_context, parse_field, to_status};
+use super::{command_context, db_status, parse_field, to_status};
 use crate::app::{App, new_day_id};
 use crate::domain::service_day::Command;
 use crate::domain::{AgentId, DomainError, ReasonId};
@@ -162,11 +162,10 @@ impl ServiceDayService for ServiceDayGrpc {
         let pool = self.app.pool();
         let agent = queries::agent(pool, tenant, &agent_id)
             .await
-            .map_err(|e| to_status(e.into()))?
+            .map_err(db_status)?
             .ok_or_else(|| super::domain_status(DomainError::AgentNotFound(agent_id.to_string())))?;
         let state = self.app.day_state(principal.tenant(), &agent_id).await.map_err(to_status)?;
-        let days =
-            queries::service_days(pool, tenant, &agent_id, range, Utc::now()).await.map_err(|e| to_status(e.into()))?;
+        let days = queries::service_days(pool, tenant, &agent_id, range, Utc::now()).await.map_err(db_status)?;
         Ok(Response::new(pb::GetMyInformationResponse {
             agent_id: agent_id.to_string(),
             display_name: agent.display_name,
@@ -184,10 +183,10 @@ impl ServiceDayService for ServiceDayGrpc {
         let (principal, agent_id) = self.caller(&request).await?;
         let tenant = principal.tenant().as_str();
         let pool = self.app.pool();
-        if queries::agent(pool, tenant, &agent_id).await.map_err(|e| to_status(e.into()))?.is_none() {
+        if queries::agent(pool, tenant, &agent_id).await.map_err(db_status)?.is_none() {
             return Err(super::domain_status(DomainError::AgentNotFound(agent_id.to_string())));
         }
-        let permissions = queries::permissions(pool, tenant, &agent_id).await.map_err(|e| to_status(e.into()))?;
+        let permissions = queries::permissions(pool, tenant, &agent_id).await.map_err(db_status)?;
         Ok(Response::new(pb::GetMyPermissionsResponse { permissions }))
     }
 
@@ -197,9 +196,8 @@ impl ServiceDayService for ServiceDayGrpc {
         request: Request<pb::ListExitReasonsRequest>,
     ) -> Result<Response<pb::ListExitReasonsResponse>, Status> {
         let (principal, _) = self.caller(&request).await?;
-        let (settings, version) = queries::tenant_settings(self.app.pool(), principal.tenant().as_str())
-            .await
-            .map_err(|e| to_status(e.into()))?;
+        let (settings, version) =
+            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
         let settings = queries::settings_to_pb(&settings, version);
         Ok(Response::new(pb::ListExitReasonsResponse {
             exit_reasons: if settings.auto_distribution_enabled { settings.exit_reasons } else { Vec::new() },
@@ -213,9 +211,8 @@ impl ServiceDayService for ServiceDayGrpc {
         request: Request<pb::ListBreakReasonsRequest>,
     ) -> Result<Response<pb::ListBreakReasonsResponse>, Status> {
         let (principal, _) = self.caller(&request).await?;
-        let (settings, version) = queries::tenant_settings(self.app.pool(), principal.tenant().as_str())
-            .await
-            .map_err(|e| to_status(e.into()))?;
+        let (settings, version) =
+            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
         let settings = queries::settings_to_pb(&settings, version);
         Ok(Response::new(pb::ListBreakReasonsResponse { break_reasons: settings.break_reasons }))
     }
@@ -226,9 +223,8 @@ impl ServiceDayService for ServiceDayGrpc {
         request: Request<pb::GetWorkspaceLinksRequest>,
     ) -> Result<Response<pb::GetWorkspaceLinksResponse>, Status> {
         let (principal, _) = self.caller(&request).await?;
-        let (settings, _) = queries::tenant_settings(self.app.pool(), principal.tenant().as_str())
-            .await
-            .map_err(|e| to_status(e.into()))?;
+        let (settings, _) =
+            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
         Ok(Response::new(pb::GetWorkspaceLinksResponse {
             ticket_workspace_url: settings.ticket_workspace_url.unwrap_or_default(),
         }))

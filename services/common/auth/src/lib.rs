@@ -35,39 +35,7 @@ pub enum AuthError {
     WeakSecret,
 }
 
-/// A tenant identifier. Safe to embed as one token of a NATS subject.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// `^[a-z0-9][a-z0-9_-]{0,62}$`
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let mut chars = value.chars();
-        let Some(first) = chars.next() else {
-            return Err("must not be empty".into());
-        };
-        if value.len() > 63 {
-            return Err("must be at most 63 characters".into());
-        }
-        if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-            return Err("must start with a lowercase letter or digit".into());
-        }
-        if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
-            return Err("may contain only lowercase letters, digits, '_' and '-'".into());
-        }
-        Ok(Self(value.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use dw_ids::TenantId;
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -346,7 +346,7 @@ impl<P: Projection> ProjectionConsumer<P> {
             subject: message.subject.as_str(),
             event_id: event.map(|e| e.event_id.to_string()),
             event_type: event.map(|e| e.event_type.clone()),
-            tenant_id: event.map(|e| e.tenant_id.clone()),
+            tenant_id: event.map(|e| e.tenant_id.to_string()),
             headers: headers_to_json(message.headers.as_ref()),
             payload: &message.payload,
             error: reason,

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use dw_eventstore::envelope as h;
+use dw_ids::TenantId;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +19,7 @@ pub struct InboundEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub source: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub stream_id: String,
     pub stream_version: i64,
     pub time: DateTime<Utc>,
@@ -60,7 +61,8 @@ impl InboundEvent {
             event_id,
             event_type: required(headers, h::CE_TYPE)?.to_owned(),
             source: header(headers, h::CE_SOURCE).unwrap_or_default().to_owned(),
-            tenant_id: required(headers, h::DW_TENANT)?.to_owned(),
+            tenant_id: TenantId::parse(required(headers, h::DW_TENANT)?)
+                .map_err(|reason| EnvelopeError::Invalid(h::DW_TENANT, reason))?,
             stream_id: required(headers, h::CE_SUBJECT)?.to_owned(),
             stream_version,
             time,

@@ -2,6 +2,9 @@
 //! `request_id` with its stored response, otherwise attempt the command (load, decide, append)
 //! and store its response with it; when another writer got there first, retry a bounded number
 //! of times.
+//!
+//! This is the only way the services change state: a handler gets its transaction from
+//! [`execute`], which needs the request's [`RequestKey`], so no mutation can skip idempotency.
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,47 +13,74 @@ use chrono::{DateTime, SubsecRound, Utc};
 use prost::Message;
 use sqlx::{PgConnection, PgPool};
 
-use crate::StoreError;
+use dw_ids::{RequestId, TenantId};
+
+use crate::EventMetadata;
+use crate::error::CommandError;
 use crate::idempotency::{self, RequestKey};
 
-/// What a service's command error must express for [`execute`].
-pub trait CommandError: From<StoreError> + From<sqlx::Error> + Send {
-    /// Another writer got there first: worth another attempt.
-    fn is_conflict(&self) -> bool;
-    /// Still conflicting after `attempts`.
-    fn aborted(attempts: u32) -> Self;
-    /// A stored response did not decode.
-    fn stored_response(error: prost::DecodeError) -> Self;
+/// Who asks, under which request id, for which RPC: what a command handler needs of a request.
+/// Built once per mutating RPC at the edge (`dw_grpc_kit::command_context`).
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub tenant: TenantId,
+    /// The caller's subject (agent, manager or service id).
+    pub actor: String,
+    /// Managers and services act on anything of their tenant; agents on their own.
+    pub privileged: bool,
+    pub request_id: RequestId,
+    /// The RPC, e.g. `dw.agentsessions.v1.ServiceDayService/StartBreak`.
+    pub operation: &'static str,
+    /// What the command's events carry: correlation, causation and trace context.
+    pub metadata: EventMetadata,
 }
 
-/// One attempt at a command inside the given transaction, deciding at `now`.
-pub trait Attempt<E>: Sync {
+impl CommandContext {
+    /// The idempotency key of this request.
+    pub fn key(&self) -> RequestKey<'_> {
+        RequestKey {
+            tenant_id: &self.tenant,
+            principal: &self.actor,
+            request_id: &self.request_id,
+            operation: self.operation,
+        }
+    }
+}
+
+/// How many times a conflicting command is attempted before it is `ABORTED`.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// One attempt at a command inside the given transaction, deciding at `now`. `D` is the
+/// service's broken-rule enum.
+pub trait Attempt<D>: Sync {
     type Response: Message + Default;
 
     fn attempt<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Self::Response, E>> + Send + 'a;
+    ) -> impl Future<Output = Result<Self::Response, CommandError<D>>> + Send + 'a;
 }
 
-/// Runs `command` idempotently under `key`, retrying conflicts up to `max_attempts` times.
-pub async fn execute<E, A>(pool: &PgPool, key: RequestKey<'_>, max_attempts: u32, command: &A) -> Result<A::Response, E>
+/// Runs `command` idempotently under the request's key, retrying conflicts up to
+/// [`MAX_ATTEMPTS`] times.
+pub async fn execute<D, A>(pool: &PgPool, ctx: &CommandContext, command: &A) -> Result<A::Response, CommandError<D>>
 where
-    E: CommandError,
-    A: Attempt<E>,
+    D: Send,
+    A: Attempt<D>,
 {
-    for attempt in 1..=max_attempts {
+    let key = ctx.key();
+    for attempt in 1..=MAX_ATTEMPTS {
         let mut tx = pool.begin().await?;
         if let Some(stored) = idempotency::find_response(&mut tx, key).await? {
-            return A::Response::decode(stored.as_slice()).map_err(E::stored_response);
+            return Ok(A::Response::decode(stored.as_slice())?);
         }
         // Postgres keeps microseconds: decide with the time as it will be stored.
         let now = Utc::now().trunc_subsecs(6);
         let outcome = match command.attempt(&mut tx, now).await {
             Ok(response) => match idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await {
                 Ok(()) => Ok(response),
-                Err(error) => Err(E::from(error)),
+                Err(error) => Err(CommandError::from(error)),
             },
             Err(error) => Err(error),
         };
@@ -67,40 +97,5 @@ where
             Err(error) => return Err(error),
         }
     }
-    Err(E::aborted(max_attempts))
-}
-
-/// Implements [`CommandError`] and `From<StoreError>` for a service's error enum that has the
-/// variants `Conflict`, `Aborted(u32)`, `RequestIdReused(String)`,
-/// `StoredResponse(prost::DecodeError)` and `Database(sqlx::Error)`.
-#[macro_export]
-macro_rules! impl_command_error {
-    ($error:ty) => {
-        impl $crate::command::CommandError for $error {
-            fn is_conflict(&self) -> bool {
-                matches!(self, Self::Conflict)
-            }
-
-            fn aborted(attempts: u32) -> Self {
-                Self::Aborted(attempts)
-            }
-
-            fn stored_response(error: prost::DecodeError) -> Self {
-                Self::StoredResponse(error)
-            }
-        }
-
-        impl From<$crate::StoreError> for $error {
-            fn from(error: $crate::StoreError) -> Self {
-                match error {
-                    $crate::StoreError::Conflict { .. } => Self::Conflict,
-                    $crate::StoreError::RequestIdReused(operation) => Self::RequestIdReused(operation),
-                    $crate::StoreError::EmptyAppend(stream) => {
-                        Self::Database(sqlx::Error::Protocol(format!("empty append to {stream}")))
-                    }
-                    $crate::StoreError::Database(error) => Self::Database(error),
-                }
-            }
-        }
-    };
+    Err(CommandError::Aborted(MAX_ATTEMPTS))
 }

@@ -1,6 +1,7 @@
 //! Idempotent retries of mutating RPCs: the first response to a `(tenant, caller, request_id)` is
 //! stored in the command's own transaction, and a retry gets it back instead of acting again.
 
+use dw_ids::{RequestId, TenantId};
 use sqlx::{PgConnection, Row};
 
 use crate::StoreError;
@@ -8,9 +9,9 @@ use crate::StoreError;
 /// Who asked for what.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestKey<'a> {
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub principal: &'a str,
-    pub request_id: &'a str,
+    pub request_id: &'a RequestId,
     /// The RPC, e.g. `dw.agentsessions.v1.ServiceDayService/StartBreak`.
     pub operation: &'a str,
 }

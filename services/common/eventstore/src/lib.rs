@@ -3,14 +3,28 @@
 //! the transactional outbox relay that publishes committed events to JetStream in commit order
 //! ([`outbox_relay`]). [`envelope`] names the headers every event carries on the bus.
 
+pub mod aggregate;
 pub mod command;
 pub mod envelope;
+pub mod error;
 pub mod idempotency;
 pub mod maintenance;
 pub mod outbox_relay;
 pub mod store;
 
+pub use aggregate::{Aggregate, Appended, Loaded};
+pub use command::{Attempt, CommandContext};
+pub use error::{CommandError, DomainRule, RuleKind, Violation};
 pub use store::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamState};
+
+/// The event-store schema every service carries (events, streams, outbox, idempotency keys,
+/// processed events, dead letters) as migration 1, followed by the service's own `migrations`
+/// (numbered from 2).
+pub fn migrator(service: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    static EVENT_STORE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+    let migrations: Vec<_> = EVENT_STORE.iter().chain(service.iter()).cloned().collect();
+    sqlx::migrate::Migrator { migrations: migrations.into(), ..sqlx::migrate::Migrator::DEFAULT }
+}
 
 /// The channel the append transaction notifies and the relay listens on.
 pub const OUTBOX_CHANNEL: &str = "dw_outbox";

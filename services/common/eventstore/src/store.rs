@@ -7,6 +7,7 @@
 //! models, and the relay is notified on commit.
 
 use chrono::{DateTime, Utc};
+use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -47,7 +48,7 @@ pub struct EventMetadata {
 pub struct RecordedEvent {
     pub global_position: i64,
     pub event_id: Uuid,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub stream_id: String,
     pub version: i64,
     pub event_type: String,
@@ -118,7 +119,7 @@ pub(crate) fn recorded_event_from_row(row: &sqlx::postgres::PgRow) -> Result<Rec
 /// transaction: nothing is visible, published or kept unless the caller commits.
 pub async fn append(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     stream_id: &str,
     expected_version: i64,
     events: Vec<NewEvent>,
@@ -191,7 +192,7 @@ pub async fn append(
         recorded.push(RecordedEvent {
             global_position,
             event_id: event.event_id,
-            tenant_id: tenant_id.to_owned(),
+            tenant_id: tenant_id.clone(),
             stream_id: stream_id.to_owned(),
             version,
             event_type: event.event_type,

@@ -14,7 +14,8 @@ use futures::StreamExt;
 use sqlx::Row;
 use uuid::Uuid;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../../migrations/agent_sessions");
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| dw_eventstore::migrator(&sqlx::migrate!("../../../migrations/agent_sessions")));
 
 fn event(name: &str) -> NewEvent {
     NewEvent {
@@ -23,6 +24,10 @@ fn event(name: &str) -> NewEvent {
         subject: format!("thing.{}", name.to_lowercase()),
         payload: name.as_bytes().to_vec(),
     }
+}
+
+fn acme() -> dw_ids::TenantId {
+    dw_ids::TenantId::parse("acme").unwrap()
 }
 
 fn metadata() -> EventMetadata {
@@ -41,10 +46,10 @@ async fn count(db: &TestDb, sql: &'static str) -> i64 {
 async fn appends_with_a_stale_version_conflict_and_change_nothing() {
     let db = TestDb::create(&MIGRATOR).await.unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
-    store::append(&mut conn, "acme", "thing:1", 0, vec![event("A")], None, &metadata()).await.unwrap();
-    let stale = store::append(&mut conn, "acme", "thing:1", 0, vec![event("B")], None, &metadata()).await;
+    store::append(&mut conn, &acme(), "thing:1", 0, vec![event("A")], None, &metadata()).await.unwrap();
+    let stale = store::append(&mut conn, &acme(), "thing:1", 0, vec![event("B")], None, &metadata()).await;
     assert!(matches!(stale, Err(StoreError::Conflict { .. })));
-    let ahead = store::append(&mut conn, "acme", "thing:1", 5, vec![event("B")], None, &metadata()).await;
+    let ahead = store::append(&mut conn, &acme(), "thing:1", 5, vec![event("B")], None, &metadata()).await;
     assert!(matches!(ahead, Err(StoreError::Conflict { .. })), "a version gap is a conflict too");
     let stream = store::load_stream(&mut conn, "thing:1").await.unwrap();
     assert_eq!(stream.version, 1);
@@ -60,7 +65,8 @@ async fn concurrent_appends_at_one_version_let_exactly_one_win() {
         tasks.spawn(async move {
             let mut tx = pool.begin().await.unwrap();
             let result =
-                store::append(&mut tx, "acme", "thing:race", 0, vec![event(&format!("E{i}"))], None, &metadata()).await;
+                store::append(&mut tx, &acme(), "thing:race", 0, vec![event(&format!("E{i}"))], None, &metadata())
+                    .await;
             if result.is_ok() {
                 tx.commit().await.unwrap();
             }
@@ -82,7 +88,7 @@ async fn a_multi_event_append_is_all_or_nothing() {
     let first = event("A");
     let mut duplicate = event("B");
     duplicate.event_id = first.event_id; // the second insert violates the event-id key
-    let result = store::append(&mut tx, "acme", "thing:2", 0, vec![first, duplicate], None, &metadata()).await;
+    let result = store::append(&mut tx, &acme(), "thing:2", 0, vec![first, duplicate], None, &metadata()).await;
     assert!(result.is_err());
     drop(tx); // rolled back
     assert_eq!(count(&db, "SELECT count(*) AS n FROM events").await, 0);
@@ -91,7 +97,7 @@ async fn a_multi_event_append_is_all_or_nothing() {
 
     let mut tx = db.pool.begin().await.unwrap();
     let recorded =
-        store::append(&mut tx, "acme", "thing:2", 0, vec![event("A"), event("B"), event("C")], None, &metadata())
+        store::append(&mut tx, &acme(), "thing:2", 0, vec![event("A"), event("B"), event("C")], None, &metadata())
             .await
             .unwrap();
     tx.commit().await.unwrap();
@@ -125,7 +131,7 @@ async fn append_many(db: &TestDb, streams: usize, per_stream: usize) -> Vec<Uuid
             let mut tx = db.pool.begin().await.unwrap();
             let e = event(&format!("S{s}R{round}"));
             ids.push(e.event_id);
-            store::append(&mut tx, "acme", &format!("thing:{s}"), round as i64, vec![e], None, &metadata())
+            store::append(&mut tx, &acme(), &format!("thing:{s}"), round as i64, vec![e], None, &metadata())
                 .await
                 .unwrap();
             tx.commit().await.unwrap();

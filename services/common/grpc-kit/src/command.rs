@@ -27,31 +27,7 @@ pub fn event_metadata<T>(request: &Request<T>, request_id: &RequestId) -> EventM
     }
 }
 
-/// Who asks, under which request id, for which RPC: what a command handler needs of a request.
-#[derive(Debug, Clone)]
-pub struct CommandContext {
-    pub tenant: dw_auth::TenantId,
-    /// The caller's subject (agent, manager or service id).
-    pub actor: String,
-    /// Managers and services act on anything of their tenant; agents on their own.
-    pub privileged: bool,
-    pub request_id: RequestId,
-    /// The RPC, e.g. `dw.agentsessions.v1.ServiceDayService/StartBreak`.
-    pub operation: &'static str,
-    pub metadata: EventMetadata,
-}
-
-impl CommandContext {
-    /// The idempotency key of this request.
-    pub fn key(&self) -> dw_eventstore::idempotency::RequestKey<'_> {
-        dw_eventstore::idempotency::RequestKey {
-            tenant_id: self.tenant.as_str(),
-            principal: &self.actor,
-            request_id: self.request_id.as_str(),
-            operation: self.operation,
-        }
-    }
-}
+pub use dw_eventstore::CommandContext;
 
 /// The command context of a mutating RPC from an authenticated caller.
 pub fn command_context<T>(

@@ -3,14 +3,57 @@
 
 use std::collections::HashMap;
 
+use dw_eventstore::{CommandError, DomainRule, RuleKind};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// `ErrorInfo.domain` of every Digital Workspace error.
 pub const ERROR_DOMAIN: &str = "digitalworkspace.dw";
 
-/// A bad request field: `(field path, what is wrong)`.
-pub type Violation = (String, String);
+pub use dw_eventstore::Violation;
+
+/// The one mapping of every service's errors to the wire: broken rules by their kind with an
+/// `ErrorInfo` reason, bad input with field violations, conflicts as `ABORTED`, a database that
+/// does not answer as `UNAVAILABLE`, and only real defects as `INTERNAL`.
+pub fn to_status<D: DomainRule>(error: CommandError<D>) -> Status {
+    match error {
+        CommandError::Rule(rule) => rule_status(&rule),
+        CommandError::Invalid(violations) => invalid_arguments(violations),
+        CommandError::Conflict | CommandError::Aborted(_) => aborted("the resource changed concurrently; retry"),
+        CommandError::RequestIdReused(operation) => {
+            invalid_argument("request_id", format!("already used for another call ({operation}); use a new request id"))
+        }
+        CommandError::Database(error) => db_status(error),
+        error @ CommandError::Corrupt(_) => internal(&error),
+    }
+}
+
+/// A broken domain rule, by its kind.
+pub fn rule_status(rule: &dyn DomainRule) -> Status {
+    match rule.kind() {
+        RuleKind::NotFound => not_found(rule.reason(), rule.to_string()),
+        RuleKind::PermissionDenied => permission_denied(rule.reason(), rule.to_string()),
+        RuleKind::FailedPrecondition => failed_precondition(rule.reason(), rule.to_string()),
+    }
+}
+
+/// A database error: `UNAVAILABLE` when Postgres does not answer (the caller may retry),
+/// `INTERNAL` otherwise.
+pub fn db_status(error: sqlx::Error) -> Status {
+    if is_unavailable(&error) {
+        return unavailable("database unavailable");
+    }
+    internal(&error)
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
+}
+
+/// Parses a request field with `parse`, naming the field when it is refused.
+pub fn parse_field<T>(field: &str, value: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, Status> {
+    parse(value).map_err(|reason| invalid_argument(field, reason))
+}
 
 pub fn invalid_argument(field: &str, description: impl Into<String>) -> Status {
     invalid_arguments(vec![(field.to_owned(), description.into())])

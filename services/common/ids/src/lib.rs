@@ -1,7 +1,18 @@
 //! Identifier newtypes shared by the services, parsed once at the edge and valid by construction.
+//!
+//! Every id is its own type, so a swapped pair (a template id where a message id belongs, a
+//! tenant where an agent belongs) does not compile. String ids ([`TenantId`], [`AgentId`], …) keep
+//! their text; uuid ids ([`TaskId`], [`MessageId`], …) are UUIDv7 so they sort by creation time.
+//! With the `sqlx` feature every id binds and decodes directly in queries.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+#[cfg(feature = "sqlx")]
+mod sql;
+mod uuid_ids;
+
+pub use uuid_ids::*;
 
 fn check_token(value: &str, max: usize) -> Result<(), String> {
     let Some(first) = value.chars().next() else {
@@ -43,8 +54,25 @@ macro_rules! string_id {
                 f.write_str(&self.0)
             }
         }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(value: &str) -> Result<Self, String> {
+                Self::parse(value)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        $crate::sql::string_id_sql!($name);
     };
 }
+
+string_id!(
+    /// A tenant: `^[a-z0-9][a-z0-9_-]{0,62}$`, so it is safe as one token of a NATS subject.
+    TenantId,
+    |value| check_token(value, 63)
+);
 
 string_id!(
     /// An agent's identity: the `sub` of their tokens. 1-128 of `A-Z a-z 0-9 . _ @ : -`.
@@ -107,12 +135,26 @@ impl PhoneNumber {
     }
 }
 
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(feature = "sqlx")]
+sql::string_id_sql!(PhoneNumber);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ids_accept_valid_and_reject_invalid_values() {
+        assert!(TenantId::parse("acme-1").is_ok());
+        assert!(TenantId::parse(&"a".repeat(63)).is_ok());
+        assert!(TenantId::parse(&"a".repeat(64)).is_err());
+        assert!(TenantId::parse("Acme").is_err());
+        assert!(TenantId::parse("acme.corp").is_err());
         assert!(AgentId::parse("agent.ana@acme").is_ok());
         assert!(AgentId::parse("").is_err());
         assert!(AgentId::parse("has space").is_err());

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use dw_eventstore::{EventMetadata, NewEvent, StoreError, store};
+use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use prost::Message as _;
 use sqlx::{PgPool, Row};
@@ -37,7 +38,7 @@ fn metadata() -> EventMetadata {
 /// after 7 days.
 pub async fn apply_status(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     provider_message_id: &str,
     status: ReportedStatus,
     at: DateTime<Utc>,
@@ -101,7 +102,7 @@ fn reported_event(status: ReportedStatus, at: DateTime<Utc>) -> Option<Event> {
 /// is either applied or parked then applied, never lost in between.
 pub async fn lock_provider_id(
     conn: &mut sqlx::PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     provider_message_id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(7301, hashtext($1 || '/' || $2))")
@@ -116,7 +117,7 @@ pub async fn lock_provider_id(
 /// recorded (the caller holds [`lock_provider_id`]).
 pub async fn apply_parked(
     conn: &mut sqlx::PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     message_id: uuid::Uuid,
     provider_message_id: &str,
     metadata: &EventMetadata,
@@ -172,7 +173,7 @@ fn new_event(event_type: &str, subject: &str, payload: Vec<u8>) -> NewEvent {
 
 /// Records a client message once (by provider message id). SMS consent keywords change the
 /// number's consent instead of reaching an agent.
-pub async fn record_inbound(pool: &PgPool, tenant: &str, inbound: Inbound) -> Result<(), AppError> {
+pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) -> Result<(), AppError> {
     let keyword = inbound.text.trim().to_uppercase();
     if inbound.channel == Channel::Sms && (OPT_OUT_KEYWORDS.contains(&keyword.as_str()) || keyword == OPT_IN_KEYWORD) {
         return record_consent(pool, tenant, &inbound.phone, &keyword).await;
@@ -212,7 +213,7 @@ pub async fn record_inbound(pool: &PgPool, tenant: &str, inbound: Inbound) -> Re
     }
 }
 
-async fn record_consent(pool: &PgPool, tenant: &str, phone: &PhoneNumber, keyword: &str) -> Result<(), AppError> {
+async fn record_consent(pool: &PgPool, tenant: &TenantId, phone: &PhoneNumber, keyword: &str) -> Result<(), AppError> {
     let opted_out = keyword != OPT_IN_KEYWORD;
     let now = Utc::now().trunc_subsecs(6);
     let mut tx = pool.begin().await?;

@@ -7,6 +7,7 @@ pub mod send;
 use chrono::{DateTime, Utc};
 use dw_eventstore::command::{self, Attempt};
 use dw_eventstore::store;
+use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -16,27 +17,8 @@ use crate::domain::contact::{self, Contact, ContactInput};
 use crate::domain::template::{self, Channel, Content, Template};
 use crate::projections;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error("concurrent modification")]
-    Conflict,
-    #[error("gave up after {0} concurrent modifications")]
-    Aborted(u32),
-    #[error("request id already used for {0}")]
-    RequestIdReused(String),
-    #[error("invalid request")]
-    Invalid(Vec<(String, String)>),
-    #[error("stored state unreadable: {0}")]
-    Snapshot(String),
-    #[error("stored response: {0}")]
-    StoredResponse(prost::DecodeError),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-dw_eventstore::impl_command_error!(AppError);
+/// Every command's error: one of the domain's rules, or the kernel's.
+pub type AppError = dw_eventstore::CommandError<DomainError>;
 
 pub use dw_grpc_kit::command::CommandContext;
 
@@ -61,7 +43,7 @@ impl App {
         name: String,
         content: Content,
     ) -> Result<pb::Template, AppError> {
-        command::execute(&self.pool, ctx.key(), 5, &CreateTemplate { ctx, channel, name, content }).await
+        command::execute(&self.pool, ctx, &CreateTemplate { ctx, channel, name, content }).await
     }
 
     pub async fn update_template(
@@ -70,11 +52,11 @@ impl App {
         template_id: uuid::Uuid,
         content: Option<Content>,
     ) -> Result<pb::Template, AppError> {
-        command::execute(&self.pool, ctx.key(), 5, &ChangeTemplate { ctx, template_id, content }).await
+        command::execute(&self.pool, ctx, &ChangeTemplate { ctx, template_id, content }).await
     }
 
     pub async fn upsert_contact(&self, ctx: &CommandContext, input: ContactInput) -> Result<pb::Contact, AppError> {
-        command::execute(&self.pool, ctx.key(), 5, &UpsertContact { ctx, input }).await
+        command::execute(&self.pool, ctx, &UpsertContact { ctx, input }).await
     }
 }
 
@@ -84,14 +66,14 @@ fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
 
 pub async fn load_template(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     template_id: uuid::Uuid,
 ) -> Result<Option<(Template, i64)>, AppError> {
     let stream = store::load_stream(conn, &codec::template_stream(tenant, template_id)).await?;
     let Some(snapshot) = stream.snapshot else {
         return Ok(None);
     };
-    let template = serde_json::from_value(snapshot).map_err(|e| AppError::Snapshot(e.to_string()))?;
+    let template = serde_json::from_value(snapshot).map_err(|e| AppError::Corrupt(e.to_string()))?;
     Ok(Some((template, stream.version)))
 }
 
@@ -102,11 +84,11 @@ struct CreateTemplate<'c> {
     content: Content,
 }
 
-impl Attempt<AppError> for CreateTemplate<'_> {
+impl Attempt<DomainError> for CreateTemplate<'_> {
     type Response = pb::Template;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Template, AppError> {
-        let tenant = self.ctx.tenant.as_str();
+        let tenant = &self.ctx.tenant;
         let template = Template {
             template_id: uuid::Uuid::now_v7(),
             channel: self.channel,
@@ -138,11 +120,11 @@ struct ChangeTemplate<'c> {
     content: Option<Content>,
 }
 
-impl Attempt<AppError> for ChangeTemplate<'_> {
+impl Attempt<DomainError> for ChangeTemplate<'_> {
     type Response = pb::Template;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Template, AppError> {
-        let tenant = self.ctx.tenant.as_str();
+        let tenant = &self.ctx.tenant;
         let (state, version) = load_template(conn, tenant, self.template_id)
             .await?
             .ok_or_else(|| DomainError::TemplateNotFound(self.template_id.to_string()))?;
@@ -153,7 +135,7 @@ impl Attempt<AppError> for ChangeTemplate<'_> {
         if events.is_empty() {
             return Ok(codec::template_to_pb(&state, version));
         }
-        let new_state = events.iter().fold(Some(state), template::evolve).ok_or(AppError::Snapshot("lost".into()))?;
+        let new_state = events.iter().fold(Some(state), template::evolve).ok_or(AppError::Corrupt("lost".into()))?;
         let new_version = version + 1;
         let view = codec::template_to_pb(&new_state, new_version);
         let event = match &self.content {
@@ -173,11 +155,11 @@ struct UpsertContact<'c> {
     input: ContactInput,
 }
 
-impl Attempt<AppError> for UpsertContact<'_> {
+impl Attempt<DomainError> for UpsertContact<'_> {
     type Response = pb::Contact;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Contact, AppError> {
-        let tenant = self.ctx.tenant.as_str();
+        let tenant = &self.ctx.tenant;
         let existing_id: Option<uuid::Uuid> =
             sqlx::query("SELECT contact_id FROM contacts WHERE tenant_id = $1 AND phone = $2")
                 .bind(tenant)
@@ -192,7 +174,7 @@ impl Attempt<AppError> for UpsertContact<'_> {
                 let contact: Contact = stream
                     .snapshot
                     .and_then(|s| serde_json::from_value(s).ok())
-                    .ok_or_else(|| AppError::Snapshot(format!("contact {id}")))?;
+                    .ok_or_else(|| AppError::Corrupt(format!("contact {id}")))?;
                 Some((contact, stream.version))
             }
             None => None,
@@ -201,7 +183,7 @@ impl Attempt<AppError> for UpsertContact<'_> {
         let Some(contact) =
             contact::upsert(existing.as_ref().map(|(c, _)| c), self.input.clone(), uuid::Uuid::now_v7(), now)
         else {
-            let (unchanged, version) = existing.ok_or(AppError::Snapshot("no contact".into()))?;
+            let (unchanged, version) = existing.ok_or(AppError::Corrupt("no contact".into()))?;
             return Ok(codec::contact_to_pb(&unchanged, version));
         };
         let new_version = version + 1;

@@ -3,6 +3,7 @@
 //! events, hands the message to the provider after the response, so a crash after the answer
 //! loses nothing; permissions arrive from agent-sessions' events.
 
+use dw_ids::TenantId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -50,7 +51,7 @@ impl App {
         privileged: bool,
         input: SendInput,
     ) -> Result<pb::Message, AppError> {
-        command::execute(self.pool(), ctx.key(), 5, &SendCommand { ctx, privileged, input }).await
+        command::execute(self.pool(), ctx, &SendCommand { ctx, privileged, input }).await
     }
 }
 
@@ -67,11 +68,11 @@ pub fn send_permission(channel: Channel) -> &'static str {
     }
 }
 
-impl Attempt<AppError> for SendCommand<'_> {
+impl Attempt<DomainError> for SendCommand<'_> {
     type Response = pb::Message;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Message, AppError> {
-        let tenant = self.ctx.tenant.as_str();
+        let tenant = &self.ctx.tenant;
         let input = &self.input;
         let (template, _) = load_template(conn, tenant, input.template_id)
             .await?
@@ -91,7 +92,7 @@ impl Attempt<AppError> for SendCommand<'_> {
                 let contact = projections::contact(conn, tenant, *id)
                     .await?
                     .ok_or_else(|| DomainError::ContactNotFound(id.to_string()))?;
-                let phone = PhoneNumber::parse(&contact.phone).map_err(AppError::Snapshot)?;
+                let phone = PhoneNumber::parse(&contact.phone).map_err(AppError::Corrupt)?;
                 (phone, Some(*id))
             }
         };
@@ -168,21 +169,21 @@ pub fn parse_webhook(value: &str) -> Result<Option<String>, String> {
 
 async fn load_message(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     id: uuid::Uuid,
 ) -> Result<Option<(OutboundMessage, i64)>, AppError> {
     let stream = store::load_stream(conn, &codec::message_stream(tenant, id)).await?;
     let Some(snapshot) = stream.snapshot else {
         return Ok(None);
     };
-    let message = serde_json::from_value(snapshot).map_err(|e| AppError::Snapshot(e.to_string()))?;
+    let message = serde_json::from_value(snapshot).map_err(|e| AppError::Corrupt(e.to_string()))?;
     Ok(Some((message, stream.version)))
 }
 
 /// Appends status events a message reports (ignoring stale or duplicate ones).
 pub async fn record_status(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     message_id: uuid::Uuid,
     report: Event,
     metadata: &EventMetadata,
@@ -226,7 +227,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Keeps the provider's answer in its own transaction, retrying through a database outage
     /// for up to about two minutes: a redelivery then records this answer instead of giving up.
-    async fn keep_outcome(&self, tenant: &str, message_id: uuid::Uuid, report: &Event) {
+    async fn keep_outcome(&self, tenant: &TenantId, message_id: uuid::Uuid, report: &Event) {
         let (state, provider_id, attempts, failure) = match report {
             Event::Dispatched { provider_message_id, attempts, .. } => {
                 ("accepted", Some(provider_message_id.as_str()), *attempts, None)
@@ -318,7 +319,7 @@ impl Projection for Dispatcher {
             .message
             .and_then(|m| uuid::Uuid::parse_str(&m.message_id).ok())
             .ok_or_else(|| ProjectionError::Permanent("MessageRequested without a message id".into()))?;
-        let tenant = event.tenant_id.as_str();
+        let tenant = &event.tenant_id;
         let metadata = metadata_of(event);
 
         // Mark the hand-over before making it, in its own committed transaction.

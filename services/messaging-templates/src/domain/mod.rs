@@ -38,12 +38,20 @@ impl DomainError {
             Self::SmsOptedOut => "SMS_OPTED_OUT",
         }
     }
+}
 
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::TemplateNotFound(_) | Self::ContactNotFound(_) | Self::MessageNotFound(_))
+impl dw_eventstore::DomainRule for DomainError {
+    fn reason(&self) -> &'static str {
+        DomainError::reason(self)
     }
 
-    pub fn is_permission(&self) -> bool {
-        matches!(self, Self::MissingPermission(_))
+    fn kind(&self) -> dw_eventstore::RuleKind {
+        match self {
+            Self::TemplateNotFound(_) | Self::ContactNotFound(_) | Self::MessageNotFound(_) => {
+                dw_eventstore::RuleKind::NotFound
+            }
+            Self::MissingPermission(_) => dw_eventstore::RuleKind::PermissionDenied,
+            _ => dw_eventstore::RuleKind::FailedPrecondition,
+        }
     }
 }

@@ -93,7 +93,7 @@ impl ContactService for ContactGrpc {
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let contacts = projections::search_contacts(
             &mut conn,
-            principal.tenant().as_str(),
+            principal.tenant(),
             name,
             phone.as_ref().map(PhoneNumber::as_str),
             limit,
@@ -108,7 +108,7 @@ impl ContactService for ContactGrpc {
         let principal = principal(&request)?;
         let id = uuid_field("contact_id", &request.get_ref().contact_id)?;
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let contact = projections::contact(&mut conn, principal.tenant().as_str(), id)
+        let contact = projections::contact(&mut conn, principal.tenant(), id)
             .await
             .map_err(db_status)?
             .ok_or_else(|| to_status(DomainError::ContactNotFound(id.to_string()).into()))?;

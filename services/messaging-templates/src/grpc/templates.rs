@@ -88,10 +88,8 @@ impl TemplateService for TemplateGrpc {
         let body = request.get_ref();
         let id = uuid_field("template_id", &body.template_id)?;
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let (existing, _) = load_template(&mut conn, principal.tenant().as_str(), id)
-            .await
-            .map_err(to_status)?
-            .ok_or_else(|| not_found(id))?;
+        let (existing, _) =
+            load_template(&mut conn, principal.tenant(), id).await.map_err(to_status)?.ok_or_else(|| not_found(id))?;
         drop(conn);
         let content = content(existing.channel, body.content.as_ref())?;
         let ctx = command_context(&request, &principal, &body.request_id, operation!("UpdateTemplate"))?;
@@ -118,7 +116,7 @@ impl TemplateService for TemplateGrpc {
         let principal = principal(&request)?;
         let id = uuid_field("template_id", &request.get_ref().template_id)?;
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let template = projections::template(&mut conn, principal.tenant().as_str(), id)
+        let template = projections::template(&mut conn, principal.tenant(), id)
             .await
             .map_err(db_status)?
             .ok_or_else(|| not_found(id))?;
@@ -161,8 +159,7 @@ impl TemplateService for TemplateGrpc {
             limit: limit + 1,
         };
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let mut templates =
-            projections::templates(&mut conn, principal.tenant().as_str(), &filter).await.map_err(db_status)?;
+        let mut templates = projections::templates(&mut conn, principal.tenant(), &filter).await.map_err(db_status)?;
         let next_page_token = if templates.len() as i64 > limit {
             templates.truncate(limit as usize);
             templates
@@ -184,10 +181,8 @@ impl TemplateService for TemplateGrpc {
         let body = request.get_ref();
         let id = uuid_field("template_id", &body.template_id)?;
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let (template, _) = load_template(&mut conn, principal.tenant().as_str(), id)
-            .await
-            .map_err(to_status)?
-            .ok_or_else(|| not_found(id))?;
+        let (template, _) =
+            load_template(&mut conn, principal.tenant(), id).await.map_err(to_status)?.ok_or_else(|| not_found(id))?;
         let rendered = render_send(&template, &body.variables, Some(&body.header_text), Some(&body.header_image_url));
         let (encoding, segments, units) = match rendered.sms {
             Some(analysis) => (
@@ -259,7 +254,7 @@ impl TemplateService for TemplateGrpc {
         let principal = principal(&request)?;
         let id = uuid_field("message_id", &request.get_ref().message_id)?;
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let message = projections::message(&mut conn, principal.tenant().as_str(), id)
+        let message = projections::message(&mut conn, principal.tenant(), id)
             .await
             .map_err(db_status)?
             .filter(|m| {

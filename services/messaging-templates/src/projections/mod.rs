@@ -1,6 +1,7 @@
 //! messaging-templates' read models (templates, contacts), written in the command's transaction,
 //! and the queries over them.
 
+use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, Row};
 
@@ -10,7 +11,7 @@ use crate::domain::template::{Channel, Template};
 
 pub async fn save_template(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     template: &Template,
     version: i64,
 ) -> Result<(), sqlx::Error> {
@@ -36,7 +37,7 @@ pub async fn save_template(
 
 pub async fn save_contact(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     contact: &Contact,
     version: i64,
 ) -> Result<(), sqlx::Error> {
@@ -69,7 +70,7 @@ fn template_from_row(row: &sqlx::postgres::PgRow) -> Result<Option<pb::Template>
 
 pub async fn template(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     id: uuid::Uuid,
 ) -> Result<Option<pb::Template>, sqlx::Error> {
     let row = sqlx::query("SELECT state, version FROM templates WHERE tenant_id = $1 AND template_id = $2")
@@ -93,7 +94,7 @@ pub struct TemplateFilter {
 
 pub async fn templates(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     filter: &TemplateFilter,
 ) -> Result<Vec<pb::Template>, sqlx::Error> {
     let rows = sqlx::query(
@@ -140,7 +141,7 @@ const CONTACT_COLUMNS: &str = "contact_id, name, phone, external_id, tags, sms_o
 
 pub async fn contact(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     id: uuid::Uuid,
 ) -> Result<Option<pb::Contact>, sqlx::Error> {
     let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE tenant_id = $1 AND contact_id = $2");
@@ -151,7 +152,7 @@ pub async fn contact(
 /// By partial name (case- and accent-insensitive, best matches first), or exact phone.
 pub async fn search_contacts(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     name: Option<&str>,
     phone: Option<&str>,
     limit: i64,
@@ -176,7 +177,7 @@ pub async fn search_contacts(
 
 pub async fn save_message(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     message: &crate::domain::message::OutboundMessage,
     version: i64,
 ) -> Result<(), sqlx::Error> {
@@ -204,7 +205,7 @@ pub async fn save_message(
 
 pub async fn message(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     id: uuid::Uuid,
 ) -> Result<Option<pb::Message>, sqlx::Error> {
     let row = sqlx::query("SELECT state FROM messages WHERE tenant_id = $1 AND message_id = $2")
@@ -221,7 +222,7 @@ pub async fn message(
 
 pub async fn has_permission(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: &str,
     permission: &str,
 ) -> Result<bool, sqlx::Error> {

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::EventMetadata;
+use dw_ids::TenantId;
 use sqlx::PgConnection;
 
 use super::{AppError, append_task, load_task};
@@ -24,7 +25,7 @@ pub enum Scope {
 /// Records a decision (with every candidate's verdict) and returns its id.
 pub async fn record_decision(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     task_id: TaskId,
     decision: &Decision,
     trigger: &str,
@@ -51,7 +52,7 @@ pub async fn record_decision(
 /// Decides for the task at the head of `department`'s queue.
 pub async fn decide_for(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     department: &str,
     default_capacity: i32,
 ) -> Result<Decision, sqlx::Error> {
@@ -62,7 +63,7 @@ pub async fn decide_for(
 /// Assigns what can be assigned in `scope`. Returns the tasks assigned.
 pub async fn run(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     scope: Scope,
     trigger: &str,
     metrics: &DistributionMetrics,

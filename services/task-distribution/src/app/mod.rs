@@ -11,9 +11,9 @@ pub mod reactions;
 pub mod tasks;
 
 use chrono::{DateTime, Utc};
-use dw_eventstore::EventMetadata;
-use dw_eventstore::store;
-use serde::Serialize;
+use dw_eventstore::aggregate::{self, Aggregate, Loaded};
+use dw_eventstore::{CommandError, EventMetadata, NewEvent, RecordedEvent};
+use dw_ids::TenantId;
 use sqlx::PgConnection;
 
 use crate::codec::{self, CodecError};
@@ -21,32 +21,19 @@ use crate::domain::task::{self, Event, Task};
 use crate::domain::{DomainError, TaskId};
 use crate::projections;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error("concurrent modification")]
-    Conflict,
-    #[error("gave up after {0} concurrent modifications")]
-    Aborted(u32),
-    #[error("request id already used for {0}")]
-    RequestIdReused(String),
-    #[error("invalid {0}: {1}")]
-    Invalid(&'static str, String),
-    #[error("stored event: {0}")]
-    Codec(#[from] CodecError),
-    #[error("stored response: {0}")]
-    StoredResponse(prost::DecodeError),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
+/// Every command's (and reaction's) error: one of the domain's rules, or the kernel's.
+pub type AppError = CommandError<DomainError>;
 
-dw_eventstore::impl_command_error!(AppError);
+impl From<CodecError> for AppError {
+    fn from(error: CodecError) -> Self {
+        CommandError::corrupt(error)
+    }
+}
 
 pub use dw_grpc_kit::command::CommandContext;
 
 /// Takes the tenant's distribution lock until the transaction ends.
-pub async fn lock_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+pub async fn lock_tenant(conn: &mut PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("dw-distribution:{tenant}"))
         .execute(conn)
@@ -54,66 +41,66 @@ pub async fn lock_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), sq
     Ok(())
 }
 
+/// One task's stream; the state is `None` until its `TaskCreated`.
+pub struct TaskStream<'a> {
+    pub tenant: &'a TenantId,
+    pub task_id: TaskId,
+}
+
+impl Aggregate for TaskStream<'_> {
+    type State = Option<Task>;
+    type Event = Event;
+
+    fn stream_id(&self) -> String {
+        codec::task_stream(self.tenant, self.task_id)
+    }
+
+    fn decode(&self, recorded: &RecordedEvent) -> Result<Event, String> {
+        codec::decode(recorded).map_err(|e| e.to_string())
+    }
+
+    fn encode(&self, event: &Event) -> NewEvent {
+        codec::encode(self.task_id, event)
+    }
+
+    fn evolve(state: Option<Task>, event: &Event) -> Option<Task> {
+        match state {
+            Some(task) => Some(task::evolve(task, event)),
+            None => task::initial(event),
+        }
+    }
+}
+
 /// A task and its stream version, if it exists in the tenant.
 pub async fn load_task(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     task_id: TaskId,
 ) -> Result<Option<(Task, i64)>, AppError> {
-    let stream_id = codec::task_stream(tenant, task_id);
-    let stream = store::load_stream(conn, &stream_id).await?;
-    if stream.version == 0 {
-        return Ok(None);
-    }
-    if let Some(snapshot) = stream.snapshot {
-        match serde_json::from_value::<Task>(snapshot) {
-            Ok(state) => return Ok(Some((state, stream.version))),
-            Err(error) => tracing::warn!(%error, stream_id, "snapshot unreadable, replaying the stream"),
-        }
-    }
-    let recorded = store::read_stream(conn, &stream_id, 0).await?;
-    let mut events = recorded.iter().map(codec::decode);
-    let Some(first) = events.next().transpose()? else {
-        return Ok(None);
-    };
-    let mut state = task::initial(&first).ok_or(CodecError::Invalid("first event", "not TaskCreated".into()))?;
-    for event in events {
-        state = task::evolve(state, &event?);
-    }
-    Ok(Some((state, stream.version)))
-}
-
-fn snapshot_of(state: &impl Serialize) -> Option<serde_json::Value> {
-    serde_json::to_value(state).ok()
+    let loaded = aggregate::load(conn, &TaskStream { tenant, task_id }).await?;
+    Ok(loaded.state.map(|task| (task, loaded.version)))
 }
 
 /// Appends `events` to the task's stream and brings the read models (task row, agents' load)
 /// to the new state. Returns the new state and version.
 pub async fn append_task(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     before: Option<&Task>,
     version: i64,
     events: Vec<Event>,
     metadata: &EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<(Task, i64), AppError> {
-    let mut states = events.iter();
-    let mut after = match before {
-        Some(state) => state.clone(),
-        None => {
-            let first = states.next().and_then(task::initial);
-            first.ok_or(AppError::Invalid("events", "a new task starts with TaskCreated".into()))?
-        }
+    let task_id = match (before, events.first()) {
+        (Some(task), _) => task.content.task_id,
+        (None, Some(Event::Created { task, .. })) => task.task_id,
+        (None, _) => return Err(CommandError::invalid("events", "a new task starts with TaskCreated")),
     };
-    for event in states {
-        after = task::evolve(after, event);
-    }
-    let task_id = after.content.task_id;
-    let new_events = events.iter().map(|e| codec::encode(task_id, e)).collect();
-    let stream_id = codec::task_stream(tenant, task_id);
-    let recorded = store::append(conn, tenant, &stream_id, version, new_events, snapshot_of(&after), metadata).await?;
-    let new_version = recorded.last().map(|e| e.version).unwrap_or(version);
+    let stream = TaskStream { tenant, task_id };
+    let loaded = Loaded { state: before.cloned(), version };
+    let appended = aggregate::append(conn, tenant, &stream, loaded, &events, metadata).await?;
+    let after = appended.state.ok_or_else(|| CommandError::corrupt(format!("task {task_id} has no state")))?;
     let queue_change = if events.iter().any(|e| matches!(e, Event::Requeued { .. })) {
         projections::tasks::QueueChange::ToFront
     } else if events.iter().any(|e| matches!(e, Event::Transferred { to_agent: None, .. })) {
@@ -121,7 +108,7 @@ pub async fn append_task(
     } else {
         projections::tasks::QueueChange::Keep
     };
-    projections::tasks::save(conn, tenant, &after, new_version, queue_change, now).await?;
+    projections::tasks::save(conn, tenant, &after, appended.version, queue_change, now).await?;
     projections::agents::adjust_load(conn, tenant, before, &after, now).await?;
-    Ok((after, new_version))
+    Ok((after, appended.version))
 }

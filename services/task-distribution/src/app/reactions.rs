@@ -6,6 +6,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use dw_bus::{InboundEvent, Projection, ProjectionError};
 use dw_eventstore::EventMetadata;
+use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::messaging::v1 as messaging;
 use prost::Message;
@@ -44,7 +45,7 @@ fn agent_of(value: &str) -> Result<AgentId, ProjectionError> {
     AgentId::parse(value).map_err(|e| ProjectionError::Permanent(format!("agent_id: {e}")))
 }
 
-async fn ensure_agent(conn: &mut PgConnection, tenant: &str, agent: &AgentId) -> Result<(), sqlx::Error> {
+async fn ensure_agent(conn: &mut PgConnection, tenant: &TenantId, agent: &AgentId) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO agents (tenant_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(tenant)
         .bind(agent.as_str())
@@ -55,7 +56,7 @@ async fn ensure_agent(conn: &mut PgConnection, tenant: &str, agent: &AgentId) ->
 
 async fn set_flags(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: &AgentId,
     sql: &'static str,
 ) -> Result<(), sqlx::Error> {
@@ -64,7 +65,12 @@ async fn set_flags(
     Ok(())
 }
 
-async fn link(conn: &mut PgConnection, tenant: &str, agent: &AgentId, department: &str) -> Result<(), sqlx::Error> {
+async fn link(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: &AgentId,
+    department: &str,
+) -> Result<(), sqlx::Error> {
     ensure_agent(conn, tenant, agent).await?;
     sqlx::query(
         "INSERT INTO agent_departments (tenant_id, agent_id, department_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -85,7 +91,7 @@ pub struct AgentSessionsReaction {
 
 impl Projection for AgentSessionsReaction {
     async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
-        let tenant = event.tenant_id.as_str();
+        let tenant = &event.tenant_id;
         lock_tenant(conn, tenant).await?;
         react_to_agent_event(conn, tenant, event, &self.metrics).await.map_err(to_projection_error)
     }
@@ -93,13 +99,13 @@ impl Projection for AgentSessionsReaction {
 
 async fn react_to_agent_event(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     event: &InboundEvent,
     metrics: &DistributionMetrics,
 ) -> Result<(), AppError> {
     let now = Utc::now().trunc_subsecs(6);
     let metadata = metadata_of(event);
-    let permanent = |e: ProjectionError| AppError::Invalid("event", e.to_string());
+    let permanent = |e: ProjectionError| AppError::invalid("event", e.to_string());
     match event.event_type.as_str() {
         "dw.agentsessions.v1.AgentRegistered" => {
             let m: sessions::AgentRegistered = decode(event).map_err(permanent)?;
@@ -244,7 +250,7 @@ async fn react_to_agent_event(
 /// to be offered to colleagues at once.
 async fn requeue_tasks_of(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: &AgentId,
     metrics: &DistributionMetrics,
     metadata: &EventMetadata,
@@ -281,7 +287,7 @@ impl Projection for InboundMessageReaction {
             return Ok(());
         }
         let message: messaging::InboundMessageReceived = decode(event)?;
-        let tenant = event.tenant_id.as_str();
+        let tenant = &event.tenant_id;
         lock_tenant(conn, tenant).await?;
         record_inbound(conn, tenant, event, message, &self.metrics).await.map_err(to_projection_error)
     }
@@ -289,7 +295,7 @@ impl Projection for InboundMessageReaction {
 
 async fn record_inbound(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     event: &InboundEvent,
     message: messaging::InboundMessageReceived,
     metrics: &DistributionMetrics,
@@ -299,9 +305,9 @@ async fn record_inbound(
     let channel = match messaging::Channel::try_from(message.channel) {
         Ok(messaging::Channel::Whatsapp) => Channel::Whatsapp,
         Ok(messaging::Channel::Sms) => Channel::Sms,
-        _ => return Err(AppError::Invalid("channel", format!("unsupported channel {}", message.channel))),
+        _ => return Err(AppError::invalid("channel", format!("unsupported channel {}", message.channel))),
     };
-    let phone = PhoneNumber::parse(&message.phone).map_err(|e| AppError::Invalid("phone", e))?;
+    let phone = PhoneNumber::parse(&message.phone).map_err(|e| AppError::invalid("phone", e))?;
     let received_at =
         message.received_at.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or(now);
     let open = projections::tasks::open_task_of_client(conn, tenant, phone.as_str(), channel.as_str()).await?;
@@ -313,12 +319,12 @@ async fn record_inbound(
                 .filter(|d| !d.is_empty())
                 .or(settings.inbound_department_id)
                 .ok_or_else(|| {
-                    AppError::Invalid(
+                    AppError::invalid(
                         "department_id",
-                        "the message names no department and the tenant has no inbound department".into(),
+                        "the message names no department and the tenant has no inbound department",
                     )
                 })?;
-            let department = DepartmentId::parse(&department).map_err(|e| AppError::Invalid("department_id", e))?;
+            let department = DepartmentId::parse(&department).map_err(|e| AppError::invalid("department_id", e))?;
             let name = parse_client_name(&message.contact_name).unwrap_or_else(|_| phone.as_str().to_owned());
             let subject: String = message.text.chars().take(80).collect();
             let input = CreateTask {
@@ -329,7 +335,7 @@ async fn record_inbound(
                     phone,
                     contact_id: Some(message.contact_id.clone()).filter(|c| !c.is_empty()),
                 },
-                priority: Priority::parse(5).map_err(|e| AppError::Invalid("priority", e))?,
+                priority: Priority::parse(5).map_err(|e| AppError::invalid("priority", e))?,
                 subject,
                 inbound_message_id: Some(message.message_id.clone()),
             };

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::command::{self, Attempt};
+use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
 use sqlx::{PgConnection, PgPool};
 
@@ -38,13 +39,12 @@ pub enum TaskOp {
 #[derive(Clone)]
 pub struct App {
     pool: PgPool,
-    max_attempts: u32,
     metrics: DistributionMetrics,
 }
 
 impl App {
     pub fn new(pool: PgPool, metrics: DistributionMetrics) -> Self {
-        Self { pool, max_attempts: 5, metrics }
+        Self { pool, metrics }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -53,7 +53,7 @@ impl App {
 
     pub async fn task(&self, ctx: &CommandContext, op: TaskOp) -> Result<pb::Task, AppError> {
         let command = TaskCommand { ctx, op, metrics: &self.metrics };
-        command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
+        command::execute(&self.pool, ctx, &command).await
     }
 
     pub async fn update_settings(
@@ -63,7 +63,7 @@ impl App {
         inbound_department: Option<Option<DepartmentId>>,
     ) -> Result<pb::DistributionSettings, AppError> {
         let command = SettingsCommand { ctx, default_capacity, inbound_department, metrics: &self.metrics };
-        command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
+        command::execute(&self.pool, ctx, &command).await
     }
 
     pub async fn set_capacity(
@@ -73,7 +73,7 @@ impl App {
         capacity: Option<i32>,
     ) -> Result<pb::AgentCapacity, AppError> {
         let command = CapacityCommand { ctx, agent, capacity, metrics: &self.metrics };
-        command::execute(&self.pool, ctx.key(), self.max_attempts, &command).await
+        command::execute(&self.pool, ctx, &command).await
     }
 }
 
@@ -83,13 +83,13 @@ struct TaskCommand<'c> {
     metrics: &'c DistributionMetrics,
 }
 
-async fn existing(conn: &mut PgConnection, tenant: &str, task_id: TaskId) -> Result<(task::Task, i64), AppError> {
+async fn existing(conn: &mut PgConnection, tenant: &TenantId, task_id: TaskId) -> Result<(task::Task, i64), AppError> {
     load_task(conn, tenant, task_id).await?.ok_or_else(|| DomainError::TaskNotFound(task_id.to_string()).into())
 }
 
 async fn agent_view(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: &AgentId,
     default_capacity: i32,
 ) -> Result<task::AgentView, AppError> {
@@ -101,7 +101,7 @@ async fn agent_view(
 /// Creates a task (with its protocol) and tries to assign it at once.
 pub async fn create_task(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     input: CreateTask,
     created_by: &str,
     metrics: &DistributionMetrics,
@@ -110,7 +110,7 @@ pub async fn create_task(
 ) -> Result<TaskId, AppError> {
     let day = now.date_naive();
     let sequence = projections::tasks::next_protocol_sequence(conn, tenant, day).await?;
-    let task_id = TaskId(uuid::Uuid::now_v7());
+    let task_id = TaskId::new();
     let new_task = NewTask {
         task_id,
         protocol: Protocol::new(day, sequence),
@@ -137,12 +137,12 @@ pub async fn create_task(
     Ok(task_id)
 }
 
-impl Attempt<AppError> for TaskCommand<'_> {
+impl Attempt<DomainError> for TaskCommand<'_> {
     type Response = pb::Task;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Task, AppError> {
         let ctx = self.ctx;
-        let tenant = ctx.tenant.as_str();
+        let tenant = &ctx.tenant;
         let metadata = &ctx.metadata;
         let metrics = self.metrics;
         lock_tenant(conn, tenant).await?;
@@ -217,7 +217,7 @@ impl Attempt<AppError> for TaskCommand<'_> {
 /// A round over the departments of an agent who has capacity again.
 pub async fn dispatch_for_agent(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: Option<&AgentId>,
     trigger: &str,
     metrics: &DistributionMetrics,
@@ -239,11 +239,11 @@ struct SettingsCommand<'c> {
     metrics: &'c DistributionMetrics,
 }
 
-impl Attempt<AppError> for SettingsCommand<'_> {
+impl Attempt<DomainError> for SettingsCommand<'_> {
     type Response = pb::DistributionSettings;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::DistributionSettings, AppError> {
-        let tenant = self.ctx.tenant.as_str();
+        let tenant = &self.ctx.tenant;
         lock_tenant(conn, tenant).await?;
         projections::agents::ensure_settings(conn, tenant).await?;
         if let Some(capacity) = self.default_capacity {
@@ -277,11 +277,11 @@ struct CapacityCommand<'c> {
     metrics: &'c DistributionMetrics,
 }
 
-impl Attempt<AppError> for CapacityCommand<'_> {
+impl Attempt<DomainError> for CapacityCommand<'_> {
     type Response = pb::AgentCapacity;
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::AgentCapacity, AppError> {
-        let tenant = self.ctx.tenant.as_str();
+        let tenant = &self.ctx.tenant;
         lock_tenant(conn, tenant).await?;
         let updated = sqlx::query("UPDATE agents SET capacity_override = $3 WHERE tenant_id = $1 AND agent_id = $2")
             .bind(tenant)

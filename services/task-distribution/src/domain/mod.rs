@@ -51,12 +51,18 @@ impl DomainError {
             Self::MissingPermission(_) => "PERMISSION_REQUIRED",
         }
     }
+}
 
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::TaskNotFound(_) | Self::AgentNotFound(_))
+impl dw_eventstore::DomainRule for DomainError {
+    fn reason(&self) -> &'static str {
+        DomainError::reason(self)
     }
 
-    pub fn is_permission(&self) -> bool {
-        matches!(self, Self::MissingPermission(_) | Self::NotTaskOwner)
+    fn kind(&self) -> dw_eventstore::RuleKind {
+        match self {
+            Self::TaskNotFound(_) | Self::AgentNotFound(_) => dw_eventstore::RuleKind::NotFound,
+            Self::MissingPermission(_) | Self::NotTaskOwner => dw_eventstore::RuleKind::PermissionDenied,
+            _ => dw_eventstore::RuleKind::FailedPrecondition,
+        }
     }
 }

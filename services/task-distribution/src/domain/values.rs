@@ -1,26 +1,9 @@
 //! Value types of the distribution context, valid by construction.
 
 use chrono::NaiveDate;
-pub use dw_ids::PhoneNumber;
+pub use dw_ids::{PhoneNumber, TaskId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// A task's id (UUIDv7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskId(pub uuid::Uuid);
-
-impl TaskId {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        uuid::Uuid::parse_str(value).map(Self).map_err(|_| "must be a task id (UUID)".to_owned())
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// Digits of the daily sequence in a protocol.
 pub const PROTOCOL_SEQUENCE_DIGITS: usize = 6;

@@ -54,10 +54,9 @@ impl DistributionGrpc {
             return Ok(true);
         }
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let departments =
-            projections::agents::departments_of(&mut conn, principal.tenant().as_str(), principal.subject())
-                .await
-                .map_err(db_status)?;
+        let departments = projections::agents::departments_of(&mut conn, principal.tenant(), principal.subject())
+            .await
+            .map_err(db_status)?;
         Ok(departments.contains(&task.department_id))
     }
 }
@@ -160,7 +159,7 @@ impl DistributionService for DistributionGrpc {
     #[instrument(skip_all, fields(rpc = "GetTask"))]
     async fn get_task(&self, request: Request<pb::GetTaskRequest>) -> Result<Response<pb::Task>, Status> {
         let principal = principal(&request)?;
-        let tenant = principal.tenant().as_str();
+        let tenant = principal.tenant();
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let found = match &request.get_ref().key {
             Some(pb::get_task_request::Key::TaskId(id)) => {
@@ -230,7 +229,7 @@ impl DistributionService for DistributionGrpc {
         request: Request<pb::SearchProtocolsRequest>,
     ) -> Result<Response<pb::SearchProtocolsResponse>, Status> {
         let principal = principal(&request)?;
-        let tenant = principal.tenant().as_str();
+        let tenant = principal.tenant();
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let privileged = principal.has_role(Role::Manager) || principal.has_role(Role::Service);
         if !privileged {
@@ -300,7 +299,7 @@ impl DistributionService for DistributionGrpc {
         require_role(&principal, &[Role::Agent])?;
         let since = request.get_ref().include_closed.then(|| Utc::now() - chrono::Duration::hours(24));
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let tasks = queries::tasks_of_agent(&mut conn, principal.tenant().as_str(), principal.subject(), since)
+        let tasks = queries::tasks_of_agent(&mut conn, principal.tenant(), principal.subject(), since)
             .await
             .map_err(db_status)?;
         Ok(Response::new(pb::ListMyTasksResponse { tasks }))
@@ -315,7 +314,8 @@ impl DistributionService for DistributionGrpc {
     ) -> Result<Response<Self::WatchMyTasksStream>, Status> {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Agent])?;
-        let stream = self.feed.watch(principal.tenant().as_str(), principal.subject()).await?;
+        let agent = parse_field("sub", principal.subject(), AgentId::parse)?;
+        let stream = self.feed.watch(principal.tenant(), &agent).await?;
         Ok(Response::new(stream))
     }
 
@@ -328,14 +328,10 @@ impl DistributionService for DistributionGrpc {
         let department = optional("department_id", &request.get_ref().department_id, DepartmentId::parse)?;
         let now = Utc::now();
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let departments = queries::queue_stats(
-            &mut conn,
-            principal.tenant().as_str(),
-            department.as_ref().map(DepartmentId::as_str),
-            now,
-        )
-        .await
-        .map_err(db_status)?;
+        let departments =
+            queries::queue_stats(&mut conn, principal.tenant(), department.as_ref().map(DepartmentId::as_str), now)
+                .await
+                .map_err(db_status)?;
         Ok(Response::new(pb::GetQueueStatsResponse { departments, at: Some(crate::codec::timestamp(now)) }))
     }
 
@@ -347,7 +343,7 @@ impl DistributionService for DistributionGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
         let id = task_id(&request.get_ref().task_id)?;
-        let tenant = principal.tenant().as_str();
+        let tenant = principal.tenant();
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let task = queries::task_by_id(&mut conn, tenant, id)
             .await
@@ -365,8 +361,7 @@ impl DistributionService for DistributionGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager, Role::Service])?;
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let settings =
-            projections::agents::settings(&mut conn, principal.tenant().as_str()).await.map_err(db_status)?;
+        let settings = projections::agents::settings(&mut conn, principal.tenant()).await.map_err(db_status)?;
         Ok(Response::new(queries::settings_to_pb(&settings)))
     }
 

@@ -2,6 +2,7 @@
 //! and fans each out to the watchers of the agents it concerns (a task read from the read model,
 //! committed before the relay published the event).
 
+use dw_ids::TenantId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,27 +19,31 @@ use tonic::Status;
 use tracing::warn;
 
 use crate::codec::types;
-use crate::domain::TaskId;
+use crate::domain::{AgentId, TaskId};
 use crate::projections::queries;
 
 type Sender = mpsc::Sender<Result<pb::TaskUpdate, Status>>;
 pub type TaskStream = tokio_stream::wrappers::ReceiverStream<Result<pb::TaskUpdate, Status>>;
 
-/// `(tenant, agent)`.
-type AgentKey = (String, String);
+/// Whose watchers: one agent of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AgentKey {
+    tenant: TenantId,
+    agent: AgentId,
+}
 
 /// Watchers per agent.
 #[derive(Clone, Default)]
 struct Watchers(Arc<Mutex<HashMap<AgentKey, Vec<Sender>>>>);
 
 impl Watchers {
-    fn add(&self, key: (String, String), sender: Sender) {
+    fn add(&self, key: AgentKey, sender: Sender) {
         if let Ok(mut map) = self.0.lock() {
             map.entry(key).or_default().push(sender);
         }
     }
 
-    fn senders(&self, key: &(String, String)) -> Vec<Sender> {
+    fn senders(&self, key: &AgentKey) -> Vec<Sender> {
         let Ok(mut map) = self.0.lock() else {
             return Vec::new();
         };
@@ -167,15 +172,17 @@ impl TaskFeed {
                 continue;
             };
             let Some((task_id, kind, mut agents)) = audience(event_type.as_str(), &message.payload) else { continue };
-            let tenant = tenant.as_str().to_owned();
+            let Ok(tenant) = TenantId::parse(tenant.as_str()) else { continue };
             agents.retain(|a| !a.is_empty());
+            let agents = agents.iter().filter_map(|a| AgentId::parse(a).ok()).collect();
             self.deliver(&tenant, task_id, kind, agents).await;
         }
     }
 
-    async fn deliver(&self, tenant: &str, task_id: TaskId, kind: pb::task_update::Kind, agents: Vec<String>) {
+    async fn deliver(&self, tenant: &TenantId, task_id: TaskId, kind: pb::task_update::Kind, agents: Vec<AgentId>) {
+        let key = |agent: &AgentId| AgentKey { tenant: tenant.clone(), agent: agent.clone() };
         let needs_task = kind == pb::task_update::Kind::Cancelled
-            || agents.iter().any(|a| !self.watchers.senders(&(tenant.to_owned(), a.clone())).is_empty());
+            || agents.iter().any(|a| !self.watchers.senders(&key(a)).is_empty());
         if !needs_task {
             return;
         }
@@ -185,8 +192,10 @@ impl TaskFeed {
         };
         let Some(task) = task else { return };
         let mut agents = agents;
-        if kind == pb::task_update::Kind::Cancelled && !task.agent_id.is_empty() {
-            agents.push(task.agent_id.clone());
+        if kind == pb::task_update::Kind::Cancelled
+            && let Ok(owner) = AgentId::parse(&task.agent_id)
+        {
+            agents.push(owner);
         }
         let update = pb::TaskUpdate {
             kind: kind as i32,
@@ -194,7 +203,7 @@ impl TaskFeed {
             at: Some(crate::codec::timestamp(chrono::Utc::now())),
         };
         for agent in agents {
-            for sender in self.watchers.senders(&(tenant.to_owned(), agent)) {
+            for sender in self.watchers.senders(&key(&agent)) {
                 // A watcher that cannot keep up is dropped rather than slowing everyone.
                 if sender.try_send(Ok(update.clone())).is_err() {
                     let _ = sender.try_send(Err(Status::resource_exhausted("watcher too slow; reconnect")));
@@ -205,14 +214,15 @@ impl TaskFeed {
 
     /// A stream of the agent's updates: registered first, then their open tasks, so nothing
     /// falls between the two (an update may precede or repeat a current task).
-    pub async fn watch(&self, tenant: &str, agent: &str) -> Result<TaskStream, Status> {
+    pub async fn watch(&self, tenant: &TenantId, agent: &AgentId) -> Result<TaskStream, Status> {
         if self.cancel.is_cancelled() {
             return Err(dw_grpc_kit::errors::unavailable("shutting down"));
         }
         let (sender, receiver) = mpsc::channel(1024);
-        self.watchers.add((tenant.to_owned(), agent.to_owned()), sender.clone());
+        self.watchers.add(AgentKey { tenant: tenant.clone(), agent: agent.clone() }, sender.clone());
         let mut conn = self.pool.acquire().await.map_err(super::db_status)?;
-        let current = queries::tasks_of_agent(&mut conn, tenant, agent, None).await.map_err(super::db_status)?;
+        let current =
+            queries::tasks_of_agent(&mut conn, tenant, agent.as_str(), None).await.map_err(super::db_status)?;
         let now = crate::codec::timestamp(chrono::Utc::now());
         for task in current {
             let update =

@@ -2,6 +2,7 @@
 //! departments, permissions, capacity and load.
 
 use chrono::{DateTime, Utc};
+use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::assignment::Candidate;
@@ -22,7 +23,7 @@ impl Default for Settings {
     }
 }
 
-pub async fn settings(conn: &mut PgConnection, tenant: &str) -> Result<Settings, sqlx::Error> {
+pub async fn settings(conn: &mut PgConnection, tenant: &TenantId) -> Result<Settings, sqlx::Error> {
     let row = sqlx::query(
         "SELECT default_capacity, auto_distribution_enabled, inbound_department_id FROM distribution_settings \
          WHERE tenant_id = $1",
@@ -41,7 +42,7 @@ pub async fn settings(conn: &mut PgConnection, tenant: &str) -> Result<Settings,
 }
 
 /// Ensures the tenant has a settings row (defaults), so partial updates can be applied to it.
-pub async fn ensure_settings(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+pub async fn ensure_settings(conn: &mut PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO distribution_settings (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(tenant)
         .execute(conn)
@@ -52,7 +53,7 @@ pub async fn ensure_settings(conn: &mut PgConnection, tenant: &str) -> Result<()
 /// Keeps the agents' active-task counts in step with a task's change of hands.
 pub async fn adjust_load(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     before: Option<&Task>,
     after: &Task,
     now: DateTime<Utc>,
@@ -88,7 +89,7 @@ pub async fn adjust_load(
 /// The agents linked to `department`, as candidates for its queue's head.
 pub async fn candidates(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     department: &str,
     default_capacity: i32,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
@@ -122,7 +123,11 @@ pub async fn candidates(
     Ok(candidates)
 }
 
-pub async fn departments_of(conn: &mut PgConnection, tenant: &str, agent: &str) -> Result<Vec<String>, sqlx::Error> {
+pub async fn departments_of(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: &str,
+) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT department_id FROM agent_departments WHERE tenant_id = $1 AND agent_id = $2 ORDER BY department_id",
     )
@@ -136,7 +141,7 @@ pub async fn departments_of(conn: &mut PgConnection, tenant: &str, agent: &str) 
 /// What the rules need to know of one agent, if task-distribution knows them.
 pub async fn view(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: &AgentId,
     default_capacity: i32,
 ) -> Result<Option<AgentView>, sqlx::Error> {
@@ -169,7 +174,7 @@ pub async fn view(
 
 pub async fn has_permission(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: &str,
     permission: &str,
 ) -> Result<bool, sqlx::Error> {

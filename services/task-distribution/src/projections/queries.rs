@@ -1,6 +1,7 @@
 //! Reads of task-distribution's read models, shaped as the API answers them.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -56,7 +57,7 @@ pub fn task_from_row(row: &PgRow) -> Result<pb::Task, sqlx::Error> {
 
 pub async fn task_by_id(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     task_id: TaskId,
 ) -> Result<Option<pb::Task>, sqlx::Error> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND task_id = $2");
@@ -66,7 +67,7 @@ pub async fn task_by_id(
 
 pub async fn task_by_protocol(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     protocol: &str,
 ) -> Result<Option<pb::Task>, sqlx::Error> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND protocol = $2");
@@ -76,7 +77,7 @@ pub async fn task_by_protocol(
 
 pub async fn tasks_of_agent(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     agent: &str,
     include_closed_since: Option<DateTime<Utc>>,
 ) -> Result<Vec<pb::Task>, sqlx::Error> {
@@ -144,7 +145,7 @@ pub fn protocol_prefix_range(prefix: &str) -> Option<(DateTime<Utc>, DateTime<Ut
 }
 
 /// Newest first. Only the given filters enter the SQL, so each query can use its index.
-pub async fn search(conn: &mut PgConnection, tenant: &str, search: &Search) -> Result<Vec<pb::Task>, sqlx::Error> {
+pub async fn search(conn: &mut PgConnection, tenant: &TenantId, search: &Search) -> Result<Vec<pb::Task>, sqlx::Error> {
     let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1");
     let mut n = 1;
     let mut next = || {
@@ -237,7 +238,7 @@ fn duration(d: chrono::Duration) -> prost_types::Duration {
 /// Queue and staffing figures per department (all of the tenant's, or one).
 pub async fn queue_stats(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     department: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<pb::DepartmentQueueStats>, sqlx::Error> {
@@ -313,7 +314,7 @@ pub async fn queue_stats(
 
 pub async fn decisions(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     task_id: TaskId,
 ) -> Result<Vec<pb::AssignmentDecision>, sqlx::Error> {
     let rows = sqlx::query(

@@ -1,6 +1,7 @@
 //! The `tasks` read model: the queue, the agents' open tasks and the protocol search index.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::task::Task;
@@ -18,7 +19,7 @@ pub enum QueueChange {
 
 pub async fn save(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     task: &Task,
     version: i64,
     queue: QueueChange,
@@ -70,7 +71,11 @@ pub async fn save(
 }
 
 /// The next gap-free sequence number of `day` for the tenant (rolled back with the transaction).
-pub async fn next_protocol_sequence(conn: &mut PgConnection, tenant: &str, day: NaiveDate) -> Result<u32, sqlx::Error> {
+pub async fn next_protocol_sequence(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    day: NaiveDate,
+) -> Result<u32, sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO protocol_counters (tenant_id, day, last_seq) VALUES ($1, $2, 1) \
          ON CONFLICT (tenant_id, day) DO UPDATE SET last_seq = protocol_counters.last_seq + 1 RETURNING last_seq",
@@ -86,7 +91,7 @@ pub async fn next_protocol_sequence(conn: &mut PgConnection, tenant: &str, day: 
 /// The head of a department's queue.
 pub async fn queue_head(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     department: &str,
 ) -> Result<Option<uuid::Uuid>, sqlx::Error> {
     let row = sqlx::query(
@@ -101,7 +106,7 @@ pub async fn queue_head(
 }
 
 /// Departments with queued tasks.
-pub async fn departments_with_queue(conn: &mut PgConnection, tenant: &str) -> Result<Vec<String>, sqlx::Error> {
+pub async fn departments_with_queue(conn: &mut PgConnection, tenant: &TenantId) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query("SELECT DISTINCT department_id FROM tasks WHERE tenant_id = $1 AND status = 'queued'")
         .bind(tenant)
         .fetch_all(conn)
@@ -110,7 +115,11 @@ pub async fn departments_with_queue(conn: &mut PgConnection, tenant: &str) -> Re
 }
 
 /// The agent's assigned tasks.
-pub async fn open_tasks_of(conn: &mut PgConnection, tenant: &str, agent: &str) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+pub async fn open_tasks_of(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: &str,
+) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT task_id FROM tasks WHERE tenant_id = $1 AND agent_id = $2 AND status = 'assigned' ORDER BY created_at",
     )
@@ -124,7 +133,7 @@ pub async fn open_tasks_of(conn: &mut PgConnection, tenant: &str, agent: &str) -
 /// The client's open task on a channel, if any.
 pub async fn open_task_of_client(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     phone: &str,
     channel: &str,
 ) -> Result<Option<uuid::Uuid>, sqlx::Error> {
