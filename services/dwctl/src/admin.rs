@@ -1,5 +1,10 @@
 //! `dwctl admin …`: AgentAdminService, for managers.
 
+use crate::cli::{AdminCommand, SetSettingsArgs};
+use crate::day::{reasons_table, ticket_workspace};
+use crate::output::{self as out, Printer, names};
+use crate::rpc::Rpc;
+use crate::{paging, streaming};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use dw_proto::agentsessions::v1::agent_admin_service_client::AgentAdminServiceClient;
@@ -9,12 +14,6 @@ use dw_proto::agentsessions::v1::{
     RegisterAgentRequest, RevokePermissionRequest, TenantSettings, UnlinkDepartmentRequest,
     UpdateTenantSettingsRequest, WatchAgentStatusesRequest,
 };
-use futures::StreamExt as _;
-
-use crate::cli::{AdminCommand, SetSettingsArgs};
-use crate::day::reasons_table;
-use crate::output::{self as out, Printer, names};
-use crate::rpc::Rpc;
 
 pub async fn run(command: AdminCommand, rpc: &Rpc, printer: &Printer) -> Result<()> {
     let mut client = AgentAdminServiceClient::new(rpc.channel.clone());
@@ -61,46 +60,30 @@ pub async fn run(command: AdminCommand, rpc: &Rpc, printer: &Printer) -> Result<
             printer.emit(names::TENANT_SETTINGS, &response.into_inner(), settings_text)
         }
         AdminCommand::Statuses { department, page_size, page_token } => {
-            let single_page = page_token.is_some();
-            let mut request = ListAgentStatusesRequest {
+            // Every page, unless one page is asked for by its token.
+            let follow = page_token.is_none();
+            let request = ListAgentStatusesRequest {
                 department_id: department.unwrap_or_default(),
                 page_size: page_size.unwrap_or(0),
                 page_token: page_token.unwrap_or_default(),
             };
-            let mut all = ListAgentStatusesResponse::default();
-            loop {
-                let page = client.list_agent_statuses(rpc.request(request.clone())).await?.into_inner();
-                all.agents.extend(page.agents);
-                all.next_page_token = page.next_page_token;
-                if single_page || all.next_page_token.is_empty() {
-                    break;
-                }
-                request.page_token = std::mem::take(&mut all.next_page_token);
-            }
+            let all = paging::collect(request, follow, |request| {
+                let mut client = client.clone();
+                let request = rpc.request(request);
+                async move { client.list_agent_statuses(request).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
             let now = Utc::now();
             printer.emit(names::AGENT_STATUSES, &all, |all| statuses_text(all, now))
         }
         AdminCommand::Watch { department, limit } => {
             let request = WatchAgentStatusesRequest { department_id: department.unwrap_or_default() };
-            let mut stream = client.watch_agent_statuses(rpc.stream_request(request)).await?.into_inner();
-            if !printer.json() {
-                eprintln!("watching agent statuses (Ctrl-C to stop)");
-            }
-            let mut seen = 0_u64;
-            loop {
-                if limit.is_some_and(|limit| seen >= limit) {
-                    return Ok(());
-                }
-                let next = tokio::select! {
-                    next = stream.next() => next,
-                    _ = tokio::signal::ctrl_c() => return Ok(()),
-                };
-                let Some(view) = next else {
-                    return Ok(());
-                };
-                printer.emit_line(names::AGENT_STATUS_VIEW, &view?, |view| watch_line(view, Utc::now()))?;
-                seen += 1;
-            }
+            let stream = client.watch_agent_statuses(rpc.stream_request(request)).await?.into_inner();
+            printer.note("watching agent statuses (Ctrl-C to stop)");
+            streaming::print_each(stream, limit, |view| {
+                printer.emit_line(names::AGENT_STATUS_VIEW, &view, |view| watch_line(view, Utc::now()))
+            })
+            .await
         }
     }
 }
@@ -144,27 +127,21 @@ pub fn agent_text(agent: &Agent) -> String {
 }
 
 fn catalog_text(catalog: &ListPermissionCatalogResponse) -> String {
-    let rows: Vec<Vec<String>> =
-        catalog.permissions.iter().map(|p| vec![p.permission.clone(), p.description.clone()]).collect();
-    out::table(&["PERMISSION", "DESCRIPTION"], &rows)
+    out::table_of(&["PERMISSION", "DESCRIPTION"], &catalog.permissions, |p| {
+        vec![p.permission.clone(), p.description.clone()]
+    })
 }
 
 pub fn settings_text(settings: &TenantSettings) -> String {
-    let url = if settings.ticket_workspace_url.is_empty() {
-        "(not configured)".to_owned()
-    } else {
-        settings.ticket_workspace_url.clone()
-    };
     let mut text = out::fields(&[
-        ("auto distribution", if settings.auto_distribution_enabled { "on" } else { "off" }.to_owned()),
-        ("ticket workspace", url),
+        ("auto distribution", out::on_off(settings.auto_distribution_enabled).to_owned()),
+        ("ticket workspace", ticket_workspace(&settings.ticket_workspace_url)),
         ("version", settings.version.to_string()),
     ]);
-    text.push_str("\nexit reasons:\n");
-    text.push_str(&out::indent(&reasons_table(&settings.exit_reasons), 2));
-    text.push_str("\n\nbreak reasons:\n");
-    text.push_str(&out::indent(&reasons_table(&settings.break_reasons), 2));
     text.push('\n');
+    text.push_str(&out::block("exit reasons", &reasons_table(&settings.exit_reasons)));
+    text.push('\n');
+    text.push_str(&out::block("break reasons", &reasons_table(&settings.break_reasons)));
     text
 }
 
@@ -182,8 +159,7 @@ fn status_row(view: &AgentStatusView, now: DateTime<Utc>) -> Vec<String> {
 const STATUS_HEADER: [&str; 6] = ["AGENT", "NAME", "STATUS", "SINCE", "REASON", "DEPARTMENTS"];
 
 pub fn statuses_text(response: &ListAgentStatusesResponse, now: DateTime<Utc>) -> String {
-    let rows: Vec<Vec<String>> = response.agents.iter().map(|view| status_row(view, now)).collect();
-    let mut text = out::table(&STATUS_HEADER, &rows);
+    let mut text = out::table_of(&STATUS_HEADER, &response.agents, |view| status_row(view, now));
     if !response.next_page_token.is_empty() {
         text.push_str(&format!("next page: --page-token {}\n", response.next_page_token));
     }
@@ -261,6 +237,12 @@ mod tests {
         assert_eq!(updated.break_reasons, vec![reason("coffee", "Coffee")]);
         assert_eq!(updated.ticket_workspace_url, "");
         assert!(updated.auto_distribution_enabled);
+    }
+
+    #[test]
+    fn a_page_of_the_board_names_the_next_page() {
+        let page = ListAgentStatusesResponse { agents: vec![AgentStatusView::default()], next_page_token: "t2".into() };
+        assert!(statuses_text(&page, Utc::now()).ends_with("next page: --page-token t2\n"));
     }
 
     #[test]

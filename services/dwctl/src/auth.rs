@@ -1,9 +1,10 @@
-//! Tokens: the one given, or one minted from the global options.
+//! Tokens: the one given, or one minted from the global options (`dwctl token` prints one).
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use dw_auth::{JwtVerifier, Role, TenantId};
 
 use crate::cli::GlobalOpts;
+use crate::output;
 
 /// Mints a token for `sub` in `tenant`, signed with `secret`, valid `ttl_seconds` from now.
 pub fn mint(secret: &str, tenant: &str, sub: &str, roles: &[Role], ttl_seconds: i64) -> Result<String> {
@@ -41,6 +42,20 @@ pub fn mint_from_options(opts: &GlobalOpts) -> Result<String> {
         }
         _ => Err(anyhow!("cannot mint a token: missing {}", missing.join(", "))),
     }
+}
+
+/// `dwctl token`: prints a token minted from the options; with `--json`, with its expiry too.
+pub fn print_token(opts: &GlobalOpts) -> Result<()> {
+    let token = mint_from_options(opts)?;
+    if !opts.json {
+        return output::write_line(&token);
+    }
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(opts.ttl_seconds);
+    let value = serde_json::json!({
+        "token": token,
+        "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    output::write_line(&serde_json::to_string_pretty(&value)?)
 }
 
 /// The token for an RPC: --token (DW_TOKEN) when given, else one minted from the options.

@@ -11,9 +11,10 @@ use dw_proto::agentsessions::v1::{
     StartServiceDayRequest,
 };
 
-use crate::UsageError;
 use crate::cli::DayCommand;
+use crate::failure::UsageError;
 use crate::output::{self as out, Printer, names};
+use crate::parse;
 use crate::rpc::Rpc;
 
 /// Local checks done before connecting (exit status 2 on failure).
@@ -24,9 +25,7 @@ pub fn validate(command: &DayCommand) -> Result<()> {
                 "ending a break is a confirmed action: run `dwctl day end-break --confirm` to end it".into()
             ))
         }
-        DayCommand::Info { from: Some(from), to: Some(to) } if (to.seconds, to.nanos) <= (from.seconds, from.nanos) => {
-            bail!(UsageError("--to must be after --from".into()))
-        }
+        DayCommand::Info { from, to } => Ok(parse::ordered_range(from.as_ref(), to.as_ref())?),
         _ => Ok(()),
     }
 }
@@ -85,12 +84,7 @@ pub async fn run(command: DayCommand, rpc: &Rpc, printer: &Printer) -> Result<()
         DayCommand::Links => {
             let response = client.get_workspace_links(rpc.request(GetWorkspaceLinksRequest {})).await?;
             printer.emit(names::WORKSPACE_LINKS, &response.into_inner(), |links: &GetWorkspaceLinksResponse| {
-                let url = if links.ticket_workspace_url.is_empty() {
-                    "(not configured)".to_owned()
-                } else {
-                    links.ticket_workspace_url.clone()
-                };
-                out::fields(&[("ticket workspace", url)])
+                out::fields(&[("ticket workspace", ticket_workspace(&links.ticket_workspace_url))])
             })
         }
     }
@@ -153,45 +147,31 @@ fn day_text(day: &ServiceDay, now: DateTime<Utc>) -> String {
         ("length", length.unwrap_or_else(|| "-".to_owned())),
         ("total break", out::duration(day.total_break_time.as_ref())),
     ]);
-    text.push_str("breaks:\n");
-    let breaks: Vec<Vec<String>> = day
-        .breaks
-        .iter()
-        .map(|b| {
-            vec![
-                out::timestamp(b.started_at.as_ref()),
-                b.ended_at.as_ref().map_or_else(|| "(open)".to_owned(), |e| out::timestamp(Some(e))),
-                out::duration(b.duration.as_ref()),
-                out::reason(&b.reason_id, &b.reason_label),
-            ]
-        })
-        .collect();
-    text.push_str(&out::indent(&out::table(&["STARTED", "ENDED", "DURATION", "REASON"], &breaks), 2));
-    text.push_str("\nexits:\n");
-    let exits: Vec<Vec<String>> = day
-        .exits
-        .iter()
-        .map(|e| {
-            vec![
-                out::timestamp(e.notified_at.as_ref()),
-                e.closed_at.as_ref().map_or_else(|| "(open)".to_owned(), |c| out::timestamp(Some(c))),
-                if e.closed_at.is_some() { out::exit_close_cause(e.close_cause) } else { "-".to_owned() },
-                out::reason(&e.reason_id, &e.reason_label),
-            ]
-        })
-        .collect();
-    text.push_str(&out::indent(&out::table(&["NOTIFIED", "CLOSED", "CAUSE", "REASON"], &exits), 2));
-    text.push('\n');
+    let breaks = out::table_of(&["STARTED", "ENDED", "DURATION", "REASON"], &day.breaks, |b| {
+        vec![
+            out::timestamp(b.started_at.as_ref()),
+            b.ended_at.as_ref().map_or_else(|| "(open)".to_owned(), |e| out::timestamp(Some(e))),
+            out::duration(b.duration.as_ref()),
+            out::reason(&b.reason_id, &b.reason_label),
+        ]
+    });
+    text.push_str(&out::block("breaks", &breaks));
+    let exits = out::table_of(&["NOTIFIED", "CLOSED", "CAUSE", "REASON"], &day.exits, |e| {
+        vec![
+            out::timestamp(e.notified_at.as_ref()),
+            e.closed_at.as_ref().map_or_else(|| "(open)".to_owned(), |c| out::timestamp(Some(c))),
+            if e.closed_at.is_some() { out::exit_close_cause(e.close_cause) } else { "-".to_owned() },
+            out::reason(&e.reason_id, &e.reason_label),
+        ]
+    });
+    text.push_str(&out::block("exits", &exits));
     text
 }
 
 fn permissions_text(response: &GetMyPermissionsResponse) -> String {
-    let rows: Vec<Vec<String>> = response
-        .permissions
-        .iter()
-        .map(|p| vec![p.permission.clone(), out::timestamp(p.granted_at.as_ref()), p.granted_by.clone()])
-        .collect();
-    out::table(&["PERMISSION", "GRANTED AT", "GRANTED BY"], &rows)
+    out::table_of(&["PERMISSION", "GRANTED AT", "GRANTED BY"], &response.permissions, |p| {
+        vec![p.permission.clone(), out::timestamp(p.granted_at.as_ref()), p.granted_by.clone()]
+    })
 }
 
 fn exit_reasons_text(response: &ListExitReasonsResponse) -> String {
@@ -201,8 +181,12 @@ fn exit_reasons_text(response: &ListExitReasonsResponse) -> String {
 }
 
 pub fn reasons_table(reasons: &[Reason]) -> String {
-    let rows: Vec<Vec<String>> = reasons.iter().map(|r| vec![r.id.clone(), r.label.clone()]).collect();
-    out::table(&["ID", "LABEL"], &rows)
+    out::table_of(&["ID", "LABEL"], reasons, |r| vec![r.id.clone(), r.label.clone()])
+}
+
+/// The tenant's ticket workspace deep link, or that there is none.
+pub fn ticket_workspace(url: &str) -> String {
+    if url.is_empty() { "(not configured)".to_owned() } else { url.to_owned() }
 }
 
 #[cfg(test)]
@@ -210,9 +194,7 @@ mod tests {
     use super::*;
     use dw_proto::agentsessions::v1::{AgentStatus, BreakRecord};
 
-    fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
-        Some(prost_types::Timestamp { seconds, nanos: 0 })
-    }
+    use crate::testing::ts;
 
     #[test]
     fn end_break_needs_confirm_and_ranges_must_be_ordered() {

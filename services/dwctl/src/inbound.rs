@@ -17,9 +17,9 @@ use dw_proto::messaging::v1::InboundMessageReceived;
 use prost::Message as _;
 use uuid::Uuid;
 
-use crate::UsageError;
 use crate::cli::{GlobalOpts, InboundArgs};
 use crate::events::Event;
+use crate::failure::UsageError;
 use crate::output::{self as out, descriptor_pool, names};
 
 /// `ce-source` of the events dwctl publishes.

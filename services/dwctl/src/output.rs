@@ -1,5 +1,6 @@
 //! Output: proto3 JSON through a descriptor pool (`--json`) or readable text, plus the pure
-//! formatting helpers (timestamps, durations, statuses, tables, hex).
+//! formatting helpers every command shares (timestamps, durations, enum names, fields, tables,
+//! titled blocks, hex).
 
 use anyhow::{Context as _, Result, anyhow};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -120,10 +121,6 @@ impl Printer {
         Ok(Self { json, pool: descriptor_pool()? })
     }
 
-    pub fn json(&self) -> bool {
-        self.json
-    }
-
     /// The proto3 JSON of a generated message whose full protobuf name is `full_name`.
     pub fn to_json<M: prost::Message>(&self, full_name: &str, message: &M) -> Result<serde_json::Value> {
         decode_to_json(&self.pool, full_name, &message.encode_to_vec())
@@ -136,6 +133,14 @@ impl Printer {
             write_line(&serde_json::to_string_pretty(&value)?)
         } else {
             write_line(&text(message))
+        }
+    }
+
+    /// A remark for the person at the terminal (progress, how to resume): stderr, and only in
+    /// text mode, so that `--json` output stays one document or one object per line.
+    pub fn note(&self, text: impl std::fmt::Display) {
+        if !self.json {
+            eprintln!("{text}");
         }
     }
 
@@ -216,23 +221,41 @@ pub fn human_seconds(total: i64) -> String {
 
 /// `working`, `on_break`, `exit_notified`, `off` (the design's state names).
 pub fn status(value: i32) -> String {
-    match AgentStatus::try_from(value) {
-        Ok(status) => enum_suffix(status.as_str_name(), "AGENT_STATUS_"),
-        Err(_) => format!("unknown({value})"),
-    }
+    enum_name(value, "AGENT_STATUS_", AgentStatus::as_str_name)
 }
 
 /// `cancelled`, `break_started`, `day_ended`.
 pub fn exit_close_cause(value: i32) -> String {
-    match ExitCloseCause::try_from(value) {
-        Ok(cause) => enum_suffix(cause.as_str_name(), "EXIT_CLOSE_CAUSE_"),
+    enum_name(value, "EXIT_CLOSE_CAUSE_", ExitCloseCause::as_str_name)
+}
+
+/// The short name of a protobuf enum value: its `as_str_name` without `prefix`, lower-cased
+/// (`AGENT_STATUS_ON_BREAK` → `on_break`); `unknown(7)` for a number this build does not know.
+pub fn enum_name<E: TryFrom<i32>>(value: i32, prefix: &str, as_str_name: fn(&E) -> &'static str) -> String {
+    match E::try_from(value) {
+        Ok(known) => enum_suffix(as_str_name(&known), prefix),
         Err(_) => format!("unknown({value})"),
     }
+}
+
+/// Like [`enum_name`], but `-` for the zero value, which proto3 uses for "not set".
+pub fn enum_name_or_dash<E: TryFrom<i32>>(value: i32, prefix: &str, as_str_name: fn(&E) -> &'static str) -> String {
+    if value == 0 { "-".to_owned() } else { enum_name(value, prefix, as_str_name) }
 }
 
 /// `AGENT_STATUS_ON_BREAK` without `prefix`, lower-cased: `on_break`.
 pub fn enum_suffix(name: &str, prefix: &str) -> String {
     name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
+}
+
+/// `value`, or `-` when it is empty.
+pub fn or_dash(value: &str) -> String {
+    if value.is_empty() { "-".to_owned() } else { value.to_owned() }
+}
+
+/// `text` on one line: line breaks and tabs become spaces, runs of spaces are kept.
+pub fn one_line(text: &str) -> String {
+    text.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// `id (Label)`, `id`, or `-`.
@@ -251,6 +274,10 @@ pub fn list(items: &[String]) -> String {
 
 pub fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
+}
+
+pub fn on_off(value: bool) -> &'static str {
+    if value { "on" } else { "off" }
 }
 
 /// `key value` lines with the values aligned.
@@ -292,6 +319,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A [`table`] with one row per item.
+pub fn table_of<T>(header: &[&str], items: impl IntoIterator<Item = T>, row: impl FnMut(T) -> Vec<String>) -> String {
+    let rows: Vec<Vec<String>> = items.into_iter().map(row).collect();
+    table(header, &rows)
+}
+
+/// A titled part of a text: `title:`, then `body` indented by two spaces, then a line break.
+pub fn block(title: &str, body: &str) -> String {
+    format!("{title}:\n{}\n", indent(body, 2))
 }
 
 /// Lower-case hex, no separators.
@@ -368,6 +406,25 @@ mod tests {
         assert_eq!(reason("", ""), "-");
         assert_eq!(list(&[]), "-");
         assert_eq!(indent("a\n\nb", 2), "  a\n\n  b");
+        assert_eq!((or_dash(""), or_dash("x")), ("-".to_owned(), "x".to_owned()));
+        assert_eq!(one_line(" a\nb\tc  d\r\n"), "a b c  d");
+    }
+
+    #[test]
+    fn tables_of_items_and_titled_blocks() {
+        let reasons = [("lunch", "Lunch")];
+        let rendered = table_of(&["ID", "LABEL"], &reasons, |(id, label)| vec![(*id).to_owned(), (*label).to_owned()]);
+        assert_eq!(rendered, "ID     LABEL\nlunch  Lunch\n");
+        assert_eq!(block("breaks", &rendered), "breaks:\n  ID     LABEL\n  lunch  Lunch\n");
+        assert_eq!(block("exits", &table(&["A"], &[])), "exits:\n  (none)\n");
+    }
+
+    #[test]
+    fn enum_names_know_unset_and_unknown_values() {
+        assert_eq!(enum_name(AgentStatus::Working as i32, "AGENT_STATUS_", AgentStatus::as_str_name), "working");
+        assert_eq!(enum_name(0, "AGENT_STATUS_", AgentStatus::as_str_name), "unspecified");
+        assert_eq!(enum_name_or_dash(0, "AGENT_STATUS_", AgentStatus::as_str_name), "-");
+        assert_eq!(enum_name_or_dash(99, "AGENT_STATUS_", AgentStatus::as_str_name), "unknown(99)");
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! Pure argument parsers (used as clap value parsers and by the commands).
+//! Pure argument parsers (used as clap value parsers and by the commands), and the checks of
+//! arguments that go together.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1::Reason;
 use dw_proto::distribution::v1::{Channel, TaskStatus};
 use dw_proto::messaging::v1::{HeaderKind, MessageStatus, TemplateCategory};
+
+use crate::failure::UsageError;
 
 /// Parses `id=Label` into a [`Reason`]. The id is everything before the first `=`; the label may
 /// itself contain `=`. Both sides are trimmed and must be non-empty.
@@ -56,12 +59,7 @@ pub const WEBHOOK_EVENTS: [&str; 5] =
 
 /// Parses a webhook event type (one of [`WEBHOOK_EVENTS`]; case-insensitive).
 pub fn webhook_event(value: &str) -> Result<String, String> {
-    let event = value.trim().to_ascii_lowercase();
-    if WEBHOOK_EVENTS.contains(&event.as_str()) {
-        Ok(event)
-    } else {
-        Err(format!("unknown event type {value:?}; one of: {}", WEBHOOK_EVENTS.join(", ")))
-    }
+    one_of("event type", &WEBHOOK_EVENTS.map(|event| (event, event)), value).map(str::to_owned)
 }
 
 /// Parses a webhook delivery id into the hyphenated UUID RedeliverWebhook expects: the
@@ -76,35 +74,41 @@ pub fn delivery_id(value: &str) -> Result<String, String> {
 
 /// Parses a task channel: `whatsapp`, `sms`, `voice`, `email`, `chat` (case-insensitive).
 pub fn channel(value: &str) -> Result<Channel, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "whatsapp" => Ok(Channel::Whatsapp),
-        "sms" => Ok(Channel::Sms),
-        "voice" => Ok(Channel::Voice),
-        "email" => Ok(Channel::Email),
-        "chat" => Ok(Channel::Chat),
-        _ => Err(format!("unknown channel {value:?}; one of: whatsapp, sms, voice, email, chat")),
-    }
+    one_of(
+        "channel",
+        &[
+            ("whatsapp", Channel::Whatsapp),
+            ("sms", Channel::Sms),
+            ("voice", Channel::Voice),
+            ("email", Channel::Email),
+            ("chat", Channel::Chat),
+        ],
+        value,
+    )
 }
 
 /// Parses the channel of an inbound client message: `whatsapp` or `sms` (case-insensitive).
 pub fn messaging_channel(value: &str) -> Result<dw_proto::messaging::v1::Channel, String> {
     use dw_proto::messaging::v1::Channel as Messaging;
-    match value.trim().to_ascii_lowercase().as_str() {
-        "whatsapp" => Ok(Messaging::Whatsapp),
-        "sms" => Ok(Messaging::Sms),
-        _ => Err(format!("unknown channel {value:?}; one of: whatsapp, sms")),
-    }
+    one_of("channel", &[("whatsapp", Messaging::Whatsapp), ("sms", Messaging::Sms)], value)
 }
 
 /// Parses a task status: `queued`, `assigned`, `completed`, `cancelled` (case-insensitive).
 pub fn task_status(value: &str) -> Result<TaskStatus, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "queued" => Ok(TaskStatus::Queued),
-        "assigned" => Ok(TaskStatus::Assigned),
-        "completed" => Ok(TaskStatus::Completed),
-        "cancelled" | "canceled" => Ok(TaskStatus::Cancelled),
-        _ => Err(format!("unknown status {value:?}; one of: queued, assigned, completed, cancelled")),
+    // The American spelling is accepted too, without being offered.
+    if value.trim().eq_ignore_ascii_case("canceled") {
+        return Ok(TaskStatus::Cancelled);
     }
+    one_of(
+        "status",
+        &[
+            ("queued", TaskStatus::Queued),
+            ("assigned", TaskStatus::Assigned),
+            ("completed", TaskStatus::Completed),
+            ("cancelled", TaskStatus::Cancelled),
+        ],
+        value,
+    )
 }
 
 /// Parses a phone number into E.164 (`+` then 2-15 digits, the first not 0). Spaces, dashes,
@@ -142,33 +146,64 @@ pub fn subject_prefix(value: &str) -> Result<String, String> {
 
 /// Parses a template category: `utility`, `marketing`, `authentication` (case-insensitive).
 pub fn template_category(value: &str) -> Result<TemplateCategory, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "utility" => Ok(TemplateCategory::Utility),
-        "marketing" => Ok(TemplateCategory::Marketing),
-        "authentication" => Ok(TemplateCategory::Authentication),
-        _ => Err(format!("unknown category {value:?}; one of: utility, marketing, authentication")),
-    }
+    one_of(
+        "category",
+        &[
+            ("utility", TemplateCategory::Utility),
+            ("marketing", TemplateCategory::Marketing),
+            ("authentication", TemplateCategory::Authentication),
+        ],
+        value,
+    )
 }
 
 /// Parses a template header kind: `none`, `text`, `image` (case-insensitive).
 pub fn header_kind(value: &str) -> Result<HeaderKind, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "none" => Ok(HeaderKind::None),
-        "text" => Ok(HeaderKind::Text),
-        "image" => Ok(HeaderKind::Image),
-        _ => Err(format!("unknown header kind {value:?}; one of: none, text, image")),
-    }
+    one_of(
+        "header kind",
+        &[("none", HeaderKind::None), ("text", HeaderKind::Text), ("image", HeaderKind::Image)],
+        value,
+    )
 }
 
 /// Parses a message status: `requested`, `dispatched`, `delivered`, `read`, `failed`.
 pub fn message_status(value: &str) -> Result<MessageStatus, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "requested" => Ok(MessageStatus::Requested),
-        "dispatched" => Ok(MessageStatus::Dispatched),
-        "delivered" => Ok(MessageStatus::Delivered),
-        "read" => Ok(MessageStatus::Read),
-        "failed" => Ok(MessageStatus::Failed),
-        _ => Err(format!("unknown status {value:?}; one of: requested, dispatched, delivered, read, failed")),
+    one_of(
+        "status",
+        &[
+            ("requested", MessageStatus::Requested),
+            ("dispatched", MessageStatus::Dispatched),
+            ("delivered", MessageStatus::Delivered),
+            ("read", MessageStatus::Read),
+            ("failed", MessageStatus::Failed),
+        ],
+        value,
+    )
+}
+
+/// The value named `value` among `choices` (trimmed, case-insensitive); otherwise an error that
+/// names every choice: `unknown <what> "fax"; one of: whatsapp, sms`.
+fn one_of<T: Copy>(what: &str, choices: &[(&str, T)], value: &str) -> Result<T, String> {
+    let wanted = value.trim().to_ascii_lowercase();
+    match choices.iter().find(|(name, _)| *name == wanted) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(format!("unknown {what} {value:?}; one of: {}", names.join(", ")))
+        }
+    }
+}
+
+/// Checks a `--from`/`--to` range given together: `--to` must be after `--from`.
+pub fn ordered_range(
+    from: Option<&prost_types::Timestamp>,
+    to: Option<&prost_types::Timestamp>,
+) -> Result<(), UsageError> {
+    match (from, to) {
+        (Some(from), Some(to)) if (to.seconds, to.nanos) <= (from.seconds, from.nanos) => {
+            Err(UsageError("--to must be after --from".into()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -278,6 +313,30 @@ mod tests {
         assert_eq!(message_status("READ"), Ok(MessageStatus::Read));
         assert_eq!(message_status("failed"), Ok(MessageStatus::Failed));
         assert!(message_status("sent").is_err());
+    }
+
+    #[test]
+    fn unknown_choices_are_named_with_every_choice() {
+        assert_eq!(channel("fax"), Err(r#"unknown channel "fax"; one of: whatsapp, sms, voice, email, chat"#.into()));
+        assert_eq!(task_status(" Canceled "), Ok(TaskStatus::Cancelled));
+        assert_eq!(
+            task_status("open"),
+            Err(r#"unknown status "open"; one of: queued, assigned, completed, cancelled"#.into())
+        );
+        assert_eq!(
+            webhook_event("x"),
+            Err(r#"unknown event type "x"; one of: template.sent, message.dispatched, message.delivered, message.read, message.failed"#.into())
+        );
+    }
+
+    #[test]
+    fn ranges_must_end_after_they_start() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        assert!(ordered_range(Some(&at(1)), Some(&at(2))).is_ok());
+        assert!(ordered_range(Some(&at(2)), Some(&at(2))).is_err());
+        assert!(ordered_range(Some(&at(2)), Some(&at(1))).is_err());
+        assert!(ordered_range(None, Some(&at(1))).is_ok());
+        assert!(ordered_range(Some(&at(1)), None).is_ok());
     }
 
     #[test]

@@ -11,8 +11,7 @@ use dw_proto::notifications::v1::{
 };
 
 use crate::cli::WebhooksCommand;
-use crate::notifications::one_line;
-use crate::output::{self as out, Printer, names};
+use crate::output::{self as out, Printer, names, one_line, or_dash};
 use crate::rpc::Rpc;
 
 pub async fn run(command: WebhooksCommand, rpc: &Rpc, printer: &Printer) -> Result<()> {
@@ -67,10 +66,6 @@ pub fn create_request(
 // ---------------------------------------------------------------------------------------------
 // rendering
 
-fn or_dash(value: &str) -> String {
-    if value.is_empty() { "-".to_owned() } else { value.to_owned() }
-}
-
 /// `yes`, or `no (why)` for a disabled webhook.
 pub fn enabled(webhook: &Webhook) -> String {
     match (webhook.enabled, webhook.disabled_reason.is_empty()) {
@@ -104,21 +99,16 @@ pub fn secret_text(headline: &str, created: &WebhookWithSecret) -> String {
 }
 
 pub fn list_text(list: &ListWebhooksResponse) -> String {
-    let rows: Vec<Vec<String>> = list
-        .webhooks
-        .iter()
-        .map(|w| {
-            vec![
-                w.webhook_id.clone(),
-                w.url.clone(),
-                out::list(&w.event_types),
-                enabled(w),
-                out::timestamp(w.created_at.as_ref()),
-                or_dash(&one_line(&w.description)),
-            ]
-        })
-        .collect();
-    out::table(&["WEBHOOK", "URL", "EVENTS", "ENABLED", "CREATED", "DESCRIPTION"], &rows)
+    out::table_of(&["WEBHOOK", "URL", "EVENTS", "ENABLED", "CREATED", "DESCRIPTION"], &list.webhooks, |w| {
+        vec![
+            w.webhook_id.clone(),
+            w.url.clone(),
+            out::list(&w.event_types),
+            enabled(w),
+            out::timestamp(w.created_at.as_ref()),
+            or_dash(&one_line(&w.description)),
+        ]
+    })
 }
 
 /// `200 (85ms)`, or `no answer (5000ms)` when the endpoint did not answer.
@@ -145,21 +135,16 @@ fn last_error(delivery: &Delivery) -> String {
 }
 
 pub fn deliveries_text(list: &ListDeliveriesResponse) -> String {
-    let rows: Vec<Vec<String>> = list
-        .deliveries
-        .iter()
-        .map(|d| {
-            vec![
-                d.delivery_id.clone(),
-                or_dash(&d.event_type),
-                or_dash(&d.status),
-                attempts(d),
-                out::timestamp(d.next_attempt_at.as_ref()),
-                last_error(d),
-            ]
-        })
-        .collect();
-    out::table(&["DELIVERY", "EVENT", "STATUS", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"], &rows)
+    out::table_of(&["DELIVERY", "EVENT", "STATUS", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"], &list.deliveries, |d| {
+        vec![
+            d.delivery_id.clone(),
+            or_dash(&d.event_type),
+            or_dash(&d.status),
+            attempts(d),
+            out::timestamp(d.next_attempt_at.as_ref()),
+            last_error(d),
+        ]
+    })
 }
 
 pub fn delivery_text(delivery: &Delivery) -> String {
@@ -173,40 +158,30 @@ pub fn delivery_text(delivery: &Delivery) -> String {
         ("next attempt", out::timestamp(d.next_attempt_at.as_ref())),
         ("created", out::timestamp(d.created_at.as_ref())),
     ]);
-    let rows: Vec<Vec<String>> = d
-        .attempts
-        .iter()
-        .map(|a| {
-            vec![
-                out::timestamp(a.at.as_ref()),
-                if a.status_code == 0 { "-".to_owned() } else { a.status_code.to_string() },
-                format!("{}ms", a.latency_ms),
-                or_dash(&one_line(&a.error)),
-            ]
-        })
-        .collect();
-    text.push_str("\nattempts:\n");
-    text.push_str(&out::indent(&out::table(&["AT", "STATUS", "LATENCY", "ERROR"], &rows), 2));
+    let attempts = out::table_of(&["AT", "STATUS", "LATENCY", "ERROR"], &d.attempts, |a| {
+        vec![
+            out::timestamp(a.at.as_ref()),
+            if a.status_code == 0 { "-".to_owned() } else { a.status_code.to_string() },
+            format!("{}ms", a.latency_ms),
+            or_dash(&one_line(&a.error)),
+        ]
+    });
     text.push('\n');
+    text.push_str(&out::block("attempts", &attempts));
     text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     use crate::cli::{Cli, Command};
+    use crate::testing::{T0, parse_in, ts};
 
-    const T0: i64 = 1_714_550_400; // 2024-05-01T08:00:00Z
     const WEBHOOK_ID: &str = "0196a3b2-0000-7000-8000-000000000001";
 
-    fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
-        Some(prost_types::Timestamp { seconds, nanos: 0 })
-    }
-
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(["dwctl", "webhooks"].into_iter().chain(args.iter().copied()))
+        parse_in("webhooks", args)
     }
 
     fn command(args: &[&str]) -> WebhooksCommand {

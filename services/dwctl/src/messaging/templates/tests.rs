@@ -1,12 +1,8 @@
-use clap::Parser as _;
-use dw_proto::messaging::v1::{MessageStatusChange, PreviewProblem};
+use dw_proto::messaging::v1::{Channel, ListTemplatesResponse, TemplateCategory};
 
 use super::*;
-use crate::cli::{Cli, Command};
-
-fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-    Cli::try_parse_from(std::iter::once("dwctl").chain(args.iter().copied()))
-}
+use crate::cli::{Command, ContactsCommand};
+use crate::testing::parse;
 
 fn templates_command(args: &[&str]) -> TemplatesCommand {
     match parse(&[&["templates"], args].concat()).unwrap().command {
@@ -68,9 +64,9 @@ fn create_builds_the_whole_content() {
 
     let ambiguous = [&ORDER_SHIPPED[..], &["--header-text", "Pedido"]].concat();
     let command = templates_command(&ambiguous);
-    let error = validate_templates(&command).unwrap_err();
+    let error = validate(&command).unwrap_err();
     assert!(error.downcast_ref::<UsageError>().is_some(), "{error}");
-    assert!(validate_templates(&templates_command(&[&ambiguous[..], &["--header-kind", "image"]].concat())).is_ok());
+    assert!(validate(&templates_command(&[&ambiguous[..], &["--header-kind", "image"]].concat())).is_ok());
 
     for missing in ["--language", "--category", "--body", "--channel", "--name"] {
         let index = ORDER_SHIPPED.iter().position(|a| *a == missing).unwrap();
@@ -215,145 +211,7 @@ fn preview_list_and_contact_commands_parse() {
 }
 
 #[test]
-fn wait_has_defaults_and_shares_the_global_timeout() {
-    let cli = parse(&["messages", "wait", "--message-id", "m"]).unwrap();
-    assert_eq!(cli.global.timeout_seconds, None);
-    assert_eq!(cli.global.messaging_addr, "http://127.0.0.1:50053");
-    let Command::Messages(MessagesCommand::Wait { status, interval_ms, .. }) = cli.command else { panic!("not wait") };
-    assert_eq!((status, interval_ms), (MessageStatus::Delivered, 500));
-    let cli = parse(&["messages", "wait", "--message-id", "m", "--status", "read", "--timeout-seconds", "30"]).unwrap();
-    assert_eq!(cli.global.timeout_seconds, Some(30));
-    assert!(parse(&["messages", "wait", "--message-id", "m", "--status", "sent"]).is_err());
-    let cli = parse(&["--messaging-addr", "http://10.0.0.5:50053", "messages", "get", "--message-id", "m"]).unwrap();
-    assert_eq!(cli.global.messaging_addr, "http://10.0.0.5:50053");
-}
-
-#[test]
-fn later_statuses_satisfy_earlier_targets_and_failure_stops_the_wait() {
-    use MessageStatus::*;
-    assert_eq!(progress(Requested as i32, Delivered), Progress::Pending);
-    assert_eq!(progress(Dispatched as i32, Delivered), Progress::Pending);
-    assert_eq!(progress(Delivered as i32, Delivered), Progress::Reached);
-    assert_eq!(progress(Read as i32, Delivered), Progress::Reached);
-    assert_eq!(progress(Read as i32, Dispatched), Progress::Reached);
-    assert_eq!(progress(Delivered as i32, Read), Progress::Pending);
-    assert_eq!(progress(Failed as i32, Delivered), Progress::Failed);
-    assert_eq!(progress(Failed as i32, Failed), Progress::Reached);
-    assert_eq!(progress(Read as i32, Failed), Progress::Pending);
-    assert_eq!(progress(99, Delivered), Progress::Pending);
-}
-
-#[test]
-fn sms_previews_show_encoding_units_and_segments() {
-    let preview = PreviewTemplateResponse {
-        rendered_body: "Seu codigo de verificacao e 123456".into(),
-        sms_encoding: SmsEncoding::Gsm7 as i32,
-        sms_units: 34,
-        sms_segments: 1,
-        ..Default::default()
-    };
-    let text = preview_text(&preview);
-    assert!(text.contains("body\n  Seu codigo de verificacao e 123456\n"), "{text}");
-    assert!(text.contains("sms     GSM-7 · 34 septets · 1 segment\n"), "{text}");
-    assert!(text.ends_with("ok: a send with these values would be accepted\n"), "{text}");
-    let preview = PreviewTemplateResponse {
-        rendered_header: "https://images.example.com/box.jpg".into(),
-        rendered_body: "Olá {{1}}".into(),
-        footer: "Acme".into(),
-        problems: vec![PreviewProblem { field: "variables".into(), description: "expected 2 values, got 1".into() }],
-        ..Default::default()
-    };
-    let text = preview_text(&preview);
-    assert!(text.starts_with("header  https://images.example.com/box.jpg\n"), "{text}");
-    assert!(text.contains("footer  Acme\n") && !text.contains("sms "), "{text}");
-    assert!(text.contains("problems:\n  variables: expected 2 values, got 1\n"), "{text}");
-    let emoji = PreviewTemplateResponse {
-        sms_encoding: SmsEncoding::Ucs2 as i32,
-        sms_units: 140,
-        sms_segments: 3,
-        ..Default::default()
-    };
-    assert!(preview_text(&emoji).contains("sms     UCS-2 · 140 UCS-2 code units · 3 segments\n"));
-}
-
-#[test]
-fn messages_render_with_their_history() {
-    let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
-    let message = Message {
-        message_id: "m-1".into(),
-        template_id: "t-1".into(),
-        template_name: "order_shipped".into(),
-        channel: Channel::Whatsapp as i32,
-        recipient_phone: "+5511987654321".into(),
-        rendered_body: "Olá José".into(),
-        status: MessageStatus::Delivered as i32,
-        provider_message_id: "wamid.X".into(),
-        requested_at: at(1_714_550_400),
-        history: vec![
-            MessageStatusChange {
-                status: MessageStatus::Requested as i32,
-                at: at(1_714_550_400),
-                detail: String::new(),
-            },
-            MessageStatusChange {
-                status: MessageStatus::Dispatched as i32,
-                at: at(1_714_550_401),
-                detail: "1 attempt".into(),
-            },
-            MessageStatusChange {
-                status: MessageStatus::Delivered as i32,
-                at: at(1_714_550_402),
-                detail: String::new(),
-            },
-        ],
-        ..Default::default()
-    };
-    let now = DateTime::from_timestamp(1_714_550_410, 0).unwrap();
-    let text = message_text(&message, now);
-    assert!(text.contains("status       delivered\n"), "{text}");
-    assert!(text.contains("template     order_shipped (t-1)\n"), "{text}");
-    assert!(text.contains("provider id  wamid.X\n"), "{text}");
-    assert!(!text.contains("failure"), "{text}");
-    assert!(text.contains("  AT                    STATUS      DETAIL\n"), "{text}");
-    assert!(text.contains("  2024-05-01T08:00:01Z  dispatched  1 attempt\n"), "{text}");
-    let failed = Message {
-        status: MessageStatus::Failed as i32,
-        failure_code: "131026".into(),
-        failure_reason: "undeliverable".into(),
-        failure_terminal: true,
-        ..message
-    };
-    assert!(message_text(&failed, now).contains("failure      131026: undeliverable (terminal)\n"));
-    assert!(progress_line(&failed).ends_with("failed  provider id wamid.X  131026: undeliverable"));
-}
-
-#[test]
-fn enums_render_short() {
-    assert_eq!(channel(Channel::Sms as i32), "sms");
-    assert_eq!(category(TemplateCategory::Authentication as i32), "authentication");
-    assert_eq!(header(HeaderKind::Image as i32), "image");
-    assert_eq!(message_status(MessageStatus::Read as i32), "read");
-    assert_eq!(encoding(SmsEncoding::Ucs2 as i32), "UCS-2");
-    assert_eq!(channel(0), "-");
-    assert_eq!(message_status(42), "unknown(42)");
-}
-
-#[tokio::test]
-async fn list_follows_pages_only_with_all() {
-    let page = |name: &str, next: &str| ListTemplatesResponse {
-        templates: vec![Template { name: name.into(), ..Default::default() }],
-        next_page_token: next.into(),
-    };
-    let pages = HashMap::from([(String::new(), page("a", "t2")), ("t2".to_owned(), page("b", ""))]);
-    let fetch = |request: ListTemplatesRequest| {
-        let page = pages.get(&request.page_token).cloned();
-        async move { page.ok_or_else(|| tonic::Status::invalid_argument("bad token")) }
-    };
-    let one = list_pages(ListTemplatesRequest::default(), false, fetch).await.unwrap();
-    assert_eq!((one.templates.len(), one.next_page_token.as_str()), (1, "t2"));
-    assert!(list_text(&one).contains("next page: --page-token t2"));
-    let all = list_pages(ListTemplatesRequest::default(), true, fetch).await.unwrap();
-    let names: Vec<&str> = all.templates.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["a", "b"]);
-    assert!(all.next_page_token.is_empty());
+fn a_page_of_templates_names_the_next_page() {
+    let page = ListTemplatesResponse { templates: vec![Template::default()], next_page_token: "t2".into() };
+    assert!(list_text(&page).contains("next page: --page-token t2"));
 }

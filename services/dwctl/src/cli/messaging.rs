@@ -1,0 +1,232 @@
+//! `dwctl templates …`, `dwctl messages …`, `dwctl contacts …`: WhatsApp and SMS templates, the
+//! messages sent with them, and CRM contacts.
+
+use clap::{Args, Subcommand};
+use dw_proto::messaging::v1::{Channel as MessagingChannel, HeaderKind, MessageStatus, TemplateCategory};
+
+use crate::cli::PageArgs;
+use crate::parse;
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Register a template (CreateTemplate; role `manager`).
+    Create(CreateTemplateArgs),
+    /// Change a template's content (GetTemplate, then UpdateTemplate; role `manager`): the options
+    /// given replace those parts of the current content, the others are kept. The channel and the
+    /// name cannot change.
+    Update(UpdateTemplateArgs),
+    /// Archive a template (ArchiveTemplate; role `manager`): it can no longer be sent.
+    Archive {
+        #[arg(long, value_parser = parse::non_empty)]
+        template_id: String,
+    },
+    /// Show a template (GetTemplate).
+    Get {
+        #[arg(long, value_parser = parse::non_empty)]
+        template_id: String,
+    },
+    /// Templates by name (ListTemplates). Prints one page and the next page token; --all follows
+    /// every page.
+    List(ListTemplatesArgs),
+    /// Render a template with variables (PreviewTemplate): the text, every problem a send would
+    /// hit, and for SMS the encoding (GSM-7 or UCS-2), its units and the number of segments.
+    Preview(PreviewTemplateArgs),
+    /// Send a template to a phone or a CRM contact (SendTemplate; permission
+    /// `templates.whatsapp.send` or `templates.sms.send`). Prints the message, status `requested`:
+    /// delivery follows (see `dwctl messages wait`).
+    Send(SendTemplateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTemplateArgs {
+    /// whatsapp or sms.
+    #[arg(long, value_parser = parse::messaging_channel)]
+    pub channel: MessagingChannel,
+    /// Lower-case letters, digits and `_`, starting with a letter (unique per channel).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub name: String,
+    /// Language tag, e.g. pt_BR, en_US, es.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub language: String,
+    /// utility, marketing or authentication.
+    #[arg(long, value_parser = parse::template_category)]
+    pub category: TemplateCategory,
+    /// The text, with positional variables {{1}}..{{n}}.
+    #[arg(long)]
+    pub body: String,
+    #[command(flatten)]
+    pub content: ContentOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateTemplateArgs {
+    #[arg(long, value_parser = parse::non_empty)]
+    pub template_id: String,
+    /// Language tag, e.g. pt_BR, en_US, es.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub language: Option<String>,
+    /// utility, marketing or authentication.
+    #[arg(long, value_parser = parse::template_category)]
+    pub category: Option<TemplateCategory>,
+    /// The text, with positional variables {{1}}..{{n}}.
+    #[arg(long)]
+    pub body: Option<String>,
+    #[command(flatten)]
+    pub content: ContentOptions,
+    /// Remove every default metadata entry.
+    #[arg(long, conflicts_with = "metadata")]
+    pub clear_metadata: bool,
+}
+
+/// The optional parts of a template's content. An empty value (`--footer ''`) removes that part.
+#[derive(Debug, Args, Default)]
+pub struct ContentOptions {
+    /// none, text or image (WhatsApp only). Default: image with --header-image-url, text with
+    /// --header-text, otherwise none (update: the current kind).
+    #[arg(long, value_parser = parse::header_kind)]
+    pub header_kind: Option<HeaderKind>,
+    /// Default header title (header kind text; at most 60 characters; a send may override it).
+    #[arg(long)]
+    pub header_text: Option<String>,
+    /// Default header image, an https URL (header kind image; a send may override it).
+    #[arg(long)]
+    pub header_image_url: Option<String>,
+    /// Footer text (WhatsApp).
+    #[arg(long)]
+    pub footer: Option<String>,
+    /// The department the template belongs to (none: every department).
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Default webhook (the automation a send triggers), an https URL.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Default metadata as key=value (repeatable; replaces the current metadata on update).
+    #[arg(long = "metadata", value_parser = parse::key_value)]
+    pub metadata: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+#[command(mut_arg("all", |arg| arg.help("Follow every page and print all the templates")))]
+pub struct ListTemplatesArgs {
+    /// whatsapp or sms.
+    #[arg(long, value_parser = parse::messaging_channel)]
+    pub channel: Option<MessagingChannel>,
+    /// Only templates of this department.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: Option<String>,
+    /// Part of the name.
+    #[arg(long, value_parser = parse::non_empty)]
+    pub name: Option<String>,
+    /// Include archived templates.
+    #[arg(long)]
+    pub include_archived: bool,
+    #[command(flatten)]
+    pub paging: PageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewTemplateArgs {
+    #[arg(long, value_parser = parse::non_empty)]
+    pub template_id: String,
+    #[command(flatten)]
+    pub render: RenderOptions,
+}
+
+/// What a preview or a send fills in: the variables, and a header instead of the template's.
+#[derive(Debug, Args)]
+pub struct RenderOptions {
+    /// The value of {{1}}, then {{2}}, ... (repeat in order).
+    #[arg(long = "var", allow_hyphen_values = true)]
+    pub vars: Vec<String>,
+    /// Header title instead of the template's (header kind text).
+    #[arg(long)]
+    pub header_text: Option<String>,
+    /// Header image instead of the template's, an https URL (header kind image).
+    #[arg(long)]
+    pub header_image_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("recipient").required(true).args(["phone", "contact_id"])))]
+pub struct SendTemplateArgs {
+    #[arg(long, value_parser = parse::non_empty)]
+    pub template_id: String,
+    /// The recipient's phone, E.164 (+5511912345678; spaces and dashes are dropped).
+    #[arg(long, value_parser = parse::phone)]
+    pub phone: Option<String>,
+    /// A CRM contact (the phone is the contact's; see `dwctl contacts search`).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub contact_id: Option<String>,
+    #[command(flatten)]
+    pub render: RenderOptions,
+    /// Department of the send (default: the template's).
+    #[arg(long, value_parser = parse::non_empty)]
+    pub department: Option<String>,
+    /// The automation the send triggers, an https URL (default: the template's).
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Metadata as key=value (repeatable), merged over the template's defaults.
+    #[arg(long = "metadata", value_parser = parse::key_value)]
+    pub metadata: Vec<(String, String)>,
+    /// Additional information (free text, at most 2,000 characters).
+    #[arg(long)]
+    pub info: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// A sent message with its status history (GetMessage).
+    Get {
+        #[arg(long, value_parser = parse::non_empty)]
+        message_id: String,
+    },
+    /// Poll GetMessage until the message reaches --status (or a later one: `read` satisfies
+    /// `delivered`), then print it. Fails when the message fails first, or after
+    /// --timeout-seconds (default 20).
+    Wait {
+        #[arg(long, value_parser = parse::non_empty)]
+        message_id: String,
+        /// dispatched, delivered, read or failed.
+        #[arg(long, default_value = "delivered", value_parser = parse::message_status)]
+        status: MessageStatus,
+        /// Poll interval, in milliseconds.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+        interval_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Create or update the contact with this phone (UpsertContact; role `manager` or `service`).
+    Upsert {
+        /// The client's name.
+        #[arg(long, value_parser = parse::non_empty)]
+        name: String,
+        /// E.164 (+5511912345678; spaces and dashes are dropped).
+        #[arg(long, value_parser = parse::phone)]
+        phone: String,
+        /// The contact's id in the tenant's CRM.
+        #[arg(long, value_parser = parse::non_empty)]
+        external_id: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag", value_parser = parse::non_empty)]
+        tags: Vec<String>,
+    },
+    /// Find contacts by name (partial, case- and accent-insensitive, best first) or by phone
+    /// (SearchContacts).
+    Search {
+        #[arg(long, value_parser = parse::non_empty, required_unless_present = "phone", conflicts_with = "phone")]
+        name: Option<String>,
+        /// E.164.
+        #[arg(long, value_parser = parse::phone)]
+        phone: Option<String>,
+        /// At most this many (1-100; server default 20).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100))]
+        page_size: Option<i32>,
+    },
+    /// Show a contact (GetContact).
+    Get {
+        #[arg(long, value_parser = parse::non_empty)]
+        contact_id: String,
+    },
+}

@@ -1,0 +1,50 @@
+//! `dwctl webhooks …`: outbound webhooks and their deliveries.
+
+use clap::Subcommand;
+
+use crate::parse;
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register a webhook (CreateWebhook). Prints it and its signing secret (`whsec_…`), which is
+    /// shown only this once.
+    Create {
+        /// The URL the events are POSTed to.
+        #[arg(long, value_parser = parse::non_empty)]
+        url: String,
+        /// A free-text description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Event type to deliver (repeatable, or comma-separated): template.sent,
+        /// message.dispatched, message.delivered, message.read, message.failed.
+        #[arg(long = "event", required = true, value_delimiter = ',', value_parser = parse::webhook_event)]
+        events: Vec<String>,
+    },
+    /// Every webhook of the tenant, disabled ones included (ListWebhooks).
+    List,
+    /// Delete (disable) a webhook (DeleteWebhook).
+    Delete {
+        #[arg(long, value_parser = parse::non_empty)]
+        webhook_id: String,
+    },
+    /// Replace a webhook's signing secret (RotateWebhookSecret); the new secret is shown once.
+    RotateSecret {
+        #[arg(long, value_parser = parse::non_empty)]
+        webhook_id: String,
+    },
+    /// A webhook's deliveries, newest first, with every attempt (status code, latency, error) and
+    /// the next retry (ListDeliveries).
+    Deliveries {
+        #[arg(long, value_parser = parse::non_empty)]
+        webhook_id: String,
+        /// How many deliveries (1-200; server default 50).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=200))]
+        page_size: Option<i32>,
+    },
+    /// Schedule a delivery again now, with the same `webhook-id` (RedeliverWebhook). The id is
+    /// the `msg_…` of `webhooks deliveries` (or the `webhook-id` header), or the plain UUID.
+    Redeliver {
+        #[arg(long, value_parser = parse::delivery_id)]
+        delivery_id: String,
+    },
+}
