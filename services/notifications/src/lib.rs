@@ -1,9 +1,14 @@
-//! notifications: the single-notifications log (every template sent, from messaging's events)
-//! and agents' live notifications (client messages on their tasks, assignments, failed sends).
-//! Web Push and outbound webhooks come next.
+//! notifications: the single-notifications log (every template sent, from messaging's events),
+//! agents' live notifications (client messages on their tasks, assignments, failed sends), Web
+//! Push to their browsers and outbound webhooks.
+//!
+//! Layers: [`domain`] (pure rules) · [`app`] (mutations, delivery workers, the notifier) ·
+//! [`grpc`] (transport) · [`projections`] (read models fed by consumers, and their queries) ·
+//! [`server`] (wiring). [`webhooks`] and [`push`] keep the names the wiring uses.
 
 pub mod app;
 pub mod config;
+pub mod domain;
 pub mod grpc;
 pub mod projections;
 pub mod push;

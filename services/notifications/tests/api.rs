@@ -353,10 +353,10 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
     let (headers, body) = &attempts[2];
     let timestamp: i64 = headers.get("webhook-timestamp").unwrap().to_str().unwrap().parse().unwrap();
     let sent = headers.get("webhook-signature").unwrap().to_str().unwrap();
-    let expected = notifications::webhooks::signature(&secret, ids[0], timestamp, body).unwrap();
+    let expected = notifications::domain::webhook::signature(&secret, ids[0], timestamp, body).unwrap();
     assert_eq!(sent, expected, "the receiver verifies the signature");
     let tampered = body.replace("T-9", "T-10");
-    assert_ne!(notifications::webhooks::signature(&secret, ids[0], timestamp, &tampered).unwrap(), sent);
+    assert_ne!(notifications::domain::webhook::signature(&secret, ids[0], timestamp, &tampered).unwrap(), sent);
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["type"], "template.sent");
     assert_eq!(json["data"]["metadata"]["crm_ticket"], "T-9");

@@ -71,13 +71,13 @@ pub async fn start() -> Harness {
         distribution: upstream(&distribution),
         agent_sessions: upstream(&sessions),
         consumer_prefix: "notifications".into(),
-        webhooks: notifications::webhooks::WebhookConfig {
+        webhooks: notifications::app::webhook_delivery::WebhookConfig {
             allowed_hosts: vec!["127.0.0.1".into()],
             timeout: Duration::from_secs(5),
             schedule: vec![Duration::from_millis(100); 7],
             poll_interval: Duration::from_millis(50),
         },
-        push: notifications::push::PushConfig {
+        push: notifications::app::push_delivery::PushConfig {
             vapid: std::sync::Arc::new(web_push_native::jwt_simple::algorithms::ES256KeyPair::generate()),
             contact: "mailto:ops@example.com".into(),
             ttl: Duration::from_secs(60),

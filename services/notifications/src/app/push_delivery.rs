@@ -1,0 +1,248 @@
+//! The Web Push worker: RFC 8030 delivery (`TTL`, `Urgency`), payloads encrypted per RFC 8291
+//! (`aes128gcm`), VAPID per RFC 8292 (ES256), through `web-push-native`. It sends the pushes the
+//! consumers queued (claimed with `FOR UPDATE SKIP LOCKED`, safe with replicas), each in a span
+//! that continues the trace of the event that queued it; what follows an answer is decided by
+//! [`crate::domain::push`]. Every attempt is counted by outcome (`dw_push_deliveries_total`) and
+//! timed (`dw_push_request_duration_seconds`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use web_push_native::WebPushBuilder;
+use web_push_native::jwt_simple::algorithms::ES256KeyPair;
+
+use super::destination::check_destination;
+use crate::domain::push::{self, JobState, Outcome, parse_keys};
+
+#[derive(Clone)]
+pub struct PushConfig {
+    pub vapid: Arc<ES256KeyPair>,
+    /// `mailto:` or https contact in the VAPID claims.
+    pub contact: String,
+    pub ttl: Duration,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+    /// Hosts allowed for push endpoints despite being private or loopback.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConfig").field("vapid", &"<redacted>").field("contact", &self.contact).finish()
+    }
+}
+
+/// The VAPID key pair of `DW_VAPID_PRIVATE_KEY` when configured, or a new one (with a warning:
+/// browsers subscribed with it must subscribe again after a restart).
+pub fn vapid_key(configured: Option<&str>) -> Result<ES256KeyPair, String> {
+    match configured {
+        Some(encoded) => push::parse_vapid_key(encoded),
+        None => {
+            tracing::warn!(
+                "DW_VAPID_PRIVATE_KEY not set: using an ephemeral VAPID key (subscriptions break on restart)"
+            );
+            Ok(ES256KeyPair::generate())
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Web Push metrics, registered once per process.
+#[derive(Clone)]
+pub struct PushMetrics {
+    deliveries: Family<OutcomeLabels, Counter>,
+    duration: Family<OutcomeLabels, Histogram>,
+}
+
+impl PushMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            deliveries: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            }),
+        };
+        registry.register(
+            "dw_push_deliveries",
+            "Web Push attempts by outcome: sent (2xx), gone (404/410 or an unusable subscription: dropped), \
+             throttled (429, retried after Retry-After), retrying (5xx or no answer, retried), failed (given up)",
+            metrics.deliveries.clone(),
+        );
+        registry.register(
+            "dw_push_request_duration_seconds",
+            "Time the push service took to answer a Web Push request, by outcome",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+
+    fn observe(&self, outcome: Outcome, elapsed: Option<Duration>) {
+        let labels = OutcomeLabels { outcome: outcome.as_str() };
+        self.deliveries.get_or_create(&labels).inc();
+        if let Some(elapsed) = elapsed {
+            self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// Sends due pushes until `cancel`.
+pub async fn run_worker(pool: PgPool, config: PushConfig, metrics: PushMetrics, cancel: CancellationToken) {
+    let http = match reqwest::Client::builder().timeout(config.timeout).build() {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "push client unavailable");
+            return;
+        }
+    };
+    let (pool, http, config, metrics) = (&pool, &http, &config, &metrics);
+    let pass = move || async move {
+        push_due(pool, http, config, metrics).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "push worker failed");
+            0
+        })
+    };
+    super::poll(config.poll_interval, &cancel, pass).await;
+}
+
+async fn push_due(
+    pool: &PgPool,
+    http: &reqwest::Client,
+    config: &PushConfig,
+    metrics: &PushMetrics,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT j.job_id, j.tenant_id, j.endpoint, j.payload, j.attempts, j.traceparent, s.p256dh, s.auth \
+         FROM push_jobs j JOIN push_subscriptions s ON s.tenant_id = j.tenant_id AND s.endpoint = j.endpoint \
+         WHERE j.status = 'pending' AND j.next_attempt_at <= now() ORDER BY j.next_attempt_at LIMIT 32 \
+         FOR UPDATE OF j SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    // Jobs whose subscription is gone are dropped.
+    sqlx::query(
+        "UPDATE push_jobs j SET status = 'dropped' WHERE j.status = 'pending' AND NOT EXISTS \
+         (SELECT 1 FROM push_subscriptions s WHERE s.tenant_id = j.tenant_id AND s.endpoint = j.endpoint)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    for row in &rows {
+        let id: uuid::Uuid = row.try_get("job_id")?;
+        sqlx::query("UPDATE push_jobs SET next_attempt_at = now() + interval '1 minute' WHERE job_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    for row in &rows {
+        let id: uuid::Uuid = row.try_get("job_id")?;
+        let tenant: String = row.try_get("tenant_id")?;
+        let endpoint: String = row.try_get("endpoint")?;
+        let payload: String = row.try_get("payload")?;
+        let attempts: i32 = row.try_get::<i32, _>("attempts")? + 1;
+        let span = tracing::info_span!(
+            "web push send",
+            otel.kind = "client",
+            http.request.method = "POST",
+            http.response.status_code = tracing::field::Empty,
+            attempt = attempts,
+        );
+        if let Some(traceparent) = row.try_get::<Option<String>, _>("traceparent")? {
+            dw_telemetry::set_parent_from_traceparent(&span, &traceparent);
+        }
+        let (status, retry_after, elapsed) = send_one(
+            http,
+            config,
+            &endpoint,
+            &row.try_get::<String, _>("p256dh")?,
+            &row.try_get::<String, _>("auth")?,
+            payload,
+        )
+        .instrument(span.clone())
+        .await;
+        if let Some(code) = status {
+            span.record("http.response.status_code", code);
+        }
+        let next = push::after_push(status, retry_after, attempts);
+        if next.state == JobState::Dropped {
+            sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
+                .bind(&tenant)
+                .bind(&endpoint)
+                .execute(pool)
+                .await?;
+        }
+        metrics.observe(next.outcome, elapsed);
+        sqlx::query(
+            "UPDATE push_jobs SET status = $2, attempts = $3, last_status = $4, \
+                 next_attempt_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $5::bigint) END, \
+                 sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END WHERE job_id = $1",
+        )
+        .bind(id)
+        .bind(next.state.as_str())
+        .bind(attempts)
+        .bind(status.map(i32::from))
+        .bind(next.retry_in.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+        .execute(pool)
+        .await?;
+    }
+    Ok(rows.len())
+}
+
+/// One push; the HTTP status (None when no answer), any `Retry-After`, and how long the push
+/// service took (None when no request was made). An endpoint that may not be called, or a
+/// subscription whose keys do not parse, answers as gone (410).
+async fn send_one(
+    http: &reqwest::Client,
+    config: &PushConfig,
+    endpoint: &str,
+    p256dh: &str,
+    auth: &str,
+    payload: String,
+) -> (Option<u16>, Option<Duration>, Option<Duration>) {
+    if check_destination(endpoint, &config.allowed_hosts).await.is_err() {
+        return (Some(410), None, None);
+    }
+    let Ok((public, auth)) = parse_keys(p256dh, auth) else {
+        return (Some(410), None, None);
+    };
+    let Ok(uri) = endpoint.parse::<http::Uri>() else {
+        return (Some(410), None, None);
+    };
+    let builder = WebPushBuilder::new(uri, public, auth)
+        .with_valid_duration(config.ttl)
+        .with_vapid(config.vapid.as_ref(), &config.contact);
+    let Ok(request) = builder.build(payload.into_bytes()) else {
+        return (None, None, None);
+    };
+    let (parts, body) = request.into_parts();
+    let mut outgoing = http.post(endpoint).header("Urgency", "high").body(body);
+    for (name, value) in &parts.headers {
+        outgoing = outgoing.header(name.as_str(), value.as_bytes());
+    }
+    let started = Instant::now();
+    match outgoing.send().await {
+        Ok(response) => {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            (Some(response.status().as_u16()), retry_after, Some(started.elapsed()))
+        }
+        Err(_) => (None, None, Some(started.elapsed())),
+    }
+}

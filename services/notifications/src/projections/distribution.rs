@@ -1,0 +1,112 @@
+//! Agents' news from distribution's events: who holds which task, a notification (and a browser
+//! push) when a task becomes theirs or their client writes.
+
+use dw_bus::{InboundEvent, Projection, ProjectionError};
+use dw_proto::distribution::v1 as distribution;
+use sqlx::PgConnection;
+
+use super::outbound::enqueue_push;
+use super::{Note, decode, notify_agent, uuid_of};
+use crate::domain::notification::{Kind, preview};
+
+/// distribution's events: who holds which task; assignments and client messages for agents.
+#[derive(Clone, Default)]
+pub struct DistributionProjection;
+
+async fn set_holder(conn: &mut PgConnection, tenant: &str, task: &str, agent: Option<&str>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO task_holders (tenant_id, task_id, agent_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, task_id) DO UPDATE SET agent_id = EXCLUDED.agent_id",
+    )
+    .bind(tenant)
+    .bind(uuid_of(task))
+    .bind(agent)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A browser push for a task that became the agent's (the agent may be in another tab).
+async fn push_task_assigned(
+    conn: &mut PgConnection,
+    tenant: &str,
+    agent: &str,
+    task_id: &str,
+    body: &str,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::json!({
+        "kind": Kind::TaskAssigned.as_str(),
+        "title": Kind::TaskAssigned.title(),
+        "body": body,
+        "task_id": task_id,
+    });
+    enqueue_push(conn, tenant, agent, &payload).await
+}
+
+impl Projection for DistributionProjection {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        let tenant = event.tenant_id.as_str();
+        match event.event_type.as_str() {
+            "dw.distribution.v1.TaskAssigned" => {
+                let m: distribution::TaskAssigned = decode(event)?;
+                set_holder(conn, tenant, &m.task_id, Some(&m.agent_id)).await?;
+                let body = format!("A task of {} is yours", m.department_id);
+                let note =
+                    Note { kind: Kind::TaskAssigned, task_id: uuid_of(&m.task_id), message_id: None, body: &body };
+                notify_agent(conn, tenant, &m.agent_id, note).await?;
+                push_task_assigned(conn, tenant, &m.agent_id, &m.task_id, &body).await?;
+            }
+            "dw.distribution.v1.TaskClaimed" => {
+                let m: distribution::TaskClaimed = decode(event)?;
+                set_holder(conn, tenant, &m.task_id, Some(&m.agent_id)).await?;
+            }
+            "dw.distribution.v1.TaskTransferred" => {
+                let m: distribution::TaskTransferred = decode(event)?;
+                let to = Some(m.to_agent_id.as_str()).filter(|a| !a.is_empty());
+                set_holder(conn, tenant, &m.task_id, to).await?;
+                if let Some(agent) = to {
+                    let body = format!("Transferred to you by {}", m.transferred_by);
+                    let note =
+                        Note { kind: Kind::TaskAssigned, task_id: uuid_of(&m.task_id), message_id: None, body: &body };
+                    notify_agent(conn, tenant, agent, note).await?;
+                    push_task_assigned(conn, tenant, agent, &m.task_id, &body).await?;
+                }
+            }
+            "dw.distribution.v1.TaskRequeued" => {
+                let m: distribution::TaskRequeued = decode(event)?;
+                set_holder(conn, tenant, &m.task_id, None).await?;
+            }
+            "dw.distribution.v1.TaskCompleted" => {
+                let m: distribution::TaskCompleted = decode(event)?;
+                set_holder(conn, tenant, &m.task_id, None).await?;
+            }
+            "dw.distribution.v1.TaskCancelled" => {
+                let m: distribution::TaskCancelled = decode(event)?;
+                set_holder(conn, tenant, &m.task_id, None).await?;
+            }
+            "dw.distribution.v1.TaskMessageRecorded" => {
+                let m: distribution::TaskMessageRecorded = decode(event)?;
+                if !m.agent_id.is_empty() {
+                    let text = preview(&m.text);
+                    let note = Note {
+                        kind: Kind::ClientMessage,
+                        task_id: uuid_of(&m.task_id),
+                        message_id: uuid_of(&m.message_id),
+                        body: &text,
+                    };
+                    notify_agent(conn, tenant, &m.agent_id, note).await?;
+                    let payload = serde_json::json!({
+                        "kind": Kind::ClientMessage.as_str(),
+                        "title": Kind::ClientMessage.title(),
+                        "body": text,
+                        "task_id": m.task_id,
+                        "message_id": m.message_id,
+                    });
+                    enqueue_push(conn, tenant, &m.agent_id, &payload).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

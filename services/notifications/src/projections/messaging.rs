@@ -1,0 +1,127 @@
+//! The log from messaging's events: a row per send, moved forward by its statuses; a webhook
+//! delivery queued per status for the endpoints subscribed to it; failed sends told to their agent.
+
+use dw_bus::{InboundEvent, Projection, ProjectionError};
+use dw_proto::messaging::v1 as messaging;
+use sqlx::{PgConnection, Row};
+
+use super::outbound::enqueue_webhooks;
+use super::{Note, decode, notify_agent, time, uuid_of};
+use crate::domain::notification::{Kind, channel_name};
+
+/// messaging's events: the log, and failed sends for their agents.
+#[derive(Clone, Default)]
+pub struct MessagingProjection;
+
+impl Projection for MessagingProjection {
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+        let tenant = event.tenant_id.as_str();
+        let (message_id, status, at, detail) = match event.event_type.as_str() {
+            "dw.messaging.v1.MessageRequested" => {
+                let m: messaging::MessageRequested = decode(event)?;
+                let Some(message) = m.message else { return Ok(()) };
+                let requested_at = time(message.requested_at.as_ref(), event.time);
+                let timeline = serde_json::json!([{"status": "requested", "at": requested_at, "detail": ""}]);
+                sqlx::query(
+                    "INSERT INTO single_notifications (tenant_id, message_id, channel, status, template_id, template_name, \
+                         agent_id, department_id, recipient_phone, rendered_body, timeline, requested_at, updated_at) \
+                     VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(uuid_of(&message.message_id))
+                .bind(channel_name(message.channel))
+                .bind(&message.template_id)
+                .bind(&message.template_name)
+                .bind(&message.agent_id)
+                .bind(Some(message.department_id.clone()).filter(|d| !d.is_empty()))
+                .bind(&message.recipient_phone)
+                .bind(&message.rendered_body)
+                .bind(timeline)
+                .bind(requested_at)
+                .execute(&mut *conn)
+                .await?;
+                let data = serde_json::json!({
+                    "message_id": message.message_id,
+                    "template_id": message.template_id,
+                    "template_name": message.template_name,
+                    "channel": channel_name(message.channel),
+                    "recipient_phone": message.recipient_phone,
+                    "contact_id": message.contact_id,
+                    "rendered_body": message.rendered_body,
+                    "variables": message.variables,
+                    "department_id": message.department_id,
+                    "agent_id": message.agent_id,
+                    "metadata": message.metadata,
+                    "additional_information": message.additional_information,
+                    "requested_at": requested_at,
+                });
+                let send_url = Some(message.webhook_url.as_str()).filter(|u| !u.is_empty());
+                enqueue_webhooks(conn, tenant, "template.sent", send_url, data).await?;
+                return Ok(());
+            }
+            "dw.messaging.v1.MessageDispatched" => {
+                let m: messaging::MessageDispatched = decode(event)?;
+                let detail = format!("{} attempt(s), provider id {}", m.attempts, m.provider_message_id);
+                (m.message_id, "dispatched", time(m.dispatched_at.as_ref(), event.time), detail)
+            }
+            "dw.messaging.v1.MessageDelivered" => {
+                let m: messaging::MessageDelivered = decode(event)?;
+                (m.message_id, "delivered", time(m.delivered_at.as_ref(), event.time), String::new())
+            }
+            "dw.messaging.v1.MessageRead" => {
+                let m: messaging::MessageRead = decode(event)?;
+                (m.message_id, "read", time(m.read_at.as_ref(), event.time), String::new())
+            }
+            "dw.messaging.v1.MessageFailed" => {
+                let m: messaging::MessageFailed = decode(event)?;
+                let at = time(m.failed_at.as_ref(), event.time);
+                let id = uuid_of(&m.message_id);
+                let row = sqlx::query(
+                    "UPDATE single_notifications SET status = 'failed', failure_code = $3, failure_reason = $4, \
+                         timeline = timeline || jsonb_build_array(jsonb_build_object('status', 'failed', 'at', $5::timestamptz, 'detail', $4)), \
+                         updated_at = $5 \
+                     WHERE tenant_id = $1 AND message_id = $2 RETURNING agent_id, template_name, recipient_phone",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(&m.code)
+                .bind(&m.reason)
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let data =
+                    serde_json::json!({"message_id": m.message_id, "code": m.code, "reason": m.reason, "at": at});
+                enqueue_webhooks(conn, tenant, "message.failed", None, data).await?;
+                if let Some(row) = row {
+                    let agent: String = row.try_get("agent_id")?;
+                    let template: String = row.try_get("template_name")?;
+                    let phone: String = row.try_get("recipient_phone")?;
+                    let body = format!("{template} to {phone}: {} ({})", m.reason, m.code);
+                    let note = Note { kind: Kind::SendFailed, task_id: None, message_id: id, body: &body };
+                    notify_agent(conn, tenant, &agent, note).await?;
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        // Forward only: late or repeated statuses change nothing.
+        sqlx::query(
+            "UPDATE single_notifications SET status = $3, \
+                 timeline = timeline || jsonb_build_array(jsonb_build_object('status', $3, 'at', $4::timestamptz, 'detail', $5)), \
+                 updated_at = $4 \
+             WHERE tenant_id = $1 AND message_id = $2 AND status <> 'failed' \
+               AND array_position(ARRAY['requested', 'dispatched', 'delivered', 'read'], status) \
+                 < array_position(ARRAY['requested', 'dispatched', 'delivered', 'read'], $3::text)",
+        )
+        .bind(tenant)
+        .bind(uuid_of(&message_id))
+        .bind(status)
+        .bind(at)
+        .bind(&detail)
+        .execute(&mut *conn)
+        .await?;
+        let data = serde_json::json!({"message_id": message_id, "status": status, "at": at, "detail": detail});
+        enqueue_webhooks(conn, tenant, &format!("message.{status}"), None, data).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! Reads of webhook endpoints and of their deliveries with every attempt, shared by the list RPCs
+//! and by the mutations that answer with an endpoint or a delivery.
+
+use chrono::{DateTime, Utc};
+use dw_proto::notifications::v1 as pb;
+use dw_proto::time::timestamp;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+
+use crate::domain::webhook::{DeliveryStatus, message_id};
+
+/// The columns [`webhook_from_row`] reads, from `webhooks`.
+pub(crate) const WEBHOOK_COLUMNS: &str =
+    "webhook_id, url, description, event_types, enabled, disabled_reason, created_at";
+
+/// The columns [`delivery_view`] reads, from `webhook_deliveries d` joined with `webhooks w`.
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "d.delivery_id, d.webhook_id, w.url, d.event_type, d.status, d.next_attempt_at, d.created_at";
+
+pub(crate) fn webhook_from_row(row: &PgRow) -> Result<pb::Webhook, sqlx::Error> {
+    let id: uuid::Uuid = row.try_get("webhook_id")?;
+    let created_at: DateTime<Utc> = row.try_get("created_at")?;
+    Ok(pb::Webhook {
+        webhook_id: id.to_string(),
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        event_types: row.try_get("event_types")?,
+        enabled: row.try_get("enabled")?,
+        disabled_reason: row.try_get::<Option<String>, _>("disabled_reason")?.unwrap_or_default(),
+        created_at: Some(timestamp(created_at)),
+    })
+}
+
+/// The tenant's endpoints, oldest first.
+pub async fn list_webhooks(pool: &PgPool, tenant: &str) -> Result<Vec<pb::Webhook>, sqlx::Error> {
+    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?;
+    rows.iter().map(webhook_from_row).collect()
+}
+
+/// An endpoint's latest `limit` deliveries, newest first.
+pub async fn list_deliveries(
+    pool: &PgPool,
+    tenant: &str,
+    webhook_id: uuid::Uuid,
+    limit: i64,
+) -> Result<Vec<pb::Delivery>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} \
+         FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
+         WHERE d.tenant_id = $1 AND d.webhook_id = $2 ORDER BY d.created_at DESC LIMIT $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(webhook_id).bind(limit).fetch_all(pool).await?;
+    let mut conn = pool.acquire().await?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        deliveries.push(delivery_view(&mut conn, row).await?);
+    }
+    Ok(deliveries)
+}
+
+/// A delivery of a row with [`DELIVERY_COLUMNS`], with its attempts.
+pub(crate) async fn delivery_view(conn: &mut PgConnection, row: &PgRow) -> Result<pb::Delivery, sqlx::Error> {
+    let delivery_id: uuid::Uuid = row.try_get("delivery_id")?;
+    let webhook_id: uuid::Uuid = row.try_get("webhook_id")?;
+    let next: Option<DateTime<Utc>> = row.try_get("next_attempt_at")?;
+    let created_at: DateTime<Utc> = row.try_get("created_at")?;
+    let attempts = sqlx::query(
+        "SELECT at, status_code, latency_ms, error FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
+    )
+    .bind(delivery_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|a| {
+        let at: DateTime<Utc> = a.try_get("at")?;
+        Ok(pb::DeliveryAttempt {
+            at: Some(timestamp(at)),
+            status_code: a.try_get("status_code")?,
+            latency_ms: a.try_get("latency_ms")?,
+            error: a.try_get::<Option<String>, _>("error")?.unwrap_or_default(),
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let status: String = row.try_get("status")?;
+    Ok(pb::Delivery {
+        delivery_id: message_id(delivery_id),
+        webhook_id: webhook_id.to_string(),
+        url: row.try_get("url")?,
+        event_type: row.try_get("event_type")?,
+        next_attempt_at: next.filter(|_| status == DeliveryStatus::Pending.as_str()).map(timestamp),
+        status,
+        attempts,
+        created_at: Some(timestamp(created_at)),
+    })
+}
