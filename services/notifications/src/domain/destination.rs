@@ -44,11 +44,19 @@ impl Destination {
     }
 }
 
-/// Private, loopback, link-local, unspecified or broadcast: not a public destination.
+/// Private, shared (carrier-grade NAT), loopback, link-local, unspecified or broadcast: not a
+/// public destination.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+            let [first, second, ..] = v4.octets();
+            let shared = first == 100 && (second & 0xc0) == 64;
+            v4.is_private()
+                || shared
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
         }
         IpAddr::V6(v6) => {
             let unique_local = (v6.segments()[0] & 0xfe00) == 0xfc00;
@@ -72,11 +80,13 @@ mod tests {
     }
 
     #[test]
-    fn private_loopback_link_local_and_unspecified_addresses_are_refused() {
+    fn private_cgnat_loopback_link_local_and_unspecified_addresses_are_refused() {
         for address in [
             "10.1.2.3",
             "172.16.0.1",
             "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
             "127.0.0.1",
             "169.254.169.254",
             "0.0.0.0",
@@ -102,7 +112,9 @@ mod tests {
 
     #[test]
     fn public_addresses_are_accepted() {
-        for address in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700:4700::1111"] {
+        for address in
+            ["93.184.216.34", "8.8.8.8", "172.32.0.1", "100.63.255.255", "100.128.0.1", "2606:4700:4700::1111"]
+        {
             assert_eq!(when_resolved("https://hooks.example.com/x", &[address]), Ok(()), "{address}");
         }
     }

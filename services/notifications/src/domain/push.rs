@@ -38,6 +38,10 @@ pub fn parse_keys(p256dh: &str, auth: &str) -> Result<(PublicKey, Auth), (&'stat
 /// The VAPID key pair of `DW_VAPID_PRIVATE_KEY`: a base64url raw 32-byte P-256 scalar.
 pub fn parse_vapid_key(encoded: &str) -> Result<ES256KeyPair, String> {
     let raw = URL_SAFE_NO_PAD.decode(encoded.trim()).map_err(|_| "DW_VAPID_PRIVATE_KEY is not base64url".to_owned())?;
+    // `from_bytes` panics on any other length.
+    if raw.len() != 32 {
+        return Err(format!("DW_VAPID_PRIVATE_KEY must be 32 bytes, not {}", raw.len()));
+    }
     ES256KeyPair::from_bytes(&raw).map_err(|e| format!("DW_VAPID_PRIVATE_KEY: {e}"))
 }
 
@@ -160,6 +164,14 @@ mod tests {
     fn the_vapid_public_key_is_derived_from_the_configured_private_key() {
         assert_eq!(public_key(&parse_vapid_key(AS_PRIVATE).unwrap()), AS_PUBLIC);
         assert_eq!(parse_vapid_key("***").err().as_deref(), Some("DW_VAPID_PRIVATE_KEY is not base64url"));
+    }
+
+    #[test]
+    fn a_vapid_key_of_the_wrong_length_is_refused_not_a_panic() {
+        assert_eq!(parse_vapid_key("AAAA").err().as_deref(), Some("DW_VAPID_PRIVATE_KEY must be 32 bytes, not 3"));
+        let too_long = URL_SAFE_NO_PAD.encode([7u8; 33]);
+        assert_eq!(parse_vapid_key(&too_long).err().as_deref(), Some("DW_VAPID_PRIVATE_KEY must be 32 bytes, not 33"));
+        assert!(parse_vapid_key(&URL_SAFE_NO_PAD.encode([0u8; 32])).is_err(), "zero is not a private key");
     }
 
     #[test]
