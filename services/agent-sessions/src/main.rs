@@ -1,20 +1,5 @@
-//! agent-sessions binary: `agent-sessions` serves; `agent-sessions migrate` applies migrations
-//! and exits.
+//! agent-sessions binary: `serve` (the default), `migrate`, `dead-letters`; `--help` lists them.
 
-use agent_sessions::server;
-use tokio_util::sync::CancellationToken;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let _telemetry = dw_telemetry::init("agent-sessions", dw_telemetry::LogFormat::from_env())?;
-    let config = agent_sessions::config::from_env()?;
-    tracing::info!(?config, "starting");
-    let cancel = CancellationToken::new();
-    tokio::spawn(dw_grpc_kit::shutdown::cancel_on_signal(cancel.clone()));
-    match std::env::args().nth(1).as_deref() {
-        Some("migrate") => server::migrate(&config, &cancel).await?,
-        None | Some("serve") => server::run(config, cancel).await?,
-        Some(other) => anyhow::bail!("unknown command {other:?}; use `serve` (default) or `migrate`"),
-    }
-    Ok(())
+fn main() -> anyhow::Result<()> {
+    dw_grpc_kit::cli::main::<agent_sessions::server::AgentSessions>()
 }

@@ -18,6 +18,30 @@ use crate::grpc::status_feed::StatusFeed;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
+/// agent-sessions as the kernel runs it (`dw_grpc_kit::cli::main`).
+pub struct AgentSessions;
+
+impl dw_grpc_kit::service::Service for AgentSessions {
+    const NAME: &'static str = "agent-sessions";
+    type Config = Config;
+
+    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
+        crate::config::from_env()
+    }
+
+    fn service_config(config: &Config) -> &Config {
+        config
+    }
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &crate::MIGRATOR
+    }
+
+    async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
+        run_with_listener(config, listener, cancel).await
+    }
+}
+
 pub const SERVICE_NAMES: [&str; 2] = ["dw.agentsessions.v1.ServiceDayService", "dw.agentsessions.v1.AgentAdminService"];
 
 /// Runs migrations and returns (for `agent-sessions migrate`).

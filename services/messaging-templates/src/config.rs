@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, var};
+use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, secret, var};
 
 use crate::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
 
@@ -37,12 +37,16 @@ pub fn from_env() -> Result<Config, ConfigError> {
             whatsapp: WhatsappConfig {
                 base_url: var("DW_WHATSAPP_BASE_URL", "http://127.0.0.1:8091/v21.0"),
                 phone_number_id: var("DW_WHATSAPP_PHONE_NUMBER_ID", "100000000000001"),
-                access_token: var("DW_WHATSAPP_ACCESS_TOKEN", "local-whatsapp-token"),
+                access_token: secret(
+                    "DW_WHATSAPP_ACCESS_TOKEN",
+                    "DW_WHATSAPP_ACCESS_TOKEN_FILE",
+                    "local-whatsapp-token",
+                )?,
             },
             sms: SmsConfig {
                 base_url: var("DW_SMS_BASE_URL", "http://127.0.0.1:8092/2010-04-01"),
                 account_sid: var("DW_SMS_ACCOUNT_SID", "AC00000000000000000000000000000001"),
-                auth_token: var("DW_SMS_AUTH_TOKEN", "local-sms-token"),
+                auth_token: secret("DW_SMS_AUTH_TOKEN", "DW_SMS_AUTH_TOKEN_FILE", "local-sms-token")?,
                 from: var("DW_SMS_FROM", "+15550000001"),
             },
             timeout: Duration::from_millis(parsed("DW_PROVIDER_TIMEOUT_MS", "10000")?),
@@ -60,9 +64,17 @@ pub fn from_env() -> Result<Config, ConfigError> {
         consumer_prefix: var("DW_CONSUMER_PREFIX", "messaging-templates"),
         webhook_addr: parsed("DW_WEBHOOK_ADDR", "0.0.0.0:8083")?,
         webhooks: crate::webhooks::WebhookConfig {
-            whatsapp_app_secret: var("DW_WHATSAPP_APP_SECRET", "dw-local-whatsapp-app-secret"),
-            whatsapp_verify_token: var("DW_WHATSAPP_VERIFY_TOKEN", "dw-local-verify-token"),
-            sms_secret: var("DW_SMS_WEBHOOK_SECRET", "dw-local-sms-webhook-secret"),
+            whatsapp_app_secret: secret(
+                "DW_WHATSAPP_APP_SECRET",
+                "DW_WHATSAPP_APP_SECRET_FILE",
+                "dw-local-whatsapp-app-secret",
+            )?,
+            whatsapp_verify_token: secret(
+                "DW_WHATSAPP_VERIFY_TOKEN",
+                "DW_WHATSAPP_VERIFY_TOKEN_FILE",
+                "dw-local-verify-token",
+            )?,
+            sms_secret: secret("DW_SMS_WEBHOOK_SECRET", "DW_SMS_WEBHOOK_SECRET_FILE", "dw-local-sms-webhook-secret")?,
         },
     })
 }

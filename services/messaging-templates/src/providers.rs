@@ -25,14 +25,14 @@ use crate::domain::template::Channel;
 pub struct WhatsappConfig {
     pub base_url: String,
     pub phone_number_id: String,
-    pub access_token: String,
+    pub access_token: secrecy::SecretString,
 }
 
 #[derive(Debug, Clone)]
 pub struct SmsConfig {
     pub base_url: String,
     pub account_sid: String,
-    pub auth_token: String,
+    pub auth_token: secrecy::SecretString,
     pub from: String,
 }
 
@@ -196,7 +196,11 @@ impl Providers {
     async fn whatsapp_once(&self, message: &OutboundMessage) -> Attempt {
         let config = &self.config.whatsapp;
         let url = format!("{}/{}/messages", config.base_url.trim_end_matches('/'), config.phone_number_id);
-        let request = self.http.post(url).bearer_auth(&config.access_token).json(&Self::whatsapp_body(message));
+        let request = self
+            .http
+            .post(url)
+            .bearer_auth(secrecy::ExposeSecret::expose_secret(&config.access_token))
+            .json(&Self::whatsapp_body(message));
         self.classify(
             WHATSAPP,
             request,
@@ -213,7 +217,11 @@ impl Providers {
         let config = &self.config.sms;
         let url = format!("{}/Accounts/{}/Messages.json", config.base_url.trim_end_matches('/'), config.account_sid);
         let form = [("To", message.phone.as_str()), ("From", config.from.as_str()), ("Body", message.body.as_str())];
-        let request = self.http.post(url).basic_auth(&config.account_sid, Some(&config.auth_token)).form(&form);
+        let request = self
+            .http
+            .post(url)
+            .basic_auth(&config.account_sid, Some(secrecy::ExposeSecret::expose_secret(&config.auth_token)))
+            .form(&form);
         self.classify(
             SMS,
             request,

@@ -15,7 +15,10 @@ use crate::config::Config;
 use crate::grpc::contacts::ContactGrpc;
 use crate::grpc::templates::TemplateGrpc;
 use crate::providers::{ProviderMetrics, Providers};
-use dw_bus::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
+use dw_bus::ConsumerConfig;
+use dw_bus::declared::{Consumer, DeclaredConsumer};
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
@@ -25,28 +28,59 @@ pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), 
     bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
 }
 
-/// `messaging-templates dead-letters …`: lists or replays, through this service's projections
-/// (the dispatcher included: a replayed request is handed to its provider), the events its
-/// consumers gave up on.
-pub async fn dead_letters(config: &Config, cancel: &CancellationToken, args: &[String]) -> anyhow::Result<()> {
-    use dw_bus::dead_letters::{main_command, replay};
-    let pool = dw_grpc_kit::startup::connect_postgres(&config.service.database_url, 2, cancel).await?;
-    // Metrics of a one-off command go nowhere.
-    let metrics = ProviderMetrics::register(&mut prometheus_client::registry::Registry::default());
-    let providers = Providers::new(config.providers.clone(), metrics).map_err(anyhow::Error::msg)?;
-    let dispatcher = Dispatcher { pool: pool.clone(), providers };
-    let name = |upstream: &str| format!("{}-{upstream}", config.consumer_prefix);
-    main_command(&pool, args, async |consumer: &str, id: i64| {
-        if consumer == name("agent-sessions") {
-            Some(replay(&pool, &PermissionsProjection, id).await)
-        } else if consumer == name("dispatch") {
-            Some(replay(&pool, &dispatcher, id).await)
-        } else {
-            None
-        }
-    })
-    .await
-    .map_err(anyhow::Error::msg)
+/// messaging-templates as the kernel runs it (`dw_grpc_kit::cli::main`).
+pub struct MessagingTemplates;
+
+impl dw_grpc_kit::service::Service for MessagingTemplates {
+    const NAME: &'static str = "messaging-templates";
+    type Config = Config;
+
+    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
+        crate::config::from_env()
+    }
+
+    fn service_config(config: &Config) -> &dw_grpc_kit::config::ServiceConfig {
+        &config.service
+    }
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &crate::MIGRATOR
+    }
+
+    /// Send permissions from agent-sessions, and the dispatcher that hands requested messages
+    /// to their providers (a replayed request is handed over too).
+    fn consumers(
+        config: &Config,
+        pool: &PgPool,
+        registry: &mut Registry,
+    ) -> Result<Vec<Box<dyn DeclaredConsumer>>, ServeError> {
+        let providers = Providers::new(config.providers.clone(), ProviderMetrics::register(registry))
+            .map_err(|e| ServeError::Setup(format!("provider http client: {e}")))?;
+        let mut permissions =
+            ConsumerConfig::new(&format!("{}-agent-sessions", config.consumer_prefix), &config.agent_sessions_stream);
+        permissions.filter_subjects = vec![format!("{}.*.agent.>", config.agent_sessions_subject_prefix)];
+        let mut dispatch = ConsumerConfig::new(&dispatch_consumer(config), &config.service.stream_name);
+        dispatch.filter_subjects = vec![format!("{}.*.message.requested", config.service.subject_prefix)];
+        // A provider outage is retried inside one delivery, which keeps telling JetStream it is in
+        // hand (in-progress acks every ack_wait / 3); a dispatcher that died is redelivered after
+        // 15 s.
+        dispatch.ack_wait = std::time::Duration::from_secs(15);
+        // Messages are independent: hand several over at once. Each hand-over holds two
+        // connections (the consumer's transaction and the claim), so at most half the pool, less
+        // what RPCs, the relay and the other consumers need: 6 with the default pool of 16.
+        let pool_size = usize::try_from(config.service.db_max_connections).unwrap_or(16);
+        dispatch.concurrency = (pool_size / 2).saturating_sub(2).clamp(1, 16);
+        let dispatcher = Dispatcher { pool: pool.clone(), providers };
+        Ok(vec![Consumer::declare(permissions, PermissionsProjection), Consumer::declare(dispatch, dispatcher)])
+    }
+
+    async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
+        run_with_listener(config, listener, cancel).await
+    }
+}
+
+fn dispatch_consumer(config: &Config) -> String {
+    format!("{}-dispatch", config.consumer_prefix)
 }
 
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
@@ -61,40 +95,14 @@ pub async fn run_with_listener(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let mut boot = Bootstrap::connect("messaging-templates", config.service.clone(), &crate::MIGRATOR, cancel).await?;
-    let providers = Providers::new(config.providers.clone(), ProviderMetrics::register(&mut boot.registry))
-        .map_err(|e| ServeError::Bind("provider http client".into(), std::io::Error::other(e)))?;
     boot.start_relay().await?;
-
-    let metrics = ConsumerMetrics::register(&mut boot.registry);
-    let mut permissions =
-        ConsumerConfig::new(&format!("{}-agent-sessions", config.consumer_prefix), &config.agent_sessions_stream);
-    permissions.filter_subjects = vec![format!("{}.*.agent.>", config.agent_sessions_subject_prefix)];
-    let permissions = ProjectionConsumer::new(
-        boot.pool.clone(),
-        boot.jetstream.clone(),
-        permissions,
-        PermissionsProjection,
-        metrics.clone(),
-    );
-    boot.tasks.spawn(permissions.run(boot.background.clone()));
-    if config.dispatch_enabled {
-        let mut dispatch =
-            ConsumerConfig::new(&format!("{}-dispatch", config.consumer_prefix), &config.service.stream_name);
-        dispatch.filter_subjects = vec![format!("{}.*.message.requested", config.service.subject_prefix)];
-        // A provider outage is retried inside one delivery, which keeps telling JetStream it is in
-        // hand (in-progress acks every ack_wait / 3); a dispatcher that died is redelivered after
-        // 15 s.
-        dispatch.ack_wait = std::time::Duration::from_secs(15);
-        // Messages are independent: hand several over at once. Each hand-over holds two
-        // connections (the consumer's transaction and the claim), so at most half the pool, less
-        // what RPCs, the relay and the other consumers need: 6 with the default pool of 16.
-        let pool_size = usize::try_from(config.service.db_max_connections).unwrap_or(16);
-        dispatch.concurrency = (pool_size / 2).saturating_sub(2).clamp(1, 16);
-        let dispatcher = Dispatcher { pool: boot.pool.clone(), providers };
-        let dispatch =
-            ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), dispatch, dispatcher, metrics);
-        boot.tasks.spawn(dispatch.run(boot.background.clone()));
+    let mut consumers =
+        <MessagingTemplates as dw_grpc_kit::service::Service>::consumers(&config, &boot.pool, &mut boot.registry)?;
+    if !config.dispatch_enabled {
+        // Requested messages wait in the stream until a replica dispatches again.
+        consumers.retain(|consumer| consumer.name() != dispatch_consumer(&config));
     }
+    boot.start_consumers(&consumers);
     let (webhook_addr, webhooks) = crate::webhooks::serve(
         config.webhook_addr,
         boot.pool.clone(),

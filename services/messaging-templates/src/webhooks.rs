@@ -32,9 +32,9 @@ use crate::domain::template::Channel;
 
 #[derive(Clone)]
 pub struct WebhookConfig {
-    pub whatsapp_app_secret: String,
-    pub whatsapp_verify_token: String,
-    pub sms_secret: String,
+    pub whatsapp_app_secret: secrecy::SecretString,
+    pub whatsapp_verify_token: secrecy::SecretString,
+    pub sms_secret: secrecy::SecretString,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -106,7 +106,7 @@ async fn whatsapp_verify(State(hooks): State<Hooks>, Path(tenant): Path<String>,
         form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     if param("hub.mode") == Some("subscribe")
-        && param("hub.verify_token") == Some(hooks.config.whatsapp_verify_token.as_str())
+        && param("hub.verify_token") == Some(secrecy::ExposeSecret::expose_secret(&hooks.config.whatsapp_verify_token))
     {
         return (StatusCode::OK, param("hub.challenge").unwrap_or_default().to_owned());
     }
@@ -122,7 +122,11 @@ async fn whatsapp_event(
     let Ok(tenant) = TenantId::parse(&tenant) else {
         return StatusCode::NOT_FOUND;
     };
-    if !verify(&hooks.config.whatsapp_app_secret, &body, header(&headers, "x-hub-signature-256")) {
+    if !verify(
+        secrecy::ExposeSecret::expose_secret(&hooks.config.whatsapp_app_secret),
+        &body,
+        header(&headers, "x-hub-signature-256"),
+    ) {
         tracing::warn!(%tenant, "whatsapp webhook with a bad signature");
         return StatusCode::UNAUTHORIZED;
     }
@@ -195,7 +199,11 @@ async fn sms_status(
     let Ok(tenant) = TenantId::parse(&tenant) else {
         return StatusCode::NOT_FOUND;
     };
-    if !verify(&hooks.config.sms_secret, &body, header(&headers, "x-signature-256")) {
+    if !verify(
+        secrecy::ExposeSecret::expose_secret(&hooks.config.sms_secret),
+        &body,
+        header(&headers, "x-signature-256"),
+    ) {
         return StatusCode::UNAUTHORIZED;
     }
     let form = form(&body);
@@ -227,7 +235,11 @@ async fn sms_inbound(
     let Ok(tenant) = TenantId::parse(&tenant) else {
         return StatusCode::NOT_FOUND;
     };
-    if !verify(&hooks.config.sms_secret, &body, header(&headers, "x-signature-256")) {
+    if !verify(
+        secrecy::ExposeSecret::expose_secret(&hooks.config.sms_secret),
+        &body,
+        header(&headers, "x-signature-256"),
+    ) {
         return StatusCode::UNAUTHORIZED;
     }
     let form = form(&body);

@@ -1,8 +1,9 @@
 //! Wiring: the shared bootstrap, the consumers of messaging's, distribution's and
 //! agent-sessions' events, the subscription notifier and the gRPC service.
 
+use dw_bus::ConsumerConfig;
+use dw_bus::declared::{Consumer, DeclaredConsumer};
 use dw_bus::permissions::PermissionsProjection;
-use dw_bus::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
 use dw_grpc_kit::AuthInterceptor;
 use dw_grpc_kit::bootstrap::{self, Bootstrap};
 use dw_proto::notifications::v1::notification_service_server::NotificationServiceServer;
@@ -24,25 +25,49 @@ pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), 
     bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
 }
 
-/// `notifications dead-letters …`: lists or replays, through this service's projections, the
-/// events its consumers gave up on.
-pub async fn dead_letters(config: &Config, cancel: &CancellationToken, args: &[String]) -> anyhow::Result<()> {
-    use dw_bus::dead_letters::{main_command, replay};
-    let pool = dw_grpc_kit::startup::connect_postgres(&config.service.database_url, 2, cancel).await?;
-    let name = |upstream: &str| format!("{}-{upstream}", config.consumer_prefix);
-    main_command(&pool, args, async |consumer: &str, id: i64| {
-        if consumer == name("messaging") {
-            Some(replay(&pool, &MessagingProjection, id).await)
-        } else if consumer == name("distribution") {
-            Some(replay(&pool, &DistributionProjection, id).await)
-        } else if consumer == name("agent-sessions") {
-            Some(replay(&pool, &PermissionsProjection, id).await)
-        } else {
-            None
-        }
-    })
-    .await
-    .map_err(anyhow::Error::msg)
+/// notifications as the kernel runs it (`dw_grpc_kit::cli::main`).
+pub struct Notifications;
+
+impl dw_grpc_kit::service::Service for Notifications {
+    const NAME: &'static str = "notifications";
+    type Config = Config;
+
+    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
+        crate::config::from_env()
+    }
+
+    fn service_config(config: &Config) -> &dw_grpc_kit::config::ServiceConfig {
+        &config.service
+    }
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &crate::MIGRATOR
+    }
+
+    /// The log from messaging's events, agents' notifications from distribution's, and the
+    /// permissions from agent-sessions'.
+    fn consumers(
+        config: &Config,
+        _pool: &sqlx::PgPool,
+        _registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Vec<Box<dyn DeclaredConsumer>>, ServeError> {
+        let name = |upstream: &str| format!("{}-{upstream}", config.consumer_prefix);
+        let mut messaging = ConsumerConfig::new(&name("messaging"), &config.messaging.stream_name);
+        messaging.filter_subjects = vec![format!("{}.*.message.>", config.messaging.subject_prefix)];
+        let mut distribution = ConsumerConfig::new(&name("distribution"), &config.distribution.stream_name);
+        distribution.filter_subjects = vec![format!("{}.*.task.>", config.distribution.subject_prefix)];
+        let mut permissions = ConsumerConfig::new(&name("agent-sessions"), &config.agent_sessions.stream_name);
+        permissions.filter_subjects = vec![format!("{}.*.agent.>", config.agent_sessions.subject_prefix)];
+        Ok(vec![
+            Consumer::declare(messaging, MessagingProjection),
+            Consumer::declare(distribution, DistributionProjection),
+            Consumer::declare(permissions, PermissionsProjection),
+        ])
+    }
+
+    async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
+        run_with_listener(config, listener, cancel).await
+    }
 }
 
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
@@ -58,36 +83,9 @@ pub async fn run_with_listener(
 ) -> Result<(), ServeError> {
     let mut boot = Bootstrap::connect("notifications", config.service.clone(), &crate::MIGRATOR, cancel).await?;
     boot.start_relay().await?;
-    let metrics = ConsumerMetrics::register(&mut boot.registry);
-    let name = |upstream: &str| format!("{}-{upstream}", config.consumer_prefix);
-
-    let mut messaging = ConsumerConfig::new(&name("messaging"), &config.messaging.stream_name);
-    messaging.filter_subjects = vec![format!("{}.*.message.>", config.messaging.subject_prefix)];
-    let messaging = ProjectionConsumer::new(
-        boot.pool.clone(),
-        boot.jetstream.clone(),
-        messaging,
-        MessagingProjection,
-        metrics.clone(),
-    );
-    boot.tasks.spawn(messaging.run(boot.background.clone()));
-
-    let mut distribution = ConsumerConfig::new(&name("distribution"), &config.distribution.stream_name);
-    distribution.filter_subjects = vec![format!("{}.*.task.>", config.distribution.subject_prefix)];
-    let distribution = ProjectionConsumer::new(
-        boot.pool.clone(),
-        boot.jetstream.clone(),
-        distribution,
-        DistributionProjection,
-        metrics.clone(),
-    );
-    boot.tasks.spawn(distribution.run(boot.background.clone()));
-
-    let mut permissions = ConsumerConfig::new(&name("agent-sessions"), &config.agent_sessions.stream_name);
-    permissions.filter_subjects = vec![format!("{}.*.agent.>", config.agent_sessions.subject_prefix)];
-    let permissions =
-        ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), permissions, PermissionsProjection, metrics);
-    boot.tasks.spawn(permissions.run(boot.background.clone()));
+    let consumers =
+        <Notifications as dw_grpc_kit::service::Service>::consumers(&config, &boot.pool, &mut boot.registry)?;
+    boot.start_consumers(&consumers);
 
     let webhook_metrics = WebhookMetrics::register(&mut boot.registry);
     let worker = crate::webhooks::run_worker(

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use dw_bus::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
+use dw_bus::ConsumerConfig;
+use dw_bus::declared::{Consumer, DeclaredConsumer};
 use dw_grpc_kit::AuthInterceptor;
 use dw_grpc_kit::bootstrap::{self, Bootstrap};
 use dw_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -25,25 +27,51 @@ pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), 
     bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
 }
 
-/// `task-distribution dead-letters …`: lists or replays, through this service's reactions, the
-/// events its consumers gave up on.
-pub async fn dead_letters(config: &Config, cancel: &CancellationToken, args: &[String]) -> anyhow::Result<()> {
-    use dw_bus::dead_letters::{main_command, replay};
-    let pool = dw_grpc_kit::startup::connect_postgres(&config.service.database_url, 2, cancel).await?;
-    // Metrics of a one-off command go nowhere.
-    let metrics = DistributionMetrics::register(&mut prometheus_client::registry::Registry::default());
-    let name = |upstream: &str| format!("{}-{upstream}", config.consumer_prefix);
-    main_command(&pool, args, async |consumer: &str, id: i64| {
-        if consumer == name("agent-sessions") {
-            Some(replay(&pool, &AgentSessionsReaction { metrics: metrics.clone() }, id).await)
-        } else if consumer == name("messaging") {
-            Some(replay(&pool, &InboundMessageReaction { metrics: metrics.clone() }, id).await)
-        } else {
-            None
-        }
-    })
-    .await
-    .map_err(anyhow::Error::msg)
+/// task-distribution as the kernel runs it (`dw_grpc_kit::cli::main`).
+pub struct TaskDistribution;
+
+impl dw_grpc_kit::service::Service for TaskDistribution {
+    const NAME: &'static str = "task-distribution";
+    type Config = Config;
+
+    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
+        crate::config::from_env()
+    }
+
+    fn service_config(config: &Config) -> &dw_grpc_kit::config::ServiceConfig {
+        &config.service
+    }
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &crate::MIGRATOR
+    }
+
+    fn consumers(
+        config: &Config,
+        _pool: &sqlx::PgPool,
+        registry: &mut Registry,
+    ) -> Result<Vec<Box<dyn DeclaredConsumer>>, ServeError> {
+        Ok(consumers(config, &DistributionMetrics::register(registry)))
+    }
+
+    async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
+        run_with_listener(config, listener, cancel).await
+    }
+}
+
+/// The reactions to agent-sessions' events (availability) and messaging's (inbound messages).
+/// Consumers retry until their upstream stream exists, so the service starts on its own.
+fn consumers(config: &Config, metrics: &DistributionMetrics) -> Vec<Box<dyn DeclaredConsumer>> {
+    let mut sessions =
+        ConsumerConfig::new(&format!("{}-agent-sessions", config.consumer_prefix), &config.agent_sessions.stream_name);
+    sessions.filter_subjects = vec![format!("{}.>", config.agent_sessions.subject_prefix)];
+    let mut inbound =
+        ConsumerConfig::new(&format!("{}-messaging", config.consumer_prefix), &config.messaging.stream_name);
+    inbound.filter_subjects = vec![format!("{}.*.inbound.>", config.messaging.subject_prefix)];
+    vec![
+        Consumer::declare(sessions, AgentSessionsReaction { metrics: metrics.clone() }),
+        Consumer::declare(inbound, InboundMessageReaction { metrics: metrics.clone() }),
+    ]
 }
 
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
@@ -70,25 +98,8 @@ pub async fn run_with_listener(
         boot.background.clone(),
     ));
 
-    // Consumers retry until their upstream stream exists, so the service starts on its own.
-    let metrics = ConsumerMetrics::register(&mut boot.registry);
-    let mut sessions =
-        ConsumerConfig::new(&format!("{}-agent-sessions", config.consumer_prefix), &config.agent_sessions.stream_name);
-    sessions.filter_subjects = vec![format!("{}.>", config.agent_sessions.subject_prefix)];
-    let sessions = ProjectionConsumer::new(
-        boot.pool.clone(),
-        boot.jetstream.clone(),
-        sessions,
-        AgentSessionsReaction { metrics: distribution_metrics.clone() },
-        metrics.clone(),
-    );
-    boot.tasks.spawn(sessions.run(boot.background.clone()));
-    let mut inbound =
-        ConsumerConfig::new(&format!("{}-messaging", config.consumer_prefix), &config.messaging.stream_name);
-    inbound.filter_subjects = vec![format!("{}.*.inbound.>", config.messaging.subject_prefix)];
-    let reaction = InboundMessageReaction { metrics: distribution_metrics.clone() };
-    let inbound = ProjectionConsumer::new(boot.pool.clone(), boot.jetstream.clone(), inbound, reaction, metrics);
-    boot.tasks.spawn(inbound.run(boot.background.clone()));
+    let consumers = consumers(&config, &distribution_metrics);
+    boot.start_consumers(&consumers);
 
     let feed = TaskFeed::start(
         feed_pool,

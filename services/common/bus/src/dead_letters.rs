@@ -153,29 +153,6 @@ pub enum Command {
 pub const USAGE: &str =
     "dead-letters list [--consumer NAME] | dead-letters replay ID | dead-letters replay --all [--consumer NAME]";
 
-impl Command {
-    /// Parses the arguments after `dead-letters`.
-    pub fn parse(args: &[String]) -> Result<Self, String> {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let consumer = |rest: &[&str]| -> Result<Option<String>, String> {
-            match rest {
-                [] => Ok(None),
-                ["--consumer", name] if !name.is_empty() => Ok(Some((*name).to_owned())),
-                _ => Err(format!("unexpected arguments {rest:?}; usage: {USAGE}")),
-            }
-        };
-        match args.as_slice() {
-            ["list", rest @ ..] => Ok(Self::List { consumer: consumer(rest)? }),
-            ["replay", "--all", rest @ ..] => Ok(Self::ReplayAll { consumer: consumer(rest)? }),
-            ["replay", id] => id
-                .parse()
-                .map(Self::ReplayOne)
-                .map_err(|_| format!("replay wants a dead letter id (a number), got {id:?}; usage: {USAGE}")),
-            _ => Err(format!("usage: {USAGE}")),
-        }
-    }
-}
-
 /// Runs `command`, writing one JSON object per line to `out`: each pending dead letter (`list`)
 /// or each replay's outcome (`replay`). `replay_one(consumer, id)` replays through the projection
 /// of that consumer, or answers `None` when this service has no such consumer. Returns how many
@@ -250,11 +227,10 @@ pub async fn run_command(
 /// is for the caller to report and exit non-zero with.
 pub async fn main_command(
     pool: &PgPool,
-    args: &[String],
+    command: &Command,
     replay_one: impl AsyncFn(&str, i64) -> Option<Result<(), ReplayError>>,
 ) -> Result<(), String> {
-    let command = Command::parse(args)?;
-    let failed = run_command(pool, &command, &mut std::io::stdout().lock(), replay_one)
+    let failed = run_command(pool, command, &mut std::io::stdout().lock(), replay_one)
         .await
         .map_err(|error| error.to_string())?;
     if failed > 0 { Err(format!("{failed} dead letter(s) not replayed (see the lines above)")) } else { Ok(()) }
@@ -266,27 +242,4 @@ pub enum CommandError {
     Database(#[from] sqlx::Error),
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Command;
-
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
-    }
-
-    #[test]
-    fn commands_parse_and_mistakes_say_the_usage() {
-        assert_eq!(Command::parse(&args("list")), Ok(Command::List { consumer: None }));
-        assert_eq!(
-            Command::parse(&args("list --consumer notifications-messaging")),
-            Ok(Command::List { consumer: Some("notifications-messaging".into()) })
-        );
-        assert_eq!(Command::parse(&args("replay 42")), Ok(Command::ReplayOne(42)));
-        assert_eq!(Command::parse(&args("replay --all")), Ok(Command::ReplayAll { consumer: None }));
-        for wrong in ["", "replay", "replay x", "list --consumer", "drop 1", "replay --all --consumer"] {
-            assert!(Command::parse(&args(wrong)).unwrap_err().contains("usage"), "{wrong}");
-        }
-    }
 }

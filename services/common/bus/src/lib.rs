@@ -9,6 +9,7 @@
 
 pub mod consumer;
 pub mod dead_letters;
+pub mod declared;
 pub mod inbound;
 pub mod permissions;
 

@@ -36,6 +36,8 @@ pub enum BootstrapError {
     Bind(String, std::io::Error),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// A service's connected dependencies and the tasks it owns.
@@ -74,7 +76,7 @@ impl Bootstrap {
         migrator: &Migrator,
         cancel: CancellationToken,
     ) -> Result<Self, BootstrapError> {
-        let verifier = Arc::new(JwtVerifier::new(&config.jwt_secret)?);
+        let verifier = Arc::new(JwtVerifier::new(secrecy::ExposeSecret::expose_secret(&config.jwt_secret).as_bytes())?);
         let pool = startup::connect_postgres(&config.database_url, config.db_max_connections, &cancel).await?;
         if config.run_migrations {
             migrator.run(&pool).await?;
@@ -113,6 +115,12 @@ impl Bootstrap {
         relay.ensure_stream().await?;
         self.tasks.spawn(relay.run(self.background.clone()));
         Ok(())
+    }
+
+    /// Starts the declared consumers, owned by this service's tasks.
+    pub fn start_consumers(&mut self, consumers: &[Box<dyn dw_bus::declared::DeclaredConsumer>]) {
+        let metrics = dw_bus::ConsumerMetrics::register(&mut self.registry);
+        dw_bus::declared::start_all(consumers, &self.pool, &self.jetstream, &metrics, &self.tasks, &self.background);
     }
 
     /// Serves `routes` (plus health and reflection) on `listener` until cancelled, then drains

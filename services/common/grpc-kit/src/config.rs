@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0} is required")]
@@ -21,13 +23,15 @@ pub struct ServiceDefaults {
     pub subject_prefix: &'static str,
 }
 
+/// Every service's settings. Secrets are [`SecretString`]s: `Debug` prints them redacted, so the
+/// whole configuration can be logged at start-up.
 #[derive(Clone)]
 pub struct ServiceConfig {
     pub database_url: String,
     pub nats_url: String,
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub jwt_secret: Vec<u8>,
+    pub jwt_secret: SecretString,
     pub stream_name: String,
     pub subject_prefix: String,
     pub stream_replicas: usize,
@@ -43,7 +47,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("nats_url", &redact_url(&self.nats_url))
             .field("grpc_addr", &self.grpc_addr)
             .field("metrics_addr", &self.metrics_addr)
-            .field("jwt_secret", &"<redacted>")
+            .field("jwt_secret", &self.jwt_secret)
             .field("stream_name", &self.stream_name)
             .field("subject_prefix", &self.subject_prefix)
             .field("stream_replicas", &self.stream_replicas)
@@ -66,6 +70,17 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A secret from `NAME`, or from the file named by `NAME_FILE` (a mounted Kubernetes secret),
+/// or `default` when neither is set. A file's trailing newline is not part of the secret.
+pub fn secret(name: &'static str, file_name: &'static str, default: &str) -> Result<SecretString, ConfigError> {
+    if let Some(path) = std::env::var(file_name).ok().filter(|p| !p.trim().is_empty()) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::Invalid { name: file_name, reason: format!("{path}: {e}") })?;
+        return Ok(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    Ok(SecretString::from(var(name, default)))
+}
+
 /// An environment variable, or `default` when unset or blank.
 pub fn var(name: &'static str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
@@ -81,8 +96,11 @@ where
 
 impl ServiceConfig {
     pub fn from_env(defaults: ServiceDefaults) -> Result<Self, ConfigError> {
-        let jwt_secret = std::env::var("DW_JWT_SECRET").map_err(|_| ConfigError::Missing("DW_JWT_SECRET"))?;
-        if jwt_secret.len() < dw_auth::MIN_SECRET_LEN {
+        let jwt_secret = secret("DW_JWT_SECRET", "DW_JWT_SECRET_FILE", "")?;
+        if jwt_secret.expose_secret().is_empty() {
+            return Err(ConfigError::Missing("DW_JWT_SECRET"));
+        }
+        if jwt_secret.expose_secret().len() < dw_auth::MIN_SECRET_LEN {
             return Err(ConfigError::Invalid {
                 name: "DW_JWT_SECRET",
                 reason: format!("must be at least {} bytes", dw_auth::MIN_SECRET_LEN),
@@ -94,7 +112,7 @@ impl ServiceConfig {
             nats_url: var("NATS_URL", "nats://127.0.0.1:4222"),
             grpc_addr: parsed("GRPC_ADDR", &format!("0.0.0.0:{}", defaults.grpc_port))?,
             metrics_addr: parsed("METRICS_ADDR", &format!("0.0.0.0:{}", defaults.metrics_port))?,
-            jwt_secret: jwt_secret.into_bytes(),
+            jwt_secret,
             stream_name: var("DW_STREAM_NAME", defaults.stream_name),
             subject_prefix: var("DW_SUBJECT_PREFIX", defaults.subject_prefix),
             stream_replicas: parsed("DW_STREAM_REPLICAS", "1")?,
@@ -118,7 +136,7 @@ impl ServiceConfig {
             nats_url,
             grpc_addr,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            jwt_secret: jwt_secret.to_vec(),
+            jwt_secret: SecretString::from(String::from_utf8_lossy(jwt_secret).into_owned()),
             stream_name,
             subject_prefix,
             stream_replicas: 1,

@@ -4,12 +4,14 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod errors;
 pub mod health;
 pub mod metrics_http;
 pub mod observability;
+pub mod service;
 pub mod shutdown;
 pub mod startup;
 
