@@ -1,0 +1,146 @@
+//! The entry point of every service binary: `<service> [serve]`, `<service> migrate` and
+//! `<service> dead-letters list|replay`, with `--help` and `--version`, built from the
+//! service's [`Service`] description.
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use dw_bus::dead_letters::{Command as DeadLetterCommand, USAGE, main_command};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::bootstrap::{self, BootstrapError};
+use crate::service::Service;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "A Digital Workspace service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC (the default): migrate when DW_RUN_MIGRATIONS, start the relay and consumers.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// List or replay the events this service's consumers gave up on (JSON lines).
+    #[command(subcommand)]
+    DeadLetters(DeadLetters),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetters {
+    /// The pending dead letters, oldest first.
+    List {
+        /// Only this consumer's.
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+    /// Replay one dead letter (by id) or all pending ones through the consumer's projection.
+    Replay(Replay),
+}
+
+#[derive(Debug, Args)]
+struct Replay {
+    /// The dead letter's id.
+    #[arg(value_parser = dead_letter_id, required_unless_present = "all", conflicts_with = "all")]
+    id: Option<i64>,
+    /// Every pending dead letter.
+    #[arg(long)]
+    all: bool,
+    /// With --all: only this consumer's.
+    #[arg(long, requires = "all", conflicts_with = "id")]
+    consumer: Option<String>,
+}
+
+fn dead_letter_id(value: &str) -> Result<i64, String> {
+    value.parse().map_err(|_| format!("a dead letter id is a number; usage: {USAGE}"))
+}
+
+impl DeadLetters {
+    fn command(self) -> DeadLetterCommand {
+        match self {
+            Self::List { consumer } => DeadLetterCommand::List { consumer },
+            Self::Replay(Replay { id: Some(id), .. }) => DeadLetterCommand::ReplayOne(id),
+            Self::Replay(Replay { consumer, .. }) => DeadLetterCommand::ReplayAll { consumer },
+        }
+    }
+}
+
+/// Runs the binary of service `S`: parses the arguments, starts telemetry, reads the
+/// configuration and runs the subcommand until it ends or SIGTERM/SIGINT.
+pub fn main<S: Service>() -> anyhow::Result<()> {
+    let matches = Cli::command().name(S::NAME).bin_name(S::NAME).get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run::<S>(cli.command.unwrap_or(Command::Serve)))
+}
+
+async fn run<S: Service>(command: Command) -> anyhow::Result<()> {
+    let _telemetry = dw_telemetry::init(S::NAME, dw_telemetry::LogFormat::from_env())?;
+    let config = S::config_from_env()?;
+    tracing::info!(?config, "starting");
+    let cancel = CancellationToken::new();
+    tokio::spawn(crate::shutdown::cancel_on_signal(cancel.clone()));
+    let shared = S::service_config(&config);
+    match command {
+        Command::Serve => {
+            let addr = shared.grpc_addr;
+            let listener = TcpListener::bind(addr).await.map_err(|e| BootstrapError::Bind(addr.to_string(), e))?;
+            S::serve(config, listener, cancel).await?;
+        }
+        Command::Migrate => bootstrap::migrate(shared, S::migrator(), &cancel).await?,
+        Command::DeadLetters(action) => {
+            let pool = crate::startup::connect_postgres(&shared.database_url, 2, &cancel).await?;
+            // Metrics of a one-off command go nowhere.
+            let consumers = S::consumers(&config, &pool, &mut prometheus_client::registry::Registry::default())?;
+            let replay_one = async |name: &str, id: i64| match consumers.iter().find(|c| c.name() == name) {
+                Some(consumer) => Some(consumer.replay(&pool, id).await),
+                None => None,
+            };
+            main_command(&pool, &action.command(), replay_one).await.map_err(anyhow::Error::msg)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Option<Command>, clap::Error> {
+        Cli::try_parse_from(std::iter::once("svc").chain(line.split_whitespace())).map(|cli| cli.command)
+    }
+
+    fn dead_letters(line: &str) -> DeadLetterCommand {
+        match parse(line) {
+            Ok(Some(Command::DeadLetters(action))) => action.command(),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subcommands_parse_and_mistakes_say_the_usage() {
+        assert!(matches!(parse(""), Ok(None)), "serve is the default");
+        assert!(matches!(parse("serve"), Ok(Some(Command::Serve))));
+        assert!(matches!(parse("migrate"), Ok(Some(Command::Migrate))));
+        assert_eq!(dead_letters("dead-letters list"), DeadLetterCommand::List { consumer: None });
+        assert_eq!(
+            dead_letters("dead-letters list --consumer notifications-messaging"),
+            DeadLetterCommand::List { consumer: Some("notifications-messaging".into()) }
+        );
+        assert_eq!(dead_letters("dead-letters replay 42"), DeadLetterCommand::ReplayOne(42));
+        assert_eq!(dead_letters("dead-letters replay --all"), DeadLetterCommand::ReplayAll { consumer: None });
+        assert_eq!(
+            dead_letters("dead-letters replay --all --consumer x"),
+            DeadLetterCommand::ReplayAll { consumer: Some("x".into()) }
+        );
+        let wrong = parse("dead-letters replay seven").unwrap_err().to_string();
+        assert!(wrong.contains("usage"), "{wrong}");
+        for refused in
+            ["dead-letters replay", "dead-letters replay 1 --all", "dead-letters replay 1 --consumer x", "bogus"]
+        {
+            assert!(parse(refused).is_err(), "{refused}");
+        }
+    }
+}
