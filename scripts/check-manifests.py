@@ -197,7 +197,7 @@ def check_schema(docs, schemas, report):
 
 
 # --- the code's configuration --------------------------------------------------------------------
-ENV_READ = re.compile(r'(?:\bvar|\bparsed|env::var|env::var_os|ConfigError::Missing)\(\s*"([A-Z][A-Z0-9_]*)"')
+ENV_READ = re.compile(r'(?:\bvar|\bparsed|\bsecret|env::var|env::var_os|ConfigError::Missing)\(\s*"([A-Z][A-Z0-9_]*)"')
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use dw_grpc_kit::AuthInterceptor;
-use dw_grpc_kit::bootstrap::{self, Bootstrap};
+use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::agentsessions::v1::agent_admin_service_server::AgentAdminServiceServer;
 use dw_proto::agentsessions::v1::service_day_service_server::ServiceDayServiceServer;
 use tokio::net::TcpListener;
@@ -43,18 +43,6 @@ impl dw_grpc_kit::service::Service for AgentSessions {
 }
 
 pub const SERVICE_NAMES: [&str; 2] = ["dw.agentsessions.v1.ServiceDayService", "dw.agentsessions.v1.AgentAdminService"];
-
-/// Runs migrations and returns (for `agent-sessions migrate`).
-pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), ServeError> {
-    bootstrap::migrate(config, &crate::MIGRATOR, cancel).await
-}
-
-/// Binds the configured gRPC address and serves until `cancel`.
-pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
-    let listener =
-        TcpListener::bind(config.grpc_addr).await.map_err(|e| ServeError::Bind(config.grpc_addr.to_string(), e))?;
-    run_with_listener(config, listener, cancel).await
-}
 
 /// Serves gRPC on `listener` until `cancel`, then drains.
 pub async fn run_with_listener(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use dw_grpc_kit::AuthInterceptor;
-use dw_grpc_kit::bootstrap::{self, Bootstrap};
+use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::messaging::v1::contact_service_server::ContactServiceServer;
 use dw_proto::messaging::v1::template_service_server::TemplateServiceServer;
 use tokio::net::TcpListener;
@@ -23,10 +23,6 @@ use sqlx::PgPool;
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
 pub const SERVICE_NAMES: [&str; 2] = ["dw.messaging.v1.TemplateService", "dw.messaging.v1.ContactService"];
-
-pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), ServeError> {
-    bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
-}
 
 /// messaging-templates as the kernel runs it (`dw_grpc_kit::cli::main`).
 pub struct MessagingTemplates;
@@ -81,12 +77,6 @@ impl dw_grpc_kit::service::Service for MessagingTemplates {
 
 fn dispatch_consumer(config: &Config) -> String {
     format!("{}-dispatch", config.consumer_prefix)
-}
-
-pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
-    let addr = config.service.grpc_addr;
-    let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr.to_string(), e))?;
-    run_with_listener(config, listener, cancel).await
 }
 
 pub async fn run_with_listener(

@@ -5,7 +5,7 @@ use dw_bus::ConsumerConfig;
 use dw_bus::declared::{Consumer, DeclaredConsumer};
 use dw_bus::permissions::PermissionsProjection;
 use dw_grpc_kit::AuthInterceptor;
-use dw_grpc_kit::bootstrap::{self, Bootstrap};
+use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::notifications::v1::notification_service_server::NotificationServiceServer;
 use dw_proto::notifications::v1::webhook_service_server::WebhookServiceServer;
 use tokio::net::TcpListener;
@@ -20,10 +20,6 @@ use crate::webhooks::WebhookMetrics;
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
 pub const SERVICE_NAMES: [&str; 2] = ["dw.notifications.v1.NotificationService", "dw.notifications.v1.WebhookService"];
-
-pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), ServeError> {
-    bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
-}
 
 /// notifications as the kernel runs it (`dw_grpc_kit::cli::main`).
 pub struct Notifications;
@@ -68,12 +64,6 @@ impl dw_grpc_kit::service::Service for Notifications {
     async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
         run_with_listener(config, listener, cancel).await
     }
-}
-
-pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
-    let addr = config.service.grpc_addr;
-    let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr.to_string(), e))?;
-    run_with_listener(config, listener, cancel).await
 }
 
 pub async fn run_with_listener(

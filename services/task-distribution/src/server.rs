@@ -6,7 +6,7 @@ use std::sync::Arc;
 use dw_bus::ConsumerConfig;
 use dw_bus::declared::{Consumer, DeclaredConsumer};
 use dw_grpc_kit::AuthInterceptor;
-use dw_grpc_kit::bootstrap::{self, Bootstrap};
+use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -22,10 +22,6 @@ use crate::metrics::{DistributionMetrics, run_queue_sampler};
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
 pub const SERVICE_NAMES: [&str; 1] = ["dw.distribution.v1.DistributionService"];
-
-pub async fn migrate(config: &Config, cancel: &CancellationToken) -> Result<(), ServeError> {
-    bootstrap::migrate(&config.service, &crate::MIGRATOR, cancel).await
-}
 
 /// task-distribution as the kernel runs it (`dw_grpc_kit::cli::main`).
 pub struct TaskDistribution;
@@ -72,12 +68,6 @@ fn consumers(config: &Config, metrics: &DistributionMetrics) -> Vec<Box<dyn Decl
         Consumer::declare(sessions, AgentSessionsReaction { metrics: metrics.clone() }),
         Consumer::declare(inbound, InboundMessageReaction { metrics: metrics.clone() }),
     ]
-}
-
-pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), ServeError> {
-    let addr = config.service.grpc_addr;
-    let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr.to_string(), e))?;
-    run_with_listener(config, listener, cancel).await
 }
 
 pub async fn run_with_listener(

@@ -30,10 +30,16 @@ pub trait Aggregate: Sync {
 }
 
 /// An aggregate's state and the stream version it was read at (0: no events yet).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Loaded<S> {
     pub state: S,
     pub version: i64,
+}
+
+impl<S: Default> Default for Loaded<S> {
+    fn default() -> Self {
+        Self { state: S::default(), version: 0 }
+    }
 }
 
 /// Loads an aggregate: its snapshot when one is stored and still decodes, otherwise a replay of
@@ -44,6 +50,10 @@ pub async fn load<A: Aggregate, D>(
 ) -> Result<Loaded<A::State>, CommandError<D>> {
     let stream_id = aggregate.stream_id();
     let stream = store::load_stream(conn, &stream_id).await?;
+    if stream.version == 0 {
+        // No events yet: nothing to read.
+        return Ok(Loaded::default());
+    }
     if let Some(snapshot) = stream.snapshot {
         match serde_json::from_value::<A::State>(snapshot) {
             Ok(state) => return Ok(Loaded { state, version: stream.version }),
