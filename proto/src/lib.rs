@@ -9,19 +9,34 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub mod agentsessions {
     pub mod v1 {
         tonic::include_proto!("dw.agentsessions.v1");
+        include!(concat!(env!("OUT_DIR"), "/dw.agentsessions.v1.events.rs"));
     }
 }
 
 pub mod distribution {
     pub mod v1 {
         tonic::include_proto!("dw.distribution.v1");
+        include!(concat!(env!("OUT_DIR"), "/dw.distribution.v1.events.rs"));
     }
 }
 
 pub mod messaging {
     pub mod v1 {
         tonic::include_proto!("dw.messaging.v1");
+        include!(concat!(env!("OUT_DIR"), "/dw.messaging.v1.events.rs"));
     }
+}
+
+/// A context's events as one decodable type (`<context>::v1::Event`, generated from its
+/// `events.proto`): what a consumer of that context's stream matches on.
+pub trait Contract: Sized + Send + std::fmt::Debug + 'static {
+    /// The protobuf package, e.g. `dw.agentsessions.v1`.
+    const PACKAGE: &'static str;
+
+    /// `None` when `event_type` is not an event of this contract.
+    fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, prost::DecodeError>;
+
+    fn type_name(&self) -> &'static str;
 }
 
 /// Conversions between protobuf well-known time types and `chrono`.
@@ -49,5 +64,38 @@ pub mod time {
 pub mod notifications {
     pub mod v1 {
         tonic::include_proto!("dw.notifications.v1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Contract;
+
+    /// Every type of a contract decodes (an empty payload is a valid protobuf message) to the
+    /// variant that names it, and that name is the message's own `prost::Name`.
+    fn round_trips<C: Contract>(types: &[&str]) {
+        for event_type in types {
+            let decoded = C::decode(event_type, &[]).unwrap().unwrap();
+            assert_eq!(decoded.type_name(), *event_type);
+            assert!(event_type.starts_with(C::PACKAGE));
+        }
+        assert!(C::decode(&format!("{}.NotAnEvent", C::PACKAGE), &[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_event_contracts_cover_their_events_proto() {
+        use prost::Name;
+        round_trips::<crate::agentsessions::v1::Event>(crate::agentsessions::v1::Event::TYPES);
+        round_trips::<crate::distribution::v1::Event>(crate::distribution::v1::Event::TYPES);
+        round_trips::<crate::messaging::v1::Event>(crate::messaging::v1::Event::TYPES);
+        assert_eq!(crate::agentsessions::v1::Event::TYPES.len(), 12);
+        assert_eq!(crate::distribution::v1::Event::TYPES.len(), 8);
+        assert_eq!(crate::messaging::v1::Event::TYPES.len(), 12);
+        assert!(
+            crate::agentsessions::v1::Event::TYPES
+                .contains(&crate::agentsessions::v1::BreakStarted::full_name().as_str())
+        );
+        let undecodable = crate::distribution::v1::Event::decode("dw.distribution.v1.TaskCreated", &[0xff, 0xff]);
+        assert!(undecodable.is_err(), "a payload that is not the message is an error, not a skip");
     }
 }

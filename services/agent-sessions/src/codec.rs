@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use dw_eventstore::{NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
-use prost::Message;
 
 use crate::domain::service_day::ExitCloseCause;
 use crate::domain::tenant_settings::TenantSettings;
@@ -19,21 +18,6 @@ pub enum CodecError {
     Decode(String, String),
     #[error("invalid field {0}: {1}")]
     Invalid(&'static str, String),
-}
-
-pub mod types {
-    pub const AGENT_REGISTERED: &str = "dw.agentsessions.v1.AgentRegistered";
-    pub const DEPARTMENT_LINKED: &str = "dw.agentsessions.v1.DepartmentLinked";
-    pub const DEPARTMENT_UNLINKED: &str = "dw.agentsessions.v1.DepartmentUnlinked";
-    pub const PERMISSION_GRANTED: &str = "dw.agentsessions.v1.PermissionGranted";
-    pub const PERMISSION_REVOKED: &str = "dw.agentsessions.v1.PermissionRevoked";
-    pub const TENANT_SETTINGS_CHANGED: &str = "dw.agentsessions.v1.TenantSettingsChanged";
-    pub const SERVICE_DAY_STARTED: &str = "dw.agentsessions.v1.ServiceDayStarted";
-    pub const EXIT_NOTIFIED: &str = "dw.agentsessions.v1.ExitNotified";
-    pub const EXIT_CLOSED: &str = "dw.agentsessions.v1.ExitClosed";
-    pub const BREAK_STARTED: &str = "dw.agentsessions.v1.BreakStarted";
-    pub const BREAK_ENDED: &str = "dw.agentsessions.v1.BreakEnded";
-    pub const SERVICE_DAY_ENDED: &str = "dw.agentsessions.v1.ServiceDayEnded";
 }
 
 pub fn service_day_stream(tenant: &TenantId, agent: &AgentId) -> String {
@@ -66,17 +50,11 @@ fn from_duration(d: Option<&prost_types::Duration>) -> i64 {
     d.map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000).unwrap_or(0)
 }
 
-fn new_event(event_type: &str, subject: &str, message: &impl Message) -> NewEvent {
-    NewEvent {
-        event_id: uuid::Uuid::now_v7(),
-        event_type: event_type.to_owned(),
-        subject: subject.to_owned(),
-        payload: message.encode_to_vec(),
-    }
-}
-
-fn decode<M: Message + Default>(recorded: &RecordedEvent) -> Result<M, CodecError> {
-    M::decode(recorded.payload.as_slice()).map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))
+/// A stored event decoded by the contract; a type it does not have is [`CodecError::UnknownType`].
+fn contract_event(recorded: &RecordedEvent) -> Result<pb::Event, CodecError> {
+    pb::Event::decode(&recorded.event_type, &recorded.payload)
+        .map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))?
+        .ok_or_else(|| CodecError::UnknownType(recorded.event_type.clone()))
 }
 
 fn reason_from(id: &str, label: &str) -> Result<Option<Reason>, CodecError> {
@@ -103,8 +81,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
     use service_day::Event as E;
     let agent_id = agent_id.to_string();
     match event {
-        E::DayStarted { day_id, started_at, departments } => new_event(
-            types::SERVICE_DAY_STARTED,
+        E::DayStarted { day_id, started_at, departments } => NewEvent::of(
             "serviceday.started",
             &pb::ServiceDayStarted {
                 agent_id,
@@ -113,8 +90,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
                 department_ids: departments.iter().map(ToString::to_string).collect(),
             },
         ),
-        E::ExitNotified { day_id, reason, notified_at } => new_event(
-            types::EXIT_NOTIFIED,
+        E::ExitNotified { day_id, reason, notified_at } => NewEvent::of(
             "serviceday.exit_notified",
             &pb::ExitNotified {
                 agent_id,
@@ -124,8 +100,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
                 notified_at: Some(timestamp(*notified_at)),
             },
         ),
-        E::ExitClosed { day_id, cause, closed_at } => new_event(
-            types::EXIT_CLOSED,
+        E::ExitClosed { day_id, cause, closed_at } => NewEvent::of(
             "serviceday.exit_closed",
             &pb::ExitClosed {
                 agent_id,
@@ -134,8 +109,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
                 closed_at: Some(timestamp(*closed_at)),
             },
         ),
-        E::BreakStarted { day_id, reason, started_at } => new_event(
-            types::BREAK_STARTED,
+        E::BreakStarted { day_id, reason, started_at } => NewEvent::of(
             "serviceday.break_started",
             &pb::BreakStarted {
                 agent_id,
@@ -145,8 +119,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
                 started_at: Some(timestamp(*started_at)),
             },
         ),
-        E::BreakEnded { day_id, ended_at, duration_ms: ms, day_ending } => new_event(
-            types::BREAK_ENDED,
+        E::BreakEnded { day_id, ended_at, duration_ms: ms, day_ending } => NewEvent::of(
             "serviceday.break_ended",
             &pb::BreakEnded {
                 agent_id,
@@ -156,8 +129,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
                 day_ending: *day_ending,
             },
         ),
-        E::DayEnded { day_id, ended_at, total_break_ms } => new_event(
-            types::SERVICE_DAY_ENDED,
+        E::DayEnded { day_id, ended_at, total_break_ms } => NewEvent::of(
             "serviceday.ended",
             &pb::ServiceDayEnded {
                 agent_id,
@@ -171,9 +143,8 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
 
 pub fn decode_service_day(recorded: &RecordedEvent) -> Result<service_day::Event, CodecError> {
     use service_day::Event as E;
-    Ok(match recorded.event_type.as_str() {
-        types::SERVICE_DAY_STARTED => {
-            let m: pb::ServiceDayStarted = decode(recorded)?;
+    Ok(match contract_event(recorded)? {
+        pb::Event::ServiceDayStarted(m) => {
             let departments = m
                 .department_ids
                 .iter()
@@ -185,17 +156,13 @@ pub fn decode_service_day(recorded: &RecordedEvent) -> Result<service_day::Event
                 departments,
             }
         }
-        types::EXIT_NOTIFIED => {
-            let m: pb::ExitNotified = decode(recorded)?;
-            E::ExitNotified {
-                day_id: day_id_from(&m.day_id)?,
-                reason: reason_from(&m.reason_id, &m.reason_label)?
-                    .ok_or(CodecError::Invalid("reason_id", "missing".into()))?,
-                notified_at: from_timestamp("notified_at", m.notified_at.as_ref())?,
-            }
-        }
-        types::EXIT_CLOSED => {
-            let m: pb::ExitClosed = decode(recorded)?;
+        pb::Event::ExitNotified(m) => E::ExitNotified {
+            day_id: day_id_from(&m.day_id)?,
+            reason: reason_from(&m.reason_id, &m.reason_label)?
+                .ok_or(CodecError::Invalid("reason_id", "missing".into()))?,
+            notified_at: from_timestamp("notified_at", m.notified_at.as_ref())?,
+        },
+        pb::Event::ExitClosed(m) => {
             let cause = match pb::ExitCloseCause::try_from(m.cause) {
                 Ok(pb::ExitCloseCause::Cancelled) => ExitCloseCause::Cancelled,
                 Ok(pb::ExitCloseCause::BreakStarted) => ExitCloseCause::BreakStarted,
@@ -208,32 +175,23 @@ pub fn decode_service_day(recorded: &RecordedEvent) -> Result<service_day::Event
                 closed_at: from_timestamp("closed_at", m.closed_at.as_ref())?,
             }
         }
-        types::BREAK_STARTED => {
-            let m: pb::BreakStarted = decode(recorded)?;
-            E::BreakStarted {
-                day_id: day_id_from(&m.day_id)?,
-                reason: reason_from(&m.reason_id, &m.reason_label)?,
-                started_at: from_timestamp("started_at", m.started_at.as_ref())?,
-            }
-        }
-        types::BREAK_ENDED => {
-            let m: pb::BreakEnded = decode(recorded)?;
-            E::BreakEnded {
-                day_id: day_id_from(&m.day_id)?,
-                ended_at: from_timestamp("ended_at", m.ended_at.as_ref())?,
-                duration_ms: from_duration(m.duration.as_ref()),
-                day_ending: m.day_ending,
-            }
-        }
-        types::SERVICE_DAY_ENDED => {
-            let m: pb::ServiceDayEnded = decode(recorded)?;
-            E::DayEnded {
-                day_id: day_id_from(&m.day_id)?,
-                ended_at: from_timestamp("ended_at", m.ended_at.as_ref())?,
-                total_break_ms: from_duration(m.total_break_time.as_ref()),
-            }
-        }
-        other => return Err(CodecError::UnknownType(other.to_owned())),
+        pb::Event::BreakStarted(m) => E::BreakStarted {
+            day_id: day_id_from(&m.day_id)?,
+            reason: reason_from(&m.reason_id, &m.reason_label)?,
+            started_at: from_timestamp("started_at", m.started_at.as_ref())?,
+        },
+        pb::Event::BreakEnded(m) => E::BreakEnded {
+            day_id: day_id_from(&m.day_id)?,
+            ended_at: from_timestamp("ended_at", m.ended_at.as_ref())?,
+            duration_ms: from_duration(m.duration.as_ref()),
+            day_ending: m.day_ending,
+        },
+        pb::Event::ServiceDayEnded(m) => E::DayEnded {
+            day_id: day_id_from(&m.day_id)?,
+            ended_at: from_timestamp("ended_at", m.ended_at.as_ref())?,
+            total_break_ms: from_duration(m.total_break_time.as_ref()),
+        },
+        other => return Err(CodecError::UnknownType(other.type_name().to_owned())),
     })
 }
 
@@ -241,28 +199,23 @@ pub fn encode_agent(agent_id: &AgentId, event: &agent::Event) -> NewEvent {
     use agent::Event as E;
     let agent_id = agent_id.to_string();
     match event {
-        E::Registered { display_name, by, .. } => new_event(
-            types::AGENT_REGISTERED,
+        E::Registered { display_name, by, .. } => NewEvent::of(
             "agent.registered",
             &pb::AgentRegistered { agent_id, display_name: display_name.clone(), registered_by: by.clone() },
         ),
-        E::DepartmentLinked { department, by, .. } => new_event(
-            types::DEPARTMENT_LINKED,
+        E::DepartmentLinked { department, by, .. } => NewEvent::of(
             "agent.department_linked",
             &pb::DepartmentLinked { agent_id, department_id: department.to_string(), linked_by: by.clone() },
         ),
-        E::DepartmentUnlinked { department, by, .. } => new_event(
-            types::DEPARTMENT_UNLINKED,
+        E::DepartmentUnlinked { department, by, .. } => NewEvent::of(
             "agent.department_unlinked",
             &pb::DepartmentUnlinked { agent_id, department_id: department.to_string(), unlinked_by: by.clone() },
         ),
-        E::PermissionGranted { permission, by, .. } => new_event(
-            types::PERMISSION_GRANTED,
+        E::PermissionGranted { permission, by, .. } => NewEvent::of(
             "agent.permission_granted",
             &pb::PermissionGranted { agent_id, permission: permission.to_string(), granted_by: by.clone() },
         ),
-        E::PermissionRevoked { permission, by, .. } => new_event(
-            types::PERMISSION_REVOKED,
+        E::PermissionRevoked { permission, by, .. } => NewEvent::of(
             "agent.permission_revoked",
             &pb::PermissionRevoked { agent_id, permission: permission.to_string(), revoked_by: by.clone() },
         ),
@@ -274,28 +227,21 @@ pub fn decode_agent(recorded: &RecordedEvent) -> Result<agent::Event, CodecError
     let at = recorded.recorded_at;
     let department = |d: &str| DepartmentId::parse(d).map_err(|e| CodecError::Invalid("department_id", e));
     let permission = |p: &str| Permission::parse(p).map_err(|e| CodecError::Invalid("permission", e));
-    Ok(match recorded.event_type.as_str() {
-        types::AGENT_REGISTERED => {
-            let m: pb::AgentRegistered = decode(recorded)?;
-            E::Registered { display_name: m.display_name, by: m.registered_by, at }
-        }
-        types::DEPARTMENT_LINKED => {
-            let m: pb::DepartmentLinked = decode(recorded)?;
+    Ok(match contract_event(recorded)? {
+        pb::Event::AgentRegistered(m) => E::Registered { display_name: m.display_name, by: m.registered_by, at },
+        pb::Event::DepartmentLinked(m) => {
             E::DepartmentLinked { department: department(&m.department_id)?, by: m.linked_by, at }
         }
-        types::DEPARTMENT_UNLINKED => {
-            let m: pb::DepartmentUnlinked = decode(recorded)?;
+        pb::Event::DepartmentUnlinked(m) => {
             E::DepartmentUnlinked { department: department(&m.department_id)?, by: m.unlinked_by, at }
         }
-        types::PERMISSION_GRANTED => {
-            let m: pb::PermissionGranted = decode(recorded)?;
+        pb::Event::PermissionGranted(m) => {
             E::PermissionGranted { permission: permission(&m.permission)?, by: m.granted_by, at }
         }
-        types::PERMISSION_REVOKED => {
-            let m: pb::PermissionRevoked = decode(recorded)?;
+        pb::Event::PermissionRevoked(m) => {
             E::PermissionRevoked { permission: permission(&m.permission)?, by: m.revoked_by, at }
         }
-        other => return Err(CodecError::UnknownType(other.to_owned())),
+        other => return Err(CodecError::UnknownType(other.type_name().to_owned())),
     })
 }
 
@@ -315,8 +261,7 @@ fn reasons_from_pb(field: &'static str, reasons: &[pb::Reason]) -> Result<Vec<Re
 
 pub fn encode_tenant_settings(event: &tenant_settings::Event, by: &str) -> NewEvent {
     let tenant_settings::Event::Changed(settings) = event;
-    new_event(
-        types::TENANT_SETTINGS_CHANGED,
+    NewEvent::of(
         "tenant.settings_changed",
         &pb::TenantSettingsChanged {
             auto_distribution_enabled: settings.auto_distribution_enabled,
@@ -329,10 +274,9 @@ pub fn encode_tenant_settings(event: &tenant_settings::Event, by: &str) -> NewEv
 }
 
 pub fn decode_tenant_settings(recorded: &RecordedEvent) -> Result<tenant_settings::Event, CodecError> {
-    if recorded.event_type != types::TENANT_SETTINGS_CHANGED {
+    let pb::Event::TenantSettingsChanged(m) = contract_event(recorded)? else {
         return Err(CodecError::UnknownType(recorded.event_type.clone()));
-    }
-    let m: pb::TenantSettingsChanged = decode(recorded)?;
+    };
     Ok(tenant_settings::Event::Changed(TenantSettings {
         auto_distribution_enabled: m.auto_distribution_enabled,
         exit_reasons: reasons_from_pb("exit_reasons", &m.exit_reasons)?,

@@ -42,7 +42,10 @@ impl dw_grpc_kit::service::Service for AgentSessions {
     }
 }
 
-pub const SERVICE_NAMES: [&str; 2] = ["dw.agentsessions.v1.ServiceDayService", "dw.agentsessions.v1.AgentAdminService"];
+pub const SERVICE_NAMES: [&str; 2] = [
+    dw_proto::agentsessions::v1::service_day_service_server::SERVICE_NAME,
+    dw_proto::agentsessions::v1::agent_admin_service_server::SERVICE_NAME,
+];
 
 /// Serves gRPC on `listener` until `cancel`, then drains.
 pub async fn run_with_listener(

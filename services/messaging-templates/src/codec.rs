@@ -6,17 +6,9 @@ use std::collections::HashMap;
 use dw_eventstore::NewEvent;
 use dw_proto::messaging::v1 as pb;
 use dw_proto::time::timestamp;
-use prost::Message;
 
 use crate::domain::contact::Contact;
 use crate::domain::template::{Category, Channel, HeaderKind, Template};
-
-pub mod types {
-    pub const TEMPLATE_CREATED: &str = "dw.messaging.v1.TemplateCreated";
-    pub const TEMPLATE_UPDATED: &str = "dw.messaging.v1.TemplateUpdated";
-    pub const TEMPLATE_ARCHIVED: &str = "dw.messaging.v1.TemplateArchived";
-    pub const CONTACT_UPSERTED: &str = "dw.messaging.v1.ContactUpserted";
-}
 
 pub fn template_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
     format!("template:{tenant}:{id}")
@@ -115,34 +107,22 @@ pub fn contact_to_pb(contact: &Contact, version: i64) -> pb::Contact {
     }
 }
 
-fn new_event(event_type: &str, subject: &str, message: &impl Message) -> NewEvent {
-    NewEvent {
-        event_id: uuid::Uuid::now_v7(),
-        event_type: event_type.to_owned(),
-        subject: subject.to_owned(),
-        payload: message.encode_to_vec(),
-    }
-}
-
 pub fn template_created(template: &pb::Template, by: &str) -> NewEvent {
-    new_event(
-        types::TEMPLATE_CREATED,
+    NewEvent::of(
         "template.created",
         &pb::TemplateCreated { template: Some(template.clone()), created_by: by.to_owned() },
     )
 }
 
 pub fn template_updated(template: &pb::Template, by: &str) -> NewEvent {
-    new_event(
-        types::TEMPLATE_UPDATED,
+    NewEvent::of(
         "template.updated",
         &pb::TemplateUpdated { template: Some(template.clone()), updated_by: by.to_owned() },
     )
 }
 
 pub fn template_archived(template: &Template, by: &str) -> NewEvent {
-    new_event(
-        types::TEMPLATE_ARCHIVED,
+    NewEvent::of(
         "template.archived",
         &pb::TemplateArchived {
             template_id: template.template_id.to_string(),
@@ -153,8 +133,7 @@ pub fn template_archived(template: &Template, by: &str) -> NewEvent {
 }
 
 pub fn contact_upserted(contact: &pb::Contact, by: &str) -> NewEvent {
-    new_event(
-        types::CONTACT_UPSERTED,
+    NewEvent::of(
         "contact.upserted",
         &pb::ContactUpserted { contact: Some(contact.clone()), upserted_by: by.to_owned() },
     )
@@ -217,13 +196,10 @@ pub fn message_event(message_id: uuid::Uuid, event: &crate::domain::message::Eve
     let id = message_id.to_string();
     let attempts = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     match event {
-        E::Requested(message) => new_event(
-            "dw.messaging.v1.MessageRequested",
-            "message.requested",
-            &pb::MessageRequested { message: Some(message_to_pb(message)) },
-        ),
-        E::Dispatched { provider_message_id, attempts: n, at } => new_event(
-            "dw.messaging.v1.MessageDispatched",
+        E::Requested(message) => {
+            NewEvent::of("message.requested", &pb::MessageRequested { message: Some(message_to_pb(message)) })
+        }
+        E::Dispatched { provider_message_id, attempts: n, at } => NewEvent::of(
             "message.dispatched",
             &pb::MessageDispatched {
                 message_id: id,
@@ -232,18 +208,14 @@ pub fn message_event(message_id: uuid::Uuid, event: &crate::domain::message::Eve
                 dispatched_at: Some(timestamp(*at)),
             },
         ),
-        E::Delivered { at } => new_event(
-            "dw.messaging.v1.MessageDelivered",
+        E::Delivered { at } => NewEvent::of(
             "message.delivered",
             &pb::MessageDelivered { message_id: id, delivered_at: Some(timestamp(*at)) },
         ),
-        E::Read { at } => new_event(
-            "dw.messaging.v1.MessageRead",
-            "message.read",
-            &pb::MessageRead { message_id: id, read_at: Some(timestamp(*at)) },
-        ),
-        E::Failed { failure, attempts: n, at } => new_event(
-            "dw.messaging.v1.MessageFailed",
+        E::Read { at } => {
+            NewEvent::of("message.read", &pb::MessageRead { message_id: id, read_at: Some(timestamp(*at)) })
+        }
+        E::Failed { failure, attempts: n, at } => NewEvent::of(
             "message.failed",
             &pb::MessageFailed {
                 message_id: id,

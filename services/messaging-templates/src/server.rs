@@ -22,7 +22,10 @@ use sqlx::PgPool;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 2] = ["dw.messaging.v1.TemplateService", "dw.messaging.v1.ContactService"];
+pub const SERVICE_NAMES: [&str; 2] = [
+    dw_proto::messaging::v1::template_service_server::SERVICE_NAME,
+    dw_proto::messaging::v1::contact_service_server::SERVICE_NAME,
+];
 
 /// messaging-templates as the kernel runs it (`dw_grpc_kit::cli::main`).
 pub struct MessagingTemplates;

@@ -19,7 +19,10 @@ use crate::webhooks::WebhookMetrics;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 2] = ["dw.notifications.v1.NotificationService", "dw.notifications.v1.WebhookService"];
+pub const SERVICE_NAMES: [&str; 2] = [
+    dw_proto::notifications::v1::notification_service_server::SERVICE_NAME,
+    dw_proto::notifications::v1::webhook_service_server::SERVICE_NAME,
+];
 
 /// notifications as the kernel runs it (`dw_grpc_kit::cli::main`).
 pub struct Notifications;

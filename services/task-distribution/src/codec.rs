@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use dw_eventstore::{NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
-use prost::Message;
 
 use crate::domain::task::{AssignmentSummary, Event, NewTask, RequeueCause};
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, PhoneNumber, Priority, Protocol, TaskId};
@@ -17,17 +16,6 @@ pub enum CodecError {
     Decode(String, String),
     #[error("invalid field {0}: {1}")]
     Invalid(&'static str, String),
-}
-
-pub mod types {
-    pub const TASK_CREATED: &str = "dw.distribution.v1.TaskCreated";
-    pub const TASK_ASSIGNED: &str = "dw.distribution.v1.TaskAssigned";
-    pub const TASK_REQUEUED: &str = "dw.distribution.v1.TaskRequeued";
-    pub const TASK_CLAIMED: &str = "dw.distribution.v1.TaskClaimed";
-    pub const TASK_TRANSFERRED: &str = "dw.distribution.v1.TaskTransferred";
-    pub const TASK_COMPLETED: &str = "dw.distribution.v1.TaskCompleted";
-    pub const TASK_CANCELLED: &str = "dw.distribution.v1.TaskCancelled";
-    pub const TASK_MESSAGE_RECORDED: &str = "dw.distribution.v1.TaskMessageRecorded";
 }
 
 pub fn task_stream(tenant: &TenantId, task_id: TaskId) -> String {
@@ -72,15 +60,6 @@ fn cause_to_pb(cause: RequeueCause) -> pb::RequeueCause {
     }
 }
 
-fn new_event(event_type: &str, subject: &str, message: &impl Message) -> NewEvent {
-    NewEvent {
-        event_id: uuid::Uuid::now_v7(),
-        event_type: event_type.to_owned(),
-        subject: subject.to_owned(),
-        payload: message.encode_to_vec(),
-    }
-}
-
 fn opt_agent(agent: &Option<AgentId>) -> String {
     agent.as_ref().map(ToString::to_string).unwrap_or_default()
 }
@@ -88,8 +67,7 @@ fn opt_agent(agent: &Option<AgentId>) -> String {
 pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
     let id = task_id.to_string();
     match event {
-        Event::Created { task, at } => new_event(
-            types::TASK_CREATED,
+        Event::Created { task, at } => NewEvent::of(
             "task.created",
             &pb::TaskCreated {
                 task_id: id,
@@ -108,8 +86,7 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 inbound_message_id: task.inbound_message_id.clone().unwrap_or_default(),
             },
         ),
-        Event::Assigned { agent, department, summary, at } => new_event(
-            types::TASK_ASSIGNED,
+        Event::Assigned { agent, department, summary, at } => NewEvent::of(
             "task.assigned",
             &pb::TaskAssigned {
                 task_id: id,
@@ -122,8 +99,7 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 trigger: summary.trigger.clone(),
             },
         ),
-        Event::Requeued { previous_agent, department, cause, at } => new_event(
-            types::TASK_REQUEUED,
+        Event::Requeued { previous_agent, department, cause, at } => NewEvent::of(
             "task.requeued",
             &pb::TaskRequeued {
                 task_id: id,
@@ -133,13 +109,11 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 requeued_at: Some(timestamp(*at)),
             },
         ),
-        Event::Claimed { agent, at } => new_event(
-            types::TASK_CLAIMED,
+        Event::Claimed { agent, at } => NewEvent::of(
             "task.claimed",
             &pb::TaskClaimed { task_id: id, agent_id: agent.to_string(), claimed_at: Some(timestamp(*at)) },
         ),
-        Event::Transferred { from_department, to_department, from_agent, to_agent, by, at } => new_event(
-            types::TASK_TRANSFERRED,
+        Event::Transferred { from_department, to_department, from_agent, to_agent, by, at } => NewEvent::of(
             "task.transferred",
             &pb::TaskTransferred {
                 task_id: id,
@@ -151,8 +125,7 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 transferred_at: Some(timestamp(*at)),
             },
         ),
-        Event::Completed { agent, by, at } => new_event(
-            types::TASK_COMPLETED,
+        Event::Completed { agent, by, at } => NewEvent::of(
             "task.completed",
             &pb::TaskCompleted {
                 task_id: id,
@@ -161,8 +134,7 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 completed_at: Some(timestamp(*at)),
             },
         ),
-        Event::Cancelled { by, reason, at } => new_event(
-            types::TASK_CANCELLED,
+        Event::Cancelled { by, reason, at } => NewEvent::of(
             "task.cancelled",
             &pb::TaskCancelled {
                 task_id: id,
@@ -171,8 +143,7 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 cancelled_at: Some(timestamp(*at)),
             },
         ),
-        Event::MessageRecorded { message_id, text, received_at, agent } => new_event(
-            types::TASK_MESSAGE_RECORDED,
+        Event::MessageRecorded { message_id, text, received_at, agent } => NewEvent::of(
             "task.message_recorded",
             &pb::TaskMessageRecorded {
                 task_id: id,
@@ -185,8 +156,11 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
     }
 }
 
-fn decode_message<M: Message + Default>(recorded: &RecordedEvent) -> Result<M, CodecError> {
-    M::decode(recorded.payload.as_slice()).map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))
+/// A stored event decoded by the contract; a type it does not have is [`CodecError::UnknownType`].
+fn contract_event(recorded: &RecordedEvent) -> Result<pb::Event, CodecError> {
+    pb::Event::decode(&recorded.event_type, &recorded.payload)
+        .map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))?
+        .ok_or_else(|| CodecError::UnknownType(recorded.event_type.clone()))
 }
 
 fn agent(field: &'static str, value: &str) -> Result<AgentId, CodecError> {
@@ -203,9 +177,8 @@ fn department(field: &'static str, value: &str) -> Result<DepartmentId, CodecErr
 
 /// Decodes a stored task event (for replay when no snapshot is usable).
 pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
-    Ok(match recorded.event_type.as_str() {
-        types::TASK_CREATED => {
-            let m: pb::TaskCreated = decode_message(recorded)?;
+    Ok(match contract_event(recorded)? {
+        pb::Event::TaskCreated(m) => {
             let contact = m.contact.unwrap_or_default();
             Event::Created {
                 task: NewTask {
@@ -226,22 +199,18 @@ pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
                 at: from_timestamp("created_at", m.created_at.as_ref())?,
             }
         }
-        types::TASK_ASSIGNED => {
-            let m: pb::TaskAssigned = decode_message(recorded)?;
-            Event::Assigned {
-                agent: agent("agent_id", &m.agent_id)?,
-                department: department("department_id", &m.department_id)?,
-                summary: AssignmentSummary {
-                    decision_id: uuid::Uuid::parse_str(&m.decision_id).unwrap_or_default(),
-                    candidates: m.candidates_considered,
-                    eligible: m.eligible_candidates,
-                    trigger: m.trigger,
-                },
-                at: from_timestamp("assigned_at", m.assigned_at.as_ref())?,
-            }
-        }
-        types::TASK_REQUEUED => {
-            let m: pb::TaskRequeued = decode_message(recorded)?;
+        pb::Event::TaskAssigned(m) => Event::Assigned {
+            agent: agent("agent_id", &m.agent_id)?,
+            department: department("department_id", &m.department_id)?,
+            summary: AssignmentSummary {
+                decision_id: uuid::Uuid::parse_str(&m.decision_id).unwrap_or_default(),
+                candidates: m.candidates_considered,
+                eligible: m.eligible_candidates,
+                trigger: m.trigger,
+            },
+            at: from_timestamp("assigned_at", m.assigned_at.as_ref())?,
+        },
+        pb::Event::TaskRequeued(m) => {
             let cause = match pb::RequeueCause::try_from(m.cause) {
                 Ok(pb::RequeueCause::Transferred) => RequeueCause::Transferred,
                 _ => RequeueCause::AgentDayEnded,
@@ -253,49 +222,33 @@ pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
                 at: from_timestamp("requeued_at", m.requeued_at.as_ref())?,
             }
         }
-        types::TASK_CLAIMED => {
-            let m: pb::TaskClaimed = decode_message(recorded)?;
-            Event::Claimed {
-                agent: agent("agent_id", &m.agent_id)?,
-                at: from_timestamp("claimed_at", m.claimed_at.as_ref())?,
-            }
-        }
-        types::TASK_TRANSFERRED => {
-            let m: pb::TaskTransferred = decode_message(recorded)?;
-            Event::Transferred {
-                from_department: department("from_department_id", &m.from_department_id)?,
-                to_department: department("to_department_id", &m.to_department_id)?,
-                from_agent: opt_agent_from("from_agent_id", &m.from_agent_id)?,
-                to_agent: opt_agent_from("to_agent_id", &m.to_agent_id)?,
-                by: m.transferred_by,
-                at: from_timestamp("transferred_at", m.transferred_at.as_ref())?,
-            }
-        }
-        types::TASK_COMPLETED => {
-            let m: pb::TaskCompleted = decode_message(recorded)?;
-            Event::Completed {
-                agent: agent("agent_id", &m.agent_id)?,
-                by: m.completed_by,
-                at: from_timestamp("completed_at", m.completed_at.as_ref())?,
-            }
-        }
-        types::TASK_CANCELLED => {
-            let m: pb::TaskCancelled = decode_message(recorded)?;
-            Event::Cancelled {
-                by: m.cancelled_by,
-                reason: m.reason,
-                at: from_timestamp("cancelled_at", m.cancelled_at.as_ref())?,
-            }
-        }
-        types::TASK_MESSAGE_RECORDED => {
-            let m: pb::TaskMessageRecorded = decode_message(recorded)?;
-            Event::MessageRecorded {
-                message_id: m.message_id,
-                text: m.text,
-                received_at: from_timestamp("received_at", m.received_at.as_ref())?,
-                agent: opt_agent_from("agent_id", &m.agent_id)?,
-            }
-        }
-        other => return Err(CodecError::UnknownType(other.to_owned())),
+        pb::Event::TaskClaimed(m) => Event::Claimed {
+            agent: agent("agent_id", &m.agent_id)?,
+            at: from_timestamp("claimed_at", m.claimed_at.as_ref())?,
+        },
+        pb::Event::TaskTransferred(m) => Event::Transferred {
+            from_department: department("from_department_id", &m.from_department_id)?,
+            to_department: department("to_department_id", &m.to_department_id)?,
+            from_agent: opt_agent_from("from_agent_id", &m.from_agent_id)?,
+            to_agent: opt_agent_from("to_agent_id", &m.to_agent_id)?,
+            by: m.transferred_by,
+            at: from_timestamp("transferred_at", m.transferred_at.as_ref())?,
+        },
+        pb::Event::TaskCompleted(m) => Event::Completed {
+            agent: agent("agent_id", &m.agent_id)?,
+            by: m.completed_by,
+            at: from_timestamp("completed_at", m.completed_at.as_ref())?,
+        },
+        pb::Event::TaskCancelled(m) => Event::Cancelled {
+            by: m.cancelled_by,
+            reason: m.reason,
+            at: from_timestamp("cancelled_at", m.cancelled_at.as_ref())?,
+        },
+        pb::Event::TaskMessageRecorded(m) => Event::MessageRecorded {
+            message_id: m.message_id,
+            text: m.text,
+            received_at: from_timestamp("received_at", m.received_at.as_ref())?,
+            agent: opt_agent_from("agent_id", &m.agent_id)?,
+        },
     })
 }

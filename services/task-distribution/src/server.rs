@@ -21,7 +21,7 @@ use crate::metrics::{DistributionMetrics, run_queue_sampler};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 1] = ["dw.distribution.v1.DistributionService"];
+pub const SERVICE_NAMES: [&str; 1] = [dw_proto::distribution::v1::distribution_service_server::SERVICE_NAME];
 
 /// task-distribution as the kernel runs it (`dw_grpc_kit::cli::main`).
 pub struct TaskDistribution;

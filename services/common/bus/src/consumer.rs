@@ -70,6 +70,7 @@ pub struct ConsumerLabels {
 pub struct ConsumerMetrics {
     lag: Family<ConsumerLabels, Gauge>,
     applied: Family<ConsumerLabels, Counter>,
+    unknown: Family<ConsumerLabels, Counter>,
     dead_letters: Family<ConsumerLabels, Counter>,
     projection_lag_ms: Family<ConsumerLabels, Gauge>,
 }
@@ -79,6 +80,7 @@ impl ConsumerMetrics {
         let metrics = Self {
             lag: Family::default(),
             applied: Family::default(),
+            unknown: Family::default(),
             dead_letters: Family::default(),
             projection_lag_ms: Family::default(),
         };
@@ -88,6 +90,11 @@ impl ConsumerMetrics {
             metrics.lag.clone(),
         );
         registry.register("dw_consumer_events_applied", "Events applied to a projection", metrics.applied.clone());
+        registry.register(
+            "dw_consumer_unknown_events",
+            "Events skipped because their type is not in the consumer's contract",
+            metrics.unknown.clone(),
+        );
         registry.register(
             "dw_dead_letters",
             "Events given up on and stored in dead_letters",
@@ -110,6 +117,8 @@ impl ConsumerMetrics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
+    /// Acknowledged without applying: not an event of the projection's contract.
+    UnknownType,
     Duplicate,
     Retrying,
     DeadLettered,
@@ -285,6 +294,9 @@ impl<P: Projection> ProjectionConsumer<P> {
                     if let Err(error) = message.ack().await {
                         warn!(%error, "ack failed; the event will be redelivered and skipped as a duplicate");
                     }
+                    if outcome == Outcome::UnknownType {
+                        self.metrics.unknown.get_or_create(&self.labels()).inc();
+                    }
                     if outcome == Outcome::Applied {
                         self.metrics.applied.get_or_create(&self.labels()).inc();
                         let lag_ms = (chrono::Utc::now() - event.time).num_milliseconds();
@@ -317,7 +329,7 @@ impl<P: Projection> ProjectionConsumer<P> {
         if !mark_processed(&mut tx, &self.config.durable_name, event).await? {
             return Ok(Outcome::Duplicate);
         }
-        self.projection.apply(&mut tx, event).await?;
+        let handed = crate::hand_over(&self.projection, &mut tx, event).await?;
         sqlx::query(
             "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
              ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
@@ -328,7 +340,10 @@ impl<P: Projection> ProjectionConsumer<P> {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Outcome::Applied)
+        Ok(match handed {
+            crate::Handed::Applied => Outcome::Applied,
+            crate::Handed::UnknownType => Outcome::UnknownType,
+        })
     }
 
     async fn dead_letter(

@@ -100,6 +100,8 @@ pub enum ReplayError {
     Envelope(#[from] crate::EnvelopeError),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
+    #[error("{0} is not an event this consumer's contract knows")]
+    NotInContract(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -131,8 +133,8 @@ pub async fn replay<P: Projection>(pool: &PgPool, projection: &P, id: i64) -> Re
     }
     let event = InboundEvent::from_parts(&subject, Some(&headers), payload.into(), sequence as u64)?;
     let first_time = crate::consumer::mark_processed(&mut tx, &consumer, &event).await?;
-    if first_time {
-        projection.apply(&mut tx, &event).await?;
+    if first_time && crate::hand_over(projection, &mut tx, &event).await? == crate::Handed::UnknownType {
+        return Err(ReplayError::NotInContract(event.event_type));
     }
     sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = $1").bind(id).execute(&mut *tx).await?;
     tx.commit().await?;

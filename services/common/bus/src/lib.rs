@@ -18,6 +18,7 @@ pub use inbound::{EnvelopeError, InboundEvent};
 
 use std::future::Future;
 
+use dw_proto::Contract;
 use sqlx::PgConnection;
 
 /// Why a projection could not apply an event.
@@ -37,11 +38,44 @@ impl From<sqlx::Error> for ProjectionError {
     }
 }
 
-/// A read model fed by events: `apply` runs inside the consumer's transaction.
+/// A read model fed by one context's events: `apply` runs inside the consumer's transaction
+/// with the event decoded by that context's contract (`<context>::v1::Event`), which the
+/// projection matches exhaustively. An event type the contract does not know never reaches it:
+/// the consumer counts it (`dw_consumer_unknown_events_total`), logs it and moves on.
 pub trait Projection: Send + Sync + 'static {
+    /// The upstream contract, e.g. `dw_proto::agentsessions::v1::Event`.
+    type Contract: Contract;
+
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         event: &'a InboundEvent,
+        decoded: Self::Contract,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
+}
+
+/// What came of handing an event to a projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handed {
+    Applied,
+    /// Not an event of the projection's contract (a newer producer, or a subject filter that
+    /// lets more through than the contract has).
+    UnknownType,
+}
+
+/// Decodes `event` with the projection's contract and applies it. An undecodable payload is
+/// permanent (it will fail the same way every time).
+pub(crate) async fn hand_over<P: Projection>(
+    projection: &P,
+    conn: &mut PgConnection,
+    event: &InboundEvent,
+) -> Result<Handed, ProjectionError> {
+    let decoded = P::Contract::decode(&event.event_type, &event.payload)
+        .map_err(|e| ProjectionError::Permanent(format!("undecodable {}: {e}", event.event_type)))?;
+    let Some(decoded) = decoded else {
+        tracing::warn!(event_type = %event.event_type, contract = P::Contract::PACKAGE, "event type not in the contract, skipped");
+        return Ok(Handed::UnknownType);
+    };
+    projection.apply(conn, event, decoded).await?;
+    Ok(Handed::Applied)
 }

@@ -2,7 +2,6 @@
 //! `PermissionRevoked` events in the consuming service's `agent_permissions` table.
 
 use dw_proto::agentsessions::v1 as sessions;
-use prost::Message as _;
 use sqlx::PgConnection;
 
 use crate::{InboundEvent, Projection, ProjectionError};
@@ -12,11 +11,17 @@ use crate::{InboundEvent, Projection, ProjectionError};
 pub struct PermissionsProjection;
 
 impl Projection for PermissionsProjection {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
-        let permanent = |e: prost::DecodeError| ProjectionError::Permanent(e.to_string());
-        match event.event_type.as_str() {
-            "dw.agentsessions.v1.PermissionGranted" => {
-                let m = sessions::PermissionGranted::decode(event.payload.as_ref()).map_err(permanent)?;
+    type Contract = sessions::Event;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &InboundEvent,
+        decoded: sessions::Event,
+    ) -> Result<(), ProjectionError> {
+        use sessions::Event as E;
+        match decoded {
+            E::PermissionGranted(m) => {
                 sqlx::query(
                     "INSERT INTO agent_permissions (tenant_id, agent_id, permission) VALUES ($1, $2, $3) \
                      ON CONFLICT DO NOTHING",
@@ -27,8 +32,7 @@ impl Projection for PermissionsProjection {
                 .execute(conn)
                 .await?;
             }
-            "dw.agentsessions.v1.PermissionRevoked" => {
-                let m = sessions::PermissionRevoked::decode(event.payload.as_ref()).map_err(permanent)?;
+            E::PermissionRevoked(m) => {
                 sqlx::query("DELETE FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3")
                     .bind(&event.tenant_id)
                     .bind(&m.agent_id)
@@ -36,7 +40,17 @@ impl Projection for PermissionsProjection {
                     .execute(conn)
                     .await?;
             }
-            _ => {}
+            // Only grants and revocations change what an agent may do.
+            E::AgentRegistered(_)
+            | E::DepartmentLinked(_)
+            | E::DepartmentUnlinked(_)
+            | E::TenantSettingsChanged(_)
+            | E::ServiceDayStarted(_)
+            | E::ExitNotified(_)
+            | E::ExitClosed(_)
+            | E::BreakStarted(_)
+            | E::BreakEnded(_)
+            | E::ServiceDayEnded(_) => {}
         }
         Ok(())
     }

@@ -17,6 +17,22 @@ use uuid::Uuid;
 static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
     std::sync::LazyLock::new(|| dw_eventstore::migrator(&sqlx::migrate!("../../../migrations/agent_sessions")));
 
+/// The test stream's contract: one event type, `test.v1.Thing`, whose payload is kept raw.
+#[derive(Debug)]
+struct Thing;
+
+impl dw_proto::Contract for Thing {
+    const PACKAGE: &'static str = "test.v1";
+
+    fn decode(event_type: &str, _payload: &[u8]) -> Result<Option<Self>, prost::DecodeError> {
+        Ok((event_type == "test.v1.Thing").then_some(Thing))
+    }
+
+    fn type_name(&self) -> &'static str {
+        "test.v1.Thing"
+    }
+}
+
 /// Counts applications per stream; events whose payload is `poison` fail until healed.
 #[derive(Clone)]
 struct CountingProjection {
@@ -24,7 +40,9 @@ struct CountingProjection {
 }
 
 impl Projection for CountingProjection {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+    type Contract = Thing;
+
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent, _: Thing) -> Result<(), ProjectionError> {
         if event.payload.as_ref() == b"poison" && !self.healed.load(Ordering::SeqCst) {
             return Err(ProjectionError::Transient("cannot apply poison yet".into()));
         }
@@ -82,10 +100,21 @@ async fn start() -> Harness {
 }
 
 async fn publish(h: &Harness, event_id: Uuid, msg_id: &str, stream_id: &str, payload: &'static [u8]) {
+    publish_typed(h, "test.v1.Thing", event_id, msg_id, stream_id, payload).await;
+}
+
+async fn publish_typed(
+    h: &Harness,
+    event_type: &str,
+    event_id: Uuid,
+    msg_id: &str,
+    stream_id: &str,
+    payload: &'static [u8],
+) {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id);
     headers.insert("ce-id", event_id.to_string().as_str());
-    headers.insert("ce-type", "test.v1.Thing");
+    headers.insert("ce-type", event_type);
     headers.insert("ce-source", "test");
     headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
     headers.insert("ce-subject", stream_id);
@@ -168,12 +197,27 @@ async fn a_poison_event_lands_in_dead_letters_and_the_consumer_goes_on() {
     h.task.await.unwrap();
 }
 
+#[tokio::test]
+async fn an_event_type_outside_the_contract_is_skipped_not_dead_lettered() {
+    let h = start().await;
+    publish_typed(&h, "test.v1.Newer", Uuid::now_v7(), "newer", "thing:newer", b"hello").await;
+    publish(&h, Uuid::now_v7(), "marker", "thing:marker", b"marker").await;
+    eventually("the marker", || async { applied(&h, "thing:marker").await == Some(1) }).await;
+    assert_eq!(applied(&h, "thing:newer").await, None, "the projection never saw it");
+    let letters = dead_letters::list_pending(&h.db.pool, Some("test-projection"), 10).await.unwrap();
+    assert!(letters.is_empty(), "skipped, not dead-lettered: {letters:?}");
+    h.cancel.cancel();
+    h.task.await.unwrap();
+}
+
 /// Records the order in which events are applied; slow enough that replicas would interleave.
 #[derive(Clone)]
 struct OrderProjection;
 
 impl Projection for OrderProjection {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+    type Contract = Thing;
+
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent, _: Thing) -> Result<(), ProjectionError> {
         let jitter = u64::from(event.event_id.as_bytes()[15] % 8);
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         sqlx::query("INSERT INTO test_order (stream_id) VALUES ($1)").bind(&event.stream_id).execute(conn).await?;
@@ -239,7 +283,9 @@ async fn an_ordered_consumer_keeps_the_stream_order_across_replicas() {
 struct SlowProjection;
 
 impl Projection for SlowProjection {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+    type Contract = Thing;
+
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent, _: Thing) -> Result<(), ProjectionError> {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         sqlx::query("INSERT INTO test_order (stream_id) VALUES ($1)").bind(&event.stream_id).execute(conn).await?;
         Ok(())

@@ -35,6 +35,19 @@ pub struct NewEvent {
     pub payload: Vec<u8>,
 }
 
+impl NewEvent {
+    /// A new event (a fresh UUIDv7 id) of the contract's message `message`, its type named by
+    /// the contract (`prost::Name::full_name`), published under `<aggregate>.<event>` `subject`.
+    pub fn of<M: prost::Name>(subject: &str, message: &M) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: M::full_name(),
+            subject: subject.to_owned(),
+            payload: message.encode_to_vec(),
+        }
+    }
+}
+
 /// What the events of one command share: where the command came from.
 #[derive(Debug, Clone, Default)]
 pub struct EventMetadata {

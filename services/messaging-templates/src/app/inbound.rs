@@ -6,7 +6,6 @@ use chrono::{DateTime, SubsecRound, Utc};
 use dw_eventstore::{EventMetadata, NewEvent, StoreError, store};
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
-use prost::Message as _;
 use sqlx::{PgPool, Row};
 
 use super::AppError;
@@ -167,10 +166,6 @@ pub struct Inbound {
     pub received_at: DateTime<Utc>,
 }
 
-fn new_event(event_type: &str, subject: &str, payload: Vec<u8>) -> NewEvent {
-    NewEvent { event_id: uuid::Uuid::now_v7(), event_type: event_type.to_owned(), subject: subject.to_owned(), payload }
-}
-
 /// Records a client message once (by provider message id). SMS consent keywords change the
 /// number's consent instead of reaching an agent.
 pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) -> Result<(), AppError> {
@@ -202,7 +197,7 @@ pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) 
     };
     // One stream per provider message: a repeated webhook finds it taken.
     let stream_id = format!("inbound:{tenant}:{}:{}", inbound.channel.as_str(), inbound.provider_message_id);
-    let new_event = new_event("dw.messaging.v1.InboundMessageReceived", "inbound.received", event.encode_to_vec());
+    let new_event = NewEvent::of("inbound.received", &event);
     match store::append(&mut tx, tenant, &stream_id, 0, vec![new_event], None, &metadata()).await {
         Ok(_) => {
             tx.commit().await?;
@@ -244,14 +239,14 @@ async fn record_consent(pool: &PgPool, tenant: &TenantId, phone: &PhoneNumber, k
             keyword: keyword.to_owned(),
             at: Some(dw_proto::time::timestamp(now)),
         };
-        new_event("dw.messaging.v1.ContactOptedOut", "optout.opted_out", payload.encode_to_vec())
+        NewEvent::of("optout.opted_out", &payload)
     } else {
         let payload = pb::ContactOptedIn {
             phone: phone.as_str().to_owned(),
             contact_id: contact,
             at: Some(dw_proto::time::timestamp(now)),
         };
-        new_event("dw.messaging.v1.ContactOptedIn", "optout.opted_in", payload.encode_to_vec())
+        NewEvent::of("optout.opted_in", &payload)
     };
     let stream_id = format!("optout:{tenant}:{}", phone.as_str());
     let version = store::load_stream(&mut tx, &stream_id).await?.version;

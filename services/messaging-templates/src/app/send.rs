@@ -4,44 +4,24 @@
 //! loses nothing; permissions arrive from agent-sessions' events.
 
 use dw_ids::TenantId;
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use dw_bus::{InboundEvent, Projection, ProjectionError};
 use dw_eventstore::command::{self, Attempt};
 use dw_eventstore::{EventMetadata, store};
 use dw_proto::messaging::v1 as pb;
-use prost::Message as _;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::{App, AppError, CommandContext, load_template};
 use crate::codec;
-use crate::domain::message::{self, Change, Event, Failure, OutboundMessage, Status};
-use crate::domain::preview::render_send;
-use crate::domain::template::{Channel, check_metadata, parse_url};
-use crate::domain::{DepartmentId, DomainError, PhoneNumber};
+use crate::domain::message::{self, Event, Failure, OutboundMessage};
+use crate::domain::send::{self, Permission, Refusal, Resolved, SendFacts};
+use crate::domain::template::{Channel, parse_url};
+use crate::domain::{DomainError, PhoneNumber};
 use crate::projections;
 use crate::providers::{Outcome, Providers};
 
-#[derive(Debug, Clone)]
-pub enum Recipient {
-    Phone(PhoneNumber),
-    Contact(uuid::Uuid),
-}
-
-/// A send, parsed at the edge.
-#[derive(Debug, Clone)]
-pub struct SendInput {
-    pub template_id: uuid::Uuid,
-    pub recipient: Recipient,
-    pub header_text: Option<String>,
-    pub header_image_url: Option<String>,
-    pub variables: Vec<String>,
-    pub department: Option<DepartmentId>,
-    pub webhook_url: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-    pub additional_information: String,
-}
+pub use crate::domain::send::{Recipient, SendInput, send_permission};
 
 impl App {
     /// `privileged`: managers and services send without the channel's permission.
@@ -61,13 +41,6 @@ struct SendCommand<'c> {
     input: SendInput,
 }
 
-pub fn send_permission(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Whatsapp => "templates.whatsapp.send",
-        Channel::Sms => "templates.sms.send",
-    }
-}
-
 impl Attempt<DomainError> for SendCommand<'_> {
     type Response = pb::Message;
 
@@ -77,70 +50,30 @@ impl Attempt<DomainError> for SendCommand<'_> {
         let (template, _) = load_template(conn, tenant, input.template_id)
             .await?
             .ok_or_else(|| DomainError::TemplateNotFound(input.template_id.to_string()))?;
-        if !self.privileged {
-            let permission = send_permission(template.channel);
-            if !projections::has_permission(conn, tenant, &self.ctx.actor, permission).await? {
-                return Err(DomainError::MissingPermission(permission).into());
-            }
-        }
-        if template.archived {
-            return Err(DomainError::TemplateArchived.into());
-        }
-        let (phone, contact_id) = match &input.recipient {
-            Recipient::Phone(phone) => (phone.clone(), None),
-            Recipient::Contact(id) => {
-                let contact = projections::contact(conn, tenant, *id)
-                    .await?
-                    .ok_or_else(|| DomainError::ContactNotFound(id.to_string()))?;
-                let phone = PhoneNumber::parse(&contact.phone).map_err(AppError::Corrupt)?;
-                (phone, Some(*id))
-            }
+        let permission = if self.privileged {
+            Permission::Privileged
+        } else {
+            let needed = send_permission(template.channel);
+            Permission::Agent { granted: projections::has_permission(conn, tenant, &self.ctx.actor, needed).await? }
         };
-        if template.channel == Channel::Sms {
-            let opted_out: Option<bool> =
-                sqlx::query("SELECT opted_out FROM sms_opt_outs WHERE tenant_id = $1 AND phone = $2")
-                    .bind(tenant)
-                    .bind(phone.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|row| row.try_get("opted_out"))
-                    .transpose()?;
-            if opted_out == Some(true) {
-                return Err(DomainError::SmsOptedOut.into());
-            }
-        }
-        let rendered =
-            render_send(&template, &input.variables, input.header_text.as_deref(), input.header_image_url.as_deref());
-        let mut problems = rendered.problems;
-        let mut metadata = template.content.default_metadata.clone();
-        metadata.extend(input.metadata.clone());
-        check_metadata("metadata", &metadata, &mut problems);
-        if !problems.is_empty() {
-            return Err(AppError::Invalid(problems));
-        }
-        let message = OutboundMessage {
-            message_id: uuid::Uuid::now_v7(),
-            template_id: template.template_id,
-            template_name: template.name.clone(),
-            language: template.content.language.clone(),
-            channel: template.channel,
-            phone,
-            contact_id,
-            header_text: rendered.header_text,
-            header_image_url: rendered.header_image_url,
-            body: rendered.body,
-            variables: input.variables.clone(),
-            department: input.department.clone().or(template.content.department.clone()),
-            webhook_url: input.webhook_url.clone().or(template.content.default_webhook_url.clone()),
-            metadata,
-            additional_information: input.additional_information.clone(),
-            agent: self.ctx.actor.clone(),
-            status: Status::Requested,
-            provider_message_id: None,
-            failure: None,
-            history: vec![Change { status: Status::Requested, at: now, detail: String::new() }],
-            requested_at: now,
+        let recipient = match &input.recipient {
+            Recipient::Phone(phone) => Resolved::Phone(phone.clone()),
+            Recipient::Contact(id) => match projections::contact(conn, tenant, *id).await? {
+                Some(contact) => Resolved::Contact {
+                    contact_id: *id,
+                    phone: PhoneNumber::parse(&contact.phone).map_err(AppError::Corrupt)?,
+                },
+                None => Resolved::UnknownContact(*id),
+            },
         };
+        let opted_out = match &recipient {
+            Resolved::Phone(phone) | Resolved::Contact { phone, .. } if template.channel == Channel::Sms => {
+                sms_opted_out(conn, tenant, phone).await?
+            }
+            _ => false,
+        };
+        let facts = SendFacts { template: &template, permission, recipient, opted_out };
+        let message = send::decide(facts, input, &self.ctx.actor, uuid::Uuid::now_v7(), now)?;
         let event = Event::Requested(Box::new(message.clone()));
         let stream_id = codec::message_stream(tenant, message.message_id);
         let snapshot = serde_json::to_value(&message).ok();
@@ -157,6 +90,26 @@ impl Attempt<DomainError> for SendCommand<'_> {
         projections::save_message(conn, tenant, &message, 1).await?;
         Ok(codec::message_to_pb(&message))
     }
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Rule(rule) => AppError::Rule(rule),
+            Refusal::Invalid(problems) => AppError::Invalid(problems),
+        }
+    }
+}
+
+/// Whether `phone` sent STOP to the tenant's SMS number (and not START since).
+async fn sms_opted_out(conn: &mut PgConnection, tenant: &TenantId, phone: &PhoneNumber) -> Result<bool, sqlx::Error> {
+    let opted_out: Option<bool> =
+        sqlx::query_scalar("SELECT opted_out FROM sms_opt_outs WHERE tenant_id = $1 AND phone = $2")
+            .bind(tenant)
+            .bind(phone.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(opted_out == Some(true))
 }
 
 /// Validates a send's webhook at the edge.
@@ -309,12 +262,30 @@ fn outcome_unknown(now: DateTime<Utc>) -> Event {
 }
 
 impl Projection for Dispatcher {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
-        if event.event_type != "dw.messaging.v1.MessageRequested" {
-            return Ok(());
-        }
-        let requested = pb::MessageRequested::decode(event.payload.as_ref())
-            .map_err(|e| ProjectionError::Permanent(format!("MessageRequested: {e}")))?;
+    type Contract = pb::Event;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &InboundEvent,
+        decoded: pb::Event,
+    ) -> Result<(), ProjectionError> {
+        use pb::Event as E;
+        let requested = match decoded {
+            E::MessageRequested(requested) => requested,
+            // Only a request is handed to a provider; the subject filter lets only requests through.
+            E::InboundMessageReceived(_)
+            | E::TemplateCreated(_)
+            | E::TemplateUpdated(_)
+            | E::TemplateArchived(_)
+            | E::ContactUpserted(_)
+            | E::MessageDispatched(_)
+            | E::MessageDelivered(_)
+            | E::MessageRead(_)
+            | E::MessageFailed(_)
+            | E::ContactOptedOut(_)
+            | E::ContactOptedIn(_) => return Ok(()),
+        };
         let message_id = requested
             .message
             .and_then(|m| uuid::Uuid::parse_str(&m.message_id).ok())

@@ -3,6 +3,7 @@
 pub mod contact;
 pub mod message;
 pub mod preview;
+pub mod send;
 pub mod sms;
 pub mod template;
 

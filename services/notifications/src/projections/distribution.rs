@@ -6,7 +6,7 @@ use dw_proto::distribution::v1 as distribution;
 use sqlx::PgConnection;
 
 use super::outbound::enqueue_push;
-use super::{Note, decode, notify_agent, uuid_of};
+use super::{Note, notify_agent, uuid_of};
 use crate::domain::notification::{Kind, preview};
 
 /// distribution's events: who holds which task; assignments and client messages for agents.
@@ -44,11 +44,18 @@ async fn push_task_assigned(
 }
 
 impl Projection for DistributionProjection {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+    type Contract = distribution::Event;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &InboundEvent,
+        decoded: distribution::Event,
+    ) -> Result<(), ProjectionError> {
+        use distribution::Event as E;
         let tenant = event.tenant_id.as_str();
-        match event.event_type.as_str() {
-            "dw.distribution.v1.TaskAssigned" => {
-                let m: distribution::TaskAssigned = decode(event)?;
+        match decoded {
+            E::TaskAssigned(m) => {
                 set_holder(conn, tenant, &m.task_id, Some(&m.agent_id)).await?;
                 let body = format!("A task of {} is yours", m.department_id);
                 let note =
@@ -56,12 +63,10 @@ impl Projection for DistributionProjection {
                 notify_agent(conn, tenant, &m.agent_id, note).await?;
                 push_task_assigned(conn, tenant, &m.agent_id, &m.task_id, &body).await?;
             }
-            "dw.distribution.v1.TaskClaimed" => {
-                let m: distribution::TaskClaimed = decode(event)?;
+            E::TaskClaimed(m) => {
                 set_holder(conn, tenant, &m.task_id, Some(&m.agent_id)).await?;
             }
-            "dw.distribution.v1.TaskTransferred" => {
-                let m: distribution::TaskTransferred = decode(event)?;
+            E::TaskTransferred(m) => {
                 let to = Some(m.to_agent_id.as_str()).filter(|a| !a.is_empty());
                 set_holder(conn, tenant, &m.task_id, to).await?;
                 if let Some(agent) = to {
@@ -72,20 +77,16 @@ impl Projection for DistributionProjection {
                     push_task_assigned(conn, tenant, agent, &m.task_id, &body).await?;
                 }
             }
-            "dw.distribution.v1.TaskRequeued" => {
-                let m: distribution::TaskRequeued = decode(event)?;
+            E::TaskRequeued(m) => {
                 set_holder(conn, tenant, &m.task_id, None).await?;
             }
-            "dw.distribution.v1.TaskCompleted" => {
-                let m: distribution::TaskCompleted = decode(event)?;
+            E::TaskCompleted(m) => {
                 set_holder(conn, tenant, &m.task_id, None).await?;
             }
-            "dw.distribution.v1.TaskCancelled" => {
-                let m: distribution::TaskCancelled = decode(event)?;
+            E::TaskCancelled(m) => {
                 set_holder(conn, tenant, &m.task_id, None).await?;
             }
-            "dw.distribution.v1.TaskMessageRecorded" => {
-                let m: distribution::TaskMessageRecorded = decode(event)?;
+            E::TaskMessageRecorded(m) => {
                 if !m.agent_id.is_empty() {
                     let text = preview(&m.text);
                     let note = Note {
@@ -105,7 +106,8 @@ impl Projection for DistributionProjection {
                     enqueue_push(conn, tenant, &m.agent_id, &payload).await?;
                 }
             }
-            _ => {}
+            // A new task is no one's yet: agents hear of it when it is assigned.
+            E::TaskCreated(_) => {}
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use dw_proto::messaging::v1 as messaging;
 use sqlx::{PgConnection, Row};
 
 use super::outbound::enqueue_webhooks;
-use super::{Note, decode, notify_agent, time, uuid_of};
+use super::{Note, notify_agent, time, uuid_of};
 use crate::domain::notification::{Kind, channel_name};
 
 /// messaging's events: the log, and failed sends for their agents.
@@ -14,11 +14,18 @@ use crate::domain::notification::{Kind, channel_name};
 pub struct MessagingProjection;
 
 impl Projection for MessagingProjection {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+    type Contract = messaging::Event;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &InboundEvent,
+        decoded: messaging::Event,
+    ) -> Result<(), ProjectionError> {
+        use messaging::Event as E;
         let tenant = event.tenant_id.as_str();
-        let (message_id, status, at, detail) = match event.event_type.as_str() {
-            "dw.messaging.v1.MessageRequested" => {
-                let m: messaging::MessageRequested = decode(event)?;
+        let (message_id, status, at, detail) = match decoded {
+            E::MessageRequested(m) => {
                 let Some(message) = m.message else { return Ok(()) };
                 let requested_at = time(message.requested_at.as_ref(), event.time);
                 let timeline = serde_json::json!([{"status": "requested", "at": requested_at, "detail": ""}]);
@@ -59,21 +66,15 @@ impl Projection for MessagingProjection {
                 enqueue_webhooks(conn, tenant, "template.sent", send_url, data).await?;
                 return Ok(());
             }
-            "dw.messaging.v1.MessageDispatched" => {
-                let m: messaging::MessageDispatched = decode(event)?;
+            E::MessageDispatched(m) => {
                 let detail = format!("{} attempt(s), provider id {}", m.attempts, m.provider_message_id);
                 (m.message_id, "dispatched", time(m.dispatched_at.as_ref(), event.time), detail)
             }
-            "dw.messaging.v1.MessageDelivered" => {
-                let m: messaging::MessageDelivered = decode(event)?;
+            E::MessageDelivered(m) => {
                 (m.message_id, "delivered", time(m.delivered_at.as_ref(), event.time), String::new())
             }
-            "dw.messaging.v1.MessageRead" => {
-                let m: messaging::MessageRead = decode(event)?;
-                (m.message_id, "read", time(m.read_at.as_ref(), event.time), String::new())
-            }
-            "dw.messaging.v1.MessageFailed" => {
-                let m: messaging::MessageFailed = decode(event)?;
+            E::MessageRead(m) => (m.message_id, "read", time(m.read_at.as_ref(), event.time), String::new()),
+            E::MessageFailed(m) => {
                 let at = time(m.failed_at.as_ref(), event.time);
                 let id = uuid_of(&m.message_id);
                 let row = sqlx::query(
@@ -102,7 +103,14 @@ impl Projection for MessagingProjection {
                 }
                 return Ok(());
             }
-            _ => return Ok(()),
+            // The log is of sends; the subject filter (`*.message.>`) lets little else through.
+            E::InboundMessageReceived(_)
+            | E::TemplateCreated(_)
+            | E::TemplateUpdated(_)
+            | E::TemplateArchived(_)
+            | E::ContactUpserted(_)
+            | E::ContactOptedOut(_)
+            | E::ContactOptedIn(_) => return Ok(()),
         };
         // Forward only: late or repeated statuses change nothing.
         sqlx::query(

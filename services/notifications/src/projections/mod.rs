@@ -10,8 +10,6 @@ pub mod outbound;
 pub mod queries;
 
 use chrono::{DateTime, Utc};
-use dw_bus::{InboundEvent, ProjectionError};
-use prost::Message;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::notification::Kind;
@@ -25,10 +23,6 @@ pub const CHANNEL: &str = "dw_agent_notifications";
 /// The payload announcing news for an agent on [`CHANNEL`].
 pub fn agent_key(tenant: &str, agent: &str) -> String {
     format!("{tenant}\t{agent}")
-}
-
-fn decode<M: Message + Default>(event: &InboundEvent) -> Result<M, ProjectionError> {
-    M::decode(event.payload.as_ref()).map_err(|e| ProjectionError::Permanent(format!("{}: {e}", event.event_type)))
 }
 
 fn time(ts: Option<&prost_types::Timestamp>, fallback: DateTime<Utc>) -> DateTime<Utc> {

@@ -9,7 +9,6 @@ use dw_eventstore::EventMetadata;
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::messaging::v1 as messaging;
-use prost::Message;
 use sqlx::PgConnection;
 
 use super::dispatcher::{self, Scope};
@@ -20,10 +19,6 @@ use crate::domain::values::parse_client_name;
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, PhoneNumber, Priority, TaskId};
 use crate::metrics::DistributionMetrics;
 use crate::projections;
-
-fn decode<M: Message + Default>(event: &InboundEvent) -> Result<M, ProjectionError> {
-    M::decode(event.payload.as_ref()).map_err(|e| ProjectionError::Permanent(format!("{}: {e}", event.event_type)))
-}
 
 fn metadata_of(event: &InboundEvent) -> EventMetadata {
     EventMetadata {
@@ -90,10 +85,17 @@ pub struct AgentSessionsReaction {
 }
 
 impl Projection for AgentSessionsReaction {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
+    type Contract = sessions::Event;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &InboundEvent,
+        decoded: sessions::Event,
+    ) -> Result<(), ProjectionError> {
         let tenant = &event.tenant_id;
         lock_tenant(conn, tenant).await?;
-        react_to_agent_event(conn, tenant, event, &self.metrics).await.map_err(to_projection_error)
+        react_to_agent_event(conn, tenant, event, decoded, &self.metrics).await.map_err(to_projection_error)
     }
 }
 
@@ -101,25 +103,24 @@ async fn react_to_agent_event(
     conn: &mut PgConnection,
     tenant: &TenantId,
     event: &InboundEvent,
+    decoded: sessions::Event,
     metrics: &DistributionMetrics,
 ) -> Result<(), AppError> {
     let now = Utc::now().trunc_subsecs(6);
     let metadata = metadata_of(event);
     let permanent = |e: ProjectionError| AppError::invalid("event", e.to_string());
-    match event.event_type.as_str() {
-        "dw.agentsessions.v1.AgentRegistered" => {
-            let m: sessions::AgentRegistered = decode(event).map_err(permanent)?;
+    use sessions::Event as E;
+    match decoded {
+        E::AgentRegistered(m) => {
             ensure_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await?;
         }
-        "dw.agentsessions.v1.DepartmentLinked" => {
-            let m: sessions::DepartmentLinked = decode(event).map_err(permanent)?;
+        E::DepartmentLinked(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             link(conn, tenant, &agent, &m.department_id).await?;
             let scope = Scope::Departments(vec![m.department_id]);
             dispatcher::run(conn, tenant, scope, "department_linked", metrics, &metadata, now).await?;
         }
-        "dw.agentsessions.v1.DepartmentUnlinked" => {
-            let m: sessions::DepartmentUnlinked = decode(event).map_err(permanent)?;
+        E::DepartmentUnlinked(m) => {
             sqlx::query("DELETE FROM agent_departments WHERE tenant_id = $1 AND agent_id = $2 AND department_id = $3")
                 .bind(tenant)
                 .bind(&m.agent_id)
@@ -127,8 +128,7 @@ async fn react_to_agent_event(
                 .execute(&mut *conn)
                 .await?;
         }
-        "dw.agentsessions.v1.PermissionGranted" => {
-            let m: sessions::PermissionGranted = decode(event).map_err(permanent)?;
+        E::PermissionGranted(m) => {
             sqlx::query(
                 "INSERT INTO agent_permissions (tenant_id, agent_id, permission) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
@@ -138,8 +138,7 @@ async fn react_to_agent_event(
             .execute(&mut *conn)
             .await?;
         }
-        "dw.agentsessions.v1.PermissionRevoked" => {
-            let m: sessions::PermissionRevoked = decode(event).map_err(permanent)?;
+        E::PermissionRevoked(m) => {
             sqlx::query("DELETE FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3")
                 .bind(tenant)
                 .bind(&m.agent_id)
@@ -147,8 +146,7 @@ async fn react_to_agent_event(
                 .execute(&mut *conn)
                 .await?;
         }
-        "dw.agentsessions.v1.TenantSettingsChanged" => {
-            let m: sessions::TenantSettingsChanged = decode(event).map_err(permanent)?;
+        E::TenantSettingsChanged(m) => {
             projections::agents::ensure_settings(conn, tenant).await?;
             sqlx::query("UPDATE distribution_settings SET auto_distribution_enabled = $2, updated_at = now() WHERE tenant_id = $1")
                 .bind(tenant)
@@ -157,8 +155,7 @@ async fn react_to_agent_event(
                 .await?;
             dispatcher::run(conn, tenant, Scope::All, "auto_distribution_enabled", metrics, &metadata, now).await?;
         }
-        "dw.agentsessions.v1.ServiceDayStarted" => {
-            let m: sessions::ServiceDayStarted = decode(event).map_err(permanent)?;
+        E::ServiceDayStarted(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             let started_at =
                 m.started_at.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or(now);
@@ -176,8 +173,7 @@ async fn react_to_agent_event(
             .await?;
             dispatch_for_agent(conn, tenant, Some(&agent), "agent_day_started", metrics, &metadata, now).await?;
         }
-        "dw.agentsessions.v1.ExitNotified" => {
-            let m: sessions::ExitNotified = decode(event).map_err(permanent)?;
+        E::ExitNotified(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             set_flags(
                 conn,
@@ -187,8 +183,7 @@ async fn react_to_agent_event(
             )
             .await?;
         }
-        "dw.agentsessions.v1.ExitClosed" => {
-            let m: sessions::ExitClosed = decode(event).map_err(permanent)?;
+        E::ExitClosed(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             set_flags(
                 conn,
@@ -203,8 +198,7 @@ async fn react_to_agent_event(
                 dispatch_for_agent(conn, tenant, Some(&agent), "exit_cancelled", metrics, &metadata, now).await?;
             }
         }
-        "dw.agentsessions.v1.BreakStarted" => {
-            let m: sessions::BreakStarted = decode(event).map_err(permanent)?;
+        E::BreakStarted(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             set_flags(
                 conn,
@@ -214,8 +208,7 @@ async fn react_to_agent_event(
             )
             .await?;
         }
-        "dw.agentsessions.v1.BreakEnded" => {
-            let m: sessions::BreakEnded = decode(event).map_err(permanent)?;
+        E::BreakEnded(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             set_flags(
                 conn,
@@ -228,8 +221,7 @@ async fn react_to_agent_event(
                 dispatch_for_agent(conn, tenant, Some(&agent), "break_ended", metrics, &metadata, now).await?;
             }
         }
-        "dw.agentsessions.v1.ServiceDayEnded" => {
-            let m: sessions::ServiceDayEnded = decode(event).map_err(permanent)?;
+        E::ServiceDayEnded(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             set_flags(
                 conn,
@@ -241,7 +233,6 @@ async fn react_to_agent_event(
             .await?;
             requeue_tasks_of(conn, tenant, &agent, metrics, &metadata, now).await?;
         }
-        _ => {}
     }
     Ok(())
 }
@@ -282,11 +273,31 @@ pub struct InboundMessageReaction {
 }
 
 impl Projection for InboundMessageReaction {
-    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent) -> Result<(), ProjectionError> {
-        if event.event_type != "dw.messaging.v1.InboundMessageReceived" {
-            return Ok(());
-        }
-        let message: messaging::InboundMessageReceived = decode(event)?;
+    type Contract = messaging::Event;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &InboundEvent,
+        decoded: messaging::Event,
+    ) -> Result<(), ProjectionError> {
+        use messaging::Event as E;
+        let message = match decoded {
+            E::InboundMessageReceived(message) => message,
+            // Only a client's message opens or continues a task; the subject filter
+            // (`*.inbound.>`) lets little else through.
+            E::TemplateCreated(_)
+            | E::TemplateUpdated(_)
+            | E::TemplateArchived(_)
+            | E::ContactUpserted(_)
+            | E::MessageRequested(_)
+            | E::MessageDispatched(_)
+            | E::MessageDelivered(_)
+            | E::MessageRead(_)
+            | E::MessageFailed(_)
+            | E::ContactOptedOut(_)
+            | E::ContactOptedIn(_) => return Ok(()),
+        };
         let tenant = &event.tenant_id;
         lock_tenant(conn, tenant).await?;
         record_inbound(conn, tenant, event, message, &self.metrics).await.map_err(to_projection_error)

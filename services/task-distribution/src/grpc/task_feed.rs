@@ -11,14 +11,12 @@ use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::Order
 use dw_eventstore::envelope;
 use dw_proto::distribution::v1 as pb;
 use futures::StreamExt;
-use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::warn;
 
-use crate::codec::types;
 use crate::domain::{AgentId, TaskId};
 use crate::projections::queries;
 
@@ -77,38 +75,22 @@ pub struct TaskFeed {
 fn audience(event_type: &str, payload: &[u8]) -> Option<(TaskId, pb::task_update::Kind, Vec<String>)> {
     use pb::task_update::Kind;
     let id = |s: &str| TaskId::parse(s).ok();
-    match event_type {
-        types::TASK_ASSIGNED => {
-            let m = pb::TaskAssigned::decode(payload).ok()?;
-            Some((id(&m.task_id)?, Kind::Assigned, vec![m.agent_id]))
-        }
-        types::TASK_CLAIMED => {
-            let m = pb::TaskClaimed::decode(payload).ok()?;
-            Some((id(&m.task_id)?, Kind::Assigned, vec![m.agent_id]))
-        }
-        types::TASK_REQUEUED => {
-            let m = pb::TaskRequeued::decode(payload).ok()?;
-            Some((id(&m.task_id)?, Kind::Requeued, vec![m.previous_agent_id]))
-        }
-        types::TASK_COMPLETED => {
-            let m = pb::TaskCompleted::decode(payload).ok()?;
-            Some((id(&m.task_id)?, Kind::Completed, vec![m.agent_id]))
-        }
-        types::TASK_TRANSFERRED => {
-            let m = pb::TaskTransferred::decode(payload).ok()?;
+    match pb::Event::decode(event_type, payload).ok()?? {
+        pb::Event::TaskAssigned(m) => Some((id(&m.task_id)?, Kind::Assigned, vec![m.agent_id])),
+        pb::Event::TaskClaimed(m) => Some((id(&m.task_id)?, Kind::Assigned, vec![m.agent_id])),
+        pb::Event::TaskRequeued(m) => Some((id(&m.task_id)?, Kind::Requeued, vec![m.previous_agent_id])),
+        pb::Event::TaskCompleted(m) => Some((id(&m.task_id)?, Kind::Completed, vec![m.agent_id])),
+        pb::Event::TaskTransferred(m) => {
             let agents = [m.from_agent_id, m.to_agent_id].into_iter().filter(|a| !a.is_empty()).collect();
             Some((id(&m.task_id)?, Kind::Transferred, agents))
         }
-        types::TASK_MESSAGE_RECORDED => {
-            let m = pb::TaskMessageRecorded::decode(payload).ok()?;
-            Some((id(&m.task_id)?, Kind::Message, vec![m.agent_id]))
-        }
-        types::TASK_CANCELLED => {
-            let m = pb::TaskCancelled::decode(payload).ok()?;
+        pb::Event::TaskMessageRecorded(m) => Some((id(&m.task_id)?, Kind::Message, vec![m.agent_id])),
+        pb::Event::TaskCancelled(m) => {
             // The holder is read from the task itself.
             Some((id(&m.task_id)?, Kind::Cancelled, Vec::new()))
         }
-        _ => None,
+        // A new task has no agent to tell yet.
+        pb::Event::TaskCreated(_) => None,
     }
 }
 
