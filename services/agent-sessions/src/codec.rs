@@ -2,6 +2,7 @@
 //! stream ids of the aggregates.
 
 use chrono::{DateTime, Utc};
+use dw_eventstore::codec::decode_contract;
 use dw_eventstore::{NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
@@ -10,15 +11,7 @@ use crate::domain::service_day::ExitCloseCause;
 use crate::domain::tenant_settings::TenantSettings;
 use crate::domain::{AgentId, DayId, DepartmentId, Permission, Reason, ReasonId, agent, service_day, tenant_settings};
 
-#[derive(Debug, thiserror::Error)]
-pub enum CodecError {
-    #[error("unknown event type {0}")]
-    UnknownType(String),
-    #[error("undecodable {0}: {1}")]
-    Decode(String, String),
-    #[error("invalid field {0}: {1}")]
-    Invalid(&'static str, String),
-}
+pub use dw_eventstore::CodecError;
 
 pub fn service_day_stream(tenant: &TenantId, agent: &AgentId) -> String {
     format!("serviceday:{tenant}:{agent}")
@@ -48,13 +41,6 @@ pub fn duration_ms(ms: i64) -> prost_types::Duration {
 
 fn from_duration(d: Option<&prost_types::Duration>) -> i64 {
     d.map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000).unwrap_or(0)
-}
-
-/// A stored event decoded by the contract; a type it does not have is [`CodecError::UnknownType`].
-fn contract_event(recorded: &RecordedEvent) -> Result<pb::Event, CodecError> {
-    pb::Event::decode(&recorded.event_type, &recorded.payload)
-        .map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))?
-        .ok_or_else(|| CodecError::UnknownType(recorded.event_type.clone()))
 }
 
 fn reason_from(id: &str, label: &str) -> Result<Option<Reason>, CodecError> {
@@ -143,7 +129,7 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
 
 pub fn decode_service_day(recorded: &RecordedEvent) -> Result<service_day::Event, CodecError> {
     use service_day::Event as E;
-    Ok(match contract_event(recorded)? {
+    Ok(match decode_contract::<pb::Event>(recorded)? {
         pb::Event::ServiceDayStarted(m) => {
             let departments = m
                 .department_ids
@@ -227,7 +213,7 @@ pub fn decode_agent(recorded: &RecordedEvent) -> Result<agent::Event, CodecError
     let at = recorded.recorded_at;
     let department = |d: &str| DepartmentId::parse(d).map_err(|e| CodecError::Invalid("department_id", e));
     let permission = |p: &str| Permission::parse(p).map_err(|e| CodecError::Invalid("permission", e));
-    Ok(match contract_event(recorded)? {
+    Ok(match decode_contract::<pb::Event>(recorded)? {
         pb::Event::AgentRegistered(m) => E::Registered { display_name: m.display_name, by: m.registered_by, at },
         pb::Event::DepartmentLinked(m) => {
             E::DepartmentLinked { department: department(&m.department_id)?, by: m.linked_by, at }
@@ -274,7 +260,7 @@ pub fn encode_tenant_settings(event: &tenant_settings::Event, by: &str) -> NewEv
 }
 
 pub fn decode_tenant_settings(recorded: &RecordedEvent) -> Result<tenant_settings::Event, CodecError> {
-    let pb::Event::TenantSettingsChanged(m) = contract_event(recorded)? else {
+    let pb::Event::TenantSettingsChanged(m) = decode_contract::<pb::Event>(recorded)? else {
         return Err(CodecError::UnknownType(recorded.event_type.clone()));
     };
     Ok(tenant_settings::Event::Changed(TenantSettings {

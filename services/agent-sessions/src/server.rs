@@ -29,10 +29,6 @@ impl dw_grpc_kit::service::Service for AgentSessions {
         crate::config::from_env()
     }
 
-    fn service_config(config: &Config) -> &Config {
-        config
-    }
-
     fn migrator() -> &'static sqlx::migrate::Migrator {
         &crate::MIGRATOR
     }

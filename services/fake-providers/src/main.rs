@@ -11,34 +11,8 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = dw_telemetry::init("fake-providers", dw_telemetry::LogFormat::from_env())?;
     let config = fake_providers::Config::from_env()?;
     let cancel = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(cancel.clone()));
+    tokio::spawn(dw_grpc_kit::shutdown::cancel_on_signal(cancel.clone()));
     fake_providers::run(config, cancel).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Cancels `cancel` on Ctrl-C or SIGTERM.
-async fn cancel_on_signal(cancel: CancellationToken) {
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for ctrl-c: {error}");
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
-        () = terminate => tracing::info!("sigterm received, shutting down"),
-    }
-    cancel.cancel();
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 use super::*;
+use base64::Engine as _;
 
 #[test]
 fn the_signature_is_hex_hmac_sha256_of_the_raw_body() {

@@ -30,6 +30,12 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     subject_prefix: "dw.messaging",
 };
 
+impl AsRef<ServiceConfig> for Config {
+    fn as_ref(&self) -> &ServiceConfig {
+        &self.service
+    }
+}
+
 pub fn from_env() -> Result<Config, ConfigError> {
     Ok(Config {
         service: ServiceConfig::from_env(DEFAULTS)?,

@@ -38,10 +38,6 @@ impl dw_grpc_kit::service::Service for MessagingTemplates {
         crate::config::from_env()
     }
 
-    fn service_config(config: &Config) -> &dw_grpc_kit::config::ServiceConfig {
-        &config.service
-    }
-
     fn migrator() -> &'static sqlx::migrate::Migrator {
         &crate::MIGRATOR
     }

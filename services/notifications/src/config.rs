@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+pub use dw_grpc_kit::config::Upstream;
 use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, var};
 
-use crate::webhooks::{WebhookConfig, default_schedule};
+use crate::app::push_delivery::{PushConfig, vapid_key};
+use crate::app::webhook_delivery::WebhookConfig;
+use crate::domain::webhook::default_schedule;
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     database: "dw_notifications",
@@ -16,12 +19,6 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
 };
 
 #[derive(Debug, Clone)]
-pub struct Upstream {
-    pub stream_name: String,
-    pub subject_prefix: String,
-}
-
-#[derive(Debug, Clone)]
 pub struct Config {
     pub service: ServiceConfig,
     pub messaging: Upstream,
@@ -29,24 +26,21 @@ pub struct Config {
     pub agent_sessions: Upstream,
     pub consumer_prefix: String,
     pub webhooks: WebhookConfig,
-    pub push: crate::push::PushConfig,
+    pub push: PushConfig,
+}
+
+impl AsRef<ServiceConfig> for Config {
+    fn as_ref(&self) -> &ServiceConfig {
+        &self.service
+    }
 }
 
 pub fn from_env() -> Result<Config, ConfigError> {
     Ok(Config {
         service: ServiceConfig::from_env(DEFAULTS)?,
-        messaging: Upstream {
-            stream_name: var("DW_MESSAGING_STREAM", "DW_MESSAGING"),
-            subject_prefix: var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
-        },
-        distribution: Upstream {
-            stream_name: var("DW_DISTRIBUTION_STREAM", "DW_DISTRIBUTION"),
-            subject_prefix: var("DW_DISTRIBUTION_SUBJECT_PREFIX", "dw.distribution"),
-        },
-        agent_sessions: Upstream {
-            stream_name: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
-            subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
-        },
+        messaging: Upstream::messaging(),
+        distribution: Upstream::distribution(),
+        agent_sessions: Upstream::agent_sessions(),
         consumer_prefix: var("DW_CONSUMER_PREFIX", "notifications"),
         webhooks: WebhookConfig {
             allowed_hosts: var("DW_WEBHOOK_ALLOWED_HOSTS", "")
@@ -59,12 +53,10 @@ pub fn from_env() -> Result<Config, ConfigError> {
             schedule: default_schedule(),
             poll_interval: Duration::from_millis(parsed("DW_WEBHOOK_POLL_MS", "500")?),
         },
-        push: crate::push::PushConfig {
+        push: PushConfig {
             vapid: std::sync::Arc::new(
-                crate::push::vapid_key(
-                    std::env::var("DW_VAPID_PRIVATE_KEY").ok().filter(|k| !k.trim().is_empty()).as_deref(),
-                )
-                .map_err(|reason| ConfigError::Invalid { name: "DW_VAPID_PRIVATE_KEY", reason })?,
+                vapid_key(std::env::var("DW_VAPID_PRIVATE_KEY").ok().filter(|k| !k.trim().is_empty()).as_deref())
+                    .map_err(|reason| ConfigError::Invalid { name: "DW_VAPID_PRIVATE_KEY", reason })?,
             ),
             contact: var("DW_VAPID_CONTACT", "mailto:ops@digital-workspace.local"),
             ttl: Duration::from_secs(parsed("DW_PUSH_TTL_SECONDS", "86400")?),

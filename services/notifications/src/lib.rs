@@ -4,16 +4,14 @@
 //!
 //! Layers: [`domain`] (pure rules) · [`app`] (mutations, delivery workers, the notifier) ·
 //! [`grpc`] (transport) · [`projections`] (read models fed by consumers, and their queries) ·
-//! [`server`] (wiring). [`webhooks`] and [`push`] keep the names the wiring uses.
+//! [`server`] (wiring).
 
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod projections;
-pub mod push;
 pub mod server;
-pub mod webhooks;
 
 /// The embedded migrations of this service's database: the kernel's event store, then its own.
 pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =

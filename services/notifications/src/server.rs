@@ -11,11 +11,12 @@ use dw_proto::notifications::v1::webhook_service_server::WebhookServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::push_delivery::{self, PushMetrics};
+use crate::app::webhook_delivery::{self, WebhookMetrics};
 use crate::config::Config;
+use crate::grpc::WebhookGrpc;
 use crate::grpc::{NotificationGrpc, Notifier};
 use crate::projections::{DistributionProjection, MessagingProjection};
-use crate::push::PushMetrics;
-use crate::webhooks::WebhookMetrics;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
@@ -33,10 +34,6 @@ impl dw_grpc_kit::service::Service for Notifications {
 
     fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
         crate::config::from_env()
-    }
-
-    fn service_config(config: &Config) -> &dw_grpc_kit::config::ServiceConfig {
-        &config.service
     }
 
     fn migrator() -> &'static sqlx::migrate::Migrator {
@@ -81,7 +78,7 @@ pub async fn run_with_listener(
     boot.start_consumers(&consumers);
 
     let webhook_metrics = WebhookMetrics::register(&mut boot.registry);
-    let worker = crate::webhooks::run_worker(
+    let worker = webhook_delivery::run_worker(
         boot.pool.clone(),
         config.webhooks.clone(),
         webhook_metrics,
@@ -90,11 +87,12 @@ pub async fn run_with_listener(
     boot.tasks.spawn(worker);
     let notifier = Notifier::start(boot.pool.clone(), &boot.tasks, boot.background.clone());
     let push_metrics = PushMetrics::register(&mut boot.registry);
-    let worker = crate::push::run_worker(boot.pool.clone(), config.push.clone(), push_metrics, boot.background.clone());
+    let worker =
+        push_delivery::run_worker(boot.pool.clone(), config.push.clone(), push_metrics, boot.background.clone());
     boot.tasks.spawn(worker);
     let service = NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push);
     let auth = AuthInterceptor::new(boot.verifier.clone());
-    let webhooks = crate::webhooks::WebhookGrpc::new(boot.pool.clone(), config.webhooks.clone());
+    let webhooks = WebhookGrpc::new(boot.pool.clone(), config.webhooks.clone());
     let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))
         .add_service(WebhookServiceServer::with_interceptor(webhooks, auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await

@@ -1,6 +1,7 @@
 //! Task events to and from their protobuf contract (`dw.distribution.v1`), and stream ids.
 
 use chrono::{DateTime, Utc};
+use dw_eventstore::codec::decode_contract;
 use dw_eventstore::{NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
@@ -8,15 +9,7 @@ use dw_proto::distribution::v1 as pb;
 use crate::domain::task::{AssignmentSummary, Event, NewTask, RequeueCause};
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, PhoneNumber, Priority, Protocol, TaskId};
 
-#[derive(Debug, thiserror::Error)]
-pub enum CodecError {
-    #[error("unknown event type {0}")]
-    UnknownType(String),
-    #[error("undecodable {0}: {1}")]
-    Decode(String, String),
-    #[error("invalid field {0}: {1}")]
-    Invalid(&'static str, String),
-}
+pub use dw_eventstore::CodecError;
 
 pub fn task_stream(tenant: &TenantId, task_id: TaskId) -> String {
     format!("task:{tenant}:{task_id}")
@@ -156,13 +149,6 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
     }
 }
 
-/// A stored event decoded by the contract; a type it does not have is [`CodecError::UnknownType`].
-fn contract_event(recorded: &RecordedEvent) -> Result<pb::Event, CodecError> {
-    pb::Event::decode(&recorded.event_type, &recorded.payload)
-        .map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))?
-        .ok_or_else(|| CodecError::UnknownType(recorded.event_type.clone()))
-}
-
 fn agent(field: &'static str, value: &str) -> Result<AgentId, CodecError> {
     AgentId::parse(value).map_err(|e| CodecError::Invalid(field, e))
 }
@@ -177,7 +163,7 @@ fn department(field: &'static str, value: &str) -> Result<DepartmentId, CodecErr
 
 /// Decodes a stored task event (for replay when no snapshot is usable).
 pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
-    Ok(match contract_event(recorded)? {
+    Ok(match decode_contract::<pb::Event>(recorded)? {
         pb::Event::TaskCreated(m) => {
             let contact = m.contact.unwrap_or_default();
             Event::Created {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub use dw_grpc_kit::config::Upstream;
 use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, var};
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
@@ -12,13 +13,6 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     stream_name: "DW_DISTRIBUTION",
     subject_prefix: "dw.distribution",
 };
-
-/// A stream this service consumes.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    pub stream_name: String,
-    pub subject_prefix: String,
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,17 +27,17 @@ pub struct Config {
     pub queue_metrics_interval: Duration,
 }
 
+impl AsRef<ServiceConfig> for Config {
+    fn as_ref(&self) -> &ServiceConfig {
+        &self.service
+    }
+}
+
 pub fn from_env() -> Result<Config, ConfigError> {
     Ok(Config {
         service: ServiceConfig::from_env(DEFAULTS)?,
-        agent_sessions: Upstream {
-            stream_name: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
-            subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
-        },
-        messaging: Upstream {
-            stream_name: var("DW_MESSAGING_STREAM", "DW_MESSAGING"),
-            subject_prefix: var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
-        },
+        agent_sessions: Upstream::agent_sessions(),
+        messaging: Upstream::messaging(),
         consumer_prefix: var("DW_CONSUMER_PREFIX", "task-distribution"),
         queue_metrics_interval: queue_metrics_interval(parsed("DW_QUEUE_METRICS_INTERVAL_MS", "15000")?)?,
     })

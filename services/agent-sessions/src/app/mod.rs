@@ -10,7 +10,7 @@ use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
 use sqlx::{PgConnection, PgPool};
 
-use crate::codec::{self, CodecError, timestamp};
+use crate::codec::{self, timestamp};
 use crate::domain::service_day::{self, ServiceDay};
 use crate::domain::tenant_settings::{self, TenantSettings};
 use crate::domain::{AgentId, DayId, DomainError, agent};
@@ -19,12 +19,6 @@ use crate::projections::queries::status_to_pb;
 
 /// Every command's error: one of the domain's rules, or the kernel's (conflict, request id, database).
 pub type AppError = CommandError<DomainError>;
-
-impl From<CodecError> for AppError {
-    fn from(error: CodecError) -> Self {
-        CommandError::corrupt(error)
-    }
-}
 
 pub use dw_grpc_kit::command::CommandContext;
 

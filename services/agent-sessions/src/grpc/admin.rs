@@ -3,11 +3,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dw_auth::Role;
 use dw_grpc_kit::errors::{self, Violation};
-use dw_grpc_kit::{principal, require_role};
+use dw_grpc_kit::{paging, principal, require_role};
 use dw_proto::agentsessions::v1 as pb;
 use dw_proto::agentsessions::v1::agent_admin_service_server::AgentAdminService;
 use tonic::{Request, Response, Status};
@@ -259,20 +257,12 @@ impl AgentAdminService for AgentAdminGrpc {
         require_role(&principal, &[Role::Manager])?;
         let body = request.get_ref();
         let department = optional_department(&body.department_id)?;
-        let page_size = match body.page_size {
-            0 => 100,
-            size @ 1..=500 => i64::from(size),
-            _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 500")),
-        };
-        let after = if body.page_token.is_empty() {
-            String::new()
-        } else {
-            URL_SAFE_NO_PAD
-                .decode(&body.page_token)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| errors::invalid_argument("page_token", "not a token returned by this call"))?
-        };
+        let page_size = paging::page_size(body.page_size, 100, 500)?;
+        let after = paging::decode_token(&body.page_token, |parts| match parts {
+            [agent_id] => Some((*agent_id).to_owned()),
+            _ => None,
+        })?
+        .unwrap_or_default();
         let agents = queries::agent_statuses(
             self.app.pool(),
             principal.tenant().as_str(),
@@ -283,12 +273,8 @@ impl AgentAdminService for AgentAdminGrpc {
         .await
         .map_err(db_status)?;
         let mut agents = agents;
-        let next_page_token = if agents.len() as i64 > page_size {
-            agents.truncate(page_size as usize);
-            agents.last().map(|a| URL_SAFE_NO_PAD.encode(a.agent_id.as_bytes())).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token =
+            paging::next_page(&mut agents, page_size, |a| Some(paging::encode_token(&[a.agent_id.as_str()])));
         Ok(Response::new(pb::ListAgentStatusesResponse { agents, next_page_token }))
     }
 

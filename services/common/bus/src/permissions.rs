@@ -1,6 +1,7 @@
 //! The permissions other contexts enforce, kept from agent-sessions' `PermissionGranted` /
 //! `PermissionRevoked` events in the consuming service's `agent_permissions` table.
 
+use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as sessions;
 use sqlx::PgConnection;
 
@@ -54,4 +55,22 @@ impl Projection for PermissionsProjection {
         }
         Ok(())
     }
+}
+
+/// Whether `agent` holds `permission` in `tenant`, as last granted or revoked.
+pub async fn has_permission(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: &str,
+    permission: &str,
+) -> Result<bool, sqlx::Error> {
+    let granted: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3",
+    )
+    .bind(tenant)
+    .bind(agent)
+    .bind(permission)
+    .fetch_optional(conn)
+    .await?;
+    Ok(granted.is_some())
 }

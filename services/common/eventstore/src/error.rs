@@ -89,3 +89,9 @@ impl<D> From<prost::DecodeError> for CommandError<D> {
         Self::Corrupt(error.to_string())
     }
 }
+
+impl<D> From<crate::CodecError> for CommandError<D> {
+    fn from(error: crate::CodecError) -> Self {
+        Self::Corrupt(error.to_string())
+    }
+}

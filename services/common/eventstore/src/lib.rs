@@ -4,6 +4,7 @@
 //! ([`outbox_relay`]). [`envelope`] names the headers every event carries on the bus.
 
 pub mod aggregate;
+pub mod codec;
 pub mod command;
 pub mod envelope;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod outbox_relay;
 pub mod store;
 
 pub use aggregate::{Aggregate, Appended, Loaded};
+pub use codec::CodecError;
 pub use command::{Attempt, CommandContext};
 pub use error::{CommandError, DomainRule, RuleKind, Violation};
 pub use store::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamState};

@@ -82,7 +82,7 @@ async fn run<S: Service>(command: Command) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
     let cancel = CancellationToken::new();
     tokio::spawn(crate::shutdown::cancel_on_signal(cancel.clone()));
-    let shared = S::service_config(&config);
+    let shared: &crate::config::ServiceConfig = config.as_ref();
     match command {
         Command::Serve => {
             let addr = shared.grpc_addr;

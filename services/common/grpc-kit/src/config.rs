@@ -70,6 +70,46 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A stream a service consumes: its name and subject prefix, each overridable for side-by-side
+/// deployments and tests.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub stream_name: String,
+    pub subject_prefix: String,
+}
+
+impl Upstream {
+    /// agent-sessions' events (`DW_AGENT_SESSIONS_STREAM`, `DW_AGENT_SESSIONS_SUBJECT_PREFIX`).
+    pub fn agent_sessions() -> Self {
+        Self {
+            stream_name: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
+            subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
+        }
+    }
+
+    /// task-distribution's events (`DW_DISTRIBUTION_STREAM`, `DW_DISTRIBUTION_SUBJECT_PREFIX`).
+    pub fn distribution() -> Self {
+        Self {
+            stream_name: var("DW_DISTRIBUTION_STREAM", "DW_DISTRIBUTION"),
+            subject_prefix: var("DW_DISTRIBUTION_SUBJECT_PREFIX", "dw.distribution"),
+        }
+    }
+
+    /// messaging-templates' events (`DW_MESSAGING_STREAM`, `DW_MESSAGING_SUBJECT_PREFIX`).
+    pub fn messaging() -> Self {
+        Self {
+            stream_name: var("DW_MESSAGING_STREAM", "DW_MESSAGING"),
+            subject_prefix: var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
+        }
+    }
+}
+
+impl AsRef<ServiceConfig> for ServiceConfig {
+    fn as_ref(&self) -> &ServiceConfig {
+        self
+    }
+}
+
 /// A secret from `NAME`, or from the file named by `NAME_FILE` (a mounted Kubernetes secret),
 /// or `default` when neither is set. A file's trailing newline is not part of the secret.
 pub fn secret(name: &'static str, file_name: &'static str, default: &str) -> Result<SecretString, ConfigError> {

@@ -11,6 +11,7 @@ pub mod errors;
 pub mod health;
 pub mod metrics_http;
 pub mod observability;
+pub mod paging;
 pub mod service;
 pub mod shutdown;
 pub mod startup;

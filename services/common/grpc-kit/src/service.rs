@@ -20,12 +20,9 @@ pub trait Service: 'static {
 
     /// The whole configuration. Its `Debug` is logged at start-up, so secrets in it must be
     /// `secrecy` types.
-    type Config: std::fmt::Debug + Send + Sync + 'static;
+    type Config: std::fmt::Debug + AsRef<ServiceConfig> + Send + Sync + 'static;
 
     fn config_from_env() -> Result<Self::Config, ConfigError>;
-
-    /// The settings every service shares (database, NATS, ports, token secret).
-    fn service_config(config: &Self::Config) -> &ServiceConfig;
 
     /// The kernel's event-store migration followed by the service's own.
     fn migrator() -> &'static Migrator;

@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dw_auth::Role;
 use dw_grpc_kit::errors;
-use dw_grpc_kit::{principal, require_role};
+use dw_grpc_kit::{paging, principal, require_role};
 use dw_proto::messaging::v1 as pb;
 use dw_proto::messaging::v1::template_service_server::TemplateService;
 use tonic::{Request, Response, Status};
@@ -130,26 +128,18 @@ impl TemplateService for TemplateGrpc {
     ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
         let principal = principal(&request)?;
         let body = request.get_ref();
-        let limit = match body.page_size {
-            0 => 50,
-            size @ 1..=200 => i64::from(size),
-            _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 200")),
-        };
+        let limit = paging::page_size(body.page_size, 50, 200)?;
         let channel = match body.channel {
             0 => None,
             value => {
                 Some(channel_from_pb(value).ok_or_else(|| errors::invalid_argument("channel", "WHATSAPP or SMS"))?)
             }
         };
-        let after = if body.page_token.is_empty() {
-            None
-        } else {
-            let decoded =
-                URL_SAFE_NO_PAD.decode(&body.page_token).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|t| {
-                    t.rsplit_once('|').and_then(|(n, id)| Some((n.to_owned(), uuid::Uuid::parse_str(id).ok()?)))
-                });
-            Some(decoded.ok_or_else(|| errors::invalid_argument("page_token", "not a token returned by this call"))?)
-        };
+        // The keyset (name, id) of the last template of the previous page.
+        let after = paging::decode_token(&body.page_token, |parts| {
+            let (id, name) = parts.split_last()?;
+            Some((name.join("|"), uuid::Uuid::parse_str(id).ok()?))
+        })?;
         let filter = TemplateFilter {
             channel,
             department: Some(body.department_id.clone()).filter(|d| !d.is_empty()),
@@ -160,15 +150,9 @@ impl TemplateService for TemplateGrpc {
         };
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let mut templates = projections::templates(&mut conn, principal.tenant(), &filter).await.map_err(db_status)?;
-        let next_page_token = if templates.len() as i64 > limit {
-            templates.truncate(limit as usize);
-            templates
-                .last()
-                .map(|t| URL_SAFE_NO_PAD.encode(format!("{}|{}", t.name, t.template_id)))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = paging::next_page(&mut templates, limit, |t| {
+            Some(paging::encode_token(&[t.name.as_str(), t.template_id.as_str()]))
+        });
         Ok(Response::new(pb::ListTemplatesResponse { templates, next_page_token }))
     }
 

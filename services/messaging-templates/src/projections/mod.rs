@@ -220,19 +220,4 @@ pub async fn message(
     Ok(serde_json::from_value::<crate::domain::message::OutboundMessage>(state).ok().map(|m| codec::message_to_pb(&m)))
 }
 
-pub async fn has_permission(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    agent: &str,
-    permission: &str,
-) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT 1 AS one FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3",
-    )
-    .bind(tenant)
-    .bind(agent)
-    .bind(permission)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.is_some())
-}
+pub use dw_bus::permissions::has_permission;

@@ -47,7 +47,8 @@ fn sees_every_agent(principal: &Principal) -> bool {
 }
 
 fn page_limit(page_size: i32) -> Result<i64, Status> {
-    crate::domain::paging::page_limit(page_size).map_err(|reason| errors::invalid_argument("page_size", reason))
+    use crate::domain::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+    dw_grpc_kit::paging::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 }
 
 fn time_field(field: &str, ts: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, Status> {

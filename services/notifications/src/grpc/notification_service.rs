@@ -57,7 +57,7 @@ impl NotificationService for NotificationGrpc {
             None
         } else {
             require_role(&principal, &[Role::Agent])?;
-            if !may_view_log(&self.pool, &tenant, principal.subject()).await.map_err(db_status)? {
+            if !may_view_log(&self.pool, principal.tenant(), principal.subject()).await.map_err(db_status)? {
                 return Err(errors::permission_denied(
                     "PERMISSION_REQUIRED",
                     "the caller lacks permission notifications.view",

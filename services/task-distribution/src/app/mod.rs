@@ -16,19 +16,13 @@ use dw_eventstore::{CommandError, EventMetadata, NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use sqlx::PgConnection;
 
-use crate::codec::{self, CodecError};
+use crate::codec;
 use crate::domain::task::{self, Event, Task};
 use crate::domain::{DomainError, TaskId};
 use crate::projections;
 
 /// Every command's (and reaction's) error: one of the domain's rules, or the kernel's.
 pub type AppError = CommandError<DomainError>;
-
-impl From<CodecError> for AppError {
-    fn from(error: CodecError) -> Self {
-        CommandError::corrupt(error)
-    }
-}
 
 pub use dw_grpc_kit::command::CommandContext;
 

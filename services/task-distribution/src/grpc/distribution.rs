@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use dw_auth::{Principal, Role};
 use dw_grpc_kit::errors::{self, Violation};
-use dw_grpc_kit::{principal, require_role};
+use dw_grpc_kit::{paging, principal, require_role};
 use dw_proto::distribution::v1 as pb;
 use dw_proto::distribution::v1::distribution_service_server::DistributionService;
 use tonic::{Request, Response, Status};
@@ -114,17 +112,6 @@ fn parse_create(body: &pb::CreateTaskRequest) -> Result<CreateTask, Status> {
         }),
         _ => Err(errors::invalid_arguments(violations)),
     }
-}
-
-fn encode_token(created_at: DateTime<Utc>, task_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{task_id}", created_at.timestamp_micros()))
-}
-
-fn decode_token(token: &str) -> Option<(DateTime<Utc>, uuid::Uuid)> {
-    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (micros, id) = text.split_once('|')?;
-    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, uuid::Uuid::parse_str(id).ok()?))
 }
 
 fn status_filter(value: i32) -> Result<Option<TaskStatus>, Status> {
@@ -242,11 +229,7 @@ impl DistributionService for DistributionGrpc {
             }
         }
         let body = request.get_ref();
-        let limit = match body.page_size {
-            0 => 50,
-            size @ 1..=200 => i64::from(size),
-            _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 200")),
-        };
+        let limit = paging::page_size(body.page_size, 50, 200)?;
         let client_name = body.client_name.trim();
         if client_name.chars().count() > 200 {
             return Err(errors::invalid_argument("client_name", "at most 200 characters"));
@@ -263,30 +246,21 @@ impl DistributionService for DistributionGrpc {
             agent: optional("agent_id", &body.agent_id, |a| AgentId::parse(a).map(|a| a.to_string()))?,
             created_from: time_field("created_from", body.created_from.as_ref())?,
             created_to: time_field("created_to", body.created_to.as_ref())?,
-            after: if body.page_token.is_empty() {
-                None
-            } else {
-                Some(
-                    decode_token(&body.page_token)
-                        .ok_or_else(|| errors::invalid_argument("page_token", "not a token returned by this call"))?,
-                )
-            },
+            // The keyset (created_at, task id) of the last task of the previous page.
+            after: paging::decode_token(&body.page_token, |parts| match parts {
+                [micros, id] => {
+                    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, uuid::Uuid::parse_str(id).ok()?))
+                }
+                _ => None,
+            })?,
             limit: limit + 1,
         };
         let mut tasks = queries::search(&mut conn, tenant, &search).await.map_err(db_status)?;
-        let next_page_token = if tasks.len() as i64 > limit {
-            tasks.truncate(limit as usize);
-            tasks
-                .last()
-                .and_then(|t| {
-                    let created = t.created_at.as_ref()?;
-                    let at = DateTime::from_timestamp(created.seconds, u32::try_from(created.nanos).ok()?)?;
-                    Some(encode_token(at, &t.task_id))
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = paging::next_page(&mut tasks, limit, |t| {
+            let created = t.created_at.as_ref()?;
+            let at = DateTime::from_timestamp(created.seconds, u32::try_from(created.nanos).ok()?)?;
+            Some(paging::encode_token(&[&at.timestamp_micros().to_string(), &t.task_id]))
+        });
         Ok(Response::new(pb::SearchProtocolsResponse { tasks, next_page_token }))
     }
 
@@ -415,14 +389,6 @@ impl DistributionService for DistributionGrpc {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip() {
-        let at = DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap();
-        let id = uuid::Uuid::now_v7();
-        assert_eq!(decode_token(&encode_token(at, &id.to_string())), Some((at, id)));
-        assert_eq!(decode_token("garbage"), None);
-    }
 
     #[test]
     fn create_requests_are_checked_field_by_field() {

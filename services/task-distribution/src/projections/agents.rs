@@ -172,19 +172,4 @@ pub async fn view(
     }))
 }
 
-pub async fn has_permission(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    agent: &str,
-    permission: &str,
-) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT 1 AS one FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = $3",
-    )
-    .bind(tenant)
-    .bind(agent)
-    .bind(permission)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.is_some())
-}
+pub use dw_bus::permissions::has_permission;

@@ -98,15 +98,9 @@ pub async fn get_log_entry(
 }
 
 /// Whether a manager granted the agent `notifications.view` (from agent-sessions' events).
-pub async fn may_view_log(pool: &PgPool, tenant: &str, agent: &str) -> Result<bool, sqlx::Error> {
-    let allowed: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM agent_permissions WHERE tenant_id = $1 AND agent_id = $2 AND permission = 'notifications.view'",
-    )
-    .bind(tenant)
-    .bind(agent)
-    .fetch_optional(pool)
-    .await?;
-    Ok(allowed.is_some())
+pub async fn may_view_log(pool: &PgPool, tenant: &dw_ids::TenantId, agent: &str) -> Result<bool, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    dw_bus::permissions::has_permission(&mut conn, tenant, agent, "notifications.view").await
 }
 
 /// The sequence of the agent's latest notification (0 before the first).
