@@ -70,23 +70,13 @@ pub fn run_ok(command: &mut Command) -> anyhow::Result<Output> {
 
 /// A bearer token for `sub` in `tenant` with `role`, valid for an hour, signed with `secret`.
 pub fn token(secret: &str, tenant: &str, sub: &str, role: dw_auth::Role) -> anyhow::Result<String> {
-    let verifier = dw_auth::JwtVerifier::new(secret.as_bytes())?;
-    Ok(dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600))
-}
-
-/// `body` with `authorization: Bearer <token>`.
-pub fn authed<T>(token: &str, body: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(body);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
+    if secret.len() < dw_auth::MIN_SECRET_LEN {
+        anyhow::bail!("a signing secret needs at least {} bytes", dw_auth::MIN_SECRET_LEN);
     }
-    request
+    Ok(dw_testkit::token(secret, tenant, sub, &[role]))
 }
 
-/// A fresh request id.
-pub fn rid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use dw_testkit::{authed, rid};
 
 /// A chat task for the `support` department, priority 5, from a client.
 pub fn support_chat_task(name: &str, phone: &str, subject: &str) -> dw_proto::distribution::v1::CreateTaskRequest {

@@ -13,23 +13,8 @@ use std::time::{Duration, Instant};
 use common::{TestService, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1 as pb;
+use dw_testkit::bench::{env_or, ms, percentile};
 use futures::StreamExt;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 #[tokio::main]
 async fn main() {

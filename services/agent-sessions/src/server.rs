@@ -25,13 +25,8 @@ impl dw_grpc_kit::service::Service for AgentSessions {
     const NAME: &'static str = "agent-sessions";
     type Config = Config;
 
-    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
-        crate::config::from_env()
-    }
-
-    fn migrator() -> &'static sqlx::migrate::Migrator {
-        &crate::MIGRATOR
-    }
+    const CONFIG_FROM_ENV: fn() -> Result<Config, dw_grpc_kit::config::ConfigError> = crate::config::from_env;
+    const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
     async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
         run_with_listener(config, listener, cancel).await

@@ -14,17 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Setup, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
-}
+use dw_testkit::bench::{env_or, percentile_ms};
 
 #[tokio::main]
 async fn main() {
@@ -99,9 +89,9 @@ async fn main() {
     println!("sends accepted  {accepted} ({errors} errors) = {:.0}/s", accepted as f64 / sending_window.as_secs_f64());
     println!(
         "SendTemplate    p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
+        percentile_ms(&latencies, 1.0)
     );
     // The provider keeps receiving after the senders stop: measure until it has them all.
     let drain_deadline = Instant::now() + Duration::from_secs(120);

@@ -30,11 +30,7 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     subject_prefix: "dw.messaging",
 };
 
-impl AsRef<ServiceConfig> for Config {
-    fn as_ref(&self) -> &ServiceConfig {
-        &self.service
-    }
-}
+dw_grpc_kit::shared_settings_in_field!(Config);
 
 pub fn from_env() -> Result<Config, ConfigError> {
     Ok(Config {

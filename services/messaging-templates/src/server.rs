@@ -34,13 +34,8 @@ impl dw_grpc_kit::service::Service for MessagingTemplates {
     const NAME: &'static str = "messaging-templates";
     type Config = Config;
 
-    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
-        crate::config::from_env()
-    }
-
-    fn migrator() -> &'static sqlx::migrate::Migrator {
-        &crate::MIGRATOR
-    }
+    const CONFIG_FROM_ENV: fn() -> Result<Config, dw_grpc_kit::config::ConfigError> = crate::config::from_env;
+    const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
     /// Send permissions from agent-sessions, and the dispatcher that hands requested messages
     /// to their providers (a replayed request is handed over too).

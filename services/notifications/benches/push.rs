@@ -22,6 +22,7 @@ use dw_auth::Role;
 use dw_proto::distribution::v1 as distribution;
 use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::notification_service_client::NotificationServiceClient;
+use dw_testkit::bench::{env_or, percentile_ms};
 use prost::Message;
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
@@ -47,17 +48,6 @@ async fn receive(
         push.arrivals.lock().unwrap().insert(id.to_owned(), at);
     }
     axum::http::StatusCode::CREATED
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
 }
 
 #[tokio::main]
@@ -132,10 +122,10 @@ async fn main() {
     println!("pushes          {} of {} received", latencies.len(), published.len());
     println!(
         "message → push  p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.95),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.95),
+        percentile_ms(&latencies, 0.99),
+        percentile_ms(&latencies, 1.0)
     );
     println!("(path: JetStream → consumer → notification + push job committed → push worker → encrypt + VAPID → HTTP)");
     h.cancel.cancel();

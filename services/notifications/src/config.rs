@@ -29,11 +29,7 @@ pub struct Config {
     pub push: PushConfig,
 }
 
-impl AsRef<ServiceConfig> for Config {
-    fn as_ref(&self) -> &ServiceConfig {
-        &self.service
-    }
-}
+dw_grpc_kit::shared_settings_in_field!(Config);
 
 pub fn from_env() -> Result<Config, ConfigError> {
     Ok(Config {

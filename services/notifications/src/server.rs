@@ -32,13 +32,8 @@ impl dw_grpc_kit::service::Service for Notifications {
     const NAME: &'static str = "notifications";
     type Config = Config;
 
-    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
-        crate::config::from_env()
-    }
-
-    fn migrator() -> &'static sqlx::migrate::Migrator {
-        &crate::MIGRATOR
-    }
+    const CONFIG_FROM_ENV: fn() -> Result<Config, dw_grpc_kit::config::ConfigError> = crate::config::from_env;
+    const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
     /// The log from messaging's events, agents' notifications from distribution's, and the
     /// permissions from agent-sessions'.

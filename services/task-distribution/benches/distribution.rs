@@ -28,6 +28,7 @@ use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as pb;
 use dw_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use dw_proto::time;
+use dw_testkit::bench::{env_or, ms, percentile};
 use futures::StreamExt;
 use sqlx::Connection;
 use tokio::sync::{Semaphore, mpsc};
@@ -64,22 +65,6 @@ impl Lists {
             subjects: SUBJECTS.split('|').map(str::to_owned).collect(),
         }
     }
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn spread(sorted: &[Duration]) -> String {

@@ -27,11 +27,7 @@ pub struct Config {
     pub queue_metrics_interval: Duration,
 }
 
-impl AsRef<ServiceConfig> for Config {
-    fn as_ref(&self) -> &ServiceConfig {
-        &self.service
-    }
-}
+dw_grpc_kit::shared_settings_in_field!(Config);
 
 pub fn from_env() -> Result<Config, ConfigError> {
     Ok(Config {

@@ -30,13 +30,8 @@ impl dw_grpc_kit::service::Service for TaskDistribution {
     const NAME: &'static str = "task-distribution";
     type Config = Config;
 
-    fn config_from_env() -> Result<Config, dw_grpc_kit::config::ConfigError> {
-        crate::config::from_env()
-    }
-
-    fn migrator() -> &'static sqlx::migrate::Migrator {
-        &crate::MIGRATOR
-    }
+    const CONFIG_FROM_ENV: fn() -> Result<Config, dw_grpc_kit::config::ConfigError> = crate::config::from_env;
+    const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
     fn consumers(
         config: &Config,

@@ -6,13 +6,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use agent_sessions::config::Config;
-use dw_auth::{JwtVerifier, Role};
+use dw_auth::Role;
 use dw_proto::agentsessions::v1 as pb;
 use dw_proto::agentsessions::v1::agent_admin_service_client::AgentAdminServiceClient;
 use dw_proto::agentsessions::v1::service_day_service_client::ServiceDayServiceClient;
 use dw_testkit::{TestDb, TestNamespace};
 use tokio_util::sync::CancellationToken;
-use tonic::Request;
 use tonic::transport::Channel;
 
 pub const SECRET: &str = "test-secret-for-agent-sessions-tests";
@@ -121,21 +120,10 @@ async fn connect(addr: SocketAddr) -> Channel {
 }
 
 pub fn token(tenant: &str, sub: &str, roles: &[Role]) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).expect("secret");
-    let now = chrono::Utc::now().timestamp();
-    dw_auth::mint(&verifier, sub, tenant, roles, now, 3600)
+    dw_testkit::token(SECRET, tenant, sub, roles)
 }
 
-pub fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    let value = format!("Bearer {token}").parse().expect("metadata");
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
-pub fn rid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use dw_testkit::{authed, rid};
 
 pub fn reason_of(status: &tonic::Status) -> Option<String> {
     dw_grpc_kit::errors::reason_of(status)

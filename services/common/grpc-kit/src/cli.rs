@@ -78,7 +78,7 @@ pub fn main<S: Service>() -> anyhow::Result<()> {
 
 async fn run<S: Service>(command: Command) -> anyhow::Result<()> {
     let _telemetry = dw_telemetry::init(S::NAME, dw_telemetry::LogFormat::from_env())?;
-    let config = S::config_from_env()?;
+    let config = (S::CONFIG_FROM_ENV)()?;
     tracing::info!(?config, "starting");
     let cancel = CancellationToken::new();
     tokio::spawn(crate::shutdown::cancel_on_signal(cancel.clone()));
@@ -89,7 +89,7 @@ async fn run<S: Service>(command: Command) -> anyhow::Result<()> {
             let listener = TcpListener::bind(addr).await.map_err(|e| BootstrapError::Bind(addr.to_string(), e))?;
             S::serve(config, listener, cancel).await?;
         }
-        Command::Migrate => bootstrap::migrate(shared, S::migrator(), &cancel).await?,
+        Command::Migrate => bootstrap::migrate(shared, S::MIGRATOR, &cancel).await?,
         Command::DeadLetters(action) => {
             let pool = crate::startup::connect_postgres(&shared.database_url, 2, &cancel).await?;
             // Metrics of a one-off command go nowhere.

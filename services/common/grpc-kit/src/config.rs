@@ -104,6 +104,19 @@ impl Upstream {
     }
 }
 
+/// Lets a service's `Config` with a `service: ServiceConfig` field stand for its shared settings
+/// (`AsRef<ServiceConfig>`, which [`crate::service::Service`] asks of it).
+#[macro_export]
+macro_rules! shared_settings_in_field {
+    ($config:ty) => {
+        impl AsRef<$crate::config::ServiceConfig> for $config {
+            fn as_ref(&self) -> &$crate::config::ServiceConfig {
+                &self.service
+            }
+        }
+    };
+}
+
 impl AsRef<ServiceConfig> for ServiceConfig {
     fn as_ref(&self) -> &ServiceConfig {
         self

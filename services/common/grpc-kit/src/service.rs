@@ -3,6 +3,7 @@
 //! the binary from it (`serve`, `migrate`, `dead-letters`), so no service parses argv itself.
 
 use std::future::Future;
+use std::sync::LazyLock;
 
 use dw_bus::declared::DeclaredConsumer;
 use prometheus_client::registry::Registry;
@@ -22,10 +23,11 @@ pub trait Service: 'static {
     /// `secrecy` types.
     type Config: std::fmt::Debug + AsRef<ServiceConfig> + Send + Sync + 'static;
 
-    fn config_from_env() -> Result<Self::Config, ConfigError>;
+    /// Reads the configuration from the environment.
+    const CONFIG_FROM_ENV: fn() -> Result<Self::Config, ConfigError>;
 
     /// The kernel's event-store migration followed by the service's own.
-    fn migrator() -> &'static Migrator;
+    const MIGRATOR: &'static LazyLock<Migrator>;
 
     /// The consumers of events (other services' or its own), used to serve and to replay dead
     /// letters. Metrics they need go into `registry`.

@@ -3,7 +3,11 @@
 //! `DW_TEST_NATS_URL`; local defaults). `make test` drops leftover `dwtest_*` databases first.
 //! [`metrics`] reads a running service's `/metrics`.
 
+pub mod bench;
 pub mod metrics;
+pub mod rpc;
+
+pub use rpc::{authed, rid, token};
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

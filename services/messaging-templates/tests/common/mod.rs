@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use dw_auth::{JwtVerifier, Role};
+use dw_auth::Role;
 use dw_grpc_kit::config::ServiceConfig;
 use dw_proto::messaging::v1 as pb;
 use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
@@ -21,7 +21,6 @@ use dw_testkit::{TestDb, TestNamespace};
 use messaging_templates::config::Config;
 use messaging_templates::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
 use tokio_util::sync::CancellationToken;
-use tonic::Request;
 use tonic::transport::Channel;
 
 pub const SECRET: &str = "test-secret-for-messaging-tests";
@@ -249,16 +248,7 @@ impl Service {
 }
 
 pub fn token(tenant: &str, sub: &str, role: Role) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
-    dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600)
+    dw_testkit::token(SECRET, tenant, sub, &[role])
 }
 
-pub fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-pub fn rid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use dw_testkit::{authed, rid};

@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use dw_auth::{JwtVerifier, Role};
+use dw_auth::Role;
 use dw_grpc_kit::config::ServiceConfig;
 use dw_testkit::{TestDb, TestNamespace};
 use notifications::config::{Config, Upstream};
 use tokio_util::sync::CancellationToken;
-use tonic::Request;
 use tonic::transport::Channel;
 
 pub const SECRET: &str = "test-secret-for-notification-tests";
@@ -122,12 +121,7 @@ pub async fn wait_for_metrics<T>(h: &Harness, what: &str, check: impl Fn(&str) -
 }
 
 pub fn token(tenant: &str, sub: &str, role: Role) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).unwrap();
-    dw_auth::mint(&verifier, sub, tenant, &[role], chrono::Utc::now().timestamp(), 3600)
+    dw_testkit::token(SECRET, tenant, sub, &[role])
 }
 
-pub fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
+pub use dw_testkit::authed;

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dw_auth::{JwtVerifier, Role};
+use dw_auth::Role;
 use dw_grpc_kit::config::ServiceConfig;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::agentsessions::v1::agent_admin_service_client::AgentAdminServiceClient;
@@ -16,7 +16,6 @@ use dw_proto::distribution::v1::distribution_service_client::DistributionService
 use dw_testkit::{TestDb, TestNamespace};
 use task_distribution::config::{Config, Upstream};
 use tokio_util::sync::CancellationToken;
-use tonic::Request;
 use tonic::transport::Channel;
 
 pub const SECRET: &str = "test-secret-for-distribution-tests";
@@ -290,16 +289,7 @@ pub async fn wait_for_metrics<T>(
 }
 
 pub fn token(tenant: &str, sub: &str, roles: &[Role]) -> String {
-    let verifier = JwtVerifier::new(SECRET.as_bytes()).expect("secret");
-    dw_auth::mint(&verifier, sub, tenant, roles, chrono::Utc::now().timestamp(), 3600)
+    dw_testkit::token(SECRET, tenant, sub, roles)
 }
 
-pub fn authed<T>(token: &str, body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("metadata"));
-    request
-}
-
-pub fn rid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use dw_testkit::{authed, rid};
