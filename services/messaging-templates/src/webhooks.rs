@@ -26,7 +26,8 @@ use sha2::Sha256;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::inbound::{self, Inbound, ReportedStatus};
+use crate::app::inbound::{self, Inbound};
+use crate::app::message_status::{self, ReportedStatus};
 use crate::domain::PhoneNumber;
 use crate::domain::template::Channel;
 
@@ -153,7 +154,7 @@ async fn whatsapp_event(
                 _ => continue,
             };
             if let Err(error) =
-                inbound::apply_status(&hooks.pool, &tenant, id, reported, unix_time(&status["timestamp"])).await
+                message_status::apply_status(&hooks.pool, &tenant, id, reported, unix_time(&status["timestamp"])).await
             {
                 return failed(error);
             }
@@ -220,7 +221,7 @@ async fn sms_status(
         Some(_) => ReportedStatus::Sent,
         None => return StatusCode::BAD_REQUEST,
     };
-    match inbound::apply_status(&hooks.pool, &tenant, sid, reported, Utc::now()).await {
+    match message_status::apply_status(&hooks.pool, &tenant, sid, reported, Utc::now()).await {
         Ok(_) => StatusCode::OK,
         Err(error) => failed(error),
     }

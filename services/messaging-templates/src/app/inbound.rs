@@ -1,6 +1,7 @@
-//! What providers tell us: delivery statuses of our messages, client messages (which become
-//! `InboundMessageReceived` for task-distribution and notifications), and SMS consent
-//! (STOP/START). Each is recorded once however often the provider repeats it.
+//! What clients send us through the providers: their messages (which become
+//! `InboundMessageReceived` for task-distribution and notifications) and SMS consent
+//! (STOP/START). Each is recorded once however often the provider repeats it. Delivery statuses
+//! of our own messages are [`super::message_status`]'s.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use dw_eventstore::{EventMetadata, NewEvent, StoreError, store};
@@ -9,150 +10,15 @@ use dw_proto::messaging::v1 as pb;
 use sqlx::{PgPool, Row};
 
 use super::AppError;
-use super::send::record_status;
 use crate::domain::PhoneNumber;
-use crate::domain::message::{Event, Failure};
 use crate::domain::template::Channel;
 
 /// SMS keywords that opt a number out, and the one that opts it back in.
 pub const OPT_OUT_KEYWORDS: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
 pub const OPT_IN_KEYWORD: &str = "START";
 
-/// A delivery status a provider reported for one of our messages.
-#[derive(Debug, Clone)]
-pub enum ReportedStatus {
-    Sent,
-    Delivered,
-    Read,
-    Failed { code: String, reason: String },
-}
-
 fn metadata() -> EventMetadata {
     EventMetadata { correlation_id: None, causation_id: None, traceparent: dw_telemetry::current_traceparent() }
-}
-
-/// Applies a status to the message with this provider id. A status for an id not recorded yet is
-/// parked: its webhook may have overtaken the commit of the dispatch, which applies it
-/// ([`apply_parked`]); ids that never become ours (other systems on the same number) are dropped
-/// after 7 days.
-pub async fn apply_status(
-    pool: &PgPool,
-    tenant: &TenantId,
-    provider_message_id: &str,
-    status: ReportedStatus,
-    at: DateTime<Utc>,
-) -> Result<bool, AppError> {
-    let (name, failure) = match &status {
-        ReportedStatus::Sent => return Ok(false),
-        ReportedStatus::Delivered => ("delivered", None),
-        ReportedStatus::Read => ("read", None),
-        ReportedStatus::Failed { code, reason } => ("failed", Some((code.as_str(), reason.as_str()))),
-    };
-    let mut tx = pool.begin().await?;
-    lock_provider_id(&mut tx, tenant, provider_message_id).await?;
-    let message_id: Option<uuid::Uuid> =
-        sqlx::query("SELECT message_id FROM messages WHERE tenant_id = $1 AND provider_message_id = $2")
-            .bind(tenant)
-            .bind(provider_message_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get("message_id"))
-            .transpose()?;
-    let Some(message_id) = message_id else {
-        sqlx::query("DELETE FROM parked_statuses WHERE received_at < now() - interval '7 days'")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO parked_statuses (tenant_id, provider_message_id, status, failure_code, failure_reason, at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(provider_message_id)
-        .bind(name)
-        .bind(failure.map(|f| f.0))
-        .bind(failure.map(|f| f.1))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        return Ok(false);
-    };
-    let Some(event) = reported_event(status, at) else {
-        return Ok(false);
-    };
-    let changed = record_status(&mut tx, tenant, message_id, event, &metadata()).await?;
-    tx.commit().await?;
-    Ok(changed)
-}
-
-/// The event a reported status means (`sent` adds nothing: the dispatch recorded it).
-fn reported_event(status: ReportedStatus, at: DateTime<Utc>) -> Option<Event> {
-    match status {
-        ReportedStatus::Sent => None,
-        ReportedStatus::Delivered => Some(Event::Delivered { at }),
-        ReportedStatus::Read => Some(Event::Read { at }),
-        ReportedStatus::Failed { code, reason } => {
-            Some(Event::Failed { failure: Failure { code, reason, terminal: true }, attempts: 1, at })
-        }
-    }
-}
-
-/// Serialises the statuses of one provider id with the recording of its dispatch, so a status
-/// is either applied or parked then applied, never lost in between.
-pub async fn lock_provider_id(
-    conn: &mut sqlx::PgConnection,
-    tenant: &TenantId,
-    provider_message_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(7301, hashtext($1 || '/' || $2))")
-        .bind(tenant)
-        .bind(provider_message_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Applies, in their order, the statuses parked for a provider id whose dispatch is being
-/// recorded (the caller holds [`lock_provider_id`]).
-pub async fn apply_parked(
-    conn: &mut sqlx::PgConnection,
-    tenant: &TenantId,
-    message_id: uuid::Uuid,
-    provider_message_id: &str,
-    metadata: &EventMetadata,
-) -> Result<(), AppError> {
-    let rows = sqlx::query(
-        "DELETE FROM parked_statuses WHERE tenant_id = $1 AND provider_message_id = $2 \
-         RETURNING status, failure_code, failure_reason, at",
-    )
-    .bind(tenant)
-    .bind(provider_message_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut parked = Vec::with_capacity(rows.len());
-    for row in rows {
-        let status: String = row.try_get("status")?;
-        let at: DateTime<Utc> = row.try_get("at")?;
-        let (rank, reported) = match status.as_str() {
-            "delivered" => (0, ReportedStatus::Delivered),
-            "read" => (1, ReportedStatus::Read),
-            _ => (
-                2,
-                ReportedStatus::Failed {
-                    code: row.try_get::<Option<String>, _>("failure_code")?.unwrap_or_default(),
-                    reason: row.try_get::<Option<String>, _>("failure_reason")?.unwrap_or_default(),
-                },
-            ),
-        };
-        parked.push((rank, reported, at));
-    }
-    parked.sort_by_key(|(rank, _, _)| *rank);
-    for (_, reported, at) in parked {
-        if let Some(event) = reported_event(reported, at) {
-            record_status(conn, tenant, message_id, event, metadata).await?;
-        }
-    }
-    Ok(())
 }
 
 /// A client message as the webhook delivered it.

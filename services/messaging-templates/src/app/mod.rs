@@ -2,6 +2,7 @@
 //! events, snapshot and read-model row in one transaction.
 
 pub mod inbound;
+pub mod message_status;
 pub mod send;
 
 use chrono::{DateTime, Utc};

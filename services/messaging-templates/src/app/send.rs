@@ -12,9 +12,10 @@ use dw_eventstore::{EventMetadata, store};
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::message_status::{self, load_message, record_status};
 use super::{App, AppError, CommandContext, load_template};
 use crate::codec;
-use crate::domain::message::{self, Event, Failure, OutboundMessage};
+use crate::domain::message::{Event, Failure};
 use crate::domain::send::{self, Permission, Refusal, Resolved, SendFacts};
 use crate::domain::template::{Channel, parse_url};
 use crate::domain::{DomainError, PhoneNumber};
@@ -118,44 +119,6 @@ pub fn parse_webhook(value: &str) -> Result<Option<String>, String> {
         return Ok(None);
     }
     parse_url(value.trim()).map(Some)
-}
-
-async fn load_message(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    id: uuid::Uuid,
-) -> Result<Option<(OutboundMessage, i64)>, AppError> {
-    let stream = store::load_stream(conn, &codec::message_stream(tenant, id)).await?;
-    let Some(snapshot) = stream.snapshot else {
-        return Ok(None);
-    };
-    let message = serde_json::from_value(snapshot).map_err(|e| AppError::Corrupt(e.to_string()))?;
-    Ok(Some((message, stream.version)))
-}
-
-/// Appends status events a message reports (ignoring stale or duplicate ones).
-pub async fn record_status(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    message_id: uuid::Uuid,
-    report: Event,
-    metadata: &EventMetadata,
-) -> Result<bool, AppError> {
-    let Some((state, version)) = load_message(conn, tenant, message_id).await? else {
-        return Err(DomainError::MessageNotFound(message_id.to_string()).into());
-    };
-    let events = message::report(&state, report);
-    if events.is_empty() {
-        return Ok(false);
-    }
-    let new_state = events.iter().fold(state, message::evolve);
-    let new_events = events.iter().map(|e| codec::message_event(message_id, e)).collect();
-    let stream_id = codec::message_stream(tenant, message_id);
-    let snapshot = serde_json::to_value(&new_state).ok();
-    let recorded = store::append(conn, tenant, &stream_id, version, new_events, snapshot, metadata).await?;
-    let new_version = recorded.last().map(|e| e.version).unwrap_or(version);
-    projections::save_message(conn, tenant, &new_state, new_version).await?;
-    Ok(true)
 }
 
 fn metadata_of(event: &InboundEvent) -> EventMetadata {
@@ -341,11 +304,11 @@ impl Projection for Dispatcher {
             _ => None,
         };
         if let Some(provider_id) = &provider_id {
-            super::inbound::lock_provider_id(conn, tenant, provider_id).await?;
+            message_status::lock_provider_id(conn, tenant, provider_id).await?;
         }
         record_status(conn, tenant, message_id, report, &metadata).await.map_err(transient)?;
         if let Some(provider_id) = &provider_id {
-            super::inbound::apply_parked(conn, tenant, message_id, provider_id, &metadata).await.map_err(transient)?;
+            message_status::apply_parked(conn, tenant, message_id, provider_id, &metadata).await.map_err(transient)?;
         }
         sqlx::query("UPDATE message_dispatch SET state = 'done' WHERE tenant_id = $1 AND message_id = $2")
             .bind(tenant)
