@@ -38,10 +38,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // contract (`full_name()`) rather than string literals.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
+    // Ordered maps: a message encodes to the same bytes every time (request hashes compare them).
+    config.btree_map(["."]);
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .skip_protoc_run()
+        // Undecodable bodies and control characters in requests are INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::CheckedCodec")
         .file_descriptor_set_path(&descriptor_path)
         .compile_fds_with_config(file_descriptors, config)?;
     Ok(())

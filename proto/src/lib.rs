@@ -6,6 +6,25 @@
 /// Encoded `FileDescriptorSet` of every proto in this crate (for `tonic-reflection`).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dw_descriptor.bin"));
 
+pub mod codec;
+pub mod hygiene;
+
+static DESCRIPTOR_POOL: std::sync::LazyLock<Option<prost_reflect::DescriptorPool>> =
+    std::sync::LazyLock::new(|| prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET).ok());
+
+/// The contract's descriptors, for reflection over requests (`None` only if the embedded set
+/// does not decode, which a test of this crate rules out).
+pub fn descriptor_pool() -> Option<&'static prost_reflect::DescriptorPool> {
+    DESCRIPTOR_POOL.as_ref()
+}
+
+/// The method names of a service of the contract (`dw.agentsessions.v1.ServiceDayService`),
+/// `None` for a service it does not have.
+pub fn service_methods(service: &str) -> Option<Vec<String>> {
+    let service = descriptor_pool()?.get_service_by_name(service)?;
+    Some(service.methods().map(|method| method.name().to_owned()).collect())
+}
+
 pub mod agentsessions {
     pub mod v1 {
         tonic::include_proto!("dw.agentsessions.v1");
@@ -70,6 +89,13 @@ pub mod notifications {
 #[cfg(test)]
 mod tests {
     use super::Contract;
+
+    #[test]
+    fn the_descriptor_set_lists_the_services_methods() {
+        let methods = super::service_methods("dw.notifications.v1.WebhookService").unwrap();
+        assert!(methods.iter().any(|m| m == "RedeliverWebhook"), "{methods:?}");
+        assert!(super::service_methods("dw.nothing.v1.Nope").is_none());
+    }
 
     /// Every type of a contract decodes (an empty payload is a valid protobuf message) to the
     /// variant that names it, and that name is the message's own `prost::Name`.

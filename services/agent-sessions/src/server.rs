@@ -56,7 +56,9 @@ pub async fn run_with_listener(
         boot.config.subject_prefix.clone(),
         boot.background.clone(),
     );
-    let auth = AuthInterceptor::new(boot.verifier.clone());
+    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
+        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
+    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
     let routes = tonic::service::Routes::new(ServiceDayServiceServer::with_interceptor(
         ServiceDayGrpc::new(app.clone()),
         auth.clone(),

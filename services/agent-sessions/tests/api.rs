@@ -212,7 +212,8 @@ async fn a_retried_request_id_returns_the_first_result_and_appends_nothing() {
 
     // The same id for another operation is a client bug.
     let status = day.end_service_day(authed(&agent, pb::EndServiceDayRequest { request_id })).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(reason_of(&status).as_deref(), Some("REQUEST_ID_REUSED"));
     assert_eq!(event_count(&service).await, events_after_first);
     service.stop().await;
 }

@@ -99,6 +99,13 @@ async fn a_full_agent_day_through_the_running_binary() {
     {
         assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
     }
+    // ... and only what this port serves: the other contexts' services answer UNIMPLEMENTED here.
+    for name in &names {
+        assert!(
+            name.starts_with("dw.agentsessions.") || name.starts_with("grpc."),
+            "{name} is advertised but not served here ({names:?})"
+        );
+    }
 
     // The day, driven as a client would.
     let manager = token("demo", "manager-1", &[Role::Manager]);

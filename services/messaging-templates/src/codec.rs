@@ -1,7 +1,7 @@
 //! Templates and contacts to and from the `dw.messaging.v1` contract.
 
 use dw_ids::TenantId;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use dw_eventstore::NewEvent;
 use dw_proto::messaging::v1 as pb;
@@ -85,7 +85,7 @@ pub fn template_to_pb(template: &Template, version: i64) -> pb::Template {
             .default_metadata
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<HashMap<_, _>>(),
+            .collect::<BTreeMap<_, _>>(),
         variable_count: i32::try_from(content.variable_count).unwrap_or(i32::MAX),
         archived: template.archived,
         version: version.max(0) as u64,

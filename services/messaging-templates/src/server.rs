@@ -98,7 +98,9 @@ pub async fn run_with_listener(
     tracing::info!(webhooks = %webhook_addr, "provider webhooks listening");
     boot.tasks.spawn(webhooks);
     let app = Arc::new(App::new(boot.pool.clone()));
-    let auth = AuthInterceptor::new(boot.verifier.clone());
+    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
+        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
+    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(
         TemplateGrpc::new(app.clone()),
         auth.clone(),

@@ -260,9 +260,11 @@ async fn contacts_are_found_by_partial_accent_insensitive_name() {
         .into_inner();
     assert_eq!((renamed.contact_id.as_str(), renamed.version), (jose.contact_id.as_str(), 2));
 
+    // Agents need `contacts.view` (tests/hostile.rs); the manager sees the tenant's contacts.
+    let manager = token("acme", "boss", Role::Manager);
     let search = |name: &str| {
         let mut client = service.contacts();
-        let agent = agent.clone();
+        let agent = manager.clone();
         let name = name.to_owned();
         async move {
             let response = client
@@ -280,7 +282,7 @@ async fn contacts_are_found_by_partial_accent_insensitive_name() {
     let by_phone = service
         .contacts()
         .search_contacts(authed(
-            &agent,
+            &manager,
             pb::SearchContactsRequest { name: String::new(), phone: "+5511911110003".into(), page_size: 0 },
         ))
         .await

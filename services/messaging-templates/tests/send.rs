@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::{Service, Setup, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
-use prost::Message as _;
 use tonic::Code;
 
 async fn whatsapp_template(service: &Service) -> pb::Template {
@@ -147,35 +146,7 @@ async fn agents_need_the_channel_permission_and_contacts_lend_their_phone() {
     assert_eq!(status.unwrap_err().code(), Code::PermissionDenied);
 
     // agent-sessions grants it: the event reaches this service over JetStream.
-    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: setup.sessions_ns.stream_name.clone(),
-        subjects: vec![format!("{}.>", setup.sessions_ns.subject_prefix)],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let grant = dw_proto::agentsessions::v1::PermissionGranted {
-        agent_id: "ana".into(),
-        permission: "templates.whatsapp.send".into(),
-        granted_by: "boss".into(),
-    };
-    let event_id = uuid::Uuid::now_v7().to_string();
-    let mut headers = async_nats::HeaderMap::new();
-    for (name, value) in [
-        ("Nats-Msg-Id", event_id.as_str()),
-        ("ce-id", event_id.as_str()),
-        ("ce-type", "dw.agentsessions.v1.PermissionGranted"),
-        ("ce-source", "agent-sessions"),
-        ("ce-subject", "agent:acme:ana"),
-        ("dw-tenant", "acme"),
-        ("dw-stream-version", "3"),
-    ] {
-        headers.insert(name, value);
-    }
-    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
-    let subject = format!("{}.acme.agent.permission_granted", setup.sessions_ns.subject_prefix);
-    js.publish_with_headers(subject, headers, grant.encode_to_vec().into()).await.unwrap().await.unwrap();
+    setup.grant("acme", "ana", "templates.whatsapp.send").await;
 
     let crm = token("acme", "crm-bot", Role::Service);
     let contact = service

@@ -86,7 +86,9 @@ pub async fn run_with_listener(
         push_delivery::run_worker(boot.pool.clone(), config.push.clone(), push_metrics, boot.background.clone());
     boot.tasks.spawn(worker);
     let service = NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push);
-    let auth = AuthInterceptor::new(boot.verifier.clone());
+    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
+        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
+    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
     let webhooks = WebhookGrpc::new(boot.pool.clone(), config.webhooks.clone());
     let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))
         .add_service(WebhookServiceServer::with_interceptor(webhooks, auth));

@@ -53,8 +53,8 @@ async fn a_retried_mutation_has_one_effect_and_returns_the_first_answer() {
     // The same request id for another call is refused and changes nothing.
     let delete = pb::DeleteWebhookRequest { request_id: "rotate-1".into(), webhook_id: webhook_id.clone() };
     let reused = webhooks.delete_webhook(authed(&manager, delete)).await.unwrap_err();
-    assert_eq!(reused.code(), Code::InvalidArgument);
-    assert_eq!(dw_grpc_kit::errors::violated_fields(&reused), vec!["request_id"]);
+    assert_eq!(reused.code(), Code::FailedPrecondition);
+    assert_eq!(dw_grpc_kit::errors::reason_of(&reused).as_deref(), Some("REQUEST_ID_REUSED"));
     let still = webhooks
         .list_webhooks(authed(&manager, pb::ListWebhooksRequest::default()))
         .await

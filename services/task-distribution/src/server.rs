@@ -91,7 +91,9 @@ pub async fn run_with_listener(
         boot.background.clone(),
     );
     let app = Arc::new(App::new(boot.pool.clone(), distribution_metrics));
-    let auth = AuthInterceptor::new(boot.verifier.clone());
+    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
+        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
+    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
     let routes = tonic::service::Routes::new(DistributionServiceServer::with_interceptor(
         DistributionGrpc::new(app, feed),
         auth,

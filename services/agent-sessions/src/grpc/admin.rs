@@ -28,7 +28,7 @@ impl AgentAdminGrpc {
         Self { app, feed }
     }
 
-    async fn agent_command<T>(
+    async fn agent_command<T: prost::Message>(
         &self,
         request: &Request<T>,
         request_id: &str,

@@ -1,6 +1,7 @@
 //! The gRPC transport: requests are parsed into domain types here, once, and every error leaves
 //! through [`to_status`].
 
+pub mod access;
 pub mod admin;
 pub mod service_day;
 pub mod status_feed;

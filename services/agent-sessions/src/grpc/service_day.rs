@@ -25,7 +25,7 @@ impl ServiceDayGrpc {
         Self { app }
     }
 
-    async fn command<T>(
+    async fn command<T: prost::Message>(
         &self,
         request: &Request<T>,
         request_id: &str,

@@ -33,6 +33,8 @@ pub struct CommandContext {
     pub operation: &'static str,
     /// What the command's events carry: correlation, causation and trace context.
     pub metadata: EventMetadata,
+    /// SHA-256 of the encoded request: a request id reused with another body is refused.
+    pub request_hash: Vec<u8>,
 }
 
 impl CommandContext {
@@ -43,6 +45,7 @@ impl CommandContext {
             principal: &self.actor,
             request_id: &self.request_id,
             operation: self.operation,
+            request_hash: &self.request_hash,
         }
     }
 }

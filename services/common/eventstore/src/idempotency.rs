@@ -14,13 +14,15 @@ pub struct RequestKey<'a> {
     pub request_id: &'a RequestId,
     /// The RPC, e.g. `dw.agentsessions.v1.ServiceDayService/StartBreak`.
     pub operation: &'a str,
+    /// A digest of the request body: the same key with another body is a reused request id.
+    pub request_hash: &'a [u8],
 }
 
 /// The stored response of an earlier request with this key, if any. A key reused for another
-/// operation is [`StoreError::RequestIdReused`].
+/// operation or another request body is [`StoreError::RequestIdReused`].
 pub async fn find_response(conn: &mut PgConnection, key: RequestKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
     let row = sqlx::query(
-        "SELECT operation, response FROM idempotency_keys \
+        "SELECT operation, request_hash, response FROM idempotency_keys \
          WHERE tenant_id = $1 AND principal = $2 AND request_id = $3",
     )
     .bind(key.tenant_id)
@@ -35,6 +37,10 @@ pub async fn find_response(conn: &mut PgConnection, key: RequestKey<'_>) -> Resu
     if operation != key.operation {
         return Err(StoreError::RequestIdReused(operation));
     }
+    let stored_hash: Option<Vec<u8>> = row.try_get("request_hash")?;
+    if stored_hash.is_some_and(|hash| hash != key.request_hash) {
+        return Err(StoreError::RequestIdReused(operation));
+    }
     Ok(Some(row.try_get("response")?))
 }
 
@@ -42,13 +48,14 @@ pub async fn find_response(conn: &mut PgConnection, key: RequestKey<'_>) -> Resu
 /// same key that committed first makes this a [`StoreError::Conflict`]: retry and find it.
 pub async fn record_response(conn: &mut PgConnection, key: RequestKey<'_>, response: &[u8]) -> Result<(), StoreError> {
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (tenant_id, principal, request_id, operation, response) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "INSERT INTO idempotency_keys (tenant_id, principal, request_id, operation, request_hash, response) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     )
     .bind(key.tenant_id)
     .bind(key.principal)
     .bind(key.request_id)
     .bind(key.operation)
+    .bind(key.request_hash)
     .bind(response)
     .execute(&mut *conn)
     .await?

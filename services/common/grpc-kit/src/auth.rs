@@ -6,17 +6,20 @@ use dw_auth::{JwtVerifier, Principal, Role};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use crate::access::{AccessPolicy, RpcPath};
 use crate::errors;
 
-/// Verifies `authorization: Bearer <JWT>` and puts the [`Principal`] in the request extensions.
+/// Verifies `authorization: Bearer <JWT>`, admits the caller by the port's [`AccessPolicy`] and
+/// puts the [`Principal`] in the request extensions.
 #[derive(Clone)]
 pub struct AuthInterceptor {
     verifier: Arc<JwtVerifier>,
+    policy: Arc<AccessPolicy>,
 }
 
 impl AuthInterceptor {
-    pub fn new(verifier: Arc<JwtVerifier>) -> Self {
-        Self { verifier }
+    pub fn new(verifier: Arc<JwtVerifier>, policy: AccessPolicy) -> Self {
+        Self { verifier, policy: Arc::new(policy) }
     }
 }
 
@@ -30,6 +33,8 @@ impl Interceptor for AuthInterceptor {
         let token = dw_auth::bearer_token(header).map_err(|e| errors::unauthenticated(e.to_string()))?;
         let now = chrono_now();
         let principal = self.verifier.verify(token, now).map_err(|e| errors::unauthenticated(e.to_string()))?;
+        let path = request.extensions().get::<RpcPath>().map(|path| path.0.as_str());
+        self.policy.admit(path, &principal)?;
         request.extensions_mut().insert(principal);
         Ok(request)
     }

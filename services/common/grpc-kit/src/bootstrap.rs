@@ -152,7 +152,7 @@ impl Bootstrap {
             readiness,
             self.background.clone(),
         ));
-        let (reflection_v1, reflection_v1alpha) = health::reflection_services(descriptor_sets)?;
+        let (reflection_v1, reflection_v1alpha) = health::reflection_services(descriptor_sets, service_names)?;
         let routes = routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
 
         let local_addr = listener.local_addr().map_err(|e| BootstrapError::Bind("grpc listener".into(), e))?;

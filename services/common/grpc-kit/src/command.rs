@@ -30,7 +30,7 @@ pub fn event_metadata<T>(request: &Request<T>, request_id: &RequestId) -> EventM
 pub use dw_eventstore::CommandContext;
 
 /// The command context of a mutating RPC from an authenticated caller.
-pub fn command_context<T>(
+pub fn command_context<T: prost::Message>(
     request: &Request<T>,
     principal: &dw_auth::Principal,
     request_id: &str,
@@ -46,5 +46,13 @@ pub fn command_context<T>(
         request_id,
         operation,
         metadata,
+        request_hash: request_hash(request.get_ref()),
     })
+}
+
+/// SHA-256 of the request's protobuf encoding. prost encodes fields in field-number order and the
+/// contract's maps are `BTreeMap`s, so one request body always hashes the same.
+pub fn request_hash(body: &impl prost::Message) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(body.encode_to_vec()).to_vec()
 }

@@ -20,9 +20,10 @@ pub fn to_status<D: DomainRule>(error: CommandError<D>) -> Status {
         CommandError::Rule(rule) => rule_status(&rule),
         CommandError::Invalid(violations) => invalid_arguments(violations),
         CommandError::Conflict | CommandError::Aborted(_) => aborted("the resource changed concurrently; retry"),
-        CommandError::RequestIdReused(operation) => {
-            invalid_argument("request_id", format!("already used for another call ({operation}); use a new request id"))
-        }
+        CommandError::RequestIdReused(operation) => failed_precondition(
+            "REQUEST_ID_REUSED",
+            format!("request_id was already used for another request ({operation}); use a new request id"),
+        ),
         CommandError::Database(error) => db_status(error),
         error @ CommandError::Corrupt(_) => internal(&error),
     }

@@ -12,9 +12,14 @@ use crate::metrics_http::Readiness;
 
 pub use tonic_health::server::health_reporter;
 
-/// The reflection service (v1 and v1alpha) for the given encoded descriptor sets.
+/// The standard health service's name, advertised next to the service's own.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The reflection service (v1 and v1alpha) for the given encoded descriptor sets, advertising
+/// `service_names` and health (reflection advertises itself).
 pub fn reflection_services(
     descriptor_sets: &[&'static [u8]],
+    service_names: &[&str],
 ) -> Result<
     (
         tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
@@ -31,6 +36,11 @@ pub fn reflection_services(
     for set in descriptor_sets {
         v1 = v1.register_encoded_file_descriptor_set(set);
         v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+    }
+    // Only what this port serves: the descriptor sets hold every context's services.
+    for name in service_names.iter().copied().chain([HEALTH_SERVICE]) {
+        v1 = v1.with_service_name(name);
+        v1alpha = v1alpha.with_service_name(name);
     }
     Ok((v1.build_v1()?, v1alpha.build_v1alpha()?))
 }

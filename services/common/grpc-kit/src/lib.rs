@@ -2,6 +2,7 @@
 //! to `tonic::Status` with `google.rpc` details, RPC spans and metrics, gRPC health and
 //! reflection, the Prometheus endpoint, dependency start-up with backoff and graceful shutdown.
 
+pub mod access;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod service;
 pub mod shutdown;
 pub mod startup;
 
+pub use access::AccessPolicy;
 pub use auth::{AuthInterceptor, principal, require_role};
 pub use observability::{RpcLayer, RpcMetrics};

@@ -88,8 +88,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let method = request.uri().path().to_owned();
+        request.extensions_mut().insert(crate::access::RpcPath(method.clone()));
         let is_probe = method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.");
         let span = if is_probe {
             tracing::Span::none()

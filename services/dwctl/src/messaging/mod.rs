@@ -6,7 +6,7 @@ pub mod messages;
 mod template_text;
 pub mod templates;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use dw_proto::messaging::v1::{Channel, MessageStatus};
 
@@ -23,7 +23,7 @@ pub fn message_status(value: i32) -> String {
 }
 
 /// `k=v, k2=v2` sorted by key, or `-`.
-fn metadata(map: &HashMap<String, String>) -> String {
+fn metadata(map: &BTreeMap<String, String>) -> String {
     let mut pairs: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort();
     out::list(&pairs)

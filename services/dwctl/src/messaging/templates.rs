@@ -1,7 +1,7 @@
 //! `dwctl templates …`: register and change templates (role `manager`), list, preview and send
 //! them; the requests are built from the options here, without I/O.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 use chrono::Utc;
@@ -177,7 +177,7 @@ pub fn updated_content(current: &Template, args: &UpdateTemplateArgs) -> Result<
         department_id: trimmed(department).unwrap_or_else(|| current.department_id.clone()),
         default_webhook_url: trimmed(webhook).unwrap_or_else(|| current.default_webhook_url.clone()),
         default_metadata: if args.clear_metadata {
-            HashMap::new()
+            BTreeMap::new()
         } else if metadata.is_empty() {
             current.default_metadata.clone()
         } else {

@@ -50,6 +50,19 @@ fn parse_input(body: &pb::UpsertContactRequest) -> Result<ContactInput, Status> 
     }
 }
 
+/// The permission an agent needs to see contacts (managers and services see their tenant's).
+pub const VIEW_PERMISSION: &str = "contacts.view";
+
+async fn may_view_contacts(conn: &mut sqlx::PgConnection, principal: &dw_auth::Principal) -> Result<(), Status> {
+    if principal.has_role(Role::Manager) || principal.has_role(Role::Service) {
+        return Ok(());
+    }
+    let granted = projections::has_permission(conn, principal.tenant(), principal.subject(), VIEW_PERMISSION)
+        .await
+        .map_err(db_status)?;
+    if granted { Ok(()) } else { Err(to_status(DomainError::MissingPermission(VIEW_PERMISSION).into())) }
+}
+
 #[tonic::async_trait]
 impl ContactService for ContactGrpc {
     #[instrument(skip_all, fields(rpc = "UpsertContact"))]
@@ -74,6 +87,8 @@ impl ContactService for ContactGrpc {
     ) -> Result<Response<pb::SearchContactsResponse>, Status> {
         let principal = principal(&request)?;
         let body = request.get_ref();
+        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        may_view_contacts(&mut conn, &principal).await?;
         let name = Some(body.name.trim()).filter(|n| !n.is_empty());
         if name.is_some_and(|n| n.chars().count() > 200) {
             return Err(errors::invalid_argument("name", "at most 200 characters"));
@@ -90,7 +105,6 @@ impl ContactService for ContactGrpc {
             size @ 1..=100 => i64::from(size),
             _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 100")),
         };
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let contacts = projections::search_contacts(
             &mut conn,
             principal.tenant(),
@@ -108,6 +122,7 @@ impl ContactService for ContactGrpc {
         let principal = principal(&request)?;
         let id = uuid_field("contact_id", &request.get_ref().contact_id)?;
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
+        may_view_contacts(&mut conn, &principal).await?;
         let contact = projections::contact(&mut conn, principal.tenant(), id)
             .await
             .map_err(db_status)?

@@ -1,5 +1,6 @@
 //! The gRPC transport of messaging-templates.
 
+pub mod access;
 pub mod contacts;
 pub mod templates;
 

@@ -126,6 +126,42 @@ impl Setup {
         }
     }
 
+    /// agent-sessions grants `permission` to `agent`: the event goes to the sessions stream this
+    /// service consumes (the grant applies once the consumer has it; callers poll).
+    pub async fn grant(&self, tenant: &str, agent: &str, permission: &str) {
+        use prost::Message;
+        let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: self.sessions_ns.stream_name.clone(),
+            subjects: vec![format!("{}.>", self.sessions_ns.subject_prefix)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let grant = dw_proto::agentsessions::v1::PermissionGranted {
+            agent_id: agent.into(),
+            permission: permission.into(),
+            granted_by: "boss".into(),
+        };
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let stream_subject = format!("agent:{tenant}:{agent}");
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in [
+            ("Nats-Msg-Id", event_id.as_str()),
+            ("ce-id", event_id.as_str()),
+            ("ce-type", "dw.agentsessions.v1.PermissionGranted"),
+            ("ce-source", "agent-sessions"),
+            ("ce-subject", stream_subject.as_str()),
+            ("dw-tenant", tenant),
+            ("dw-stream-version", "3"),
+        ] {
+            headers.insert(name, value);
+        }
+        headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
+        let subject = format!("{}.{tenant}.agent.permission_granted", self.sessions_ns.subject_prefix);
+        js.publish_with_headers(subject, headers, grant.encode_to_vec().into()).await.unwrap().await.unwrap();
+    }
+
     pub async fn start(&self, dispatch_enabled: bool) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -3,6 +3,7 @@
 //! into domain types here, once; reads go to [`crate::projections::queries`], mutations to
 //! [`crate::app`]; errors leave through the kernel's `to_status` and `db_status`.
 
+pub mod access;
 pub mod notification_service;
 pub mod webhook_service;
 
@@ -25,7 +26,7 @@ fn manager<T>(request: &Request<T>) -> Result<Principal, Status> {
 }
 
 /// The command context of a manager's mutation.
-fn manager_command<T>(
+fn manager_command<T: prost::Message>(
     request: &Request<T>,
     request_id: &str,
     operation: &'static str,
@@ -35,7 +36,11 @@ fn manager_command<T>(
 }
 
 /// The command context of an agent's own mutation (the agent is its `actor`).
-fn agent_command<T>(request: &Request<T>, request_id: &str, operation: &'static str) -> Result<CommandContext, Status> {
+fn agent_command<T: prost::Message>(
+    request: &Request<T>,
+    request_id: &str,
+    operation: &'static str,
+) -> Result<CommandContext, Status> {
     let principal = principal(request)?;
     require_role(&principal, &[Role::Agent])?;
     command_context(request, &principal, request_id, operation)

@@ -30,7 +30,7 @@ impl DistributionGrpc {
         Self { app, feed }
     }
 
-    async fn task_op<T>(
+    async fn task_op<T: prost::Message>(
         &self,
         request: &Request<T>,
         principal: &Principal,

@@ -1,6 +1,7 @@
 //! The gRPC transport of task-distribution: requests parsed into domain types once, every error
 //! leaves through [`to_status`].
 
+pub mod access;
 pub mod distribution;
 pub mod task_feed;
 

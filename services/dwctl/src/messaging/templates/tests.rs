@@ -90,7 +90,7 @@ fn current_template() -> Template {
         body: "Olá {{1}}".into(),
         footer: "Acme".into(),
         department_id: "sales".into(),
-        default_metadata: HashMap::from([("a".to_owned(), "1".to_owned())]),
+        default_metadata: BTreeMap::from([("a".to_owned(), "1".to_owned())]),
         ..Default::default()
     }
 }

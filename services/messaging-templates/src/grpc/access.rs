@@ -1,0 +1,28 @@
+//! Who may call each RPC of this service (checked by the kernel before any handler runs).
+//! Managers author templates; agents send them (with the permission the send checks) and read what they sent.
+
+use dw_grpc_kit::access::*;
+
+pub const ACCESS: &[Rule] = &[
+    ("dw.messaging.v1.TemplateService/CreateTemplate", MANAGER),
+    ("dw.messaging.v1.TemplateService/UpdateTemplate", MANAGER),
+    ("dw.messaging.v1.TemplateService/ArchiveTemplate", MANAGER),
+    ("dw.messaging.v1.TemplateService/GetTemplate", ANY_ROLE),
+    ("dw.messaging.v1.TemplateService/ListTemplates", ANY_ROLE),
+    ("dw.messaging.v1.TemplateService/PreviewTemplate", ANY_ROLE),
+    ("dw.messaging.v1.TemplateService/SendTemplate", ANY_ROLE),
+    ("dw.messaging.v1.TemplateService/GetMessage", ANY_ROLE),
+    ("dw.messaging.v1.ContactService/UpsertContact", MANAGER_OR_SERVICE),
+    ("dw.messaging.v1.ContactService/SearchContacts", ANY_ROLE),
+    ("dw.messaging.v1.ContactService/GetContact", ANY_ROLE),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_method_served_has_exactly_one_rule() {
+        if let Err(problem) = dw_grpc_kit::AccessPolicy::new(super::ACCESS, &crate::server::SERVICE_NAMES) {
+            panic!("{problem}");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Who may call each RPC of this service (checked by the kernel before any handler runs).
+//! Agents read and subscribe to their own notifications; webhooks are the manager's.
+
+use dw_grpc_kit::access::*;
+
+pub const ACCESS: &[Rule] = &[
+    ("dw.notifications.v1.NotificationService/ListNotifications", ANY_ROLE),
+    ("dw.notifications.v1.NotificationService/GetNotification", ANY_ROLE),
+    ("dw.notifications.v1.NotificationService/Subscribe", AGENT),
+    ("dw.notifications.v1.NotificationService/EnableBrowserNotifications", AGENT),
+    ("dw.notifications.v1.NotificationService/DisableBrowserNotifications", AGENT),
+    ("dw.notifications.v1.NotificationService/GetVapidPublicKey", AGENT),
+    ("dw.notifications.v1.WebhookService/CreateWebhook", MANAGER),
+    ("dw.notifications.v1.WebhookService/ListWebhooks", MANAGER),
+    ("dw.notifications.v1.WebhookService/DeleteWebhook", MANAGER),
+    ("dw.notifications.v1.WebhookService/RotateWebhookSecret", MANAGER),
+    ("dw.notifications.v1.WebhookService/ListDeliveries", MANAGER),
+    ("dw.notifications.v1.WebhookService/RedeliverWebhook", MANAGER),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_method_served_has_exactly_one_rule() {
+        if let Err(problem) = dw_grpc_kit::AccessPolicy::new(super::ACCESS, &crate::server::SERVICE_NAMES) {
+            panic!("{problem}");
+        }
+    }
+}
