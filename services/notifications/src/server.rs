@@ -11,6 +11,7 @@ use dw_proto::notifications::v1::webhook_service_server::WebhookServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::destination::DestinationPolicy;
 use crate::app::push_delivery::{self, PushMetrics};
 use crate::app::webhook_delivery::{self, WebhookMetrics};
 use crate::config::Config;
@@ -72,24 +73,34 @@ pub async fn run_with_listener(
         <Notifications as dw_grpc_kit::service::Service>::consumers(&config, &boot.pool, &mut boot.registry)?;
     boot.start_consumers(&consumers);
 
+    // One destination policy per kind of outbound HTTP, for registration and delivery alike.
+    let webhook_destinations = DestinationPolicy::new(&config.webhooks.allowed_hosts);
+    let push_destinations = DestinationPolicy::new(&config.push.allowed_hosts);
     let webhook_metrics = WebhookMetrics::register(&mut boot.registry);
     let worker = webhook_delivery::run_worker(
         boot.pool.clone(),
         config.webhooks.clone(),
+        webhook_destinations.clone(),
         webhook_metrics,
         boot.background.clone(),
     );
     boot.tasks.spawn(worker);
     let notifier = Notifier::start(boot.pool.clone(), &boot.tasks, boot.background.clone());
     let push_metrics = PushMetrics::register(&mut boot.registry);
-    let worker =
-        push_delivery::run_worker(boot.pool.clone(), config.push.clone(), push_metrics, boot.background.clone());
+    let worker = push_delivery::run_worker(
+        boot.pool.clone(),
+        config.push.clone(),
+        push_destinations.clone(),
+        push_metrics,
+        boot.background.clone(),
+    );
     boot.tasks.spawn(worker);
-    let service = NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push);
+    let service =
+        NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push, push_destinations);
     let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
         .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
     let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
-    let webhooks = WebhookGrpc::new(boot.pool.clone(), config.webhooks.clone());
+    let webhooks = WebhookGrpc::new(boot.pool.clone(), webhook_destinations);
     let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))
         .add_service(WebhookServiceServer::with_interceptor(webhooks, auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await

@@ -2,8 +2,10 @@
 //! (`aes128gcm`), VAPID per RFC 8292 (ES256), through `web-push-native`. It sends the pushes the
 //! consumers queued (claimed with `FOR UPDATE SKIP LOCKED`, safe with replicas), each in a span
 //! that continues the trace of the event that queued it; what follows an answer is decided by
-//! [`crate::domain::push`]. Every attempt is counted by outcome (`dw_push_deliveries_total`) and
-//! timed (`dw_push_request_duration_seconds`).
+//! [`crate::domain::push`]. An endpoint the [`DestinationPolicy`] refuses (before the request for
+//! an IP literal, at connect time for a name) fails the push, logged with the reason, and drops the
+//! subscription. Every attempt is counted by outcome (`dw_push_deliveries_total`) and timed
+//! (`dw_push_request_duration_seconds`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +22,9 @@ use tracing::Instrument as _;
 use web_push_native::WebPushBuilder;
 use web_push_native::jwt_simple::algorithms::ES256KeyPair;
 
-use super::destination::check_destination;
-use crate::domain::push::{self, JobState, Outcome, parse_keys};
+use super::destination::{DestinationPolicy, OutboundClient, refusal_of};
+use crate::domain::destination::Refused;
+use crate::domain::push::{self, AfterPush, Outcome, parse_keys};
 
 #[derive(Clone)]
 pub struct PushConfig {
@@ -78,7 +81,8 @@ impl PushMetrics {
         registry.register(
             "dw_push_deliveries",
             "Web Push attempts by outcome: sent (2xx), gone (404/410 or an unusable subscription: dropped), \
-             throttled (429, retried after Retry-After), retrying (5xx or no answer, retried), failed (given up)",
+             throttled (429, retried after Retry-After), retrying (5xx or no answer, retried), failed (given up), \
+             refused (the endpoint is not a public destination: not sent, subscription dropped)",
             metrics.deliveries.clone(),
         );
         registry.register(
@@ -98,9 +102,15 @@ impl PushMetrics {
     }
 }
 
-/// Sends due pushes until `cancel`.
-pub async fn run_worker(pool: PgPool, config: PushConfig, metrics: PushMetrics, cancel: CancellationToken) {
-    let http = match reqwest::Client::builder().timeout(config.timeout).build() {
+/// Sends due pushes until `cancel`, where `destinations` admits.
+pub async fn run_worker(
+    pool: PgPool,
+    config: PushConfig,
+    destinations: DestinationPolicy,
+    metrics: PushMetrics,
+    cancel: CancellationToken,
+) {
+    let http = match destinations.http_client(config.timeout) {
         Ok(http) => http,
         Err(error) => {
             tracing::error!(%error, "push client unavailable");
@@ -119,7 +129,7 @@ pub async fn run_worker(pool: PgPool, config: PushConfig, metrics: PushMetrics, 
 
 async fn push_due(
     pool: &PgPool,
-    http: &reqwest::Client,
+    http: &OutboundClient,
     config: &PushConfig,
     metrics: &PushMetrics,
 ) -> Result<usize, sqlx::Error> {
@@ -163,7 +173,7 @@ async fn push_due(
         if let Some(traceparent) = row.try_get::<Option<String>, _>("traceparent")? {
             dw_telemetry::set_parent_from_traceparent(&span, &traceparent);
         }
-        let (status, retry_after, elapsed) = send_one(
+        let pushed = send_one(
             http,
             config,
             &endpoint,
@@ -173,11 +183,16 @@ async fn push_due(
         )
         .instrument(span.clone())
         .await;
-        if let Some(code) = status {
-            span.record("http.response.status_code", code);
+        match &pushed {
+            Pushed::Answered { status, .. } => {
+                span.record("http.response.status_code", status);
+            }
+            Pushed::Refused(refused) => tracing::warn!(%tenant, reason = %refused, "push destination refused"),
+            Pushed::NoAnswer { .. } | Pushed::Unusable => {}
         }
-        let next = push::after_push(status, retry_after, attempts);
-        if next.state == JobState::Dropped {
+        let (status, elapsed) = (pushed.status(), pushed.elapsed());
+        let next = pushed.next(attempts);
+        if next.drops_subscription() {
             sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
                 .bind(&tenant)
                 .bind(&endpoint)
@@ -201,34 +216,75 @@ async fn push_due(
     Ok(rows.len())
 }
 
-/// One push; the HTTP status (None when no answer), any `Retry-After`, and how long the push
-/// service took (None when no request was made). An endpoint that may not be called, or a
-/// subscription whose keys do not parse, answers as gone (410).
+/// What became of one push.
+enum Pushed {
+    /// The push service answered, after `elapsed`.
+    Answered { status: u16, retry_after: Option<Duration>, elapsed: Duration },
+    /// No answer: a network failure after `elapsed`, or the request could not be built (`None`).
+    NoAnswer { elapsed: Option<Duration> },
+    /// The subscription cannot be pushed to (its keys or endpoint do not parse): as if gone.
+    Unusable,
+    /// The destination policy refused the endpoint; nothing was sent.
+    Refused(Refused),
+}
+
+impl Pushed {
+    /// The HTTP status as the job keeps it.
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Answered { status, .. } => Some(*status),
+            Self::NoAnswer { .. } | Self::Refused(_) => None,
+            Self::Unusable => Some(410),
+        }
+    }
+
+    /// How long the push service took, when a request was made.
+    fn elapsed(&self) -> Option<Duration> {
+        match self {
+            Self::Answered { elapsed, .. } => Some(*elapsed),
+            Self::NoAnswer { elapsed } => *elapsed,
+            Self::Unusable | Self::Refused(_) => None,
+        }
+    }
+
+    /// What follows attempt number `attempt`.
+    fn next(&self, attempt: i32) -> AfterPush {
+        match self {
+            Self::Answered { status, retry_after, .. } => push::after_push(Some(*status), *retry_after, attempt),
+            Self::NoAnswer { .. } => push::after_push(None, None, attempt),
+            Self::Unusable => push::after_push(Some(410), None, attempt),
+            Self::Refused(_) => push::after_refused(),
+        }
+    }
+}
+
+/// One push to `endpoint`, if the destination policy admits it.
 async fn send_one(
-    http: &reqwest::Client,
+    http: &OutboundClient,
     config: &PushConfig,
     endpoint: &str,
     p256dh: &str,
     auth: &str,
     payload: String,
-) -> (Option<u16>, Option<Duration>, Option<Duration>) {
-    if check_destination(endpoint, &config.allowed_hosts).await.is_err() {
-        return (Some(410), None, None);
-    }
+) -> Pushed {
+    let outgoing = match http.post(endpoint) {
+        Ok(outgoing) => outgoing,
+        Err(refused) => return Pushed::Refused(refused),
+    };
     let Ok((public, auth)) = parse_keys(p256dh, auth) else {
-        return (Some(410), None, None);
+        return Pushed::Unusable;
     };
     let Ok(uri) = endpoint.parse::<http::Uri>() else {
-        return (Some(410), None, None);
+        return Pushed::Unusable;
     };
     let builder = WebPushBuilder::new(uri, public, auth)
         .with_valid_duration(config.ttl)
         .with_vapid(config.vapid.as_ref(), &config.contact);
     let Ok(request) = builder.build(payload.into_bytes()) else {
-        return (None, None, None);
+        return Pushed::NoAnswer { elapsed: None };
     };
     let (parts, body) = request.into_parts();
-    let mut outgoing = http.post(endpoint).header("Urgency", "high").body(body);
+    let mut outgoing = outgoing.header("Urgency", "high").body(body);
     for (name, value) in &parts.headers {
         outgoing = outgoing.header(name.as_str(), value.as_bytes());
     }
@@ -241,8 +297,11 @@ async fn send_one(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
-            (Some(response.status().as_u16()), retry_after, Some(started.elapsed()))
+            Pushed::Answered { status: response.status().as_u16(), retry_after, elapsed: started.elapsed() }
         }
-        Err(_) => (None, None, Some(started.elapsed())),
+        Err(error) => match refusal_of(&error) {
+            Some(refused) => Pushed::Refused(refused.clone()),
+            None => Pushed::NoAnswer { elapsed: Some(started.elapsed()) },
+        },
     }
 }

@@ -1,8 +1,9 @@
 //! The webhook delivery worker: claims due deliveries with `FOR UPDATE SKIP LOCKED` (safe with
 //! replicas), signs and posts each in the Standard Webhooks format, logs every attempt, schedules
 //! the next one by [`crate::domain::webhook`] and disables an endpoint answering 410 or failing for
-//! 5 days. Destinations on private or loopback addresses are refused unless allow-listed. Attempts
-//! are counted by outcome, failures by reason and disabled endpoints by why (`dw_webhook_*`).
+//! 5 days. A destination the [`DestinationPolicy`] refuses (before the request for an IP literal,
+//! at connect time for a name) is a failed attempt, logged with the reason and not retried.
+//! Attempts are counted by outcome, failures by reason and disabled endpoints by why (`dw_webhook_*`).
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use tokio_util::sync::CancellationToken;
 
-use super::destination::check_destination;
+use super::destination::{DestinationPolicy, OutboundClient, refusal_of};
+use crate::domain::destination::Refused;
 use crate::domain::webhook::{self, Answer, DisableReason, EndpointChange, message_id, signature};
 
 #[derive(Debug, Clone)]
@@ -72,16 +74,21 @@ impl WebhookMetrics {
     }
 }
 
-/// Delivers due deliveries until `cancel`.
-pub async fn run_worker(pool: PgPool, config: WebhookConfig, metrics: WebhookMetrics, cancel: CancellationToken) {
-    let http =
-        match reqwest::Client::builder().timeout(config.timeout).redirect(reqwest::redirect::Policy::none()).build() {
-            Ok(http) => http,
-            Err(error) => {
-                tracing::error!(%error, "webhook client unavailable");
-                return;
-            }
-        };
+/// Delivers due deliveries until `cancel`, where `destinations` admits.
+pub async fn run_worker(
+    pool: PgPool,
+    config: WebhookConfig,
+    destinations: DestinationPolicy,
+    metrics: WebhookMetrics,
+    cancel: CancellationToken,
+) {
+    let http = match destinations.http_client(config.timeout) {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "webhook client unavailable");
+            return;
+        }
+    };
     let (pool, http, config, metrics) = (&pool, &http, &config, &metrics);
     let pass = move || async move {
         deliver_due(pool, http, config, metrics).await.unwrap_or_else(|error| {
@@ -104,7 +111,7 @@ struct Due {
 
 async fn deliver_due(
     pool: &PgPool,
-    http: &reqwest::Client,
+    http: &OutboundClient,
     config: &WebhookConfig,
     metrics: &WebhookMetrics,
 ) -> Result<usize, sqlx::Error> {
@@ -141,7 +148,7 @@ async fn deliver_due(
             .await?;
     }
     tx.commit().await?;
-    let results = futures::future::join_all(due.iter().map(|d| attempt(http, config, d))).await;
+    let results = futures::future::join_all(due.iter().map(|d| attempt(http, d))).await;
     for (d, result) in due.iter().zip(results) {
         record(pool, config, metrics, d, result).await?;
     }
@@ -161,6 +168,16 @@ impl Attempted {
     fn not_sent(answer: Answer, error: String, failure: &'static str) -> Self {
         Self { answer, latency_ms: 0, error: Some(error), failure: Some(failure) }
     }
+
+    fn refused(d: &Due, refused: &Refused, latency_ms: i64) -> Self {
+        tracing::warn!(tenant = %d.tenant, webhook_id = %d.webhook_id, reason = %refused, "webhook destination refused");
+        Self {
+            answer: Answer::Refused,
+            latency_ms,
+            error: Some(format!("refused: {refused}")),
+            failure: Some("refused"),
+        }
+    }
 }
 
 /// The failures metric's reason for an HTTP answer; `None` for 2xx.
@@ -174,18 +191,18 @@ fn failure_of_status(status: u16) -> Option<&'static str> {
     }
 }
 
-async fn attempt(http: &reqwest::Client, config: &WebhookConfig, d: &Due) -> Attempted {
+async fn attempt(http: &OutboundClient, d: &Due) -> Attempted {
     let started = Instant::now();
-    if let Err(reason) = check_destination(&d.url, &config.allowed_hosts).await {
-        return Attempted::not_sent(Answer::Refused, format!("refused: {reason}"), "refused");
-    }
+    let request = match http.post(&d.url) {
+        Ok(request) => request,
+        Err(refused) => return Attempted::refused(d, &refused, 0),
+    };
     let id = message_id(d.delivery_id);
     let now = Utc::now().timestamp();
     let Some(signature) = signature(&d.secret, &id, now, &d.body) else {
         return Attempted::not_sent(Answer::NoAnswer, "unusable signing secret".into(), "bad_secret");
     };
-    let response = http
-        .post(&d.url)
+    let response = request
         .header("content-type", "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", now.to_string())
@@ -200,6 +217,9 @@ async fn attempt(http: &reqwest::Client, config: &WebhookConfig, d: &Due) -> Att
             Attempted { answer: Answer::Status(status), latency_ms, error: None, failure: failure_of_status(status) }
         }
         Err(error) => {
+            if let Some(refused) = refusal_of(&error) {
+                return Attempted::refused(d, refused, latency_ms);
+            }
             let failure = if error.is_timeout() {
                 "timeout"
             } else if error.is_connect() {

@@ -1,6 +1,6 @@
 //! The pure parts of Web Push: a browser subscription's keys (RFC 8291), the VAPID key (RFC 8292),
 //! which endpoints a browser may register, and what follows each push (a retry, a dropped
-//! subscription, giving up).
+//! subscription, giving up, a refused destination).
 
 use std::time::Duration;
 
@@ -89,6 +89,8 @@ pub enum Outcome {
     Throttled,
     Retrying,
     Failed,
+    /// Not sent: the destination policy refused the endpoint.
+    Refused,
 }
 
 impl Outcome {
@@ -99,6 +101,7 @@ impl Outcome {
             Self::Throttled => "throttled",
             Self::Retrying => "retrying",
             Self::Failed => "failed",
+            Self::Refused => "refused",
         }
     }
 }
@@ -110,6 +113,19 @@ pub struct AfterPush {
     /// When the job is pending: how long until the next attempt.
     pub retry_in: Option<Duration>,
     pub outcome: Outcome,
+}
+
+impl AfterPush {
+    /// Whether the subscription goes too: it is gone, or its endpoint may not be called (a
+    /// subscription that can never be delivered to is not kept to fail every push).
+    pub fn drops_subscription(&self) -> bool {
+        self.state == JobState::Dropped || self.outcome == Outcome::Refused
+    }
+}
+
+/// What follows a push the destination policy refused: it fails, without retry.
+pub fn after_refused() -> AfterPush {
+    AfterPush { state: JobState::Failed, retry_in: None, outcome: Outcome::Refused }
 }
 
 /// What follows attempt number `attempt` (from 1) of a push that got HTTP `status` (`None`: no
@@ -216,6 +232,16 @@ mod tests {
             let last = after_push(status, None, MAX_ATTEMPTS);
             assert_eq!((last.state, last.outcome, last.retry_in), (JobState::Failed, Outcome::Failed, None));
         }
+    }
+
+    #[test]
+    fn a_refused_endpoint_fails_at_once_and_its_subscription_goes() {
+        let after = after_refused();
+        assert_eq!((after.state, after.outcome, after.retry_in), (JobState::Failed, Outcome::Refused, None));
+        assert!(after.drops_subscription());
+        assert!(after_push(Some(410), None, 1).drops_subscription());
+        assert!(!after_push(Some(500), None, 1).drops_subscription());
+        assert!(!after_push(Some(400), None, 1).drops_subscription());
     }
 
     #[test]

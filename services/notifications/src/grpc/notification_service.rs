@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{agent_command, page_limit, sees_every_agent, time_field};
-use crate::app::destination::check_destination;
+use crate::app::destination::DestinationPolicy;
 use crate::app::notifier::{Notifier, follow};
 use crate::app::push_delivery::PushConfig;
 use crate::app::{self, DisableBrowser, EnableBrowser};
@@ -27,18 +27,19 @@ pub struct NotificationGrpc {
     notifier: Notifier,
     cancel: CancellationToken,
     vapid_public_key: String,
-    push_allowed_hosts: Vec<String>,
+    push_destinations: DestinationPolicy,
 }
 
 impl NotificationGrpc {
-    pub fn new(pool: PgPool, notifier: Notifier, cancel: CancellationToken, push: &PushConfig) -> Self {
-        Self {
-            pool,
-            notifier,
-            cancel,
-            vapid_public_key: public_key(&push.vapid),
-            push_allowed_hosts: push.allowed_hosts.clone(),
-        }
+    /// Browsers register push endpoints where `push_destinations` admits.
+    pub fn new(
+        pool: PgPool,
+        notifier: Notifier,
+        cancel: CancellationToken,
+        push: &PushConfig,
+        push_destinations: DestinationPolicy,
+    ) -> Self {
+        Self { pool, notifier, cancel, vapid_public_key: public_key(&push.vapid), push_destinations }
     }
 }
 
@@ -152,11 +153,14 @@ impl NotificationService for NotificationGrpc {
         let operation = "dw.notifications.v1.NotificationService/EnableBrowserNotifications";
         let ctx = agent_command(&request, &body.request_id, operation)?;
         let endpoint = body.endpoint.trim();
-        let allowed = endpoint_allowed(endpoint, &self.push_allowed_hosts)
-            && check_destination(endpoint, &self.push_allowed_hosts).await.is_ok();
-        if !allowed {
-            return Err(errors::invalid_argument("endpoint", "must be the https URL of a public push service"));
+        let refused = |reason: String| errors::invalid_argument("endpoint", reason);
+        if !endpoint_allowed(endpoint, self.push_destinations.allowed_hosts()) {
+            return Err(refused("must be the https URL of a public push service".to_owned()));
         }
+        self.push_destinations
+            .admit(endpoint)
+            .await
+            .map_err(|reason| refused(format!("must be the https URL of a public push service: {reason}")))?;
         parse_keys(&body.p256dh, &body.auth).map_err(|(field, reason)| errors::invalid_argument(field, reason))?;
         let enable = EnableBrowser {
             tenant: &ctx.tenant,

@@ -9,20 +9,20 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use super::{manager, manager_command, page_limit};
-use crate::app::destination::check_destination;
-use crate::app::webhook_delivery::WebhookConfig;
+use crate::app::destination::DestinationPolicy;
 use crate::app::{self, CreateWebhook, DeleteWebhook, Redeliver, RotateSecret};
 use crate::domain::webhook;
 use crate::projections::queries::webhooks::{list_deliveries, list_webhooks};
 
 pub struct WebhookGrpc {
     pool: PgPool,
-    config: WebhookConfig,
+    destinations: DestinationPolicy,
 }
 
 impl WebhookGrpc {
-    pub fn new(pool: PgPool, config: WebhookConfig) -> Self {
-        Self { pool, config }
+    /// Endpoints are registered where `destinations` admits.
+    pub fn new(pool: PgPool, destinations: DestinationPolicy) -> Self {
+        Self { pool, destinations }
     }
 }
 
@@ -35,9 +35,10 @@ impl WebhookService for WebhookGrpc {
         let body = request.get_ref();
         let operation = "dw.notifications.v1.WebhookService/CreateWebhook";
         let ctx = manager_command(&request, &body.request_id, operation)?;
-        check_destination(&body.url, &self.config.allowed_hosts)
+        self.destinations
+            .admit(&body.url)
             .await
-            .map_err(|reason| errors::invalid_argument("url", reason))?;
+            .map_err(|refused| errors::invalid_argument("url", refused.to_string()))?;
         let event_types = webhook::parse_event_types(&body.event_types)
             .map_err(|reason| errors::invalid_argument("event_types", reason))?;
         let description = parse_field("description", &body.description, webhook::parse_description)?;

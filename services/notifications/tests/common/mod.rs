@@ -120,6 +120,47 @@ pub async fn wait_for_metrics<T>(h: &Harness, what: &str, check: impl Fn(&str) -
     dw_testkit::metrics::wait_for(h.metrics_addr, what, check).await
 }
 
+/// Polls `check` every 25 ms until it finds what it waits for (at most 10 s).
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A local HTTP server on 127.0.0.1 that answers every POST 204 and keeps what it received.
+#[derive(Clone, Default)]
+pub struct FakeReceiver {
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+impl FakeReceiver {
+    /// Serves on a free local port; its `host:port`.
+    pub async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let received = self.received.clone();
+        // Any body (a push is binary), kept as text.
+        let record = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let received = received.clone();
+            async move {
+                received.lock().unwrap().push((headers, String::from_utf8_lossy(&body).into_owned()));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        };
+        let app = axum::Router::new().fallback(axum::routing::post(record));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        address
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
 pub fn token(tenant: &str, sub: &str, role: Role) -> String {
     dw_testkit::token(SECRET, tenant, sub, &[role])
 }
