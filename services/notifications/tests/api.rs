@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, authed, publish, start, token};
+use common::{Harness, authed, eventually, publish, start, token};
 
 use dw_auth::Role;
 use dw_proto::distribution::v1 as distribution;
@@ -47,16 +47,6 @@ async fn list(
         .list_notifications(authed(bearer, request))
         .await
         .map(|r| r.into_inner())
-}
-
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..400 {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
@@ -262,121 +252,6 @@ async fn client_messages_reach_their_agent_and_resumes_miss_nothing() {
         client.subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0, backlog: 101 })).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(dw_grpc_kit::errors::violated_fields(&refused), vec!["backlog"]);
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    received: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
-    failures_left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-async fn receive(
-    axum::extract::State(receiver): axum::extract::State<Receiver>,
-    headers: axum::http::HeaderMap,
-    body: String,
-) -> axum::http::StatusCode {
-    receiver.received.lock().unwrap().push((headers, body));
-    let left = receiver.failures_left.load(std::sync::atomic::Ordering::SeqCst);
-    if left > 0 {
-        receiver.failures_left.store(left - 1, std::sync::atomic::Ordering::SeqCst);
-        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    axum::http::StatusCode::NO_CONTENT
-}
-
-#[tokio::test]
-async fn webhooks_are_signed_retried_with_one_id_and_logged() {
-    let h = start().await;
-    let receiver = Receiver::default();
-    receiver.failures_left.store(2, std::sync::atomic::Ordering::SeqCst);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let manager = token("acme", "boss", Role::Manager);
-    let mut webhooks =
-        dw_proto::notifications::v1::webhook_service_client::WebhookServiceClient::new(h.channel.clone());
-    let refused = webhooks
-        .create_webhook(authed(
-            &manager,
-            pb::CreateWebhookRequest {
-                request_id: "w0".into(),
-                url: "http://10.0.0.1/hook".into(),
-                description: String::new(),
-                event_types: vec!["template.sent".into()],
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(dw_grpc_kit::errors::violated_fields(&refused), vec!["url"], "private addresses are refused");
-    let created = webhooks
-        .create_webhook(authed(
-            &manager,
-            pb::CreateWebhookRequest {
-                request_id: "w1".into(),
-                url: url.clone(),
-                description: "CRM automation".into(),
-                event_types: vec!["template.sent".into()],
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let secret = created.secret.clone();
-    let webhook_id = created.webhook.unwrap().webhook_id;
-
-    // A send with metadata and additional information.
-    let mut message = messaging::Message {
-        message_id: uuid::Uuid::now_v7().to_string(),
-        template_name: "order_shipped".into(),
-        channel: messaging::Channel::Whatsapp as i32,
-        recipient_phone: "+5511987654321".into(),
-        agent_id: "ana".into(),
-        additional_information: "priority client".into(),
-        requested_at: Some(dw_proto::time::timestamp(chrono::Utc::now())),
-        ..Default::default()
-    };
-    message.metadata.insert("crm_ticket".into(), "T-9".into());
-    let event = messaging::MessageRequested { message: Some(message) };
-    publish(&h, &h.messaging, "acme", "message.requested", "dw.messaging.v1.MessageRequested", event.encode_to_vec())
-        .await;
-
-    let attempts = eventually("three attempts", async || {
-        let received = receiver.received.lock().unwrap().clone();
-        (received.len() >= 3).then_some(received)
-    })
-    .await;
-    assert_eq!(attempts.len(), 3, "two failures, then success, then nothing more");
-    let ids: Vec<&str> = attempts.iter().map(|(h, _)| h.get("webhook-id").unwrap().to_str().unwrap()).collect();
-    assert!(ids.iter().all(|id| *id == ids[0]), "one webhook-id for every attempt");
-    let (headers, body) = &attempts[2];
-    let timestamp: i64 = headers.get("webhook-timestamp").unwrap().to_str().unwrap().parse().unwrap();
-    let sent = headers.get("webhook-signature").unwrap().to_str().unwrap();
-    let expected = notifications::domain::webhook::signature(&secret, ids[0], timestamp, body).unwrap();
-    assert_eq!(sent, expected, "the receiver verifies the signature");
-    let tampered = body.replace("T-9", "T-10");
-    assert_ne!(notifications::domain::webhook::signature(&secret, ids[0], timestamp, &tampered).unwrap(), sent);
-    let json: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(json["type"], "template.sent");
-    assert_eq!(json["data"]["metadata"]["crm_ticket"], "T-9");
-    assert_eq!(json["data"]["additional_information"], "priority client");
-
-    let deliveries = eventually("the log", async || {
-        let list = webhooks
-            .list_deliveries(authed(
-                &manager,
-                pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), page_size: 0 },
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        list.deliveries.first().filter(|d| d.status == "succeeded").cloned()
-    })
-    .await;
-    let codes: Vec<i32> = deliveries.attempts.iter().map(|a| a.status_code).collect();
-    assert_eq!(codes, [500, 500, 204]);
-    assert_eq!(deliveries.delivery_id, ids[0]);
 }
 
 #[derive(Clone, Default)]

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use super::AppError;
 use crate::domain::DomainError;
-use crate::domain::webhook::secret_from_key;
+use crate::domain::webhook::{DeliveryId, secret_from_key};
 use crate::projections::queries::webhooks::{DELIVERY_COLUMNS, WEBHOOK_COLUMNS, delivery_view, webhook_from_row};
 
 fn new_secret() -> String {
@@ -98,7 +98,7 @@ impl Attempt<DomainError> for RotateSecret<'_> {
 /// Queues a delivery again, now.
 pub struct Redeliver<'c> {
     pub tenant: &'c TenantId,
-    pub delivery_id: uuid::Uuid,
+    pub delivery_id: DeliveryId,
 }
 
 impl Attempt<DomainError> for Redeliver<'_> {
@@ -112,7 +112,7 @@ impl Attempt<DomainError> for Redeliver<'_> {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.tenant)
-            .bind(self.delivery_id)
+            .bind(self.delivery_id.as_uuid())
             .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| DomainError::DeliveryNotFound(self.delivery_id.to_string()))?;

@@ -57,6 +57,34 @@ pub fn message_id(delivery_id: uuid::Uuid) -> String {
     format!("msg_{}", delivery_id.simple())
 }
 
+/// A webhook delivery's id, as a caller gives it back: the `delivery_id` that `ListDeliveries`
+/// answers (its `webhook-id`, `msg_` and 32 hex digits) or the bare UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryId(uuid::Uuid);
+
+impl DeliveryId {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let refused = || "must be a delivery id: msg_ and 32 hex digits, or a UUID".to_owned();
+        let uuid = match text.strip_prefix("msg_") {
+            Some(hex) if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => uuid::Uuid::try_parse(hex),
+            Some(_) => return Err(refused()),
+            None => uuid::Uuid::try_parse(text),
+        };
+        uuid.map(Self).map_err(|_| refused())
+    }
+
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+/// As the wire writes it: `msg_<32 hex>`.
+impl std::fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&message_id(self.0))
+    }
+}
+
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
@@ -309,6 +337,38 @@ mod tests {
             signature(&secret, &id, now().timestamp(), body).as_deref(),
             Some("v1,3oGo7m2xOGM+KJ670guFZrmnGLsTuHd9NGUXFUMhF7c=")
         );
+    }
+
+    #[test]
+    fn a_delivery_is_named_by_the_id_the_list_gives_or_by_its_uuid() {
+        let uuid = uuid::Uuid::parse_str("0190f1c2-a3b4-7c5d-8e9f-a0b1c2d3e4f5").unwrap();
+        let listed = message_id(uuid);
+        assert_eq!(DeliveryId::parse(&listed).map(|id| id.as_uuid()), Ok(uuid));
+        assert_eq!(DeliveryId::parse("msg_0190F1C2A3B47C5D8E9FA0B1C2D3E4F5").map(|id| id.as_uuid()), Ok(uuid));
+        assert_eq!(DeliveryId::parse("0190f1c2-a3b4-7c5d-8e9f-a0b1c2d3e4f5").map(|id| id.as_uuid()), Ok(uuid));
+        assert_eq!(DeliveryId::parse(&listed).map(|id| id.to_string()), Ok(listed));
+    }
+
+    #[test]
+    fn anything_else_is_not_a_delivery_id() {
+        for text in [
+            "",
+            "msg_",
+            "msg_xyz",
+            "msg_0190f1c2-a3b4-7c5d-8e9f-a0b1c2d3e4f5",
+            "msg_0190f1c2a3b47c5d8e9fa0b1c2d3e4f",
+            "msg_0190f1c2a3b47c5d8e9fa0b1c2d3e4f5a",
+            "msg_+190f1c2a3b47c5d8e9fa0b1c2d3e4f5",
+            "MSG_0190f1c2a3b47c5d8e9fa0b1c2d3e4f5",
+            "msg_é190f1c2a3b47c5d8e9fa0b1c2d3e4f",
+            "whatever",
+        ] {
+            assert_eq!(
+                DeliveryId::parse(text),
+                Err("must be a delivery id: msg_ and 32 hex digits, or a UUID".to_owned()),
+                "{text}"
+            );
+        }
     }
 
     #[test]

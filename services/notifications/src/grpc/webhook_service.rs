@@ -99,9 +99,7 @@ impl WebhookService for WebhookGrpc {
         let body = request.get_ref();
         let operation = "dw.notifications.v1.WebhookService/RedeliverWebhook";
         let ctx = manager_command(&request, &body.request_id, operation)?;
-        let delivery_id = parse_field("delivery_id", &body.delivery_id, |value| {
-            uuid::Uuid::parse_str(value).map_err(|_| "must be an id (UUID)".to_owned())
-        })?;
+        let delivery_id = parse_field("delivery_id", &body.delivery_id, webhook::DeliveryId::parse)?;
         let redeliver = Redeliver { tenant: &ctx.tenant, delivery_id };
         Ok(Response::new(app::execute(&self.pool, &ctx, &redeliver).await.map_err(to_status)?))
     }
