@@ -20,6 +20,8 @@ pub struct Config {
     /// Provider webhooks (HTTP).
     pub webhook_addr: std::net::SocketAddr,
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// What a send may render (`DW_SMS_MAX_SEGMENTS`).
+    pub limits: crate::domain::preview::Limits,
 }
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
@@ -63,6 +65,12 @@ pub fn from_env() -> Result<Config, ConfigError> {
         agent_sessions_stream: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
         agent_sessions_subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
         dispatch_enabled: parsed("DW_DISPATCH_ENABLED", "true")?,
+        limits: crate::domain::preview::Limits {
+            sms_max_segments: parsed(
+                "DW_SMS_MAX_SEGMENTS",
+                &crate::domain::preview::DEFAULT_SMS_MAX_SEGMENTS.to_string(),
+            )?,
+        },
         consumer_prefix: var("DW_CONSUMER_PREFIX", "messaging-templates"),
         webhook_addr: parsed("DW_WEBHOOK_ADDR", "0.0.0.0:8083")?,
         webhooks: crate::webhooks::WebhookConfig {

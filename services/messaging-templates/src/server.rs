@@ -97,7 +97,7 @@ pub async fn run_with_listener(
     .map_err(|e| ServeError::Bind(config.webhook_addr.to_string(), e))?;
     tracing::info!(webhooks = %webhook_addr, "provider webhooks listening");
     boot.tasks.spawn(webhooks);
-    let app = Arc::new(App::new(boot.pool.clone()));
+    let app = Arc::new(App::new(boot.pool.clone(), config.limits));
     let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
         .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
     let auth = AuthInterceptor::new(boot.verifier.clone(), policy);

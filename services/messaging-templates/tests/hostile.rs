@@ -168,6 +168,46 @@ async fn nul_and_control_characters_and_undecodable_bodies_are_invalid_arguments
 }
 
 #[tokio::test]
+async fn a_template_cannot_render_past_the_sms_segment_limit_so_no_send_grows_an_event_without_bound() {
+    let setup = Setup::new().await;
+    let service = setup.start(false).await;
+    let manager = token("acme", "boss", Role::Manager);
+    let template = service.template(pb::Channel::Sms, "flood", &"{{1}}".repeat(320)).await;
+    let huge = vec!["x".repeat(1024)];
+
+    let preview = pb::PreviewTemplateRequest {
+        template_id: template.template_id.clone(),
+        variables: huge.clone(),
+        ..Default::default()
+    };
+    let preview = service.templates().preview_template(authed(&manager, preview)).await.unwrap().into_inner();
+    assert!(preview.sms_segments > 10, "the preview still says how big it would be");
+    assert!(
+        preview.problems.iter().any(|p| p.field == "variables" && p.description.contains("over the limit of 10")),
+        "{:?}",
+        preview.problems
+    );
+
+    let send = pb::SendTemplateRequest {
+        request_id: rid(),
+        template_id: template.template_id.clone(),
+        recipient: Some(pb::send_template_request::Recipient::Phone("+5511911116666".into())),
+        variables: huge,
+        ..Default::default()
+    };
+    let status = service.templates().send_template(authed(&manager, send)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), ["variables"]);
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'dw.messaging.v1.MessageRequested'")
+            .fetch_one(&setup.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(events, 0, "nothing was recorded");
+    service.stop().await;
+}
+
+#[tokio::test]
 async fn a_request_id_reused_with_another_body_is_refused_and_the_same_body_gets_the_first_answer() {
     let setup = Setup::new().await;
     let service = setup.start(false).await;

@@ -79,6 +79,10 @@ impl<D> From<StoreError> for CommandError<D> {
             StoreError::Conflict { .. } => Self::Conflict,
             StoreError::RequestIdReused(operation) => Self::RequestIdReused(operation),
             StoreError::EmptyAppend(stream) => Self::Corrupt(format!("empty append to {stream}")),
+            StoreError::EventTooLarge { size, limit, .. } => Self::Invalid(vec![(
+                "request".to_owned(),
+                format!("the change it asks for would be {size} bytes, over the limit of {limit} bytes"),
+            )]),
             StoreError::Database(error) => Self::Database(error),
         }
     }

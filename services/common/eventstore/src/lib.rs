@@ -11,6 +11,7 @@ pub mod error;
 pub mod idempotency;
 pub mod maintenance;
 pub mod outbox_relay;
+pub mod quarantine;
 pub mod store;
 
 pub use aggregate::{Aggregate, Appended, Loaded};

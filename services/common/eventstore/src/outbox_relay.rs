@@ -6,7 +6,13 @@
 //! wakes on `LISTEN/NOTIFY` from the append transaction and polls as a fallback. Each event is
 //! published with `Nats-Msg-Id` = event id, so a relay that dies between the JetStream ack and the
 //! outbox delete republishes into the stream's duplicate window and JetStream drops the copy.
+//!
+//! An event JetStream would refuse for good (larger than the server's `max_payload`) never
+//! blocks the outbox: the relay sets it aside in `outbox_quarantine` ([`crate::quarantine`]),
+//! counts it (`dw_outbox_quarantined`) and goes on with every other stream's events. The same
+//! stream's later events wait behind it, so no consumer sees that stream out of order.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
@@ -40,6 +46,9 @@ pub struct RelayConfig {
     pub batch_size: i64,
     /// Advisory-lock key electing the active relay (unique per service database).
     pub lock_key: i64,
+    /// The largest message (payload and headers) to publish, when lower than the server's
+    /// `max_payload`; larger events are quarantined.
+    pub max_message_bytes: Option<usize>,
 }
 
 impl RelayConfig {
@@ -53,6 +62,7 @@ impl RelayConfig {
             poll_interval: Duration::from_millis(500),
             batch_size: 512,
             lock_key: 0x0044_5752_454c_4159, // "DWRELAY"
+            max_message_bytes: None,
         }
     }
 
@@ -83,6 +93,7 @@ pub enum RelayError {
 #[derive(Clone)]
 pub struct RelayMetrics {
     backlog: Gauge,
+    quarantined: Gauge,
     publish_seconds: Histogram,
 }
 
@@ -91,12 +102,18 @@ impl RelayMetrics {
         let backlog = Gauge::default();
         let publish_seconds = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]);
         registry.register("dw_outbox_backlog", "Events committed but not yet published", backlog.clone());
+        let quarantined = Gauge::default();
+        registry.register(
+            "dw_outbox_quarantined",
+            "Outbox events set aside because JetStream would refuse them (their streams wait behind them)",
+            quarantined.clone(),
+        );
         registry.register(
             "dw_relay_publish_duration_seconds",
             "Time to publish one outbox batch to JetStream and receive its acks",
             publish_seconds.clone(),
         );
-        Self { backlog, publish_seconds }
+        Self { backlog, quarantined, publish_seconds }
     }
 
     pub fn unregistered() -> Self {
@@ -188,12 +205,15 @@ impl OutboxRelay {
     }
 
     /// Publishes one batch of the outbox (oldest first) and deletes what JetStream acknowledged.
-    /// Returns how many events were published.
+    /// An event too large to publish is quarantined and its stream's later events wait. Returns
+    /// how many outbox entries the batch took up (published, quarantined or waiting).
     pub async fn publish_pending(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
         let rows = sqlx::query(
             "SELECT o.position, e.global_position, e.event_id, e.tenant_id, e.stream_id, e.version, e.event_type, \
                     e.subject, e.payload, e.recorded_at, e.correlation_id, e.causation_id, e.traceparent \
              FROM outbox o JOIN events e ON e.global_position = o.global_position \
+             WHERE NOT EXISTS (SELECT 1 FROM outbox_quarantine q \
+                               WHERE q.stream_id = e.stream_id AND q.position <= o.position) \
              ORDER BY o.position LIMIT $1",
         )
         .bind(self.config.batch_size)
@@ -201,29 +221,57 @@ impl OutboxRelay {
         .await?;
         if rows.is_empty() {
             self.metrics.backlog.set(0);
+            self.metrics.quarantined.set(crate::quarantine::count(conn).await?);
             return Ok(0);
         }
+        let limit = self.message_limit();
+        let mut held_streams = HashSet::new();
         let mut positions = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
-            positions.push(row.try_get::<i64, _>("position")?);
-            events.push(recorded_event_from_row(row)?);
+            let position: i64 = row.try_get("position")?;
+            let event = recorded_event_from_row(row)?;
+            if held_streams.contains(&event.stream_id) {
+                continue;
+            }
+            let size = message_size(&event);
+            if size > limit {
+                let reason = format!("{size} bytes with headers, over the {limit} bytes JetStream accepts");
+                warn!(event_id = %event.event_id, stream_id = %event.stream_id, %reason, "event quarantined");
+                crate::quarantine::hold(conn, position, &event, &reason).await?;
+                self.metrics.quarantined.inc();
+                held_streams.insert(event.stream_id.clone());
+                continue;
+            }
+            positions.push(position);
+            events.push(event);
         }
 
-        let span = info_span!("relay publish", batch = events.len(), stream = %self.config.stream_name);
-        let started = Instant::now();
-        self.publish_events(&events).instrument(span).await?;
-        self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
-
-        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&positions).execute(&mut *conn).await?;
+        if !events.is_empty() {
+            let span = info_span!("relay publish", batch = events.len(), stream = %self.config.stream_name);
+            let started = Instant::now();
+            self.publish_events(&events).instrument(span).await?;
+            self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+            sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&positions).execute(&mut *conn).await?;
+        }
         // A partial batch drained the outbox; only a full one leaves a backlog worth counting.
-        let backlog: i64 = if (events.len() as i64) < self.config.batch_size {
+        let backlog: i64 = if (rows.len() as i64) < self.config.batch_size {
             0
         } else {
             sqlx::query("SELECT count(*) AS n FROM outbox").fetch_one(&mut *conn).await?.try_get("n")?
         };
         self.metrics.backlog.set(backlog);
-        Ok(events.len())
+        Ok(rows.len())
+    }
+
+    /// The largest message JetStream takes: the server's `max_payload`, or the configured limit
+    /// when lower.
+    fn message_limit(&self) -> usize {
+        let server = match self.jetstream.client().server_info().max_payload {
+            0 => usize::MAX,
+            max => max,
+        };
+        self.config.max_message_bytes.map_or(server, |configured| configured.min(server))
     }
 
     async fn publish_events(&self, events: &[RecordedEvent]) -> Result<(), RelayError> {
@@ -280,6 +328,25 @@ impl OutboxRelay {
         }
         headers
     }
+}
+
+/// Room for the headers the relay sets beyond those sized by [`message_size`] (`ce-*` names,
+/// the time, the content type, a traceparent of the relay's own span).
+const HEADER_ALLOWANCE: usize = 512;
+
+/// What an event weighs against the server's `max_payload` once published: the payload plus its
+/// headers (NATS counts both).
+fn message_size(event: &RecordedEvent) -> usize {
+    let metadata = [&event.metadata.correlation_id, &event.metadata.causation_id, &event.metadata.traceparent]
+        .into_iter()
+        .map(|value| value.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+    event.payload.len()
+        + event.event_type.len()
+        + event.stream_id.len()
+        + event.tenant_id.as_str().len()
+        + metadata
+        + HEADER_ALLOWANCE
 }
 
 /// Creates `config`'s stream or updates an existing one to it.

@@ -6,6 +6,8 @@
 //! outbox rows are written in the caller's transaction, together with the caller's own read
 //! models, and the relay is notified on commit.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use chrono::{DateTime, Utc};
 use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
@@ -20,8 +22,28 @@ pub enum StoreError {
     EmptyAppend(String),
     #[error("request id reused for a different operation ({0})")]
     RequestIdReused(String),
+    /// An event larger than [`max_event_bytes`]: refused before it can reach the outbox, where
+    /// JetStream might refuse it and hold back its aggregate.
+    #[error("a {event_type} event of {size} bytes is over the limit of {limit} bytes")]
+    EventTooLarge { event_type: String, size: usize, limit: usize },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// The default [`max_event_bytes`]: a quarter of NATS' default `max_payload` (1 MiB), leaving
+/// room for headers and for a smaller server limit.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+
+static MAX_EVENT_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_EVENT_BYTES);
+
+/// The largest event (payload, type, subject and metadata) an append accepts.
+pub fn max_event_bytes() -> usize {
+    MAX_EVENT_BYTES.load(Ordering::Relaxed)
+}
+
+/// Sets [`max_event_bytes`] for this process (from `DW_EVENT_MAX_BYTES` at start-up).
+pub fn set_max_event_bytes(limit: usize) {
+    MAX_EVENT_BYTES.store(limit, Ordering::Relaxed);
 }
 
 /// An event to append: its protobuf payload, full type name and subject suffix.
@@ -141,6 +163,17 @@ pub async fn append(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     if events.is_empty() {
         return Err(StoreError::EmptyAppend(stream_id.to_owned()));
+    }
+    let limit = max_event_bytes();
+    let metadata_size = [&metadata.correlation_id, &metadata.causation_id, &metadata.traceparent]
+        .into_iter()
+        .map(|value| value.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+    for event in &events {
+        let size = event.payload.len() + event.event_type.len() + event.subject.len() + stream_id.len() + metadata_size;
+        if size > limit {
+            return Err(StoreError::EventTooLarge { event_type: event.event_type.clone(), size, limit });
+        }
     }
     let new_version = expected_version + events.len() as i64;
     let guard_updated = if expected_version == 0 {

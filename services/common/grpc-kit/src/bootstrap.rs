@@ -77,6 +77,7 @@ impl Bootstrap {
         cancel: CancellationToken,
     ) -> Result<Self, BootstrapError> {
         let verifier = Arc::new(JwtVerifier::new(secrecy::ExposeSecret::expose_secret(&config.jwt_secret).as_bytes())?);
+        dw_eventstore::store::set_max_event_bytes(config.event_max_bytes);
         let pool = startup::connect_postgres(&config.database_url, config.db_max_connections, &cancel).await?;
         if config.run_migrations {
             migrator.run(&pool).await?;

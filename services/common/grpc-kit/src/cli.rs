@@ -1,6 +1,6 @@
-//! The entry point of every service binary: `<service> [serve]`, `<service> migrate` and
-//! `<service> dead-letters list|replay`, with `--help` and `--version`, built from the
-//! service's [`Service`] description.
+//! The entry point of every service binary: `<service> [serve]`, `<service> migrate`,
+//! `<service> dead-letters list|replay` and `<service> quarantine list|release`, with `--help`
+//! and `--version`, built from the service's [`Service`] description.
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dw_bus::dead_letters::{Command as DeadLetterCommand, USAGE, main_command};
@@ -26,6 +26,25 @@ enum Command {
     /// List or replay the events this service's consumers gave up on (JSON lines).
     #[command(subcommand)]
     DeadLetters(DeadLetters),
+    /// List or release the outbox events the relay set aside because JetStream refused them
+    /// (JSON lines); a released event is published with the events of its stream that waited.
+    #[command(subcommand)]
+    Quarantine(Quarantine),
+}
+
+#[derive(Debug, Subcommand, PartialEq)]
+enum Quarantine {
+    /// The held events, oldest first, with how many of their stream's events wait behind each.
+    List,
+    /// Give one held event (by its outbox position) or all of them back to the relay.
+    Release {
+        /// The held event's outbox position (from `list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        position: Option<i64>,
+        /// Every held event.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +119,35 @@ async fn run<S: Service>(command: Command) -> anyhow::Result<()> {
             };
             main_command(&pool, &action.command(), replay_one).await.map_err(anyhow::Error::msg)?;
         }
+        Command::Quarantine(action) => {
+            let pool = crate::startup::connect_postgres(&shared.database_url, 2, &cancel).await?;
+            quarantine(&pool, action).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `quarantine list|release`: JSON lines on stdout.
+async fn quarantine(pool: &sqlx::PgPool, action: Quarantine) -> anyhow::Result<()> {
+    use dw_eventstore::quarantine;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match action {
+        Quarantine::List => {
+            for held in quarantine::list(pool).await? {
+                writeln!(out, "{}", serde_json::to_string(&held)?)?;
+            }
+        }
+        Quarantine::Release { position: Some(position), .. } => {
+            if !quarantine::release(pool, position).await? {
+                anyhow::bail!("nothing is held at outbox position {position}");
+            }
+            writeln!(out, "{}", serde_json::json!({ "position": position, "released": true }))?;
+        }
+        Quarantine::Release { position: None, .. } => {
+            let released = quarantine::release_all(pool).await?;
+            writeln!(out, "{}", serde_json::json!({ "released": released }))?;
+        }
     }
     Ok(())
 }
@@ -135,6 +183,16 @@ mod tests {
             dead_letters("dead-letters replay --all --consumer x"),
             DeadLetterCommand::ReplayAll { consumer: Some("x".into()) }
         );
+        let quarantine = |line: &str| match parse(line) {
+            Ok(Some(Command::Quarantine(action))) => action,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(quarantine("quarantine list"), Quarantine::List);
+        assert_eq!(quarantine("quarantine release 7"), Quarantine::Release { position: Some(7), all: false });
+        assert_eq!(quarantine("quarantine release --all"), Quarantine::Release { position: None, all: true });
+        for refused in ["quarantine release", "quarantine release 7 --all", "quarantine release x"] {
+            assert!(parse(refused).is_err(), "{refused}");
+        }
         let wrong = parse("dead-letters replay seven").unwrap_err().to_string();
         assert!(wrong.contains("usage"), "{wrong}");
         for refused in

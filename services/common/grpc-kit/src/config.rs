@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     pub duplicate_window: Duration,
     pub db_max_connections: u32,
     pub run_migrations: bool,
+    /// The largest event an append accepts (`DW_EVENT_MAX_BYTES`); keep it well under the NATS
+    /// `max_payload`.
+    pub event_max_bytes: usize,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -52,6 +55,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("subject_prefix", &self.subject_prefix)
             .field("stream_replicas", &self.stream_replicas)
             .field("db_max_connections", &self.db_max_connections)
+            .field("event_max_bytes", &self.event_max_bytes)
             .finish()
     }
 }
@@ -172,6 +176,7 @@ impl ServiceConfig {
             duplicate_window: Duration::from_secs(parsed("DW_DUPLICATE_WINDOW_SECONDS", "120")?),
             db_max_connections: parsed("DW_DB_MAX_CONNECTIONS", "16")?,
             run_migrations: parsed("DW_RUN_MIGRATIONS", "true")?,
+            event_max_bytes: parsed("DW_EVENT_MAX_BYTES", &dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES.to_string())?,
         })
     }
 
@@ -196,6 +201,7 @@ impl ServiceConfig {
             duplicate_window: Duration::from_secs(120),
             db_max_connections: 30,
             run_migrations: false,
+            event_max_bytes: dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }

@@ -26,11 +26,17 @@ pub use dw_grpc_kit::command::CommandContext;
 #[derive(Clone)]
 pub struct App {
     pool: PgPool,
+    limits: crate::domain::preview::Limits,
 }
 
 impl App {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, limits: crate::domain::preview::Limits) -> Self {
+        Self { pool, limits }
+    }
+
+    /// What a send may render in this deployment.
+    pub fn limits(&self) -> &crate::domain::preview::Limits {
+        &self.limits
     }
 
     pub fn pool(&self) -> &PgPool {

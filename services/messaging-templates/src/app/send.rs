@@ -32,7 +32,7 @@ impl App {
         privileged: bool,
         input: SendInput,
     ) -> Result<pb::Message, AppError> {
-        command::execute(self.pool(), ctx, &SendCommand { ctx, privileged, input }).await
+        command::execute(self.pool(), ctx, &SendCommand { ctx, privileged, input, limits: self.limits }).await
     }
 }
 
@@ -40,6 +40,7 @@ struct SendCommand<'c> {
     ctx: &'c CommandContext,
     privileged: bool,
     input: SendInput,
+    limits: crate::domain::preview::Limits,
 }
 
 impl Attempt<DomainError> for SendCommand<'_> {
@@ -73,7 +74,7 @@ impl Attempt<DomainError> for SendCommand<'_> {
             }
             _ => false,
         };
-        let facts = SendFacts { template: &template, permission, recipient, opted_out };
+        let facts = SendFacts { template: &template, permission, recipient, opted_out, limits: self.limits };
         let message = send::decide(facts, input, &self.ctx.actor, uuid::Uuid::now_v7(), now)?;
         let event = Event::Requested(Box::new(message.clone()));
         let stream_id = codec::message_stream(tenant, message.message_id);

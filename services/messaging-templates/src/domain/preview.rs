@@ -9,6 +9,24 @@ use super::template::{
 /// A variable's value: at most 1,024 characters, no newlines (WhatsApp's rule; kept for SMS too).
 const VARIABLE_MAX: usize = 1024;
 
+/// The default [`Limits::sms_max_segments`].
+pub const DEFAULT_SMS_MAX_SEGMENTS: usize = 10;
+
+/// Bounds on what a send may render, set per deployment: what one template and its variables
+/// may grow to (a template of 320 placeholders with long values would otherwise render a
+/// megabyte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Segments of a rendered SMS (`DW_SMS_MAX_SEGMENTS`).
+    pub sms_max_segments: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { sms_max_segments: DEFAULT_SMS_MAX_SEGMENTS }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub header_text: Option<String>,
@@ -25,6 +43,7 @@ pub fn render_send(
     variables: &[String],
     header_text: Option<&str>,
     header_image_url: Option<&str>,
+    limits: &Limits,
 ) -> Rendered {
     let content = &template.content;
     let mut problems: Vec<Problem> = Vec::new();
@@ -77,7 +96,19 @@ pub fn render_send(
     }
     let body = render(&content.body, variables);
     let sms = match template.channel {
-        Channel::Sms => Some(sms::analyze(&body)),
+        Channel::Sms => {
+            let analysis = sms::analyze(&body);
+            if analysis.segments > limits.sms_max_segments {
+                problems.push((
+                    "variables".into(),
+                    format!(
+                        "the rendered SMS is {} segments, over the limit of {}",
+                        analysis.segments, limits.sms_max_segments
+                    ),
+                ));
+            }
+            Some(analysis)
+        }
         Channel::Whatsapp => {
             if body.chars().count() > WHATSAPP_BODY_MAX {
                 problems
@@ -130,35 +161,59 @@ mod tests {
     #[test]
     fn variables_must_match_the_template() {
         let t = template(Channel::Whatsapp, base("Olá {{1}}, pedido {{2}}"));
-        let ok = render_send(&t, &["Ana".into(), "42".into()], None, None);
+        let ok = render_send(&t, &["Ana".into(), "42".into()], None, None, &Limits::default());
         assert_eq!((ok.body.as_str(), ok.problems.len()), ("Olá Ana, pedido 42", 0));
-        assert_eq!(fields(&render_send(&t, &["Ana".into()], None, None)), ["variables"]);
-        assert_eq!(fields(&render_send(&t, &["Ana".into(), "a\nb".into()], None, None)), ["variables[1]"]);
+        assert_eq!(fields(&render_send(&t, &["Ana".into()], None, None, &Limits::default())), ["variables"]);
+        assert_eq!(
+            fields(&render_send(&t, &["Ana".into(), "a\nb".into()], None, None, &Limits::default())),
+            ["variables[1]"]
+        );
     }
 
     #[test]
     fn headers_follow_the_template_kind() {
         let image = ContentInput { header_kind: Some(HeaderKind::Image), ..base("Oi") };
         let t = template(Channel::Whatsapp, image);
-        assert_eq!(fields(&render_send(&t, &[], None, None)), ["header_image_url"], "an image is needed");
-        let sent = render_send(&t, &[], None, Some("https://cdn.example.com/p.png"));
+        assert_eq!(
+            fields(&render_send(&t, &[], None, None, &Limits::default())),
+            ["header_image_url"],
+            "an image is needed"
+        );
+        let sent = render_send(&t, &[], None, Some("https://cdn.example.com/p.png"), &Limits::default());
         assert_eq!(sent.header_image_url.as_deref(), Some("https://cdn.example.com/p.png"));
-        assert_eq!(fields(&render_send(&t, &[], None, Some("ftp://x"))), ["header_image_url"]);
-        assert_eq!(fields(&render_send(&t, &[], Some("Title"), Some("https://x.example/a.png"))), ["header_text"]);
+        assert_eq!(fields(&render_send(&t, &[], None, Some("ftp://x"), &Limits::default())), ["header_image_url"]);
+        assert_eq!(
+            fields(&render_send(&t, &[], Some("Title"), Some("https://x.example/a.png"), &Limits::default())),
+            ["header_text"]
+        );
         let text = template(
             Channel::Whatsapp,
             ContentInput { header_kind: Some(HeaderKind::Text), header_text: "Pedido".into(), ..base("Oi") },
         );
-        assert_eq!(render_send(&text, &[], None, None).header_text.as_deref(), Some("Pedido"));
-        assert_eq!(fields(&render_send(&text, &[], Some(&"x".repeat(61)), None)), ["header_text"]);
+        assert_eq!(render_send(&text, &[], None, None, &Limits::default()).header_text.as_deref(), Some("Pedido"));
+        assert_eq!(fields(&render_send(&text, &[], Some(&"x".repeat(61)), None, &Limits::default())), ["header_text"]);
     }
 
     #[test]
     fn sms_previews_report_encoding_and_segments() {
         let t = template(Channel::Sms, base("Seu código é {{1}}"));
-        let rendered = render_send(&t, &["1234 😀".into()], None, None);
+        let rendered = render_send(&t, &["1234 😀".into()], None, None, &Limits::default());
         let analysis = rendered.sms.unwrap();
         assert_eq!(analysis.encoding, sms::Encoding::Ucs2);
         assert_eq!(analysis.segments, 1);
+    }
+
+    #[test]
+    fn given_a_template_of_repeated_placeholders_when_long_values_render_past_the_segment_limit_then_the_send_is_refused()
+     {
+        let t = template(Channel::Sms, base(&"{{1}}".repeat(320)));
+        let long = render_send(&t, &["x".repeat(1024)], None, None, &Limits::default());
+        assert_eq!(fields(&long), ["variables"]);
+        assert!(long.problems[0].1.contains("over the limit of 10"), "{:?}", long.problems);
+
+        let short = render_send(&t, &["x".into()], None, None, &Limits::default());
+        assert!(short.problems.is_empty(), "320 characters are 3 segments: {:?}", short.problems);
+        let strict = render_send(&t, &["x".into()], None, None, &Limits { sms_max_segments: 2 });
+        assert_eq!(fields(&strict), ["variables"]);
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::message::{Change, OutboundMessage, Status};
-use super::preview::render_send;
+use super::preview::{Limits, render_send};
 use super::template::{Channel, Problem, Template, check_metadata};
 use super::{DepartmentId, DomainError, PhoneNumber};
 
@@ -65,6 +65,8 @@ pub struct SendFacts<'a> {
     pub recipient: Resolved,
     /// The recipient's number sent STOP (SMS only).
     pub opted_out: bool,
+    /// What the deployment lets a send render.
+    pub limits: Limits,
 }
 
 /// Why a send is refused: a broken rule, or bad input only the rendering could see.
@@ -105,8 +107,13 @@ pub fn decide(
     if template.channel == Channel::Sms && facts.opted_out {
         return Err(DomainError::SmsOptedOut.into());
     }
-    let rendered =
-        render_send(template, &input.variables, input.header_text.as_deref(), input.header_image_url.as_deref());
+    let rendered = render_send(
+        template,
+        &input.variables,
+        input.header_text.as_deref(),
+        input.header_image_url.as_deref(),
+        &facts.limits,
+    );
     let mut problems = rendered.problems;
     let mut metadata = template.content.default_metadata.clone();
     metadata.extend(input.metadata.clone());
@@ -190,6 +197,7 @@ mod tests {
             permission: Permission::Agent { granted: true },
             recipient: Resolved::Phone(phone()),
             opted_out: false,
+            limits: Limits::default(),
         }
     }
 

@@ -167,7 +167,13 @@ impl TemplateService for TemplateGrpc {
         let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let (template, _) =
             load_template(&mut conn, principal.tenant(), id).await.map_err(to_status)?.ok_or_else(|| not_found(id))?;
-        let rendered = render_send(&template, &body.variables, Some(&body.header_text), Some(&body.header_image_url));
+        let rendered = render_send(
+            &template,
+            &body.variables,
+            Some(&body.header_text),
+            Some(&body.header_image_url),
+            self.app.limits(),
+        );
         let (encoding, segments, units) = match rendered.sms {
             Some(analysis) => (
                 match analysis.encoding {

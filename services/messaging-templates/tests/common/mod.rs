@@ -196,6 +196,7 @@ impl Setup {
             agent_sessions_stream: self.sessions_ns.stream_name.clone(),
             agent_sessions_subject_prefix: self.sessions_ns.subject_prefix.clone(),
             dispatch_enabled,
+            limits: Default::default(),
             consumer_prefix: "messaging-templates".into(),
             webhook_addr: self.webhook_addr,
             webhooks: messaging_templates::webhooks::WebhookConfig {
