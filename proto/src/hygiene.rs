@@ -44,6 +44,19 @@ pub fn check_text(value: &str, kind: TextKind) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `value` with what [`check_text`] refuses removed and at most `max_chars` characters: for text
+/// from outside parties the service cannot refuse (a client's message relayed by a provider).
+pub fn scrub(value: &str, kind: TextKind, max_chars: usize) -> String {
+    value
+        .chars()
+        .filter(|c| {
+            let mut buffer = [0u8; 4];
+            check_text(c.encode_utf8(&mut buffer), kind).is_ok()
+        })
+        .take(max_chars)
+        .collect()
+}
+
 /// The violations, `(field path, reason)`, in an encoded message of type `full_name`. A type
 /// outside the contract or a body that does not decode has none here (decoding reports those).
 pub fn check_encoded(full_name: &str, bytes: &[u8]) -> Vec<(String, String)> {
@@ -117,6 +130,13 @@ mod tests {
         for bad in ["a\0b", "a\rb", "a\u{1b}b", "a\u{7}b"] {
             assert!(check_text(bad, TextKind::FreeText).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn scrubbing_keeps_what_the_kind_allows_and_bounds_the_length() {
+        assert_eq!(scrub("Olá\0 mundo\u{1b}[31m\n!", TextKind::FreeText, 100), "Olá mundo[31m\n!");
+        assert_eq!(scrub("a\nb\u{202e}c", TextKind::SingleLine, 100), "abc");
+        assert_eq!(scrub("abcdef", TextKind::SingleLine, 3), "abc");
     }
 
     #[test]

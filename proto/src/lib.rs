@@ -18,6 +18,19 @@ pub fn descriptor_pool() -> Option<&'static prost_reflect::DescriptorPool> {
     DESCRIPTOR_POOL.as_ref()
 }
 
+/// The methods of a service of the contract whose request carries a `request_id`: the ones
+/// that change state (every mutation is idempotent by it).
+pub fn mutating_methods(service: &str) -> Option<Vec<String>> {
+    let service = descriptor_pool()?.get_service_by_name(service)?;
+    Some(
+        service
+            .methods()
+            .filter(|method| method.input().get_field_by_name("request_id").is_some())
+            .map(|method| method.name().to_owned())
+            .collect(),
+    )
+}
+
 /// The method names of a service of the contract (`dw.agentsessions.v1.ServiceDayService`),
 /// `None` for a service it does not have.
 pub fn service_methods(service: &str) -> Option<Vec<String>> {
@@ -95,6 +108,9 @@ mod tests {
         let methods = super::service_methods("dw.notifications.v1.WebhookService").unwrap();
         assert!(methods.iter().any(|m| m == "RedeliverWebhook"), "{methods:?}");
         assert!(super::service_methods("dw.nothing.v1.Nope").is_none());
+        let mutating = super::mutating_methods("dw.notifications.v1.WebhookService").unwrap();
+        assert!(mutating.iter().any(|m| m == "CreateWebhook"), "{mutating:?}");
+        assert!(!mutating.iter().any(|m| m == "ListWebhooks"), "{mutating:?}");
     }
 
     /// Every type of a contract decodes (an empty payload is a valid protobuf message) to the

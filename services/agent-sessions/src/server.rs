@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use dw_grpc_kit::AuthInterceptor;
 use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::agentsessions::v1::agent_admin_service_server::AgentAdminServiceServer;
 use dw_proto::agentsessions::v1::service_day_service_server::ServiceDayServiceServer;
@@ -58,7 +57,7 @@ pub async fn run_with_listener(
     );
     let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
         .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
+    let auth = boot.auth(policy);
     let routes = tonic::service::Routes::new(ServiceDayServiceServer::with_interceptor(
         ServiceDayGrpc::new(app.clone()),
         auth.clone(),

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use dw_grpc_kit::AuthInterceptor;
 use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::messaging::v1::contact_service_server::ContactServiceServer;
 use dw_proto::messaging::v1::template_service_server::TemplateServiceServer;
@@ -100,7 +99,7 @@ pub async fn run_with_listener(
     let app = Arc::new(App::new(boot.pool.clone(), config.limits));
     let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
         .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
+    let auth = boot.auth(policy);
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(
         TemplateGrpc::new(app.clone()),
         auth.clone(),

@@ -227,3 +227,39 @@ async fn a_request_id_reused_with_another_body_is_refused_and_the_same_body_gets
     assert_eq!((stored.name.as_str(), stored.version), ("Ana", created.version), "the second body changed nothing");
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_message_with_nul_and_control_characters_is_kept_without_them_not_refused_forever() {
+    use prost::Message as _;
+    let setup = Setup::new().await;
+    let service = setup.start(false).await;
+    let payload = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "contacts": [{"profile": {"name": "Carla\u{0}\u{202e} Dias"}, "wa_id": "5511933334444"}],
+            "messages": [{"from": "5511933334444", "id": "wamid.NUL\u{0}1", "timestamp": "1795500000", "type": "text",
+                          "text": {"body": format!("Olá\u{0}\u{1b}[2J\nsocorro{}", "!".repeat(5000))}}]
+        }}]}]
+    })
+    .to_string();
+    let signature = messaging_templates::webhooks::sign(common::WHATSAPP_SECRET, payload.as_bytes());
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/webhooks/whatsapp/acme", setup.webhook_addr))
+        .header("X-Hub-Signature-256", signature)
+        .body(payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "the provider is not told to retry a message we can never store");
+    let payload: Vec<u8> =
+        sqlx::query_scalar("SELECT payload FROM events WHERE event_type = 'dw.messaging.v1.InboundMessageReceived'")
+            .fetch_one(&setup.db.pool)
+            .await
+            .unwrap();
+    let event = pb::InboundMessageReceived::decode(payload.as_slice()).unwrap();
+    assert_eq!(event.contact_name, "Carla Dias");
+    assert!(event.text.starts_with("Olá[2J\nsocorro!"), "{:?}", &event.text[..20]);
+    assert_eq!(event.text.chars().count(), messaging_templates::app::inbound::INBOUND_TEXT_MAX);
+    service.stop().await;
+}

@@ -4,7 +4,6 @@
 use dw_bus::ConsumerConfig;
 use dw_bus::declared::{Consumer, DeclaredConsumer};
 use dw_bus::permissions::PermissionsProjection;
-use dw_grpc_kit::AuthInterceptor;
 use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::notifications::v1::notification_service_server::NotificationServiceServer;
 use dw_proto::notifications::v1::webhook_service_server::WebhookServiceServer;
@@ -99,7 +98,7 @@ pub async fn run_with_listener(
         NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push, push_destinations);
     let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
         .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
+    let auth = boot.auth(policy);
     let webhooks = WebhookGrpc::new(boot.pool.clone(), webhook_destinations);
     let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))
         .add_service(WebhookServiceServer::with_interceptor(webhooks, auth));

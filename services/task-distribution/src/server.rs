@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use dw_bus::ConsumerConfig;
 use dw_bus::declared::{Consumer, DeclaredConsumer};
-use dw_grpc_kit::AuthInterceptor;
 use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
 use prometheus_client::registry::Registry;
@@ -93,7 +92,7 @@ pub async fn run_with_listener(
     let app = Arc::new(App::new(boot.pool.clone(), distribution_metrics));
     let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
         .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = AuthInterceptor::new(boot.verifier.clone(), policy);
+    let auth = boot.auth(policy);
     let routes = tonic::service::Routes::new(DistributionServiceServer::with_interceptor(
         DistributionGrpc::new(app, feed),
         auth,

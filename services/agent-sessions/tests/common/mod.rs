@@ -27,11 +27,16 @@ pub struct TestService {
 
 impl TestService {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test configuration changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::create(&agent_sessions::MIGRATOR).await.expect("test database");
         let namespace = TestNamespace::new("agentsessions");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let config = Config::for_test(
+        let mut config = Config::for_test(
             db.url.clone(),
             dw_testkit::nats_url(),
             addr,
@@ -39,6 +44,7 @@ impl TestService {
             namespace.stream_name.clone(),
             namespace.subject_prefix.clone(),
         );
+        configure(&mut config);
         let cancel = CancellationToken::new();
         let server = tokio::spawn(agent_sessions::server::run_with_listener(config, listener, cancel.clone()));
         let channel = connect(addr).await;
@@ -58,53 +64,51 @@ impl TestService {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
     }
 
-    /// Registers agents in `tenant` with `departments` and configures the tenant.
+    /// Registers agents in `tenant` with `departments` and configures the tenant (waiting and
+    /// retrying, with the same request id, when the tenant's rate says so).
     pub async fn seed(&self, tenant: &str, agents: &[&str], auto_distribution: bool) {
         let manager = token(tenant, "manager-1", &[Role::Manager]);
         let mut admin = self.admin();
-        admin
-            .update_tenant_settings(authed(
-                &manager,
-                pb::UpdateTenantSettingsRequest {
-                    request_id: format!("settings-{tenant}"),
-                    settings: Some(pb::TenantSettings {
-                        auto_distribution_enabled: auto_distribution,
-                        exit_reasons: vec![
-                            pb::Reason { id: "end-of-shift".into(), label: "End of shift".into() },
-                            pb::Reason { id: "meeting".into(), label: "Meeting".into() },
-                        ],
-                        break_reasons: vec![pb::Reason { id: "lunch".into(), label: "Lunch".into() }],
-                        ticket_workspace_url: "https://tickets.example.com/ws".into(),
-                        version: 0,
-                    }),
-                },
-            ))
-            .await
-            .expect("settings");
+        let settings = pb::UpdateTenantSettingsRequest {
+            request_id: format!("settings-{tenant}"),
+            settings: Some(pb::TenantSettings {
+                auto_distribution_enabled: auto_distribution,
+                exit_reasons: vec![
+                    pb::Reason { id: "end-of-shift".into(), label: "End of shift".into() },
+                    pb::Reason { id: "meeting".into(), label: "Meeting".into() },
+                ],
+                break_reasons: vec![pb::Reason { id: "lunch".into(), label: "Lunch".into() }],
+                ticket_workspace_url: "https://tickets.example.com/ws".into(),
+                version: 0,
+            }),
+        };
+        while admitted(admin.update_tenant_settings(authed(&manager, settings.clone())).await).is_none() {}
         for agent in agents {
-            admin
-                .register_agent(authed(
-                    &manager,
-                    pb::RegisterAgentRequest {
-                        request_id: format!("register-{agent}"),
-                        agent_id: (*agent).into(),
-                        display_name: format!("Agent {agent}"),
-                    },
-                ))
-                .await
-                .expect("register");
-            admin
-                .link_department(authed(
-                    &manager,
-                    pb::LinkDepartmentRequest {
-                        request_id: format!("link-{agent}"),
-                        agent_id: (*agent).into(),
-                        department_id: "support".into(),
-                    },
-                ))
-                .await
-                .expect("link");
+            let register = pb::RegisterAgentRequest {
+                request_id: format!("register-{agent}"),
+                agent_id: (*agent).into(),
+                display_name: format!("Agent {agent}"),
+            };
+            while admitted(admin.register_agent(authed(&manager, register.clone())).await).is_none() {}
+            let link = pb::LinkDepartmentRequest {
+                request_id: format!("link-{agent}"),
+                agent_id: (*agent).into(),
+                department_id: "support".into(),
+            };
+            while admitted(admin.link_department(authed(&manager, link.clone())).await).is_none() {}
         }
+    }
+}
+
+/// The answer of a seeding call; `None` (after a short wait) when the tenant's rate refused it.
+fn admitted<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Option<T> {
+    match result {
+        Ok(response) => Some(response.into_inner()),
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            std::thread::sleep(Duration::from_millis(20));
+            None
+        }
+        Err(status) => panic!("seeding: {status:?}"),
     }
 }
 

@@ -12,6 +12,7 @@ use dw_auth::{Principal, Role};
 use tonic::Status;
 
 use crate::errors;
+use crate::fair_share::Class;
 
 /// Roles for one method: `("dw.agentsessions.v1.ServiceDayService/StartBreak", AGENT)`.
 pub type Rule = (&'static str, &'static [Role]);
@@ -28,6 +29,9 @@ pub const ANY_ROLE: &[Role] = &[Role::Agent, Role::Manager, Role::Service];
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
     roles: HashMap<String, &'static [Role]>,
+    /// What each method costs against the tenant's budgets (mutations carry a `request_id`;
+    /// `Send*` methods are sends too).
+    classes: HashMap<String, Vec<Class>>,
 }
 
 /// The gRPC path of the request being served (`/package.Service/Method`), put in the request's
@@ -49,10 +53,23 @@ impl AccessPolicy {
             }
         }
         let mut expected = Vec::new();
+        let mut classes = HashMap::new();
         for service in services {
             let methods =
                 dw_proto::service_methods(service).ok_or_else(|| format!("{service} is not in the contract"))?;
-            expected.extend(methods.into_iter().map(|method| format!("/{service}/{method}")));
+            let mutating = dw_proto::mutating_methods(service).unwrap_or_default();
+            for method in methods {
+                let mut costs = Vec::new();
+                if mutating.contains(&method) {
+                    costs.push(Class::Mutation);
+                    if method.starts_with("Send") {
+                        costs.push(Class::Send);
+                    }
+                }
+                let path = format!("/{service}/{method}");
+                classes.insert(path.clone(), costs);
+                expected.push(path);
+            }
         }
         let missing: Vec<&str> =
             expected.iter().filter(|path| !roles.contains_key(*path)).map(String::as_str).collect();
@@ -64,7 +81,12 @@ impl AccessPolicy {
         if !unknown.is_empty() {
             return Err(format!("access rules for methods not served here: {}", unknown.join(", ")));
         }
-        Ok(Self { roles })
+        Ok(Self { roles, classes })
+    }
+
+    /// What the method at `path` costs against the caller's tenant budgets (none for reads).
+    pub fn classes(&self, path: Option<&str>) -> &[Class] {
+        path.and_then(|path| self.classes.get(path)).map_or(&[], Vec::as_slice)
     }
 
     /// Admits `principal` to the method at `path`, or says why not.

@@ -8,6 +8,7 @@ use tonic::{Request, Status};
 
 use crate::access::{AccessPolicy, RpcPath};
 use crate::errors;
+use crate::fair_share::{CallSlot, FairShare};
 
 /// Verifies `authorization: Bearer <JWT>`, admits the caller by the port's [`AccessPolicy`] and
 /// puts the [`Principal`] in the request extensions.
@@ -15,11 +16,18 @@ use crate::errors;
 pub struct AuthInterceptor {
     verifier: Arc<JwtVerifier>,
     policy: Arc<AccessPolicy>,
+    fair_share: Option<Arc<FairShare>>,
 }
 
 impl AuthInterceptor {
     pub fn new(verifier: Arc<JwtVerifier>, policy: AccessPolicy) -> Self {
-        Self { verifier, policy: Arc::new(policy) }
+        Self { verifier, policy: Arc::new(policy), fair_share: None }
+    }
+
+    /// Also admits every call by its tenant's budgets and the replica's load.
+    pub fn with_fair_share(mut self, fair_share: Arc<FairShare>) -> Self {
+        self.fair_share = Some(fair_share);
+        self
     }
 }
 
@@ -35,6 +43,15 @@ impl Interceptor for AuthInterceptor {
         let principal = self.verifier.verify(token, now).map_err(|e| errors::unauthenticated(e.to_string()))?;
         let path = request.extensions().get::<RpcPath>().map(|path| path.0.as_str());
         self.policy.admit(path, &principal)?;
+        if let Some(fair_share) = &self.fair_share {
+            let slot = request.extensions().get::<CallSlot>();
+            fair_share.admit(
+                principal.tenant().as_str(),
+                self.policy.classes(path),
+                std::time::Instant::now(),
+                slot,
+            )?;
+        }
         request.extensions_mut().insert(principal);
         Ok(request)
     }

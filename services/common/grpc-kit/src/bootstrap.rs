@@ -16,7 +16,10 @@ use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use tracing::info;
 
+use crate::access::AccessPolicy;
+use crate::auth::AuthInterceptor;
 use crate::config::ServiceConfig;
+use crate::fair_share::FairShare;
 use crate::metrics_http::{self, Readiness};
 use crate::{RpcLayer, RpcMetrics, health, startup};
 
@@ -53,6 +56,8 @@ pub struct Bootstrap {
     /// Owned background work (relay, consumers, feeds): stopped after the gRPC server drained.
     pub tasks: TaskTracker,
     pub background: CancellationToken,
+    /// The tenants' budgets and the replica's load, checked by [`auth`](Self::auth)'s interceptor.
+    pub fair_share: Arc<FairShare>,
     cancel: CancellationToken,
 }
 
@@ -92,18 +97,15 @@ impl Bootstrap {
             Duration::from_secs(3600),
             background.clone(),
         ));
-        Ok(Self {
-            name,
-            config,
-            pool,
-            nats,
-            jetstream,
-            verifier,
-            registry: Registry::default(),
-            tasks,
-            background,
-            cancel,
-        })
+        let mut registry = Registry::default();
+        let fair_share = Arc::new(FairShare::new(config.fair_share.clone(), &mut registry));
+        Ok(Self { name, config, pool, nats, jetstream, verifier, registry, fair_share, tasks, background, cancel })
+    }
+
+    /// The interceptor of the service's ports: authenticates the caller, admits it by `policy`
+    /// (the roles each RPC names) and by its tenant's budgets and the replica's load.
+    pub fn auth(&self, policy: AccessPolicy) -> AuthInterceptor {
+        AuthInterceptor::new(self.verifier.clone(), policy).with_fair_share(self.fair_share.clone())
     }
 
     /// Creates/updates the service's stream and starts its outbox relay.
@@ -168,7 +170,7 @@ impl Bootstrap {
             }
         };
         let served = tonic::transport::Server::builder()
-            .layer(RpcLayer::new(rpc_metrics))
+            .layer(RpcLayer::new(rpc_metrics).counting_in(self.fair_share.in_flight()))
             .timeout(Duration::from_secs(30))
             .add_routes(routes)
             // Replies must not wait for the client's delayed ACK (Nagle): ~40 ms per reply otherwise.

@@ -1,5 +1,6 @@
 //! The configuration every service reads from the environment (12-factor), with local defaults.
 
+use crate::fair_share::{FairShareConfig, Rate};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct ServiceConfig {
     /// The largest event an append accepts (`DW_EVENT_MAX_BYTES`); keep it well under the NATS
     /// `max_payload`.
     pub event_max_bytes: usize,
+    /// Per-tenant rates and the replica's load limit (`DW_TENANT_*`, `DW_MAX_IN_FLIGHT_RPCS`).
+    pub fair_share: FairShareConfig,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("stream_replicas", &self.stream_replicas)
             .field("db_max_connections", &self.db_max_connections)
             .field("event_max_bytes", &self.event_max_bytes)
+            .field("fair_share", &self.fair_share)
             .finish()
     }
 }
@@ -151,6 +155,28 @@ where
     var(name, default).parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() })
 }
 
+/// Each tenant's rates (per replica) and the load a replica takes before it sheds:
+/// `DW_TENANT_MUTATIONS_PER_SECOND` (default 100), `DW_TENANT_SENDS_PER_SECOND` (20), each with
+/// a burst of two seconds' worth; `DW_TENANT_RATE_OVERRIDES` (`acme:mutations=500,sends=50;…`);
+/// `DW_TENANT_MAX_IN_FLIGHT` (8: half the default database pool), `DW_MAX_IN_FLIGHT_RPCS` (1024).
+fn fair_share_from_env() -> Result<FairShareConfig, ConfigError> {
+    let rate = |name: &'static str, default: &str| -> Result<Rate, ConfigError> {
+        let value: f64 = parsed(name, default)?;
+        if !(value.is_finite() && value > 0.0) {
+            return Err(ConfigError::Invalid { name, reason: "must be a number above 0".into() });
+        }
+        Ok(Rate::per_second(value))
+    };
+    Ok(FairShareConfig {
+        mutations: rate("DW_TENANT_MUTATIONS_PER_SECOND", "100")?,
+        sends: rate("DW_TENANT_SENDS_PER_SECOND", "20")?,
+        overrides: FairShareConfig::parse_overrides(&var("DW_TENANT_RATE_OVERRIDES", ""))
+            .map_err(|reason| ConfigError::Invalid { name: "DW_TENANT_RATE_OVERRIDES", reason })?,
+        max_in_flight: parsed("DW_MAX_IN_FLIGHT_RPCS", "1024")?,
+        max_in_flight_per_tenant: parsed("DW_TENANT_MAX_IN_FLIGHT", "8")?,
+    })
+}
+
 impl ServiceConfig {
     pub fn from_env(defaults: ServiceDefaults) -> Result<Self, ConfigError> {
         let jwt_secret = secret("DW_JWT_SECRET", "DW_JWT_SECRET_FILE", "")?;
@@ -177,6 +203,7 @@ impl ServiceConfig {
             db_max_connections: parsed("DW_DB_MAX_CONNECTIONS", "16")?,
             run_migrations: parsed("DW_RUN_MIGRATIONS", "true")?,
             event_max_bytes: parsed("DW_EVENT_MAX_BYTES", &dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES.to_string())?,
+            fair_share: fair_share_from_env()?,
         })
     }
 
@@ -202,6 +229,7 @@ impl ServiceConfig {
             db_max_connections: 30,
             run_migrations: false,
             event_max_bytes: dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES,
+            fair_share: FairShareConfig::unlimited(),
         }
     }
 }

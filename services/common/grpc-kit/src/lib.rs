@@ -9,6 +9,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod errors;
+pub mod fair_share;
 pub mod health;
 pub mod metrics_http;
 pub mod observability;

@@ -2,6 +2,8 @@
 //! `traceparent`, when sent) and the RPC rate/error/latency metrics.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -49,11 +51,34 @@ impl RpcMetrics {
 #[derive(Clone)]
 pub struct RpcLayer {
     metrics: RpcMetrics,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl RpcLayer {
     pub fn new(metrics: RpcMetrics) -> Self {
-        Self { metrics }
+        Self { metrics, in_flight: Arc::default() }
+    }
+
+    /// Counts the RPCs in flight (until their response headers) in `counter`, for load shedding.
+    pub fn counting_in(mut self, counter: Arc<AtomicUsize>) -> Self {
+        self.in_flight = counter;
+        self
+    }
+}
+
+/// One RPC in flight: counted while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -61,7 +86,7 @@ impl<S> Layer<S> for RpcLayer {
     type Service = RpcService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcService { inner, metrics: self.metrics.clone() }
+        RpcService { inner, metrics: self.metrics.clone(), in_flight: self.in_flight.clone() }
     }
 }
 
@@ -69,6 +94,7 @@ impl<S> Layer<S> for RpcLayer {
 pub struct RpcService<S> {
     inner: S,
     metrics: RpcMetrics,
+    in_flight: Arc<AtomicUsize>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -110,7 +136,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();
+        let in_flight = (!is_probe).then(|| InFlight::start(&self.in_flight));
+        // The interceptor leaves the admitted call of a tenant here; it ends with this future.
+        let slot = crate::fair_share::CallSlot::default();
+        request.extensions_mut().insert(slot.clone());
         Box::pin(async move {
+            let _in_flight = (in_flight, slot);
             let started = Instant::now();
             let result = inner.call(request).instrument(span.clone()).await;
             let code = match &result {

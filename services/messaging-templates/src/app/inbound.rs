@@ -32,9 +32,21 @@ pub struct Inbound {
     pub received_at: DateTime<Utc>,
 }
 
+/// The longest client message kept (WhatsApp's own limit for a text message).
+pub const INBOUND_TEXT_MAX: usize = 4096;
+
 /// Records a client message once (by provider message id). SMS consent keywords change the
 /// number's consent instead of reaching an agent.
 pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) -> Result<(), AppError> {
+    // What a client typed reaches us through the provider: keep it, without what the store and
+    // the agents' screens must not get (NUL, control and bidi-override characters), and bounded.
+    use dw_proto::hygiene::{TextKind, scrub};
+    let inbound = Inbound {
+        profile_name: inbound.profile_name.map(|name| scrub(&name, TextKind::SingleLine, 200)),
+        text: scrub(&inbound.text, TextKind::FreeText, INBOUND_TEXT_MAX),
+        provider_message_id: scrub(&inbound.provider_message_id, TextKind::SingleLine, 200),
+        ..inbound
+    };
     let keyword = inbound.text.trim().to_uppercase();
     if inbound.channel == Channel::Sms && (OPT_OUT_KEYWORDS.contains(&keyword.as_str()) || keyword == OPT_IN_KEYWORD) {
         return record_consent(pool, tenant, &inbound.phone, &keyword).await;

@@ -37,6 +37,16 @@ pub async fn apply_status(
     status: ReportedStatus,
     at: DateTime<Utc>,
 ) -> Result<bool, AppError> {
+    // Provider text (ids, failure reasons) without what the store must not get, and bounded.
+    use dw_proto::hygiene::{TextKind, scrub};
+    let provider_message_id = &scrub(provider_message_id, TextKind::SingleLine, 200);
+    let status = match status {
+        ReportedStatus::Failed { code, reason } => ReportedStatus::Failed {
+            code: scrub(&code, TextKind::SingleLine, 64),
+            reason: scrub(&reason, TextKind::SingleLine, 500),
+        },
+        other => other,
+    };
     let (name, failure) = match &status {
         ReportedStatus::Sent => return Ok(false),
         ReportedStatus::Delivered => ("delivered", None),
