@@ -165,10 +165,11 @@ impl JwtVerifier {
             URL_SAFE_NO_PAD.decode(claims_b64).map_err(|_| AuthError::Malformed("claims are not base64url"))?;
         let claims: Claims = serde_json::from_slice(&claims_bytes)
             .map_err(|_| AuthError::Malformed("claims are not JSON with sub, tenant and exp"))?;
-        if claims.exp + self.leeway_seconds < now {
+        // Saturating: a signed `exp` or `nbf` near the ends of i64 must not overflow.
+        if claims.exp.saturating_add(self.leeway_seconds) < now {
             return Err(AuthError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf - self.leeway_seconds > now) {
+        if claims.nbf.is_some_and(|nbf| nbf.saturating_sub(self.leeway_seconds) > now) {
             return Err(AuthError::NotYetValid);
         }
         principal_from_claims(claims)
@@ -274,6 +275,19 @@ mod tests {
     fn expired_token_is_rejected() {
         let token = mint(&verifier(), "agent-1", "acme", &[Role::Agent], 1_000, 60);
         assert_eq!(verifier().verify(&token, 2_000), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_do_not_overflow() {
+        let claims = |exp, nbf| Claims { sub: "a".into(), tenant: "acme".into(), roles: vec![], exp, iat: None, nbf };
+        let far_future = verifier().sign(&claims(i64::MAX, None));
+        assert!(verifier().verify(&far_future, 1_000).is_ok());
+        let far_past = verifier().sign(&claims(i64::MIN, None));
+        assert_eq!(verifier().verify(&far_past, 1_000), Err(AuthError::Expired));
+        let never_valid = verifier().sign(&claims(i64::MAX, Some(i64::MAX)));
+        assert_eq!(verifier().verify(&never_valid, 1_000), Err(AuthError::NotYetValid));
+        let nbf_min = verifier().sign(&claims(i64::MAX, Some(i64::MIN)));
+        assert!(verifier().verify(&nbf_min, 1_000).is_ok());
     }
 
     #[test]
