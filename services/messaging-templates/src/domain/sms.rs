@@ -20,29 +20,49 @@ pub struct Analysis {
     pub segments: usize,
 }
 
-fn gsm7_septets(text: &str) -> Option<usize> {
-    text.chars().try_fold(0usize, |total, c| {
-        if GSM7_BASIC.contains(c) {
-            Some(total + 1)
-        } else if GSM7_EXTENSION.contains(c) {
-            Some(total + 2)
-        } else {
-            None
+/// The septets of each character, or `None` when one is not in GSM 03.38.
+fn gsm7_widths(text: &str) -> Option<Vec<usize>> {
+    text.chars()
+        .map(|c| {
+            if GSM7_BASIC.contains(c) {
+                Some(1)
+            } else if GSM7_EXTENSION.contains(c) {
+                Some(2)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Segments of at most `capacity` units, filled in order; a character whose units do not fit in
+/// what is left of a segment starts the next one (carriers never split an escape sequence or a
+/// surrogate pair across two segments).
+fn concatenated_segments(widths: &[usize], capacity: usize) -> usize {
+    let mut segments = 1;
+    let mut used = 0;
+    for &width in widths {
+        if used + width > capacity {
+            segments += 1;
+            used = 0;
         }
-    })
+        used += width;
+    }
+    segments
 }
 
 pub fn analyze(text: &str) -> Analysis {
-    let (encoding, units, single, multi) = match gsm7_septets(text) {
-        Some(septets) => (Encoding::Gsm7, septets, 160, 153),
-        None => (Encoding::Ucs2, text.encode_utf16().count(), 70, 67),
+    let (encoding, widths, single, multi) = match gsm7_widths(text) {
+        Some(widths) => (Encoding::Gsm7, widths, 160, 153),
+        None => (Encoding::Ucs2, text.chars().map(char::len_utf16).collect(), 70, 67),
     };
+    let units = widths.iter().sum();
     let segments = if units == 0 {
         0
     } else if units <= single {
         1
     } else {
-        units.div_ceil(multi)
+        concatenated_segments(&widths, multi)
     };
     Analysis { encoding, units, segments }
 }
@@ -84,6 +104,15 @@ mod tests {
         assert_eq!((analyze(&seventy).units, analyze(&seventy).segments), (70, 1));
         let more = format!("{seventy}a");
         assert_eq!(analyze(&more).segments, 2);
-        assert_eq!(analyze(&"😀".repeat(67)).segments, 2, "134 units over 67 per segment");
+        assert_eq!(analyze(&"😀".repeat(67)).segments, 3, "33 emoji (66 units) per segment: a pair is never split");
+    }
+
+    #[test]
+    fn a_character_never_straddles_two_segments() {
+        // 152 septets, then € (escape + 1) does not fit in the 153rd: it opens segment 2.
+        let text = format!("{}€{}", "a".repeat(152), "a".repeat(152));
+        assert_eq!(analyze(&text).units, 306);
+        assert_eq!(analyze(&text).segments, 3, "152 | € + 151 | 1, not 306 / 153 = 2");
+        assert_eq!(analyze(&"{".repeat(50_000)).segments, 658, "76 extension characters per segment");
     }
 }
