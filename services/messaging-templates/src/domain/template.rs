@@ -132,13 +132,21 @@ pub fn render(text: &str, values: &[String]) -> String {
 pub fn parse_url(value: &str) -> Result<String, String> {
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
     let https = value.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-    let local = loopback
-        .iter()
-        .any(|prefix| value.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/'])));
+    let local = loopback.iter().any(|prefix| value.strip_prefix(prefix).is_some_and(is_after_loopback_host));
     if !(https || local) || value.len() > 2048 || value.contains(char::is_whitespace) {
         return Err("must be an https:// URL".into());
     }
     Ok(value.to_owned())
+}
+
+/// What may follow a loopback host: nothing, a path, or a port and then nothing or a path. Never
+/// userinfo: the host of `http://localhost:8080@elsewhere/` is `elsewhere`.
+fn is_after_loopback_host(rest: &str) -> bool {
+    let after_port = match rest.strip_prefix(':') {
+        Some(port_and_path) => port_and_path.trim_start_matches(|c: char| c.is_ascii_digit()),
+        None => rest,
+    };
+    after_port.is_empty() || after_port.starts_with('/')
 }
 
 pub fn check_metadata(field: &str, metadata: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
@@ -348,6 +356,9 @@ mod tests {
         assert!(parse_url("http://cdn.example.com/a.png").is_err());
         assert!(parse_url("http://127.0.0.1:8080/hook").is_ok());
         assert!(parse_url("http://127.0.0.1.evil.com/").is_err());
+        assert!(parse_url("http://localhost/a@b").is_ok());
+        assert!(parse_url("http://localhost:8080@evil.example/").is_err(), "userinfo: the host is evil.example");
+        assert!(parse_url("http://[::1]:@evil.example").is_err());
         assert!(parse_url("https://").is_err());
     }
 
