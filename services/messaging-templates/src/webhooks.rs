@@ -67,7 +67,8 @@ pub fn verify(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
     let Some(hex) = signature.and_then(|s| s.strip_prefix("sha256=")) else {
         return false;
     };
-    if hex.len() != 64 || !hex.is_ascii() {
+    // Hex digits only: u8::from_str_radix alone would also take "+a" for 0a.
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return false;
     }
     let bytes: Option<Vec<u8>> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
@@ -303,5 +304,11 @@ mod tests {
         assert!(!verify("secret", b"{\"a\":2}", Some(&signature)));
         assert!(!verify("secret", b"{\"a\":1}", None));
         assert!(!verify("secret", b"{\"a\":1}", Some("sha256=zz")));
+        // HMAC-SHA256("secret", {"a":17}) is 06414a…: "+6" parses as 6 too, but is no hex.
+        let starts_with_zero = sign("secret", b"{\"a\":17}");
+        assert!(starts_with_zero.starts_with("sha256=06414a"));
+        assert!(verify("secret", b"{\"a\":17}", Some(&starts_with_zero.to_uppercase().replace("SHA", "sha"))));
+        let plus = starts_with_zero.replacen("sha256=0", "sha256=+", 1);
+        assert!(!verify("secret", b"{\"a\":17}", Some(&plus)));
     }
 }
