@@ -82,6 +82,18 @@ pub fn verify(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
     mac.verify_slice(&bytes).is_ok()
 }
 
+/// A provider's message id as we can store and look it up: Postgres text cannot hold NUL, so an id
+/// with one is not an id of ours (a status for it is skipped, a form with it cannot be read).
+fn is_storable_id(id: &&str) -> bool {
+    !id.contains('\0')
+}
+
+/// Provider text as this service and its consumers can store it: Postgres text cannot hold NUL,
+/// so one becomes U+FFFD (as undecodable form bytes already do).
+fn storable_text(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -140,7 +152,7 @@ async fn whatsapp_event(
     for change in changes {
         let value = &change["value"];
         for status in value["statuses"].as_array().into_iter().flatten() {
-            let Some(id) = status["id"].as_str() else { continue };
+            let Some(id) = status["id"].as_str().filter(is_storable_id) else { continue };
             let reported = match status["status"].as_str() {
                 Some("sent") => ReportedStatus::Sent,
                 Some("delivered") => ReportedStatus::Delivered,
@@ -149,7 +161,9 @@ async fn whatsapp_event(
                     let error = &status["errors"][0];
                     ReportedStatus::Failed {
                         code: error["code"].as_i64().map(|c| c.to_string()).unwrap_or_else(|| "failed".into()),
-                        reason: error["title"].as_str().or(error["message"].as_str()).unwrap_or("failed").to_owned(),
+                        reason: storable_text(
+                            error["title"].as_str().or(error["message"].as_str()).unwrap_or("failed"),
+                        ),
                     }
                 }
                 _ => continue,
@@ -160,14 +174,17 @@ async fn whatsapp_event(
                 return failed(error);
             }
         }
-        let profile = value["contacts"][0]["profile"]["name"].as_str().map(str::to_owned);
+        let profile = value["contacts"][0]["profile"]["name"].as_str().map(storable_text);
         for message in value["messages"].as_array().into_iter().flatten() {
-            let (Some(from), Some(id)) = (message["from"].as_str(), message["id"].as_str()) else { continue };
+            let (Some(from), Some(id)) = (message["from"].as_str(), message["id"].as_str().filter(is_storable_id))
+            else {
+                continue;
+            };
             let Ok(phone) = PhoneNumber::parse(&format!("+{}", from.trim_start_matches('+'))) else { continue };
             let text = message["text"]["body"]
                 .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("[{}]", message["type"].as_str().unwrap_or("message")));
+                .map(storable_text)
+                .unwrap_or_else(|| storable_text(&format!("[{}]", message["type"].as_str().unwrap_or("message"))));
             let inbound = Inbound {
                 channel: Channel::Whatsapp,
                 phone,
@@ -209,15 +226,15 @@ async fn sms_status(
         return StatusCode::UNAUTHORIZED;
     }
     let form = form(&body);
-    let Some(sid) = field(&form, "MessageSid") else {
+    let Some(sid) = field(&form, "MessageSid").filter(is_storable_id) else {
         return StatusCode::BAD_REQUEST;
     };
     let reported = match field(&form, "MessageStatus") {
         Some("delivered") => ReportedStatus::Delivered,
         Some("read") => ReportedStatus::Read,
         Some("failed" | "undelivered") => ReportedStatus::Failed {
-            code: field(&form, "ErrorCode").unwrap_or("undelivered").to_owned(),
-            reason: field(&form, "ErrorMessage").unwrap_or("not delivered").to_owned(),
+            code: storable_text(field(&form, "ErrorCode").unwrap_or("undelivered")),
+            reason: storable_text(field(&form, "ErrorMessage").unwrap_or("not delivered")),
         },
         Some(_) => ReportedStatus::Sent,
         None => return StatusCode::BAD_REQUEST,
@@ -245,7 +262,7 @@ async fn sms_inbound(
         return StatusCode::UNAUTHORIZED;
     }
     let form = form(&body);
-    let (Some(from), Some(sid)) = (field(&form, "From"), field(&form, "MessageSid")) else {
+    let (Some(from), Some(sid)) = (field(&form, "From"), field(&form, "MessageSid").filter(is_storable_id)) else {
         return StatusCode::BAD_REQUEST;
     };
     let Ok(phone) = PhoneNumber::parse(from) else {
@@ -255,7 +272,7 @@ async fn sms_inbound(
         channel: Channel::Sms,
         phone,
         profile_name: None,
-        text: field(&form, "Body").unwrap_or_default().to_owned(),
+        text: storable_text(field(&form, "Body").unwrap_or_default()),
         provider_message_id: sid.to_owned(),
         received_at: Utc::now(),
     };
