@@ -1,0 +1,361 @@
+//! Property-based fuzzing of the provider webhooks (`webhooks.rs`).
+//!
+//! - `sign`/`verify` (pure): a signature verifies for its own body and secret only; `verify` never
+//!   panics on any header text and accepts no spelling of the signature but its hex (either case).
+//! - The handlers, driven in-process through `webhooks::router` on a test database (their payload
+//!   parsing lives inside the handlers, with the writes): a body without the right signature is
+//!   401 whatever it holds; a signed body of any bytes (invalid UTF-8, NUL, control characters,
+//!   ~100 KB) never panics and never fails as a server error: 400 exactly when it cannot be read
+//!   (not JSON; a form without `MessageSid`/`MessageStatus`, or `From` not E.164), else 200; the
+//!   verify handshake answers the challenge only to the verify token.
+//!
+//! Needs Postgres like the crate's other tests (`DW_TEST_DATABASE_URL`). Cases: `PROPTEST_CASES`
+//! (`make fuzz` runs many more); failures are kept in `tests/fuzz-regressions/fuzz_webhooks.txt`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use dw_testkit::TestDb;
+use messaging_templates::domain::PhoneNumber;
+use messaging_templates::webhooks::{WebhookConfig, router, sign, verify};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const WHATSAPP_SECRET: &str = "fuzz-whatsapp-app-secret";
+const VERIFY_TOKEN: &str = "fuzz-verify-token";
+const SMS_SECRET: &str = "fuzz-sms-secret";
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/fuzz-regressions/fuzz_webhooks.txt"))),
+        ..ProptestConfig::default()
+    }
+}
+
+/// One runtime and one migrated database for the whole file; each case is one request.
+struct Hooks {
+    runtime: tokio::runtime::Runtime,
+    router: Router,
+}
+
+static HOOKS: LazyLock<Hooks> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let db = runtime.block_on(TestDb::create(&messaging_templates::MIGRATOR)).unwrap();
+    let config = WebhookConfig {
+        whatsapp_app_secret: WHATSAPP_SECRET.into(),
+        whatsapp_verify_token: VERIFY_TOKEN.into(),
+        sms_secret: SMS_SECRET.into(),
+    };
+    Hooks { runtime, router: router(db.pool, config) }
+});
+
+fn call(request: Request<Body>) -> (StatusCode, String) {
+    let hooks = &*HOOKS;
+    hooks.runtime.block_on(async {
+        let response = hooks.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
+}
+
+fn post(path: &str, header: &str, signature: Option<&str>, body: Vec<u8>) -> StatusCode {
+    let mut request = Request::post(path);
+    if let Some(signature) = signature {
+        request = request.header(header, signature);
+    }
+    call(request.body(Body::from(body)).unwrap()).0
+}
+
+/// Any text, weighted towards what breaks parsers and storage: NUL and control characters,
+/// JSON and form punctuation, digits and pluses (phone numbers), non-ASCII.
+fn hostile_text(max: usize) -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => any::<char>().prop_map(String::from),
+        3 => "[a-zA-Z0-9]{1,10}",
+        1 => prop::sample::select(vec![
+            "\0", "\t", "\n", "\r", "\u{7f}", "\u{202e}", "\u{feff}", "\"", "\\", "&", "=", "%", "+", "%00", "é",
+            "😀", "STOP", "START", "+5511", "\u{d7ff}",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    prop::collection::vec(piece, 0..max).prop_map(|pieces| pieces.concat())
+}
+
+/// Any JSON value of a few levels.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        hostile_text(6).prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(hostile_text(4), inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+/// A timestamp as providers send it, or not.
+fn timestamp() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (1_600_000_000i64..1_900_000_000).prop_map(|t| Value::from(t.to_string())),
+        any::<i64>().prop_map(Value::from),
+        any::<i64>().prop_map(|t| Value::from(t.to_string())),
+        any_json(),
+    ]
+}
+
+/// An id as providers send it, or anything else.
+fn provider_id() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => "wamid\\.[A-Za-z0-9]{4,12}".prop_map(Value::from),
+        1 => hostile_text(8).prop_map(Value::from),
+        1 => any_json(),
+    ]
+}
+
+/// A WhatsApp status with hostile values.
+fn whatsapp_status() -> impl Strategy<Value = Value> {
+    let status = prop_oneof![
+        3 => prop::sample::select(vec!["sent", "delivered", "read", "failed"]).prop_map(Value::from),
+        1 => any_json(),
+    ];
+    let errors = prop_oneof![
+        Just(Value::Null),
+        any_json(),
+        (any::<i64>(), hostile_text(8)).prop_map(|(code, title)| json!([{"code": code, "title": title}])),
+    ];
+    (provider_id(), status, timestamp(), errors).prop_map(
+        |(id, status, timestamp, errors)| json!({"id": id, "status": status, "timestamp": timestamp, "errors": errors}),
+    )
+}
+
+/// A WhatsApp client message with hostile values.
+fn whatsapp_message() -> impl Strategy<Value = Value> {
+    let from = prop_oneof![
+        3 => "\\+?[1-9][0-9]{6,14}".prop_map(Value::from),
+        1 => hostile_text(8).prop_map(Value::from),
+        1 => any_json(),
+    ];
+    let text = prop_oneof![3 => hostile_text(20).prop_map(|body| json!({"body": body})), 1 => any_json()];
+    let kind = prop_oneof![Just(Value::from("text")), any_json()];
+    (from, provider_id(), text, kind, timestamp()).prop_map(|(from, id, text, kind, timestamp)| {
+        json!({"from": from, "id": id, "text": text, "type": kind, "timestamp": timestamp})
+    })
+}
+
+/// WhatsApp payloads shaped like Meta's (entries of changes with statuses, messages and
+/// contacts), or any JSON.
+fn whatsapp_payload() -> impl Strategy<Value = Value> {
+    let contacts = prop_oneof![
+        Just(Value::Null),
+        hostile_text(10).prop_map(|name| json!([{"profile": {"name": name}}])),
+        any_json(),
+    ];
+    let value = (
+        prop::collection::vec(whatsapp_status(), 0..3),
+        prop::collection::vec(whatsapp_message(), 0..3),
+        contacts,
+    )
+        .prop_map(
+            |(statuses, messages, contacts)| json!({"statuses": statuses, "messages": messages, "contacts": contacts}),
+        );
+    let change = value.prop_map(|value| json!({"field": "messages", "value": value}));
+    let entry = prop::collection::vec(change, 0..3).prop_map(|changes| json!({"id": "WABA", "changes": changes}));
+    prop_oneof![
+        4 => prop::collection::vec(entry, 0..3)
+            .prop_map(|entry| json!({"object": "whatsapp_business_account", "entry": entry})),
+        1 => any_json(),
+    ]
+}
+
+/// Form fields as SMS providers post them, with hostile names and values.
+fn sms_form() -> impl Strategy<Value = Vec<(String, String)>> {
+    let names = vec!["MessageSid", "MessageStatus", "ErrorCode", "ErrorMessage", "From", "Body"];
+    let name = prop_oneof![4 => prop::sample::select(names).prop_map(str::to_owned), 1 => hostile_text(4)];
+    let values = vec!["delivered", "read", "failed", "undelivered", "sent", "queued", "STOP", "start"];
+    let value = prop_oneof![
+        2 => prop::sample::select(values).prop_map(str::to_owned),
+        2 => "\\+?[1-9][0-9]{6,14}",
+        2 => hostile_text(12),
+    ];
+    prop::collection::vec((name, value), 0..7)
+}
+
+/// Query parameters of the verify handshake, with hostile names and values.
+fn handshake_params() -> impl Strategy<Value = Vec<(String, String)>> {
+    let names = vec!["hub.mode", "hub.verify_token", "hub.challenge"];
+    let name = prop_oneof![3 => prop::sample::select(names).prop_map(str::to_owned), 1 => hostile_text(4)];
+    let value =
+        prop_oneof![prop::sample::select(vec!["subscribe", VERIFY_TOKEN]).prop_map(str::to_owned), hostile_text(8)];
+    prop::collection::vec((name, value), 0..5)
+}
+
+/// The three signed endpoints: path, signature header, secret.
+fn endpoint() -> impl Strategy<Value = (&'static str, &'static str, &'static str)> {
+    prop::sample::select(vec![
+        ("/webhooks/whatsapp/acme", "x-hub-signature-256", WHATSAPP_SECRET),
+        ("/webhooks/sms/acme/status", "x-signature-256", SMS_SECRET),
+        ("/webhooks/sms/acme/inbound", "x-signature-256", SMS_SECRET),
+    ])
+}
+
+fn encode(form: &[(String, String)]) -> Vec<u8> {
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish().into_bytes()
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The provider's message id of a form, when it is one: Postgres text cannot hold NUL.
+fn sid_of(form: &[(String, String)]) -> Option<&str> {
+    field(form, "MessageSid").filter(|sid| !sid.contains('\0'))
+}
+
+/// Any body bytes, huge ones included.
+fn any_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => prop::collection::vec(any::<u8>(), 0..200),
+        1 => (1usize..100_000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// A signature verifies for its own body and secret, and for no other.
+    #[test]
+    fn signatures_verify_for_their_body_and_secret_only(
+        secret in hostile_text(8),
+        other_secret in hostile_text(8),
+        body in any_body(),
+        other_body in any_body(),
+    ) {
+        let signature = sign(&secret, &body);
+        prop_assert!(verify(&secret, &body, Some(&signature)));
+        prop_assert!(verify(&secret, &body, Some(&signature.to_uppercase().replacen("SHA256=", "sha256=", 1))));
+        if other_body != body {
+            prop_assert!(!verify(&secret, &other_body, Some(&signature)));
+        }
+        // HMAC pads a short key with zero bytes: keys equal but for trailing NULs are one key.
+        if other_secret.trim_end_matches('\0') != secret.trim_end_matches('\0') {
+            prop_assert!(!verify(&other_secret, &body, Some(&signature)));
+        }
+        prop_assert!(!verify(&secret, &body, None));
+    }
+
+    /// Any header text: no panic, and only the signature's own hex (in either case) verifies.
+    #[test]
+    fn only_the_signature_itself_verifies(
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        header in prop_oneof![
+            hostile_text(20),
+            hostile_text(70).prop_map(|t| format!("sha256={t}")),
+            "sha256=[0-9a-fA-F+ -]{60,68}",
+        ],
+        at in any::<prop::sample::Index>(),
+        spelling in "[0-9a-fA-F+ \\-_.]{2}",
+    ) {
+        let canonical = sign(SMS_SECRET, &body);
+        let is_canonical = header.eq_ignore_ascii_case(&canonical) && header.starts_with("sha256=");
+        prop_assert_eq!(verify(SMS_SECRET, &body, Some(&header)), is_canonical);
+        // The canonical signature with one byte's two hex digits spelled some other way.
+        let pair = 7 + 2 * at.index(32);
+        let respelled = format!("{}{spelling}{}", &canonical[..pair], &canonical[pair + 2..]);
+        let same_byte = spelling.eq_ignore_ascii_case(&canonical[pair..pair + 2]);
+        prop_assert_eq!(verify(SMS_SECRET, &body, Some(&respelled)), same_byte, "{:?} for {:?}", respelled, canonical);
+    }
+
+    /// A request without the right signature is 401, whatever its body.
+    #[test]
+    fn unsigned_requests_are_refused(
+        path in endpoint(),
+        body in any_body(),
+        signature in prop_oneof![Just(None), "[ -~]{0,80}".prop_map(Some), Just(Some("wrong".to_owned()))],
+        wrong_secret in any::<bool>(),
+    ) {
+        let (path, header, secret) = path;
+        let signature = if wrong_secret { Some(sign("not-the-secret", &body)) } else { signature };
+        prop_assume!(signature.as_deref() != Some(sign(secret, &body).as_str()));
+        prop_assert_eq!(post(path, header, signature.as_deref(), body), StatusCode::UNAUTHORIZED);
+    }
+
+    /// A signed WhatsApp body, of any bytes or shaped like Meta's with hostile values: no panic,
+    /// no server error; 400 exactly when it is not JSON.
+    #[test]
+    fn signed_whatsapp_bodies_are_read_or_refused(
+        body in prop_oneof![1 => any_body(), 3 => whatsapp_payload().prop_map(|v| v.to_string().into_bytes())],
+    ) {
+        let is_json = serde_json::from_slice::<Value>(&body).is_ok();
+        let signature = sign(WHATSAPP_SECRET, &body);
+        let status = post("/webhooks/whatsapp/acme", "x-hub-signature-256", Some(&signature), body.clone());
+        let expected = if is_json { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+        prop_assert_eq!(status, expected, "{:?}", String::from_utf8_lossy(&body));
+    }
+
+    /// A signed SMS status callback: no panic, no server error; 400 exactly without `MessageSid`
+    /// or `MessageStatus`.
+    #[test]
+    fn signed_sms_statuses_are_read_or_refused(form in sms_form()) {
+        let body = encode(&form);
+        let readable = sid_of(&form).is_some() && field(&form, "MessageStatus").is_some();
+        let signature = sign(SMS_SECRET, &body);
+        let status = post("/webhooks/sms/acme/status", "x-signature-256", Some(&signature), body);
+        let expected = if readable { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+        prop_assert_eq!(status, expected, "{:?}", form);
+    }
+
+    /// A signed SMS inbound message: no panic, no server error; 400 exactly without `MessageSid`
+    /// or an E.164 `From`.
+    #[test]
+    fn signed_sms_inbound_is_read_or_refused(form in sms_form()) {
+        let body = encode(&form);
+        let from_ok = field(&form, "From").is_some_and(|f| PhoneNumber::parse(f).is_ok());
+        let readable = sid_of(&form).is_some() && from_ok;
+        let signature = sign(SMS_SECRET, &body);
+        let status = post("/webhooks/sms/acme/inbound", "x-signature-256", Some(&signature), body);
+        let expected = if readable { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+        prop_assert_eq!(status, expected, "{:?}", form);
+    }
+
+    /// Signed SMS bodies of any bytes: no panic, no server error.
+    #[test]
+    fn signed_sms_bytes_never_fail_the_server(body in any_body(), inbound in any::<bool>()) {
+        let path = if inbound { "/webhooks/sms/acme/inbound" } else { "/webhooks/sms/acme/status" };
+        let signature = sign(SMS_SECRET, &body);
+        let status = post(path, "x-signature-256", Some(&signature), body);
+        prop_assert!(status == StatusCode::OK || status == StatusCode::BAD_REQUEST, "{}", status);
+    }
+
+    /// The verify handshake answers the challenge to `hub.mode=subscribe` with the verify token,
+    /// and 403 to anything else.
+    #[test]
+    fn the_handshake_answers_only_the_verify_token(
+        params in handshake_params(),
+    ) {
+        let query = encode(&params);
+        let uri = format!("/webhooks/whatsapp/acme?{}", String::from_utf8(query).unwrap());
+        let (status, body) = call(Request::get(uri).body(Body::empty()).unwrap());
+        let subscribe = field(&params, "hub.mode") == Some("subscribe");
+        let admitted = subscribe && field(&params, "hub.verify_token") == Some(VERIFY_TOKEN);
+        if admitted {
+            prop_assert_eq!(status, StatusCode::OK);
+            prop_assert_eq!(body, field(&params, "hub.challenge").unwrap_or_default());
+        } else {
+            prop_assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+    }
+}
