@@ -2,8 +2,10 @@
 #
 #   make run    set up Postgres + NATS, build, start every service, seed the demo tenant
 #   make test   set up Postgres + NATS, run the whole test suite and the manifest checks
+#   make fuzz   the property-based fuzz targets (tests/fuzz_*.rs) with many more cases
 #
 # Variables: CARGO (cargo), TEST_ARGS (extra `cargo test` arguments, e.g. TEST_ARGS='-- --nocapture'),
+# FUZZ_CASES (cases per property for `make fuzz`),
 # and the environment documented in scripts/run-cluster.sh and scripts/lib.sh.
 
 SHELL := bash
@@ -13,6 +15,7 @@ MAKEFLAGS += --no-print-directory
 
 CARGO ?= cargo
 TEST_ARGS ?=
+FUZZ_CASES ?= 20000
 
 export CARGO_TERM_COLOR ?= auto
 export RUST_BACKTRACE ?= 1
@@ -20,7 +23,7 @@ export RUST_BACKTRACE ?= 1
 export DW_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export DW_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
-.PHONY: help run deps dbs build test test-only lint fmt bench deploy-check clean clean-test-dbs ci
+.PHONY: help run deps dbs build test test-only fuzz lint fmt bench deploy-check clean clean-test-dbs ci
 
 help: ## Show this help
 	@echo "Digital Workspace — make targets:"
@@ -52,6 +55,10 @@ test-only: ## The test suite without the set-up (Postgres and NATS must answer)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace $(TEST_ARGS)
 	@$(MAKE) deploy-check
+
+fuzz: deps ## The property-based fuzz targets (tests/fuzz_*.rs) with FUZZ_CASES cases each (20000)
+	@# New failures are saved in each crate's tests/fuzz-regressions/: commit them, they replay first.
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --workspace --test 'fuzz_*' $(TEST_ARGS)
 
 lint: ## rustfmt check and clippy with warnings denied (plus a syntax check of the scripts)
 	@scripts/deps.sh --toolchain-only
