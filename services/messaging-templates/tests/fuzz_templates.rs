@@ -25,7 +25,7 @@ use messaging_templates::domain::template::{
 };
 use messaging_templates::domain::{DepartmentId, preview};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+use proptest::test_runner::{FileFailurePersistence, TestRunner};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -35,6 +35,14 @@ fn config(cases: u32) -> ProptestConfig {
         ))),
         ..ProptestConfig::default()
     }
+}
+
+/// A runner for the ~100 KB inputs, slow in a debug build: `default` cases, or a hundredth of
+/// `PROPTEST_CASES` when that is more (`proptest!` would run all of them; a plain runner reads no
+/// environment).
+fn huge_runner(default: u32) -> TestRunner {
+    let asked = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
+    TestRunner::new(ProptestConfig { cases: default.max(asked / 100), ..config(default) })
 }
 
 /// Any text, weighted towards what breaks template parsing: braces and placeholders, NUL and
@@ -273,7 +281,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(1024))]
 
     /// Each placeholder with a value is replaced by it verbatim, once: a value that looks like a
     /// placeholder (or holds braces) stays literal; placeholders without a value stay as written.
@@ -464,46 +472,44 @@ proptest! {
     }
 }
 
-proptest! {
-    // Huge inputs are slow in a debug build: fewer cases.
-    #![proptest_config(config(24))]
-
-    /// Bodies, values and SMS texts up to ~100 KB: no panic; the analysis still follows the rules.
-    #[test]
-    fn huge_inputs_never_panic(
-        size in 50_000usize..100_000,
-        filler in prop::sample::select(vec!["a", "{{1}}", "{{", "}}", "\0", "€", "ã", "😀"]),
-    ) {
-        let huge = filler.repeat(size / filler.len());
-        // Small values: every `{{1}}` of a huge body is replaced.
-        let values = vec!["x".to_owned(); 2];
-        prop_assert_eq!(render(&huge, &[]), huge.clone());
-        let _ = render(&huge, &values);
-        let _ = count_variables(&huge);
-        let _ = parse_name(&huge);
-        let _ = parse_language(&huge);
-        prop_assert!(parse_url(&huge).is_err());
-        let input = ContentInput {
-            language: "en".into(),
-            category: Some(Category::Utility),
-            body: huge.clone(),
-            header_text: huge.clone(),
-            footer: huge.clone(),
-            ..ContentInput::default()
-        };
-        let _ = Content::parse(Channel::Whatsapp, input.clone(), "");
-        let _ = Content::parse(Channel::Sms, input, "");
-        let (encoding, units, segments) = carrier_split(&huge);
-        let analysis = sms::analyze(&huge);
-        prop_assert_eq!((analysis.encoding, analysis.units, analysis.segments), (encoding, units, segments));
-        let small = ContentInput {
-            language: "en".into(),
-            category: Some(Category::Utility),
-            body: "Oi {{1}}".into(),
-            ..ContentInput::default()
-        };
-        let content = Content::parse(Channel::Sms, small, "").unwrap();
-        let rendered = preview::render_send(&template_of(Channel::Sms, content), &[huge], None, None);
-        prop_assert!(!rendered.problems.is_empty(), "a variable of {} bytes is refused", size);
-    }
+/// Bodies, values and SMS texts up to ~100 KB: no panic; the analysis still follows the rules.
+#[test]
+fn huge_inputs_never_panic() {
+    let fillers = vec!["a", "{{1}}", "{{", "}}", "\0", "€", "ã", "😀"];
+    huge_runner(24)
+        .run(&(50_000usize..100_000, prop::sample::select(fillers)), |(size, filler)| {
+            let huge = filler.repeat(size / filler.len());
+            // Small values: every `{{1}}` of a huge body is replaced.
+            let values = vec!["x".to_owned(); 2];
+            prop_assert_eq!(render(&huge, &[]), huge.clone());
+            let _ = render(&huge, &values);
+            let _ = count_variables(&huge);
+            let _ = parse_name(&huge);
+            let _ = parse_language(&huge);
+            prop_assert!(parse_url(&huge).is_err());
+            let input = ContentInput {
+                language: "en".into(),
+                category: Some(Category::Utility),
+                body: huge.clone(),
+                header_text: huge.clone(),
+                footer: huge.clone(),
+                ..ContentInput::default()
+            };
+            let _ = Content::parse(Channel::Whatsapp, input.clone(), "");
+            let _ = Content::parse(Channel::Sms, input, "");
+            let (encoding, units, segments) = carrier_split(&huge);
+            let analysis = sms::analyze(&huge);
+            prop_assert_eq!((analysis.encoding, analysis.units, analysis.segments), (encoding, units, segments));
+            let small = ContentInput {
+                language: "en".into(),
+                category: Some(Category::Utility),
+                body: "Oi {{1}}".into(),
+                ..ContentInput::default()
+            };
+            let content = Content::parse(Channel::Sms, small, "").unwrap();
+            let rendered = preview::render_send(&template_of(Channel::Sms, content), &[huge], None, None);
+            prop_assert!(!rendered.problems.is_empty(), "a variable of {} bytes is refused", size);
+            Ok(())
+        })
+        .unwrap();
 }

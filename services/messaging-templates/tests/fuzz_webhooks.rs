@@ -234,7 +234,7 @@ fn any_body() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(1024))]
 
     /// A signature verifies for its own body and secret, and for no other.
     #[test]

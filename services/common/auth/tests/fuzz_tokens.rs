@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dw_auth::{AuthError, Claims, JwtVerifier, Role, TenantId, bearer_token};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+use proptest::test_runner::{FileFailurePersistence, TestRunner};
 
 const SECRET: &[u8] = b"fuzz-secret-of-sufficient-length";
 const OTHER_SECRET: &[u8] = b"another-secret-of-enough-length!";
@@ -23,6 +23,14 @@ fn config(cases: u32) -> ProptestConfig {
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/fuzz-regressions/fuzz_tokens.txt"))),
         ..ProptestConfig::default()
     }
+}
+
+/// A runner for the ~100 KB inputs, slow in a debug build: `default` cases, or a hundredth of
+/// `PROPTEST_CASES` when that is more (`proptest!` would run all of them; a plain runner reads no
+/// environment).
+fn huge_runner(default: u32) -> TestRunner {
+    let asked = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
+    TestRunner::new(ProptestConfig { cases: default.max(asked / 100), ..config(default) })
 }
 
 fn verifier() -> JwtVerifier {
@@ -257,41 +265,44 @@ proptest! {
     }
 }
 
-proptest! {
-    // Huge inputs are slow in a debug build: fewer cases.
-    #![proptest_config(config(32))]
+/// Header values and tokens up to ~100 KB: no panic, no principal.
+#[test]
+fn huge_inputs_never_panic() {
+    let strategy = (50_000usize..100_000, prop::sample::select(vec!["a", ".", "\0", "é", "eyJ", "Bearer "]));
+    huge_runner(32)
+        .run(&strategy, |(size, filler)| {
+            let huge = filler.repeat(size / filler.len());
+            let _ = bearer_token(&huge);
+            let _ = bearer_token(&format!("Bearer {huge}"));
+            prop_assert!(verifier().verify(&huge, NOW).is_err());
+            let dotted = format!("{huge}.{huge}.{huge}");
+            prop_assert!(verifier().verify(&dotted, NOW).is_err());
+            let base64_huge = URL_SAFE_NO_PAD.encode(huge.as_bytes());
+            let encoded = format!("{base64_huge}.{base64_huge}.{base64_huge}");
+            prop_assert!(verifier().verify(&encoded, NOW).is_err());
+            Ok(())
+        })
+        .unwrap();
+}
 
-    /// Header values and tokens up to ~100 KB: no panic, no principal.
-    #[test]
-    fn huge_inputs_never_panic(
-        size in 50_000usize..100_000,
-        filler in prop::sample::select(vec!["a", ".", "\0", "é", "eyJ", "Bearer "]),
-    ) {
-        let huge = filler.repeat(size / filler.len());
-        let _ = bearer_token(&huge);
-        let _ = bearer_token(&format!("Bearer {huge}"));
-        prop_assert!(verifier().verify(&huge, NOW).is_err());
-        let dotted = format!("{huge}.{huge}.{huge}");
-        prop_assert!(verifier().verify(&dotted, NOW).is_err());
-        let base64_huge = URL_SAFE_NO_PAD.encode(huge.as_bytes());
-        let encoded = format!("{base64_huge}.{base64_huge}.{base64_huge}");
-        prop_assert!(verifier().verify(&encoded, NOW).is_err());
-    }
-
-    /// A correctly signed token with huge claims: no panic; judged by its content like any other.
-    #[test]
-    fn huge_signed_claims_never_panic(size in 50_000usize..100_000) {
-        let claims = Claims {
-            sub: "s".repeat(size),
-            tenant: "acme".into(),
-            roles: vec!["agent".into(); 8],
-            exp: 2_000_000_000,
-            iat: None,
-            nbf: None,
-        };
-        let token = verifier().sign(&claims);
-        let verdict = verifier().verify(&token, NOW);
-        let refused_for_sub = matches!(verdict, Err(AuthError::InvalidClaim { claim: "sub", .. }));
-        prop_assert!(refused_for_sub);
-    }
+/// A correctly signed token with huge claims: no panic; judged by its content like any other.
+#[test]
+fn huge_signed_claims_never_panic() {
+    huge_runner(32)
+        .run(&(50_000usize..100_000), |size| {
+            let claims = Claims {
+                sub: "s".repeat(size),
+                tenant: "acme".into(),
+                roles: vec!["agent".into(); 8],
+                exp: 2_000_000_000,
+                iat: None,
+                nbf: None,
+            };
+            let token = verifier().sign(&claims);
+            let verdict = verifier().verify(&token, NOW);
+            let refused_for_sub = matches!(verdict, Err(AuthError::InvalidClaim { claim: "sub", .. }));
+            prop_assert!(refused_for_sub);
+            Ok(())
+        })
+        .unwrap();
 }
