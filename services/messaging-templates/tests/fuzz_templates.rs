@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 
+use messaging_templates::domain::preview::Limits;
 use messaging_templates::domain::sms::{self, Encoding};
 use messaging_templates::domain::template::{
     Category, Channel, Content, ContentInput, HeaderKind, SMS_BODY_MAX, Template, WHATSAPP_BODY_MAX,
@@ -423,7 +424,7 @@ proptest! {
         let Ok(content) = Content::parse(channel, input, "") else { return Ok(()) };
         let template = Template { archived, ..template_of(channel, content) };
         let rendered =
-            preview::render_send(&template, &variables, header_text.as_deref(), header_image_url.as_deref());
+            preview::render_send(&template, &variables, header_text.as_deref(), header_image_url.as_deref(), &Limits::default());
         prop_assert_eq!(&rendered.body, &render(&template.content.body, &variables));
         prop_assert_eq!(rendered.sms, (channel == Channel::Sms).then(|| sms::analyze(&rendered.body)));
         if rendered.problems.is_empty() {
@@ -507,7 +508,8 @@ fn huge_inputs_never_panic() {
                 ..ContentInput::default()
             };
             let content = Content::parse(Channel::Sms, small, "").unwrap();
-            let rendered = preview::render_send(&template_of(Channel::Sms, content), &[huge], None, None);
+            let rendered =
+                preview::render_send(&template_of(Channel::Sms, content), &[huge], None, None, &Limits::default());
             prop_assert!(!rendered.problems.is_empty(), "a variable of {} bytes is refused", size);
             Ok(())
         })
