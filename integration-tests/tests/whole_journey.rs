@@ -80,9 +80,17 @@ fn balanced(addresses: &[String]) -> Channel {
 
 /// Whether a failed call may succeed when repeated with the same request id (an outage).
 fn transient(code: Code) -> bool {
+    // RESOURCE_EXHAUSTED: the tenant's rate (the workload sends as fast as it can; a client waits
+    // and retries with the same request id, as RetryInfo says).
     matches!(
         code,
-        Code::Unavailable | Code::Unknown | Code::Internal | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::ResourceExhausted
     )
 }
 
