@@ -49,7 +49,8 @@ impl ConsumerConfig {
                 Duration::from_secs(5),
                 Duration::from_secs(30),
             ],
-            ack_wait: Duration::from_secs(30),
+            // Short: a consumer that died is redelivered quickly; long work beats in-progress acks.
+            ack_wait: Duration::from_secs(10),
             concurrency: 1,
         }
     }
@@ -291,9 +292,7 @@ impl<P: Projection> ProjectionConsumer<P> {
             };
             match result {
                 Ok(outcome) => {
-                    if let Err(error) = message.ack().await {
-                        warn!(%error, "ack failed; the event will be redelivered and skipped as a duplicate");
-                    }
+                    confirm_ack(message).await;
                     if outcome == Outcome::UnknownType {
                         self.metrics.unknown.get_or_create(&self.labels()).inc();
                     }
@@ -399,4 +398,24 @@ pub(crate) async fn mark_processed(
     .fetch_optional(conn)
     .await?;
     Ok(inserted.is_some_and(|row| row.try_get::<i32, _>("one").is_ok()))
+}
+
+/// Acknowledges `message` and waits for JetStream to confirm it (a double ack), retrying a few
+/// times: an ack sent to a node that died would otherwise be lost, and the consumer, which
+/// allows few unacknowledged messages, would wait out `ack_wait` before the event came back.
+/// An ack still unconfirmed after the retries is left to redelivery (the event is then skipped
+/// as a duplicate).
+async fn confirm_ack(message: &jetstream::Message) {
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1..=5 {
+        match message.double_ack().await {
+            Ok(()) => return,
+            Err(error) => {
+                warn!(%error, attempt, "ack not confirmed, retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    warn!("ack never confirmed; the event will be redelivered and skipped as a duplicate");
 }

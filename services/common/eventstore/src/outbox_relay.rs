@@ -11,6 +11,10 @@
 //! blocks the outbox: the relay sets it aside in `outbox_quarantine` ([`crate::quarantine`]),
 //! counts it (`dw_outbox_quarantined`) and goes on with every other stream's events. The same
 //! stream's later events wait behind it, so no consumer sees that stream out of order.
+//!
+//! The stream is set up once per leadership. A publish that fails (a NATS node lost, the stream
+//! electing a new leader) is retried in place with a short jittered backoff; events JetStream did
+//! acknowledge before the failure are published again and dropped as duplicates.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -144,9 +148,14 @@ impl OutboxRelay {
     pub async fn run(self, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
+            let started = Instant::now();
             match self.run_while_leader(&cancel).await {
                 Ok(()) => return,
                 Err(error) => {
+                    // A relay that ran a while before failing starts over quickly.
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = Duration::from_millis(100);
+                    }
                     warn!(error = %error, backoff_ms = backoff.as_millis() as u64, "outbox relay failed, restarting");
                     tokio::select! {
                         () = cancel.cancelled() => return,
@@ -180,15 +189,35 @@ impl OutboxRelay {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(crate::OUTBOX_CHANNEL).await?;
 
+        let mut retry = PublishRetry::default();
         loop {
-            // Drain everything first, then sleep until notified or the poll interval passes.
+            // Drain everything first, then sleep until notified or the poll interval passes. A
+            // failed publish (a NATS node lost, the stream electing a new leader) is retried in
+            // place, soon and with jitter, keeping the lock and the stream as they are: once the
+            // stream answers again, publishing resumes within one short backoff.
             loop {
-                let published = self.publish_pending(&mut lock_conn).await?;
-                if published < self.config.batch_size as usize {
-                    break;
-                }
-                if cancel.is_cancelled() {
-                    break;
+                match self.publish_pending(&mut lock_conn).await {
+                    Ok(published) => {
+                        retry.succeeded();
+                        if published < self.config.batch_size as usize || cancel.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(RelayError::Publish(error)) => {
+                        let pause = retry.failed();
+                        warn!(%error, attempt = retry.failures, retry_ms = pause.as_millis() as u64, "publish failed, retrying");
+                        if retry.failures % 5 == 0 {
+                            // Still failing: the stream may be gone (a cluster rebuilt); recreate it.
+                            if let Err(error) = self.ensure_stream().await {
+                                warn!(%error, "stream setup failed");
+                            }
+                        }
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                    }
+                    Err(error) => return Err(error),
                 }
             }
             tokio::select! {
@@ -349,6 +378,28 @@ fn message_size(event: &RecordedEvent) -> usize {
         + HEADER_ALLOWANCE
 }
 
+/// The pause before retrying a failed publish: 50 ms doubling to 1 s, with ±50% jitter (so
+/// relays of several services do not retry in step), back to 50 ms after a success.
+#[derive(Debug, Default)]
+struct PublishRetry {
+    failures: u32,
+}
+
+impl PublishRetry {
+    fn failed(&mut self) -> Duration {
+        self.failures += 1;
+        let base = Duration::from_millis(50)
+            .saturating_mul(1 << self.failures.saturating_sub(1).min(5))
+            .min(Duration::from_secs(1));
+        let jitter: f64 = rand::random();
+        base.mul_f64(0.5 + jitter)
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
+
 /// Creates `config`'s stream or updates an existing one to it.
 pub async fn ensure_stream(jetstream: &jetstream::Context, config: stream::Config) -> Result<(), RelayError> {
     let name = config.name.clone();
@@ -361,4 +412,24 @@ pub async fn ensure_stream(jetstream: &jetstream::Context, config: stream::Confi
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PublishRetry;
+    use std::time::Duration;
+
+    #[test]
+    fn publish_retries_back_off_with_jitter_up_to_a_second_and_start_over_after_a_success() {
+        let mut retry = PublishRetry::default();
+        let first = retry.failed();
+        assert!(first >= Duration::from_millis(25) && first <= Duration::from_millis(75), "{first:?}");
+        for _ in 0..10 {
+            assert!(retry.failed() <= Duration::from_millis(1500));
+        }
+        let late = retry.failed();
+        assert!(late >= Duration::from_millis(500), "{late:?}");
+        retry.succeeded();
+        assert!(retry.failed() <= Duration::from_millis(75));
+    }
 }

@@ -87,7 +87,7 @@ impl Bootstrap {
         if config.run_migrations {
             migrator.run(&pool).await?;
         }
-        let nats = startup::connect_nats(&config.nats_url, name, &cancel).await?;
+        let nats = startup::connect_nats(&config.nats_url, name, config.nats_request_timeout, &cancel).await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
         let tasks = TaskTracker::new();
         let background = CancellationToken::new();

@@ -42,6 +42,9 @@ pub struct ServiceConfig {
     /// The largest event an append accepts (`DW_EVENT_MAX_BYTES`); keep it well under the NATS
     /// `max_payload`.
     pub event_max_bytes: usize,
+    /// How long a NATS request (JetStream API call, publish ack, double ack) may take
+    /// (`DW_NATS_REQUEST_TIMEOUT_MS`, 2000).
+    pub nats_request_timeout: Duration,
     /// Per-tenant rates and the replica's load limit (`DW_TENANT_*`, `DW_MAX_IN_FLIGHT_RPCS`).
     pub fair_share: FairShareConfig,
 }
@@ -202,6 +205,7 @@ impl ServiceConfig {
             duplicate_window: Duration::from_secs(parsed("DW_DUPLICATE_WINDOW_SECONDS", "120")?),
             db_max_connections: parsed("DW_DB_MAX_CONNECTIONS", "16")?,
             run_migrations: parsed("DW_RUN_MIGRATIONS", "true")?,
+            nats_request_timeout: Duration::from_millis(parsed("DW_NATS_REQUEST_TIMEOUT_MS", "2000")?),
             event_max_bytes: parsed("DW_EVENT_MAX_BYTES", &dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES.to_string())?,
             fair_share: fair_share_from_env()?,
         })
@@ -229,6 +233,7 @@ impl ServiceConfig {
             db_max_connections: 30,
             run_migrations: false,
             event_max_bytes: dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES,
+            nats_request_timeout: Duration::from_secs(2),
             fair_share: FairShareConfig::unlimited(),
         }
     }
