@@ -339,6 +339,8 @@ impl<P: Projection> ProjectionConsumer<P> {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // A projection may have appended events (a reaction): publish them now.
+        dw_eventstore::wake_relay();
         Ok(match handed {
             crate::Handed::Applied => Outcome::Applied,
             crate::Handed::UnknownType => Outcome::UnknownType,

@@ -90,6 +90,7 @@ where
         match outcome {
             Ok(response) => {
                 tx.commit().await?;
+                crate::wake_relay();
                 return Ok(response);
             }
             Err(error) if error.is_conflict() => {

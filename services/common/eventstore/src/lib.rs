@@ -29,8 +29,18 @@ pub fn migrator(service: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator { migrations: migrations.into(), ..sqlx::migrate::Migrator::DEFAULT }
 }
 
-/// The channel the append transaction notifies and the relay listens on.
-pub const OUTBOX_CHANNEL: &str = "dw_outbox";
+/// Wakes this process's relay: called after a transaction that appended events commits, so the
+/// relay publishes at once instead of at its next poll. (No `NOTIFY` from the append: Postgres
+/// serializes the commits of transactions that notify, which halved the commit rate.) A relay
+/// active in another replica finds the events at its next poll (`RelayConfig::poll_interval`).
+pub fn wake_relay() {
+    // Every relay waiting now (tests run several services in one process), and a permit for one
+    // busy publishing, so a commit during its round is not left to the next poll.
+    RELAY_WAKE.notify_waiters();
+    RELAY_WAKE.notify_one();
+}
+
+pub(crate) static RELAY_WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Maps a Postgres error to "a concurrent writer got there first" when it is one.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {

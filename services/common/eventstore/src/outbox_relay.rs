@@ -3,7 +3,8 @@
 //!
 //! One relay is active per service: it holds a Postgres session advisory lock on its own
 //! connection, so replicas wait as standbys and take over when the holder's connection dies. It
-//! wakes on `LISTEN/NOTIFY` from the append transaction and polls as a fallback. Each event is
+//! is woken in process when a command of its replica commits (`wake_relay`) and polls every
+//! `poll_interval` (50 ms) for the rest. Each event is
 //! published with `Nats-Msg-Id` = event id, so a relay that dies between the JetStream ack and the
 //! outbox delete republishes into the stream's duplicate window and JetStream drops the copy.
 //!
@@ -23,7 +24,7 @@ use async_nats::jetstream::{self, stream};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -44,7 +45,8 @@ pub struct RelayConfig {
     pub duplicate_window: Duration,
     /// Stream replicas (1 locally, 3 on a production cluster).
     pub replicas: usize,
-    /// Polling fallback when no notification arrives.
+    /// How often the relay looks at the outbox when not woken in process (events committed by
+    /// another replica, or by a transaction that did not call [`crate::wake_relay`]).
     pub poll_interval: Duration,
     /// Events published per round trip.
     pub batch_size: i64,
@@ -63,7 +65,7 @@ impl RelayConfig {
             subject_prefix: subject_prefix.to_owned(),
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(50),
             batch_size: 512,
             lock_key: 0x0044_5752_454c_4159, // "DWRELAY"
             max_message_bytes: None,
@@ -186,8 +188,6 @@ impl OutboxRelay {
         }
         info!(stream = %self.config.stream_name, "outbox relay active");
         self.ensure_stream().await?;
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(crate::OUTBOX_CHANNEL).await?;
 
         let mut retry = PublishRetry::default();
         loop {
@@ -227,7 +227,7 @@ impl OutboxRelay {
                     let _ = lock_conn.close().await;
                     return Ok(());
                 }
-                notification = listener.recv() => { notification?; }
+                () = crate::RELAY_WAKE.notified() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }

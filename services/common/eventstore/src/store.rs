@@ -4,7 +4,7 @@
 //! version `v` updates it only while it still says `v`, so of two concurrent writers exactly one
 //! wins and the other sees [`StoreError::Conflict`]. The events, the stream's snapshot and the
 //! outbox rows are written in the caller's transaction, together with the caller's own read
-//! models, and the relay is notified on commit.
+//! models; the relay finds them once committed (see [`crate::wake_relay`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -254,6 +254,5 @@ pub async fn append(
         .bind(&positions)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("SELECT pg_notify($1, '')").bind(crate::OUTBOX_CHANNEL).execute(&mut *conn).await?;
     Ok(recorded)
 }

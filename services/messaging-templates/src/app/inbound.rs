@@ -79,6 +79,7 @@ pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) 
     match store::append(&mut tx, tenant, &stream_id, 0, vec![new_event], None, &metadata()).await {
         Ok(_) => {
             tx.commit().await?;
+            dw_eventstore::wake_relay();
             Ok(())
         }
         Err(StoreError::Conflict { .. }) => Ok(()),
@@ -148,5 +149,6 @@ async fn record_consent(pool: &PgPool, tenant: &TenantId, phone: &PhoneNumber, k
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    dw_eventstore::wake_relay();
     Ok(())
 }

@@ -80,6 +80,7 @@ pub async fn apply_status(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        dw_eventstore::wake_relay();
         return Ok(false);
     };
     let Some(event) = reported_event(status, at) else {
@@ -87,6 +88,7 @@ pub async fn apply_status(
     };
     let changed = record_status(&mut tx, tenant, message_id, event, &metadata()).await?;
     tx.commit().await?;
+    dw_eventstore::wake_relay();
     Ok(changed)
 }
 
