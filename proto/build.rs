@@ -15,6 +15,9 @@ fn collect_protos(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Messages whose fields include secrets: no derived `Debug`, so no log or panic message prints them.
+const SECRET_HOLDERS: [&str; 2] = [".dw.messaging.v1.WhatsappProviderSettings", ".dw.messaging.v1.SmsProviderSettings"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let mut protos = Vec::new();
@@ -40,6 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.enable_type_names();
     // Ordered maps: a message encodes to the same bytes every time (request hashes compare them).
     config.btree_map(["."]);
+    // Messages holding secrets print them redacted (their `Debug` is written in src/lib.rs).
+    config.skip_debug(SECRET_HOLDERS);
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

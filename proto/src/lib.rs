@@ -56,6 +56,30 @@ pub mod messaging {
     pub mod v1 {
         tonic::include_proto!("dw.messaging.v1");
         include!(concat!(env!("OUT_DIR"), "/dw.messaging.v1.events.rs"));
+
+        /// A secret field as `Debug` shows it: whether it is set, never its value.
+        fn redacted(secret: &str) -> &'static str {
+            if secret.is_empty() { "\"\"" } else { "<redacted>" }
+        }
+
+        impl std::fmt::Debug for WhatsappProviderSettings {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("WhatsappProviderSettings")
+                    .field("phone_number_id", &self.phone_number_id)
+                    .field("app_secret", &format_args!("{}", redacted(&self.app_secret)))
+                    .field("verify_token", &format_args!("{}", redacted(&self.verify_token)))
+                    .finish()
+            }
+        }
+
+        impl std::fmt::Debug for SmsProviderSettings {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("SmsProviderSettings")
+                    .field("account_sid", &self.account_sid)
+                    .field("auth_token", &format_args!("{}", redacted(&self.auth_token)))
+                    .finish()
+            }
+        }
     }
 }
 
@@ -132,12 +156,31 @@ mod tests {
         round_trips::<crate::messaging::v1::Event>(crate::messaging::v1::Event::TYPES);
         assert_eq!(crate::agentsessions::v1::Event::TYPES.len(), 12);
         assert_eq!(crate::distribution::v1::Event::TYPES.len(), 8);
-        assert_eq!(crate::messaging::v1::Event::TYPES.len(), 12);
+        assert_eq!(crate::messaging::v1::Event::TYPES.len(), 13);
         assert!(
             crate::agentsessions::v1::Event::TYPES
                 .contains(&crate::agentsessions::v1::BreakStarted::full_name().as_str())
         );
         let undecodable = crate::distribution::v1::Event::decode("dw.distribution.v1.TaskCreated", &[0xff, 0xff]);
         assert!(undecodable.is_err(), "a payload that is not the message is an error, not a skip");
+    }
+
+    #[test]
+    fn provider_secrets_never_print() {
+        use crate::messaging::v1::{SetProviderConfigRequest, SmsProviderSettings, WhatsappProviderSettings};
+        let request = SetProviderConfigRequest {
+            request_id: "r-1".into(),
+            whatsapp: Some(WhatsappProviderSettings {
+                phone_number_id: "1055".into(),
+                app_secret: "app-secret-value".into(),
+                verify_token: String::new(),
+            }),
+            sms: Some(SmsProviderSettings { account_sid: "AC1".into(), auth_token: "auth-token-value".into() }),
+            ..Default::default()
+        };
+        let printed = format!("{request:?} {request:#?}");
+        assert!(!printed.contains("app-secret-value") && !printed.contains("auth-token-value"), "{printed}");
+        assert!(printed.contains("1055") && printed.contains("AC1") && printed.contains("<redacted>"), "{printed}");
+        assert!(printed.contains("verify_token: \"\""), "an empty secret shows as empty: {printed}");
     }
 }

@@ -228,3 +228,22 @@ pub fn message_event(message_id: uuid::Uuid, event: &crate::domain::message::Eve
         ),
     }
 }
+
+/// The stream of a tenant's provider accounts (one per tenant).
+pub fn providers_stream(tenant: &TenantId) -> String {
+    format!("providers:{tenant}")
+}
+
+/// A change of the tenant's provider accounts: the accounts after it (never a secret) and whether
+/// it replaced each channel's secrets.
+pub fn provider_config_changed(config: &pb::ProviderConfig, whatsapp: bool, sms: bool, by: &str) -> NewEvent {
+    NewEvent::of(
+        "providers.changed",
+        &pb::ProviderConfigChanged {
+            config: Some(config.clone()),
+            whatsapp_secrets_replaced: whatsapp,
+            sms_secrets_replaced: sms,
+            changed_by: by.to_owned(),
+        },
+    )
+}

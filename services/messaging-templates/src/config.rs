@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, secret, var};
 
+use secrecy::ExposeSecret as _;
+
+use crate::provider_secrets::ProviderSecretsKey;
 use crate::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
 
 #[derive(Debug, Clone)]
@@ -17,9 +20,10 @@ pub struct Config {
     /// Off only for maintenance (and the restart test): requested messages wait in the stream.
     pub dispatch_enabled: bool,
     pub consumer_prefix: String,
-    /// Provider webhooks (HTTP).
+    /// Provider webhooks (HTTP), verified with each tenant's own accounts.
     pub webhook_addr: std::net::SocketAddr,
-    pub webhooks: crate::webhooks::WebhookConfig,
+    /// Encrypts the tenants' provider secrets at rest (`DW_PROVIDER_SECRETS_KEY`).
+    pub provider_secrets_key: ProviderSecretsKey,
     /// What a send may render (`DW_SMS_MAX_SEGMENTS`).
     pub limits: crate::domain::preview::Limits,
 }
@@ -73,18 +77,18 @@ pub fn from_env() -> Result<Config, ConfigError> {
         },
         consumer_prefix: var("DW_CONSUMER_PREFIX", "messaging-templates"),
         webhook_addr: parsed("DW_WEBHOOK_ADDR", "0.0.0.0:8083")?,
-        webhooks: crate::webhooks::WebhookConfig {
-            whatsapp_app_secret: secret(
-                "DW_WHATSAPP_APP_SECRET",
-                "DW_WHATSAPP_APP_SECRET_FILE",
-                "dw-local-whatsapp-app-secret",
-            )?,
-            whatsapp_verify_token: secret(
-                "DW_WHATSAPP_VERIFY_TOKEN",
-                "DW_WHATSAPP_VERIFY_TOKEN_FILE",
-                "dw-local-verify-token",
-            )?,
-            sms_secret: secret("DW_SMS_WEBHOOK_SECRET", "DW_SMS_WEBHOOK_SECRET_FILE", "dw-local-sms-webhook-secret")?,
-        },
+        provider_secrets_key: provider_secrets_key()?,
     })
+}
+
+/// `DW_PROVIDER_SECRETS_KEY` (or the file named by `DW_PROVIDER_SECRETS_KEY_FILE`): required, the
+/// base64 of 32 bytes. Like `DW_JWT_SECRET` it has no default: a service that made one up would
+/// encrypt the tenants' provider secrets under a key nobody keeps.
+fn provider_secrets_key() -> Result<ProviderSecretsKey, ConfigError> {
+    let encoded = secret("DW_PROVIDER_SECRETS_KEY", "DW_PROVIDER_SECRETS_KEY_FILE", "")?;
+    if encoded.expose_secret().trim().is_empty() {
+        return Err(ConfigError::Missing("DW_PROVIDER_SECRETS_KEY"));
+    }
+    ProviderSecretsKey::from_base64(&encoded)
+        .map_err(|reason| ConfigError::Invalid { name: "DW_PROVIDER_SECRETS_KEY", reason })
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod projections;
+pub mod provider_secrets;
 pub mod providers;
 pub mod server;
 pub mod webhooks;

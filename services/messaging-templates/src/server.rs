@@ -1,17 +1,21 @@
-//! Wiring: the shared bootstrap plus the template and contact services.
+//! Wiring: the shared bootstrap plus the template, contact and provider-account services, and the
+//! provider webhooks.
 
 use std::sync::Arc;
 
 use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::messaging::v1::contact_service_server::ContactServiceServer;
+use dw_proto::messaging::v1::provider_config_service_server::ProviderConfigServiceServer;
 use dw_proto::messaging::v1::template_service_server::TemplateServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::app::provider_config::ProviderAccounts;
 use crate::app::send::{Dispatcher, PermissionsProjection};
 use crate::config::Config;
 use crate::grpc::contacts::ContactGrpc;
+use crate::grpc::provider_config::ProviderConfigGrpc;
 use crate::grpc::templates::TemplateGrpc;
 use crate::providers::{ProviderMetrics, Providers};
 use dw_bus::ConsumerConfig;
@@ -21,9 +25,10 @@ use sqlx::PgPool;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 2] = [
+pub const SERVICE_NAMES: [&str; 3] = [
     dw_proto::messaging::v1::template_service_server::SERVICE_NAME,
     dw_proto::messaging::v1::contact_service_server::SERVICE_NAME,
+    dw_proto::messaging::v1::provider_config_service_server::SERVICE_NAME,
 ];
 
 /// messaging-templates as the kernel runs it (`dw_grpc_kit::cli::main`).
@@ -86,14 +91,11 @@ pub async fn run_with_listener(
         consumers.retain(|consumer| consumer.name() != dispatch_consumer(&config));
     }
     boot.start_consumers(&consumers);
-    let (webhook_addr, webhooks) = crate::webhooks::serve(
-        config.webhook_addr,
-        boot.pool.clone(),
-        config.webhooks.clone(),
-        boot.background.clone(),
-    )
-    .await
-    .map_err(|e| ServeError::Bind(config.webhook_addr.to_string(), e))?;
+    let accounts = ProviderAccounts::new(boot.pool.clone(), config.provider_secrets_key.clone());
+    let (webhook_addr, webhooks) =
+        crate::webhooks::serve(config.webhook_addr, boot.pool.clone(), accounts.clone(), boot.background.clone())
+            .await
+            .map_err(|e| ServeError::Bind(config.webhook_addr.to_string(), e))?;
     tracing::info!(webhooks = %webhook_addr, "provider webhooks listening");
     boot.tasks.spawn(webhooks);
     let app = Arc::new(App::new(boot.pool.clone(), config.limits));
@@ -104,6 +106,7 @@ pub async fn run_with_listener(
         TemplateGrpc::new(app.clone()),
         auth.clone(),
     ))
-    .add_service(ContactServiceServer::with_interceptor(ContactGrpc::new(app), auth));
+    .add_service(ContactServiceServer::with_interceptor(ContactGrpc::new(app), auth.clone()))
+    .add_service(ProviderConfigServiceServer::with_interceptor(ProviderConfigGrpc::new(accounts), auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

@@ -2,12 +2,16 @@
 //!
 //! - `sign`/`verify` (pure): a signature verifies for its own body and secret only; `verify` never
 //!   panics on any header text and accepts no spelling of the signature but its hex (either case).
-//! - The handlers, driven in-process through `webhooks::router` on a test database (their payload
-//!   parsing lives inside the handlers, with the writes): a body without the right signature is
-//!   401 whatever it holds; a signed body of any bytes (invalid UTF-8, NUL, control characters,
-//!   ~100 KB) never panics and never fails as a server error: 400 exactly when it cannot be read
-//!   (not JSON; a form without `MessageSid`/`MessageStatus`, or `From` not E.164), else 200; the
-//!   verify handshake answers the challenge only to the verify token.
+//! - The handlers, driven in-process through `webhooks::router` on a test database where tenant
+//!   `acme` has its provider accounts (their payload parsing lives inside the handlers, with the
+//!   writes): a body without acme's signature is 401 on acme's path whatever it holds (another
+//!   tenant's signature included), and 404 on the path of a tenant without accounts; a signed
+//!   body of any bytes (invalid UTF-8, NUL, control characters, ~100 KB) never panics and never
+//!   fails as a server error: 400 when it cannot be read (not JSON; a form without
+//!   `MessageSid`/`MessageStatus`, or `From` not E.164), 403 when it is of another account (a
+//!   WhatsApp change of another phone number id, or with statuses or messages and none; a form
+//!   whose `AccountSid` is not acme's), else 200; the verify handshake answers the challenge only
+//!   to acme's verify token.
 //!
 //! Needs Postgres like the crate's other tests (`DW_TEST_DATABASE_URL`). Cases: `PROPTEST_CASES`
 //! (`make fuzz` runs many more); failures are kept in `tests/fuzz-regressions/fuzz_webhooks.txt`.
@@ -19,9 +23,16 @@ use std::sync::LazyLock;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use dw_ids::{RequestId, TenantId};
 use dw_testkit::TestDb;
+use messaging_templates::app::CommandContext;
+use messaging_templates::app::provider_config::ProviderAccounts;
 use messaging_templates::domain::PhoneNumber;
-use messaging_templates::webhooks::{WebhookConfig, router, sign, verify};
+use messaging_templates::domain::provider_config::{
+    AccountSid, Change, PhoneNumberId, ProviderChange, ProviderSecret, SmsAccount, WhatsappAccount,
+};
+use messaging_templates::provider_secrets::ProviderSecretsKey;
+use messaging_templates::webhooks::{router, sign, verify};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
@@ -30,6 +41,10 @@ use tower::ServiceExt as _;
 const WHATSAPP_SECRET: &str = "fuzz-whatsapp-app-secret";
 const VERIFY_TOKEN: &str = "fuzz-verify-token";
 const SMS_SECRET: &str = "fuzz-sms-secret";
+const PHONE_NUMBER_ID: &str = "100000000000001";
+const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+/// Another tenant's secret: it signs nothing of acme's.
+const OTHER_SECRET: &str = "globex-app-secret";
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -48,13 +63,50 @@ struct Hooks {
 static HOOKS: LazyLock<Hooks> = LazyLock::new(|| {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let db = runtime.block_on(TestDb::create(&messaging_templates::MIGRATOR)).unwrap();
-    let config = WebhookConfig {
-        whatsapp_app_secret: WHATSAPP_SECRET.into(),
-        whatsapp_verify_token: VERIFY_TOKEN.into(),
-        sms_secret: SMS_SECRET.into(),
-    };
-    Hooks { runtime, router: router(db.pool, config) }
+    let accounts = ProviderAccounts::new(db.pool.clone(), ProviderSecretsKey::from_bytes(&[3; 32]));
+    runtime.block_on(configure_acme(&accounts));
+    Hooks { runtime, router: router(db.pool, accounts) }
 });
+
+/// acme's manager sets its provider accounts (the app layer of `SetProviderConfig`).
+async fn configure_acme(accounts: &ProviderAccounts) {
+    let ctx = CommandContext {
+        tenant: TenantId::parse("acme").unwrap(),
+        actor: "boss".into(),
+        privileged: true,
+        request_id: RequestId::parse("fuzz-providers").unwrap(),
+        operation: "dw.messaging.v1.ProviderConfigService/SetProviderConfig",
+        metadata: Default::default(),
+        request_hash: vec![1],
+    };
+    let change = ProviderChange {
+        whatsapp: Change::Set(WhatsappAccount {
+            phone_number_id: PhoneNumberId::parse(PHONE_NUMBER_ID).unwrap(),
+            app_secret: ProviderSecret::parse(WHATSAPP_SECRET).unwrap(),
+            verify_token: ProviderSecret::parse(VERIFY_TOKEN).unwrap(),
+        }),
+        sms: Change::Set(SmsAccount {
+            account_sid: AccountSid::parse(ACCOUNT_SID).unwrap(),
+            auth_token: ProviderSecret::parse(SMS_SECRET).unwrap(),
+        }),
+    };
+    accounts.set(&ctx, &change).await.unwrap();
+}
+
+/// The rule, written again here: every change naming a phone number id names acme's, and every
+/// change with statuses or messages names one.
+fn about_acme(payload: &Value) -> bool {
+    let changes =
+        payload["entry"].as_array().into_iter().flatten().flat_map(|e| e["changes"].as_array().into_iter().flatten());
+    changes.into_iter().all(|change| {
+        let value = &change["value"];
+        let acts = ["statuses", "messages"].iter().any(|k| value[*k].as_array().is_some_and(|a| !a.is_empty()));
+        match &value["metadata"]["phone_number_id"] {
+            Value::Null => !acts,
+            named => named.as_str() == Some(PHONE_NUMBER_ID),
+        }
+    })
+}
 
 fn call(request: Request<Body>) -> (StatusCode, String) {
     let hooks = &*HOOKS;
@@ -172,6 +224,18 @@ fn whatsapp_payload() -> impl Strategy<Value = Value> {
         .prop_map(
             |(statuses, messages, contacts)| json!({"statuses": statuses, "messages": messages, "contacts": contacts}),
         );
+    let phone_number_id = prop_oneof![
+        6 => Just(Value::from(PHONE_NUMBER_ID)),
+        1 => Just(Value::from("2077")),
+        1 => Just(Value::Null),
+        1 => any_json(),
+    ];
+    let value = (value, phone_number_id).prop_map(|(mut value, id)| {
+        if !id.is_null() {
+            value["metadata"] = json!({"phone_number_id": id});
+        }
+        value
+    });
     let change = value.prop_map(|value| json!({"field": "messages", "value": value}));
     let entry = prop::collection::vec(change, 0..3).prop_map(|changes| json!({"id": "WABA", "changes": changes}));
     prop_oneof![
@@ -191,7 +255,23 @@ fn sms_form() -> impl Strategy<Value = Vec<(String, String)>> {
         2 => "\\+?[1-9][0-9]{6,14}",
         2 => hostile_text(12),
     ];
-    prop::collection::vec((name, value), 0..7)
+    let account = prop_oneof![
+        4 => Just(Some(ACCOUNT_SID.to_owned())),
+        1 => Just(Some("AC00000000000000000000000000000002".to_owned())),
+        1 => Just(None),
+        1 => hostile_text(6).prop_map(Some),
+    ];
+    (account, prop::collection::vec((name, value), 0..7)).prop_map(|(account, mut form)| {
+        if let Some(account) = account {
+            form.insert(0, ("AccountSid".to_owned(), account));
+        }
+        form
+    })
+}
+
+/// Whether the form is of acme's account (its first `AccountSid`, as the handler reads it).
+fn of_acme(form: &[(String, String)]) -> bool {
+    field(form, "AccountSid") == Some(ACCOUNT_SID)
 }
 
 /// Query parameters of the verify handshake, with hostile names and values.
@@ -288,38 +368,50 @@ proptest! {
         wrong_secret in any::<bool>(),
     ) {
         let (path, header, secret) = path;
-        let signature = if wrong_secret { Some(sign("not-the-secret", &body)) } else { signature };
+        let signature = if wrong_secret { Some(sign(OTHER_SECRET, &body)) } else { signature };
         prop_assume!(signature.as_deref() != Some(sign(secret, &body).as_str()));
-        prop_assert_eq!(post(path, header, signature.as_deref(), body), StatusCode::UNAUTHORIZED);
+        prop_assert_eq!(post(path, header, signature.as_deref(), body.clone()), StatusCode::UNAUTHORIZED);
+        // A tenant without provider accounts has no such endpoint, whatever is signed.
+        let unconfigured = path.replace("acme", "initech");
+        prop_assert_eq!(post(&unconfigured, header, Some(&sign(secret, &body)), body), StatusCode::NOT_FOUND);
     }
 
     /// A signed WhatsApp body, of any bytes or shaped like Meta's with hostile values: no panic,
-    /// no server error; 400 exactly when it is not JSON.
+    /// no server error; 400 exactly when it is not JSON, 403 when it is not only about acme's
+    /// phone number.
     #[test]
     fn signed_whatsapp_bodies_are_read_or_refused(
         body in prop_oneof![1 => any_body(), 3 => whatsapp_payload().prop_map(|v| v.to_string().into_bytes())],
     ) {
-        let is_json = serde_json::from_slice::<Value>(&body).is_ok();
+        let payload = serde_json::from_slice::<Value>(&body).ok();
         let signature = sign(WHATSAPP_SECRET, &body);
         let status = post("/webhooks/whatsapp/acme", "x-hub-signature-256", Some(&signature), body.clone());
-        let expected = if is_json { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+        let expected = match payload {
+            None => StatusCode::BAD_REQUEST,
+            Some(payload) if !about_acme(&payload) => StatusCode::FORBIDDEN,
+            Some(_) => StatusCode::OK,
+        };
         prop_assert_eq!(status, expected, "{:?}", String::from_utf8_lossy(&body));
     }
 
-    /// A signed SMS status callback: no panic, no server error; 400 exactly without `MessageSid`
-    /// or `MessageStatus`.
+    /// A signed SMS status callback: no panic, no server error; 403 unless of acme's account,
+    /// then 400 exactly without `MessageSid` or `MessageStatus`.
     #[test]
     fn signed_sms_statuses_are_read_or_refused(form in sms_form()) {
         let body = encode(&form);
         let readable = sid_of(&form).is_some() && field(&form, "MessageStatus").is_some();
         let signature = sign(SMS_SECRET, &body);
         let status = post("/webhooks/sms/acme/status", "x-signature-256", Some(&signature), body);
-        let expected = if readable { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+        let expected = match (of_acme(&form), readable) {
+            (false, _) => StatusCode::FORBIDDEN,
+            (true, true) => StatusCode::OK,
+            (true, false) => StatusCode::BAD_REQUEST,
+        };
         prop_assert_eq!(status, expected, "{:?}", form);
     }
 
-    /// A signed SMS inbound message: no panic, no server error; 400 exactly without `MessageSid`
-    /// or an E.164 `From`.
+    /// A signed SMS inbound message: no panic, no server error; 403 unless of acme's account, then
+    /// 400 exactly without `MessageSid` or an E.164 `From`.
     #[test]
     fn signed_sms_inbound_is_read_or_refused(form in sms_form()) {
         let body = encode(&form);
@@ -327,7 +419,11 @@ proptest! {
         let readable = sid_of(&form).is_some() && from_ok;
         let signature = sign(SMS_SECRET, &body);
         let status = post("/webhooks/sms/acme/inbound", "x-signature-256", Some(&signature), body);
-        let expected = if readable { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+        let expected = match (of_acme(&form), readable) {
+            (false, _) => StatusCode::FORBIDDEN,
+            (true, true) => StatusCode::OK,
+            (true, false) => StatusCode::BAD_REQUEST,
+        };
         prop_assert_eq!(status, expected, "{:?}", form);
     }
 
@@ -337,7 +433,8 @@ proptest! {
         let path = if inbound { "/webhooks/sms/acme/inbound" } else { "/webhooks/sms/acme/status" };
         let signature = sign(SMS_SECRET, &body);
         let status = post(path, "x-signature-256", Some(&signature), body);
-        prop_assert!(status == StatusCode::OK || status == StatusCode::BAD_REQUEST, "{}", status);
+        let answers = [StatusCode::OK, StatusCode::BAD_REQUEST, StatusCode::FORBIDDEN];
+        prop_assert!(answers.contains(&status), "{}", status);
     }
 
     /// The verify handshake answers the challenge to `hub.mode=subscribe` with the verify token,

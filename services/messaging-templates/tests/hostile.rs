@@ -233,10 +233,12 @@ async fn a_client_message_with_nul_and_control_characters_is_kept_without_them_n
     use prost::Message as _;
     let setup = Setup::new().await;
     let service = setup.start(false).await;
+    service.configure_providers("acme").await;
     let payload = serde_json::json!({
         "object": "whatsapp_business_account",
         "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
+            "metadata": {"phone_number_id": common::PHONE_NUMBER_ID},
             "contacts": [{"profile": {"name": "Carla\u{0}\u{202e} Dias"}, "wa_id": "5511933334444"}],
             "messages": [{"from": "5511933334444", "id": "wamid.NUL1", "timestamp": "1795500000", "type": "text",
                           "text": {"body": format!("Olá\u{0}\u{1b}[2J\nsocorro{}", "!".repeat(5000))}}]

@@ -1,11 +1,12 @@
-//! Provider webhooks: signed status updates (out of order, repeated, forged), the verify-token
-//! handshake, inbound client messages, SMS STOP and START.
+//! Provider webhooks of a tenant with its provider accounts set: signed status updates (out of
+//! order, repeated, forged), the verify-token handshake, inbound client messages, SMS STOP and
+//! START. (Tenancy of the webhooks: `webhook_tenancy.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{SMS_SECRET, Service, Setup, WHATSAPP_SECRET, authed, rid, token};
+use common::{ACCOUNT_SID, PHONE_NUMBER_ID, SMS_SECRET, Service, Setup, WHATSAPP_SECRET, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
 use messaging_templates::webhooks::sign;
@@ -30,6 +31,7 @@ fn status_payload(wamid: &str, status: &str) -> String {
         "object": "whatsapp_business_account",
         "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
             "statuses": [{"id": wamid, "status": status, "timestamp": "1795500000", "recipient_id": "5511987654321"}]
         }}]}]
     })
@@ -52,6 +54,7 @@ async fn send(service: &Service, template: &pb::Template, phone: &str) -> Result
 async fn signed_status_updates_move_a_message_to_delivered_then_read() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
+    service.configure_providers("acme").await;
     let template = service.template(pb::Channel::Whatsapp, "hello", "Oi {{1}}").await;
     let sent = send(&service, &template, "+5511987654321").await.unwrap();
     let dispatched = service.until(&sent.message_id, |m| !m.provider_message_id.is_empty()).await;
@@ -104,10 +107,12 @@ async fn signed_status_updates_move_a_message_to_delivered_then_read() {
 async fn a_client_message_becomes_one_inbound_event() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
+    service.configure_providers("acme").await;
     let payload = serde_json::json!({
         "object": "whatsapp_business_account",
         "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
             "contacts": [{"profile": {"name": "Carla Dias"}, "wa_id": "5511933332222"}],
             "messages": [{"from": "5511933332222", "id": "wamid.IN1", "timestamp": "1795500000", "type": "text", "text": {"body": "Olá, preciso de ajuda"}}]
         }}]}]
@@ -134,9 +139,11 @@ async fn a_client_message_becomes_one_inbound_event() {
 async fn stop_blocks_later_sms_until_start() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
+    service.configure_providers("acme").await;
     let sms = service.template(pb::Channel::Sms, "reminder", "Lembrete para {{1}}").await;
-    let inbound =
-        |text: &str, sid: &str| format!("From=%2B5511944443333&To=%2B15550001111&Body={text}&MessageSid={sid}");
+    let inbound = |text: &str, sid: &str| {
+        format!("AccountSid={ACCOUNT_SID}&From=%2B5511944443333&To=%2B15550001111&Body={text}&MessageSid={sid}")
+    };
     let path = "/webhooks/sms/acme/inbound";
     assert_eq!(post(&setup, path, "X-Signature-256", "wrong", inbound("STOP", "SM1")).await, 401);
     send(&service, &sms, "+5511944443333").await.unwrap();
@@ -170,6 +177,7 @@ async fn stop_blocks_later_sms_until_start() {
 async fn statuses_that_overtake_their_dispatch_are_parked_then_applied_in_order() {
     let setup = Setup::new().await;
     let service = setup.start(true).await;
+    service.configure_providers("acme").await;
     let template = service.template(pb::Channel::Whatsapp, "early", "Oi {{1}}").await;
     let path = "/webhooks/whatsapp/acme";
     // The provider reports on an id we have not recorded yet (its webhook overtook our commit),
@@ -229,6 +237,7 @@ async fn a_redelivered_request_records_the_answer_the_provider_already_gave() {
 
     // The request is delivered again: the kept answer is recorded, nothing is sent.
     let service = setup.start(true).await;
+    service.configure_providers("acme").await;
     let dispatched = service.until(&sent.message_id, |m| m.status == pb::MessageStatus::Dispatched as i32).await;
     assert_eq!(dispatched.provider_message_id, "wamid.KEPT");
     assert!(dispatched.history.last().unwrap().detail.starts_with("2 attempt(s)"), "{dispatched:?}");

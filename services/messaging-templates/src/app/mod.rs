@@ -3,6 +3,7 @@
 
 pub mod inbound;
 pub mod message_status;
+pub mod provider_config;
 pub mod send;
 
 use chrono::{DateTime, Utc};

@@ -248,7 +248,8 @@ impl Projection for Dispatcher {
             | E::MessageRead(_)
             | E::MessageFailed(_)
             | E::ContactOptedOut(_)
-            | E::ContactOptedIn(_) => return Ok(()),
+            | E::ContactOptedIn(_)
+            | E::ProviderConfigChanged(_) => return Ok(()),
         };
         let message_id = requested
             .message

@@ -3,6 +3,7 @@
 pub mod contact;
 pub mod message;
 pub mod preview;
+pub mod provider_config;
 pub mod send;
 pub mod sms;
 pub mod template;

@@ -1,5 +1,6 @@
 //! Who may call each RPC of this service (checked by the kernel before any handler runs).
 //! Managers author templates; agents send them (with the permission the send checks) and read what they sent.
+//! Only managers set or see their tenant's provider accounts.
 
 use dw_grpc_kit::access::*;
 
@@ -15,6 +16,8 @@ pub const ACCESS: &[Rule] = &[
     ("dw.messaging.v1.ContactService/UpsertContact", MANAGER_OR_SERVICE),
     ("dw.messaging.v1.ContactService/SearchContacts", ANY_ROLE),
     ("dw.messaging.v1.ContactService/GetContact", ANY_ROLE),
+    ("dw.messaging.v1.ProviderConfigService/SetProviderConfig", MANAGER),
+    ("dw.messaging.v1.ProviderConfigService/GetProviderConfig", MANAGER),
 ];
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod contacts;
+pub mod provider_config;
 pub mod templates;
 
 use dw_grpc_kit::errors;

@@ -16,16 +16,25 @@ use dw_auth::Role;
 use dw_grpc_kit::config::ServiceConfig;
 use dw_proto::messaging::v1 as pb;
 use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
+use dw_proto::messaging::v1::provider_config_service_client::ProviderConfigServiceClient;
 use dw_proto::messaging::v1::template_service_client::TemplateServiceClient;
 use dw_testkit::{TestDb, TestNamespace};
 use messaging_templates::config::Config;
+use messaging_templates::provider_secrets::ProviderSecretsKey;
 use messaging_templates::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub const SECRET: &str = "test-secret-for-messaging-tests";
+/// The provider accounts [`Service::configure_providers`] gives a tenant: the WhatsApp app secret,
+/// verify token and phone number id (the one sends go out from), the SMS auth token and account.
 pub const WHATSAPP_SECRET: &str = "whatsapp-app-secret";
+pub const VERIFY_TOKEN: &str = "verify-me";
+pub const PHONE_NUMBER_ID: &str = "1055";
 pub const SMS_SECRET: &str = "sms-webhook-secret";
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+/// The deployment's provider-secrets key in these tests.
+pub const PROVIDER_KEY: [u8; 32] = [7; 32];
 
 /// One request a fake provider received.
 #[derive(Debug, Clone)]
@@ -199,11 +208,7 @@ impl Setup {
             limits: Default::default(),
             consumer_prefix: "messaging-templates".into(),
             webhook_addr: self.webhook_addr,
-            webhooks: messaging_templates::webhooks::WebhookConfig {
-                whatsapp_app_secret: WHATSAPP_SECRET.into(),
-                whatsapp_verify_token: "verify-me".into(),
-                sms_secret: SMS_SECRET.into(),
-            },
+            provider_secrets_key: ProviderSecretsKey::from_bytes(&PROVIDER_KEY),
         };
         let cancel = CancellationToken::new();
         let token = cancel.clone();
@@ -229,6 +234,33 @@ impl Service {
 
     pub fn contacts(&self) -> ContactServiceClient<Channel> {
         ContactServiceClient::new(self.channel.clone())
+    }
+
+    pub fn providers(&self) -> ProviderConfigServiceClient<Channel> {
+        ProviderConfigServiceClient::new(self.channel.clone())
+    }
+
+    /// `tenant`'s manager sets its provider accounts (`SetProviderConfig`).
+    pub async fn set_providers(
+        &self,
+        tenant: &str,
+        whatsapp: Option<pb::WhatsappProviderSettings>,
+        sms: Option<pb::SmsProviderSettings>,
+    ) -> pb::ProviderConfig {
+        let manager = token(tenant, "boss", Role::Manager);
+        let request = pb::SetProviderConfigRequest { request_id: rid(), whatsapp, sms, ..Default::default() };
+        self.providers().set_provider_config(authed(&manager, request)).await.unwrap().into_inner()
+    }
+
+    /// `tenant` gets the test accounts ([`WHATSAPP_SECRET`], [`PHONE_NUMBER_ID`], [`SMS_SECRET`], …),
+    /// so that webhooks signed and addressed as the tests do are its.
+    pub async fn configure_providers(&self, tenant: &str) -> pb::ProviderConfig {
+        self.set_providers(
+            tenant,
+            Some(whatsapp_account(PHONE_NUMBER_ID, WHATSAPP_SECRET, VERIFY_TOKEN)),
+            Some(sms_account(ACCOUNT_SID, SMS_SECRET)),
+        )
+        .await
     }
 
     /// A template created by the manager (language pt_BR, utility, no header).
@@ -282,6 +314,18 @@ impl Service {
         self.cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
     }
+}
+
+pub fn whatsapp_account(phone_number_id: &str, app_secret: &str, verify_token: &str) -> pb::WhatsappProviderSettings {
+    pb::WhatsappProviderSettings {
+        phone_number_id: phone_number_id.into(),
+        app_secret: app_secret.into(),
+        verify_token: verify_token.into(),
+    }
+}
+
+pub fn sms_account(account_sid: &str, auth_token: &str) -> pb::SmsProviderSettings {
+    pb::SmsProviderSettings { account_sid: account_sid.into(), auth_token: auth_token.into() }
 }
 
 pub fn token(tenant: &str, sub: &str, role: Role) -> String {

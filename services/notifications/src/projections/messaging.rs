@@ -110,7 +110,8 @@ impl Projection for MessagingProjection {
             | E::TemplateArchived(_)
             | E::ContactUpserted(_)
             | E::ContactOptedOut(_)
-            | E::ContactOptedIn(_) => return Ok(()),
+            | E::ContactOptedIn(_)
+            | E::ProviderConfigChanged(_) => return Ok(()),
         };
         // Forward only: late or repeated statuses change nothing.
         sqlx::query(

@@ -296,7 +296,8 @@ impl Projection for InboundMessageReaction {
             | E::MessageRead(_)
             | E::MessageFailed(_)
             | E::ContactOptedOut(_)
-            | E::ContactOptedIn(_) => return Ok(()),
+            | E::ContactOptedIn(_)
+            | E::ProviderConfigChanged(_) => return Ok(()),
         };
         let tenant = &event.tenant_id;
         lock_tenant(conn, tenant).await?;
