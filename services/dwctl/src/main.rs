@@ -80,6 +80,11 @@ async fn run(cli: Cli) -> Result<()> {
             let (rpc, printer) = connect(&global, &global.messaging_addr, timeout).await?;
             messaging::contacts::run(command, &rpc, &printer).await
         }
+        Command::Providers(command) => {
+            messaging::providers::validate(&command)?;
+            let (rpc, printer) = connect(&global, &global.messaging_addr, timeout).await?;
+            messaging::providers::run(command, &rpc, &printer).await
+        }
         Command::Notifications(command) => {
             notifications::validate(&command)?;
             let (rpc, printer) = connect(&global, &global.notifications_addr, timeout).await?;

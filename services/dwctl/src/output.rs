@@ -35,6 +35,7 @@ pub mod names {
     pub const MESSAGE: &str = "dw.messaging.v1.Message";
     pub const CONTACT: &str = "dw.messaging.v1.Contact";
     pub const SEARCH_CONTACTS: &str = "dw.messaging.v1.SearchContactsResponse";
+    pub const PROVIDER_CONFIG: &str = "dw.messaging.v1.ProviderConfig";
     pub const SINGLE_NOTIFICATION: &str = "dw.notifications.v1.SingleNotification";
     pub const LIST_NOTIFICATIONS: &str = "dw.notifications.v1.ListNotificationsResponse";
     pub const AGENT_NOTIFICATION: &str = "dw.notifications.v1.AgentNotification";
@@ -48,7 +49,7 @@ pub mod names {
     pub const LIST_DELIVERIES: &str = "dw.notifications.v1.ListDeliveriesResponse";
 
     #[cfg(test)]
-    pub const ALL: [&str; 37] = [
+    pub const ALL: [&str; 38] = [
         AGENT_DAY_STATE,
         MY_INFORMATION,
         MY_PERMISSIONS,
@@ -75,6 +76,7 @@ pub mod names {
         MESSAGE,
         CONTACT,
         SEARCH_CONTACTS,
+        PROVIDER_CONFIG,
         SINGLE_NOTIFICATION,
         LIST_NOTIFICATIONS,
         AGENT_NOTIFICATION,

@@ -1,5 +1,5 @@
-//! `dwctl templates …`, `dwctl messages …`, `dwctl contacts …`: WhatsApp and SMS templates, the
-//! messages sent with them, and CRM contacts.
+//! `dwctl templates …`, `dwctl messages …`, `dwctl contacts …`, `dwctl providers …`: WhatsApp and
+//! SMS templates, the messages sent with them, CRM contacts, and the tenant's provider accounts.
 
 use clap::{Args, Subcommand};
 use dw_proto::messaging::v1::{Channel as MessagingChannel, HeaderKind, MessageStatus, TemplateCategory};
@@ -229,4 +229,43 @@ pub enum ContactsCommand {
         #[arg(long, value_parser = parse::non_empty)]
         contact_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// Set the tenant's provider accounts (SetProviderConfig; role `manager`): each channel given
+    /// is replaced whole (its id and its secrets), each removed is gone, the other is kept. The
+    /// secrets are best passed in the environment (DW_PROVIDER_WHATSAPP_APP_SECRET,
+    /// DW_PROVIDER_WHATSAPP_VERIFY_TOKEN, DW_PROVIDER_SMS_AUTH_TOKEN): a command line is visible
+    /// to every user of the machine. Prints the accounts without their secrets.
+    Set(SetProvidersArgs),
+    /// The tenant's provider accounts: ids, and whether each secret is set (GetProviderConfig;
+    /// role `manager`). Secrets are never shown.
+    Get,
+}
+
+#[derive(Debug, Args)]
+pub struct SetProvidersArgs {
+    /// WhatsApp business phone number id (digits): sets the WhatsApp account, with
+    /// --whatsapp-app-secret and --whatsapp-verify-token.
+    #[arg(long, value_parser = parse::non_empty, conflicts_with = "remove_whatsapp")]
+    pub whatsapp_phone_number_id: Option<String>,
+    /// The Meta app secret (the key of X-Hub-Signature-256).
+    #[arg(long, env = "DW_PROVIDER_WHATSAPP_APP_SECRET", hide_env_values = true, value_parser = parse::non_empty)]
+    pub whatsapp_app_secret: Option<String>,
+    /// The token of the GET verification handshake (hub.verify_token).
+    #[arg(long, env = "DW_PROVIDER_WHATSAPP_VERIFY_TOKEN", hide_env_values = true, value_parser = parse::non_empty)]
+    pub whatsapp_verify_token: Option<String>,
+    /// SMS account sid (AC and 32 hex digits): sets the SMS account, with --sms-auth-token.
+    #[arg(long, value_parser = parse::non_empty, conflicts_with = "remove_sms")]
+    pub sms_account_sid: Option<String>,
+    /// The SMS auth token (the key of X-Signature-256 on callbacks).
+    #[arg(long, env = "DW_PROVIDER_SMS_AUTH_TOKEN", hide_env_values = true, value_parser = parse::non_empty)]
+    pub sms_auth_token: Option<String>,
+    /// Remove the WhatsApp account: the tenant's WhatsApp webhooks are refused from then on.
+    #[arg(long)]
+    pub remove_whatsapp: bool,
+    /// Remove the SMS account.
+    #[arg(long)]
+    pub remove_sms: bool,
 }

@@ -19,7 +19,7 @@ pub use self::demo::{DemoCommand, InboundArgs};
 pub use self::events::{EventsCommand, TailArgs};
 pub use self::messaging::{
     ContactsCommand, ContentOptions, CreateTemplateArgs, ListTemplatesArgs, MessagesCommand, PreviewTemplateArgs,
-    SendTemplateArgs, TemplatesCommand, UpdateTemplateArgs,
+    ProvidersCommand, SendTemplateArgs, SetProvidersArgs, TemplatesCommand, UpdateTemplateArgs,
 };
 pub use self::notifications::{ListNotificationsArgs, NotificationsCommand};
 pub use self::paging::PageArgs;
@@ -65,7 +65,10 @@ Examples:
   export DW_TOKEN=$(dwctl token --tenant demo --sub manager-1 --role manager)
   dwctl webhooks create --url https://hooks.example.com/dw --event template.sent --event message.failed
   dwctl webhooks deliveries --webhook-id <WEBHOOK_ID>
-  dwctl webhooks redeliver --delivery-id msg_<ID>";
+  dwctl webhooks redeliver --delivery-id msg_<ID>
+  DW_PROVIDER_WHATSAPP_APP_SECRET=… DW_PROVIDER_WHATSAPP_VERIFY_TOKEN=… \\
+      dwctl providers set --whatsapp-phone-number-id 100000000000001
+  dwctl providers get";
 
 /// Command-line client for the Digital Workspace: act on a service day as an agent, administer
 /// agents and tenant settings as a manager, work service tasks, find CRM contacts and send them
@@ -160,6 +163,10 @@ pub enum Command {
     /// CRM contacts: upsert (role `manager` or `service`), search, get (ContactService).
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// The tenant's provider accounts, whose secrets verify its provider webhooks: set, get
+    /// (ProviderConfigService at --messaging-addr; role `manager`).
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
     /// The single-notifications log (every template sent, with its status timeline) and your live
     /// notifications (NotificationService at --notifications-addr).
     #[command(subcommand)]

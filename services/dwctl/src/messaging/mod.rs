@@ -1,8 +1,10 @@
-//! `dwctl templates …`, `dwctl messages …`, `dwctl contacts …`: messaging-templates'
-//! TemplateService and ContactService, and how what they share prints.
+//! `dwctl templates …`, `dwctl messages …`, `dwctl contacts …`, `dwctl providers …`:
+//! messaging-templates' TemplateService, ContactService and ProviderConfigService, and how what
+//! they share prints.
 
 pub mod contacts;
 pub mod messages;
+pub mod providers;
 mod template_text;
 pub mod templates;
 
