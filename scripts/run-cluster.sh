@@ -5,11 +5,15 @@
 # For every service of scripts/services.list that exists in the workspace (services/<name>/):
 # apply its migrations (`<service> migrate`), start it in the background with its environment,
 # prefix its log lines with its name, and wait for /readyz on its metrics port. Then seed the demo
-# tenant (`dwctl demo seed --tenant demo`), print how to call the API, and stay in the foreground.
+# tenant (`dwctl demo seed --tenant demo`, then its provider accounts with `dwctl providers set`),
+# print how to call the API, and stay in the foreground.
 # When messaging-templates is among them, the local fake providers (`fake-providers`: a WhatsApp
 # Cloud API and an SMS Messages API over HTTP) start first; messaging-templates sends to them, and
-# they report every WhatsApp message delivered then read to its webhook port for the tenant `demo`,
-# signed with the local app secret.
+# they report every WhatsApp message delivered then read, and every SMS delivered, to its webhook
+# port for the tenant `demo`, signed with the demo tenant's secrets and naming its phone number id
+# and account sid (which messaging-templates checks against the accounts seeded for `demo`).
+# messaging-templates encrypts the tenants' provider secrets under DW_PROVIDER_SECRETS_KEY: unless
+# set, a key generated once into .dw/provider-secrets-key (kept, so what is stored stays readable).
 # When notifications runs, dwctl finds it through DW_NOTIFICATIONS_ADDR (exported below like every
 # service's address) and the how-to-call block shows its dwctl commands.
 # Ctrl-C or SIGTERM stops exactly the processes this script started; if a service dies, the script
@@ -28,8 +32,12 @@
 #                        DW_WHATSAPP_BASE_URL / DW_SMS_BASE_URL from the environment)  (1)
 #   DW_FAKE_WHATSAPP_PORT / DW_FAKE_SMS_PORT   ports of the fake providers          (8091 / 8092)
 #   DW_MESSAGING_WEBHOOK_PORT  messaging-templates' provider webhooks (HTTP)        (8083)
-#   DW_WHATSAPP_APP_SECRET, DW_WHATSAPP_VERIFY_TOKEN, DW_SMS_WEBHOOK_SECRET: messaging-templates'
-#                        webhook secrets (default: the local ones, dw-local-…)
+#   DW_PROVIDER_SECRETS_KEY  messaging-templates' key for the provider secrets (base64 of 32 bytes;
+#                        default: generated once into .dw/provider-secrets-key)
+#   DW_DEMO_WHATSAPP_APP_SECRET, DW_DEMO_WHATSAPP_VERIFY_TOKEN, DW_DEMO_SMS_AUTH_TOKEN: the demo
+#                        tenant's provider secrets, seeded and used by the fakes (default: dw-local-…)
+#   DW_WHATSAPP_PHONE_NUMBER_ID, DW_SMS_ACCOUNT_SID: the accounts sends go out from, also the demo
+#                        tenant's (default: 100000000000001, AC00000000000000000000000000000001)
 #   DW_PG_HOST/PORT/USER, DW_NATS_HOST/PORT: see scripts/lib.sh
 #   OTEL_EXPORTER_OTLP_ENDPOINT and any other variable are passed through to the services.
 set -euo pipefail
@@ -49,10 +57,14 @@ call_host=$bind_host
 messaging_webhook_port=${DW_MESSAGING_WEBHOOK_PORT:-8083}
 fake_whatsapp_port=${DW_FAKE_WHATSAPP_PORT:-8091}
 fake_sms_port=${DW_FAKE_SMS_PORT:-8092}
-whatsapp_app_secret=${DW_WHATSAPP_APP_SECRET:-dw-local-whatsapp-app-secret}
-whatsapp_verify_token=${DW_WHATSAPP_VERIFY_TOKEN:-dw-local-verify-token}
-sms_webhook_secret=${DW_SMS_WEBHOOK_SECRET:-dw-local-sms-webhook-secret}
-# The tenant whose WhatsApp webhook URL the fake providers call (the demo tenant seeded below).
+# The demo tenant's provider accounts (seeded below with `dwctl providers set`): the accounts sends
+# go out from, so that the providers' callbacks about them name the demo tenant's.
+demo_phone_number_id=${DW_WHATSAPP_PHONE_NUMBER_ID:-100000000000001}
+demo_account_sid=${DW_SMS_ACCOUNT_SID:-AC00000000000000000000000000000001}
+demo_whatsapp_app_secret=${DW_DEMO_WHATSAPP_APP_SECRET:-dw-local-whatsapp-app-secret}
+demo_whatsapp_verify_token=${DW_DEMO_WHATSAPP_VERIFY_TOKEN:-dw-local-verify-token}
+demo_sms_auth_token=${DW_DEMO_SMS_AUTH_TOKEN:-dw-local-sms-auth-token}
+# The tenant whose webhook URLs the fake providers call (the demo tenant seeded below).
 fake_webhook_tenant=demo
 
 if [[ -n "${DW_JWT_SECRET:-}" ]]; then
@@ -207,9 +219,7 @@ env_for() {
     if [[ "${DW_SVC_NAMES[$i]}" == messaging-templates ]]; then
         printf '%s\n' \
             "DW_WEBHOOK_ADDR=$bind_host:$messaging_webhook_port" \
-            "DW_WHATSAPP_APP_SECRET=$whatsapp_app_secret" \
-            "DW_WHATSAPP_VERIFY_TOKEN=$whatsapp_verify_token" \
-            "DW_SMS_WEBHOOK_SECRET=$sms_webhook_secret"
+            "DW_PROVIDER_SECRETS_KEY=$(local_provider_secrets_key)"
         if ((fakes)); then
             printf '%s\n' \
                 "DW_WHATSAPP_BASE_URL=http://$call_host:$fake_whatsapp_port/v21.0" \
@@ -240,13 +250,34 @@ local_vapid_key() {
     tr -d '\n' <"$file"
 }
 
-# fake_env: the environment of the fake providers.
+# local_provider_secrets_key: the key messaging-templates encrypts the tenants' provider secrets
+# with (generated once into .dw/, so the secrets stored survive restarts), or
+# DW_PROVIDER_SECRETS_KEY when set.
+local_provider_secrets_key() {
+    if [[ -n "${DW_PROVIDER_SECRETS_KEY:-}" ]]; then
+        printf '%s' "$DW_PROVIDER_SECRETS_KEY"
+        return
+    fi
+    local file="$DW_ROOT/.dw/provider-secrets-key"
+    if [[ ! -s "$file" ]]; then
+        mkdir -p "$DW_ROOT/.dw"
+        (umask 077 && python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' >"$file")
+    fi
+    tr -d '\n' <"$file"
+}
+
+# fake_env: the environment of the fake providers: they sign as the demo tenant's provider
+# accounts and name its phone number id (the SMS callbacks name the account the SMS was sent from).
 fake_env() {
+    local hooks="http://$call_host:$messaging_webhook_port/webhooks"
     printf '%s\n' \
         "DW_FAKE_WHATSAPP_ADDR=$call_host:$fake_whatsapp_port" \
         "DW_FAKE_SMS_ADDR=$call_host:$fake_sms_port" \
-        "DW_FAKE_STATUS_WEBHOOK=http://$call_host:$messaging_webhook_port/webhooks/whatsapp/$fake_webhook_tenant" \
-        "DW_FAKE_WHATSAPP_APP_SECRET=$whatsapp_app_secret"
+        "DW_FAKE_STATUS_WEBHOOK=$hooks/whatsapp/$fake_webhook_tenant" \
+        "DW_FAKE_WHATSAPP_APP_SECRET=$demo_whatsapp_app_secret" \
+        "DW_FAKE_WHATSAPP_PHONE_NUMBER_ID=$demo_phone_number_id" \
+        "DW_FAKE_SMS_STATUS_WEBHOOK=$hooks/sms/$fake_webhook_tenant/status" \
+        "DW_FAKE_SMS_AUTH_TOKEN=$demo_sms_auth_token"
 }
 
 # spawn_logged NAME [VAR=VALUE...]: run $bin_dir/NAME in the background with these variables,
@@ -278,7 +309,7 @@ start_fakes() {
     local env_lines=() port deadline
     mapfile -t env_lines < <(fake_env)
     spawn_logged "$fake_name" "${env_lines[@]}"
-    log "started $fake_name (pid ${pids[-1]}): WhatsApp http://$call_host:$fake_whatsapp_port, SMS http://$call_host:$fake_sms_port, status webhooks to http://$call_host:$messaging_webhook_port/webhooks/whatsapp/$fake_webhook_tenant"
+    log "started $fake_name (pid ${pids[-1]}): WhatsApp http://$call_host:$fake_whatsapp_port, SMS http://$call_host:$fake_sms_port, status webhooks to http://$call_host:$messaging_webhook_port/webhooks/{whatsapp,sms}/$fake_webhook_tenant"
     deadline=$((SECONDS + ready_timeout))
     for port in "$fake_whatsapp_port" "$fake_sms_port"; do
         until [[ "$(http_status "$call_host" "$port" /healthz)" == 200 ]]; do
@@ -362,6 +393,19 @@ if [[ "${DW_SEED:-1}" != 0 ]]; then
         warn "dwctl demo seed failed"
         stop_all
         exit 1
+    fi
+    if ((messaging)); then
+        # The secrets go in the environment, not on the command line (visible to every user).
+        log "seeding the demo tenant's provider accounts: dwctl providers set (WhatsApp $demo_phone_number_id, SMS $demo_account_sid)"
+        if ! env DW_PROVIDER_WHATSAPP_APP_SECRET="$demo_whatsapp_app_secret" \
+            DW_PROVIDER_WHATSAPP_VERIFY_TOKEN="$demo_whatsapp_verify_token" \
+            DW_PROVIDER_SMS_AUTH_TOKEN="$demo_sms_auth_token" \
+            "$dwctl" --tenant demo --sub manager-1 --role manager providers set \
+            --whatsapp-phone-number-id "$demo_phone_number_id" --sms-account-sid "$demo_account_sid" </dev/null; then
+            warn "dwctl providers set failed"
+            stop_all
+            exit 1
+        fi
     fi
 fi
 
@@ -458,8 +502,10 @@ nt_hostport=${nt_addr#http://}
         echo "   dwctl --tenant demo --sub ana --role agent messages wait --message-id <MESSAGE_ID> --status delivered"
         echo "   dwctl --tenant demo --sub ana --role agent templates preview --template-id <APPOINTMENT_ID> --var 12/05 --var 14h30"
         if ((fakes)); then
-            echo "   (sends go to $fake_name, which reports WhatsApp messages delivered then read ~300 ms later)"
+            echo "   (sends go to $fake_name, which reports WhatsApp messages delivered then read ~300 ms later,"
+            echo "    SMS delivered, to the demo tenant's webhooks, signed with its provider secrets)"
         fi
+        echo "   dwctl --tenant demo --sub manager-1 --role manager providers get   # the demo tenant's provider accounts"
         echo "   dwctl events tail --stream DW_MESSAGING --from-start"
         echo
     fi

@@ -9,7 +9,13 @@
 //! Every request is logged on one line (method, path, status, a short summary of the body). With a
 //! status webhook configured, each accepted WhatsApp message is followed by two WhatsApp-shaped
 //! status notifications, `delivered` then `read`, POSTed to the webhook and signed like Meta signs
-//! them: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`.
+//! them: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`, naming the
+//! configured phone number id (`DW_FAKE_WHATSAPP_PHONE_NUMBER_ID`; by default the one the message
+//! was sent from). With an SMS status webhook configured, each accepted SMS is followed by a
+//! `delivered` status callback (form `AccountSid`, `MessageSid`, `MessageStatus`, `To`, `From`)
+//! signed `X-Signature-256: sha256=<hex HMAC-SHA256(auth token, raw body)>`. messaging-templates
+//! accepts them only when the tenant of the webhook URL has those secrets and that phone number id
+//! and account sid (`dwctl providers set`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod callbacks;
 mod protocol;
 
 pub use protocol::*;
@@ -37,10 +44,6 @@ pub const DEFAULT_SMS_ADDR: &str = "127.0.0.1:8092";
 pub const DEFAULT_STATUS_DELAY_MS: u64 = 300;
 /// `entry[].id` of the status notifications (the WhatsApp Business Account id).
 pub const WABA_ID: &str = "WABA";
-/// Attempts per status notification (connection refused or HTTP 5xx are retried).
-/// Like the real platforms, which retry a failed status webhook for hours, the fake keeps trying
-/// for about 20 s (0.5 s, 1 s, … then every 3 s), so a receiver restarting meanwhile misses nothing.
-const WEBHOOK_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -50,15 +53,58 @@ pub enum ConfigError {
     Incomplete { set: &'static str, missing: &'static str },
 }
 
-/// Where status notifications go and how they are signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where WhatsApp status notifications go and how they are signed.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StatusWebhook {
     /// e.g. `http://127.0.0.1:8083/webhooks/whatsapp/demo`.
     pub url: String,
     /// The WhatsApp app secret the receiver verifies `X-Hub-Signature-256` with.
     pub app_secret: String,
+    /// The phone number id the notifications name (`metadata.phone_number_id`); `None`: the one
+    /// each message was sent from (the path of the send), as Meta does.
+    pub phone_number_id: Option<String>,
     /// Before `delivered`, and again before `read`.
     pub delay: Duration,
+}
+
+impl StatusWebhook {
+    /// The phone number id the notifications of a message sent from `sent_from` name.
+    pub fn names<'a>(&'a self, sent_from: &'a str) -> &'a str {
+        self.phone_number_id.as_deref().unwrap_or(sent_from)
+    }
+}
+
+/// Where SMS status callbacks go and how they are signed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmsStatusWebhook {
+    /// e.g. `http://127.0.0.1:8083/webhooks/sms/demo/status`.
+    pub url: String,
+    /// The auth token the receiver verifies `X-Signature-256` with.
+    pub auth_token: String,
+    /// Before `delivered`.
+    pub delay: Duration,
+}
+
+/// Secrets print as `<redacted>`: the configuration may be logged.
+impl std::fmt::Debug for StatusWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusWebhook")
+            .field("url", &self.url)
+            .field("app_secret", &"<redacted>")
+            .field("phone_number_id", &self.phone_number_id)
+            .field("delay", &self.delay)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SmsStatusWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsStatusWebhook")
+            .field("url", &self.url)
+            .field("auth_token", &"<redacted>")
+            .field("delay", &self.delay)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +112,32 @@ pub struct Config {
     pub whatsapp_addr: SocketAddr,
     pub sms_addr: SocketAddr,
     pub status_webhook: Option<StatusWebhook>,
+    pub sms_status_webhook: Option<SmsStatusWebhook>,
+}
+
+/// `(url, secret)` from a pair of variables set both or neither; the URL must be http(s).
+fn signed_webhook(
+    var: &impl Fn(&str) -> Option<String>,
+    url_name: &'static str,
+    secret_name: &'static str,
+) -> Result<Option<(String, String)>, ConfigError> {
+    match (var(url_name), var(secret_name)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Incomplete { set: url_name, missing: secret_name }),
+        (None, Some(_)) => Err(ConfigError::Incomplete { set: secret_name, missing: url_name }),
+        (Some(url), Some(secret)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid { name: url_name, value: url, what: "http(s) URL" });
+            }
+            Ok(Some((url, secret)))
+        }
+    }
 }
 
 impl Config {
     /// From the environment: `DW_FAKE_WHATSAPP_ADDR`, `DW_FAKE_SMS_ADDR`, `DW_FAKE_STATUS_WEBHOOK`
-    /// with `DW_FAKE_WHATSAPP_APP_SECRET`, `DW_FAKE_STATUS_DELAY_MS`.
+    /// with `DW_FAKE_WHATSAPP_APP_SECRET` (and `DW_FAKE_WHATSAPP_PHONE_NUMBER_ID`),
+    /// `DW_FAKE_SMS_STATUS_WEBHOOK` with `DW_FAKE_SMS_AUTH_TOKEN`, `DW_FAKE_STATUS_DELAY_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -92,32 +159,23 @@ impl Config {
                 what: "number of milliseconds",
             })?,
         };
-        let status_webhook = match (var("DW_FAKE_STATUS_WEBHOOK"), var("DW_FAKE_WHATSAPP_APP_SECRET")) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::Incomplete {
-                    set: "DW_FAKE_STATUS_WEBHOOK",
-                    missing: "DW_FAKE_WHATSAPP_APP_SECRET",
+        let delay = Duration::from_millis(delay_ms);
+        let phone_number_id = match var("DW_FAKE_WHATSAPP_PHONE_NUMBER_ID") {
+            Some(id) if id.bytes().all(|b| b.is_ascii_digit()) => Some(id),
+            Some(value) => {
+                return Err(ConfigError::Invalid {
+                    name: "DW_FAKE_WHATSAPP_PHONE_NUMBER_ID",
+                    value,
+                    what: "phone number id (digits)",
                 });
             }
-            (None, Some(_)) => {
-                return Err(ConfigError::Incomplete {
-                    set: "DW_FAKE_WHATSAPP_APP_SECRET",
-                    missing: "DW_FAKE_STATUS_WEBHOOK",
-                });
-            }
-            (Some(url), Some(app_secret)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError::Invalid {
-                        name: "DW_FAKE_STATUS_WEBHOOK",
-                        value: url,
-                        what: "http(s) URL",
-                    });
-                }
-                Some(StatusWebhook { url, app_secret, delay: Duration::from_millis(delay_ms) })
-            }
+            None => None,
         };
-        Ok(Self { whatsapp_addr, sms_addr, status_webhook })
+        let status_webhook = signed_webhook(&var, "DW_FAKE_STATUS_WEBHOOK", "DW_FAKE_WHATSAPP_APP_SECRET")?
+            .map(|(url, app_secret)| StatusWebhook { url, app_secret, phone_number_id, delay });
+        let sms_status_webhook = signed_webhook(&var, "DW_FAKE_SMS_STATUS_WEBHOOK", "DW_FAKE_SMS_AUTH_TOKEN")?
+            .map(|(url, auth_token)| SmsStatusWebhook { url, auth_token, delay });
+        Ok(Self { whatsapp_addr, sms_addr, status_webhook, sms_status_webhook })
     }
 }
 
@@ -130,6 +188,7 @@ impl Config {
 #[derive(Clone)]
 struct AppState {
     webhook: Option<Arc<StatusWebhook>>,
+    sms_webhook: Option<Arc<SmsStatusWebhook>>,
     http: reqwest::Client,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -170,7 +229,7 @@ async fn whatsapp_send(
         let (http, cancel) = (state.http.clone(), state.cancel.clone());
         let (wamid, recipient) = (wamid.clone(), send.wa_id.clone());
         state.tracker.spawn(async move {
-            notify_statuses(&http, &webhook, &cancel, &phone_number_id, &wamid, &recipient).await;
+            callbacks::whatsapp_statuses(&http, &webhook, &cancel, &phone_number_id, &wamid, &recipient).await;
         });
     }
     let answer = json!({
@@ -182,6 +241,7 @@ async fn whatsapp_send(
 }
 
 async fn sms_send(
+    State(state): State<AppState>,
     Path((version, account_sid)): Path<(String, String)>,
     method: Method,
     uri: Uri,
@@ -197,6 +257,16 @@ async fn sms_send(
     };
     let sid = new_sms_sid();
     tracing::info!("{method} {} 201 {} -> {sid}", uri.path(), send.summary);
+    if let Some(webhook) = state.sms_webhook.clone() {
+        let (http, cancel) = (state.http.clone(), state.cancel.clone());
+        let status = callbacks::SmsDelivered {
+            account_sid: account_sid.clone(),
+            sid: sid.clone(),
+            to: send.to.clone(),
+            from: send.from.clone(),
+        };
+        state.tracker.spawn(async move { callbacks::sms_delivered(&http, &webhook, &cancel, &status).await });
+    }
     let answer = json!({
         "sid": sid,
         "account_sid": account_sid,
@@ -218,81 +288,6 @@ async fn not_found(method: Method, uri: Uri, body: Bytes) -> Response {
 
 async fn healthz() -> &'static str {
     "ok"
-}
-
-/// Sends `delivered`, then `read`, each after the configured delay; stops early on shutdown.
-async fn notify_statuses(
-    http: &reqwest::Client,
-    webhook: &StatusWebhook,
-    cancel: &CancellationToken,
-    phone_number_id: &str,
-    wamid: &str,
-    recipient: &str,
-) {
-    for status in ["delivered", "read"] {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(webhook.delay) => {}
-        }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let payload = status_payload(phone_number_id, wamid, status, recipient, i64::try_from(now).unwrap_or(0));
-        let body = payload.to_string();
-        let signature = hub_signature(webhook.app_secret.as_bytes(), body.as_bytes());
-        post_signed(http, webhook, cancel, &body, &signature, status, wamid).await;
-    }
-}
-
-async fn post_signed(
-    http: &reqwest::Client,
-    webhook: &StatusWebhook,
-    cancel: &CancellationToken,
-    body: &str,
-    signature: &str,
-    status: &str,
-    wamid: &str,
-) {
-    for attempt in 1..=WEBHOOK_ATTEMPTS {
-        let sent = http
-            .post(&webhook.url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("X-Hub-Signature-256", signature)
-            .body(body.to_owned())
-            .send()
-            .await;
-        let retry = match sent {
-            Ok(response) if response.status().is_success() => {
-                tracing::info!(
-                    "status webhook {status} {wamid} -> POST {} {}",
-                    webhook.url,
-                    response.status().as_u16()
-                );
-                return;
-            }
-            Ok(response) => {
-                let code = response.status();
-                let answer = response.text().await.unwrap_or_default();
-                tracing::warn!(
-                    "status webhook {status} {wamid} -> POST {} {} {}",
-                    webhook.url,
-                    code.as_u16(),
-                    answer.chars().take(200).collect::<String>()
-                );
-                code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS
-            }
-            // No answer (refused, reset by a receiver that died mid-request, timed out): again.
-            Err(error) => {
-                tracing::warn!("status webhook {status} {wamid} -> POST {}: {error}", webhook.url);
-                true
-            }
-        };
-        if !retry || attempt == WEBHOOK_ATTEMPTS {
-            return;
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis((500 * u64::from(attempt)).min(3000))) => {}
-        }
-    }
 }
 
 fn whatsapp_router(state: AppState) -> Router {
@@ -320,7 +315,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let sms = TcpListener::bind(config.sms_addr)
         .await
         .with_context(|| format!("binding the SMS fake to {}", config.sms_addr))?;
-    serve(whatsapp, sms, config.status_webhook, cancel).await
+    serve(whatsapp, sms, Callbacks { whatsapp: config.status_webhook, sms: config.sms_status_webhook }, cancel).await
+}
+
+/// The signed callbacks the fakes make, each optional.
+#[derive(Debug, Clone, Default)]
+pub struct Callbacks {
+    pub whatsapp: Option<StatusWebhook>,
+    pub sms: Option<SmsStatusWebhook>,
 }
 
 /// Serves the WhatsApp fake on `whatsapp` and the SMS fake on `sms` until `cancel`; pending
@@ -328,22 +330,38 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
 pub async fn serve(
     whatsapp: TcpListener,
     sms: TcpListener,
-    status_webhook: Option<StatusWebhook>,
+    callbacks: Callbacks,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let http =
         reqwest::Client::builder().timeout(Duration::from_secs(5)).connect_timeout(Duration::from_secs(2)).build()?;
     let tracker = TaskTracker::new();
-    match &status_webhook {
+    match &callbacks.whatsapp {
         Some(webhook) => tracing::info!(
-            "status webhooks: delivered and read {} ms apart to {} (signed with X-Hub-Signature-256)",
+            "whatsapp status webhooks: delivered and read {} ms apart to {} (signed with X-Hub-Signature-256, phone number id {})",
+            webhook.delay.as_millis(),
+            webhook.url,
+            webhook.phone_number_id.as_deref().unwrap_or("of each send")
+        ),
+        None => {
+            tracing::info!("whatsapp status webhooks off (set DW_FAKE_STATUS_WEBHOOK and DW_FAKE_WHATSAPP_APP_SECRET)")
+        }
+    }
+    match &callbacks.sms {
+        Some(webhook) => tracing::info!(
+            "sms status callbacks: delivered after {} ms to {} (signed with X-Signature-256)",
             webhook.delay.as_millis(),
             webhook.url
         ),
-        None => tracing::info!("status webhooks off (set DW_FAKE_STATUS_WEBHOOK and DW_FAKE_WHATSAPP_APP_SECRET)"),
+        None => tracing::info!("sms status callbacks off (set DW_FAKE_SMS_STATUS_WEBHOOK and DW_FAKE_SMS_AUTH_TOKEN)"),
     }
-    let state =
-        AppState { webhook: status_webhook.map(Arc::new), http, tracker: tracker.clone(), cancel: cancel.clone() };
+    let state = AppState {
+        webhook: callbacks.whatsapp.map(Arc::new),
+        sms_webhook: callbacks.sms.map(Arc::new),
+        http,
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
+    };
     tracing::info!(
         "fake WhatsApp Cloud API on http://{}  (POST /v21.0/<phone_number_id>/messages)",
         whatsapp.local_addr()?

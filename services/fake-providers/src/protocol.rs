@@ -31,7 +31,8 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The `X-Hub-Signature-256` value of `body`: `sha256=<hex HMAC-SHA256(app_secret, body)>`.
+/// The `X-Hub-Signature-256` value of `body`: `sha256=<hex HMAC-SHA256(app_secret, body)>` (the
+/// SMS callbacks' `X-Signature-256` is made the same way with the auth token).
 pub fn hub_signature(app_secret: &[u8], body: &[u8]) -> String {
     // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
     match Hmac::<Sha256>::new_from_slice(app_secret) {
@@ -64,6 +65,18 @@ pub fn status_payload(phone_number_id: &str, wamid: &str, status: &str, recipien
             }],
         }],
     })
+}
+
+/// An SMS status callback (form-encoded, like the `Messages` APIs post them) for one message of
+/// the account `account_sid`.
+pub fn sms_status_form(account_sid: &str, sid: &str, status: &str, to: &str, from: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("AccountSid", account_sid)
+        .append_pair("MessageSid", sid)
+        .append_pair("MessageStatus", status)
+        .append_pair("To", to)
+        .append_pair("From", from)
+        .finish()
 }
 
 /// An error answer: HTTP status and JSON body shaped like the provider's.

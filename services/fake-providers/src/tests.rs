@@ -138,20 +138,37 @@ fn configuration_has_defaults_and_needs_both_webhook_settings() {
     let config = Config::from_lookup(lookup(&[])).unwrap();
     assert_eq!(config.whatsapp_addr.to_string(), "127.0.0.1:8091");
     assert_eq!(config.sms_addr.to_string(), "127.0.0.1:8092");
-    assert_eq!(config.status_webhook, None);
+    assert_eq!((config.status_webhook, config.sms_status_webhook), (None, None));
     let config = Config::from_lookup(lookup(&[
         ("DW_FAKE_WHATSAPP_ADDR", "0.0.0.0:9091"),
         ("DW_FAKE_STATUS_WEBHOOK", "http://127.0.0.1:8083/webhooks/whatsapp/demo"),
         ("DW_FAKE_WHATSAPP_APP_SECRET", "s3cret"),
+        ("DW_FAKE_WHATSAPP_PHONE_NUMBER_ID", "100000000000001"),
+        ("DW_FAKE_SMS_STATUS_WEBHOOK", "http://127.0.0.1:8083/webhooks/sms/demo/status"),
+        ("DW_FAKE_SMS_AUTH_TOKEN", "sms-s3cret"),
         ("DW_FAKE_STATUS_DELAY_MS", "50"),
         ("DW_FAKE_SMS_ADDR", ""),
     ]))
     .unwrap();
     assert_eq!(config.whatsapp_addr.to_string(), "0.0.0.0:9091");
     assert_eq!(config.sms_addr.to_string(), "127.0.0.1:8092");
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("s3cret") && printed.contains("<redacted>"), "{printed}");
     let webhook = config.status_webhook.unwrap();
     assert_eq!(webhook.url, "http://127.0.0.1:8083/webhooks/whatsapp/demo");
     assert_eq!((webhook.app_secret.as_str(), webhook.delay), ("s3cret", Duration::from_millis(50)));
+    assert_eq!(webhook.phone_number_id.as_deref(), Some("100000000000001"));
+    assert_eq!(webhook.names("1055"), "100000000000001", "the configured tenant's number, whatever the send's");
+    let by_send = StatusWebhook { phone_number_id: None, ..webhook.clone() };
+    assert_eq!(by_send.names("1055"), "1055");
+    let sms = config.sms_status_webhook.unwrap();
+    assert_eq!(sms.url, "http://127.0.0.1:8083/webhooks/sms/demo/status");
+    assert_eq!((sms.auth_token.as_str(), sms.delay), ("sms-s3cret", Duration::from_millis(50)));
+    assert!(matches!(
+        Config::from_lookup(lookup(&[("DW_FAKE_SMS_STATUS_WEBHOOK", "http://127.0.0.1:8083/x")])),
+        Err(ConfigError::Incomplete { missing: "DW_FAKE_SMS_AUTH_TOKEN", .. })
+    ));
+    assert!(Config::from_lookup(lookup(&[("DW_FAKE_WHATSAPP_PHONE_NUMBER_ID", "+1555")])).is_err());
     assert!(matches!(
         Config::from_lookup(lookup(&[("DW_FAKE_STATUS_WEBHOOK", "http://127.0.0.1:8083/x")])),
         Err(ConfigError::Incomplete { missing: "DW_FAKE_WHATSAPP_APP_SECRET", .. })
@@ -163,39 +180,57 @@ fn configuration_has_defaults_and_needs_both_webhook_settings() {
     assert!(Config::from_lookup(lookup(&FTP)).is_err());
 }
 
-/// What the test's webhook receiver got: the signature header and the raw body.
-type Received = (String, String);
+/// What the test's webhook receiver got: the path, the signature header (either kind) and the
+/// raw body.
+type Received = (String, String, String);
 
+/// A receiver of `/webhooks/whatsapp/demo` and `/webhooks/sms/demo/status`; answers its base URL.
 async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
     let (sender, receiver) = mpsc::unbounded_channel();
-    let app = Router::new().route(
-        "/webhooks/whatsapp/demo",
-        post(move |headers: HeaderMap, body: String| {
-            let sender = sender.clone();
-            async move {
-                let signature =
-                    headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                let _ = sender.send((signature, body));
-                StatusCode::OK
-            }
-        }),
-    );
+    let record = move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
+        let sender = sender.clone();
+        async move {
+            let signature = ["x-hub-signature-256", "x-signature-256"]
+                .iter()
+                .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+                .unwrap_or_default()
+                .to_owned();
+            let _ = sender.send((uri.path().to_owned(), signature, body));
+            StatusCode::OK
+        }
+    };
+    let app = Router::new()
+        .route("/webhooks/whatsapp/demo", post(record.clone()))
+        .route("/webhooks/sms/demo/status", post(record));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/webhooks/whatsapp/demo", listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, receiver)
+    (base, receiver)
 }
 
 #[tokio::test]
 async fn accepted_messages_get_ids_and_signed_delivered_then_read_webhooks() {
-    let (url, mut received) = webhook_receiver().await;
+    let (receiver_base, mut received) = webhook_receiver().await;
     let whatsapp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sms = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (whatsapp_base, sms_base) =
         (format!("http://{}", whatsapp.local_addr().unwrap()), format!("http://{}", sms.local_addr().unwrap()));
-    let webhook = StatusWebhook { url, app_secret: "app-secret".into(), delay: Duration::from_millis(20) };
+    let delay = Duration::from_millis(20);
+    let callbacks = Callbacks {
+        whatsapp: Some(StatusWebhook {
+            url: format!("{receiver_base}/webhooks/whatsapp/demo"),
+            app_secret: "app-secret".into(),
+            phone_number_id: None,
+            delay,
+        }),
+        sms: Some(SmsStatusWebhook {
+            url: format!("{receiver_base}/webhooks/sms/demo/status"),
+            auth_token: "sms-auth-token".into(),
+            delay,
+        }),
+    };
     let cancel = CancellationToken::new();
-    let server = tokio::spawn(serve(whatsapp, sms, Some(webhook), cancel.clone()));
+    let server = tokio::spawn(serve(whatsapp, sms, callbacks, cancel.clone()));
     let http = reqwest::Client::new();
 
     let health = http.get(format!("{whatsapp_base}/healthz")).send().await.unwrap();
@@ -216,7 +251,9 @@ async fn accepted_messages_get_ids_and_signed_delivered_then_read_webhooks() {
     assert!(wamid.starts_with("wamid."), "{answer}");
 
     for expected in ["delivered", "read"] {
-        let (signature, body) = tokio::time::timeout(Duration::from_secs(5), received.recv()).await.unwrap().unwrap();
+        let (path, signature, body) =
+            tokio::time::timeout(Duration::from_secs(5), received.recv()).await.unwrap().unwrap();
+        assert_eq!(path, "/webhooks/whatsapp/demo");
         assert_eq!(signature, hub_signature(b"app-secret", body.as_bytes()));
         let payload: Value = serde_json::from_str(&body).unwrap();
         let value = &payload["entry"][0]["changes"][0]["value"];
@@ -249,6 +286,14 @@ async fn accepted_messages_get_ids_and_signed_delivered_then_read_webhooks() {
         (answer["status"].as_str(), answer["body"].as_str()),
         (Some("queued"), Some("Lembrete: consulta às 10h"))
     );
+    let sms_sid = answer["sid"].as_str().unwrap().to_owned();
+    let (path, signature, body) = tokio::time::timeout(Duration::from_secs(5), received.recv()).await.unwrap().unwrap();
+    assert_eq!(path, "/webhooks/sms/demo/status");
+    assert_eq!(signature, hub_signature(b"sms-auth-token", body.as_bytes()));
+    let callback: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let field = |name: &str| callback.get(name).map(String::as_str);
+    assert_eq!((field("AccountSid"), field("MessageStatus")), (Some("AC1"), Some("delivered")));
+    assert_eq!((field("MessageSid"), field("To")), (Some(sms_sid.as_str()), Some("+5511987654321")));
     let response = http.post(&sms_url).basic_auth("AC2", Some("token")).form(&form).send().await.unwrap();
     assert_eq!(response.status(), 401);
     let response = http.post(format!("{sms_base}/elsewhere")).send().await.unwrap();
