@@ -18,9 +18,8 @@ async fn start_up_logs_show_the_configuration_but_no_secret() {
     let secrets = [
         ("DW_JWT_SECRET", "marker-jwt-secret-0123456789"),
         ("DW_WHATSAPP_ACCESS_TOKEN", "marker-whatsapp-access-token"),
-        ("DW_WHATSAPP_APP_SECRET", "marker-whatsapp-app-secret"),
-        ("DW_WHATSAPP_VERIFY_TOKEN", "marker-whatsapp-verify-token"),
-        ("DW_SMS_WEBHOOK_SECRET", "marker-sms-webhook-secret"),
+        // base64 of "marker-provider-secrets-key-32b!" (32 bytes).
+        ("DW_PROVIDER_SECRETS_KEY", "bWFya2VyLXByb3ZpZGVyLXNlY3JldHMta2V5LTMyYiE="),
     ];
     for service in SERVICES {
         // An empty database of its own: `migrate` applies the service's migrations.
@@ -48,6 +47,43 @@ async fn start_up_logs_show_the_configuration_but_no_secret() {
         }
     }
     std::fs::remove_file(&token_file).ok();
+}
+
+/// messaging-templates encrypts the tenants' provider secrets under DW_PROVIDER_SECRETS_KEY:
+/// without one (or with one that is not 32 bytes) it does not start, and says why without
+/// repeating the value; from a file (`_FILE`) it does.
+#[tokio::test]
+async fn messaging_templates_needs_a_32_byte_provider_secrets_key() {
+    let db = TestDb::create(&sqlx::migrate::Migrator::DEFAULT).await.unwrap();
+    let migrate = |key: Option<(&str, &str)>| {
+        let mut command = Command::new(binary("messaging-templates").unwrap());
+        command
+            .arg("migrate")
+            .env("DATABASE_URL", &db.url)
+            .env("DW_JWT_SECRET", "marker-jwt-secret-0123456789")
+            .env_remove("DW_PROVIDER_SECRETS_KEY")
+            .env_remove("DW_PROVIDER_SECRETS_KEY_FILE")
+            .env("DW_LOG_FORMAT", "json");
+        if let Some((name, value)) = key {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    };
+    let (started, text) = migrate(None);
+    assert!(!started && text.contains("DW_PROVIDER_SECRETS_KEY is required"), "{text}");
+    // 16 bytes ("short-key-16byte"), and text that is no base64.
+    for short in ["c2hvcnQta2V5LTE2Ynl0ZQ==", "dw-local-provider-key"] {
+        let (started, text) = migrate(Some(("DW_PROVIDER_SECRETS_KEY", short)));
+        assert!(!started && text.contains("base64 of 32"), "{text}");
+        assert!(!text.contains(short), "the refusal repeats the key: {text}");
+    }
+    let key_file = std::env::temp_dir().join(format!("dw-provider-key-{}", uuid::Uuid::now_v7()));
+    std::fs::write(&key_file, "bWFya2VyLXByb3ZpZGVyLXNlY3JldHMta2V5LTMyYiE=\n").unwrap();
+    let (started, text) = migrate(Some(("DW_PROVIDER_SECRETS_KEY_FILE", key_file.to_str().unwrap())));
+    std::fs::remove_file(&key_file).ok();
+    assert!(started, "{text}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! this test's own, a fake WhatsApp/SMS provider (the `fake-providers` binary), a webhook
 //! receiver and a Web Push service run by the test on 127.0.0.1.
 //!
-//! A manager configures the tenant; ana starts her day; a client's inbound WhatsApp message opens
+//! A manager configures the tenant (its provider accounts too, which sign its webhooks); ana
+//! starts her day; a client's inbound WhatsApp message opens
 //! a task with a protocol that is assigned to ana, who is told live and by Web Push; she searches
 //! the protocol, sends a WhatsApp template to the client's CRM contact (header, variables,
 //! webhook, metadata); the webhook receiver gets the signed call; the notifications log shows the
@@ -38,6 +39,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use distribution::distribution_service_client::DistributionServiceClient;
 use messaging::contact_service_client::ContactServiceClient;
+use messaging::provider_config_service_client::ProviderConfigServiceClient;
 use messaging::template_service_client::TemplateServiceClient;
 use notifications::notification_service_client::NotificationServiceClient;
 use notifications::webhook_service_client::WebhookServiceClient;
@@ -47,6 +49,10 @@ use sessions::service_day_service_client::ServiceDayServiceClient;
 const SECRET: &str = "journey-secret-of-enough-length-0123";
 const TENANT: &str = "acme";
 const APP_SECRET: &str = "journey-whatsapp-app-secret";
+/// The phone number sends go out from (messaging-templates' default) and the tenant's.
+const PHONE_NUMBER_ID: &str = "100000000000001";
+/// messaging-templates' DW_PROVIDER_SECRETS_KEY, one for both replicas (base64 of 32 bytes).
+const PROVIDER_SECRETS_KEY: &str = "am91cm5leS1wcm92aWRlci1zZWNyZXRzLWtleS0zMmI=";
 const CLIENT_PHONE: &str = "+5511912345678";
 /// Replicas of each service: every service must be correct with several.
 const REPLICAS: usize = 2;
@@ -78,7 +84,9 @@ fn balanced(addresses: &[String]) -> Channel {
     Channel::balance_list(addresses.iter().cloned().map(endpoint))
 }
 
-/// Whether a failed call may succeed when repeated with the same request id (an outage).
+/// Whether a failed call may succeed when repeated with the same request id (an outage, or the
+/// tenant's fair share: bia's workload sends faster than DW_TENANT_SENDS_PER_SECOND once the
+/// outages end, and RESOURCE_EXHAUSTED says to retry after a few milliseconds).
 fn transient(code: Code) -> bool {
     // RESOURCE_EXHAUSTED: the tenant's rate (the workload sends as fast as it can; a client waits
     // and retries with the same request id, as RetryInfo says).
@@ -234,6 +242,7 @@ struct Clients {
     tasks: DistributionServiceClient<Channel>,
     templates: TemplateServiceClient<Channel>,
     contacts: ContactServiceClient<Channel>,
+    providers: ProviderConfigServiceClient<Channel>,
     notifications: NotificationServiceClient<Channel>,
     webhooks: WebhookServiceClient<Channel>,
 }
@@ -248,7 +257,8 @@ impl Clients {
             day: ServiceDayServiceClient::new(sessions),
             tasks: DistributionServiceClient::new(balanced(&endpoints.distribution)),
             templates: TemplateServiceClient::new(messaging.clone()),
-            contacts: ContactServiceClient::new(messaging),
+            contacts: ContactServiceClient::new(messaging.clone()),
+            providers: ProviderConfigServiceClient::new(messaging),
             notifications: NotificationServiceClient::new(notifications.clone()),
             webhooks: WebhookServiceClient::new(notifications),
         }
@@ -354,7 +364,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
                 ("DW_WEBHOOK_ADDR", format!("127.0.0.1:{}", hooks_ports[i])),
                 ("DW_WHATSAPP_BASE_URL", format!("http://127.0.0.1:{whatsapp_port}/v21.0")),
                 ("DW_SMS_BASE_URL", format!("http://127.0.0.1:{sms_port}/2010-04-01")),
-                ("DW_WHATSAPP_APP_SECRET", APP_SECRET.to_owned()),
+                ("DW_PROVIDER_SECRETS_KEY", PROVIDER_SECRETS_KEY.to_owned()),
                 ("DW_PROVIDER_TIMEOUT_MS", "5000".to_owned()),
             ],
         )
@@ -418,6 +428,18 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
         }),
     };
     retry!("tenant settings", c.admin.update_tenant_settings(authed(&manager, settings.clone())));
+    // Its provider accounts: the fake provider's status webhooks and the client's messages below
+    // are signed with this app secret and name this phone number.
+    let providers = messaging::SetProviderConfigRequest {
+        request_id: "providers-1".into(),
+        whatsapp: Some(messaging::WhatsappProviderSettings {
+            phone_number_id: PHONE_NUMBER_ID.into(),
+            app_secret: APP_SECRET.into(),
+            verify_token: "journey-verify-token".into(),
+        }),
+        ..Default::default()
+    };
+    retry!("provider accounts", c.providers.set_provider_config(authed(&manager, providers.clone())));
     for (agent, name) in [("ana", "Ana Lima"), ("bia", "Bia Souza")] {
         c.admin
             .register_agent(authed(
@@ -979,7 +1001,7 @@ async fn post_inbound(port: u16, id: &str, text: &str) -> u16 {
         "object": "whatsapp_business_account",
         "entry": [{"id": "waba-1", "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550000001", "phone_number_id": "100000000000001"},
+            "metadata": {"display_phone_number": "15550000001", "phone_number_id": PHONE_NUMBER_ID},
             "contacts": [{"profile": {"name": "Maria Souza"}, "wa_id": CLIENT_PHONE.trim_start_matches('+')}],
             "messages": [{"from": CLIENT_PHONE.trim_start_matches('+'), "id": id,
                 "timestamp": chrono::Utc::now().timestamp().to_string(),
