@@ -198,6 +198,8 @@ def check_schema(docs, schemas, report):
 
 # --- the code's configuration --------------------------------------------------------------------
 ENV_READ = re.compile(r'(?:\bvar|\bparsed|\bsecret|env::var|env::var_os|ConfigError::Missing)\(\s*"([A-Z][A-Z0-9_]*)"')
+# Variables without a default: the service refuses to start without them.
+ENV_REQUIRED = re.compile(r'ConfigError::Missing\(\s*"([A-Z][A-Z0-9_]*)"')
 
 
 @functools.lru_cache(maxsize=None)
@@ -212,6 +214,18 @@ def env_read_by(service):
             with open(path, encoding="utf-8") as f:
                 names.update(ENV_READ.findall(f.read()))
     return frozenset(n for n in names if not n.startswith("DW_TEST_"))
+
+
+@functools.lru_cache(maxsize=None)
+def env_required_by(service):
+    """The variables a service does not start without (empty when its sources are not here)."""
+    src = os.path.join(ROOT, "services", service, "src")
+    names = set()
+    for folder in (src, *(os.path.join(ROOT, c) for c in SHARED_CONFIG_CRATES)):
+        for path in glob.glob(os.path.join(folder, "**", "*.rs"), recursive=True):
+            with open(path, encoding="utf-8") as f:
+                names.update(ENV_REQUIRED.findall(f.read()))
+    return frozenset(names)
 
 
 def secret_like(name):
@@ -427,9 +441,10 @@ def check_deployment(dep, objects, profile, ctx, report, facts):
 
         for var in sorted(read):
             if secret_like(var) and not from_secret(var):
+                unset = ("the service would not start" if var in env_required_by(name)
+                         else "the service would run on its development default")
                 report.error(f"{where}: {var} does not come from a Secret"
-                             + (f" (it is set from {sources[var]})" if var in sources else
-                                " (unset: the service would run on its development default)"))
+                             + (f" (it is set from {sources[var]})" if var in sources else f" (unset: {unset})"))
     for var, value in values.items():
         if secret_like(var) and value:
             report.error(f"{where}: {var} is set from {sources.get(var)}: secrets belong in a Secret")
