@@ -11,6 +11,7 @@ use dw_auth::Role;
 use dw_grpc_kit::errors::{reason_of, violated_fields};
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
+use messaging_templates::app::provider_config::ProviderAccounts;
 use messaging_templates::provider_secrets::{ProviderSecretsKey, SecretField};
 use prost::Message as _;
 use secrecy::ExposeSecret as _;
@@ -194,5 +195,40 @@ async fn the_secrets_are_stored_encrypted_and_nowhere_in_plaintext() {
     let event = pb::ProviderConfigChanged::decode(payload.as_slice()).unwrap();
     assert!(event.whatsapp_secrets_replaced && event.sms_secrets_replaced);
     assert_eq!((event.changed_by.as_str(), event.config.unwrap().version), ("boss", 1));
+    service.stop().await;
+}
+
+/// Another replica (a second `ProviderAccounts` on the same database) keeps verifying with what it
+/// read until its cache expires, then with the change: the bound a rotation takes everywhere.
+#[tokio::test]
+async fn another_replica_takes_a_change_within_its_cache_time() {
+    let setup = Setup::new().await;
+    let service = setup.start(false).await;
+    // Long enough that the change below lands before it expires, even on a busy machine.
+    let ttl = std::time::Duration::from_secs(2);
+    let other_replica =
+        ProviderAccounts::new(setup.db.pool.clone(), ProviderSecretsKey::from_bytes(&PROVIDER_KEY)).with_cache_ttl(ttl);
+    let acme = TenantId::parse("acme").unwrap();
+    let app_secret = |accounts: &ProviderAccounts| {
+        let accounts = accounts.clone();
+        let acme = acme.clone();
+        async move {
+            let read = accounts.accounts(&acme).await.unwrap();
+            read.whatsapp.as_ref().map(|w| w.app_secret.secret().expose_secret().to_owned())
+        }
+    };
+    assert_eq!(app_secret(&other_replica).await, None, "not configured yet (and cached so)");
+    let manager = token("acme", "boss", Role::Manager);
+    service.providers().set_provider_config(authed(&manager, set_request(&rid()))).await.unwrap();
+    assert_eq!(app_secret(&other_replica).await, None, "still what it read");
+    tokio::time::sleep(ttl).await;
+    assert_eq!(app_secret(&other_replica).await.as_deref(), Some(APP_SECRET), "read again after its cache time");
+
+    let mut rotated = set_request(&rid());
+    rotated.whatsapp = Some(whatsapp_account("100000000000001", "marker-rotated-secret", VERIFY));
+    service.providers().set_provider_config(authed(&manager, rotated)).await.unwrap();
+    assert_eq!(app_secret(&other_replica).await.as_deref(), Some(APP_SECRET));
+    tokio::time::sleep(ttl).await;
+    assert_eq!(app_secret(&other_replica).await.as_deref(), Some("marker-rotated-secret"));
     service.stop().await;
 }

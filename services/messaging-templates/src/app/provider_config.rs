@@ -51,11 +51,17 @@ pub struct ProviderAccounts {
     pool: PgPool,
     key: ProviderSecretsKey,
     cache: Arc<Mutex<Cache>>,
+    ttl: Duration,
 }
 
 impl ProviderAccounts {
     pub fn new(pool: PgPool, key: ProviderSecretsKey) -> Self {
-        Self { pool, key, cache: Arc::default() }
+        Self { pool, key, cache: Arc::default(), ttl: CACHE_TTL }
+    }
+
+    /// The same, keeping what it reads for `ttl` instead of [`CACHE_TTL`] (tests).
+    pub fn with_cache_ttl(self, ttl: Duration) -> Self {
+        Self { ttl, ..self }
     }
 
     /// The idempotency hash of a request holding secrets (see [`ProviderSecretsKey::request_hash`]).
@@ -94,13 +100,13 @@ impl ProviderAccounts {
 
     fn cached(&self, tenant: &TenantId) -> Option<Arc<TenantProviders>> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.get(tenant).filter(|(read_at, _)| read_at.elapsed() < CACHE_TTL).map(|(_, accounts)| accounts.clone())
+        cache.get(tenant).filter(|(read_at, _)| read_at.elapsed() < self.ttl).map(|(_, accounts)| accounts.clone())
     }
 
     fn remember(&self, tenant: &TenantId, accounts: Arc<TenantProviders>) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_CACHED {
-            cache.retain(|_, (read_at, _)| read_at.elapsed() < CACHE_TTL);
+            cache.retain(|_, (read_at, _)| read_at.elapsed() < self.ttl);
         }
         // Still full of fresh entries: this one is read again next time.
         if cache.len() < MAX_CACHED || cache.contains_key(tenant) {
