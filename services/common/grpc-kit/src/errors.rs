@@ -73,6 +73,14 @@ fn with_reason(code: Code, reason: &str, message: impl Into<String>) -> Status {
     Status::with_error_details(code, message, details)
 }
 
+/// A status a client should retry, with its `ErrorInfo` reason and a `RetryInfo` saying after
+/// how long.
+fn retryable(code: Code, reason: &str, message: impl Into<String>, retry_after: std::time::Duration) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
+    Status::with_error_details(code, message, details)
+}
+
 /// A broken domain rule, e.g. `ALREADY_ON_BREAK`.
 pub fn failed_precondition(reason: &str, message: impl Into<String>) -> Status {
     with_reason(Code::FailedPrecondition, reason, message)
@@ -90,13 +98,14 @@ pub fn unauthenticated(message: impl Into<String>) -> Status {
     with_reason(Code::Unauthenticated, "UNAUTHENTICATED", message)
 }
 
-/// A concurrency conflict that survived the handler's retries.
+/// A concurrency conflict that survived the handler's retries: retry at once (same request id).
 pub fn aborted(message: impl Into<String>) -> Status {
-    with_reason(Code::Aborted, "CONCURRENT_MODIFICATION", message)
+    retryable(Code::Aborted, "CONCURRENT_MODIFICATION", message, std::time::Duration::from_millis(50))
 }
 
+/// A dependency (Postgres, NATS) that does not answer: retry after a second (same request id).
 pub fn unavailable(message: impl Into<String>) -> Status {
-    with_reason(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message)
+    retryable(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message, std::time::Duration::from_secs(1))
 }
 
 /// An unexpected failure: logged in full, reported without internals.
@@ -121,6 +130,16 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retryable_statuses_say_when_to_retry() {
+        for status in [aborted("conflict"), unavailable("database unavailable")] {
+            let retry = status.get_details_retry_info().and_then(|info| info.retry_delay);
+            assert!(retry.is_some_and(|delay| !delay.is_zero()), "{status:?}");
+            assert!(reason_of(&status).is_some());
+        }
+        assert!(failed_precondition("X", "y").get_details_retry_info().is_none());
+    }
 
     #[test]
     fn field_violations_and_reasons_round_trip() {
