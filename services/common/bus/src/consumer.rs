@@ -260,6 +260,8 @@ impl<P: Projection> ProjectionConsumer<P> {
             event_type = tracing::field::Empty,
             delivered,
             otel.kind = "consumer",
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         let event = match parsed {
             Ok(event) => event,
@@ -271,6 +273,7 @@ impl<P: Projection> ProjectionConsumer<P> {
         if let Some(traceparent) = &event.traceparent {
             dw_telemetry::set_parent_from_traceparent(&span, traceparent);
         }
+        dw_telemetry::json_log::record_trace_ids(&span);
         span.record("event_id", tracing::field::display(event.event_id));
         span.record("event_type", event.event_type.as_str());
 

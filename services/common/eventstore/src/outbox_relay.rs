@@ -313,10 +313,13 @@ impl OutboxRelay {
                 event_id = %event.event_id,
                 event_type = %event.event_type,
                 otel.kind = "producer",
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
             );
             if let Some(parent) = &event.metadata.traceparent {
                 dw_telemetry::set_parent_from_traceparent(&span, parent);
             }
+            dw_telemetry::json_log::record_trace_ids(&span);
             let subject = format!("{}.{}.{}", self.config.subject_prefix, event.tenant_id, event.subject);
             let headers = self.headers_for(event, dw_telemetry::traceparent_of(&span));
             let ack = self

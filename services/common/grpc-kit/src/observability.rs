@@ -130,9 +130,13 @@ where
                 rpc.service = %service,
                 rpc.method = %rpc,
                 rpc.grpc.status_code = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
             )
         };
         dw_telemetry::set_parent_from_headers(&span, request.headers());
+        // Every log line written while serving the call carries its trace ids.
+        dw_telemetry::json_log::record_trace_ids(&span);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();

@@ -17,6 +17,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 pub use opentelemetry::Context as OtelContext;
 
+pub mod json_log;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("otlp exporter: {0}")]
@@ -89,10 +91,8 @@ pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGu
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .fmt_fields(json_log::fields())
+                    .event_format(json_log::TracedJson::new())
                     .with_filter(log_filter),
             )
             .try_init(),
