@@ -67,3 +67,25 @@ async fn provider_failures_are_counted_by_reason_and_every_attempt_is_timed() {
     assert_eq!(requests(SMS, "accepted"), None);
     service.stop().await;
 }
+
+#[tokio::test]
+async fn the_pool_and_the_build_are_on_the_metrics_endpoint() {
+    let setup = Setup::new().await;
+    let service = setup.start(false).await;
+    let text = service
+        .wait_for_metrics("the pool gauges", |text| {
+            sample(text, "dw_db_pool_max_connections", &[]).is_some().then(|| text.to_owned())
+        })
+        .await;
+    let max = sample(&text, "dw_db_pool_max_connections", &[]).unwrap_or_default();
+    assert!(max >= 1.0, "{text}");
+    let idle = sample(&text, "dw_db_pool_connections", &[("state", "idle")]).expect("idle connections");
+    let in_use = sample(&text, "dw_db_pool_connections", &[("state", "in_use")]).expect("connections in use");
+    assert!(idle + in_use <= max, "{text}");
+    assert_eq!(
+        sample(&text, "dw_build_info", &[("service", "messaging-templates"), ("version", env!("CARGO_PKG_VERSION"))]),
+        Some(1.0),
+        "{text}"
+    );
+    service.stop().await;
+}

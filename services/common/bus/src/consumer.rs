@@ -73,7 +73,7 @@ pub struct ConsumerMetrics {
     applied: Family<ConsumerLabels, Counter>,
     unknown: Family<ConsumerLabels, Counter>,
     dead_letters: Family<ConsumerLabels, Counter>,
-    projection_lag_ms: Family<ConsumerLabels, Gauge>,
+    projection_lag: Family<ConsumerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl ConsumerMetrics {
@@ -83,7 +83,7 @@ impl ConsumerMetrics {
             applied: Family::default(),
             unknown: Family::default(),
             dead_letters: Family::default(),
-            projection_lag_ms: Family::default(),
+            projection_lag: Family::default(),
         };
         registry.register(
             "dw_consumer_lag",
@@ -102,9 +102,9 @@ impl ConsumerMetrics {
             metrics.dead_letters.clone(),
         );
         registry.register(
-            "dw_projection_lag_milliseconds",
+            "dw_projection_lag_seconds",
             "Time between an event's commit and its projection, last event",
-            metrics.projection_lag_ms.clone(),
+            metrics.projection_lag.clone(),
         );
         metrics
     }
@@ -302,7 +302,7 @@ impl<P: Projection> ProjectionConsumer<P> {
                     if outcome == Outcome::Applied {
                         self.metrics.applied.get_or_create(&self.labels()).inc();
                         let lag_ms = (chrono::Utc::now() - event.time).num_milliseconds();
-                        self.metrics.projection_lag_ms.get_or_create(&self.labels()).set(lag_ms);
+                        self.metrics.projection_lag.get_or_create(&self.labels()).set(lag_ms as f64 / 1000.0);
                     }
                     outcome
                 }

@@ -98,6 +98,8 @@ impl Bootstrap {
             background.clone(),
         ));
         let mut registry = Registry::default();
+        crate::observability::register_build_info(&mut registry, name);
+        tasks.spawn(crate::observability::watch_pool(pool.clone(), &mut registry, background.clone()));
         let fair_share = Arc::new(FairShare::new(config.fair_share.clone(), &mut registry));
         Ok(Self { name, config, pool, nats, jetstream, verifier, registry, fair_share, tasks, background, cancel })
     }

@@ -129,7 +129,8 @@ where
                 rpc.system = "grpc",
                 rpc.service = %service,
                 rpc.method = %rpc,
-                rpc.grpc.status_code = tracing::field::Empty,
+                rpc.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
                 span_id = tracing::field::Empty,
             )
@@ -157,7 +158,12 @@ where
                     .unwrap_or("OK"),
                 Err(_) => "INTERNAL",
             };
-            span.record("rpc.grpc.status_code", code);
+            span.record("rpc.response.status_code", code);
+            if is_server_error(code) {
+                // Per the OpenTelemetry gRPC conventions a server span is an error only for the
+                // server's own failures; a refused request (INVALID_ARGUMENT, NOT_FOUND, …) is not.
+                span.record("otel.status_code", "ERROR");
+            }
             if !is_probe {
                 metrics.requests.get_or_create(&RpcLabels { method: method.clone(), code: code.to_owned() }).inc();
                 metrics.duration.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
@@ -165,6 +171,61 @@ where
             result
         })
     }
+}
+
+/// The status codes that are the server's failure, not the caller's.
+fn is_server_error(code: &str) -> bool {
+    matches!(code, "UNKNOWN" | "DEADLINE_EXCEEDED" | "UNIMPLEMENTED" | "INTERNAL" | "UNAVAILABLE" | "DATA_LOSS")
+}
+
+/// The database pool as Prometheus sees it, refreshed every two seconds: connections open, idle,
+/// in use, and the pool's size.
+pub fn watch_pool(
+    pool: sqlx::PgPool,
+    registry: &mut Registry,
+    cancel: tokio_util::sync::CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    use prometheus_client::metrics::gauge::Gauge;
+    let connections = Family::<PoolLabels, Gauge>::default();
+    let max = Gauge::<i64>::default();
+    registry.register(
+        "dw_db_pool_connections",
+        "Postgres connections of the pool by state (idle, in_use); in_use near dw_db_pool_max_connections means callers wait for one",
+        connections.clone(),
+    );
+    registry.register("dw_db_pool_max_connections", "The Postgres pool's size (DW_DB_MAX_CONNECTIONS)", max.clone());
+    async move {
+        loop {
+            let size = i64::from(pool.size());
+            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+            connections.get_or_create(&PoolLabels { state: "idle".into() }).set(idle);
+            connections.get_or_create(&PoolLabels { state: "in_use".into() }).set((size - idle).max(0));
+            max.set(i64::from(pool.options().get_max_connections()));
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub state: String,
+}
+
+/// `dw_build_info{service, version} 1`: what runs where.
+pub fn register_build_info(registry: &mut Registry, service: &str) {
+    use prometheus_client::metrics::gauge::Gauge;
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct BuildLabels {
+        service: String,
+        version: String,
+    }
+    let info = Family::<BuildLabels, Gauge>::default();
+    info.get_or_create(&BuildLabels { service: service.to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() })
+        .set(1);
+    registry.register("dw_build_info", "The service and version this process runs (always 1)", info);
 }
 
 fn grpc_code_name(code: &str) -> &'static str {
