@@ -70,9 +70,10 @@ lint: ## rustfmt check and clippy with warnings denied (plus a syntax check of t
 fmt: ## Format the code (rustfmt)
 	$(CARGO) fmt --all
 
-bench: ## Run the benchmarks: agent commands, tenant fair share, task assignment, SearchProtocols, template sends, Web Push (BENCH_* knobs)
+bench: ## Run the benchmarks: agent commands, tenant fair share, projection consume rate, task assignment, SearchProtocols, template sends, Web Push (BENCH_* knobs)
 	$(CARGO) bench -p agent-sessions --bench commands
 	$(CARGO) bench -p agent-sessions --bench fair_share
+	$(CARGO) bench -p dw-bus --bench consume
 	$(CARGO) bench -p task-distribution --bench distribution
 	$(CARGO) bench -p messaging-templates --bench sends
 	$(CARGO) bench -p notifications --bench push

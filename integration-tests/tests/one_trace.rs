@@ -290,7 +290,8 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    for _ in 0..600 {
+    // Up to 90 s: on a machine busy compiling, one push attempt can time out (10 s) and be retried.
+    for _ in 0..1800 {
         if *pushed.lock().unwrap() > 0 {
             break;
         }

@@ -88,3 +88,25 @@ async fn a_token_without_roles_is_denied_before_it_spends_its_tenants_budget() {
     }
     service.stop().await;
 }
+
+#[tokio::test]
+async fn open_streams_do_not_hold_their_tenants_in_flight_calls() {
+    let service = TestService::start_with(|config| {
+        config.fair_share = FairShareConfig { max_in_flight_per_tenant: 2, ..FairShareConfig::unlimited() };
+    })
+    .await;
+    service.seed("acme", &["ana"], false).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    // More open watch streams than the tenant may have calls in flight...
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let request = authed(&manager, pb::WatchAgentStatusesRequest { department_id: String::new() });
+        streams.push(service.admin().watch_agent_statuses(request).await.unwrap().into_inner());
+    }
+    // ...and the tenant's calls still go through: a stream counts until its response starts.
+    for _ in 0..4 {
+        service.admin().get_tenant_settings(authed(&manager, pb::GetTenantSettingsRequest {})).await.unwrap();
+    }
+    drop(streams);
+    service.stop().await;
+}

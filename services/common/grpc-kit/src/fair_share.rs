@@ -137,6 +137,13 @@ impl CallSlot {
     fn hold(&self, call: TenantCall) {
         *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(call);
     }
+
+    /// Ends the held call (the response has started). A handler may keep the request, and so
+    /// this slot, for as long as it streams: the call must not count for that long.
+    pub fn release(&self) {
+        let call = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        drop(call);
+    }
 }
 
 /// One admitted call of a tenant: counted in its tenant's in-flight calls while it lives.
@@ -329,8 +336,10 @@ mod tests {
         let refused = share.admit("acme", &[], now, Some(&slots[2])).unwrap_err();
         assert_eq!(refused.get_details_error_info().unwrap().reason, "TENANT_CONCURRENCY");
         share.admit("globex", &[], now, Some(&CallSlot::default())).unwrap();
-        drop(slots.into_iter().next());
+        let kept = slots[0].clone(); // a streaming handler keeps its request, and so the slot
+        slots[0].release();
         share.admit("acme", &[], now, Some(&CallSlot::default())).unwrap();
+        drop(kept);
     }
 
     #[test]

@@ -146,9 +146,10 @@ where
         let slot = crate::fair_share::CallSlot::default();
         request.extensions_mut().insert(slot.clone());
         Box::pin(async move {
-            let _in_flight = (in_flight, slot);
+            let _in_flight = in_flight;
             let started = Instant::now();
             let result = inner.call(request).instrument(span.clone()).await;
+            slot.release();
             let code = match &result {
                 Ok(response) => response
                     .headers()
