@@ -7,11 +7,10 @@
 
 mod common;
 
-use common::{FakeReceiver, Harness, authed, eventually, publish, start, token};
+use common::{FakeReceiver, authed, eventually, publish, start, template_sent, token};
 use dw_auth::Role;
 use dw_grpc_kit::errors::violated_fields;
 use dw_proto::distribution::v1 as distribution;
-use dw_proto::messaging::v1 as messaging;
 use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::notification_service_client::NotificationServiceClient;
 use dw_proto::notifications::v1::webhook_service_client::WebhookServiceClient;
@@ -33,21 +32,6 @@ fn non_public_urls(port: u16) -> Vec<String> {
 
 fn port_of(address: &str) -> u16 {
     address.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-async fn template_sent(h: &Harness, tenant: &str) {
-    let message = messaging::Message {
-        message_id: uuid::Uuid::now_v7().to_string(),
-        template_name: "order_shipped".into(),
-        channel: messaging::Channel::Whatsapp as i32,
-        recipient_phone: "+5511987654321".into(),
-        agent_id: "ana".into(),
-        requested_at: Some(dw_proto::time::timestamp(chrono::Utc::now())),
-        ..Default::default()
-    };
-    let event = messaging::MessageRequested { message: Some(message) };
-    publish(h, &h.messaging, tenant, "message.requested", "dw.messaging.v1.MessageRequested", event.encode_to_vec())
-        .await;
 }
 
 #[tokio::test]

@@ -112,18 +112,7 @@ async fn webhook_attempts_failures_and_disabled_endpoints_are_counted() {
         }
     }
 
-    let message = messaging::Message {
-        message_id: uuid::Uuid::now_v7().to_string(),
-        template_name: "order_shipped".into(),
-        channel: messaging::Channel::Whatsapp as i32,
-        recipient_phone: "+5511987654321".into(),
-        agent_id: "ana".into(),
-        requested_at: Some(dw_proto::time::timestamp(chrono::Utc::now())),
-        ..Default::default()
-    };
-    let event = messaging::MessageRequested { message: Some(message) };
-    publish(&h, &h.messaging, "acme", "message.requested", "dw.messaging.v1.MessageRequested", event.encode_to_vec())
-        .await;
+    common::template_sent(&h, "acme").await;
 
     // flaky: 500 then 204; gone: 410, not retried, and its endpoint is disabled.
     let text = wait_for_metrics(&h, "the retried delivery succeeding", |text| {

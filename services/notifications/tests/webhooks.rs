@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Harness, authed, eventually, publish, start, token};
+use common::{authed, eventually, publish, start, template_sent, token};
 
 use dw_auth::Role;
 use dw_proto::messaging::v1 as messaging;
@@ -13,21 +13,6 @@ use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::webhook_service_client::WebhookServiceClient;
 use prost::Message;
 use tonic::Code;
-
-async fn template_sent(h: &Harness, tenant: &str) {
-    let message = messaging::Message {
-        message_id: uuid::Uuid::now_v7().to_string(),
-        template_name: "order_shipped".into(),
-        channel: messaging::Channel::Whatsapp as i32,
-        recipient_phone: "+5511987654321".into(),
-        agent_id: "ana".into(),
-        requested_at: Some(dw_proto::time::timestamp(chrono::Utc::now())),
-        ..Default::default()
-    };
-    let event = messaging::MessageRequested { message: Some(message) };
-    publish(h, &h.messaging, tenant, "message.requested", "dw.messaging.v1.MessageRequested", event.encode_to_vec())
-        .await;
-}
 
 #[derive(Clone, Default)]
 struct Receiver {

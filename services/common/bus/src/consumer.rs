@@ -341,9 +341,8 @@ impl<P: Projection> ProjectionConsumer<P> {
         .bind(event.stream_sequence as i64)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        // A projection may have appended events (a reaction): publish them now.
-        dw_eventstore::wake_relay();
+        // A projection may have appended events (a reaction): the relay publishes them now.
+        dw_eventstore::commit(tx).await?;
         Ok(match handed {
             crate::Handed::Applied => Outcome::Applied,
             crate::Handed::UnknownType => Outcome::UnknownType,

@@ -89,8 +89,7 @@ where
         };
         match outcome {
             Ok(response) => {
-                tx.commit().await?;
-                crate::wake_relay();
+                crate::commit(tx).await?;
                 return Ok(response);
             }
             Err(error) if error.is_conflict() => {

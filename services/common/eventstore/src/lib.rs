@@ -40,6 +40,14 @@ pub fn wake_relay() {
     RELAY_WAKE.notify_one();
 }
 
+/// Commits a transaction that may have appended events and wakes the relay: what every writer
+/// of the event store calls instead of `commit` alone.
+pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    tx.commit().await?;
+    wake_relay();
+    Ok(())
+}
+
 pub(crate) static RELAY_WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Maps a Postgres error to "a concurrent writer got there first" when it is one.

@@ -133,11 +133,17 @@ pub struct OutboxRelay {
     jetstream: jetstream::Context,
     config: RelayConfig,
     metrics: RelayMetrics,
+    /// When the quarantine gauge is next recounted on an idle poll (an operator's release runs
+    /// in another process): every few seconds, not on every 50 ms poll.
+    next_quarantine_count: std::sync::Mutex<Instant>,
 }
+
+/// How often an idle relay recounts the quarantine for `dw_outbox_quarantined`.
+const QUARANTINE_RECOUNT: Duration = Duration::from_secs(5);
 
 impl OutboxRelay {
     pub fn new(pool: PgPool, jetstream: jetstream::Context, config: RelayConfig, metrics: RelayMetrics) -> Self {
-        Self { pool, jetstream, config, metrics }
+        Self { pool, jetstream, config, metrics, next_quarantine_count: std::sync::Mutex::new(Instant::now()) }
     }
 
     /// Creates the service's stream, or updates it to this configuration.
@@ -250,7 +256,17 @@ impl OutboxRelay {
         .await?;
         if rows.is_empty() {
             self.metrics.backlog.set(0);
-            self.metrics.quarantined.set(crate::quarantine::count(conn).await?);
+            let recount = {
+                let mut next = self.next_quarantine_count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let due = Instant::now() >= *next;
+                if due {
+                    *next = Instant::now() + QUARANTINE_RECOUNT;
+                }
+                due
+            };
+            if recount {
+                self.metrics.quarantined.set(crate::quarantine::count(conn).await?);
+            }
             return Ok(0);
         }
         let limit = self.message_limit();

@@ -78,8 +78,7 @@ pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) 
     let new_event = NewEvent::of("inbound.received", &event);
     match store::append(&mut tx, tenant, &stream_id, 0, vec![new_event], None, &metadata()).await {
         Ok(_) => {
-            tx.commit().await?;
-            dw_eventstore::wake_relay();
+            dw_eventstore::commit(tx).await?;
             Ok(())
         }
         Err(StoreError::Conflict { .. }) => Ok(()),
@@ -148,7 +147,6 @@ async fn record_consent(pool: &PgPool, tenant: &TenantId, phone: &PhoneNumber, k
         .bind(opted_out)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-    dw_eventstore::wake_relay();
+    dw_eventstore::commit(tx).await?;
     Ok(())
 }

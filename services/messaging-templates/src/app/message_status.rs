@@ -79,16 +79,14 @@ pub async fn apply_status(
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        dw_eventstore::wake_relay();
+        dw_eventstore::commit(tx).await?;
         return Ok(false);
     };
     let Some(event) = reported_event(status, at) else {
         return Ok(false);
     };
     let changed = record_status(&mut tx, tenant, message_id, event, &metadata()).await?;
-    tx.commit().await?;
-    dw_eventstore::wake_relay();
+    dw_eventstore::commit(tx).await?;
     Ok(changed)
 }
 

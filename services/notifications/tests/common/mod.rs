@@ -115,6 +115,23 @@ pub async fn publish(h: &Harness, ns: &TestNamespace, tenant: &str, subject: &st
     h.js.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
 }
 
+/// messaging reports that agent ana sent a WhatsApp template in `tenant` (a `MessageRequested`).
+pub async fn template_sent(h: &Harness, tenant: &str) {
+    use prost::Message as _;
+    let message = dw_proto::messaging::v1::Message {
+        message_id: uuid::Uuid::now_v7().to_string(),
+        template_name: "order_shipped".into(),
+        channel: dw_proto::messaging::v1::Channel::Whatsapp as i32,
+        recipient_phone: "+5511987654321".into(),
+        agent_id: "ana".into(),
+        requested_at: Some(dw_proto::time::timestamp(chrono::Utc::now())),
+        ..Default::default()
+    };
+    let event = dw_proto::messaging::v1::MessageRequested { message: Some(message) };
+    publish(h, &h.messaging, tenant, "message.requested", "dw.messaging.v1.MessageRequested", event.encode_to_vec())
+        .await;
+}
+
 /// Scrapes `/metrics` until `check` finds what it waits for.
 pub async fn wait_for_metrics<T>(h: &Harness, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
     dw_testkit::metrics::wait_for(h.metrics_addr, what, check).await
