@@ -10,10 +10,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::app::status_feed::StatusFeed;
 use crate::config::Config;
 use crate::grpc::admin::AgentAdminGrpc;
 use crate::grpc::service_day::ServiceDayGrpc;
-use crate::grpc::status_feed::StatusFeed;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
@@ -48,16 +48,16 @@ pub async fn run_with_listener(
     boot.start_relay().await?;
 
     let app = Arc::new(App::new(boot.pool.clone()));
-    let feed = StatusFeed::new(
+    let feed = StatusFeed::start(
         boot.pool.clone(),
+        boot.live_feed(1024, dw_grpc_kit::live::Overflow::Disconnect),
         boot.jetstream.clone(),
         boot.config.stream_name.clone(),
-        boot.config.subject_prefix.clone(),
+        &boot.config.subject_prefix,
+        &boot.tasks,
         boot.background.clone(),
     );
-    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
-        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = boot.auth(policy);
+    let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(ServiceDayServiceServer::with_interceptor(
         ServiceDayGrpc::new(app.clone()),
         auth.clone(),

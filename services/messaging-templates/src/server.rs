@@ -99,9 +99,7 @@ pub async fn run_with_listener(
     tracing::info!(webhooks = %webhook_addr, "provider webhooks listening");
     boot.tasks.spawn(webhooks);
     let app = Arc::new(App::new(boot.pool.clone(), config.limits));
-    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
-        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = boot.auth(policy);
+    let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(
         TemplateGrpc::new(app.clone()),
         auth.clone(),

@@ -26,24 +26,16 @@ use messaging_templates::domain::template::{
 };
 use messaging_templates::domain::{DepartmentId, preview};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestRunner};
+use proptest::test_runner::TestRunner;
+
+const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_templates.txt";
 
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "tests/fuzz-regressions/fuzz_templates.txt",
-        ))),
-        ..ProptestConfig::default()
-    }
+    dw_fuzz::config(cases, REGRESSIONS)
 }
 
-/// A runner for the ~100 KB inputs, slow in a debug build: `default` cases, or a hundredth of
-/// `PROPTEST_CASES` when that is more (`proptest!` would run all of them; a plain runner reads no
-/// environment).
 fn huge_runner(default: u32) -> TestRunner {
-    let asked = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
-    TestRunner::new(ProptestConfig { cases: default.max(asked / 100), ..config(default) })
+    dw_fuzz::huge_runner(default, REGRESSIONS)
 }
 
 /// Any text, weighted towards what breaks template parsing: braces and placeholders, NUL and

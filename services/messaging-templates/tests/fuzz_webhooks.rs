@@ -34,7 +34,6 @@ use messaging_templates::domain::provider_config::{
 use messaging_templates::provider_secrets::ProviderSecretsKey;
 use messaging_templates::webhooks::{router, sign, verify};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -46,12 +45,10 @@ const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 /// Another tenant's secret: it signs nothing of acme's.
 const OTHER_SECRET: &str = "globex-app-secret";
 
+const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_webhooks.txt";
+
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/fuzz-regressions/fuzz_webhooks.txt"))),
-        ..ProptestConfig::default()
-    }
+    dw_fuzz::config(cases, REGRESSIONS)
 }
 
 /// One runtime and one migrated database for the whole file; each case is one request.

@@ -84,7 +84,12 @@ pub async fn run_with_listener(
         boot.background.clone(),
     );
     boot.tasks.spawn(worker);
-    let notifier = Notifier::start(boot.pool.clone(), &boot.tasks, boot.background.clone());
+    let notifier = Notifier::start(
+        boot.pool.clone(),
+        boot.live_feed(1, dw_grpc_kit::live::Overflow::Coalesce),
+        &boot.tasks,
+        boot.background.clone(),
+    );
     let push_metrics = PushMetrics::register(&mut boot.registry);
     let worker = push_delivery::run_worker(
         boot.pool.clone(),
@@ -96,9 +101,7 @@ pub async fn run_with_listener(
     boot.tasks.spawn(worker);
     let service =
         NotificationGrpc::new(boot.pool.clone(), notifier, boot.background.clone(), &config.push, push_destinations);
-    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
-        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = boot.auth(policy);
+    let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let webhooks = WebhookGrpc::new(boot.pool.clone(), webhook_destinations);
     let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))
         .add_service(WebhookServiceServer::with_interceptor(webhooks, auth));

@@ -11,25 +11,17 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use notifications::domain::webhook::{DeliveryId, message_id, secret_from_key, signature};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestRunner};
+use proptest::test_runner::TestRunner;
 use sha2::Sha256;
 
+const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_webhook_signing.txt";
+
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "tests/fuzz-regressions/fuzz_webhook_signing.txt",
-        ))),
-        ..ProptestConfig::default()
-    }
+    dw_fuzz::config(cases, REGRESSIONS)
 }
 
-/// A runner for the ~100 KB inputs, slow in a debug build: `default` cases, or a hundredth of
-/// `PROPTEST_CASES` when that is more (`proptest!` would run all of them; a plain runner reads no
-/// environment).
 fn huge_runner(default: u32) -> TestRunner {
-    let asked = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
-    TestRunner::new(ProptestConfig { cases: default.max(asked / 100), ..config(default) })
+    dw_fuzz::huge_runner(default, REGRESSIONS)
 }
 
 /// What a receiver does (Standard Webhooks, "Verifying webhooks"): HMAC-SHA256 of

@@ -12,10 +12,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::reactions::{AgentSessionsReaction, InboundMessageReaction};
+use crate::app::task_feed::TaskFeed;
 use crate::app::tasks::App;
 use crate::config::Config;
 use crate::grpc::distribution::DistributionGrpc;
-use crate::grpc::task_feed::TaskFeed;
 use crate::metrics::{DistributionMetrics, run_queue_sampler};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
@@ -83,16 +83,15 @@ pub async fn run_with_listener(
 
     let feed = TaskFeed::start(
         feed_pool,
+        boot.live_feed(1024, dw_grpc_kit::live::Overflow::Disconnect),
         boot.jetstream.clone(),
         boot.config.stream_name.clone(),
-        boot.config.subject_prefix.clone(),
+        &boot.config.subject_prefix,
         &boot.tasks,
         boot.background.clone(),
     );
     let app = Arc::new(App::new(boot.pool.clone(), distribution_metrics));
-    let policy = dw_grpc_kit::AccessPolicy::new(crate::grpc::access::ACCESS, &SERVICE_NAMES)
-        .map_err(dw_grpc_kit::bootstrap::BootstrapError::Setup)?;
-    let auth = boot.auth(policy);
+    let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(DistributionServiceServer::with_interceptor(
         DistributionGrpc::new(app, feed),
         auth,

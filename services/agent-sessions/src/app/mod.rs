@@ -17,6 +17,9 @@ use crate::domain::{AgentId, DayId, DomainError, agent};
 use crate::projections;
 use crate::projections::queries::status_to_pb;
 
+mod reads;
+pub mod status_feed;
+
 /// Every command's error: one of the domain's rules, or the kernel's (conflict, request id, database).
 pub type AppError = CommandError<DomainError>;
 
@@ -30,10 +33,6 @@ pub struct App {
 impl App {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     async fn execute<A: Attempt<DomainError>>(

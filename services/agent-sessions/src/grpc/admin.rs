@@ -11,12 +11,11 @@ use dw_proto::agentsessions::v1::agent_admin_service_server::AgentAdminService;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::status_feed::{StatusFeed, StatusStream};
-use super::{command_context, db_status, parse_field, to_status};
+use super::{command_context, parse_field, to_status};
 use crate::app::App;
+use crate::app::status_feed::{StatusFeed, StatusStream};
 use crate::domain::tenant_settings::TenantSettings;
-use crate::domain::{AgentId, DepartmentId, DomainError, Permission, Reason, ReasonId, agent};
-use crate::projections::queries;
+use crate::domain::{AgentId, DepartmentId, Permission, Reason, ReasonId, agent};
 
 pub struct AgentAdminGrpc {
     app: Arc<App>,
@@ -124,10 +123,7 @@ impl AgentAdminService for AgentAdminGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
         let agent_id = parse_field("agent_id", &request.get_ref().agent_id, AgentId::parse)?;
-        let agent = queries::agent(self.app.pool(), principal.tenant().as_str(), &agent_id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| super::domain_status(DomainError::AgentNotFound(agent_id.to_string())))?;
+        let agent = self.app.agent_view(principal.tenant(), &agent_id).await.map_err(to_status)?;
         Ok(Response::new(agent))
     }
 
@@ -243,9 +239,7 @@ impl AgentAdminService for AgentAdminGrpc {
     ) -> Result<Response<pb::TenantSettings>, Status> {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
-        let (settings, version) =
-            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
-        Ok(Response::new(queries::settings_to_pb(&settings, version)))
+        Ok(Response::new(self.app.tenant_settings(principal.tenant()).await.map_err(to_status)?))
     }
 
     #[instrument(skip_all, fields(rpc = "ListAgentStatuses"))]
@@ -263,15 +257,11 @@ impl AgentAdminService for AgentAdminGrpc {
             _ => None,
         })?
         .unwrap_or_default();
-        let agents = queries::agent_statuses(
-            self.app.pool(),
-            principal.tenant().as_str(),
-            department.as_ref().map(DepartmentId::as_str),
-            &after,
-            page_size + 1,
-        )
-        .await
-        .map_err(db_status)?;
+        let agents = self
+            .app
+            .agent_statuses(principal.tenant(), department.as_ref().map(DepartmentId::as_str), &after, page_size + 1)
+            .await
+            .map_err(to_status)?;
         let mut agents = agents;
         let next_page_token =
             paging::next_page(&mut agents, page_size, |a| Some(paging::encode_token(&[a.agent_id.as_str()])));
@@ -288,7 +278,7 @@ impl AgentAdminService for AgentAdminGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
         let department = optional_department(&request.get_ref().department_id)?;
-        let stream = self.feed.watch(principal.tenant().to_string(), department.map(|d| d.to_string())).await?;
+        let stream = self.feed.watch(principal.tenant().clone(), department.map(|d| d.to_string())).await?;
         Ok(Response::new(stream))
     }
 }

@@ -4,7 +4,6 @@
 pub mod access;
 pub mod admin;
 pub mod service_day;
-pub mod status_feed;
 
 use tonic::Status;
 

@@ -10,11 +10,11 @@ use dw_proto::agentsessions::v1::service_day_service_server::ServiceDayService;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::{command_context, db_status, parse_field, to_status};
+use super::{command_context, parse_field, to_status};
 use crate::app::{App, new_day_id};
 use crate::domain::service_day::Command;
 use crate::domain::{AgentId, DomainError, ReasonId};
-use crate::projections::queries::{self, DayRange};
+use crate::projections::queries::DayRange;
 
 pub struct ServiceDayGrpc {
     app: Arc<App>,
@@ -158,14 +158,10 @@ impl ServiceDayService for ServiceDayGrpc {
             (None, Some(_)) => return Err(errors::invalid_argument("from", "required when to is set")),
             (Some(_), None) => return Err(errors::invalid_argument("to", "required when from is set")),
         };
-        let tenant = principal.tenant().as_str();
-        let pool = self.app.pool();
-        let agent = queries::agent(pool, tenant, &agent_id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| super::domain_status(DomainError::AgentNotFound(agent_id.to_string())))?;
-        let state = self.app.day_state(principal.tenant(), &agent_id).await.map_err(to_status)?;
-        let days = queries::service_days(pool, tenant, &agent_id, range, Utc::now()).await.map_err(db_status)?;
+        let tenant = principal.tenant();
+        let agent = self.app.agent_view(tenant, &agent_id).await.map_err(to_status)?;
+        let state = self.app.day_state(tenant, &agent_id).await.map_err(to_status)?;
+        let days = self.app.service_days(tenant, &agent_id, range, Utc::now()).await.map_err(to_status)?;
         Ok(Response::new(pb::GetMyInformationResponse {
             agent_id: agent_id.to_string(),
             display_name: agent.display_name,
@@ -181,12 +177,7 @@ impl ServiceDayService for ServiceDayGrpc {
         request: Request<pb::GetMyPermissionsRequest>,
     ) -> Result<Response<pb::GetMyPermissionsResponse>, Status> {
         let (principal, agent_id) = self.caller(&request).await?;
-        let tenant = principal.tenant().as_str();
-        let pool = self.app.pool();
-        if queries::agent(pool, tenant, &agent_id).await.map_err(db_status)?.is_none() {
-            return Err(super::domain_status(DomainError::AgentNotFound(agent_id.to_string())));
-        }
-        let permissions = queries::permissions(pool, tenant, &agent_id).await.map_err(db_status)?;
+        let permissions = self.app.permissions(principal.tenant(), &agent_id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetMyPermissionsResponse { permissions }))
     }
 
@@ -196,9 +187,7 @@ impl ServiceDayService for ServiceDayGrpc {
         request: Request<pb::ListExitReasonsRequest>,
     ) -> Result<Response<pb::ListExitReasonsResponse>, Status> {
         let (principal, _) = self.caller(&request).await?;
-        let (settings, version) =
-            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
-        let settings = queries::settings_to_pb(&settings, version);
+        let settings = self.app.tenant_settings(principal.tenant()).await.map_err(to_status)?;
         Ok(Response::new(pb::ListExitReasonsResponse {
             exit_reasons: if settings.auto_distribution_enabled { settings.exit_reasons } else { Vec::new() },
             exit_available: settings.auto_distribution_enabled,
@@ -211,9 +200,7 @@ impl ServiceDayService for ServiceDayGrpc {
         request: Request<pb::ListBreakReasonsRequest>,
     ) -> Result<Response<pb::ListBreakReasonsResponse>, Status> {
         let (principal, _) = self.caller(&request).await?;
-        let (settings, version) =
-            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
-        let settings = queries::settings_to_pb(&settings, version);
+        let settings = self.app.tenant_settings(principal.tenant()).await.map_err(to_status)?;
         Ok(Response::new(pb::ListBreakReasonsResponse { break_reasons: settings.break_reasons }))
     }
 
@@ -223,10 +210,7 @@ impl ServiceDayService for ServiceDayGrpc {
         request: Request<pb::GetWorkspaceLinksRequest>,
     ) -> Result<Response<pb::GetWorkspaceLinksResponse>, Status> {
         let (principal, _) = self.caller(&request).await?;
-        let (settings, _) =
-            queries::tenant_settings(self.app.pool(), principal.tenant().as_str()).await.map_err(db_status)?;
-        Ok(Response::new(pb::GetWorkspaceLinksResponse {
-            ticket_workspace_url: settings.ticket_workspace_url.unwrap_or_default(),
-        }))
+        let settings = self.app.tenant_settings(principal.tenant()).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetWorkspaceLinksResponse { ticket_workspace_url: settings.ticket_workspace_url }))
     }
 }

@@ -10,27 +10,21 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dw_auth::{AuthError, Claims, JwtVerifier, Role, TenantId, bearer_token};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestRunner};
+use proptest::test_runner::TestRunner;
 
 const SECRET: &[u8] = b"fuzz-secret-of-sufficient-length";
 const OTHER_SECRET: &[u8] = b"another-secret-of-enough-length!";
 /// `verify`'s leeway on `exp` and `nbf`.
 const LEEWAY: i128 = 30;
 
+const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_tokens.txt";
+
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/fuzz-regressions/fuzz_tokens.txt"))),
-        ..ProptestConfig::default()
-    }
+    dw_fuzz::config(cases, REGRESSIONS)
 }
 
-/// A runner for the ~100 KB inputs, slow in a debug build: `default` cases, or a hundredth of
-/// `PROPTEST_CASES` when that is more (`proptest!` would run all of them; a plain runner reads no
-/// environment).
 fn huge_runner(default: u32) -> TestRunner {
-    let asked = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
-    TestRunner::new(ProptestConfig { cases: default.max(asked / 100), ..config(default) })
+    dw_fuzz::huge_runner(default, REGRESSIONS)
 }
 
 fn verifier() -> JwtVerifier {

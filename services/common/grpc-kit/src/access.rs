@@ -102,6 +102,23 @@ impl AccessPolicy {
     }
 }
 
+/// The unit test every service's access table carries: each method the service serves has
+/// exactly one rule (`dw_grpc_kit::access_table_test!(ACCESS, crate::server::SERVICE_NAMES);`).
+#[macro_export]
+macro_rules! access_table_test {
+    ($table:path, $services:path) => {
+        #[cfg(test)]
+        mod access_table {
+            #[test]
+            fn every_method_served_has_exactly_one_rule() {
+                if let Err(problem) = $crate::AccessPolicy::new($table, &$services) {
+                    panic!("{problem}");
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,3 +181,4 @@ mod tests {
         assert!(AccessPolicy::new(&empty, &[WEBHOOKS]).unwrap_err().contains("admits no role"));
     }
 }
+

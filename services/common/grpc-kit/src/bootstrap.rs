@@ -110,6 +110,28 @@ impl Bootstrap {
         AuthInterceptor::new(self.verifier.clone(), policy).with_fair_share(self.fair_share.clone())
     }
 
+    /// [`auth`](Self::auth) with the service's access table, checked against what it serves:
+    /// a method without exactly one rule is a start-up error.
+    pub fn auth_by(&self, table: &[crate::access::Rule], services: &[&str]) -> Result<AuthInterceptor, BootstrapError> {
+        let policy = AccessPolicy::new(table, services).map_err(BootstrapError::Setup)?;
+        Ok(self.auth(policy))
+    }
+
+    /// A live feed ([`crate::live`]) whose streams end when the service drains, holding at most
+    /// `DW_TENANT_MAX_STREAMS` of a tenant's streams.
+    pub fn live_feed<K, T>(&self, buffer: usize, overflow: crate::live::Overflow) -> crate::live::Feed<K, T>
+    where
+        K: Eq + std::hash::Hash + Clone + Send + 'static,
+        T: Clone + Send + 'static,
+    {
+        let limits = crate::live::FeedLimits {
+            streams_per_tenant: self.config.fair_share.max_streams_per_tenant,
+            buffer,
+            overflow,
+        };
+        crate::live::Feed::new(limits, self.background.clone())
+    }
+
     /// Creates/updates the service's stream and starts its outbox relay.
     pub async fn start_relay(&mut self) -> Result<(), BootstrapError> {
         let metrics = RelayMetrics::register(&mut self.registry);

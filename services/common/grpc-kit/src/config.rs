@@ -161,7 +161,8 @@ where
 /// Each tenant's rates (per replica) and the load a replica takes before it sheds:
 /// `DW_TENANT_MUTATIONS_PER_SECOND` (default 100), `DW_TENANT_SENDS_PER_SECOND` (20), each with
 /// a burst of two seconds' worth; `DW_TENANT_RATE_OVERRIDES` (`acme:mutations=500,sends=50;…`);
-/// `DW_TENANT_MAX_IN_FLIGHT` (8: half the default database pool), `DW_MAX_IN_FLIGHT_RPCS` (1024).
+/// `DW_TENANT_MAX_IN_FLIGHT` (8: half the default database pool), `DW_MAX_IN_FLIGHT_RPCS` (1024),
+/// `DW_TENANT_MAX_STREAMS` (5000 live streams per tenant and replica).
 fn fair_share_from_env() -> Result<FairShareConfig, ConfigError> {
     let rate = |name: &'static str, default: &str| -> Result<Rate, ConfigError> {
         let value: f64 = parsed(name, default)?;
@@ -177,6 +178,7 @@ fn fair_share_from_env() -> Result<FairShareConfig, ConfigError> {
             .map_err(|reason| ConfigError::Invalid { name: "DW_TENANT_RATE_OVERRIDES", reason })?,
         max_in_flight: parsed("DW_MAX_IN_FLIGHT_RPCS", "1024")?,
         max_in_flight_per_tenant: parsed("DW_TENANT_MAX_IN_FLIGHT", "8")?,
+        max_streams_per_tenant: parsed("DW_TENANT_MAX_STREAMS", "5000")?,
     })
 }
 

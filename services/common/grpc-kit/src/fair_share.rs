@@ -63,6 +63,8 @@ pub struct FairShareConfig {
     pub max_in_flight: usize,
     /// RPCs of one tenant a replica serves at once (until their response headers).
     pub max_in_flight_per_tenant: usize,
+    /// Live streams (watches, subscriptions) one tenant holds open on a replica.
+    pub max_streams_per_tenant: usize,
 }
 
 impl FairShareConfig {
@@ -74,6 +76,7 @@ impl FairShareConfig {
             overrides: HashMap::new(),
             max_in_flight: usize::MAX,
             max_in_flight_per_tenant: usize::MAX,
+            max_streams_per_tenant: usize::MAX,
         }
     }
 
@@ -278,6 +281,7 @@ mod tests {
             overrides: FairShareConfig::parse_overrides("vip:mutations=1000").unwrap(),
             max_in_flight: 10,
             max_in_flight_per_tenant: 100,
+            max_streams_per_tenant: 100,
         };
         FairShare::new(config, &mut Registry::default())
     }

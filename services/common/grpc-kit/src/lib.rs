@@ -11,6 +11,7 @@ pub mod config;
 pub mod errors;
 pub mod fair_share;
 pub mod health;
+pub mod live;
 pub mod metrics_http;
 pub mod observability;
 pub mod paging;

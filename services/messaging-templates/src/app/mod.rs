@@ -4,6 +4,7 @@
 pub mod inbound;
 pub mod message_status;
 pub mod provider_config;
+mod reads;
 pub mod send;
 
 use chrono::{DateTime, Utc};
@@ -38,10 +39,6 @@ impl App {
     /// What a send may render in this deployment.
     pub fn limits(&self) -> &crate::domain::preview::Limits {
         &self.limits
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     pub async fn create_template(

@@ -32,7 +32,7 @@ impl App {
         privileged: bool,
         input: SendInput,
     ) -> Result<pb::Message, AppError> {
-        command::execute(self.pool(), ctx, &SendCommand { ctx, privileged, input, limits: self.limits }).await
+        command::execute(&self.pool, ctx, &SendCommand { ctx, privileged, input, limits: self.limits }).await
     }
 }
 

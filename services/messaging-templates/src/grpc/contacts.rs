@@ -10,11 +10,10 @@ use dw_proto::messaging::v1::contact_service_server::ContactService;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::{command_context, db_status, to_status, uuid_field};
+use super::{command_context, to_status, uuid_field};
 use crate::app::App;
 use crate::domain::contact::ContactInput;
 use crate::domain::{DomainError, PhoneNumber};
-use crate::projections;
 
 pub struct ContactGrpc {
     app: Arc<App>,
@@ -53,13 +52,12 @@ fn parse_input(body: &pb::UpsertContactRequest) -> Result<ContactInput, Status> 
 /// The permission an agent needs to see contacts (managers and services see their tenant's).
 pub const VIEW_PERMISSION: &str = "contacts.view";
 
-async fn may_view_contacts(conn: &mut sqlx::PgConnection, principal: &dw_auth::Principal) -> Result<(), Status> {
+async fn may_view_contacts(app: &App, principal: &dw_auth::Principal) -> Result<(), Status> {
     if principal.has_role(Role::Manager) || principal.has_role(Role::Service) {
         return Ok(());
     }
-    let granted = projections::has_permission(conn, principal.tenant(), principal.subject(), VIEW_PERMISSION)
-        .await
-        .map_err(db_status)?;
+    let granted =
+        app.has_permission(principal.tenant(), principal.subject(), VIEW_PERMISSION).await.map_err(to_status)?;
     if granted { Ok(()) } else { Err(to_status(DomainError::MissingPermission(VIEW_PERMISSION).into())) }
 }
 
@@ -87,8 +85,7 @@ impl ContactService for ContactGrpc {
     ) -> Result<Response<pb::SearchContactsResponse>, Status> {
         let principal = principal(&request)?;
         let body = request.get_ref();
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        may_view_contacts(&mut conn, &principal).await?;
+        may_view_contacts(&self.app, &principal).await?;
         let name = Some(body.name.trim()).filter(|n| !n.is_empty());
         if name.is_some_and(|n| n.chars().count() > 200) {
             return Err(errors::invalid_argument("name", "at most 200 characters"));
@@ -105,15 +102,8 @@ impl ContactService for ContactGrpc {
             size @ 1..=100 => i64::from(size),
             _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 100")),
         };
-        let contacts = projections::search_contacts(
-            &mut conn,
-            principal.tenant(),
-            name,
-            phone.as_ref().map(PhoneNumber::as_str),
-            limit,
-        )
-        .await
-        .map_err(db_status)?;
+        let phone = phone.as_ref().map(PhoneNumber::as_str);
+        let contacts = self.app.search_contacts(principal.tenant(), name, phone, limit).await.map_err(to_status)?;
         Ok(Response::new(pb::SearchContactsResponse { contacts }))
     }
 
@@ -121,12 +111,8 @@ impl ContactService for ContactGrpc {
     async fn get_contact(&self, request: Request<pb::GetContactRequest>) -> Result<Response<pb::Contact>, Status> {
         let principal = principal(&request)?;
         let id = uuid_field("contact_id", &request.get_ref().contact_id)?;
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        may_view_contacts(&mut conn, &principal).await?;
-        let contact = projections::contact(&mut conn, principal.tenant(), id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| to_status(DomainError::ContactNotFound(id.to_string()).into()))?;
+        may_view_contacts(&self.app, &principal).await?;
+        let contact = self.app.contact(principal.tenant(), id).await.map_err(to_status)?;
         Ok(Response::new(contact))
     }
 }

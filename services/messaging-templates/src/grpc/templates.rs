@@ -10,15 +10,15 @@ use dw_proto::messaging::v1::template_service_server::TemplateService;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::{command_context, db_status, to_status, uuid_field};
+use super::{command_context, to_status, uuid_field};
+use crate::app::App;
 use crate::app::send::{Recipient, SendInput, parse_webhook};
-use crate::app::{App, load_template};
 use crate::codec::{category_from_pb, channel_from_pb, header_kind_from_pb};
 use crate::domain::preview::render_send;
 use crate::domain::sms::Encoding;
 use crate::domain::template::{Channel, Content, ContentInput, parse_name};
-use crate::domain::{DepartmentId, DomainError, PhoneNumber};
-use crate::projections::{self, TemplateFilter};
+use crate::domain::{DepartmentId, PhoneNumber};
+use crate::projections::TemplateFilter;
 
 pub struct TemplateGrpc {
     app: Arc<App>,
@@ -45,10 +45,6 @@ fn content(channel: Channel, content: Option<&pb::TemplateContent>) -> Result<Co
         default_metadata: content.default_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
     Content::parse(channel, input, "content.").map_err(errors::invalid_arguments)
-}
-
-fn not_found(id: uuid::Uuid) -> Status {
-    to_status(DomainError::TemplateNotFound(id.to_string()).into())
 }
 
 macro_rules! operation {
@@ -85,10 +81,7 @@ impl TemplateService for TemplateGrpc {
         require_role(&principal, &[Role::Manager])?;
         let body = request.get_ref();
         let id = uuid_field("template_id", &body.template_id)?;
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let (existing, _) =
-            load_template(&mut conn, principal.tenant(), id).await.map_err(to_status)?.ok_or_else(|| not_found(id))?;
-        drop(conn);
+        let existing = self.app.template_state(principal.tenant(), id).await.map_err(to_status)?;
         let content = content(existing.channel, body.content.as_ref())?;
         let ctx = command_context(&request, &principal, &body.request_id, operation!("UpdateTemplate"))?;
         let template = self.app.update_template(&ctx, id, Some(content)).await.map_err(to_status)?;
@@ -113,11 +106,7 @@ impl TemplateService for TemplateGrpc {
     async fn get_template(&self, request: Request<pb::GetTemplateRequest>) -> Result<Response<pb::Template>, Status> {
         let principal = principal(&request)?;
         let id = uuid_field("template_id", &request.get_ref().template_id)?;
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let template = projections::template(&mut conn, principal.tenant(), id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| not_found(id))?;
+        let template = self.app.template(principal.tenant(), id).await.map_err(to_status)?;
         Ok(Response::new(template))
     }
 
@@ -148,8 +137,7 @@ impl TemplateService for TemplateGrpc {
             after,
             limit: limit + 1,
         };
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let mut templates = projections::templates(&mut conn, principal.tenant(), &filter).await.map_err(db_status)?;
+        let mut templates = self.app.templates(principal.tenant(), &filter).await.map_err(to_status)?;
         let next_page_token = paging::next_page(&mut templates, limit, |t| {
             Some(paging::encode_token(&[t.name.as_str(), t.template_id.as_str()]))
         });
@@ -164,9 +152,7 @@ impl TemplateService for TemplateGrpc {
         let principal = principal(&request)?;
         let body = request.get_ref();
         let id = uuid_field("template_id", &body.template_id)?;
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let (template, _) =
-            load_template(&mut conn, principal.tenant(), id).await.map_err(to_status)?.ok_or_else(|| not_found(id))?;
+        let template = self.app.template_state(principal.tenant(), id).await.map_err(to_status)?;
         let rendered = render_send(
             &template,
             &body.variables,
@@ -243,17 +229,10 @@ impl TemplateService for TemplateGrpc {
     async fn get_message(&self, request: Request<pb::GetMessageRequest>) -> Result<Response<pb::Message>, Status> {
         let principal = principal(&request)?;
         let id = uuid_field("message_id", &request.get_ref().message_id)?;
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let message = projections::message(&mut conn, principal.tenant(), id)
-            .await
-            .map_err(db_status)?
-            .filter(|m| {
-                // Agents see their own sends; managers and services all of the tenant's.
-                principal.has_role(Role::Manager)
-                    || principal.has_role(Role::Service)
-                    || m.agent_id == principal.subject()
-            })
-            .ok_or_else(|| to_status(DomainError::MessageNotFound(id.to_string()).into()))?;
+        // Agents see their own sends; managers and services all of the tenant's.
+        let everyone = principal.has_role(Role::Manager) || principal.has_role(Role::Service);
+        let visible = |m: &pb::Message| everyone || m.agent_id == principal.subject();
+        let message = self.app.message(principal.tenant(), id, visible).await.map_err(to_status)?;
         Ok(Response::new(message))
     }
 }

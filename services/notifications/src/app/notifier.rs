@@ -1,12 +1,17 @@
 //! Agents' live streams: the [`Notifier`] listens (one Postgres `LISTEN` per replica) for the
-//! announcements the projections make at commit and wakes the streams; [`follow`] feeds one
-//! agent's stream from the kept notifications, so a resumed stream misses nothing.
+//! announcements the projections make at commit and wakes the agent's streams through the
+//! kernel's live feed (`dw_grpc_kit::live`, which also bounds a tenant's open streams);
+//! [`follow`] feeds one agent's stream from the kept notifications after a sequence, so a
+//! resumed stream misses nothing.
 
 use std::time::Duration;
 
+use dw_grpc_kit::live::{Feed, LiveStream};
+use dw_ids::TenantId;
 use dw_proto::notifications::v1 as pb;
+use futures::StreamExt;
 use sqlx::postgres::{PgListener, PgPool};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -20,13 +25,18 @@ const SLOW_POLL: Duration = Duration::from_secs(2);
 /// Wakes subscribers when their agent has something new (one listener per replica).
 #[derive(Clone)]
 pub struct Notifier {
-    sender: broadcast::Sender<String>,
+    streams: Feed<String, ()>,
 }
 
 impl Notifier {
-    pub fn start(pool: PgPool, tasks: &tokio_util::task::TaskTracker, cancel: CancellationToken) -> Self {
-        let (sender, _) = broadcast::channel(1024);
-        let notifier = Self { sender: sender.clone() };
+    /// `streams` should coalesce (a wake-up waiting stands for the next ones).
+    pub fn start(
+        pool: PgPool,
+        streams: Feed<String, ()>,
+        tasks: &tokio_util::task::TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
+        let notifier = Self { streams: streams.clone() };
         tasks.spawn(async move {
             while !cancel.is_cancelled() {
                 let mut listener = match PgListener::connect_with(&pool).await {
@@ -44,7 +54,7 @@ impl Notifier {
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         received = listener.recv() => match received {
-                            Ok(notification) => { let _ = sender.send(notification.payload().to_owned()); }
+                            Ok(notification) => streams.publish(&notification.payload().to_owned(), ()),
                             Err(_) => break,
                         }
                     }
@@ -54,14 +64,15 @@ impl Notifier {
         notifier
     }
 
-    /// The wake-ups from now on: take them before reading where a stream starts, so none is missed.
-    pub fn wake_ups(&self) -> WakeUps {
-        WakeUps(self.sender.subscribe())
+    /// The agent's wake-ups from now on: take them before reading where a stream starts, so
+    /// none is missed. `RESOURCE_EXHAUSTED` when the tenant holds its share of streams.
+    pub fn wake_ups(&self, tenant: &TenantId, agent: &str) -> Result<WakeUps, Status> {
+        Ok(WakeUps(self.streams.open(tenant, agent_key(tenant.as_str(), agent))?.stream))
     }
 }
 
-/// A stream's receiver of the [`Notifier`]'s wake-ups.
-pub struct WakeUps(broadcast::Receiver<String>);
+/// A stream's wake-ups from the [`Notifier`].
+pub struct WakeUps(LiveStream<()>);
 
 /// An agent's stream: their notifications after sequence `after`, then each new one, until the
 /// caller goes away or `cancel`.
@@ -74,7 +85,6 @@ pub fn follow(
     cancel: CancellationToken,
 ) -> ReceiverStream<Result<pb::AgentNotification, Status>> {
     let (sender, receiver) = mpsc::channel(256);
-    let key = agent_key(&tenant, &agent);
     tokio::spawn(async move {
         loop {
             match notifications_after(&pool, &tenant, &agent, after).await {
@@ -92,19 +102,14 @@ pub fn follow(
                 Err(error) => tracing::warn!(%error, "subscription read failed"),
             }
             // Until our agent has news (or a slow poll, in case a wake-up was missed).
-            let deadline = tokio::time::sleep(SLOW_POLL);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = sender.closed() => return,
-                    () = &mut deadline => break,
-                    received = wake.0.recv() => match received {
-                        Ok(payload) if payload == key => break,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = sender.closed() => return,
+                () = tokio::time::sleep(SLOW_POLL) => {}
+                received = wake.0.next() => match received {
+                    Some(Ok(())) => {}
+                    // Shutting down: the feed ended the wake-ups.
+                    Some(Err(_)) | None => return,
                 }
             }
         }

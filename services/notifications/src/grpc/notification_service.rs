@@ -131,11 +131,11 @@ impl NotificationService for NotificationGrpc {
         require_role(&principal, &[Role::Agent])?;
         let tenant = principal.tenant().as_str().to_owned();
         let agent = principal.subject().to_owned();
-        let wake = self.notifier.wake_ups();
         let backlog = request.get_ref().backlog;
         if backlog > MAX_BACKLOG {
             return Err(errors::invalid_argument("backlog", format!("at most {MAX_BACKLOG}")));
         }
+        let wake = self.notifier.wake_ups(principal.tenant(), &agent)?;
         let mut after = i64::try_from(request.get_ref().after_sequence).unwrap_or(i64::MAX);
         if after == 0 {
             let last = last_sequence(&self.pool, &tenant, &agent).await.map_err(db_status)?;

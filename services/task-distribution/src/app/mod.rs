@@ -8,6 +8,8 @@
 
 pub mod dispatcher;
 pub mod reactions;
+pub mod reads;
+pub mod task_feed;
 pub mod tasks;
 
 use chrono::{DateTime, Utc};

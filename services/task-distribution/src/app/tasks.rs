@@ -38,17 +38,13 @@ pub enum TaskOp {
 
 #[derive(Clone)]
 pub struct App {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     metrics: DistributionMetrics,
 }
 
 impl App {
     pub fn new(pool: PgPool, metrics: DistributionMetrics) -> Self {
         Self { pool, metrics }
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     pub async fn task(&self, ctx: &CommandContext, op: TaskOp) -> Result<pb::Task, AppError> {

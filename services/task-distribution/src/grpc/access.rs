@@ -20,12 +20,4 @@ pub const ACCESS: &[Rule] = &[
     ("dw.distribution.v1.DistributionService/SetAgentCapacity", MANAGER),
 ];
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_method_served_has_exactly_one_rule() {
-        if let Err(problem) = dw_grpc_kit::AccessPolicy::new(super::ACCESS, &crate::server::SERVICE_NAMES) {
-            panic!("{problem}");
-        }
-    }
-}
+dw_grpc_kit::access_table_test!(super::ACCESS, crate::server::SERVICE_NAMES);

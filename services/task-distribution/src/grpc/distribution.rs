@@ -11,14 +11,15 @@ use dw_proto::distribution::v1::distribution_service_server::DistributionService
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::task_feed::{TaskFeed, TaskStream};
-use super::{command_context, db_status, domain_status, parse_field, to_status};
+use super::{command_context, domain_status, parse_field, to_status};
+use crate::app::reads::TaskKey;
+use crate::app::task_feed::{TaskFeed, TaskStream};
 use crate::app::tasks::{App, CreateTask, TaskOp};
 use crate::codec::channel_from_pb;
 use crate::domain::task::Status as TaskStatus;
 use crate::domain::values::parse_client_name;
 use crate::domain::{AgentId, ClientContact, DepartmentId, DomainError, PhoneNumber, Priority, Protocol, TaskId};
-use crate::projections::{self, queries};
+use crate::projections::queries;
 
 pub struct DistributionGrpc {
     app: Arc<App>,
@@ -51,10 +52,7 @@ impl DistributionGrpc {
         if task.agent_id == principal.subject() {
             return Ok(true);
         }
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let departments = projections::agents::departments_of(&mut conn, principal.tenant(), principal.subject())
-            .await
-            .map_err(db_status)?;
+        let departments = self.app.departments_of(principal.tenant(), principal.subject()).await.map_err(to_status)?;
         Ok(departments.contains(&task.department_id))
     }
 }
@@ -147,18 +145,16 @@ impl DistributionService for DistributionGrpc {
     async fn get_task(&self, request: Request<pb::GetTaskRequest>) -> Result<Response<pb::Task>, Status> {
         let principal = principal(&request)?;
         let tenant = principal.tenant();
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let found = match &request.get_ref().key {
             Some(pb::get_task_request::Key::TaskId(id)) => {
-                queries::task_by_id(&mut conn, tenant, task_id(id)?).await.map_err(db_status)?
+                self.app.find_task(tenant, TaskKey::Id(task_id(id)?)).await.map_err(to_status)?
             }
             Some(pb::get_task_request::Key::Protocol(protocol)) => {
                 let protocol = parse_field("protocol", protocol, Protocol::parse)?;
-                queries::task_by_protocol(&mut conn, tenant, protocol.as_str()).await.map_err(db_status)?
+                self.app.find_task(tenant, TaskKey::Protocol(protocol.as_str())).await.map_err(to_status)?
             }
             None => return Err(errors::invalid_argument("key", "task_id or protocol is required")),
         };
-        drop(conn);
         let not_found = || domain_status(DomainError::TaskNotFound("requested".into()));
         let task = found.ok_or_else(not_found)?;
         if !self.visible(&principal, &task).await? {
@@ -217,13 +213,10 @@ impl DistributionService for DistributionGrpc {
     ) -> Result<Response<pb::SearchProtocolsResponse>, Status> {
         let principal = principal(&request)?;
         let tenant = principal.tenant();
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
         let privileged = principal.has_role(Role::Manager) || principal.has_role(Role::Service);
         if !privileged {
             let allowed =
-                projections::agents::has_permission(&mut conn, tenant, principal.subject(), "protocols.search")
-                    .await
-                    .map_err(db_status)?;
+                self.app.has_permission(tenant, principal.subject(), "protocols.search").await.map_err(to_status)?;
             if !allowed {
                 return Err(domain_status(DomainError::MissingPermission("protocols.search")));
             }
@@ -255,7 +248,7 @@ impl DistributionService for DistributionGrpc {
             })?,
             limit: limit + 1,
         };
-        let mut tasks = queries::search(&mut conn, tenant, &search).await.map_err(db_status)?;
+        let mut tasks = self.app.search(tenant, &search).await.map_err(to_status)?;
         let next_page_token = paging::next_page(&mut tasks, limit, |t| {
             let created = t.created_at.as_ref()?;
             let at = DateTime::from_timestamp(created.seconds, u32::try_from(created.nanos).ok()?)?;
@@ -272,10 +265,7 @@ impl DistributionService for DistributionGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Agent])?;
         let since = request.get_ref().include_closed.then(|| Utc::now() - chrono::Duration::hours(24));
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let tasks = queries::tasks_of_agent(&mut conn, principal.tenant(), principal.subject(), since)
-            .await
-            .map_err(db_status)?;
+        let tasks = self.app.tasks_of_agent(principal.tenant(), principal.subject(), since).await.map_err(to_status)?;
         Ok(Response::new(pb::ListMyTasksResponse { tasks }))
     }
 
@@ -301,11 +291,8 @@ impl DistributionService for DistributionGrpc {
         let principal = principal(&request)?;
         let department = optional("department_id", &request.get_ref().department_id, DepartmentId::parse)?;
         let now = Utc::now();
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let departments =
-            queries::queue_stats(&mut conn, principal.tenant(), department.as_ref().map(DepartmentId::as_str), now)
-                .await
-                .map_err(db_status)?;
+        let department = department.as_ref().map(DepartmentId::as_str);
+        let departments = self.app.queue_stats(principal.tenant(), department, now).await.map_err(to_status)?;
         Ok(Response::new(pb::GetQueueStatsResponse { departments, at: Some(crate::codec::timestamp(now)) }))
     }
 
@@ -318,12 +305,7 @@ impl DistributionService for DistributionGrpc {
         require_role(&principal, &[Role::Manager])?;
         let id = task_id(&request.get_ref().task_id)?;
         let tenant = principal.tenant();
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let task = queries::task_by_id(&mut conn, tenant, id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| domain_status(DomainError::TaskNotFound(id.to_string())))?;
-        let decisions = queries::decisions(&mut conn, tenant, id).await.map_err(db_status)?;
+        let (task, decisions) = self.app.explain(tenant, id).await.map_err(to_status)?;
         Ok(Response::new(pb::ExplainAssignmentResponse { task: Some(task), decisions }))
     }
 
@@ -334,9 +316,7 @@ impl DistributionService for DistributionGrpc {
     ) -> Result<Response<pb::DistributionSettings>, Status> {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager, Role::Service])?;
-        let mut conn = self.app.pool().acquire().await.map_err(db_status)?;
-        let settings = projections::agents::settings(&mut conn, principal.tenant()).await.map_err(db_status)?;
-        Ok(Response::new(queries::settings_to_pb(&settings)))
+        Ok(Response::new(self.app.settings(principal.tenant()).await.map_err(to_status)?))
     }
 
     #[instrument(skip_all, fields(rpc = "UpdateDistributionSettings"))]

@@ -3,7 +3,6 @@
 
 pub mod access;
 pub mod distribution;
-pub mod task_feed;
 
 use tonic::Status;
 
