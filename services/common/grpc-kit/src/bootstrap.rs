@@ -21,7 +21,11 @@ use crate::auth::AuthInterceptor;
 use crate::config::ServiceConfig;
 use crate::fair_share::FairShare;
 use crate::metrics_http::{self, Readiness};
-use crate::{RpcLayer, RpcMetrics, health, startup};
+use crate::{RpcLayer, RpcMetrics, connection_age, health, startup};
+
+/// The longest a call may take to answer (`Server::timeout`): it bounds the drain at SIGTERM and
+/// the shortest connection-age grace (deploy/README.md, Probes, shutdown).
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -193,15 +197,18 @@ impl Bootstrap {
                 background.cancel();
             }
         };
-        let served = tonic::transport::Server::builder()
+        // Replies must not wait for the client's delayed ACK (Nagle): ~40 ms per reply otherwise.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Long-lived clients move to a new connection every max age, so added replicas get traffic.
+        // Their streams end with UNAVAILABLE at max age + grace and are resumed by the clients.
+        let age = self.config.grpc_connection_age;
+        let connections = connection_age::Connections::default();
+        let served = connection_age::apply(tonic::transport::Server::builder(), age)
+            .layer(connection_age::StreamDeadlineLayer::new(connections.clone()))
             .layer(RpcLayer::new(rpc_metrics).counting_in(self.fair_share.in_flight()))
-            .timeout(Duration::from_secs(30))
+            .timeout(RPC_TIMEOUT)
             .add_routes(routes)
-            // Replies must not wait for the client's delayed ACK (Nagle): ~40 ms per reply otherwise.
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(connection_age::limit_incoming(incoming, age, connections), shutdown)
             .await;
 
         info!("grpc server drained, stopping background tasks");

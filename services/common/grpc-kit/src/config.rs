@@ -1,5 +1,6 @@
 //! The configuration every service reads from the environment (12-factor), with local defaults.
 
+use crate::connection_age::ConnectionAge;
 use crate::fair_share::{FairShareConfig, Rate};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,6 +48,9 @@ pub struct ServiceConfig {
     pub nats_request_timeout: Duration,
     /// Per-tenant rates and the replica's load limit (`DW_TENANT_*`, `DW_MAX_IN_FLIGHT_RPCS`).
     pub fair_share: FairShareConfig,
+    /// When a client is asked to move to a new gRPC connection, and when the old one is closed
+    /// (`DW_GRPC_MAX_CONNECTION_AGE_SECONDS`, 300, 0 = never; `…_GRACE_SECONDS`, 30).
+    pub grpc_connection_age: Option<ConnectionAge>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -63,6 +67,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("db_max_connections", &self.db_max_connections)
             .field("event_max_bytes", &self.event_max_bytes)
             .field("fair_share", &self.fair_share)
+            .field("grpc_connection_age", &self.grpc_connection_age)
             .finish()
     }
 }
@@ -182,6 +187,29 @@ fn fair_share_from_env() -> Result<FairShareConfig, ConfigError> {
     })
 }
 
+/// `DW_GRPC_MAX_CONNECTION_AGE_SECONDS` (default 300; 0 turns the limit off) and
+/// `DW_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS` (default 30). The grace may not be shorter than the
+/// server's request timeout, so that no unary RPC running at the `GOAWAY` is cut.
+fn connection_age_from_env() -> Result<Option<ConnectionAge>, ConfigError> {
+    let max_age: u64 = parsed("DW_GRPC_MAX_CONNECTION_AGE_SECONDS", "300")?;
+    let grace: u64 = parsed("DW_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", "30")?;
+    connection_age(max_age, grace)
+}
+
+fn connection_age(max_age_seconds: u64, grace_seconds: u64) -> Result<Option<ConnectionAge>, ConfigError> {
+    if max_age_seconds == 0 {
+        return Ok(None);
+    }
+    let min_grace = crate::bootstrap::RPC_TIMEOUT.as_secs();
+    if grace_seconds < min_grace {
+        return Err(ConfigError::Invalid {
+            name: "DW_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
+            reason: format!("must be at least {min_grace} (the RPC timeout), so that no unary call is cut"),
+        });
+    }
+    Ok(Some(ConnectionAge { max_age: Duration::from_secs(max_age_seconds), grace: Duration::from_secs(grace_seconds) }))
+}
+
 impl ServiceConfig {
     pub fn from_env(defaults: ServiceDefaults) -> Result<Self, ConfigError> {
         let jwt_secret = secret("DW_JWT_SECRET", "DW_JWT_SECRET_FILE", "")?;
@@ -210,6 +238,7 @@ impl ServiceConfig {
             nats_request_timeout: Duration::from_millis(parsed("DW_NATS_REQUEST_TIMEOUT_MS", "2000")?),
             event_max_bytes: parsed("DW_EVENT_MAX_BYTES", &dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES.to_string())?,
             fair_share: fair_share_from_env()?,
+            grpc_connection_age: connection_age_from_env()?,
         })
     }
 
@@ -237,18 +266,32 @@ impl ServiceConfig {
             event_max_bytes: dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES,
             nats_request_timeout: Duration::from_secs(2),
             fair_share: FairShareConfig::unlimited(),
+            grpc_connection_age: None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{ConfigError, connection_age, redact_url};
+    use std::time::Duration;
 
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(redact_url("postgres://u:secret@host/db"), "postgres://u:***@host/db");
         assert_eq!(redact_url("postgres://u@host/db"), "postgres://u@host/db");
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn a_max_connection_age_of_zero_turns_the_limit_off() {
+        assert_eq!(connection_age(0, 0).unwrap(), None);
+        let limit = connection_age(300, 30).unwrap().unwrap();
+        assert_eq!((limit.max_age, limit.grace), (Duration::from_secs(300), Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_grace_shorter_than_the_rpc_timeout_is_refused() {
+        assert!(matches!(connection_age(300, 5), Err(ConfigError::Invalid { .. })));
     }
 }

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod connection_age;
 pub mod errors;
 pub mod fair_share;
 pub mod health;
