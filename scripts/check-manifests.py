@@ -30,6 +30,10 @@ services, not the dev overlay's throw-away infrastructure):
     services/<service>/src and the shared crates), every secret-like variable the code reads comes
     from a Secret (otherwise the service runs on its development default), ConfigMaps exist,
     Secrets are rendered or documented in deploy/README.md (Secrets table).
+  - topologySpreadConstraints by zone and by node (no pod anti-affinity), connection age on, and
+    migrations by an init container or an Argo CD PreSync hook Job (deploy/components/);
+  - alerts: a runbook_url into an existing section of docs/runbooks.md (or deploy/README.md), and
+    RPC error ratios on grpc-kit's server-fault codes only; NATS maxSize/GOMEMLIMIT below their limits.
 Profiles: dev (1 replica, no HPA, stream replicas 1, every Secret generated) and prod (HPA floor
 3, no Deployment replicas, stream replicas 3 <= NATS cluster size, ServiceMonitor, rules and
 dashboard). Also checked: the CloudNativePG objects (a database and owner role per service,
@@ -65,6 +69,14 @@ RPC_TIMEOUT_SECONDS = 30
 PROVIDER_BACKOFF_SECONDS = 4
 PROVIDER_DEFAULTS = {"DW_PROVIDER_MAX_ATTEMPTS": "5", "DW_PROVIDER_TIMEOUT_MS": "10000"}
 GRACE_MARGIN_SECONDS = 5
+# The gRPC codes grpc-kit counts as the server's own failures (is_server_error in this file): the
+# only codes an error-ratio alert may page on.
+OBSERVABILITY_RS = "services/common/grpc-kit/src/observability.rs"
+# Spread keys every service Deployment must have a topologySpreadConstraint for.
+SPREAD_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+# Documents an alert's runbook_url may point into (path suffix of the URL -> file).
+RUNBOOK_DOCS = ("docs/runbooks.md", "deploy/README.md")
+ARGO_HOOK = "argocd.argoproj.io/hook"
 # Variables a service reads without naming them in its own code.
 IMPLICIT_ENV = {"RUST_LOG"}  # tracing EnvFilter::try_from_default_env
 IMPLICIT_ENV_PREFIXES = ("OTEL_", "POD_")  # the OpenTelemetry SDK; fieldRefs used in OTEL_RESOURCE_ATTRIBUTES
@@ -81,8 +93,16 @@ PROFILES = {
     "dev": {"hpa": False, "replicas": 1, "stream_replicas": 1, "servicemonitor": False,
             "external_secrets": False, "observability": False},
     "prod": {"hpa": True, "min_replicas": 3, "stream_replicas": 3, "servicemonitor": True,
-             "external_secrets": True, "observability": True},
+             "external_secrets": True, "observability": True, "zone_spread": "DoNotSchedule",
+             "monitoring_label": "release"},
 }
+
+
+def profile_of(overlay):
+    """An overlay's profile: its own name, or the one it extends (`prod-argocd` is prod)."""
+    if overlay in PROFILES:
+        return PROFILES[overlay]
+    return PROFILES.get(overlay.split("-", 1)[0], {})
 
 
 def load(path):
@@ -399,12 +419,20 @@ def check_deployment(dep, objects, profile, ctx, report, facts):
 
     check_security(where, pod, containers + inits, report)
 
-    # Migrations first, with the same image.
-    migrate = [c for c in inits if "migrate" in (c.get("args") or []) + (c.get("command") or [])]
-    if not migrate:
-        report.error(f"{where}: no init container running `migrate`")
-    elif migrate[0].get("image") != main.get("image"):
+    # Migrations first, with the same image: an init container, or a PreSync hook Job
+    # (deploy/components/migration-job) that runs before Argo CD syncs the Deployment.
+    migrate = [c for c in inits if runs_migrate(c)]
+    hook_jobs = migrate_jobs(name, main, objects, report)
+    if not migrate and not hook_jobs:
+        report.error(f"{where}: nothing runs `migrate` (neither an init container nor a PreSync hook Job "
+                     "running the service's image): the service itself does not migrate (DW_RUN_MIGRATIONS=false)")
+    elif migrate and migrate[0].get("image") != main.get("image"):
         report.error(f"{where}: the migrate init container runs {migrate[0].get('image')}, not {main.get('image')}")
+    facts.setdefault("migrations", {})[name] = ("init container" if migrate else "") + \
+        (" + " if migrate and hook_jobs else "") + ("PreSync Job" if hook_jobs else "")
+
+    check_spread(where, pod, pod_labels, profile, report)
+    check_connection_age(where, container_env(main, configmaps, Report("scratch"), where)[0], report)
 
     # Ports and probes.
     ports = {p.get("name"): p.get("containerPort") for p in main.get("ports") or []}
@@ -562,6 +590,85 @@ def check_deployment(dep, objects, profile, ctx, report, facts):
                           f"DW_STREAM_REPLICAS={stream_replicas} image={image}")
 
 
+def runs_migrate(container):
+    return "migrate" in (container.get("args") or []) + (container.get("command") or [])
+
+
+def migrate_jobs(service, main, objects, report):
+    """The PreSync hook Jobs that migrate `service`'s database with its image (errors for near misses)."""
+    found = []
+    db_secret = next((((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+                      for e in main.get("env") or [] if e.get("name") == "DATABASE_URL"), None)
+    for job in objects.get("Job", []):
+        containers = ((((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [])
+        for c in containers:
+            if not runs_migrate(c):
+                continue
+            refs = {e.get("name"): ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+                    for e in c.get("env") or []}
+            if refs.get("DATABASE_URL") != db_secret:
+                continue  # another service's Job
+            where = f"Job {name_of(job)}"
+            hook = (meta(job).get("annotations") or {}).get(ARGO_HOOK)
+            if hook != "PreSync":
+                report.error(f"{where}: migrates {service} but is not an Argo CD PreSync hook "
+                             f"({ARGO_HOOK}: {hook!r}): it would run beside the new pods, not before them")
+            elif c.get("image") != main.get("image"):
+                report.error(f"{where}: runs {c.get('image')}, not {service}'s image {main.get('image')}")
+            elif any(src.get("configMapRef") for src in c.get("envFrom") or []):
+                report.error(f"{where}: reads a ConfigMap: a PreSync hook runs before the new (hashed) ConfigMap exists")
+            else:
+                found.append(job)
+    return found
+
+
+def check_spread(where, pod, pod_labels, profile, report):
+    """topologySpreadConstraints by zone and by node, on the service's own pods; no anti-affinity."""
+    if ((pod.get("affinity") or {}).get("podAntiAffinity")):
+        report.error(f"{where}: pod anti-affinity: use topologySpreadConstraints (zone and node) instead")
+    constraints = {c.get("topologyKey"): c for c in pod.get("topologySpreadConstraints") or []}
+    for key in SPREAD_KEYS:
+        c = constraints.get(key)
+        if c is None:
+            report.error(f"{where}: no topologySpreadConstraint on {key}")
+            continue
+        if not selects(((c.get("labelSelector") or {}).get("matchLabels")), pod_labels):
+            report.error(f"{where}: the topologySpreadConstraint on {key} does not select the service's pods")
+        if (c.get("maxSkew") or 0) < 1:
+            report.error(f"{where}: the topologySpreadConstraint on {key} has no maxSkew >= 1")
+    zone = constraints.get(SPREAD_KEYS[0]) or {}
+    want = profile.get("zone_spread")
+    if want and zone and zone.get("whenUnsatisfiable") != want:
+        report.error(f"{where}: zone spread is {zone.get('whenUnsatisfiable')}, the {report.title} profile wants {want}")
+
+
+def check_connection_age(where, env, report):
+    """Long-lived gRPC clients must be moved to new connections, or added replicas get no traffic."""
+    try:
+        age = int(env.get("DW_GRPC_MAX_CONNECTION_AGE_SECONDS") or 300)
+        grace = int(env.get("DW_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS") or 30)
+    except ValueError as e:
+        report.error(f"{where}: DW_GRPC_MAX_CONNECTION_AGE_*: {e}")
+        return
+    if age == 0:
+        report.error(f"{where}: DW_GRPC_MAX_CONNECTION_AGE_SECONDS=0: clients stay on their first replica "
+                     "forever and replicas the HPA adds get no traffic from them")
+    elif grace < RPC_TIMEOUT_SECONDS:
+        report.error(f"{where}: DW_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS={grace} < the {RPC_TIMEOUT_SECONDS} s "
+                     "RPC timeout (the service refuses to start)")
+
+
+def client_namespace_rule(rule, grpc_port):
+    """A namespaceSelector on a label of the namespaces' own choosing (not the name) on gRPC."""
+    if not any(port_matches(p.get("port"), "grpc", grpc_port) for p in rule.get("ports") or []):
+        return False
+    for peer in rule.get("from") or []:
+        labels = ((peer.get("namespaceSelector") or {}).get("matchLabels") or {})
+        if labels and "kubernetes.io/metadata.name" not in labels and not peer.get("podSelector"):
+            return True
+    return False
+
+
 def check_network(where, service, policies, ports, env, report):
     types = set()
     ingress, egress = [], []
@@ -577,6 +684,9 @@ def check_network(where, service, policies, ports, env, report):
         if not any(any(port_matches(pp.get("port"), pname, number) for pp in r.get("ports") or [])
                    or not r.get("ports") for r in ingress):
             report.error(f"{where}: the NetworkPolicy admits nothing on port {pname}")
+    if "grpc" in ports and not any(client_namespace_rule(r, ports["grpc"]) for r in ingress):
+        report.error(f"{where}: the NetworkPolicy admits gRPC from no labelled client namespace "
+                     "(namespaceSelector on a label such as digital-workspace.io/client, deploy/README.md, Network)")
     needed = {53: "DNS", 5432: "PostgreSQL"}
     for var in ("NATS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"):
         if env.get(var):
@@ -598,7 +708,7 @@ def check_network(where, service, policies, ports, env, report):
 
 def check_overlay(path, docs, ctx):
     overlay = os.path.splitext(os.path.basename(path))[0]
-    profile = PROFILES.get(overlay, {})
+    profile = profile_of(overlay)
     report = Report(f"overlay {overlay}" + ("" if profile else " (no profile: common checks only)"))
     if ctx.schemas:
         check_schema(docs, ctx.schemas, report)
@@ -632,6 +742,26 @@ def check_overlay(path, docs, ctx):
     if facts.get("placeholders"):
         report.note("values to set before applying: " + ", ".join(sorted(facts["placeholders"])))
 
+    for job in objects.get("Job", []):
+        if (meta(job).get("labels") or {}).get(PART_OF[0]) == PART_OF[1]:
+            jpod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+            check_security(f"Job {name_of(job)}", jpod, (jpod.get("containers") or []) + (jpod.get("initContainers") or []), report)
+    for rule in objects.get("PrometheusRule", []):
+        check_alert_rules(rule, report, facts)
+    if "runbook base URL (runbook_url)" in facts.get("placeholders", ()):
+        report.note("runbook_url still points at REPLACE_WITH…: set runbookBase (knob 4 of the overlay)")
+    label = profile.get("monitoring_label")
+    if label:
+        monitored = objects.get("ServiceMonitor", []) + objects.get("PrometheusRule", [])
+        values = {(meta(o).get("labels") or {}).get(label) for o in monitored}
+        if None in values or "" in values or len(values) > 1:
+            report.error(f"ServiceMonitors and PrometheusRules must all carry the same `{label}` label (the one your "
+                         f"Prometheus selects; knob 3 of the overlay): found {sorted(map(str, values))}")
+        elif monitored:
+            report.summary.append(f"ServiceMonitors and PrometheusRule labelled {label}={values.pop()}")
+    if facts.get("migrations"):
+        kinds = sorted(set(facts["migrations"].values()))
+        report.summary.append("migrations: " + ", ".join(kinds))
     if profile.get("observability"):
         if not objects.get("PrometheusRule"):
             report.error("no PrometheusRule (deploy/observability)")
@@ -647,6 +777,70 @@ def check_overlay(path, docs, ctx):
                 except ValueError as e:
                     report.error(f"ConfigMap {name_of(cm)}: {key} is not JSON: {e}")
     return report
+
+
+# --- alerts ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def server_error_codes():
+    """The codes of grpc-kit's is_server_error (None when the source is not here)."""
+    path = os.path.join(ROOT, OBSERVABILITY_RS)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        m = re.search(r"fn is_server_error\(code: &str\) -> bool \{\s*matches!\(code,([^)]*)\)", f.read())
+    return frozenset(re.findall(r'"([A-Z_]+)"', m.group(1))) if m else None
+
+
+def github_anchors(path):
+    """The anchors GitHub gives the headings of a Markdown file."""
+    anchors = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^#{1,6}\s+(.*?)\s*$", line)
+            if m:
+                text = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower())
+                anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def check_alert_rules(rule_obj, report, facts):
+    """Every alert has a runbook_url into a document section that exists; RPC error-ratio alerts
+    count only the server's own failures (the codes grpc-kit marks as errors)."""
+    where = f"PrometheusRule {name_of(rule_obj)}"
+    server_codes = server_error_codes()
+    for group in (rule_obj.get("spec") or {}).get("groups") or []:
+        for rule in group.get("rules") or []:
+            alert = rule.get("alert")
+            if not alert:
+                continue
+            url = (rule.get("annotations") or {}).get("runbook_url") or ""
+            base, _, anchor = url.partition("#")
+            doc = next((d for d in RUNBOOK_DOCS if base.endswith("/" + d)), None)
+            if not url:
+                report.error(f"{where}: alert {alert} has no runbook_url annotation")
+            elif not re.match(r"^https?://", url) or doc is None or not anchor:
+                report.error(f"{where}: alert {alert}: runbook_url {url!r} is not http(s)://…/<one of "
+                             f"{', '.join(RUNBOOK_DOCS)}>#<section>")
+            elif anchor not in github_anchors(os.path.join(ROOT, doc)):
+                report.error(f"{where}: alert {alert}: runbook_url anchor #{anchor} is not a heading of {doc}")
+            if "REPLACE_WITH" in url:
+                facts.setdefault("placeholders", set()).add("runbook base URL (runbook_url)")
+            expr = str(rule.get("expr") or "")
+            if "dw_rpc_requests_total" not in expr or "/" not in expr:
+                continue
+            numerator = expr.split("/", 1)[0]
+            if re.search(r'code\s*!=', numerator):
+                report.error(f"{where}: alert {alert} counts every non-OK code as a failure: client errors "
+                             "(INVALID_ARGUMENT, NOT_FOUND, ...) would page; match the server codes with code=~")
+                continue
+            m = re.search(r'code\s*=~\s*"([^"]*)"', numerator)
+            if not m:
+                report.error(f"{where}: alert {alert}: the numerator has no code=~\"...\" matcher of server codes")
+                continue
+            codes = frozenset(m.group(1).split("|"))
+            if server_codes is not None and codes != server_codes:
+                report.error(f"{where}: alert {alert} matches codes {sorted(codes)}; the code's server faults "
+                             f"({OBSERVABILITY_RS}, is_server_error) are {sorted(server_codes)}")
 
 
 # --- PostgreSQL (CloudNativePG) ------------------------------------------------------------------
@@ -754,12 +948,37 @@ def check_nats_values(path, ctx):
     if ctx.schemas:
         for message in ctx.schemas.validate_file("nats-helm-values.json", values):
             report.error(f"schema: {message} (deploy/schemas/nats-helm-values.json)")
+    jetstream = (values.get("config") or {}).get("jetstream") or {}
+    file_store = jetstream.get("fileStore") or {}
+    pvc_bytes, max_bytes = quantity_bytes((file_store.get("pvc") or {}).get("size")), quantity_bytes(file_store.get("maxSize"))
+    if pvc_bytes is not None and max_bytes is not None and max_bytes >= pvc_bytes:
+        report.error(f"config.jetstream.fileStore.maxSize {file_store.get('maxSize')} is not below its PVC "
+                     f"({file_store['pvc'].get('size')}): the disk would fill before JetStream refuses writes")
+    container = values.get("container") or {}
+    limit = quantity_bytes(((((container.get("merge") or {}).get("resources") or {}).get("limits") or {}).get("memory")))
+    gomemlimit = quantity_bytes((container.get("env") or {}).get("GOMEMLIMIT"))
+    if limit is not None and gomemlimit is not None and gomemlimit >= limit:
+        report.error(f"container.env.GOMEMLIMIT {container['env']['GOMEMLIMIT']} is not below the memory limit: "
+                     "the Go runtime would let the server be OOM-killed first")
+    elif limit is None or gomemlimit is None:
+        report.error("container.env.GOMEMLIMIT and container.merge.resources.limits.memory must both be set")
     cluster = (values.get("config") or {}).get("cluster") or {}
     ctx.facts.setdefault("nats", {})["replicas"] = cluster.get("replicas") if cluster.get("enabled") else 1
     report.summary.append(f"cluster enabled={cluster.get('enabled')} replicas={cluster.get('replicas')}, "
-                          f"JetStream file store "
-                          f"{(((values.get('config') or {}).get('jetstream') or {}).get('fileStore') or {}).get('pvc', {}).get('size')}")
+                          f"JetStream file store {file_store.get('maxSize')} on a {(file_store.get('pvc') or {}).get('size')} "
+                          f"PVC, image tag {(container.get('image') or {}).get('tag')}, "
+                          f"GOMEMLIMIT {(container.get('env') or {}).get('GOMEMLIMIT')}")
     return report
+
+
+def quantity_bytes(value):
+    """Bytes of a Kubernetes quantity (20Gi) or a Go GOMEMLIMIT (1800MiB); None when unset or odd."""
+    units = {"": 1, "B": 1, "Ki": 2**10, "KiB": 2**10, "Mi": 2**20, "MiB": 2**20, "Gi": 2**30, "GiB": 2**30,
+             "Ti": 2**40, "TiB": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", str(value or "").strip())
+    if not m or m.group(2) not in units:
+        return None
+    return float(m.group(1)) * units[m.group(2)]
 
 
 def dockerfile_stages(path):
