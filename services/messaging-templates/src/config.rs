@@ -7,6 +7,7 @@ use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, s
 
 use secrecy::ExposeSecret as _;
 
+use crate::domain::twilio_signature::WebhookBaseUrl;
 use crate::provider_secrets::ProviderSecretsKey;
 use crate::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
 
@@ -22,6 +23,9 @@ pub struct Config {
     pub consumer_prefix: String,
     /// Provider webhooks (HTTP), verified with each tenant's own accounts.
     pub webhook_addr: std::net::SocketAddr,
+    /// Where the providers reach those webhooks (`DW_PUBLIC_WEBHOOK_BASE_URL`): the SMS
+    /// provider signs the URL it calls, so the signature is checked against this public URL.
+    pub public_webhook_base_url: WebhookBaseUrl,
     /// Encrypts the tenants' provider secrets at rest (`DW_PROVIDER_SECRETS_KEY`).
     pub provider_secrets_key: ProviderSecretsKey,
     /// What a send may render (`DW_SMS_MAX_SEGMENTS`).
@@ -39,6 +43,7 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
 dw_grpc_kit::shared_settings_in_field!(Config);
 
 pub fn from_env() -> Result<Config, ConfigError> {
+    let webhook_addr = parsed("DW_WEBHOOK_ADDR", "0.0.0.0:8083")?;
     Ok(Config {
         service: ServiceConfig::from_env(DEFAULTS)?,
         providers: ProviderConfig {
@@ -76,8 +81,23 @@ pub fn from_env() -> Result<Config, ConfigError> {
             )?,
         },
         consumer_prefix: var("DW_CONSUMER_PREFIX", "messaging-templates"),
-        webhook_addr: parsed("DW_WEBHOOK_ADDR", "0.0.0.0:8083")?,
+        webhook_addr,
+        public_webhook_base_url: public_webhook_base_url(webhook_addr)?,
         provider_secrets_key: provider_secrets_key()?,
+    })
+}
+
+/// `DW_PUBLIC_WEBHOOK_BASE_URL`: the public base the providers are given (e.g.
+/// `https://hooks.example.com`). Never taken from a request's `Host` or `X-Forwarded-*`
+/// headers, which whoever sends the request chooses: a signature then binds the URL the
+/// operator configured. Unset, it is `http://127.0.0.1:<port of DW_WEBHOOK_ADDR>`, where a
+/// provider on this machine (the local fake) calls; every deployment behind an ingress sets it.
+fn public_webhook_base_url(webhook_addr: std::net::SocketAddr) -> Result<WebhookBaseUrl, ConfigError> {
+    let local = format!("http://127.0.0.1:{}", webhook_addr.port());
+    let value = var("DW_PUBLIC_WEBHOOK_BASE_URL", &local);
+    WebhookBaseUrl::parse(&value).map_err(|reason| ConfigError::Invalid {
+        name: "DW_PUBLIC_WEBHOOK_BASE_URL",
+        reason: format!("{value:?} {reason}"),
     })
 }
 

@@ -92,11 +92,21 @@ pub async fn run_with_listener(
     }
     boot.start_consumers(&consumers);
     let accounts = ProviderAccounts::new(boot.pool.clone(), config.provider_secrets_key.clone());
-    let (webhook_addr, webhooks) =
-        crate::webhooks::serve(config.webhook_addr, boot.pool.clone(), accounts.clone(), boot.background.clone())
-            .await
-            .map_err(|e| ServeError::Bind(config.webhook_addr.to_string(), e))?;
-    tracing::info!(webhooks = %webhook_addr, "provider webhooks listening");
+    let public_base = config.public_webhook_base_url.clone();
+    let (webhook_addr, webhooks) = crate::webhooks::serve(
+        config.webhook_addr,
+        boot.pool.clone(),
+        accounts.clone(),
+        public_base,
+        boot.background.clone(),
+    )
+    .await
+    .map_err(|e| ServeError::Bind(config.webhook_addr.to_string(), e))?;
+    tracing::info!(
+        webhooks = %webhook_addr,
+        public_base = %config.public_webhook_base_url,
+        "provider webhooks listening"
+    );
     boot.tasks.spawn(webhooks);
     let app = Arc::new(App::new(boot.pool.clone(), config.limits));
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;

@@ -1,11 +1,16 @@
 //! Property-based fuzzing of the provider webhooks (`webhooks.rs`).
 //!
-//! - `sign`/`verify` (pure): a signature verifies for its own body and secret only; `verify` never
-//!   panics on any header text and accepts no spelling of the signature but its hex (either case).
+//! - `sign`/`verify` (pure, WhatsApp's `X-Hub-Signature-256`): a signature verifies for its own
+//!   body and secret only; `verify` never panics on any header text and accepts no spelling of the
+//!   signature but its hex (either case).
+//! - `twilio_signature` (pure, SMS's `X-Twilio-Signature`): a signature verifies for its own token,
+//!   URL and parameters (in any order) only, up to what the scheme itself signs (the URL, then
+//!   names and values concatenated); no header text but the signature's own base64 verifies.
 //! - The handlers, driven in-process through `webhooks::router` on a test database where tenant
 //!   `acme` has its provider accounts (their payload parsing lives inside the handlers, with the
 //!   writes): a body without acme's signature is 401 on acme's path whatever it holds (another
-//!   tenant's signature included), and 404 on the path of a tenant without accounts; a signed
+//!   tenant's signature included; for SMS, one over another URL too), and 404 on the path of a
+//!   tenant without accounts; a signed
 //!   body of any bytes (invalid UTF-8, NUL, control characters, ~100 KB) never panics and never
 //!   fails as a server error: 400 when it cannot be read (not JSON; a form without
 //!   `MessageSid`/`MessageStatus`, or `From` not E.164), 403 when it is of another account (a
@@ -31,6 +36,7 @@ use messaging_templates::domain::PhoneNumber;
 use messaging_templates::domain::provider_config::{
     AccountSid, Change, PhoneNumberId, ProviderChange, ProviderSecret, SmsAccount, WhatsappAccount,
 };
+use messaging_templates::domain::twilio_signature::{self, WebhookBaseUrl};
 use messaging_templates::provider_secrets::ProviderSecretsKey;
 use messaging_templates::webhooks::{router, sign, verify};
 use proptest::prelude::*;
@@ -44,6 +50,8 @@ const PHONE_NUMBER_ID: &str = "100000000000001";
 const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 /// Another tenant's secret: it signs nothing of acme's.
 const OTHER_SECRET: &str = "globex-app-secret";
+/// `DW_PUBLIC_WEBHOOK_BASE_URL` of these requests: SMS callbacks are signed for URLs under it.
+const PUBLIC_BASE: &str = "https://hooks.example.test";
 
 const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_webhooks.txt";
 
@@ -62,7 +70,8 @@ static HOOKS: LazyLock<Hooks> = LazyLock::new(|| {
     let db = runtime.block_on(TestDb::create(&messaging_templates::MIGRATOR)).unwrap();
     let accounts = ProviderAccounts::new(db.pool.clone(), ProviderSecretsKey::from_bytes(&[3; 32]));
     runtime.block_on(configure_acme(&accounts));
-    Hooks { runtime, router: router(db.pool, accounts) }
+    let public_base = WebhookBaseUrl::parse(PUBLIC_BASE).unwrap();
+    Hooks { runtime, router: router(db.pool, accounts, public_base) }
 });
 
 /// acme's manager sets its provider accounts (the app layer of `SetProviderConfig`).
@@ -284,9 +293,39 @@ fn handshake_params() -> impl Strategy<Value = Vec<(String, String)>> {
 fn endpoint() -> impl Strategy<Value = (&'static str, &'static str, &'static str)> {
     prop::sample::select(vec![
         ("/webhooks/whatsapp/acme", "x-hub-signature-256", WHATSAPP_SECRET),
-        ("/webhooks/sms/acme/status", "x-signature-256", SMS_SECRET),
-        ("/webhooks/sms/acme/inbound", "x-signature-256", SMS_SECRET),
+        ("/webhooks/sms/acme/status", "x-twilio-signature", SMS_SECRET),
+        ("/webhooks/sms/acme/inbound", "x-twilio-signature", SMS_SECRET),
     ])
+}
+
+/// The signature of `body` posted to `path`, as its provider makes it under `secret`: Meta's over
+/// the body, Twilio's over the public URL and the form's parameters.
+fn signature_for(path: &str, secret: &str, body: &[u8]) -> String {
+    if path.starts_with("/webhooks/whatsapp/") {
+        return sign(secret, body);
+    }
+    twilio_signature::signature(secret, &format!("{PUBLIC_BASE}{path}"), &decode(body))
+}
+
+fn decode(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// The bytes Twilio's scheme signs, written again here: the URL, then every pair sorted, name
+/// then value.
+fn signed_text(url: &str, params: &[(String, String)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    sorted.iter().fold(url.to_owned(), |text, (name, value)| format!("{text}{name}{value}"))
+}
+
+/// URLs as providers are given them, or anything else.
+fn any_url() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => ("https?", "[a-z]{1,8}\\.test", "(/[a-z0-9%]{0,6}){0,3}", "(\\?[a-z]=[0-9&]{0,4})?")
+            .prop_map(|(scheme, host, path, query)| format!("{scheme}://{host}{path}{query}")),
+        1 => hostile_text(12),
+    ]
 }
 
 fn encode(form: &[(String, String)]) -> Vec<u8> {
@@ -346,14 +385,60 @@ proptest! {
         at in any::<prop::sample::Index>(),
         spelling in "[0-9a-fA-F+ \\-_.]{2}",
     ) {
-        let canonical = sign(SMS_SECRET, &body);
+        let canonical = sign(WHATSAPP_SECRET, &body);
         let is_canonical = header.eq_ignore_ascii_case(&canonical) && header.starts_with("sha256=");
-        prop_assert_eq!(verify(SMS_SECRET, &body, Some(&header)), is_canonical);
+        prop_assert_eq!(verify(WHATSAPP_SECRET, &body, Some(&header)), is_canonical);
         // The canonical signature with one byte's two hex digits spelled some other way.
         let pair = 7 + 2 * at.index(32);
         let respelled = format!("{}{spelling}{}", &canonical[..pair], &canonical[pair + 2..]);
         let same_byte = spelling.eq_ignore_ascii_case(&canonical[pair..pair + 2]);
-        prop_assert_eq!(verify(SMS_SECRET, &body, Some(&respelled)), same_byte, "{:?} for {:?}", respelled, canonical);
+        prop_assert_eq!(verify(WHATSAPP_SECRET, &body, Some(&respelled)), same_byte, "{:?} for {:?}", respelled, canonical);
+    }
+
+    /// A Twilio signature verifies for its token, URL and parameters in any order, and for other
+    /// ones exactly when the scheme signs the same bytes (names and values run together).
+    #[test]
+    fn twilio_signatures_verify_for_their_url_and_parameters_only(
+        token in hostile_text(8),
+        other_token in hostile_text(8),
+        url in any_url(),
+        other_url in any_url(),
+        params in prop::collection::vec((hostile_text(4), hostile_text(6)), 0..6),
+        other_params in prop::collection::vec((hostile_text(4), hostile_text(6)), 0..6),
+        order in any::<prop::sample::Index>(),
+    ) {
+        let signature = twilio_signature::signature(&token, &url, &params);
+        let mut shuffled = params.clone();
+        if !shuffled.is_empty() {
+            let turn = order.index(shuffled.len());
+            shuffled.rotate_left(turn);
+        }
+        prop_assert!(twilio_signature::verify(&token, &url, &shuffled, Some(&signature)));
+        let same_text = signed_text(&other_url, &other_params) == signed_text(&url, &params);
+        prop_assert_eq!(twilio_signature::verify(&token, &other_url, &other_params, Some(&signature)), same_text);
+        // HMAC pads a short key with zero bytes: keys equal but for trailing NULs are one key.
+        if other_token.trim_end_matches('\0') != token.trim_end_matches('\0') {
+            prop_assert!(!twilio_signature::verify(&other_token, &url, &params, Some(&signature)));
+        }
+        prop_assert!(!twilio_signature::verify(&token, &url, &params, None));
+    }
+
+    /// Any header text: no panic, and only the signature's own base64 verifies.
+    #[test]
+    fn only_the_twilio_signature_itself_verifies(
+        params in prop::collection::vec((hostile_text(4), hostile_text(6)), 0..4),
+        header in prop_oneof![hostile_text(30), "[A-Za-z0-9+/=]{26,30}", "[A-Za-z0-9+/]{27}="],
+        at in any::<prop::sample::Index>(),
+        spelling in "[A-Za-z0-9+/= _-]",
+    ) {
+        let url = format!("{PUBLIC_BASE}/webhooks/sms/acme/status");
+        let canonical = twilio_signature::signature(SMS_SECRET, &url, &params);
+        prop_assert_eq!(twilio_signature::verify(SMS_SECRET, &url, &params, Some(&header)), header == canonical);
+        // The canonical signature with one character spelled some other way.
+        let i = at.index(canonical.len());
+        let respelled = format!("{}{spelling}{}", &canonical[..i], &canonical[i + 1..]);
+        let verifies = twilio_signature::verify(SMS_SECRET, &url, &params, Some(&respelled));
+        prop_assert_eq!(verifies, respelled == canonical, "{:?} for {:?}", respelled, canonical);
     }
 
     /// A request without the right signature is 401, whatever its body.
@@ -365,12 +450,34 @@ proptest! {
         wrong_secret in any::<bool>(),
     ) {
         let (path, header, secret) = path;
-        let signature = if wrong_secret { Some(sign(OTHER_SECRET, &body)) } else { signature };
-        prop_assume!(signature.as_deref() != Some(sign(secret, &body).as_str()));
+        let signature = if wrong_secret { Some(signature_for(path, OTHER_SECRET, &body)) } else { signature };
+        prop_assume!(signature.as_deref() != Some(signature_for(path, secret, &body).as_str()));
         prop_assert_eq!(post(path, header, signature.as_deref(), body.clone()), StatusCode::UNAUTHORIZED);
         // A tenant without provider accounts has no such endpoint, whatever is signed.
         let unconfigured = path.replace("acme", "initech");
-        prop_assert_eq!(post(&unconfigured, header, Some(&sign(secret, &body)), body), StatusCode::NOT_FOUND);
+        let signed = signature_for(&unconfigured, secret, &body);
+        prop_assert_eq!(post(&unconfigured, header, Some(&signed), body), StatusCode::NOT_FOUND);
+    }
+
+    /// An SMS callback signed with acme's token for any URL but its own public one is 401.
+    #[test]
+    fn sms_signed_for_another_url_is_refused(
+        form in sms_form(),
+        inbound in any::<bool>(),
+        url in prop_oneof![
+            any_url(),
+            Just(format!("{PUBLIC_BASE}/webhooks/sms/globex/status")),
+            Just(format!("{PUBLIC_BASE}/webhooks/sms/acme/status?x=1")),
+            Just("http://hooks.example.test/webhooks/sms/acme/status".to_owned()),
+            Just(format!("{PUBLIC_BASE}/webhooks/sms/acme/status")),
+            Just(format!("{PUBLIC_BASE}/webhooks/sms/acme/inbound")),
+        ],
+    ) {
+        let path = if inbound { "/webhooks/sms/acme/inbound" } else { "/webhooks/sms/acme/status" };
+        prop_assume!(url != format!("{PUBLIC_BASE}{path}"));
+        let body = encode(&form);
+        let signature = twilio_signature::signature(SMS_SECRET, &url, &form);
+        prop_assert_eq!(post(path, "x-twilio-signature", Some(&signature), body), StatusCode::UNAUTHORIZED);
     }
 
     /// A signed WhatsApp body, of any bytes or shaped like Meta's with hostile values: no panic,
@@ -397,8 +504,8 @@ proptest! {
     fn signed_sms_statuses_are_read_or_refused(form in sms_form()) {
         let body = encode(&form);
         let readable = sid_of(&form).is_some() && field(&form, "MessageStatus").is_some();
-        let signature = sign(SMS_SECRET, &body);
-        let status = post("/webhooks/sms/acme/status", "x-signature-256", Some(&signature), body);
+        let signature = signature_for("/webhooks/sms/acme/status", SMS_SECRET, &body);
+        let status = post("/webhooks/sms/acme/status", "x-twilio-signature", Some(&signature), body);
         let expected = match (of_acme(&form), readable) {
             (false, _) => StatusCode::FORBIDDEN,
             (true, true) => StatusCode::OK,
@@ -414,8 +521,8 @@ proptest! {
         let body = encode(&form);
         let from_ok = field(&form, "From").is_some_and(|f| PhoneNumber::parse(f).is_ok());
         let readable = sid_of(&form).is_some() && from_ok;
-        let signature = sign(SMS_SECRET, &body);
-        let status = post("/webhooks/sms/acme/inbound", "x-signature-256", Some(&signature), body);
+        let signature = signature_for("/webhooks/sms/acme/inbound", SMS_SECRET, &body);
+        let status = post("/webhooks/sms/acme/inbound", "x-twilio-signature", Some(&signature), body);
         let expected = match (of_acme(&form), readable) {
             (false, _) => StatusCode::FORBIDDEN,
             (true, true) => StatusCode::OK,
@@ -428,8 +535,8 @@ proptest! {
     #[test]
     fn signed_sms_bytes_never_fail_the_server(body in any_body(), inbound in any::<bool>()) {
         let path = if inbound { "/webhooks/sms/acme/inbound" } else { "/webhooks/sms/acme/status" };
-        let signature = sign(SMS_SECRET, &body);
-        let status = post(path, "x-signature-256", Some(&signature), body);
+        let signature = signature_for(path, SMS_SECRET, &body);
+        let status = post(path, "x-twilio-signature", Some(&signature), body);
         let answers = [StatusCode::OK, StatusCode::BAD_REQUEST, StatusCode::FORBIDDEN];
         prop_assert!(answers.contains(&status), "{}", status);
     }

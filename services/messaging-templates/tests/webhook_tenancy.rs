@@ -32,10 +32,11 @@ async fn two_tenants(setup: &Setup) -> Service {
     service
 }
 
-async fn post(setup: &Setup, path: &str, header: &str, secret: &str, body: &str) -> u16 {
+/// A WhatsApp webhook to `tenant`'s path, signed `X-Hub-Signature-256` under `secret`.
+async fn whatsapp(setup: &Setup, tenant: &str, secret: &str, body: &str) -> u16 {
     reqwest::Client::new()
-        .post(format!("http://{}{path}", setup.webhook_addr))
-        .header(header, sign(secret, body.as_bytes()))
+        .post(format!("http://{}/webhooks/whatsapp/{tenant}", setup.webhook_addr))
+        .header("X-Hub-Signature-256", sign(secret, body.as_bytes()))
         .body(body.to_owned())
         .send()
         .await
@@ -44,12 +45,9 @@ async fn post(setup: &Setup, path: &str, header: &str, secret: &str, body: &str)
         .as_u16()
 }
 
-async fn whatsapp(setup: &Setup, tenant: &str, secret: &str, body: &str) -> u16 {
-    post(setup, &format!("/webhooks/whatsapp/{tenant}"), "X-Hub-Signature-256", secret, body).await
-}
-
-async fn sms(setup: &Setup, tenant: &str, secret: &str, body: &str) -> u16 {
-    post(setup, &format!("/webhooks/sms/{tenant}/inbound"), "X-Signature-256", secret, body).await
+/// An SMS to `tenant`'s inbound path, signed like Twilio under `auth_token` for its public URL.
+async fn sms(setup: &Setup, tenant: &str, auth_token: &str, body: &str) -> u16 {
+    setup.post_sms(&format!("/webhooks/sms/{tenant}/inbound"), auth_token, body).await
 }
 
 /// A client message (and a status) of the phone number `phone_number_ids[i]` in change `i`.
@@ -146,11 +144,8 @@ async fn sms_with_one_tenants_token_or_account_is_refused_on_anothers_path() {
     assert_eq!(sms(&setup, "acme", ACME_TOKEN, no_account).await, 403);
     let status = |account: &str| format!("AccountSid={account}&MessageSid=SM5&MessageStatus=delivered");
     let status_path = "/webhooks/sms/acme/status";
-    assert_eq!(post(&setup, status_path, "X-Signature-256", ACME_TOKEN, &status(GLOBEX_SID)).await, 403);
-    assert_eq!(
-        post(&setup, "/webhooks/sms/initech/status", "X-Signature-256", ACME_TOKEN, &status(ACME_SID)).await,
-        404
-    );
+    assert_eq!(setup.post_sms(status_path, ACME_TOKEN, &status(GLOBEX_SID)).await, 403);
+    assert_eq!(setup.post_sms("/webhooks/sms/initech/status", ACME_TOKEN, &status(ACME_SID)).await, 404);
     assert_eq!(recorded(&setup).await, []);
     // globex's own callback is globex's.
     assert_eq!(sms(&setup, "globex", GLOBEX_TOKEN, &sms_inbound(GLOBEX_SID, "SM6")).await, 200);

@@ -1,14 +1,18 @@
 //! Provider webhooks of a tenant with its provider accounts set: signed status updates (out of
-//! order, repeated, forged), the verify-token handshake, inbound client messages, SMS STOP and
-//! START. (Tenancy of the webhooks: `webhook_tenancy.rs`.)
+//! order, repeated, forged), the verify-token handshake, inbound client messages, SMS callbacks
+//! signed like Twilio's (and refused when the signature, URL or a parameter is not the signed
+//! one), SMS STOP and START. (Tenancy of the webhooks: `webhook_tenancy.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{ACCOUNT_SID, PHONE_NUMBER_ID, SMS_SECRET, Service, Setup, WHATSAPP_SECRET, authed, rid, token};
+use common::{
+    ACCOUNT_SID, PHONE_NUMBER_ID, PUBLIC_WEBHOOK_BASE, SMS_SECRET, Service, Setup, WHATSAPP_SECRET, authed, rid, token,
+};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
+use messaging_templates::domain::twilio_signature;
 use messaging_templates::webhooks::sign;
 use prost::Message as _;
 use sqlx::Row;
@@ -135,6 +139,81 @@ async fn a_client_message_becomes_one_inbound_event() {
     service.stop().await;
 }
 
+/// What SMS callbacks recorded: inbound events and parked statuses.
+async fn sms_records(setup: &Setup) -> (i64, i64) {
+    let inbound: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'dw.messaging.v1.InboundMessageReceived'")
+            .fetch_one(&setup.db.pool)
+            .await
+            .unwrap();
+    let parked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM parked_statuses").fetch_one(&setup.db.pool).await.unwrap();
+    (inbound, parked)
+}
+
+#[tokio::test]
+async fn sms_callbacks_signed_like_twilio_are_accepted_and_any_other_signature_records_nothing() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    service.configure_providers("acme").await;
+    let template = service.template(pb::Channel::Sms, "notice", "Aviso para {{1}}").await;
+    let sent = send(&service, &template, "+5511944443333").await.unwrap();
+    let sid = service.until(&sent.message_id, |m| !m.provider_message_id.is_empty()).await.provider_message_id;
+    let status_path = "/webhooks/sms/acme/status";
+    let inbound_path = "/webhooks/sms/acme/inbound";
+    let public = |path: &str| format!("{PUBLIC_WEBHOOK_BASE}{path}");
+    let delivered = format!("AccountSid={ACCOUNT_SID}&MessageSid={sid}&MessageStatus=delivered&To=%2B5511944443333");
+    let inbound = format!("AccountSid={ACCOUNT_SID}&MessageSid=SMin1&From=%2B5511944443333&Body=Ol%C3%A1");
+
+    // Refused with 401, recording nothing: another token, no signature, a signature that is no
+    // digest, the URL the request arrived on (not the public one), the other endpoint's URL,
+    // another tenant's path, the public URL without the query it was called with.
+    for (path, body) in [(status_path, &delivered), (inbound_path, &inbound)] {
+        let other = if path == status_path { inbound_path } else { status_path };
+        assert_eq!(setup.post_sms(path, "not-the-auth-token", body).await, 401, "{path}: another token");
+        assert_eq!(setup.post_form(path, None, body).await, 401, "{path}: unsigned");
+        assert_eq!(setup.post_form(path, Some("c2lnbmVk"), body).await, 401, "{path}: no digest");
+        let local = format!("http://{}{path}", setup.webhook_addr);
+        assert_eq!(setup.post_sms_signed_for(path, &local, SMS_SECRET, body).await, 401, "{path}: local URL");
+        assert_eq!(setup.post_sms_signed_for(path, &public(other), SMS_SECRET, body).await, 401, "{path}: other URL");
+        let globex = public(&path.replace("acme", "globex"));
+        assert_eq!(setup.post_sms_signed_for(path, &globex, SMS_SECRET, body).await, 401, "{path}: other tenant");
+        let with_query = format!("{path}?attempt=2");
+        assert_eq!(setup.post_sms_signed_for(&with_query, &public(path), SMS_SECRET, body).await, 401, "{path}");
+    }
+    // A parameter changed after signing: the status, the sender, the text, or one added.
+    let signature_of = |path: &str, body: &str| {
+        let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        twilio_signature::signature(SMS_SECRET, &public(path), &params)
+    };
+    let signed = signature_of(status_path, &delivered);
+    let tampered = delivered.replace("MessageStatus=delivered", "MessageStatus=failed");
+    assert_eq!(setup.post_form(status_path, Some(&signed), &tampered).await, 401);
+    let signed = signature_of(inbound_path, &inbound);
+    for tampered in [
+        inbound.replace("From=%2B5511944443333", "From=%2B5511900000000"),
+        inbound.replace("Body=Ol%C3%A1", "Body=STOP"),
+        format!("{inbound}&Body=STOP"),
+    ] {
+        assert_eq!(setup.post_form(inbound_path, Some(&signed), &tampered).await, 401, "{tampered}");
+    }
+    assert_eq!(service.message(&sent.message_id).await.status, pb::MessageStatus::Dispatched as i32);
+    assert_eq!(sms_records(&setup).await, (0, 0), "nothing recorded");
+    let opted_out: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_id LIKE 'optout:%'")
+        .fetch_one(&setup.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(opted_out, 0);
+
+    // Signed like Twilio for the public URL: accepted, in any parameter order, with its query.
+    assert_eq!(setup.post_sms(status_path, SMS_SECRET, &delivered).await, 200);
+    assert_eq!(service.message(&sent.message_id).await.status, pb::MessageStatus::Delivered as i32);
+    let reordered: Vec<&str> = inbound.split('&').rev().collect();
+    assert_eq!(setup.post_sms(&format!("{inbound_path}?attempt=2"), SMS_SECRET, &reordered.join("&")).await, 200);
+    assert_eq!(sms_records(&setup).await, (1, 0));
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn stop_blocks_later_sms_until_start() {
     let setup = Setup::new().await;
@@ -145,16 +224,16 @@ async fn stop_blocks_later_sms_until_start() {
         format!("AccountSid={ACCOUNT_SID}&From=%2B5511944443333&To=%2B15550001111&Body={text}&MessageSid={sid}")
     };
     let path = "/webhooks/sms/acme/inbound";
-    assert_eq!(post(&setup, path, "X-Signature-256", "wrong", inbound("STOP", "SM1")).await, 401);
+    assert_eq!(setup.post_sms(path, "wrong-auth-token", &inbound("STOP", "SM1")).await, 401);
     send(&service, &sms, "+5511944443333").await.unwrap();
 
-    assert_eq!(post(&setup, path, "X-Signature-256", SMS_SECRET, inbound("stop", "SM2")).await, 200);
+    assert_eq!(setup.post_sms(path, SMS_SECRET, &inbound("stop", "SM2")).await, 200);
     let status = send(&service, &sms, "+5511944443333").await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(dw_grpc_kit::errors::reason_of(&status).as_deref(), Some("SMS_OPTED_OUT"));
     // Other numbers and WhatsApp are not affected; START lifts it.
     send(&service, &sms, "+5511944440000").await.unwrap();
-    assert_eq!(post(&setup, path, "X-Signature-256", SMS_SECRET, inbound("START", "SM3")).await, 200);
+    assert_eq!(setup.post_sms(path, SMS_SECRET, &inbound("START", "SM3")).await, 200);
     send(&service, &sms, "+5511944443333").await.unwrap();
     let consent: Vec<String> =
         sqlx::query_scalar("SELECT event_type FROM events WHERE stream_id LIKE 'optout:%' ORDER BY global_position")
@@ -163,7 +242,7 @@ async fn stop_blocks_later_sms_until_start() {
             .unwrap();
     assert_eq!(consent, ["dw.messaging.v1.ContactOptedOut", "dw.messaging.v1.ContactOptedIn"]);
     // A plain SMS is a client message.
-    assert_eq!(post(&setup, path, "X-Signature-256", SMS_SECRET, inbound("Quero+remarcar", "SM4")).await, 200);
+    assert_eq!(setup.post_sms(path, SMS_SECRET, &inbound("Quero+remarcar", "SM4")).await, 200);
     let inbound_events: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'dw.messaging.v1.InboundMessageReceived'")
             .fetch_one(&setup.db.pool)

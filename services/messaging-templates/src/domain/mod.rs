@@ -1,4 +1,5 @@
-//! The pure heart of messaging-templates: template rules and rendering, SMS encoding, contacts.
+//! The pure heart of messaging-templates: template rules and rendering, SMS encoding, contacts,
+//! the SMS provider's callback signature.
 
 pub mod contact;
 pub mod message;
@@ -7,6 +8,7 @@ pub mod provider_config;
 pub mod send;
 pub mod sms;
 pub mod template;
+pub mod twilio_signature;
 
 pub use dw_ids::{DepartmentId, PhoneNumber, RequestId};
 

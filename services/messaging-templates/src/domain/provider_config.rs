@@ -95,7 +95,7 @@ pub struct WhatsappAccount {
 #[derive(Debug, Clone)]
 pub struct SmsAccount {
     pub account_sid: AccountSid,
-    /// The key of `X-Signature-256`.
+    /// The key of `X-Twilio-Signature` on the callbacks.
     pub auth_token: ProviderSecret,
 }
 

@@ -8,8 +8,15 @@
 //!   must be of the tenant's phone number (`value.metadata.phone_number_id`).
 //! - `POST /webhooks/sms/{tenant}/status` and `/webhooks/sms/{tenant}/inbound`: form-encoded
 //!   callbacks (`AccountSid`, `MessageSid`, `MessageStatus`, `ErrorCode` / `From`, `Body`),
-//!   verified with `X-Signature-256: sha256=<hex HMAC-SHA256(the tenant's auth token, body)>`;
-//!   `AccountSid` must be the tenant's.
+//!   verified the way Twilio signs them: `X-Twilio-Signature: <base64 HMAC-SHA1(the tenant's auth
+//!   token, public URL + every form parameter sorted by name, as name then value)>`
+//!   ([`crate::domain::twilio_signature`]); `AccountSid` must be the tenant's.
+//!
+//! The public URL is `DW_PUBLIC_WEBHOOK_BASE_URL` followed by the request's path and query: the
+//! provider signs the URL it was given, which behind an ingress is not the one the request
+//! arrives on, and the `Host` / `X-Forwarded-*` headers are the sender's to choose, so they are
+//! not used to rebuild it. A callback signed for another URL (another tenant's path, the status
+//! path for an inbound message, another host) does not verify.
 //!
 //! Answers, checked in this order; nothing is recorded unless the answer is 200:
 //! - **404** when the path's tenant has no account for that channel (or is no tenant id): the
@@ -46,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::provider_config::ProviderAccounts;
 use crate::domain::provider_config::TenantProviders;
+use crate::domain::twilio_signature::WebhookBaseUrl;
 
 pub use whatsapp::names_only_phone_number;
 
@@ -53,6 +61,8 @@ pub use whatsapp::names_only_phone_number;
 struct Hooks {
     pool: PgPool,
     accounts: ProviderAccounts,
+    /// Where the providers call these webhooks (`DW_PUBLIC_WEBHOOK_BASE_URL`).
+    public_base: Arc<WebhookBaseUrl>,
 }
 
 impl Hooks {
@@ -70,7 +80,7 @@ impl Hooks {
     }
 }
 
-/// `sha256=<hex>` of `body` under `secret`.
+/// `sha256=<hex>` of `body` under `secret`: Meta's `X-Hub-Signature-256` of a WhatsApp webhook.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(mac) => mac,
@@ -132,24 +142,26 @@ fn failed(error: crate::app::AppError) -> StatusCode {
     StatusCode::SERVICE_UNAVAILABLE
 }
 
-pub fn router(pool: PgPool, accounts: ProviderAccounts) -> Router {
+/// The webhooks, verifying SMS callbacks as signed for URLs under `public_base`.
+pub fn router(pool: PgPool, accounts: ProviderAccounts, public_base: WebhookBaseUrl) -> Router {
     Router::new()
         .route("/webhooks/whatsapp/{tenant}", get(whatsapp::handshake).post(whatsapp::event))
         .route("/webhooks/sms/{tenant}/status", post(sms::status))
         .route("/webhooks/sms/{tenant}/inbound", post(sms::inbound))
-        .with_state(Hooks { pool, accounts })
+        .with_state(Hooks { pool, accounts, public_base: Arc::new(public_base) })
 }
 
-/// Binds `addr` (failing start-up when taken) and serves until `cancel`.
+/// Binds `addr` (failing start-up when taken) and serves [`router`] until `cancel`.
 pub async fn serve(
     addr: SocketAddr,
     pool: PgPool,
     accounts: ProviderAccounts,
+    public_base: WebhookBaseUrl,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(pool, accounts);
+    let app = router(pool, accounts, public_base);
     Ok((local, async move {
         let result = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
         if let Err(error) = result {

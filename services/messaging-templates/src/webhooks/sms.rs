@@ -1,18 +1,20 @@
-//! SMS provider callbacks (statuses of our sends, client messages): form-encoded, signed with the
-//! path tenant's auth token and carrying its account sid.
+//! SMS provider callbacks (statuses of our sends, client messages): form-encoded, signed as
+//! Twilio signs them (`X-Twilio-Signature`, over the public URL and the form's parameters) with
+//! the path tenant's auth token, and carrying its account sid.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use chrono::Utc;
 use dw_ids::TenantId;
 use secrecy::ExposeSecret as _;
 
-use super::{Hooks, failed, header, is_storable_id, storable_text, verify};
+use super::{Hooks, failed, header, is_storable_id, storable_text};
 use crate::app::inbound::{self, Inbound};
 use crate::app::message_status::{self, ReportedStatus};
 use crate::domain::PhoneNumber;
 use crate::domain::template::Channel;
+use crate::domain::twilio_signature;
 
 type Form = Vec<(String, String)>;
 
@@ -20,11 +22,13 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// The callback's form when it is the path tenant's: its SMS account exists (else 404), the body
-/// is signed with its auth token (else 401) and the form's `AccountSid` is its (else 403).
+/// The callback's form when it is the path tenant's: its SMS account exists (else 404), the
+/// public URL called (`uri` under the public base) and the form's parameters are signed with its
+/// auth token (else 401), and the form's `AccountSid` is its (else 403).
 async fn tenant_form(
     hooks: &Hooks,
     tenant: &str,
+    uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(TenantId, Form), StatusCode> {
@@ -33,11 +37,16 @@ async fn tenant_form(
         tracing::warn!(%tenant, "sms callback for a tenant without an sms account");
         return Err(StatusCode::NOT_FOUND);
     };
-    if !verify(account.auth_token.secret().expose_secret(), body, header(headers, "x-signature-256")) {
-        tracing::warn!(%tenant, "sms callback with a bad signature");
+    let form: Form = form_urlencoded::parse(body).into_owned().collect();
+    let path_and_query = uri.path_and_query().map_or_else(|| uri.path(), |pq| pq.as_str());
+    let url = hooks.public_base.url_of(path_and_query);
+    let signature = header(headers, twilio_signature::HEADER);
+    if !twilio_signature::verify(account.auth_token.secret().expose_secret(), &url, &form, signature) {
+        // The URL is logged: a deployment whose DW_PUBLIC_WEBHOOK_BASE_URL is not the URL the
+        // provider was given refuses every callback, and this line says which URL was checked.
+        tracing::warn!(%tenant, %url, signed = signature.is_some(), "sms callback with a bad signature");
         return Err(StatusCode::UNAUTHORIZED);
     }
-    let form: Form = form_urlencoded::parse(body).into_owned().collect();
     if field(&form, "AccountSid") != Some(account.account_sid.as_str()) {
         tracing::warn!(%tenant, "sms callback of another account");
         return Err(StatusCode::FORBIDDEN);
@@ -48,10 +57,11 @@ async fn tenant_form(
 pub(super) async fn status(
     State(hooks): State<Hooks>,
     Path(tenant): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let (tenant, form) = match tenant_form(&hooks, &tenant, &headers, &body).await {
+    let (tenant, form) = match tenant_form(&hooks, &tenant, &uri, &headers, &body).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -77,10 +87,11 @@ pub(super) async fn status(
 pub(super) async fn inbound(
     State(hooks): State<Hooks>,
     Path(tenant): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let (tenant, form) = match tenant_form(&hooks, &tenant, &headers, &body).await {
+    let (tenant, form) = match tenant_form(&hooks, &tenant, &uri, &headers, &body).await {
         Ok(found) => found,
         Err(status) => return status,
     };

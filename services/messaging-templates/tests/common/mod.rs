@@ -20,6 +20,7 @@ use dw_proto::messaging::v1::provider_config_service_client::ProviderConfigServi
 use dw_proto::messaging::v1::template_service_client::TemplateServiceClient;
 use dw_testkit::{TestDb, TestNamespace};
 use messaging_templates::config::Config;
+use messaging_templates::domain::twilio_signature::{self, WebhookBaseUrl};
 use messaging_templates::provider_secrets::ProviderSecretsKey;
 use messaging_templates::providers::{ProviderConfig, SmsConfig, WhatsappConfig};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,10 @@ pub const SMS_SECRET: &str = "sms-webhook-secret";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// The deployment's provider-secrets key in these tests.
 pub const PROVIDER_KEY: [u8; 32] = [7; 32];
+/// The public base of the webhooks in these tests (`DW_PUBLIC_WEBHOOK_BASE_URL`): requests reach
+/// the service on 127.0.0.1, but SMS callbacks are signed for this URL, as behind an ingress that
+/// serves `https://hooks.example.test/messaging/webhooks/…` and strips `/messaging`.
+pub const PUBLIC_WEBHOOK_BASE: &str = "https://hooks.example.test/messaging";
 
 /// One request a fake provider received.
 #[derive(Debug, Clone)]
@@ -171,6 +176,38 @@ impl Setup {
         js.publish_with_headers(subject, headers, grant.encode_to_vec().into()).await.unwrap().await.unwrap();
     }
 
+    /// POSTs the form `body` to the webhook `path_and_query`, signed like Twilio under
+    /// `auth_token` for its public URL; answers the HTTP status.
+    pub async fn post_sms(&self, path_and_query: &str, auth_token: &str, body: &str) -> u16 {
+        let public_url = format!("{PUBLIC_WEBHOOK_BASE}{path_and_query}");
+        self.post_sms_signed_for(path_and_query, &public_url, auth_token, body).await
+    }
+
+    /// The same, signed as if the provider had called `signed_url`.
+    pub async fn post_sms_signed_for(
+        &self,
+        path_and_query: &str,
+        signed_url: &str,
+        auth_token: &str,
+        body: &str,
+    ) -> u16 {
+        let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        let signature = twilio_signature::signature(auth_token, signed_url, &params);
+        self.post_form(path_and_query, Some(&signature), body).await
+    }
+
+    /// POSTs the form `body` to the webhook `path_and_query` with this `X-Twilio-Signature`.
+    pub async fn post_form(&self, path_and_query: &str, signature: Option<&str>, body: &str) -> u16 {
+        let mut request = reqwest::Client::new()
+            .post(format!("http://{}{path_and_query}", self.webhook_addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header(twilio_signature::HEADER, signature);
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+
     pub async fn start(&self, dispatch_enabled: bool) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -208,6 +245,7 @@ impl Setup {
             limits: Default::default(),
             consumer_prefix: "messaging-templates".into(),
             webhook_addr: self.webhook_addr,
+            public_webhook_base_url: WebhookBaseUrl::parse(PUBLIC_WEBHOOK_BASE).unwrap(),
             provider_secrets_key: ProviderSecretsKey::from_bytes(&PROVIDER_KEY),
         };
         let cancel = CancellationToken::new();
