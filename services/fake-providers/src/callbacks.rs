@@ -7,7 +7,9 @@ use std::time::Duration;
 use axum::http::{StatusCode, header};
 use tokio_util::sync::CancellationToken;
 
-use crate::{SmsStatusWebhook, StatusWebhook, hub_signature, sms_status_form, status_payload};
+use crate::{
+    SmsStatusWebhook, StatusWebhook, form_body, hub_signature, sms_status_params, status_payload, twilio_signature,
+};
 
 /// Attempts per callback (connection refused or HTTP 5xx are retried).
 /// Like the real platforms, which retry a failed status webhook for hours, the fake keeps trying
@@ -83,13 +85,14 @@ pub(crate) async fn sms_delivered(
     if !wait(cancel, webhook.delay).await {
         return;
     }
-    let body = sms_status_form(&sms.account_sid, &sms.sid, "delivered", &sms.to, &sms.from);
+    let params = sms_status_params(&sms.account_sid, &sms.sid, "delivered", &sms.to, &sms.from);
     let signed = Signed {
         url: &webhook.url,
         content_type: "application/x-www-form-urlencoded",
-        signature_header: "X-Signature-256",
-        signature: hub_signature(webhook.auth_token.as_bytes(), body.as_bytes()),
-        body,
+        signature_header: messaging_templates::domain::twilio_signature::HEADER,
+        // Signed over the URL it posts to: the receiver's public URL, as the provider knows it.
+        signature: twilio_signature(&webhook.auth_token, &webhook.url, &params),
+        body: form_body(&params),
         what: format!("sms status callback delivered {}", sms.sid),
     };
     post_signed(http, cancel, &signed).await;

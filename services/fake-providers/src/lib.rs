@@ -13,7 +13,9 @@
 //! configured phone number id (`DW_FAKE_WHATSAPP_PHONE_NUMBER_ID`; by default the one the message
 //! was sent from). With an SMS status webhook configured, each accepted SMS is followed by a
 //! `delivered` status callback (form `AccountSid`, `MessageSid`, `MessageStatus`, `To`, `From`)
-//! signed `X-Signature-256: sha256=<hex HMAC-SHA256(auth token, raw body)>`. messaging-templates
+//! signed as Twilio signs: `X-Twilio-Signature: <base64 HMAC-SHA1(auth token, webhook URL + the
+//! parameters sorted by name, each as name then value)>`, over the URL it posts to (so the
+//! receiver's public webhook base must be the URL given here). messaging-templates
 //! accepts them only when the tenant of the webhook URL has those secrets and that phone number id
 //! and account sid (`dwctl providers set`).
 
@@ -79,7 +81,7 @@ impl StatusWebhook {
 pub struct SmsStatusWebhook {
     /// e.g. `http://127.0.0.1:8083/webhooks/sms/demo/status`.
     pub url: String,
-    /// The auth token the receiver verifies `X-Signature-256` with.
+    /// The auth token the receiver verifies `X-Twilio-Signature` with.
     pub auth_token: String,
     /// Before `delivered`.
     pub delay: Duration,
@@ -349,7 +351,7 @@ pub async fn serve(
     }
     match &callbacks.sms {
         Some(webhook) => tracing::info!(
-            "sms status callbacks: delivered after {} ms to {} (signed with X-Signature-256)",
+            "sms status callbacks: delivered after {} ms to {} (signed with X-Twilio-Signature)",
             webhook.delay.as_millis(),
             webhook.url
         ),

@@ -1,5 +1,6 @@
 //! What the fakes accept and answer, without I/O: request checks shaped like the providers'
-//! (tokens, fields, error bodies), message ids, the Meta webhook signature and status payloads.
+//! (tokens, fields, error bodies), message ids, the Meta and Twilio webhook signatures and status
+//! payloads.
 
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -31,8 +32,7 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The `X-Hub-Signature-256` value of `body`: `sha256=<hex HMAC-SHA256(app_secret, body)>` (the
-/// SMS callbacks' `X-Signature-256` is made the same way with the auth token).
+/// The `X-Hub-Signature-256` value of `body`: `sha256=<hex HMAC-SHA256(app_secret, body)>`.
 pub fn hub_signature(app_secret: &[u8], body: &[u8]) -> String {
     // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
     match Hmac::<Sha256>::new_from_slice(app_secret) {
@@ -67,16 +67,23 @@ pub fn status_payload(phone_number_id: &str, wamid: &str, status: &str, recipien
     })
 }
 
-/// An SMS status callback (form-encoded, like the `Messages` APIs post them) for one message of
-/// the account `account_sid`.
-pub fn sms_status_form(account_sid: &str, sid: &str, status: &str, to: &str, from: &str) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .append_pair("AccountSid", account_sid)
-        .append_pair("MessageSid", sid)
-        .append_pair("MessageStatus", status)
-        .append_pair("To", to)
-        .append_pair("From", from)
-        .finish()
+/// The parameters of an SMS status callback for one message of the account `account_sid`.
+pub fn sms_status_params(account_sid: &str, sid: &str, status: &str, to: &str, from: &str) -> Vec<(String, String)> {
+    [("AccountSid", account_sid), ("MessageSid", sid), ("MessageStatus", status), ("To", to), ("From", from)]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// A form body (`application/x-www-form-urlencoded`, as the `Messages` APIs post their callbacks).
+pub fn form_body(params: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
+}
+
+/// The `X-Twilio-Signature` of a callback to `url` with `params`: the one function
+/// messaging-templates verifies with.
+pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    messaging_templates::domain::twilio_signature::signature(auth_token, url, params)
 }
 
 /// An error answer: HTTP status and JSON body shaped like the provider's.

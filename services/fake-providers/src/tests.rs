@@ -190,7 +190,7 @@ async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
     let record = move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
         let sender = sender.clone();
         async move {
-            let signature = ["x-hub-signature-256", "x-signature-256"]
+            let signature = ["x-hub-signature-256", "x-twilio-signature"]
                 .iter()
                 .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
                 .unwrap_or_default()
@@ -289,8 +289,12 @@ async fn accepted_messages_get_ids_and_signed_delivered_then_read_webhooks() {
     let sms_sid = answer["sid"].as_str().unwrap().to_owned();
     let (path, signature, body) = tokio::time::timeout(Duration::from_secs(5), received.recv()).await.unwrap().unwrap();
     assert_eq!(path, "/webhooks/sms/demo/status");
-    assert_eq!(signature, hub_signature(b"sms-auth-token", body.as_bytes()));
-    let callback: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let signed_url = format!("{receiver_base}/webhooks/sms/demo/status");
+    assert_eq!(signature, twilio_signature("sms-auth-token", &signed_url, &params));
+    let verify = messaging_templates::domain::twilio_signature::verify;
+    assert!(verify("sms-auth-token", &signed_url, &params, Some(&signature)), "as messaging-templates checks it");
+    let callback: HashMap<String, String> = params.into_iter().collect();
     let field = |name: &str| callback.get(name).map(String::as_str);
     assert_eq!((field("AccountSid"), field("MessageStatus")), (Some("AC1"), Some("delivered")));
     assert_eq!((field("MessageSid"), field("To")), (Some(sms_sid.as_str()), Some("+5511987654321")));
