@@ -23,9 +23,9 @@ pub struct Config {
     pub consumer_prefix: String,
     /// Provider webhooks (HTTP), verified with each tenant's own accounts.
     pub webhook_addr: std::net::SocketAddr,
-    /// Where the providers reach those webhooks (`DW_PUBLIC_WEBHOOK_BASE_URL`): the SMS
+    /// Where the providers reach those webhooks (`DW_WEBHOOK_PUBLIC_URL`): the SMS
     /// provider signs the URL it calls, so the signature is checked against this public URL.
-    pub public_webhook_base_url: WebhookBaseUrl,
+    pub webhook_public_url: WebhookBaseUrl,
     /// Encrypts the tenants' provider secrets at rest (`DW_PROVIDER_SECRETS_KEY`).
     pub provider_secrets_key: ProviderSecretsKey,
     /// What a send may render (`DW_SMS_MAX_SEGMENTS`).
@@ -82,23 +82,23 @@ pub fn from_env() -> Result<Config, ConfigError> {
         },
         consumer_prefix: var("DW_CONSUMER_PREFIX", "messaging-templates"),
         webhook_addr,
-        public_webhook_base_url: public_webhook_base_url(webhook_addr)?,
+        webhook_public_url: webhook_public_url(webhook_addr)?,
         provider_secrets_key: provider_secrets_key()?,
     })
 }
 
-/// `DW_PUBLIC_WEBHOOK_BASE_URL`: the public base the providers are given (e.g.
+/// `DW_WEBHOOK_PUBLIC_URL`: the public base the providers are given (e.g.
 /// `https://hooks.example.com`). Never taken from a request's `Host` or `X-Forwarded-*`
 /// headers, which whoever sends the request chooses: a signature then binds the URL the
 /// operator configured. Unset, it is `http://127.0.0.1:<port of DW_WEBHOOK_ADDR>`, where a
 /// provider on this machine (the local fake) calls; every deployment behind an ingress sets it.
-fn public_webhook_base_url(webhook_addr: std::net::SocketAddr) -> Result<WebhookBaseUrl, ConfigError> {
+/// (Not named `*_BASE_URL`: the manifest checks read those as egress destinations, and this one
+/// is where requests come in.)
+fn webhook_public_url(webhook_addr: std::net::SocketAddr) -> Result<WebhookBaseUrl, ConfigError> {
     let local = format!("http://127.0.0.1:{}", webhook_addr.port());
-    let value = var("DW_PUBLIC_WEBHOOK_BASE_URL", &local);
-    WebhookBaseUrl::parse(&value).map_err(|reason| ConfigError::Invalid {
-        name: "DW_PUBLIC_WEBHOOK_BASE_URL",
-        reason: format!("{value:?} {reason}"),
-    })
+    let value = var("DW_WEBHOOK_PUBLIC_URL", &local);
+    WebhookBaseUrl::parse(&value)
+        .map_err(|reason| ConfigError::Invalid { name: "DW_WEBHOOK_PUBLIC_URL", reason: format!("{value:?} {reason}") })
 }
 
 /// `DW_PROVIDER_SECRETS_KEY` (or the file named by `DW_PROVIDER_SECRETS_KEY_FILE`): required, the

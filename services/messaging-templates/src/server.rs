@@ -92,7 +92,7 @@ pub async fn run_with_listener(
     }
     boot.start_consumers(&consumers);
     let accounts = ProviderAccounts::new(boot.pool.clone(), config.provider_secrets_key.clone());
-    let public_base = config.public_webhook_base_url.clone();
+    let public_base = config.webhook_public_url.clone();
     let (webhook_addr, webhooks) = crate::webhooks::serve(
         config.webhook_addr,
         boot.pool.clone(),
@@ -104,7 +104,7 @@ pub async fn run_with_listener(
     .map_err(|e| ServeError::Bind(config.webhook_addr.to_string(), e))?;
     tracing::info!(
         webhooks = %webhook_addr,
-        public_base = %config.public_webhook_base_url,
+        public_base = %config.webhook_public_url,
         "provider webhooks listening"
     );
     boot.tasks.spawn(webhooks);

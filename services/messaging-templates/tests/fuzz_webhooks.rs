@@ -50,7 +50,7 @@ const PHONE_NUMBER_ID: &str = "100000000000001";
 const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 /// Another tenant's secret: it signs nothing of acme's.
 const OTHER_SECRET: &str = "globex-app-secret";
-/// `DW_PUBLIC_WEBHOOK_BASE_URL` of these requests: SMS callbacks are signed for URLs under it.
+/// `DW_WEBHOOK_PUBLIC_URL` of these requests: SMS callbacks are signed for URLs under it.
 const PUBLIC_BASE: &str = "https://hooks.example.test";
 
 const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_webhooks.txt";

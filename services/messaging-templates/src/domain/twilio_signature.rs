@@ -53,7 +53,7 @@ fn mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Hmac<Sha1> {
     mac
 }
 
-/// Where the providers reach this service's webhooks (`DW_PUBLIC_WEBHOOK_BASE_URL`): `http(s)://`,
+/// Where the providers reach this service's webhooks (`DW_WEBHOOK_PUBLIC_URL`): `http(s)://`,
 /// a host (and port), optionally a path prefix that the ingress strips before the request gets
 /// here; no query, fragment or user info. Kept without a trailing `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

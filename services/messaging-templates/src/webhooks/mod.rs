@@ -12,7 +12,7 @@
 //!   token, public URL + every form parameter sorted by name, as name then value)>`
 //!   ([`crate::domain::twilio_signature`]); `AccountSid` must be the tenant's.
 //!
-//! The public URL is `DW_PUBLIC_WEBHOOK_BASE_URL` followed by the request's path and query: the
+//! The public URL is `DW_WEBHOOK_PUBLIC_URL` followed by the request's path and query: the
 //! provider signs the URL it was given, which behind an ingress is not the one the request
 //! arrives on, and the `Host` / `X-Forwarded-*` headers are the sender's to choose, so they are
 //! not used to rebuild it. A callback signed for another URL (another tenant's path, the status
@@ -61,7 +61,7 @@ pub use whatsapp::names_only_phone_number;
 struct Hooks {
     pool: PgPool,
     accounts: ProviderAccounts,
-    /// Where the providers call these webhooks (`DW_PUBLIC_WEBHOOK_BASE_URL`).
+    /// Where the providers call these webhooks (`DW_WEBHOOK_PUBLIC_URL`).
     public_base: Arc<WebhookBaseUrl>,
 }
 

@@ -42,7 +42,7 @@ async fn tenant_form(
     let url = hooks.public_base.url_of(path_and_query);
     let signature = header(headers, twilio_signature::HEADER);
     if !twilio_signature::verify(account.auth_token.secret().expose_secret(), &url, &form, signature) {
-        // The URL is logged: a deployment whose DW_PUBLIC_WEBHOOK_BASE_URL is not the URL the
+        // The URL is logged: a deployment whose DW_WEBHOOK_PUBLIC_URL is not the URL the
         // provider was given refuses every callback, and this line says which URL was checked.
         tracing::warn!(%tenant, %url, signed = signature.is_some(), "sms callback with a bad signature");
         return Err(StatusCode::UNAUTHORIZED);

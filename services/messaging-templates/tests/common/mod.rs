@@ -36,7 +36,7 @@ pub const SMS_SECRET: &str = "sms-webhook-secret";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// The deployment's provider-secrets key in these tests.
 pub const PROVIDER_KEY: [u8; 32] = [7; 32];
-/// The public base of the webhooks in these tests (`DW_PUBLIC_WEBHOOK_BASE_URL`): requests reach
+/// The public base of the webhooks in these tests (`DW_WEBHOOK_PUBLIC_URL`): requests reach
 /// the service on 127.0.0.1, but SMS callbacks are signed for this URL, as behind an ingress that
 /// serves `https://hooks.example.test/messaging/webhooks/…` and strips `/messaging`.
 pub const PUBLIC_WEBHOOK_BASE: &str = "https://hooks.example.test/messaging";
@@ -245,7 +245,7 @@ impl Setup {
             limits: Default::default(),
             consumer_prefix: "messaging-templates".into(),
             webhook_addr: self.webhook_addr,
-            public_webhook_base_url: WebhookBaseUrl::parse(PUBLIC_WEBHOOK_BASE).unwrap(),
+            webhook_public_url: WebhookBaseUrl::parse(PUBLIC_WEBHOOK_BASE).unwrap(),
             provider_secrets_key: ProviderSecretsKey::from_bytes(&PROVIDER_KEY),
         };
         let cancel = CancellationToken::new();
