@@ -32,6 +32,9 @@
 #                        DW_WHATSAPP_BASE_URL / DW_SMS_BASE_URL from the environment)  (1)
 #   DW_FAKE_WHATSAPP_PORT / DW_FAKE_SMS_PORT   ports of the fake providers          (8091 / 8092)
 #   DW_MESSAGING_WEBHOOK_PORT  messaging-templates' provider webhooks (HTTP)        (8083)
+#   DW_WEBHOOK_PUBLIC_URL  the URL providers call those webhooks on (a tunnel's, for a real
+#                        provider); SMS callbacks are signed over it; the fakes call it too
+#                        (http://<bind host>:<webhook port>)
 #   DW_PROVIDER_SECRETS_KEY  messaging-templates' key for the provider secrets (base64 of 32 bytes;
 #                        default: generated once into .dw/provider-secrets-key)
 #   DW_DEMO_WHATSAPP_APP_SECRET, DW_DEMO_WHATSAPP_VERIFY_TOKEN, DW_DEMO_SMS_AUTH_TOKEN: the demo
@@ -57,6 +60,10 @@ call_host=$bind_host
 messaging_webhook_port=${DW_MESSAGING_WEBHOOK_PORT:-8083}
 fake_whatsapp_port=${DW_FAKE_WHATSAPP_PORT:-8091}
 fake_sms_port=${DW_FAKE_SMS_PORT:-8092}
+# Where the providers call the webhooks: the SMS provider signs that URL (X-Twilio-Signature), so
+# messaging-templates verifies against it and the fakes post to it.
+webhook_public_url=${DW_WEBHOOK_PUBLIC_URL:-http://$call_host:$messaging_webhook_port}
+webhook_public_url=${webhook_public_url%/}
 # The demo tenant's provider accounts (seeded below with `dwctl providers set`): the accounts sends
 # go out from, so that the providers' callbacks about them name the demo tenant's.
 demo_phone_number_id=${DW_WHATSAPP_PHONE_NUMBER_ID:-100000000000001}
@@ -219,6 +226,7 @@ env_for() {
     if [[ "${DW_SVC_NAMES[$i]}" == messaging-templates ]]; then
         printf '%s\n' \
             "DW_WEBHOOK_ADDR=$bind_host:$messaging_webhook_port" \
+            "DW_WEBHOOK_PUBLIC_URL=$webhook_public_url" \
             "DW_PROVIDER_SECRETS_KEY=$(local_provider_secrets_key)"
         if ((fakes)); then
             printf '%s\n' \
@@ -269,7 +277,7 @@ local_provider_secrets_key() {
 # fake_env: the environment of the fake providers: they sign as the demo tenant's provider
 # accounts and name its phone number id (the SMS callbacks name the account the SMS was sent from).
 fake_env() {
-    local hooks="http://$call_host:$messaging_webhook_port/webhooks"
+    local hooks="$webhook_public_url/webhooks"
     printf '%s\n' \
         "DW_FAKE_WHATSAPP_ADDR=$call_host:$fake_whatsapp_port" \
         "DW_FAKE_SMS_ADDR=$call_host:$fake_sms_port" \
@@ -309,7 +317,7 @@ start_fakes() {
     local env_lines=() port deadline
     mapfile -t env_lines < <(fake_env)
     spawn_logged "$fake_name" "${env_lines[@]}"
-    log "started $fake_name (pid ${pids[-1]}): WhatsApp http://$call_host:$fake_whatsapp_port, SMS http://$call_host:$fake_sms_port, status webhooks to http://$call_host:$messaging_webhook_port/webhooks/{whatsapp,sms}/$fake_webhook_tenant"
+    log "started $fake_name (pid ${pids[-1]}): WhatsApp http://$call_host:$fake_whatsapp_port, SMS http://$call_host:$fake_sms_port, status webhooks to $webhook_public_url/webhooks/{whatsapp,sms}/$fake_webhook_tenant"
     deadline=$((SECONDS + ready_timeout))
     for port in "$fake_whatsapp_port" "$fake_sms_port"; do
         until [[ "$(http_status "$call_host" "$port" /healthz)" == 200 ]]; do

@@ -259,7 +259,7 @@ pub struct SetProvidersArgs {
     /// SMS account sid (AC and 32 hex digits): sets the SMS account, with --sms-auth-token.
     #[arg(long, value_parser = parse::non_empty, conflicts_with = "remove_sms")]
     pub sms_account_sid: Option<String>,
-    /// The SMS auth token (the key of X-Signature-256 on callbacks).
+    /// The SMS auth token (the key of X-Twilio-Signature on callbacks).
     #[arg(long, env = "DW_PROVIDER_SMS_AUTH_TOKEN", hide_env_values = true, value_parser = parse::non_empty)]
     pub sms_auth_token: Option<String>,
     /// Remove the WhatsApp account: the tenant's WhatsApp webhooks are refused from then on.
