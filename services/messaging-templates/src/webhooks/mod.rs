@@ -23,7 +23,10 @@
 //!   endpoint does not exist until a manager configures it, and "not here" sends whoever points a
 //!   provider at the wrong URL to the right fix, where a 401 would send them chasing secrets
 //!   (tenant ids are no secret: every provider is given one in its URL);
-//! - **401** when the signature is not made with the tenant's secret (another tenant's included);
+//! - **413** when an SMS form has more than 256 parameters (its signature covers them all, sorted:
+//!   that work is not done for anyone);
+//! - **401** when the signature is not made with the tenant's secret (another tenant's included)
+//!   or, for SMS, not for the public URL called or not over the parameters received;
 //! - **403** when a well-signed body names another account: a WhatsApp change of another phone
 //!   number id (or carrying statuses or messages without one; a body that is not JSON is **400**
 //!   first), an SMS form whose `AccountSid` is not the tenant's;

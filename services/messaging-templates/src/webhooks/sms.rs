@@ -18,13 +18,19 @@ use crate::domain::twilio_signature;
 
 type Form = Vec<(String, String)>;
 
+/// Parameters a callback may carry. Twilio's carry a few dozen (with `MediaUrl0`…`MediaUrl9` and
+/// the like); the whole form is decoded and sorted before its signature can be checked, so an
+/// unsigned body of a million `a&a&…` would otherwise cost every replica that work.
+const MAX_FORM_PARAMS: usize = 256;
+
 fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// The callback's form when it is the path tenant's: its SMS account exists (else 404), the
-/// public URL called (`uri` under the public base) and the form's parameters are signed with its
-/// auth token (else 401), and the form's `AccountSid` is its (else 403).
+/// The callback's form when it is the path tenant's: its SMS account exists (else 404), the form
+/// has at most [`MAX_FORM_PARAMS`] parameters (else 413), the public URL called (`uri` under the
+/// public base) and those parameters are signed with its auth token (else 401), and the form's
+/// `AccountSid` is its (else 403).
 async fn tenant_form(
     hooks: &Hooks,
     tenant: &str,
@@ -37,7 +43,12 @@ async fn tenant_form(
         tracing::warn!(%tenant, "sms callback for a tenant without an sms account");
         return Err(StatusCode::NOT_FOUND);
     };
-    let form: Form = form_urlencoded::parse(body).into_owned().collect();
+    let form: Form =
+        form_urlencoded::parse(body).take(MAX_FORM_PARAMS + 1).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    if form.len() > MAX_FORM_PARAMS {
+        tracing::warn!(%tenant, "sms callback with more than {MAX_FORM_PARAMS} parameters");
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
     let path_and_query = uri.path_and_query().map_or_else(|| uri.path(), |pq| pq.as_str());
     let url = hooks.public_base.url_of(path_and_query);
     let signature = header(headers, twilio_signature::HEADER);
