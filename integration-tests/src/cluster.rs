@@ -279,3 +279,100 @@ impl Service {
         format!("http://127.0.0.1:{}", self.grpc_port)
     }
 }
+
+/// A 3-node nats-server cluster with JetStream of the test's own (streams can have 3 replicas).
+/// Each node can be killed and started again on its store.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsNode>,
+}
+
+pub struct NatsNode {
+    pub name: String,
+    pub port: u16,
+    cluster_port: u16,
+    store: PathBuf,
+    process: Option<Process>,
+}
+
+impl NatsCluster {
+    pub async fn start(work: &WorkDir, size: usize) -> anyhow::Result<Self> {
+        let mut nodes = Vec::new();
+        for i in 0..size {
+            let store = work.path().join(format!("nats-n{i}"));
+            std::fs::create_dir_all(&store)?;
+            nodes.push(NatsNode {
+                name: format!("n{i}"),
+                port: free_port()?,
+                cluster_port: free_port()?,
+                store,
+                process: None,
+            });
+        }
+        let mut cluster = Self { nodes };
+        for i in 0..size {
+            cluster.spawn(work, i)?;
+        }
+        for i in 0..size {
+            wait_for_port(cluster.nodes[i].port).await?;
+        }
+        cluster.wait_for_jetstream().await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, work: &WorkDir, index: usize) -> anyhow::Result<()> {
+        let routes =
+            self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.cluster_port)).collect::<Vec<_>>().join(",");
+        let node = &mut self.nodes[index];
+        let binary = std::env::var_os("DW_NATS_SERVER").map(PathBuf::from).unwrap_or_else(|| "nats-server".into());
+        let mut command = Command::new(binary);
+        command
+            .args(["-a", "127.0.0.1", "-p", &node.port.to_string(), "-n", &node.name, "--cluster_name", "dw"])
+            .args(["-cluster", &format!("nats://127.0.0.1:{}", node.cluster_port), "-routes", &routes])
+            .args(["-js", "-sd"])
+            .arg(&node.store);
+        node.process = Some(spawn_logged(&mut command, work.log(&format!("nats-{}", node.name))?)?);
+        Ok(())
+    }
+
+    /// Waits until the cluster's JetStream has a meta leader (it answers account info).
+    pub async fn wait_for_jetstream(&self) -> anyhow::Result<()> {
+        for _ in 0..300 {
+            if let Ok(client) = async_nats::connect(self.addrs()).await
+                && let Ok(reply) = client.request("$JS.API.INFO", "".into()).await
+                && !String::from_utf8_lossy(&reply.payload).contains("\"error\"")
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the JetStream cluster did not answer")
+    }
+
+    /// Every node's URL, comma-separated (what `NATS_URL` takes).
+    pub fn url(&self) -> String {
+        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every node's address, for a client of the test's own.
+    pub fn addrs(&self) -> Vec<async_nats::ServerAddr> {
+        self.nodes.iter().filter_map(|n| format!("nats://127.0.0.1:{}", n.port).parse().ok()).collect()
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// SIGKILL one node.
+    pub async fn kill(&mut self, index: usize) -> anyhow::Result<()> {
+        if let Some(mut process) = self.nodes[index].process.take() {
+            signal_and_wait(&mut process, "KILL").await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed node again on its store.
+    pub async fn restart(&mut self, work: &WorkDir, index: usize) -> anyhow::Result<()> {
+        self.spawn(work, index)?;
+        wait_for_port(self.nodes[index].port).await
+    }
+}

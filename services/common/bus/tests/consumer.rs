@@ -10,6 +10,7 @@ use async_nats::jetstream;
 use dw_bus::dead_letters;
 use dw_bus::{ConsumerConfig, ConsumerMetrics, InboundEvent, Projection, ProjectionConsumer, ProjectionError};
 use dw_testkit::{TestDb, TestNamespace};
+use futures::{FutureExt, StreamExt};
 use sqlx::{PgConnection, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -274,7 +275,114 @@ async fn an_ordered_consumer_keeps_the_stream_order_across_replicas() {
         sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
     assert_eq!(order, names, "applied in the stream's order although two replicas pulled");
     let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer("ordered").await.unwrap();
-    assert_eq!(consumer.info().await.unwrap().config.max_ack_pending, 1, "the old consumer was updated");
+    assert_eq!(
+        consumer.info().await.unwrap().config.max_ack_pending,
+        dw_bus::consumer::ORDERED_BATCH as i64,
+        "the old consumer was updated"
+    );
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn when_the_replica_holding_an_ordered_consumer_stops_a_standby_takes_over_in_order() {
+    let h = start().await;
+    h.cancel.cancel();
+    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let replica = |cancel: &CancellationToken| {
+        let consumer = ProjectionConsumer::new(
+            h.db.pool.clone(),
+            h.jetstream.clone(),
+            ConsumerConfig::new("failover", &h.namespace.stream_name),
+            OrderProjection,
+            ConsumerMetrics::unregistered(),
+        );
+        tokio::spawn(consumer.run(cancel.clone()))
+    };
+    let count = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap()
+    };
+    let names: Vec<String> = (0..60).map(|i| format!("thing-{i:02}")).collect();
+
+    // The first replica takes the lease and applies the first events.
+    let first = CancellationToken::new();
+    let first_task = replica(&first);
+    for name in &names[..30] {
+        let id = Uuid::now_v7();
+        publish(&h, id, &id.to_string(), name, b"{}").await;
+    }
+    eventually("the first replica applied the first events", || count(h.db.pool.clone()).map(|n| n == 30)).await;
+    // A second replica stands by; the first stops (a rollout) and releases the lease.
+    let second = CancellationToken::new();
+    let _second_task = replica(&second);
+    first.cancel();
+    first_task.await.unwrap();
+    for name in &names[30..] {
+        let id = Uuid::now_v7();
+        publish(&h, id, &id.to_string(), name, b"{}").await;
+    }
+    eventually("the standby applied the rest", || count(h.db.pool.clone()).map(|n| n == 60)).await;
+    let order: Vec<String> =
+        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    assert_eq!(order, names, "every event once, in the stream's order, across the handover");
+    second.cancel();
+}
+
+#[tokio::test]
+async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
+    let h = start().await;
+    h.cancel.cancel();
+    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let mut config = ConsumerConfig::new("crash", &h.namespace.stream_name);
+    config.ack_wait = Duration::from_secs(1);
+    let names: Vec<String> = (0..20).map(|i| format!("thing-{i:02}")).collect();
+    for name in &names[..10] {
+        let id = Uuid::now_v7();
+        publish(&h, id, &id.to_string(), name, b"{}").await;
+    }
+    // A holder pulls the first ten and dies without a word (SIGKILL: no ack, no nak).
+    let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
+    let dead: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("crash".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(1),
+            max_ack_pending: dw_bus::consumer::ORDERED_BATCH as i64,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pulled: Vec<_> = dead.fetch().max_messages(10).messages().await.unwrap().collect().await;
+    assert_eq!(pulled.len(), 10);
+    drop(pulled);
+    // Newer events arrive; the standby takes the lease.
+    for name in &names[10..] {
+        let id = Uuid::now_v7();
+        publish(&h, id, &id.to_string(), name, b"{}").await;
+    }
+    let consumer = ProjectionConsumer::new(
+        h.db.pool.clone(),
+        h.jetstream.clone(),
+        config,
+        OrderProjection,
+        ConsumerMetrics::unregistered(),
+    );
+    let cancel = CancellationToken::new();
+    tokio::spawn(consumer.run(cancel.clone()));
+    let pool = h.db.pool.clone();
+    eventually("every event applied", || {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap() == 20 }
+    })
+    .await;
+    let order: Vec<String> =
+        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    assert_eq!(order, names, "the dead holder's events first, then the newer ones");
     cancel.cancel();
 }
 

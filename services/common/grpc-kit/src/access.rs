@@ -181,4 +181,3 @@ mod tests {
         assert!(AccessPolicy::new(&empty, &[WEBHOOKS]).unwrap_err().contains("admits no role"));
     }
 }
-
