@@ -108,12 +108,32 @@ pub struct Postgres {
     data: PathBuf,
     run_as: Option<(u32, u32)>,
     pub port: u16,
+    /// TCP takes TLS only (`hostssl`); the test's own set-up goes through the Unix socket.
+    tls_only: bool,
     process: Option<Process>,
+}
+
+/// A server that takes TCP connections over TLS only, with `server`'s certificate. With
+/// `cert_login` (a CA and a user), that user must log in with a client certificate the CA signed
+/// whose common name is the user's name (`cert` authentication); the others are trusted.
+pub struct PostgresTls<'a> {
+    pub server: &'a crate::tls::CertFiles,
+    pub cert_login: Option<(&'a Path, &'a str)>,
 }
 
 impl Postgres {
     /// `initdb` into `<work>/pgdata`, then starts the server.
     pub async fn start(work: &WorkDir) -> anyhow::Result<Self> {
+        Self::start_configured(work, None).await
+    }
+
+    /// [`start`](Self::start) with TLS: `ssl = on` and a `pg_hba.conf` of `hostssl` lines only, so
+    /// a plaintext TCP connection is refused.
+    pub async fn start_with_tls(work: &WorkDir, tls: PostgresTls<'_>) -> anyhow::Result<Self> {
+        Self::start_configured(work, Some(tls)).await
+    }
+
+    async fn start_configured(work: &WorkDir, tls: Option<PostgresTls<'_>>) -> anyhow::Result<Self> {
         let bindir = postgres_bindir()?;
         let run_as = postgres_identity()?;
         let root = work.path().join("pg");
@@ -128,7 +148,14 @@ impl Postgres {
             initdb.uid(uid).gid(gid);
         }
         crate::run_ok(&mut initdb).context("initdb")?;
-        let mut postgres = Self { bindir, data, run_as, port: free_port()?, process: None };
+        let tls_only = tls.is_some();
+        if let Some(tls) = tls {
+            configure_tls(&data, &tls)?;
+            if run_as.is_some() {
+                crate::run_ok(Command::new("chown").arg("-R").arg("postgres:postgres").arg(&data))?;
+            }
+        }
+        let mut postgres = Self { bindir, data, run_as, port: free_port()?, tls_only, process: None };
         postgres.restart(work).await?;
         Ok(postgres)
     }
@@ -148,7 +175,7 @@ impl Postgres {
         }
         self.process = Some(spawn_logged(&mut command, work.log("postgres")?)?);
         for _ in 0..300 {
-            if let Ok(conn) = sqlx::PgConnection::connect(&self.url("postgres")).await {
+            if let Ok(conn) = sqlx::PgConnection::connect(&self.admin_url("postgres")).await {
                 let _ = conn.close().await;
                 return Ok(());
             }
@@ -165,15 +192,45 @@ impl Postgres {
         Ok(())
     }
 
+    /// The TCP URL of `database` (add `sslmode` and the certificates for a TLS-only server).
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// A URL the test's own set-up can always use: the Unix socket for a TLS-only server.
+    pub fn admin_url(&self, database: &str) -> String {
+        if !self.tls_only {
+            return self.url(database);
+        }
+        let socket_dir = self.data.parent().unwrap_or(&self.data);
+        format!("postgres://postgres@localhost/{database}?host={}&port={}", socket_dir.display(), self.port)
+    }
+
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url("postgres")).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
         Ok(self.url(name))
     }
+}
+
+/// `ssl = on` with the server's certificate in the data directory, and a `pg_hba.conf` that
+/// takes TCP over TLS only (the Unix socket stays open to the test, with trust).
+fn configure_tls(data: &Path, tls: &PostgresTls<'_>) -> anyhow::Result<()> {
+    std::fs::copy(&tls.server.cert, data.join("server.crt"))?;
+    let key = std::fs::read_to_string(&tls.server.key)?;
+    crate::tls::write_private(&data.join("server.key"), &key)?;
+    let mut conf = String::from("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    let mut hba = String::from("local all all trust\n");
+    if let Some((ca, user)) = tls.cert_login {
+        std::fs::copy(ca, data.join("client-ca.crt"))?;
+        conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+        hba.push_str(&format!("hostssl all {user} 127.0.0.1/32 cert\n"));
+    }
+    hba.push_str("hostssl all all 127.0.0.1/32 trust\n");
+    let mut postgresql_conf = OpenOptions::new().append(true).open(data.join("postgresql.conf"))?;
+    std::io::Write::write_all(&mut postgresql_conf, conf.as_bytes())?;
+    std::fs::write(data.join("pg_hba.conf"), hba)?;
+    Ok(())
 }
 
 impl Drop for Postgres {

@@ -2,6 +2,7 @@
 //! real processes (`make test` builds them first with `cargo build --workspace --bins`).
 
 pub mod cluster;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -24,6 +24,10 @@ async fn pause(cancel: &CancellationToken, backoff: &mut Duration, what: &'stati
     Ok(())
 }
 
+/// Connects to Postgres at `url` (a `postgres://` URL; TLS by its `sslmode`, `sslrootcert`,
+/// `sslcert` and `sslkey` parameters, as libpq reads them), retrying until it answers. Every
+/// failed attempt is logged with its cause ([`PostgresFailure`]): one that will not go away by
+/// waiting (a refused certificate, a server that requires TLS) at `error`.
 pub async fn connect_postgres(
     url: &str,
     max_connections: u32,
@@ -33,19 +37,104 @@ pub async fn connect_postgres(
         url.parse().map_err(|e: sqlx::Error| StartupError::InvalidUrl("postgres", e.to_string()))?;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let attempt = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone())
-            .await;
-        match attempt {
+        match try_connect_postgres(options.clone(), max_connections).await {
             Ok(pool) => {
-                info!("connected to postgres");
+                info!(sslmode = ?options.get_ssl_mode(), "connected to postgres");
                 return Ok(pool);
             }
-            Err(error) => warn!(%error, backoff_ms = backoff.as_millis() as u64, "postgres not reachable yet"),
+            Err(failure) => {
+                let backoff_ms = backoff.as_millis() as u64;
+                let PostgresFailure { cause, hint, error } = &failure;
+                if cause.needs_an_operator() {
+                    error!(cause = cause.as_str(), %error, hint, backoff_ms, "postgres refused the connection");
+                } else {
+                    warn!(cause = cause.as_str(), %error, hint, backoff_ms, "postgres not reachable yet");
+                }
+            }
         }
         pause(cancel, &mut backoff, "postgres").await?;
+    }
+}
+
+/// One attempt at a pool of `max_connections` (opening one connection to check it).
+pub async fn try_connect_postgres(
+    options: sqlx::postgres::PgConnectOptions,
+    max_connections: u32,
+) -> Result<PgPool, PostgresFailure> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(PostgresFailure::from)
+}
+
+/// Why a connection attempt to Postgres failed, for the start-up log.
+#[derive(Debug, thiserror::Error)]
+#[error("postgres connection failed ({}): {error}; {hint}", cause.as_str())]
+pub struct PostgresFailure {
+    pub cause: PostgresFailureCause,
+    pub hint: &'static str,
+    #[source]
+    pub error: sqlx::Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostgresFailureCause {
+    /// The TLS handshake failed: an unknown CA, a name the certificate does not hold, a client
+    /// certificate refused, or a server without TLS under `sslmode=require`/`verify-*`.
+    Tls,
+    /// The server refused the connection by `pg_hba.conf` (e.g. plaintext where it requires TLS).
+    Refused,
+    /// Wrong password or an unknown role.
+    Authentication,
+    /// Nothing answered in time, or the network said no: usually a server still starting.
+    Unreachable,
+    Other,
+}
+
+impl PostgresFailureCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::Refused => "refused",
+            Self::Authentication => "authentication",
+            Self::Unreachable => "unreachable",
+            Self::Other => "other",
+        }
+    }
+
+    /// A failure that waiting does not cure: the configuration or the server must change.
+    pub fn needs_an_operator(self) -> bool {
+        matches!(self, Self::Tls | Self::Refused | Self::Authentication)
+    }
+}
+
+const TLS_HINT: &str = "check sslrootcert (the CA that signed the server's certificate), that the DATABASE_URL host \
+     is a name in the certificate (verify-full), sslcert/sslkey, and that the server has TLS on";
+
+impl From<sqlx::Error> for PostgresFailure {
+    fn from(error: sqlx::Error) -> Self {
+        let (cause, hint) = match &error {
+            sqlx::Error::Tls(_) => (PostgresFailureCause::Tls, TLS_HINT),
+            // A certificate refused during the handshake comes back as I/O carrying rustls' error.
+            sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                (PostgresFailureCause::Tls, TLS_HINT)
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("28000") => (
+                PostgresFailureCause::Refused,
+                "pg_hba.conf has no entry for this connection: a server that only takes hostssl needs \
+                 sslmode=require or verify-full in DATABASE_URL; otherwise check the user, database and address",
+            ),
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("28P01") => {
+                (PostgresFailureCause::Authentication, "wrong password for the DATABASE_URL user")
+            }
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => {
+                (PostgresFailureCause::Unreachable, "the server is down, starting or not reachable from here")
+            }
+            _ => (PostgresFailureCause::Other, "see the error"),
+        };
+        Self { cause, hint, error }
     }
 }
 
