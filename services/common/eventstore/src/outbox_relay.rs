@@ -45,6 +45,14 @@ pub struct RelayConfig {
     pub duplicate_window: Duration,
     /// Stream replicas (1 locally, 3 on a production cluster).
     pub replicas: usize,
+    /// How long the stream keeps an event (`Duration::ZERO`: for ever).
+    pub max_age: Duration,
+    /// The most the stream holds, in bytes, before it drops its oldest events (`None`: no limit).
+    pub max_bytes: Option<u64>,
+    /// Whether an existing stream whose settings differ from these is updated to them. When
+    /// false (the default) the difference is reported (`dw_stream_config_drift`, a warning) and
+    /// the stream is left as an operator set it.
+    pub apply_config: bool,
     /// How often the relay looks at the outbox when not woken in process (events committed by
     /// another replica, or by a transaction that did not call [`crate::wake_relay`]).
     pub poll_interval: Duration,
@@ -65,6 +73,9 @@ impl RelayConfig {
             subject_prefix: subject_prefix.to_owned(),
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
+            max_age: Duration::ZERO,
+            max_bytes: None,
+            apply_config: false,
             poll_interval: Duration::from_millis(50),
             batch_size: 512,
             lock_key: 0x0044_5752_454c_4159, // "DWRELAY"
@@ -80,9 +91,57 @@ impl RelayConfig {
             num_replicas: self.replicas,
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
+            max_age: self.max_age,
+            max_bytes: self.max_bytes.map_or(-1, |bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
             ..Default::default()
         }
     }
+}
+
+/// One setting of an existing stream that differs from the service's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDrift {
+    pub setting: &'static str,
+    pub configured: String,
+    pub actual: String,
+}
+
+impl std::fmt::Display for StreamDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: configured {}, stream has {}", self.setting, self.configured, self.actual)
+    }
+}
+
+/// The settings the services manage on their stream that differ between `configured` and
+/// `actual` (what the server reports). Everything else (e.g. `max_msgs`) is the operator's.
+pub fn stream_drift(configured: &stream::Config, actual: &stream::Config) -> Vec<StreamDrift> {
+    let mut drift = Vec::new();
+    let mut compare = |setting: &'static str, configured: String, actual: String| {
+        if configured != actual {
+            drift.push(StreamDrift { setting, configured, actual });
+        }
+    };
+    compare("subjects", format!("{:?}", configured.subjects), format!("{:?}", actual.subjects));
+    compare("num_replicas", configured.num_replicas.max(1).to_string(), actual.num_replicas.max(1).to_string());
+    compare("duplicate_window", format!("{:?}", configured.duplicate_window), format!("{:?}", actual.duplicate_window));
+    compare("max_age", format!("{:?}", configured.max_age), format!("{:?}", actual.max_age));
+    compare("max_bytes", configured.max_bytes.max(-1).to_string(), actual.max_bytes.max(-1).to_string());
+    compare("storage", format!("{:?}", configured.storage), format!("{:?}", actual.storage));
+    compare("retention", format!("{:?}", configured.retention), format!("{:?}", actual.retention));
+    drift
+}
+
+/// What [`ensure_stream`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamSetup {
+    /// The stream did not exist and was created with the configuration.
+    Created,
+    /// It exists with the configured settings.
+    Unchanged,
+    /// It differs and was left as it is (reported).
+    Drifted(Vec<StreamDrift>),
+    /// It differed and was updated to the configuration (`apply_config`).
+    Updated(Vec<StreamDrift>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +160,7 @@ pub struct RelayMetrics {
     backlog: Gauge,
     quarantined: Gauge,
     publish_seconds: Histogram,
+    stream_drift: Gauge,
 }
 
 impl RelayMetrics {
@@ -119,7 +179,14 @@ impl RelayMetrics {
             "Time to publish one outbox batch to JetStream and receive its acks",
             publish_seconds.clone(),
         );
-        Self { backlog, quarantined, publish_seconds }
+        let stream_drift = Gauge::default();
+        registry.register(
+            "dw_stream_config_drift",
+            "Settings of the service's JetStream stream that differ from its configuration and were left as they are \
+             (0: none; DW_STREAM_APPLY_CONFIG=true applies them)",
+            stream_drift.clone(),
+        );
+        Self { backlog, quarantined, publish_seconds, stream_drift }
     }
 
     pub fn unregistered() -> Self {
@@ -146,9 +213,34 @@ impl OutboxRelay {
         Self { pool, jetstream, config, metrics, next_quarantine_count: std::sync::Mutex::new(Instant::now()) }
     }
 
-    /// Creates the service's stream, or updates it to this configuration.
-    pub async fn ensure_stream(&self) -> Result<(), RelayError> {
-        ensure_stream(&self.jetstream, self.config.stream_config()).await
+    /// Creates the service's stream when missing; an existing one whose settings differ is
+    /// reported, or updated when the configuration says `apply_config`.
+    pub async fn ensure_stream(&self) -> Result<StreamSetup, RelayError> {
+        let stream = &self.config.stream_name;
+        let setup = ensure_stream(&self.jetstream, self.config.stream_config(), self.config.apply_config).await?;
+        match &setup {
+            StreamSetup::Created => info!(%stream, "stream created"),
+            StreamSetup::Unchanged => debug!(%stream, "stream settings as configured"),
+            StreamSetup::Drifted(drift) => {
+                let differences = drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                warn!(
+                    %stream,
+                    %differences,
+                    "stream settings differ from the configuration and are left as they are \
+                     (DW_STREAM_APPLY_CONFIG=true applies the configuration)"
+                );
+            }
+            StreamSetup::Updated(drift) => {
+                let differences = drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                info!(%stream, %differences, "stream updated to the configuration");
+            }
+        }
+        let drifted = match &setup {
+            StreamSetup::Drifted(drift) => drift.len(),
+            _ => 0,
+        };
+        self.metrics.stream_drift.set(i64::try_from(drifted).unwrap_or(i64::MAX));
+        Ok(setup)
     }
 
     /// Runs until `cancel`: waits to become the active relay, then publishes whatever the
@@ -419,18 +511,31 @@ impl PublishRetry {
     }
 }
 
-/// Creates `config`'s stream or updates an existing one to it.
-pub async fn ensure_stream(jetstream: &jetstream::Context, config: stream::Config) -> Result<(), RelayError> {
+/// Creates `config`'s stream when it does not exist. An existing stream is compared with
+/// `config` ([`stream_drift`]) and updated to it only when `apply`: limits an operator changed
+/// on the server are not silently reverted by a restart.
+pub async fn ensure_stream(
+    jetstream: &jetstream::Context,
+    config: stream::Config,
+    apply: bool,
+) -> Result<StreamSetup, RelayError> {
     let name = config.name.clone();
-    match jetstream.get_stream(&name).await {
-        Ok(_) => {
-            jetstream.update_stream(config).await.map_err(|e| RelayError::StreamSetup(e.to_string()))?;
-        }
+    let existing = match jetstream.get_stream(&name).await {
+        Ok(stream) => stream,
         Err(_) => {
             jetstream.create_stream(config).await.map_err(|e| RelayError::StreamSetup(e.to_string()))?;
+            return Ok(StreamSetup::Created);
         }
+    };
+    let drift = stream_drift(&config, &existing.cached_info().config);
+    if drift.is_empty() {
+        return Ok(StreamSetup::Unchanged);
     }
-    Ok(())
+    if !apply {
+        return Ok(StreamSetup::Drifted(drift));
+    }
+    jetstream.update_stream(config).await.map_err(|e| RelayError::StreamSetup(e.to_string()))?;
+    Ok(StreamSetup::Updated(drift))
 }
 
 #[cfg(test)]
