@@ -91,7 +91,9 @@ impl Bootstrap {
         if config.run_migrations {
             migrator.run(&pool).await?;
         }
-        let nats = startup::connect_nats(&config.nats_url, name, config.nats_request_timeout, &cancel).await?;
+        let nats =
+            startup::connect_nats(&config.nats_url, &config.nats_security, name, config.nats_request_timeout, &cancel)
+                .await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
         let tasks = TaskTracker::new();
         let background = CancellationToken::new();
@@ -136,12 +138,16 @@ impl Bootstrap {
         crate::live::Feed::new(limits, self.background.clone())
     }
 
-    /// Creates/updates the service's stream and starts its outbox relay.
+    /// Creates the service's stream when missing (or reports how an existing one differs from the
+    /// configuration, see [`OutboxRelay::ensure_stream`]) and starts its outbox relay.
     pub async fn start_relay(&mut self) -> Result<(), BootstrapError> {
         let metrics = RelayMetrics::register(&mut self.registry);
         let mut relay_config = RelayConfig::new(self.name, &self.config.stream_name, &self.config.subject_prefix);
         relay_config.replicas = self.config.stream_replicas;
         relay_config.duplicate_window = self.config.duplicate_window;
+        relay_config.max_age = self.config.stream_max_age;
+        relay_config.max_bytes = self.config.stream_max_bytes;
+        relay_config.apply_config = self.config.stream_apply_config;
         let relay = OutboxRelay::new(self.pool.clone(), self.jetstream.clone(), relay_config, metrics);
         relay.ensure_stream().await?;
         self.tasks.spawn(relay.run(self.background.clone()));

@@ -3,6 +3,7 @@
 use crate::connection_age::ConnectionAge;
 use crate::fair_share::{FairShareConfig, Rate};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -31,12 +32,22 @@ pub struct ServiceDefaults {
 pub struct ServiceConfig {
     pub database_url: String,
     pub nats_url: String,
+    /// TLS and credentials for NATS (`DW_NATS_TLS_*`, `DW_NATS_CREDS_FILE`, `DW_NATS_NKEY_SEED*`,
+    /// `DW_NATS_USER`/`DW_NATS_PASSWORD*`).
+    pub nats_security: NatsSecurity,
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub jwt_secret: SecretString,
     pub stream_name: String,
     pub subject_prefix: String,
     pub stream_replicas: usize,
+    /// The age after which the stream drops an event (`DW_STREAM_MAX_AGE`, default `0`: never).
+    pub stream_max_age: Duration,
+    /// The stream's size limit (`DW_STREAM_MAX_BYTES`, default `0`: none).
+    pub stream_max_bytes: Option<u64>,
+    /// Whether an existing stream whose settings differ is updated at start
+    /// (`DW_STREAM_APPLY_CONFIG`, default false: the difference is reported, not reverted).
+    pub stream_apply_config: bool,
     pub duplicate_window: Duration,
     pub db_max_connections: u32,
     pub run_migrations: bool,
@@ -58,12 +69,16 @@ impl std::fmt::Debug for ServiceConfig {
         f.debug_struct("ServiceConfig")
             .field("database_url", &redact_url(&self.database_url))
             .field("nats_url", &redact_url(&self.nats_url))
+            .field("nats_security", &self.nats_security)
             .field("grpc_addr", &self.grpc_addr)
             .field("metrics_addr", &self.metrics_addr)
             .field("jwt_secret", &self.jwt_secret)
             .field("stream_name", &self.stream_name)
             .field("subject_prefix", &self.subject_prefix)
             .field("stream_replicas", &self.stream_replicas)
+            .field("stream_max_age", &self.stream_max_age)
+            .field("stream_max_bytes", &self.stream_max_bytes)
+            .field("stream_apply_config", &self.stream_apply_config)
             .field("db_max_connections", &self.db_max_connections)
             .field("event_max_bytes", &self.event_max_bytes)
             .field("fair_share", &self.fair_share)
@@ -84,6 +99,124 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// How a service protects and authenticates its NATS connection. Secrets are read when the
+/// configuration is (from files, mounted Kubernetes secrets) and are never printed by `Debug`.
+#[derive(Debug, Clone, Default)]
+pub struct NatsSecurity {
+    pub tls: NatsTls,
+    pub auth: NatsAuth,
+}
+
+/// TLS to NATS: the CA that signed the servers' certificates (`DW_NATS_TLS_CA_FILE`), a client
+/// certificate for servers that verify clients (`DW_NATS_TLS_CERT_FILE` + `DW_NATS_TLS_KEY_FILE`),
+/// and whether a server that offers no TLS is refused (`DW_NATS_TLS_REQUIRED`; by default true as
+/// soon as a CA or a client certificate is given; a `tls://` URL requires it too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<NatsClientCert>,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Who the service is to NATS: at most one of these.
+#[derive(Debug, Clone, Default)]
+pub enum NatsAuth {
+    /// None (or user and password in `NATS_URL`).
+    #[default]
+    Anonymous,
+    /// A `.creds` file (the user's JWT and NKey seed, decentralised auth): `DW_NATS_CREDS_FILE`.
+    Credentials { file: PathBuf, contents: SecretString },
+    /// An NKey user: the seed from `DW_NATS_NKEY_SEED_FILE` (or `DW_NATS_NKEY_SEED`); its public key
+    /// (the `nkey` of the server's `authorization.users`) is logged.
+    Nkey { public_key: String, seed: SecretString },
+    /// `DW_NATS_USER` with `DW_NATS_PASSWORD_FILE` (or `DW_NATS_PASSWORD`).
+    UserPassword { user: String, password: SecretString },
+}
+
+impl NatsSecurity {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { tls: nats_tls_from_env()?, auth: nats_auth_from_env()? })
+    }
+}
+
+/// `name` as a path to a file that must be readable, or `None` when unset.
+fn readable_file(name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(path) = std::env::var(name).ok().filter(|p| !p.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    std::fs::File::open(&path)
+        .map_err(|e| ConfigError::Invalid { name, reason: format!("{}: {e}", path.display()) })?;
+    Ok(Some(path))
+}
+
+fn nats_tls_from_env() -> Result<NatsTls, ConfigError> {
+    let ca_file = readable_file("DW_NATS_TLS_CA_FILE")?;
+    let client_cert = match (readable_file("DW_NATS_TLS_CERT_FILE")?, readable_file("DW_NATS_TLS_KEY_FILE")?) {
+        (Some(cert_file), Some(key_file)) => Some(NatsClientCert { cert_file, key_file }),
+        (None, None) => None,
+        (Some(_), None) => return Err(ConfigError::Missing("DW_NATS_TLS_KEY_FILE (with DW_NATS_TLS_CERT_FILE)")),
+        (None, Some(_)) => return Err(ConfigError::Missing("DW_NATS_TLS_CERT_FILE (with DW_NATS_TLS_KEY_FILE)")),
+    };
+    let configured = ca_file.is_some() || client_cert.is_some();
+    let required = parsed("DW_NATS_TLS_REQUIRED", if configured { "true" } else { "false" })?;
+    Ok(NatsTls { ca_file, client_cert, required })
+}
+
+fn nats_auth_from_env() -> Result<NatsAuth, ConfigError> {
+    let mut chosen = Vec::new();
+    if let Some(file) = readable_file("DW_NATS_CREDS_FILE")? {
+        chosen.push(nats_credentials(&file)?);
+    }
+    let seed = secret("DW_NATS_NKEY_SEED", "DW_NATS_NKEY_SEED_FILE", "")?;
+    if !seed.expose_secret().trim().is_empty() {
+        chosen.push(nats_nkey(seed)?);
+    }
+    let user = var("DW_NATS_USER", "");
+    if !user.is_empty() {
+        let password = secret("DW_NATS_PASSWORD", "DW_NATS_PASSWORD_FILE", "")?;
+        chosen.push(NatsAuth::UserPassword { user, password });
+    }
+    if chosen.len() > 1 {
+        return Err(ConfigError::Invalid {
+            name: "DW_NATS_CREDS_FILE",
+            reason: "give one way to authenticate to NATS: a creds file, an NKey seed or a user".into(),
+        });
+    }
+    Ok(chosen.pop().unwrap_or_default())
+}
+
+/// A `.creds` file, checked now (a JWT and a seed in the `nsc` layout) so that a broken secret
+/// stops the start instead of failing every connection attempt.
+pub fn nats_credentials(file: &Path) -> Result<NatsAuth, ConfigError> {
+    let name = "DW_NATS_CREDS_FILE";
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::Invalid { name, reason: format!("{}: {e}", file.display()) })?;
+    async_nats::ConnectOptions::with_credentials(&text).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("{}: not a NATS creds file: {e}", file.display()),
+    })?;
+    Ok(NatsAuth::Credentials { file: file.to_owned(), contents: SecretString::from(text) })
+}
+
+/// An NKey user seed (`SU…`), checked now.
+pub fn nats_nkey(seed: SecretString) -> Result<NatsAuth, ConfigError> {
+    let pair = nkeys::KeyPair::from_seed(seed.expose_secret().trim()).map_err(|_| ConfigError::Invalid {
+        name: "DW_NATS_NKEY_SEED_FILE",
+        reason: "not an NKey seed (SU…)".into(),
+    })?;
+    Ok(NatsAuth::Nkey {
+        public_key: pair.public_key(),
+        seed: SecretString::from(seed.expose_secret().trim().to_owned()),
+    })
 }
 
 /// A stream a service consumes: its name and subject prefix, each overridable for side-by-side
@@ -163,6 +296,40 @@ where
     var(name, default).parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() })
 }
 
+/// An age such as `30d`, `12h`, `90m`, `3600s` or `3600` (seconds); `0` is no limit.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not an age like 30d, 12h, 90m or 3600s"))?;
+    let seconds_per_unit = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is one of s, m, h, d")),
+    };
+    number.checked_mul(seconds_per_unit).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A size such as `4GiB`, `512MiB`, `64KiB` or `1048576` (bytes); `0` is no limit (`None`).
+pub fn parse_bytes(text: &str) -> Result<Option<u64>, String> {
+    let text = text.trim();
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size like 4GiB, 512MiB or 1048576"))?;
+    let multiplier: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(format!("{text:?}: the unit is one of B, KiB, MiB, GiB, TiB")),
+    };
+    let bytes = number.checked_mul(multiplier).ok_or_else(|| format!("{text:?} is too large"))?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
 /// Each tenant's rates (per replica) and the load a replica takes before it sheds:
 /// `DW_TENANT_MUTATIONS_PER_SECOND` (default 100), `DW_TENANT_SENDS_PER_SECOND` (20), each with
 /// a burst of two seconds' worth; `DW_TENANT_RATE_OVERRIDES` (`acme:mutations=500,sends=50;…`);
@@ -226,12 +393,18 @@ impl ServiceConfig {
         Ok(Self {
             database_url: var("DATABASE_URL", &database_url),
             nats_url: var("NATS_URL", "nats://127.0.0.1:4222"),
+            nats_security: NatsSecurity::from_env()?,
             grpc_addr: parsed("GRPC_ADDR", &format!("0.0.0.0:{}", defaults.grpc_port))?,
             metrics_addr: parsed("METRICS_ADDR", &format!("0.0.0.0:{}", defaults.metrics_port))?,
             jwt_secret,
             stream_name: var("DW_STREAM_NAME", defaults.stream_name),
             subject_prefix: var("DW_SUBJECT_PREFIX", defaults.subject_prefix),
             stream_replicas: parsed("DW_STREAM_REPLICAS", "1")?,
+            stream_max_age: parse_age(&var("DW_STREAM_MAX_AGE", "0"))
+                .map_err(|reason| ConfigError::Invalid { name: "DW_STREAM_MAX_AGE", reason })?,
+            stream_max_bytes: parse_bytes(&var("DW_STREAM_MAX_BYTES", "0"))
+                .map_err(|reason| ConfigError::Invalid { name: "DW_STREAM_MAX_BYTES", reason })?,
+            stream_apply_config: parsed("DW_STREAM_APPLY_CONFIG", "false")?,
             duplicate_window: Duration::from_secs(parsed("DW_DUPLICATE_WINDOW_SECONDS", "120")?),
             db_max_connections: parsed("DW_DB_MAX_CONNECTIONS", "16")?,
             run_migrations: parsed("DW_RUN_MIGRATIONS", "true")?,
@@ -254,12 +427,16 @@ impl ServiceConfig {
         Self {
             database_url,
             nats_url,
+            nats_security: NatsSecurity::default(),
             grpc_addr,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             jwt_secret: SecretString::from(String::from_utf8_lossy(jwt_secret).into_owned()),
             stream_name,
             subject_prefix,
             stream_replicas: 1,
+            stream_max_age: Duration::ZERO,
+            stream_max_bytes: None,
+            stream_apply_config: false,
             duplicate_window: Duration::from_secs(120),
             db_max_connections: 30,
             run_migrations: false,
@@ -273,8 +450,54 @@ impl ServiceConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConfigError, connection_age, redact_url};
+    use super::{
+        ConfigError, NatsAuth, connection_age, nats_credentials, nats_nkey, parse_age, parse_bytes, redact_url,
+    };
+    use secrecy::SecretString;
     use std::time::Duration;
+
+    #[test]
+    fn stream_ages_and_sizes_take_units_and_zero_is_no_limit() {
+        assert_eq!(parse_age("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("3600"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_age("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_age("30 days").is_err() && parse_age("").is_err() && parse_age("-1").is_err());
+        assert_eq!(parse_bytes("0"), Ok(None));
+        assert_eq!(parse_bytes("4GiB"), Ok(Some(4 << 30)));
+        assert_eq!(parse_bytes("1048576"), Ok(Some(1 << 20)));
+        assert!(parse_bytes("4GB").is_err() && parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn nats_secrets_are_checked_when_read_and_never_printed() {
+        let pair = nkeys::KeyPair::new_user();
+        let seed = pair.seed().unwrap();
+        let auth = nats_nkey(SecretString::from(format!("{seed}\n"))).unwrap();
+        let NatsAuth::Nkey { public_key, .. } = &auth else { panic!("{auth:?}") };
+        assert_eq!(public_key, &pair.public_key());
+        let printed = format!("{auth:?}");
+        assert!(!printed.contains(&seed) && printed.contains(&pair.public_key()), "{printed}");
+        assert!(nats_nkey(SecretString::from("SUnotaseed".to_owned())).is_err());
+
+        let dir = std::env::temp_dir().join(format!("dw-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let creds = dir.join("user.creds");
+        std::fs::write(
+            &creds,
+            format!(
+                "-----BEGIN NATS USER JWT-----\neyJhbGciOiJlZDI1NTE5In0.e30.c2ln\n------END NATS USER JWT------\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+            ),
+        )
+        .unwrap();
+        let auth = nats_credentials(&creds).unwrap();
+        let printed = format!("{auth:?}");
+        assert!(!printed.contains(&seed) && !printed.contains("eyJhbGci"), "{printed}");
+        std::fs::write(&creds, "not a creds file").unwrap();
+        assert!(nats_credentials(&creds).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn passwords_are_redacted() {

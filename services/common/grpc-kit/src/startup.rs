@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+use crate::config::{NatsAuth, NatsSecurity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -13,6 +16,8 @@ pub enum StartupError {
     Cancelled(&'static str),
     #[error("invalid {0} url: {1}")]
     InvalidUrl(&'static str, String),
+    #[error("invalid nats credentials {0}")]
+    InvalidCredentials(String),
 }
 
 async fn pause(cancel: &CancellationToken, backoff: &mut Duration, what: &'static str) -> Result<(), StartupError> {
@@ -153,11 +158,39 @@ pub fn nats_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, StartupEr
     Ok(servers)
 }
 
-/// Connects to NATS (any of `urls`, see [`nats_servers`]), retrying until one answers. Requests
-/// (JetStream API calls, publish acks, double acks) give up after `request_timeout`, so a call
-/// that went to a node that died is retried on the cluster's new leader in seconds.
+/// The client options `security` asks for: TLS (a CA, a client certificate, plaintext refused)
+/// and one way to authenticate.
+pub fn nats_connect_options(security: &NatsSecurity) -> Result<async_nats::ConnectOptions, StartupError> {
+    let mut options = async_nats::ConnectOptions::new();
+    let tls = &security.tls;
+    if let Some(ca) = &tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some(client) = &tls.client_cert {
+        options = options.add_client_certificate(client.cert_file.clone(), client.key_file.clone());
+    }
+    options = options.require_tls(tls.required);
+    options = match &security.auth {
+        NatsAuth::Anonymous => options,
+        NatsAuth::Credentials { file, contents } => options
+            .credentials(contents.expose_secret())
+            .map_err(|e| StartupError::InvalidCredentials(format!("{}: {e}", file.display())))?,
+        NatsAuth::Nkey { seed, .. } => options.nkey(seed.expose_secret().to_owned()),
+        NatsAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.expose_secret().to_owned())
+        }
+    };
+    Ok(options)
+}
+
+/// Connects to NATS (any of `urls`, see [`nats_servers`]) with `security`, retrying until one
+/// answers. Requests (JetStream API calls, publish acks, double acks) give up after
+/// `request_timeout`, so a call that went to a node that died is retried on the cluster's new
+/// leader in seconds. A failed attempt is logged with its cause; a refused certificate or
+/// credentials at `error`, since waiting does not cure them.
 pub async fn connect_nats(
     urls: &str,
+    security: &NatsSecurity,
     name: &str,
     request_timeout: Duration,
     cancel: &CancellationToken,
@@ -165,7 +198,7 @@ pub async fn connect_nats(
     let servers = nats_servers(urls)?;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let attempt = async_nats::ConnectOptions::new()
+        let attempt = nats_connect_options(security)?
             .name(name)
             .connection_timeout(Duration::from_secs(3))
             .request_timeout(Some(request_timeout))
@@ -174,12 +207,42 @@ pub async fn connect_nats(
             .await;
         match attempt {
             Ok(client) => {
-                info!("connected to nats");
+                info!(tls = security.tls.required, "connected to nats");
                 return Ok(client);
             }
-            Err(error) => warn!(%error, backoff_ms = backoff.as_millis() as u64, "nats not reachable yet"),
+            Err(error) => {
+                let backoff_ms = backoff.as_millis() as u64;
+                let (cause, hint) = nats_failure(&error);
+                if cause == "tls" || cause == "authorization" {
+                    error!(cause, %error, hint, backoff_ms, "nats refused the connection");
+                } else {
+                    warn!(cause, %error, hint, backoff_ms, "nats not reachable yet");
+                }
+            }
         }
         pause(cancel, &mut backoff, "nats").await?;
+    }
+}
+
+/// Why a connection attempt to NATS failed, and what to check.
+pub fn nats_failure(error: &async_nats::ConnectError) -> (&'static str, &'static str) {
+    use async_nats::ConnectErrorKind as Kind;
+    match error.kind() {
+        Kind::Tls => (
+            "tls",
+            "check DW_NATS_TLS_CA_FILE (the CA of the server's certificate), that the NATS_URL host is a \
+             name in the certificate, DW_NATS_TLS_CERT_FILE/KEY_FILE when the server verifies clients, \
+             and that the server has TLS on when DW_NATS_TLS_REQUIRED",
+        ),
+        Kind::AuthorizationViolation | Kind::Authentication => (
+            "authorization",
+            "the server did not accept the credentials: check DW_NATS_CREDS_FILE, DW_NATS_NKEY_SEED_FILE \
+             or DW_NATS_USER/PASSWORD against the server's users",
+        ),
+        Kind::ServerParse => ("configuration", "check NATS_URL"),
+        Kind::Dns | Kind::TimedOut | Kind::Io | Kind::MaxReconnects => {
+            ("unreachable", "the server is down, starting or not reachable from here")
+        }
     }
 }
 

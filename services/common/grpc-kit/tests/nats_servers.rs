@@ -15,7 +15,7 @@ async fn a_service_connects_through_the_node_that_answers_when_another_is_down()
     let cancel = CancellationToken::new();
     let connected = tokio::time::timeout(
         Duration::from_secs(30),
-        connect_nats(&urls, "nats-servers-test", Duration::from_secs(2), &cancel),
+        connect_nats(&urls, &Default::default(), "nats-servers-test", Duration::from_secs(2), &cancel),
     )
     .await
     .expect("connected within 30 s")
@@ -28,6 +28,13 @@ async fn a_service_connects_through_the_node_that_answers_when_another_is_down()
 #[tokio::test]
 async fn a_nats_url_that_does_not_parse_is_a_start_up_error_not_an_endless_retry() {
     let cancel = CancellationToken::new();
-    let refused = connect_nats("nats://127.0.0.1:4222,nats://b:notaport", "x", Duration::from_secs(1), &cancel).await;
+    let refused = connect_nats(
+        "nats://127.0.0.1:4222,nats://b:notaport",
+        &Default::default(),
+        "x",
+        Duration::from_secs(1),
+        &cancel,
+    )
+    .await;
     assert!(refused.is_err());
 }
