@@ -247,14 +247,54 @@ impl Drop for Postgres {
 pub struct Nats {
     store: PathBuf,
     pub port: u16,
+    /// The server's configuration file, for a secured server.
+    config_file: Option<PathBuf>,
+    /// How the harness itself connects (to see that JetStream answers).
+    client: dw_grpc_kit::config::NatsSecurity,
     process: Option<Process>,
+}
+
+/// A server that takes TLS connections only (`server`'s certificate), verifies client
+/// certificates that `ca` signed when `verify_clients`, and admits only the NKey users whose
+/// public keys are `nkey_users`. `client` is how the harness connects to it.
+pub struct NatsSecured<'a> {
+    pub server: &'a crate::tls::CertFiles,
+    pub ca: &'a Path,
+    pub verify_clients: bool,
+    pub nkey_users: &'a [String],
+    pub client: dw_grpc_kit::config::NatsSecurity,
 }
 
 impl Nats {
     pub async fn start(work: &WorkDir) -> anyhow::Result<Self> {
         let store = work.path().join("nats");
         std::fs::create_dir_all(&store)?;
-        let mut nats = Self { store, port: free_port()?, process: None };
+        let mut nats = Self { store, port: free_port()?, config_file: None, client: Default::default(), process: None };
+        nats.restart(work).await?;
+        Ok(nats)
+    }
+
+    /// [`start`](Self::start) secured by TLS and NKey users, from a configuration file.
+    pub async fn start_secured(work: &WorkDir, secured: NatsSecured<'_>) -> anyhow::Result<Self> {
+        let store = work.path().join("nats");
+        std::fs::create_dir_all(&store)?;
+        let port = free_port()?;
+        let users: Vec<String> = secured.nkey_users.iter().map(|key| format!("    {{ nkey: \"{key}\" }}")).collect();
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\n\
+             jetstream {{ store_dir: \"{store}\" }}\n\
+             tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n  ca_file: \"{ca}\"\n  verify: {verify}\n  timeout: 5\n}}\n\
+             authorization {{\n  users = [\n{users}\n  ]\n}}\n",
+            store = store.display(),
+            cert = secured.server.cert.display(),
+            key = secured.server.key.display(),
+            ca = secured.ca.display(),
+            verify = secured.verify_clients,
+            users = users.join("\n"),
+        );
+        let config_file = work.path().join("nats-server.conf");
+        std::fs::write(&config_file, config)?;
+        let mut nats = Self { store, port, config_file: Some(config_file), client: secured.client, process: None };
         nats.restart(work).await?;
         Ok(nats)
     }
@@ -263,12 +303,19 @@ impl Nats {
     pub async fn restart(&mut self, work: &WorkDir) -> anyhow::Result<()> {
         let binary = std::env::var_os("DW_NATS_SERVER").map(PathBuf::from).unwrap_or_else(|| "nats-server".into());
         let mut command = Command::new(binary);
-        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&self.store);
+        match &self.config_file {
+            Some(config) => command.arg("-c").arg(config),
+            None => command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&self.store),
+        };
         self.process = Some(spawn_logged(&mut command, work.log("nats")?).context("starting nats-server")?);
         wait_for_port(self.port).await?;
         // JetStream answers once the server has recovered its store.
         for _ in 0..300 {
-            if let Ok(client) = async_nats::connect(self.url()).await
+            let connected = match dw_grpc_kit::startup::nats_connect_options(&self.client) {
+                Ok(options) => options.connect(self.url()).await.ok(),
+                Err(_) => None,
+            };
+            if let Some(client) = connected
                 && client.request("$JS.API.INFO", "".into()).await.is_ok()
             {
                 return Ok(());

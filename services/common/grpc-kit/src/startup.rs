@@ -115,6 +115,24 @@ impl PostgresFailureCause {
     }
 }
 
+/// Whether `error` or one of its causes is a TLS failure: a certificate refused during the
+/// handshake comes back as an I/O error carrying rustls' error.
+fn caused_by_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 const TLS_HINT: &str = "check sslrootcert (the CA that signed the server's certificate), that the DATABASE_URL host \
      is a name in the certificate (verify-full), sslcert/sslkey, and that the server has TLS on";
 
@@ -122,10 +140,7 @@ impl From<sqlx::Error> for PostgresFailure {
     fn from(error: sqlx::Error) -> Self {
         let (cause, hint) = match &error {
             sqlx::Error::Tls(_) => (PostgresFailureCause::Tls, TLS_HINT),
-            // A certificate refused during the handshake comes back as I/O carrying rustls' error.
-            sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
-                (PostgresFailureCause::Tls, TLS_HINT)
-            }
+            sqlx::Error::Io(io) if caused_by_tls(io) => (PostgresFailureCause::Tls, TLS_HINT),
             sqlx::Error::Database(db) if db.code().as_deref() == Some("28000") => (
                 PostgresFailureCause::Refused,
                 "pg_hba.conf has no entry for this connection: a server that only takes hostssl needs \
@@ -228,12 +243,13 @@ pub async fn connect_nats(
 pub fn nats_failure(error: &async_nats::ConnectError) -> (&'static str, &'static str) {
     use async_nats::ConnectErrorKind as Kind;
     match error.kind() {
-        Kind::Tls => (
+        Kind::Io if caused_by_tls(error) => (
             "tls",
             "check DW_NATS_TLS_CA_FILE (the CA of the server's certificate), that the NATS_URL host is a \
              name in the certificate, DW_NATS_TLS_CERT_FILE/KEY_FILE when the server verifies clients, \
              and that the server has TLS on when DW_NATS_TLS_REQUIRED",
         ),
+        Kind::Tls => ("tls", "the TLS set-up failed: check DW_NATS_TLS_CA_FILE, DW_NATS_TLS_CERT_FILE and KEY_FILE"),
         Kind::AuthorizationViolation | Kind::Authentication => (
             "authorization",
             "the server did not accept the credentials: check DW_NATS_CREDS_FILE, DW_NATS_NKEY_SEED_FILE \
