@@ -217,7 +217,7 @@ def check_schema(docs, schemas, report):
 
 
 # --- the code's configuration --------------------------------------------------------------------
-ENV_READ = re.compile(r'(?:\bvar|\bparsed|\bsecret|env::var|env::var_os|ConfigError::Missing)\(\s*"([A-Z][A-Z0-9_]*)"')
+ENV_READ = re.compile(r'(?:\bvar|\bparsed|\bsecret|\breadable_file|env::var|env::var_os|ConfigError::Missing)\(\s*"([A-Z][A-Z0-9_]*)"')
 # Variables without a default: the service refuses to start without them.
 ENV_REQUIRED = re.compile(r'ConfigError::Missing\(\s*"([A-Z][A-Z0-9_]*)"')
 

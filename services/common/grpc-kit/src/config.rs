@@ -32,8 +32,7 @@ pub struct ServiceDefaults {
 pub struct ServiceConfig {
     pub database_url: String,
     pub nats_url: String,
-    /// TLS and credentials for NATS (`DW_NATS_TLS_*`, `DW_NATS_CREDS_FILE`, `DW_NATS_NKEY_SEED*`,
-    /// `DW_NATS_USER`/`DW_NATS_PASSWORD*`).
+    /// TLS and credentials for NATS (`DW_NATS_TLS_*`, `DW_NATS_CREDS_FILE`, `DW_NATS_NKEY_SEED_FILE`).
     pub nats_security: NatsSecurity,
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
@@ -126,19 +125,19 @@ pub struct NatsClientCert {
     pub key_file: PathBuf,
 }
 
-/// Who the service is to NATS: at most one of these.
+/// Who the service is to NATS: at most one of these. Both come from files (mounted Secrets);
+/// a user and password can still be given in `NATS_URL` (`nats://user:password@host`), which is
+/// then a secret itself.
 #[derive(Debug, Clone, Default)]
 pub enum NatsAuth {
-    /// None (or user and password in `NATS_URL`).
+    /// No credentials (or those of `NATS_URL`).
     #[default]
     Anonymous,
     /// A `.creds` file (the user's JWT and NKey seed, decentralised auth): `DW_NATS_CREDS_FILE`.
     Credentials { file: PathBuf, contents: SecretString },
-    /// An NKey user: the seed from `DW_NATS_NKEY_SEED_FILE` (or `DW_NATS_NKEY_SEED`); its public key
-    /// (the `nkey` of the server's `authorization.users`) is logged.
+    /// An NKey user: the seed from `DW_NATS_NKEY_SEED_FILE`; its public key (the `nkey` of the
+    /// server's `authorization.users`) is logged.
     Nkey { public_key: String, seed: SecretString },
-    /// `DW_NATS_USER` with `DW_NATS_PASSWORD_FILE` (or `DW_NATS_PASSWORD`).
-    UserPassword { user: String, password: SecretString },
 }
 
 impl NatsSecurity {
@@ -176,19 +175,17 @@ fn nats_auth_from_env() -> Result<NatsAuth, ConfigError> {
     if let Some(file) = readable_file("DW_NATS_CREDS_FILE")? {
         chosen.push(nats_credentials(&file)?);
     }
-    let seed = secret("DW_NATS_NKEY_SEED", "DW_NATS_NKEY_SEED_FILE", "")?;
-    if !seed.expose_secret().trim().is_empty() {
-        chosen.push(nats_nkey(seed)?);
-    }
-    let user = var("DW_NATS_USER", "");
-    if !user.is_empty() {
-        let password = secret("DW_NATS_PASSWORD", "DW_NATS_PASSWORD_FILE", "")?;
-        chosen.push(NatsAuth::UserPassword { user, password });
+    if let Some(file) = readable_file("DW_NATS_NKEY_SEED_FILE")? {
+        let seed = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+            name: "DW_NATS_NKEY_SEED_FILE",
+            reason: format!("{}: {e}", file.display()),
+        })?;
+        chosen.push(nats_nkey(SecretString::from(seed))?);
     }
     if chosen.len() > 1 {
         return Err(ConfigError::Invalid {
             name: "DW_NATS_CREDS_FILE",
-            reason: "give one way to authenticate to NATS: a creds file, an NKey seed or a user".into(),
+            reason: "give one way to authenticate to NATS: DW_NATS_CREDS_FILE or DW_NATS_NKEY_SEED_FILE".into(),
         });
     }
     Ok(chosen.pop().unwrap_or_default())

@@ -191,9 +191,6 @@ pub fn nats_connect_options(security: &NatsSecurity) -> Result<async_nats::Conne
             .credentials(contents.expose_secret())
             .map_err(|e| StartupError::InvalidCredentials(format!("{}: {e}", file.display())))?,
         NatsAuth::Nkey { seed, .. } => options.nkey(seed.expose_secret().to_owned()),
-        NatsAuth::UserPassword { user, password } => {
-            options.user_and_password(user.clone(), password.expose_secret().to_owned())
-        }
     };
     Ok(options)
 }
@@ -252,8 +249,8 @@ pub fn nats_failure(error: &async_nats::ConnectError) -> (&'static str, &'static
         Kind::Tls => ("tls", "the TLS set-up failed: check DW_NATS_TLS_CA_FILE, DW_NATS_TLS_CERT_FILE and KEY_FILE"),
         Kind::AuthorizationViolation | Kind::Authentication => (
             "authorization",
-            "the server did not accept the credentials: check DW_NATS_CREDS_FILE, DW_NATS_NKEY_SEED_FILE \
-             or DW_NATS_USER/PASSWORD against the server's users",
+            "the server did not accept the credentials: check DW_NATS_CREDS_FILE or DW_NATS_NKEY_SEED_FILE \
+             against the server's users (or the user in NATS_URL)",
         ),
         Kind::ServerParse => ("configuration", "check NATS_URL"),
         Kind::Dns | Kind::TimedOut | Kind::Io | Kind::MaxReconnects => {
