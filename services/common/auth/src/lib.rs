@@ -1,7 +1,15 @@
-//! Bearer-token authentication for every Digital Workspace RPC: HS256 JWT verification, the
-//! validated [`Principal`] (subject, tenant, roles) and development-token minting.
+//! Bearer-token authentication for every Digital Workspace RPC: the validated [`Principal`]
+//! (subject, tenant, roles), tokens of the company's OpenID Connect provider verified against
+//! its JWKS ([`oidc`], with the claim layout of [`claims`]), and the shared-secret HS256 tokens of
+//! local development and tests ([`JwtVerifier`], development-token minting).
 //!
 //! The tenant of a request comes from the token only, never from a request body.
+
+pub mod claims;
+pub mod oidc;
+
+pub use claims::{ClaimMapping, ClaimPath, RoleMap};
+pub use oidc::{JwksError, KeySet, OidcSettings, OidcVerifier};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,6 +41,20 @@ pub enum AuthError {
     InvalidClaim { claim: &'static str, reason: String },
     #[error("signing secret must be at least {MIN_SECRET_LEN} bytes")]
     WeakSecret,
+    #[error("token has no {claim} claim")]
+    MissingClaim { claim: String },
+    #[error("invalid claim {claim}: {reason}")]
+    BadClaim { claim: String, reason: String },
+    #[error("token issuer (iss) is not the configured identity provider")]
+    WrongIssuer,
+    #[error("token audience (aud) does not name this platform")]
+    WrongAudience,
+    #[error("token header has no key id (kid)")]
+    MissingKeyId,
+    #[error("token key id {0:?} is not in the identity provider's key set")]
+    UnknownKey(String),
+    #[error("token algorithm {token} is not the algorithm of its key ({key})")]
+    AlgorithmMismatch { token: String, key: String },
 }
 
 pub use dw_ids::TenantId;
