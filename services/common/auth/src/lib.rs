@@ -23,6 +23,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Shortest accepted signing secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// Clock skew allowed on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: i64 = 30;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("missing bearer token")]
@@ -157,7 +160,7 @@ impl JwtVerifier {
         if secret.len() < MIN_SECRET_LEN {
             return Err(AuthError::WeakSecret);
         }
-        Ok(Self { secret: secret.to_vec(), leeway_seconds: 30 })
+        Ok(Self { secret: secret.to_vec(), leeway_seconds: LEEWAY_SECONDS })
     }
 
     /// Verifies `token` (without the `Bearer ` prefix) at unix time `now`.

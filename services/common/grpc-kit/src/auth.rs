@@ -2,25 +2,27 @@
 
 use std::sync::Arc;
 
-use dw_auth::{JwtVerifier, Principal, Role};
+use dw_auth::{Principal, Role};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::access::{AccessPolicy, RpcPath};
 use crate::errors;
 use crate::fair_share::{CallSlot, FairShare};
+use crate::identity::TokenVerifier;
 
-/// Verifies `authorization: Bearer <JWT>`, admits the caller by the port's [`AccessPolicy`] and
+/// Verifies `authorization: Bearer <JWT>` (every refusal is `UNAUTHENTICATED` with the reason),
+/// admits the caller by the port's [`AccessPolicy`] and
 /// puts the [`Principal`] in the request extensions.
 #[derive(Clone)]
 pub struct AuthInterceptor {
-    verifier: Arc<JwtVerifier>,
+    verifier: Arc<TokenVerifier>,
     policy: Arc<AccessPolicy>,
     fair_share: Option<Arc<FairShare>>,
 }
 
 impl AuthInterceptor {
-    pub fn new(verifier: Arc<JwtVerifier>, policy: AccessPolicy) -> Self {
+    pub fn new(verifier: Arc<TokenVerifier>, policy: AccessPolicy) -> Self {
         Self { verifier, policy: Arc::new(policy), fair_share: None }
     }
 

@@ -1,11 +1,10 @@
-//! The start-up and shutdown every service shares: connect to Postgres (migrating) and NATS with
-//! backoff, start the outbox relay, then serve gRPC (with auth-independent health and reflection,
+//! The start-up and shutdown every service shares: connect to Postgres (migrating), NATS and the
+//! identity provider's JWKS with backoff, start the outbox relay, then serve gRPC (with auth-independent health and reflection,
 //! RPC spans and metrics) and the metrics endpoint until cancelled, and drain everything owned.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dw_auth::JwtVerifier;
 use dw_eventstore::outbox_relay::{OutboxRelay, RelayConfig, RelayError, RelayMetrics};
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
@@ -20,6 +19,7 @@ use crate::access::AccessPolicy;
 use crate::auth::AuthInterceptor;
 use crate::config::ServiceConfig;
 use crate::fair_share::FairShare;
+use crate::identity::{KeyRefreshLayer, TokenVerifier};
 use crate::metrics_http::{self, Readiness};
 use crate::{RpcLayer, RpcMetrics, connection_age, health, startup};
 
@@ -54,7 +54,8 @@ pub struct Bootstrap {
     pub pool: PgPool,
     pub nats: async_nats::Client,
     pub jetstream: async_nats::jetstream::Context,
-    pub verifier: Arc<JwtVerifier>,
+    /// Verifies the bearer tokens (the identity provider's keys, or the development secret).
+    pub verifier: Arc<TokenVerifier>,
     /// Register the service's own metrics here before [`serve`](Self::serve).
     pub registry: Registry,
     /// Owned background work (relay, consumers, feeds): stopped after the gRPC server drained.
@@ -85,7 +86,6 @@ impl Bootstrap {
         migrator: &Migrator,
         cancel: CancellationToken,
     ) -> Result<Self, BootstrapError> {
-        let verifier = Arc::new(JwtVerifier::new(secrecy::ExposeSecret::expose_secret(&config.jwt_secret).as_bytes())?);
         dw_eventstore::store::set_max_event_bytes(config.event_max_bytes);
         let pool = startup::connect_postgres(&config.database_url, config.db_max_connections, &cancel).await?;
         if config.run_migrations {
@@ -95,8 +95,12 @@ impl Bootstrap {
             startup::connect_nats(&config.nats_url, &config.nats_security, name, config.nats_request_timeout, &cancel)
                 .await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
+        let verifier = Arc::new(TokenVerifier::connect(&config.identity, &cancel).await?);
         let tasks = TaskTracker::new();
         let background = CancellationToken::new();
+        if let (Some(cache), crate::identity::IdentityConfig::Oidc(oidc)) = (verifier.jwks(), &config.identity) {
+            tasks.spawn(crate::identity::keep_keys_fresh(cache.clone(), oidc.refresh_interval, background.clone()));
+        }
         tasks.spawn(dw_eventstore::maintenance::run(
             pool.clone(),
             dw_eventstore::maintenance::Retention::default(),
@@ -212,6 +216,7 @@ impl Bootstrap {
         let served = connection_age::apply(tonic::transport::Server::builder(), age)
             .layer(connection_age::StreamDeadlineLayer::new(connections.clone()))
             .layer(RpcLayer::new(rpc_metrics).counting_in(self.fair_share.in_flight()))
+            .layer(KeyRefreshLayer::new(self.verifier.clone()))
             .timeout(RPC_TIMEOUT)
             .add_routes(routes)
             .serve_with_incoming_shutdown(connection_age::limit_incoming(incoming, age, connections), shutdown)

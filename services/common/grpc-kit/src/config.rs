@@ -2,6 +2,7 @@
 
 use crate::connection_age::ConnectionAge;
 use crate::fair_share::{FairShareConfig, Rate};
+use crate::identity::{IdentityConfig, OidcConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,7 +37,9 @@ pub struct ServiceConfig {
     pub nats_security: NatsSecurity,
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub jwt_secret: SecretString,
+    /// Who signs the bearer tokens: the identity provider's JWKS (`DW_JWT_JWKS_URL`, …) or, for
+    /// development, a shared secret (`DW_JWT_SECRET`).
+    pub identity: IdentityConfig,
     pub stream_name: String,
     pub subject_prefix: String,
     pub stream_replicas: usize,
@@ -71,7 +74,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("nats_security", &self.nats_security)
             .field("grpc_addr", &self.grpc_addr)
             .field("metrics_addr", &self.metrics_addr)
-            .field("jwt_secret", &self.jwt_secret)
+            .field("identity", &self.identity)
             .field("stream_name", &self.stream_name)
             .field("subject_prefix", &self.subject_prefix)
             .field("stream_replicas", &self.stream_replicas)
@@ -374,18 +377,70 @@ fn connection_age(max_age_seconds: u64, grace_seconds: u64) -> Result<Option<Con
     Ok(Some(ConnectionAge { max_age: Duration::from_secs(max_age_seconds), grace: Duration::from_secs(grace_seconds) }))
 }
 
+/// How bearer tokens are verified. With `DW_JWT_JWKS_URL`, against the identity provider's keys:
+/// `DW_JWT_ISSUER` and `DW_JWT_AUDIENCE` are required, the claim paths (`DW_JWT_SUBJECT_CLAIM`
+/// `sub`, `DW_JWT_TENANT_CLAIM` `tenant`, `DW_JWT_ROLES_CLAIM` `roles`) and `DW_JWT_ROLE_MAP`
+/// optional, and a shared secret, if also set, is not used (one warning at start-up). Without it,
+/// HS256 with `DW_JWT_SECRET` (or `DW_JWT_SECRET_FILE`): development and tests only.
+fn identity_from_env() -> Result<IdentityConfig, ConfigError> {
+    let jwt_secret = secret("DW_JWT_SECRET", "DW_JWT_SECRET_FILE", "")?;
+    let jwks_url = var("DW_JWT_JWKS_URL", "");
+    if !jwks_url.is_empty() {
+        if !jwt_secret.expose_secret().is_empty() {
+            tracing::warn!("DW_JWT_SECRET is set but not used: tokens are verified against DW_JWT_JWKS_URL only");
+        }
+        return oidc_from_env(jwks_url).map(IdentityConfig::Oidc);
+    }
+    if jwt_secret.expose_secret().is_empty() {
+        return Err(ConfigError::Missing("DW_JWT_SECRET"));
+    }
+    if jwt_secret.expose_secret().len() < dw_auth::MIN_SECRET_LEN {
+        return Err(ConfigError::Invalid {
+            name: "DW_JWT_SECRET",
+            reason: format!("must be at least {} bytes", dw_auth::MIN_SECRET_LEN),
+        });
+    }
+    Ok(IdentityConfig::SharedSecret(jwt_secret))
+}
+
+fn oidc_from_env(jwks_url: String) -> Result<OidcConfig, ConfigError> {
+    crate::identity::check_jwks_url(&jwks_url)
+        .map_err(|reason| ConfigError::Invalid { name: "DW_JWT_JWKS_URL", reason })?;
+    let required = |name: &'static str| {
+        let value = var(name, "");
+        if value.is_empty() { Err(ConfigError::Missing(name)) } else { Ok(value.trim().to_owned()) }
+    };
+    let issuer = required("DW_JWT_ISSUER")?;
+    let audience = required("DW_JWT_AUDIENCE")?;
+    let path = |name: &'static str, default: &str| {
+        dw_auth::ClaimPath::parse(&var(name, default)).map_err(|reason| ConfigError::Invalid { name, reason })
+    };
+    let claims = dw_auth::ClaimMapping {
+        subject: path("DW_JWT_SUBJECT_CLAIM", "sub")?,
+        tenant: path("DW_JWT_TENANT_CLAIM", "tenant")?,
+        roles: path("DW_JWT_ROLES_CLAIM", "roles")?,
+        role_map: dw_auth::RoleMap::parse(&var("DW_JWT_ROLE_MAP", ""))
+            .map_err(|reason| ConfigError::Invalid { name: "DW_JWT_ROLE_MAP", reason })?,
+    };
+    let seconds = |name: &'static str, default: &str| -> Result<Duration, ConfigError> {
+        let value: u64 = parsed(name, default)?;
+        if value == 0 {
+            return Err(ConfigError::Invalid { name, reason: "must be at least 1".into() });
+        }
+        Ok(Duration::from_secs(value))
+    };
+    let mut oidc = OidcConfig::new(
+        jwks_url,
+        dw_auth::OidcSettings { issuer, audience, claims, leeway_seconds: dw_auth::LEEWAY_SECONDS },
+    );
+    oidc.refresh_interval = seconds("DW_JWT_JWKS_REFRESH_SECONDS", "300")?;
+    oidc.min_refresh_interval = seconds("DW_JWT_JWKS_MIN_REFRESH_SECONDS", "10")?;
+    Ok(oidc)
+}
+
 impl ServiceConfig {
     pub fn from_env(defaults: ServiceDefaults) -> Result<Self, ConfigError> {
-        let jwt_secret = secret("DW_JWT_SECRET", "DW_JWT_SECRET_FILE", "")?;
-        if jwt_secret.expose_secret().is_empty() {
-            return Err(ConfigError::Missing("DW_JWT_SECRET"));
-        }
-        if jwt_secret.expose_secret().len() < dw_auth::MIN_SECRET_LEN {
-            return Err(ConfigError::Invalid {
-                name: "DW_JWT_SECRET",
-                reason: format!("must be at least {} bytes", dw_auth::MIN_SECRET_LEN),
-            });
-        }
+        let identity = identity_from_env()?;
         let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", defaults.database);
         Ok(Self {
             database_url: var("DATABASE_URL", &database_url),
@@ -393,7 +448,7 @@ impl ServiceConfig {
             nats_security: NatsSecurity::from_env()?,
             grpc_addr: parsed("GRPC_ADDR", &format!("0.0.0.0:{}", defaults.grpc_port))?,
             metrics_addr: parsed("METRICS_ADDR", &format!("0.0.0.0:{}", defaults.metrics_port))?,
-            jwt_secret,
+            identity,
             stream_name: var("DW_STREAM_NAME", defaults.stream_name),
             subject_prefix: var("DW_SUBJECT_PREFIX", defaults.subject_prefix),
             stream_replicas: parsed("DW_STREAM_REPLICAS", "1")?,
@@ -412,7 +467,8 @@ impl ServiceConfig {
         })
     }
 
-    /// A configuration for tests: everything given, nothing read from the environment.
+    /// A configuration for tests: everything given, nothing read from the environment; tokens
+    /// are HS256 with `jwt_secret` (set [`identity`](Self::identity) for an identity provider).
     pub fn for_test(
         database_url: String,
         nats_url: String,
@@ -427,7 +483,9 @@ impl ServiceConfig {
             nats_security: NatsSecurity::default(),
             grpc_addr,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            jwt_secret: SecretString::from(String::from_utf8_lossy(jwt_secret).into_owned()),
+            identity: IdentityConfig::SharedSecret(SecretString::from(
+                String::from_utf8_lossy(jwt_secret).into_owned(),
+            )),
             stream_name,
             subject_prefix,
             stream_replicas: 1,

@@ -12,6 +12,7 @@ pub mod connection_age;
 pub mod errors;
 pub mod fair_share;
 pub mod health;
+pub mod identity;
 pub mod live;
 pub mod metrics_http;
 pub mod observability;

@@ -1,4 +1,4 @@
-//! Connecting to Postgres and NATS at start-up: retried with backoff until they answer (or the
+//! Connecting to Postgres, NATS (and the identity provider, [`crate::identity`]) at start-up: retried with backoff until they answer (or the
 //! service is asked to stop), so a service can start before its dependencies.
 
 use std::time::Duration;
@@ -18,9 +18,16 @@ pub enum StartupError {
     InvalidUrl(&'static str, String),
     #[error("invalid nats credentials {0}")]
     InvalidCredentials(String),
+    #[error("identity: {0}")]
+    Identity(String),
 }
 
-async fn pause(cancel: &CancellationToken, backoff: &mut Duration, what: &'static str) -> Result<(), StartupError> {
+/// Waits `backoff` (doubled for the next time, up to 5 s) unless cancelled.
+pub(crate) async fn pause(
+    cancel: &CancellationToken,
+    backoff: &mut Duration,
+    what: &'static str,
+) -> Result<(), StartupError> {
     tokio::select! {
         () = cancel.cancelled() => return Err(StartupError::Cancelled(what)),
         () = tokio::time::sleep(*backoff) => {}

@@ -1,9 +1,10 @@
 //! Test support: each test gets its own randomly named Postgres database (migrated) and its own
 //! JetStream stream/subject namespace, against the real servers (`DW_TEST_DATABASE_URL`,
 //! `DW_TEST_NATS_URL`; local defaults). `make test` drops leftover `dwtest_*` databases first.
-//! [`metrics`] reads a running service's `/metrics`.
+//! [`metrics`] reads a running service's `/metrics`; [`idp`] is a fake OpenID Connect provider.
 
 pub mod bench;
+pub mod idp;
 pub mod metrics;
 pub mod rpc;
 
