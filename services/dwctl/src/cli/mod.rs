@@ -28,9 +28,11 @@ pub use self::webhooks::WebhooksCommand;
 use crate::parse;
 
 const AFTER_HELP: &str = "\
-Authentication: every RPC sends `authorization: Bearer <JWT>`. The token is --token (DW_TOKEN) when
-given; otherwise dwctl mints one from --tenant, --sub and --role signed with --secret
-(DW_JWT_SECRET).
+Authentication: every RPC sends `authorization: Bearer <JWT>`. The token is, first found:
+--token (DWCTL_TOKEN, or DW_TOKEN), the file --token-file (DWCTL_TOKEN_FILE; e.g. a token your
+identity provider issued), else one dwctl mints from --tenant, --sub and --role signed with
+--secret (DW_JWT_SECRET) or --secret-file (DW_JWT_SECRET_FILE): development only, the services
+accept minted tokens only when they run with that shared secret rather than DW_JWT_JWKS_URL.
 
 Mutating RPCs send a request id: --request-id when given, else a fresh UUIDv7. Re-sending the same
 request id returns the first result and changes nothing.
@@ -102,9 +104,17 @@ pub struct GlobalOpts {
     #[arg(long, global = true, env = "DW_NOTIFICATIONS_ADDR", default_value = "http://127.0.0.1:50054")]
     pub notifications_addr: String,
 
-    /// Bearer token (JWT) to send; takes precedence over minting one.
-    #[arg(long, global = true, env = "DW_TOKEN", hide_env_values = true)]
+    /// Bearer token (JWT) to send; takes precedence over a token file and over minting one.
+    #[arg(long, global = true, env = "DWCTL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// The token in DW_TOKEN (the name `dwctl demo seed` prints), when --token is not given.
+    #[arg(long = "dw-token", global = true, env = "DW_TOKEN", hide = true, hide_env_values = true)]
+    pub dw_token: Option<String>,
+
+    /// A file holding the bearer token to send (e.g. one your identity provider issued).
+    #[arg(long, global = true, env = "DWCTL_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 
     /// Tenant of a minted token (also the tenant `demo seed` seeds).
     #[arg(long, global = true, env = "DW_TENANT")]
@@ -118,9 +128,13 @@ pub struct GlobalOpts {
     #[arg(long = "role", global = true, env = "DW_ROLE", value_delimiter = ',', value_parser = parse::role)]
     pub roles: Vec<Role>,
 
-    /// HS256 signing secret for minting tokens (at least 16 bytes).
+    /// HS256 signing secret for minting tokens (at least 16 bytes; development only).
     #[arg(long, global = true, env = "DW_JWT_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+
+    /// A file holding the signing secret, when --secret is not given.
+    #[arg(long, global = true, env = "DW_JWT_SECRET_FILE")]
+    pub secret_file: Option<std::path::PathBuf>,
 
     /// Lifetime of a minted token, in seconds.
     #[arg(long, global = true, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..))]

@@ -126,8 +126,9 @@ fn export_addr(var: &str, addr: &str, default: &str) -> String {
 
 pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
     let tenant = opts.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_owned());
-    let secret = opts.secret.as_deref().ok_or_else(|| anyhow!("demo seed needs --secret (DW_JWT_SECRET)"))?;
-    let tokens = Tokens::mint(secret, &tenant)?;
+    let secret = auth::signing_secret(opts)?
+        .ok_or_else(|| anyhow!("demo seed needs --secret (DW_JWT_SECRET) or --secret-file (DW_JWT_SECRET_FILE)"))?;
+    let tokens = Tokens::mint(&secret, &tenant)?;
     let log = |line: String| if opts.json { Ok(()) } else { out::write_line(&line) };
 
     let agents = agent_sessions::seed(&opts.addr, &tenant, &tokens.manager, timeout, &log).await?;
