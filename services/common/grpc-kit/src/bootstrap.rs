@@ -1,5 +1,5 @@
-//! The start-up and shutdown every service shares: connect to Postgres (migrating), NATS and the
-//! identity provider's JWKS with backoff, start the outbox relay, then serve gRPC (with auth-independent health and reflection,
+//! The start-up and shutdown every service shares: fetch the identity provider's JWKS, connect to
+//! Postgres (migrating) and NATS, each with backoff, start the outbox relay, then serve gRPC (with auth-independent health and reflection,
 //! RPC spans and metrics) and the metrics endpoint until cancelled, and drain everything owned.
 
 use std::sync::Arc;
@@ -87,6 +87,7 @@ impl Bootstrap {
         cancel: CancellationToken,
     ) -> Result<Self, BootstrapError> {
         dw_eventstore::store::set_max_event_bytes(config.event_max_bytes);
+        let verifier = Arc::new(TokenVerifier::connect(&config.identity, &cancel).await?);
         let pool = startup::connect_postgres(&config.database_url, config.db_max_connections, &cancel).await?;
         if config.run_migrations {
             migrator.run(&pool).await?;
@@ -95,7 +96,6 @@ impl Bootstrap {
             startup::connect_nats(&config.nats_url, &config.nats_security, name, config.nats_request_timeout, &cancel)
                 .await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
-        let verifier = Arc::new(TokenVerifier::connect(&config.identity, &cancel).await?);
         let tasks = TaskTracker::new();
         let background = CancellationToken::new();
         if let (Some(cache), crate::identity::IdentityConfig::Oidc(oidc)) = (verifier.jwks(), &config.identity) {

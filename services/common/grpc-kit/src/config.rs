@@ -381,7 +381,8 @@ fn connection_age(max_age_seconds: u64, grace_seconds: u64) -> Result<Option<Con
 /// `DW_JWT_ISSUER` and `DW_JWT_AUDIENCE` are required, the claim paths (`DW_JWT_SUBJECT_CLAIM`
 /// `sub`, `DW_JWT_TENANT_CLAIM` `tenant`, `DW_JWT_ROLES_CLAIM` `roles`) and `DW_JWT_ROLE_MAP`
 /// optional, and a shared secret, if also set, is not used (one warning at start-up). Without it,
-/// HS256 with `DW_JWT_SECRET` (or `DW_JWT_SECRET_FILE`): development and tests only.
+/// HS256 with `DW_JWT_SECRET` (or `DW_JWT_SECRET_FILE`): development and tests only. With
+/// neither, [`IdentityConfig::Unset`]: enough for `migrate`, refused by `serve`.
 fn identity_from_env() -> Result<IdentityConfig, ConfigError> {
     let jwt_secret = secret("DW_JWT_SECRET", "DW_JWT_SECRET_FILE", "")?;
     let jwks_url = var("DW_JWT_JWKS_URL", "");
@@ -392,7 +393,7 @@ fn identity_from_env() -> Result<IdentityConfig, ConfigError> {
         return oidc_from_env(jwks_url).map(IdentityConfig::Oidc);
     }
     if jwt_secret.expose_secret().is_empty() {
-        return Err(ConfigError::Missing("DW_JWT_SECRET"));
+        return Ok(IdentityConfig::Unset);
     }
     if jwt_secret.expose_secret().len() < dw_auth::MIN_SECRET_LEN {
         return Err(ConfigError::Invalid {
@@ -406,35 +407,40 @@ fn identity_from_env() -> Result<IdentityConfig, ConfigError> {
 fn oidc_from_env(jwks_url: String) -> Result<OidcConfig, ConfigError> {
     crate::identity::check_jwks_url(&jwks_url)
         .map_err(|reason| ConfigError::Invalid { name: "DW_JWT_JWKS_URL", reason })?;
-    let required = |name: &'static str| {
-        let value = var(name, "");
-        if value.is_empty() { Err(ConfigError::Missing(name)) } else { Ok(value.trim().to_owned()) }
-    };
-    let issuer = required("DW_JWT_ISSUER")?;
-    let audience = required("DW_JWT_AUDIENCE")?;
-    let path = |name: &'static str, default: &str| {
-        dw_auth::ClaimPath::parse(&var(name, default)).map_err(|reason| ConfigError::Invalid { name, reason })
-    };
+    let issuer = var("DW_JWT_ISSUER", "");
+    if issuer.is_empty() {
+        return Err(ConfigError::Missing("DW_JWT_ISSUER"));
+    }
+    let audience = var("DW_JWT_AUDIENCE", "");
+    if audience.is_empty() {
+        return Err(ConfigError::Missing("DW_JWT_AUDIENCE"));
+    }
+    let invalid = |name: &'static str| move |reason: String| ConfigError::Invalid { name, reason };
     let claims = dw_auth::ClaimMapping {
-        subject: path("DW_JWT_SUBJECT_CLAIM", "sub")?,
-        tenant: path("DW_JWT_TENANT_CLAIM", "tenant")?,
-        roles: path("DW_JWT_ROLES_CLAIM", "roles")?,
-        role_map: dw_auth::RoleMap::parse(&var("DW_JWT_ROLE_MAP", ""))
-            .map_err(|reason| ConfigError::Invalid { name: "DW_JWT_ROLE_MAP", reason })?,
+        subject: dw_auth::ClaimPath::parse(&var("DW_JWT_SUBJECT_CLAIM", "sub"))
+            .map_err(invalid("DW_JWT_SUBJECT_CLAIM"))?,
+        tenant: dw_auth::ClaimPath::parse(&var("DW_JWT_TENANT_CLAIM", "tenant"))
+            .map_err(invalid("DW_JWT_TENANT_CLAIM"))?,
+        roles: dw_auth::ClaimPath::parse(&var("DW_JWT_ROLES_CLAIM", "roles")).map_err(invalid("DW_JWT_ROLES_CLAIM"))?,
+        role_map: dw_auth::RoleMap::parse(&var("DW_JWT_ROLE_MAP", "")).map_err(invalid("DW_JWT_ROLE_MAP"))?,
     };
-    let seconds = |name: &'static str, default: &str| -> Result<Duration, ConfigError> {
-        let value: u64 = parsed(name, default)?;
-        if value == 0 {
-            return Err(ConfigError::Invalid { name, reason: "must be at least 1".into() });
-        }
-        Ok(Duration::from_secs(value))
+    let settings = dw_auth::OidcSettings {
+        issuer: issuer.trim().to_owned(),
+        audience: audience.trim().to_owned(),
+        claims,
+        leeway_seconds: dw_auth::LEEWAY_SECONDS,
     };
-    let mut oidc = OidcConfig::new(
-        jwks_url,
-        dw_auth::OidcSettings { issuer, audience, claims, leeway_seconds: dw_auth::LEEWAY_SECONDS },
-    );
-    oidc.refresh_interval = seconds("DW_JWT_JWKS_REFRESH_SECONDS", "300")?;
-    oidc.min_refresh_interval = seconds("DW_JWT_JWKS_MIN_REFRESH_SECONDS", "10")?;
+    let refresh: u64 = parsed("DW_JWT_JWKS_REFRESH_SECONDS", "300")?;
+    let min_refresh: u64 = parsed("DW_JWT_JWKS_MIN_REFRESH_SECONDS", "10")?;
+    if refresh == 0 || min_refresh == 0 {
+        return Err(ConfigError::Invalid {
+            name: "DW_JWT_JWKS_REFRESH_SECONDS",
+            reason: "it and DW_JWT_JWKS_MIN_REFRESH_SECONDS must be at least 1".into(),
+        });
+    }
+    let mut oidc = OidcConfig::new(jwks_url, settings);
+    oidc.refresh_interval = Duration::from_secs(refresh);
+    oidc.min_refresh_interval = Duration::from_secs(min_refresh);
     Ok(oidc)
 }
 

@@ -34,6 +34,9 @@ pub enum IdentityConfig {
     SharedSecret(SecretString),
     /// The identity provider's tokens, verified against its JWKS.
     Oidc(OidcConfig),
+    /// Neither is configured: a service does not serve so, but its one-off commands (`migrate`,
+    /// `dead-letters`, `quarantine`) verify no token and need none.
+    Unset,
 }
 
 impl std::fmt::Debug for IdentityConfig {
@@ -41,6 +44,7 @@ impl std::fmt::Debug for IdentityConfig {
         match self {
             Self::SharedSecret(secret) => f.debug_tuple("SharedSecret").field(secret).finish(),
             Self::Oidc(oidc) => f.debug_tuple("Oidc").field(oidc).finish(),
+            Self::Unset => f.write_str("Unset"),
         }
     }
 }
@@ -245,6 +249,13 @@ impl TokenVerifier {
                 return Ok(Self::SharedSecret(verifier));
             }
             IdentityConfig::Oidc(oidc) => oidc,
+            IdentityConfig::Unset => {
+                return Err(StartupError::Identity(
+                    "no token issuer: set DW_JWT_JWKS_URL with DW_JWT_ISSUER and DW_JWT_AUDIENCE (or, for \
+                     development, DW_JWT_SECRET)"
+                        .into(),
+                ));
+            }
         };
         let cache = Arc::new(
             JwksCache::new(oidc).map_err(|reason| StartupError::Identity(format!("DW_JWT_JWKS_URL {reason}")))?,
