@@ -84,6 +84,8 @@ IMPLICIT_ENV_PREFIXES = ("OTEL_", "POD_")  # the OpenTelemetry SDK; fieldRefs us
 SHARED_CONFIG_CRATES = ("services/common/grpc-kit/src", "services/common/telemetry/src")
 # Values that must come from a Secret whatever their name.
 SECRET_ENV = {"DATABASE_URL"}
+# Secrets a service does not read once it verifies the identity provider's tokens (DW_JWT_JWKS_URL).
+UNUSED_WITH_IDP = {"DW_JWT_SECRET", "DW_JWT_SECRET_FILE"}
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PRIVATE_KEY)")
 # Services calling HTTPS endpoints that no variable names (Web Push services, tenants' webhooks).
 HTTPS_CLIENTS = {"notifications"}
@@ -468,6 +470,8 @@ def check_deployment(dep, objects, profile, ctx, report, facts):
                        for sname in env_from_secrets)
 
         for var in sorted(read):
+            if var in UNUSED_WITH_IDP and values.get("DW_JWT_JWKS_URL"):
+                continue
             if secret_like(var) and not from_secret(var):
                 unset = ("the service would not start" if var in env_required_by(name)
                          else "the service would run on its development default")
@@ -694,6 +698,9 @@ def check_network(where, service, policies, ports, env, report):
     for var, value in env.items():
         if var.endswith("_BASE_URL") and value:
             needed.setdefault(url_port(value), var)
+    if env.get("DW_JWT_JWKS_URL"):
+        # The identity provider's keys; the service fetches them over HTTPS only (a placeholder: 443).
+        needed.setdefault(url_port(env["DW_JWT_JWKS_URL"]) or 443, "DW_JWT_JWKS_URL (identity provider)")
     if service in HTTPS_CLIENTS:
         needed.setdefault(443, "HTTPS (push services, webhooks)")
     for port, why in sorted(needed.items(), key=lambda kv: kv[0] or 0):
