@@ -300,3 +300,50 @@ fn huge_signed_claims_never_panic() {
         })
         .unwrap();
 }
+
+/// The identity provider's verifier over the committed test keys (one RSA, one EC).
+fn oidc() -> (dw_auth::OidcVerifier, dw_auth::KeySet) {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../testkit/keys/");
+    let jwk = |name: &str, kid: &str| {
+        let mut jwk: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{keys}{name}.public.json")).unwrap()).unwrap();
+        jwk["kid"] = kid.into();
+        jwk
+    };
+    let set = serde_json::json!({ "keys": [jwk("rsa-1", "rsa"), jwk("ec-p256", "ec")] }).to_string();
+    let (keys, _) = dw_auth::KeySet::parse(set.as_bytes()).unwrap();
+    let settings = dw_auth::OidcSettings {
+        issuer: "https://idp.example.com".into(),
+        audience: "dw".into(),
+        claims: dw_auth::ClaimMapping::default(),
+        leeway_seconds: 30,
+    };
+    (dw_auth::OidcVerifier::new(settings), keys)
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Any string, and tokens whose header names any algorithm and any (also a published) key id
+    /// over any claims and signature: no panic, and never a principal.
+    #[test]
+    fn the_identity_providers_verifier_never_accepts_garbage(
+        text in hostile_text(60),
+        alg in prop_oneof![prop::sample::select(vec!["RS256", "ES256", "EdDSA", "HS256", "none", "PS256"]).prop_map(str::to_owned), hostile_text(6)],
+        kid in prop_oneof![prop::sample::select(vec!["rsa", "ec"]).prop_map(str::to_owned), hostile_text(6)],
+        claims in hostile_text(40),
+        signature in prop::collection::vec(any::<u8>(), 0..300),
+        now in any::<i64>(),
+    ) {
+        let (verifier, keys) = oidc();
+        prop_assert!(verifier.verify(&keys, &text, now).is_err());
+        let header = serde_json::json!({ "alg": alg, "kid": kid }).to_string();
+        let token = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims),
+            URL_SAFE_NO_PAD.encode(&signature)
+        );
+        prop_assert!(verifier.verify(&keys, &token, now).is_err());
+    }
+}
