@@ -28,6 +28,7 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 
 /// How tokens are verified (`DW_JWT_JWKS_URL` or `DW_JWT_SECRET`; deploy/README.md).
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant, reason = "one per service, read once at start-up")]
 pub enum IdentityConfig {
     /// HS256 with one shared secret: local development and tests. Whoever holds the secret can
     /// mint a token of any role for any tenant.
@@ -222,6 +223,7 @@ impl JwksCache {
 }
 
 /// Verifies bearer tokens the way the configuration says.
+#[allow(clippy::large_enum_variant, reason = "one per service, behind an Arc")]
 pub enum TokenVerifier {
     SharedSecret(JwtVerifier),
     Oidc { cache: Arc<JwksCache>, verifier: OidcVerifier },
