@@ -48,15 +48,7 @@ pub async fn run_with_listener(
     boot.start_relay().await?;
 
     let app = Arc::new(App::new(boot.pool.clone()));
-    let feed = StatusFeed::start(
-        boot.pool.clone(),
-        boot.live_feed(1024, dw_grpc_kit::live::Overflow::Disconnect),
-        boot.jetstream.clone(),
-        boot.config.stream_name.clone(),
-        &boot.config.subject_prefix,
-        &boot.tasks,
-        boot.background.clone(),
-    );
+    let feed = StatusFeed::start(boot.pool.clone(), &boot);
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(ServiceDayServiceServer::with_interceptor(
         ServiceDayGrpc::new(app.clone()),

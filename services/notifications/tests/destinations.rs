@@ -94,7 +94,7 @@ async fn a_stored_webhook_on_a_non_public_address_gets_no_post_and_its_delivery_
             listed.deliveries.into_iter().find(|d| !d.attempts.is_empty())
         })
         .await;
-        assert_eq!(delivery.status, "failed", "{url}: not retried");
+        assert_eq!(delivery.status, "failed", "{url}: not retried: {:?}", delivery.attempts);
         let attempt = &delivery.attempts[0];
         assert_eq!(attempt.status_code, 0, "{url}");
         assert!(attempt.error.starts_with("refused: "), "{url}: {}", attempt.error);

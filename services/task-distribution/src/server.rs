@@ -81,15 +81,7 @@ pub async fn run_with_listener(
     let consumers = consumers(&config, &distribution_metrics);
     boot.start_consumers(&consumers);
 
-    let feed = TaskFeed::start(
-        feed_pool,
-        boot.live_feed(1024, dw_grpc_kit::live::Overflow::Disconnect),
-        boot.jetstream.clone(),
-        boot.config.stream_name.clone(),
-        &boot.config.subject_prefix,
-        &boot.tasks,
-        boot.background.clone(),
-    );
+    let feed = TaskFeed::start(feed_pool, &boot);
     let app = Arc::new(App::new(boot.pool.clone(), distribution_metrics));
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(DistributionServiceServer::with_interceptor(

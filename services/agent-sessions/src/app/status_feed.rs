@@ -6,7 +6,8 @@
 
 use async_nats::jetstream;
 use dw_eventstore::envelope;
-use dw_grpc_kit::live::{Feed, LiveStream, Opened};
+use dw_grpc_kit::bootstrap::Bootstrap;
+use dw_grpc_kit::live::{Feed, LiveStream, Opened, Overflow};
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
 use sqlx::PgPool;
@@ -33,19 +34,10 @@ const PAGE: i64 = 500;
 
 impl StatusFeed {
     /// Starts the replica's consumer of its own stream; it runs until the service drains.
-    pub fn start(
-        pool: PgPool,
-        boards: Feed<Board, pb::AgentStatusView>,
-        jetstream: jetstream::Context,
-        stream_name: String,
-        subject_prefix: &str,
-        tasks: &tokio_util::task::TaskTracker,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> Self {
-        let feed = Self { pool, boards };
+    pub fn start(pool: PgPool, boot: &Bootstrap) -> Self {
+        let feed = Self { pool, boards: boot.live_feed(1024, Overflow::Disconnect) };
         let runner = feed.clone();
-        let filter = format!("{subject_prefix}.>");
-        dw_grpc_kit::live::follow_stream(jetstream, stream_name, filter, tasks, cancel, move |message| {
+        boot.follow_own_stream(format!("{}.>", boot.config.subject_prefix), move |message| {
             let runner = runner.clone();
             async move { runner.on_message(&message).await }
         });

@@ -142,6 +142,18 @@ impl Bootstrap {
         crate::live::Feed::new(limits, self.background.clone())
     }
 
+    /// Follows the service's own stream from now on, `filter`ed (a subject with wildcards), one
+    /// ordered consumer for the replica, calling `each` per message until the service drains
+    /// (what a live feed reads: [`crate::live`]).
+    pub fn follow_own_stream<F, Fut>(&self, filter: String, each: F)
+    where
+        F: Fn(async_nats::jetstream::Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let (jetstream, stream) = (self.jetstream.clone(), self.config.stream_name.clone());
+        crate::live::follow_stream(jetstream, stream, filter, &self.tasks, self.background.clone(), each);
+    }
+
     /// Creates the service's stream when missing (or reports how an existing one differs from the
     /// configuration, see [`OutboxRelay::ensure_stream`]) and starts its outbox relay.
     pub async fn start_relay(&mut self) -> Result<(), BootstrapError> {

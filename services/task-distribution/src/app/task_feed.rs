@@ -6,7 +6,8 @@ use dw_ids::TenantId;
 
 use async_nats::jetstream;
 use dw_eventstore::envelope;
-use dw_grpc_kit::live::{Feed, LiveStream, Opened};
+use dw_grpc_kit::bootstrap::Bootstrap;
+use dw_grpc_kit::live::{Feed, LiveStream, Opened, Overflow};
 use dw_proto::distribution::v1 as pb;
 use sqlx::PgPool;
 use tonic::Status;
@@ -56,19 +57,10 @@ impl TaskFeed {
     /// Starts the replica's feed consumer; it runs until the service drains. `pool` should be
     /// the feed's own: under load every connection of the command pool may be waiting on a
     /// tenant's lock, and the feed must not queue behind them.
-    pub fn start(
-        pool: PgPool,
-        watchers: Feed<AgentKey, pb::TaskUpdate>,
-        jetstream: jetstream::Context,
-        stream_name: String,
-        subject_prefix: &str,
-        tasks: &tokio_util::task::TaskTracker,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> Self {
-        let feed = Self { pool, watchers };
+    pub fn start(pool: PgPool, boot: &Bootstrap) -> Self {
+        let feed = Self { pool, watchers: boot.live_feed(1024, Overflow::Disconnect) };
         let runner = feed.clone();
-        let filter = format!("{subject_prefix}.*.task.>");
-        dw_grpc_kit::live::follow_stream(jetstream, stream_name, filter, tasks, cancel, move |message| {
+        boot.follow_own_stream(format!("{}.*.task.>", boot.config.subject_prefix), move |message| {
             let runner = runner.clone();
             async move { runner.on_message(&message).await }
         });

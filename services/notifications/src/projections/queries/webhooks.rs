@@ -50,12 +50,17 @@ pub async fn list_deliveries(
          FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
          WHERE d.tenant_id = $1 AND d.webhook_id = $2 ORDER BY d.created_at DESC LIMIT $3"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(webhook_id).bind(limit).fetch_all(pool).await?;
-    let mut conn = pool.acquire().await?;
+    // One snapshot for the deliveries and their attempts: read apart, a delivery attempted in
+    // between would show its attempt with the status it had before it.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(webhook_id).bind(limit).fetch_all(&mut *tx).await?;
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in &rows {
-        deliveries.push(delivery_view(&mut conn, row).await?);
+        deliveries.push(delivery_view(&mut tx, row).await?);
     }
+    tx.commit().await?;
     Ok(deliveries)
 }
 
