@@ -43,6 +43,10 @@ pub enum CommandError<D> {
     /// Still conflicting after this many attempts.
     #[error("gave up after {0} concurrent modifications")]
     Aborted(u32),
+    /// The caller's `expected_version` is not the resource's any more (AIP-154): retrying the
+    /// same request cannot succeed; the caller reads the resource again.
+    #[error(transparent)]
+    StaleVersion(#[from] crate::update::StaleVersion),
     /// The request id was used for another operation.
     #[error("request id already used for {0}")]
     RequestIdReused(String),

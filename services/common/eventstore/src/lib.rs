@@ -13,12 +13,14 @@ pub mod maintenance;
 pub mod outbox_relay;
 pub mod quarantine;
 pub mod store;
+pub mod update;
 
 pub use aggregate::{Aggregate, Appended, Loaded};
 pub use codec::CodecError;
 pub use command::{Attempt, CommandContext};
 pub use error::{CommandError, DomainRule, RuleKind, Violation};
 pub use store::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamState};
+pub use update::{StaleVersion, UpdateMask, check_version};
 
 /// The event-store schema every service carries (events, streams, outbox, idempotency keys,
 /// processed events, dead letters) as migration 1, followed by the service's own `migrations`

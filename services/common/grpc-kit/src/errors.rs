@@ -20,6 +20,7 @@ pub fn to_status<D: DomainRule>(error: CommandError<D>) -> Status {
         CommandError::Rule(rule) => rule_status(&rule),
         CommandError::Invalid(violations) => invalid_arguments(violations),
         CommandError::Conflict | CommandError::Aborted(_) => aborted("the resource changed concurrently; retry"),
+        CommandError::StaleVersion(stale) => stale_version(&stale),
         CommandError::RequestIdReused(operation) => failed_precondition(
             "REQUEST_ID_REUSED",
             format!("request_id was already used for another request ({operation}); use a new request id"),
@@ -103,6 +104,30 @@ pub fn aborted(message: impl Into<String>) -> Status {
     retryable(Code::Aborted, "CONCURRENT_MODIFICATION", message, std::time::Duration::from_millis(50))
 }
 
+/// The caller's `expected_version` is stale (AIP-154): `ABORTED` with the reason `STALE_VERSION`
+/// and both versions in the `ErrorInfo` metadata, and no `RetryInfo` (the same request would fail
+/// again: read the resource, reapply the change).
+pub fn stale_version(stale: &dw_eventstore::StaleVersion) -> Status {
+    let metadata = HashMap::from([
+        ("current_version".to_owned(), stale.current.to_string()),
+        ("expected_version".to_owned(), stale.expected.to_string()),
+    ]);
+    let details = ErrorDetails::with_error_info("STALE_VERSION", ERROR_DOMAIN, metadata);
+    Status::with_error_details(Code::Aborted, stale.to_string(), details)
+}
+
+/// Parses a request's `update_mask` (AIP-134) against the resource's updatable fields;
+/// a bad path is `INVALID_ARGUMENT` on `update_mask`, naming it. See [`dw_eventstore::UpdateMask::parse`].
+pub fn update_mask<F: Copy + Ord>(
+    mask: Option<&prost_types::FieldMask>,
+    updatable: &[(&'static str, F)],
+    read_only: &[&str],
+    if_empty: impl FnOnce() -> dw_eventstore::UpdateMask<F>,
+) -> Result<dw_eventstore::UpdateMask<F>, Status> {
+    let paths = mask.map_or(&[][..], |mask| mask.paths.as_slice());
+    dw_eventstore::UpdateMask::parse("update_mask", paths, updatable, read_only, if_empty).map_err(invalid_arguments)
+}
+
 /// A dependency (Postgres, NATS) that does not answer: retry after a second (same request id).
 pub fn unavailable(message: impl Into<String>) -> Status {
     retryable(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message, std::time::Duration::from_secs(1))
@@ -139,6 +164,17 @@ mod tests {
             assert!(reason_of(&status).is_some());
         }
         assert!(failed_precondition("X", "y").get_details_retry_info().is_none());
+    }
+
+    #[test]
+    fn a_stale_version_is_aborted_with_the_current_version_and_no_retry() {
+        let status = stale_version(&dw_eventstore::StaleVersion { expected: 3, current: 5 });
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(status.message().contains("changed since you read it"));
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "STALE_VERSION");
+        assert_eq!(info.metadata.get("current_version").map(String::as_str), Some("5"));
+        assert!(status.get_details_retry_info().is_none());
     }
 
     #[test]
