@@ -188,6 +188,8 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
             &manager,
             sessions::UpdateTenantSettingsRequest {
                 request_id: rid(),
+                update_mask: None,
+                expected_version: None,
                 settings: Some(sessions::TenantSettings { auto_distribution_enabled: true, ..Default::default() }),
             },
         ))

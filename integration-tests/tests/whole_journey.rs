@@ -420,6 +420,8 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     let reason = |id: &str, label: &str| sessions::Reason { id: id.into(), label: label.into() };
     let settings = sessions::UpdateTenantSettingsRequest {
         request_id: "settings-1".into(),
+        update_mask: None,
+        expected_version: None,
         settings: Some(sessions::TenantSettings {
             auto_distribution_enabled: true,
             exit_reasons: vec![reason("meeting", "Meeting")],

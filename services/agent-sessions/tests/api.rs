@@ -119,6 +119,8 @@ async fn malformed_requests_name_the_field_and_change_nothing() {
             &manager,
             pb::UpdateTenantSettingsRequest {
                 request_id: rid(),
+                update_mask: None,
+                expected_version: None,
                 settings: Some(pb::TenantSettings {
                     auto_distribution_enabled: true,
                     exit_reasons: vec![pb::Reason { id: "ok".into(), label: String::new() }],
@@ -448,5 +450,135 @@ async fn watchers_see_the_board_then_every_change() {
     })
     .await;
     assert!(!working.expect("the start of the day within 10 s").day_id.is_empty());
+    service.stop().await;
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+}
+
+fn link_update(
+    request_id: &str,
+    paths: &[&str],
+    url: &str,
+    expected_version: Option<u64>,
+) -> pb::UpdateTenantSettingsRequest {
+    pb::UpdateTenantSettingsRequest {
+        request_id: request_id.to_owned(),
+        settings: Some(pb::TenantSettings { ticket_workspace_url: url.into(), ..Default::default() }),
+        update_mask: mask(paths),
+        expected_version,
+    }
+}
+
+#[tokio::test]
+async fn changing_only_the_workspace_link_keeps_automatic_distribution_and_the_reasons() {
+    let service = TestService::start().await;
+    service.seed("acme", &["ana"], true).await;
+    let manager = token("acme", "boss", &[Role::Manager]);
+    let mut admin = service.admin();
+    let before =
+        admin.get_tenant_settings(authed(&manager, pb::GetTenantSettingsRequest {})).await.unwrap().into_inner();
+
+    let request = link_update(&rid(), &["ticket_workspace_url"], "https://tickets.example.com/new", None);
+    let after = admin.update_tenant_settings(authed(&manager, request)).await.unwrap().into_inner();
+
+    assert_eq!(after.ticket_workspace_url, "https://tickets.example.com/new");
+    assert!(after.auto_distribution_enabled, "automatic distribution stays on");
+    assert_eq!(after.exit_reasons, before.exit_reasons);
+    assert_eq!(after.break_reasons, before.break_reasons);
+    assert_eq!(after.version, before.version + 1);
+    let read = admin.get_tenant_settings(authed(&manager, pb::GetTenantSettingsRequest {})).await.unwrap().into_inner();
+    assert_eq!(read, after);
+
+    // An agent can still notify an exit with a reason configured before.
+    let agent = token("acme", "ana", &[Role::Agent]);
+    let mut day = service.day();
+    day.start_service_day(authed(&agent, pb::StartServiceDayRequest { request_id: rid() })).await.unwrap();
+    day.notify_exit(authed(&agent, pb::NotifyExitRequest { request_id: rid(), reason_id: "meeting".into() }))
+        .await
+        .unwrap();
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_or_output_only_mask_path_is_invalid_on_update_mask_and_changes_nothing() {
+    let service = TestService::start().await;
+    service.seed("acme", &[], true).await;
+    let manager = token("acme", "boss", &[Role::Manager]);
+    let mut admin = service.admin();
+    let before =
+        admin.get_tenant_settings(authed(&manager, pb::GetTenantSettingsRequest {})).await.unwrap().into_inner();
+
+    for path in ["ticket_workspace_link", "version"] {
+        let request = link_update(&rid(), &["exit_reasons", path], "https://tickets.example.com/new", None);
+        let status = admin.update_tenant_settings(authed(&manager, request)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert_eq!(dw_grpc_kit::errors::violated_fields(&status), vec!["update_mask".to_owned()]);
+        assert!(status.message().contains(path), "{status:?}");
+    }
+    // Fields the mask does not name are not checked either: a bad URL is ignored with this mask.
+    let request = pb::UpdateTenantSettingsRequest {
+        request_id: rid(),
+        settings: Some(pb::TenantSettings { ticket_workspace_url: "ftp://nope".into(), ..Default::default() }),
+        update_mask: mask(&["break_reasons"]),
+        expected_version: None,
+    };
+    let after = admin.update_tenant_settings(authed(&manager, request)).await.unwrap().into_inner();
+    assert!(after.break_reasons.is_empty(), "a named field absent from the request is cleared");
+    assert_eq!(after.ticket_workspace_url, before.ticket_workspace_url);
+    assert_eq!(after.exit_reasons, before.exit_reasons);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_aborted_with_the_current_version_and_changes_nothing() {
+    let service = TestService::start().await;
+    service.seed("acme", &[], true).await;
+    let manager = token("acme", "boss", &[Role::Manager]);
+    let mut admin = service.admin();
+    let read = admin.get_tenant_settings(authed(&manager, pb::GetTenantSettingsRequest {})).await.unwrap().into_inner();
+
+    let first = link_update(&rid(), &["ticket_workspace_url"], "https://tickets.example.com/a", Some(read.version));
+    let changed = admin.update_tenant_settings(authed(&manager, first)).await.unwrap().into_inner();
+    assert_eq!(changed.version, read.version + 1);
+
+    // A second manager who read the same version loses: their change would hide the first one.
+    let late = link_update(&rid(), &["ticket_workspace_url"], "https://tickets.example.com/b", Some(read.version));
+    let status = admin.update_tenant_settings(authed(&manager, late)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_eq!(reason_of(&status).as_deref(), Some("STALE_VERSION"));
+    assert!(status.message().contains("changed since you read it"), "{status:?}");
+    assert!(status.message().contains(&changed.version.to_string()), "{status:?}");
+    let current =
+        admin.get_tenant_settings(authed(&manager, pb::GetTenantSettingsRequest {})).await.unwrap().into_inner();
+    assert_eq!(current, changed);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_update_returns_the_first_result_and_the_same_id_with_another_mask_is_reused() {
+    let service = TestService::start().await;
+    service.seed("acme", &[], true).await;
+    let manager = token("acme", "boss", &[Role::Manager]);
+    let mut admin = service.admin();
+    let read = admin.get_tenant_settings(authed(&manager, pb::GetTenantSettingsRequest {})).await.unwrap().into_inner();
+    let request_id = rid();
+    let request =
+        link_update(&request_id, &["ticket_workspace_url"], "https://tickets.example.com/a", Some(read.version));
+
+    let first = admin.update_tenant_settings(authed(&manager, request.clone())).await.unwrap().into_inner();
+    let events_after_first = event_count(&service).await;
+    // The retry's expected version is stale by now: it still gets the first answer.
+    let retry = admin.update_tenant_settings(authed(&manager, request.clone())).await.unwrap().into_inner();
+    assert_eq!(retry, first);
+    assert_eq!(event_count(&service).await, events_after_first);
+
+    let other_mask =
+        pb::UpdateTenantSettingsRequest { update_mask: mask(&["ticket_workspace_url", "exit_reasons"]), ..request };
+    let status = admin.update_tenant_settings(authed(&manager, other_mask)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(reason_of(&status).as_deref(), Some("REQUEST_ID_REUSED"));
+    assert_eq!(event_count(&service).await, events_after_first);
     service.stop().await;
 }

@@ -115,6 +115,8 @@ async fn a_full_agent_day_through_the_running_binary() {
             &manager,
             pb::UpdateTenantSettingsRequest {
                 request_id: rid(),
+                update_mask: None,
+                expected_version: None,
                 settings: Some(pb::TenantSettings {
                     auto_distribution_enabled: true,
                     exit_reasons: vec![pb::Reason { id: "meeting".into(), label: "Meeting".into() }],

@@ -5,7 +5,7 @@ use crate::day::{reasons_table, ticket_workspace};
 use crate::output::{self as out, Printer, names};
 use crate::rpc::Rpc;
 use crate::{paging, streaming};
-use anyhow::Result;
+use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use dw_proto::agentsessions::v1::agent_admin_service_client::AgentAdminServiceClient;
 use dw_proto::agentsessions::v1::{
@@ -53,9 +53,8 @@ pub async fn run(command: AdminCommand, rpc: &Rpc, printer: &Printer) -> Result<
             printer.emit(names::TENANT_SETTINGS, &response.into_inner(), settings_text)
         }
         AdminCommand::SetSettings(args) => {
-            let current = client.get_tenant_settings(rpc.request(GetTenantSettingsRequest {})).await?.into_inner();
-            let settings = apply_settings(current, args);
-            let request = UpdateTenantSettingsRequest { request_id: rpc.request_id(), settings: Some(settings) };
+            let mut request = settings_update(args)?;
+            request.request_id = rpc.request_id();
             let response = client.update_tenant_settings(rpc.request(request)).await?;
             printer.emit(names::TENANT_SETTINGS, &response.into_inner(), settings_text)
         }
@@ -88,27 +87,45 @@ pub async fn run(command: AdminCommand, rpc: &Rpc, printer: &Printer) -> Result<
     }
 }
 
-/// Applies the given options to the current settings (options not given keep their value).
-pub fn apply_settings(mut settings: TenantSettings, args: SetSettingsArgs) -> TenantSettings {
+/// The update the given options ask for: their values, and a mask naming exactly them, so the
+/// server keeps every setting not given (no read-modify-write that could undo another manager's
+/// change). The request id is the caller's to set.
+pub fn settings_update(args: SetSettingsArgs) -> Result<UpdateTenantSettingsRequest> {
+    let mut settings = TenantSettings::default();
+    let mut paths = Vec::new();
     if let Some(enabled) = args.auto_distribution {
         settings.auto_distribution_enabled = enabled;
+        paths.push("auto_distribution_enabled");
     }
-    if args.no_exit_reasons {
-        settings.exit_reasons.clear();
-    } else if !args.exit_reasons.is_empty() {
+    if args.no_exit_reasons || !args.exit_reasons.is_empty() {
         settings.exit_reasons = args.exit_reasons;
+        paths.push("exit_reasons");
     }
-    if args.no_break_reasons {
-        settings.break_reasons.clear();
-    } else if !args.break_reasons.is_empty() {
+    if args.no_break_reasons || !args.break_reasons.is_empty() {
         settings.break_reasons = args.break_reasons;
+        paths.push("break_reasons");
     }
     if let Some(url) = args.ticket_workspace_url {
         settings.ticket_workspace_url = url.trim().to_owned();
+        paths.push("ticket_workspace_url");
     }
-    // The version is the server's output; the update replaces the settings as a whole.
-    settings.version = 0;
-    settings
+    if paths.is_empty() {
+        bail!(
+            "nothing to change: give --auto-distribution, --exit-reason/--no-exit-reasons, \
+             --break-reason/--no-break-reasons or --ticket-workspace-url"
+        );
+    }
+    Ok(UpdateTenantSettingsRequest {
+        request_id: String::new(),
+        settings: Some(settings),
+        update_mask: Some(field_mask(&paths)),
+        expected_version: args.expected_version,
+    })
+}
+
+/// A `google.protobuf.FieldMask` of these paths.
+pub fn field_mask(paths: &[&str]) -> prost_types::FieldMask {
+    prost_types::FieldMask { paths: paths.iter().map(|path| (*path).to_owned()).collect() }
 }
 
 fn print_agent(printer: &Printer, agent: &Agent) -> Result<()> {
@@ -191,7 +208,7 @@ mod tests {
         Reason { id: id.into(), label: label.into() }
     }
 
-    fn current() -> TenantSettings {
+    fn shown() -> TenantSettings {
         TenantSettings {
             auto_distribution_enabled: true,
             exit_reasons: vec![reason("meeting", "Meeting")],
@@ -209,34 +226,46 @@ mod tests {
             break_reasons: Vec::new(),
             no_break_reasons: false,
             ticket_workspace_url: None,
+            expected_version: None,
         }
     }
 
     #[test]
-    fn options_not_given_keep_the_current_settings() {
-        let updated = apply_settings(current(), SetSettingsArgs { auto_distribution: Some(false), ..args() });
-        assert!(!updated.auto_distribution_enabled);
-        assert_eq!(updated.exit_reasons, current().exit_reasons);
-        assert_eq!(updated.break_reasons, current().break_reasons);
-        assert_eq!(updated.ticket_workspace_url, "https://tickets.example.com");
-        assert_eq!(updated.version, 0);
+    fn only_the_options_given_are_in_the_mask() {
+        let request =
+            settings_update(SetSettingsArgs { auto_distribution: Some(false), expected_version: Some(3), ..args() })
+                .unwrap();
+        assert_eq!(request.update_mask, Some(field_mask(&["auto_distribution_enabled"])));
+        assert_eq!(request.expected_version, Some(3));
+        assert!(!request.settings.unwrap().auto_distribution_enabled);
+
+        let request =
+            settings_update(SetSettingsArgs { ticket_workspace_url: Some(" https://t.example.com ".into()), ..args() })
+                .unwrap();
+        assert_eq!(request.update_mask, Some(field_mask(&["ticket_workspace_url"])));
+        assert_eq!(request.settings.unwrap().ticket_workspace_url, "https://t.example.com");
     }
 
     #[test]
     fn given_reason_lists_replace_and_can_be_cleared() {
-        let updated = apply_settings(
-            current(),
-            SetSettingsArgs {
-                break_reasons: vec![reason("coffee", "Coffee")],
-                no_exit_reasons: true,
-                ticket_workspace_url: Some(String::new()),
-                ..args()
-            },
-        );
-        assert!(updated.exit_reasons.is_empty());
-        assert_eq!(updated.break_reasons, vec![reason("coffee", "Coffee")]);
-        assert_eq!(updated.ticket_workspace_url, "");
-        assert!(updated.auto_distribution_enabled);
+        let request = settings_update(SetSettingsArgs {
+            break_reasons: vec![reason("coffee", "Coffee")],
+            no_exit_reasons: true,
+            ticket_workspace_url: Some(String::new()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(request.update_mask, Some(field_mask(&["exit_reasons", "break_reasons", "ticket_workspace_url"])));
+        let settings = request.settings.unwrap();
+        assert!(settings.exit_reasons.is_empty());
+        assert_eq!(settings.break_reasons, vec![reason("coffee", "Coffee")]);
+        assert_eq!(settings.ticket_workspace_url, "");
+    }
+
+    #[test]
+    fn no_option_is_refused_rather_than_sent() {
+        let error = settings_update(args()).unwrap_err();
+        assert!(error.to_string().contains("nothing to change"), "{error}");
     }
 
     #[test]
@@ -247,7 +276,7 @@ mod tests {
 
     #[test]
     fn settings_text_lists_both_reason_tables() {
-        let text = settings_text(&current());
+        let text = settings_text(&shown());
         assert!(text.contains("auto distribution  on\n"), "{text}");
         assert!(text.contains("exit reasons:\n  ID       LABEL\n  meeting  Meeting\n"), "{text}");
         assert!(text.contains("break reasons:\n  ID     LABEL\n  lunch  Lunch\n"), "{text}");

@@ -255,6 +255,8 @@ async fn seed_agents(cluster: &Cluster, names: &[String]) {
             &manager,
             sessions::UpdateTenantSettingsRequest {
                 request_id: rid(),
+                update_mask: None,
+                expected_version: None,
                 settings: Some(sessions::TenantSettings {
                     auto_distribution_enabled: true,
                     exit_reasons: vec![sessions::Reason { id: "meeting".into(), label: "Meeting".into() }],

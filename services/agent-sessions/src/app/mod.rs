@@ -64,9 +64,9 @@ impl App {
     pub async fn update_settings(
         &self,
         ctx: &CommandContext,
-        settings: TenantSettings,
+        update: tenant_settings::Update,
     ) -> Result<pb::TenantSettings, AppError> {
-        self.execute(ctx, &SettingsCommand { ctx, settings }).await
+        self.execute(ctx, &SettingsCommand { ctx, update }).await
     }
 
     /// The calling agent's current state (no command).
@@ -265,7 +265,7 @@ pub fn agent_to_pb(agent_id: &AgentId, state: &agent::Agent, version: i64) -> pb
 
 struct SettingsCommand<'c> {
     ctx: &'c CommandContext,
-    settings: TenantSettings,
+    update: tenant_settings::Update,
 }
 
 impl Attempt<DomainError> for SettingsCommand<'_> {
@@ -275,7 +275,8 @@ impl Attempt<DomainError> for SettingsCommand<'_> {
         let ctx = self.ctx;
         let stream = SettingsStream { tenant: &ctx.tenant, actor: &ctx.actor };
         let loaded = aggregate::load(conn, &stream).await?;
-        let events = tenant_settings::decide(&loaded.state, self.settings.clone());
+        let version = u64::try_from(loaded.version).unwrap_or_default();
+        let events = tenant_settings::decide(&loaded.state, version, self.update.clone())?;
         if events.is_empty() {
             return Ok(projections::queries::settings_to_pb(&loaded.state, loaded.version));
         }

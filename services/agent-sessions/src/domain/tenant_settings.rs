@@ -1,6 +1,7 @@
 //! The tenant's settings aggregate: automatic distribution, exit and break reasons, the
 //! ticket-workspace link.
 
+use dw_eventstore::{StaleVersion, UpdateMask, check_version};
 use serde::{Deserialize, Serialize};
 
 use super::{Reason, ReasonId};
@@ -23,17 +24,70 @@ impl TenantSettings {
     }
 }
 
+/// The settings an update can name in its mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Field {
+    AutoDistributionEnabled,
+    ExitReasons,
+    BreakReasons,
+    TicketWorkspaceUrl,
+}
+
+impl Field {
+    /// The mask paths (the contract's field names) of the updatable settings.
+    pub const UPDATABLE: &'static [(&'static str, Field)] = &[
+        ("auto_distribution_enabled", Field::AutoDistributionEnabled),
+        ("exit_reasons", Field::ExitReasons),
+        ("break_reasons", Field::BreakReasons),
+        ("ticket_workspace_url", Field::TicketWorkspaceUrl),
+    ];
+
+    /// Output-only fields: a mask naming them is refused.
+    pub const READ_ONLY: &'static [&'static str] = &["version"];
+}
+
+/// A manager's change: the fields `mask` names take their value from `patch`, the others keep
+/// theirs; with `expected_version`, only if the settings are still at that version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub patch: TenantSettings,
+    pub mask: UpdateMask<Field>,
+    pub expected_version: Option<u64>,
+}
+
+/// The settings after `update`, or why it is refused: the settings moved on since the caller read
+/// them at `expected_version` (`version` is theirs now).
+pub fn apply(current: &TenantSettings, version: u64, update: Update) -> Result<TenantSettings, StaleVersion> {
+    check_version(update.expected_version, version)?;
+    let Update { patch, mask, .. } = update;
+    Ok(TenantSettings {
+        auto_distribution_enabled: mask.pick(
+            Field::AutoDistributionEnabled,
+            current.auto_distribution_enabled,
+            patch.auto_distribution_enabled,
+        ),
+        exit_reasons: mask.pick(Field::ExitReasons, current.exit_reasons.clone(), patch.exit_reasons),
+        break_reasons: mask.pick(Field::BreakReasons, current.break_reasons.clone(), patch.break_reasons),
+        ticket_workspace_url: mask.pick(
+            Field::TicketWorkspaceUrl,
+            current.ticket_workspace_url.clone(),
+            patch.ticket_workspace_url,
+        ),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     Changed(TenantSettings),
 }
 
-/// Replacing the settings with equal ones changes nothing.
-pub fn decide(state: &TenantSettings, new_settings: TenantSettings) -> Vec<Event> {
+/// Applies `update` to the settings at `version`; an update that leaves them equal changes nothing.
+pub fn decide(state: &TenantSettings, version: u64, update: Update) -> Result<Vec<Event>, StaleVersion> {
+    let new_settings = apply(state, version, update)?;
     if *state == new_settings {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    vec![Event::Changed(new_settings)]
+    Ok(vec![Event::Changed(new_settings)])
 }
 
 pub fn evolve(_state: TenantSettings, event: &Event) -> TenantSettings {
@@ -44,14 +98,77 @@ pub fn evolve(_state: TenantSettings, event: &Event) -> TenantSettings {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
+    fn reason(id: &str) -> Reason {
+        Reason { id: ReasonId::parse(id).expect("valid reason id"), label: id.to_owned() }
+    }
+
+    /// A tenant with everything configured.
+    fn configured() -> TenantSettings {
+        TenantSettings {
+            auto_distribution_enabled: true,
+            exit_reasons: vec![reason("meeting")],
+            break_reasons: vec![reason("lunch"), reason("coffee")],
+            ticket_workspace_url: Some("https://crm.example.com/old".into()),
+        }
+    }
+
+    fn only(fields: &[Field]) -> UpdateMask<Field> {
+        UpdateMask::Fields(fields.iter().copied().collect::<BTreeSet<_>>())
+    }
+
+    fn update(patch: TenantSettings, mask: UpdateMask<Field>) -> Update {
+        Update { patch, mask, expected_version: None }
+    }
+
     #[test]
-    fn equal_settings_change_nothing_and_new_ones_replace_the_old() {
-        let current = TenantSettings::default();
-        assert!(decide(&current, TenantSettings::default()).is_empty());
-        let new_settings = TenantSettings { auto_distribution_enabled: true, ..Default::default() };
-        let events = decide(&current, new_settings.clone());
-        assert_eq!(events.iter().fold(current, evolve), new_settings);
+    fn given_configured_settings_when_only_the_link_is_named_then_distribution_and_reasons_stay() {
+        let current = configured();
+        let patch =
+            TenantSettings { ticket_workspace_url: Some("https://crm.example.com/new".into()), ..Default::default() };
+
+        let events = decide(&current, 4, update(patch, only(&[Field::TicketWorkspaceUrl]))).expect("applies");
+
+        let after = events.iter().fold(current.clone(), evolve);
+        assert_eq!(after.ticket_workspace_url.as_deref(), Some("https://crm.example.com/new"));
+        assert!(after.auto_distribution_enabled);
+        assert_eq!(after.exit_reasons, current.exit_reasons);
+        assert_eq!(after.break_reasons, current.break_reasons);
+    }
+
+    #[test]
+    fn given_configured_settings_when_a_named_field_is_absent_from_the_patch_then_it_is_cleared() {
+        let events =
+            decide(&configured(), 1, update(TenantSettings::default(), only(&[Field::BreakReasons]))).expect("applies");
+        let after = events.iter().fold(configured(), evolve);
+        assert!(after.break_reasons.is_empty());
+        assert_eq!(after.exit_reasons, configured().exit_reasons);
+    }
+
+    #[test]
+    fn given_configured_settings_when_the_mask_is_all_then_the_patch_replaces_everything() {
+        let patch = TenantSettings { auto_distribution_enabled: true, ..Default::default() };
+        let events = decide(&configured(), 1, update(patch.clone(), UpdateMask::All)).expect("applies");
+        assert_eq!(events.iter().fold(configured(), evolve), patch);
+    }
+
+    #[test]
+    fn given_settings_when_the_update_leaves_them_equal_then_nothing_happens() {
+        let events = decide(&configured(), 2, update(configured(), UpdateMask::All)).expect("applies");
+        assert!(events.is_empty());
+        let events = decide(&configured(), 2, update(TenantSettings::default(), only(&[]))).expect("applies");
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn given_settings_at_version_five_when_the_caller_read_version_four_then_it_is_stale() {
+        let stale = Update { expected_version: Some(4), ..update(TenantSettings::default(), UpdateMask::All) };
+        assert_eq!(decide(&configured(), 5, stale), Err(StaleVersion { expected: 4, current: 5 }));
+
+        let current = Update { expected_version: Some(5), ..update(TenantSettings::default(), UpdateMask::All) };
+        assert_eq!(decide(&configured(), 5, current).map(|events| events.len()), Ok(1));
     }
 }

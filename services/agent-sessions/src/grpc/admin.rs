@@ -14,8 +14,9 @@ use tracing::instrument;
 use super::{command_context, parse_field, to_status};
 use crate::app::App;
 use crate::app::status_feed::{StatusFeed, StatusStream};
-use crate::domain::tenant_settings::TenantSettings;
+use crate::domain::tenant_settings::{self, Field, TenantSettings};
 use crate::domain::{AgentId, DepartmentId, Permission, Reason, ReasonId, agent};
+use dw_eventstore::UpdateMask;
 
 pub struct AgentAdminGrpc {
     app: Arc<App>,
@@ -75,30 +76,55 @@ fn reasons(field: &str, values: &[pb::Reason], violations: &mut Vec<Violation>) 
     parsed
 }
 
-fn parse_settings(settings: Option<&pb::TenantSettings>) -> Result<TenantSettings, Status> {
-    let settings = settings.ok_or_else(|| errors::invalid_argument("settings", "is required"))?;
+/// The update a request asks for: its mask (an empty one replaces everything, the deprecated
+/// behaviour callers before masks rely on; see the contract) and the fields it names, parsed.
+/// Fields the mask does not name are neither read nor checked.
+fn parse_settings_update(body: &pb::UpdateTenantSettingsRequest) -> Result<tenant_settings::Update, Status> {
+    let mask = errors::update_mask(
+        body.update_mask.as_ref(),
+        tenant_settings::Field::UPDATABLE,
+        tenant_settings::Field::READ_ONLY,
+        || UpdateMask::All,
+    )?;
+    let cleared = pb::TenantSettings::default();
+    let settings = match (body.settings.as_ref(), &mask) {
+        (Some(settings), _) => settings,
+        // Replacing everything with nothing is far more likely a mistake than a wish.
+        (None, UpdateMask::All) => return Err(errors::invalid_argument("settings", "is required")),
+        // A mask naming fields without values clears them.
+        (None, UpdateMask::Fields(_)) => &cleared,
+    };
     let mut violations = Vec::new();
-    let exit_reasons = reasons("settings.exit_reasons", &settings.exit_reasons, &mut violations);
-    let break_reasons = reasons("settings.break_reasons", &settings.break_reasons, &mut violations);
+    let exit_reasons = if mask.includes(Field::ExitReasons) {
+        reasons("settings.exit_reasons", &settings.exit_reasons, &mut violations)
+    } else {
+        Vec::new()
+    };
+    let break_reasons = if mask.includes(Field::BreakReasons) {
+        reasons("settings.break_reasons", &settings.break_reasons, &mut violations)
+    } else {
+        Vec::new()
+    };
     let url = settings.ticket_workspace_url.trim();
     let url_ok = url.is_empty()
         || (url.starts_with("https://")
             && url.len() > "https://".len()
             && url.len() <= 2048
             && !url.contains(char::is_whitespace));
-    if !url_ok {
+    if mask.includes(Field::TicketWorkspaceUrl) && !url_ok {
         violations
             .push(("settings.ticket_workspace_url".into(), "must be an https:// URL (at most 2048 characters)".into()));
     }
     if !violations.is_empty() {
         return Err(errors::invalid_arguments(violations));
     }
-    Ok(TenantSettings {
+    let patch = TenantSettings {
         auto_distribution_enabled: settings.auto_distribution_enabled,
         exit_reasons,
         break_reasons,
-        ticket_workspace_url: Some(url.to_owned()).filter(|u| !u.is_empty()),
-    })
+        ticket_workspace_url: Some(url.to_owned()).filter(|u| !u.is_empty() && url_ok),
+    };
+    Ok(tenant_settings::Update { patch, mask, expected_version: body.expected_version })
 }
 
 #[tonic::async_trait]
@@ -221,14 +247,14 @@ impl AgentAdminService for AgentAdminGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
         let body = request.get_ref();
-        let settings = parse_settings(body.settings.as_ref())?;
+        let update = parse_settings_update(body)?;
         let ctx = command_context(
             &request,
             &principal,
             &body.request_id,
             "dw.agentsessions.v1.AgentAdminService/UpdateTenantSettings",
         )?;
-        let settings = self.app.update_settings(&ctx, settings).await.map_err(to_status)?;
+        let settings = self.app.update_settings(&ctx, update).await.map_err(to_status)?;
         Ok(Response::new(settings))
     }
 

@@ -71,6 +71,9 @@ impl TestService {
         let mut admin = self.admin();
         let settings = pb::UpdateTenantSettingsRequest {
             request_id: format!("settings-{tenant}"),
+            // No mask: the whole settings are replaced (the deprecated behaviour callers before masks rely on).
+            update_mask: None,
+            expected_version: None,
             settings: Some(pb::TenantSettings {
                 auto_distribution_enabled: auto_distribution,
                 exit_reasons: vec![

@@ -53,7 +53,7 @@ pub enum AdminCommand {
     Catalog,
     /// The tenant settings (GetTenantSettings).
     GetSettings,
-    /// Change tenant settings (GetTenantSettings, then UpdateTenantSettings with the result).
+    /// Change tenant settings (UpdateTenantSettings with a mask of the options given).
     /// Options not given keep their current value; a given reason list replaces the current one.
     SetSettings(SetSettingsArgs),
     /// The supervisor board (ListAgentStatuses); follows every page unless --page-token is given.
@@ -99,6 +99,10 @@ pub struct SetSettingsArgs {
     /// Ticket workspace deep link (https URL; an empty string removes it).
     #[arg(long)]
     pub ticket_workspace_url: Option<String>,
+    /// Change only if the settings are still at this version (from get-settings); otherwise
+    /// nothing changes and the current version is reported.
+    #[arg(long)]
+    pub expected_version: Option<u64>,
 }
 
 #[cfg(test)]
@@ -127,7 +131,11 @@ mod tests {
         assert_eq!(args.exit_reasons.len(), 2);
         assert_eq!(args.exit_reasons[0].label, "End of shift");
         assert_eq!(args.break_reasons[0].id, "lunch");
+        assert_eq!(args.expected_version, None);
         assert!(parse(&["admin", "set-settings", "--exit-reason", "nolabel"]).is_err());
+        let cli = parse(&["admin", "set-settings", "--ticket-workspace-url", "", "--expected-version", "4"]).unwrap();
+        let Command::Admin(AdminCommand::SetSettings(args)) = cli.command else { panic!("wrong command") };
+        assert_eq!(args.expected_version, Some(4));
         assert!(parse(&["admin", "set-settings", "--exit-reason", "a=A", "--no-exit-reasons"]).is_err());
     }
 }

@@ -66,8 +66,14 @@ pub async fn seed(
     let mut client = AgentAdminServiceClient::new(rpc.channel.clone());
 
     log(format!("seeding tenant {tenant} on {addr} as {MANAGER}"))?;
-    let request =
-        UpdateTenantSettingsRequest { request_id: request_id(tenant, "settings"), settings: Some(settings()) };
+    // `*`: the demo tenant's settings are exactly these. (A new step name: a database seeded
+    // before masks holds "settings" for the request without one.)
+    let request = UpdateTenantSettingsRequest {
+        request_id: request_id(tenant, "settings-all"),
+        settings: Some(settings()),
+        update_mask: Some(crate::admin::field_mask(&["*"])),
+        expected_version: None,
+    };
     let applied = client.update_tenant_settings(rpc.request(request)).await.context("updating tenant settings")?;
     let applied = applied.into_inner();
     log(format!(

@@ -152,6 +152,8 @@ impl Cluster {
                 &manager,
                 sessions::UpdateTenantSettingsRequest {
                     request_id: rid(),
+                    update_mask: None,
+                    expected_version: None,
                     settings: Some(sessions::TenantSettings {
                         auto_distribution_enabled: auto_distribution,
                         exit_reasons: vec![sessions::Reason { id: "meeting".into(), label: "Meeting".into() }],
