@@ -90,6 +90,8 @@ async fn templates_are_created_listed_updated_and_archived() {
                 request_id: rid(),
                 template_id: order.template_id.clone(),
                 content: Some(whatsapp_content("Olá {{1}}, pedido {{2}} a caminho ({{3}}).")),
+                update_mask: None,
+                expected_version: None,
             },
         ))
         .await
@@ -297,4 +299,103 @@ async fn contacts_are_found_by_partial_accent_insensitive_name() {
     let other = token("globex", "crm-bot", Role::Service);
     let get = pb::GetContactRequest { contact_id: jose.contact_id };
     assert_eq!(service.contacts().get_contact(authed(&other, get)).await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn sms_templates_need_no_whatsapp_language_or_category_but_whatsapp_ones_do() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let manager = token("acme", "boss", Role::Manager);
+    let plain = pb::TemplateContent { body: "Seu codigo: {{1}}".into(), ..Default::default() };
+
+    let sms = create(&service, &manager, pb::Channel::Sms, "login_code", plain.clone()).await;
+    assert_eq!((sms.language.as_str(), sms.category), ("", pb::TemplateCategory::Unspecified as i32));
+    let preview = pb::PreviewTemplateRequest {
+        template_id: sms.template_id.clone(),
+        variables: vec!["1234".into()],
+        ..Default::default()
+    };
+    let preview = service.templates().preview_template(authed(&manager, preview)).await.unwrap().into_inner();
+    assert_eq!(preview.rendered_body, "Seu codigo: 1234");
+
+    let request = pb::CreateTemplateRequest {
+        request_id: rid(),
+        channel: pb::Channel::Whatsapp as i32,
+        name: "login_code".into(),
+        content: Some(plain),
+    };
+    let status = service.templates().create_template(authed(&manager, request)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["content.language", "content.category"]);
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+}
+
+fn body_update(
+    template_id: &str,
+    paths: &[&str],
+    body: &str,
+    expected_version: Option<u64>,
+) -> pb::UpdateTemplateRequest {
+    pb::UpdateTemplateRequest {
+        request_id: rid(),
+        template_id: template_id.into(),
+        content: Some(pb::TemplateContent { body: body.into(), ..Default::default() }),
+        update_mask: mask(paths),
+        expected_version,
+    }
+}
+
+#[tokio::test]
+async fn template_updates_change_only_the_named_fields_and_refuse_stale_versions() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let manager = token("acme", "boss", Role::Manager);
+    let mut templates = service.templates();
+    let order = create(&service, &manager, pb::Channel::Whatsapp, "order_update", whatsapp_content("Olá {{1}}.")).await;
+
+    // Only the body: language, category, header and footer stay.
+    let request = body_update(&order.template_id, &["body"], "Oi {{1}}, pedido {{2}}.", Some(order.version));
+    let updated = templates.update_template(authed(&manager, request.clone())).await.unwrap().into_inner();
+    assert_eq!((updated.body.as_str(), updated.variable_count, updated.version), ("Oi {{1}}, pedido {{2}}.", 2, 2));
+    assert_eq!(
+        (&updated.language, updated.category, updated.header_kind),
+        (&order.language, order.category, order.header_kind)
+    );
+    assert_eq!(updated.footer, "Equipe Acme");
+
+    // A retry returns the first answer (its expected version is stale by now); the same id with
+    // another mask is another request.
+    let retry = templates.update_template(authed(&manager, request.clone())).await.unwrap().into_inner();
+    assert_eq!(retry, updated);
+    let other_mask = pb::UpdateTemplateRequest { update_mask: mask(&["body", "footer"]), ..request };
+    let status = templates.update_template(authed(&manager, other_mask)).await.unwrap_err();
+    assert_eq!((status.code(), reason_of(&status).as_deref()), (Code::FailedPrecondition, Some("REQUEST_ID_REUSED")));
+
+    // Unknown paths and fields that cannot be updated are refused on update_mask, by name.
+    for path in ["colour", "name", "channel"] {
+        let status = templates
+            .update_template(authed(&manager, body_update(&order.template_id, &[path], "x", None)))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}");
+        assert_eq!(violated_fields(&status), ["update_mask"]);
+        assert!(status.message().contains(path), "{status:?}");
+    }
+
+    // A manager who read version 1 is told the template moved on, and changes nothing.
+    let stale = body_update(&order.template_id, &["body"], "Tchau", Some(order.version));
+    let status = templates.update_template(authed(&manager, stale)).await.unwrap_err();
+    assert_eq!((status.code(), reason_of(&status).as_deref()), (Code::Aborted, Some("STALE_VERSION")));
+    assert!(status.message().contains("version 2"), "{status:?}");
+
+    // Clearing a WhatsApp concept of a WhatsApp template is refused on the merged content.
+    let no_language = body_update(&order.template_id, &["language"], "", None);
+    let status = templates.update_template(authed(&manager, no_language)).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["content.language"]);
+
+    let get = pb::GetTemplateRequest { template_id: order.template_id.clone() };
+    assert_eq!(templates.get_template(authed(&manager, get)).await.unwrap().into_inner(), updated);
 }

@@ -318,7 +318,12 @@ proptest! {
                 prop_assert!(!content.body.is_empty());
                 prop_assert_eq!(content.body.trim(), content.body.as_str());
                 prop_assert_eq!(count_variables(&content.body), Ok(content.variable_count));
-                prop_assert_eq!(parse_language(&content.language), Ok(content.language.clone()));
+                if let Some(language) = &content.language {
+                    prop_assert_eq!(parse_language(language), Ok(language.clone()));
+                }
+                if channel == Channel::Whatsapp {
+                    prop_assert!(content.language.is_some() && content.category.is_some());
+                }
                 for url in [&content.header_image_url, &content.default_webhook_url].into_iter().flatten() {
                     prop_assert_eq!(parse_url(url), Ok(url.clone()));
                 }

@@ -11,8 +11,8 @@ use crate::parse;
 pub enum TemplatesCommand {
     /// Register a template (CreateTemplate; role `manager`).
     Create(CreateTemplateArgs),
-    /// Change a template's content (GetTemplate, then UpdateTemplate; role `manager`): the options
-    /// given replace those parts of the current content, the others are kept. The channel and the
+    /// Change a template's content (UpdateTemplate with a mask of the options given; role
+    /// `manager`): the options given replace those parts, the others are kept. The channel and the
     /// name cannot change.
     Update(UpdateTemplateArgs),
     /// Archive a template (ArchiveTemplate; role `manager`): it can no longer be sent.
@@ -45,12 +45,12 @@ pub struct CreateTemplateArgs {
     /// Lower-case letters, digits and `_`, starting with a letter (unique per channel).
     #[arg(long, value_parser = parse::non_empty)]
     pub name: String,
-    /// Language tag, e.g. pt_BR, en_US, es.
+    /// Language tag, e.g. pt_BR, en_US, es (required for WhatsApp).
     #[arg(long, value_parser = parse::non_empty)]
-    pub language: String,
-    /// utility, marketing or authentication.
+    pub language: Option<String>,
+    /// utility, marketing or authentication (required for WhatsApp).
     #[arg(long, value_parser = parse::template_category)]
-    pub category: TemplateCategory,
+    pub category: Option<TemplateCategory>,
     /// The text, with positional variables {{1}}..{{n}}.
     #[arg(long)]
     pub body: String,
@@ -76,6 +76,10 @@ pub struct UpdateTemplateArgs {
     /// Remove every default metadata entry.
     #[arg(long, conflicts_with = "metadata")]
     pub clear_metadata: bool,
+    /// Change only if the template is still at this version (from get); otherwise nothing
+    /// changes and the current version is reported.
+    #[arg(long)]
+    pub expected_version: Option<u64>,
 }
 
 /// The optional parts of a template's content. An empty value (`--footer ''`) removes that part.

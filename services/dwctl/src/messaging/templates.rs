@@ -1,8 +1,6 @@
 //! `dwctl templates …`: register and change templates (role `manager`), list, preview and send
 //! them; the requests are built from the options here, without I/O.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
 use chrono::Utc;
 use dw_proto::messaging::v1::send_template_request::Recipient;
@@ -27,16 +25,7 @@ use crate::rpc::Rpc;
 pub fn validate(command: &TemplatesCommand) -> Result<()> {
     match command {
         TemplatesCommand::Create(args) => create_request(String::new(), args).map(drop),
-        TemplatesCommand::Update(args) => {
-            let options = &args.content;
-            header_kind(
-                options.header_kind,
-                options.header_text.as_deref(),
-                options.header_image_url.as_deref(),
-                HeaderKind::None,
-            )?;
-            Ok(())
-        }
+        TemplatesCommand::Update(args) => update_request(args).map(drop),
         _ => Ok(()),
     }
 }
@@ -51,14 +40,8 @@ pub async fn run(command: TemplatesCommand, rpc: &Rpc, printer: &Printer) -> Res
             print(&client.create_template(rpc.request(request)).await?.into_inner())
         }
         TemplatesCommand::Update(args) => {
-            let get = GetTemplateRequest { template_id: args.template_id.clone() };
-            let current = client.get_template(rpc.request(get)).await?.into_inner();
-            let content = updated_content(&current, &args)?;
-            let request = UpdateTemplateRequest {
-                request_id: rpc.request_id(),
-                template_id: args.template_id,
-                content: Some(content),
-            };
+            let mut request = update_request(&args)?;
+            request.request_id = rpc.request_id();
             print(&client.update_template(rpc.request(request)).await?.into_inner())
         }
         TemplatesCommand::Archive { template_id } => {
@@ -116,18 +99,6 @@ pub fn header_kind(
     }
 }
 
-/// Keeps only the header part that `kind` uses (the service rejects the other).
-fn fit_header(content: &mut TemplateContent) {
-    match HeaderKind::try_from(content.header_kind).unwrap_or(HeaderKind::None) {
-        HeaderKind::None => {
-            content.header_text.clear();
-            content.header_image_url.clear();
-        }
-        HeaderKind::Text => content.header_image_url.clear(),
-        HeaderKind::Image => content.header_text.clear(),
-    }
-}
-
 fn trimmed(value: &Option<String>) -> Option<String> {
     value.as_ref().map(|v| v.trim().to_owned())
 }
@@ -141,8 +112,8 @@ pub fn create_request(request_id: String, args: &CreateTemplateArgs) -> Result<C
         HeaderKind::None,
     )?;
     let content = TemplateContent {
-        language: args.language.clone(),
-        category: args.category as i32,
+        language: args.language.clone().unwrap_or_default(),
+        category: args.category.map_or(0, |category| category as i32),
         header_kind: kind as i32,
         header_text: trimmed(&options.header_text).unwrap_or_default(),
         header_image_url: trimmed(&options.header_image_url).unwrap_or_default(),
@@ -160,32 +131,77 @@ pub fn create_request(request_id: String, args: &CreateTemplateArgs) -> Result<C
     })
 }
 
-/// The content of `current` with the options of `args` applied over it.
-pub fn updated_content(current: &Template, args: &UpdateTemplateArgs) -> Result<TemplateContent> {
+/// The update the options of `args` ask for: their values and a mask naming exactly the parts
+/// they change, so the server keeps every other part (no read-modify-write that could undo another
+/// manager's change). A new header kind also clears the header part it does not use. The request
+/// id is the caller's to set.
+pub fn update_request(args: &UpdateTemplateArgs) -> Result<UpdateTemplateRequest> {
     let ContentOptions { header_kind: kind, header_text, header_image_url, footer, department, webhook, metadata } =
         &args.content;
-    let current_kind = HeaderKind::try_from(current.header_kind).unwrap_or(HeaderKind::None);
-    let kind = header_kind(*kind, header_text.as_deref(), header_image_url.as_deref(), current_kind)?;
-    let mut content = TemplateContent {
-        language: args.language.clone().unwrap_or_else(|| current.language.clone()),
-        category: args.category.map_or(current.category, |c| c as i32),
-        header_kind: kind as i32,
-        header_text: trimmed(header_text).unwrap_or_else(|| current.header_text.clone()),
-        header_image_url: trimmed(header_image_url).unwrap_or_else(|| current.header_image_url.clone()),
-        body: args.body.clone().unwrap_or_else(|| current.body.clone()),
-        footer: trimmed(footer).unwrap_or_else(|| current.footer.clone()),
-        department_id: trimmed(department).unwrap_or_else(|| current.department_id.clone()),
-        default_webhook_url: trimmed(webhook).unwrap_or_else(|| current.default_webhook_url.clone()),
-        default_metadata: if args.clear_metadata {
-            BTreeMap::new()
-        } else if metadata.is_empty() {
-            current.default_metadata.clone()
-        } else {
-            metadata.iter().cloned().collect()
-        },
+    let mut content = TemplateContent::default();
+    let mut paths = Vec::new();
+    let mut set = |path: &'static str, given: bool| {
+        if given {
+            paths.push(path);
+        }
+        given
     };
-    fit_header(&mut content);
-    Ok(content)
+    if set("language", args.language.is_some()) {
+        content.language = args.language.clone().unwrap_or_default();
+    }
+    if let Some(category) = args.category {
+        set("category", true);
+        content.category = category as i32;
+    }
+    if set("body", args.body.is_some()) {
+        content.body = args.body.clone().unwrap_or_default();
+    }
+    // `None` as the current kind: no header option given, no header change.
+    let given = |value: &Option<String>| value.as_ref().is_some_and(|v| !v.trim().is_empty());
+    let header_given = kind.is_some() || given(header_text) || given(header_image_url);
+    if header_given {
+        let kind = header_kind(*kind, header_text.as_deref(), header_image_url.as_deref(), HeaderKind::None)?;
+        set("header_kind", true);
+        content.header_kind = kind as i32;
+        // The part the kind uses when given; the other part is cleared (the service rejects it).
+        if set("header_text", header_text.is_some() || kind != HeaderKind::Text) && kind == HeaderKind::Text {
+            content.header_text = trimmed(header_text).unwrap_or_default();
+        }
+        if set("header_image_url", header_image_url.is_some() || kind != HeaderKind::Image) && kind == HeaderKind::Image
+        {
+            content.header_image_url = trimmed(header_image_url).unwrap_or_default();
+        }
+    } else {
+        // An empty value (`--header-text ''`) removes that part alone.
+        if set("header_text", header_text.is_some()) {
+            content.header_text = String::new();
+        }
+        if set("header_image_url", header_image_url.is_some()) {
+            content.header_image_url = String::new();
+        }
+    }
+    if set("footer", footer.is_some()) {
+        content.footer = trimmed(footer).unwrap_or_default();
+    }
+    if set("department_id", department.is_some()) {
+        content.department_id = trimmed(department).unwrap_or_default();
+    }
+    if set("default_webhook_url", webhook.is_some()) {
+        content.default_webhook_url = trimmed(webhook).unwrap_or_default();
+    }
+    if set("default_metadata", args.clear_metadata || !metadata.is_empty()) {
+        content.default_metadata = metadata.iter().cloned().collect();
+    }
+    if paths.is_empty() {
+        return Err(UsageError("nothing to change: give at least one content option".into()).into());
+    }
+    Ok(UpdateTemplateRequest {
+        request_id: String::new(),
+        template_id: args.template_id.clone(),
+        content: Some(content),
+        update_mask: Some(crate::admin::field_mask(&paths)),
+        expected_version: args.expected_version,
+    })
 }
 
 pub fn list_request(args: ListTemplatesArgs) -> ListTemplatesRequest {

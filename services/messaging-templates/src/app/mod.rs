@@ -55,9 +55,9 @@ impl App {
         &self,
         ctx: &CommandContext,
         template_id: uuid::Uuid,
-        content: Option<Content>,
+        change: TemplateChange,
     ) -> Result<pb::Template, AppError> {
-        command::execute(&self.pool, ctx, &ChangeTemplate { ctx, template_id, content }).await
+        command::execute(&self.pool, ctx, &ChangeTemplate { ctx, template_id, change }).await
     }
 
     pub async fn upsert_contact(&self, ctx: &CommandContext, input: ContactInput) -> Result<pb::Contact, AppError> {
@@ -119,10 +119,16 @@ impl Attempt<DomainError> for CreateTemplate<'_> {
 }
 
 /// Updates the content (`Some`) or archives (`None`).
+/// What a manager does to an existing template.
+pub enum TemplateChange {
+    Update(template::ContentUpdate),
+    Archive,
+}
+
 struct ChangeTemplate<'c> {
     ctx: &'c CommandContext,
     template_id: uuid::Uuid,
-    content: Option<Content>,
+    change: TemplateChange,
 }
 
 impl Attempt<DomainError> for ChangeTemplate<'_> {
@@ -133,9 +139,12 @@ impl Attempt<DomainError> for ChangeTemplate<'_> {
         let (state, version) = load_template(conn, tenant, self.template_id)
             .await?
             .ok_or_else(|| DomainError::TemplateNotFound(self.template_id.to_string()))?;
-        let events = match &self.content {
-            Some(content) => template::update(&state, content.clone(), now)?,
-            None => template::archive(&state, now)?,
+        let events = match &self.change {
+            TemplateChange::Update(update) => {
+                let current_version = u64::try_from(version).unwrap_or_default();
+                template::update(&state, current_version, update.clone(), now)?
+            }
+            TemplateChange::Archive => template::archive(&state, now)?,
         };
         if events.is_empty() {
             return Ok(codec::template_to_pb(&state, version));
@@ -143,9 +152,9 @@ impl Attempt<DomainError> for ChangeTemplate<'_> {
         let new_state = events.iter().fold(Some(state), template::evolve).ok_or(AppError::Corrupt("lost".into()))?;
         let new_version = version + 1;
         let view = codec::template_to_pb(&new_state, new_version);
-        let event = match &self.content {
-            Some(_) => codec::template_updated(&view, &self.ctx.actor),
-            None => codec::template_archived(&new_state, &self.ctx.actor),
+        let event = match &self.change {
+            TemplateChange::Update(_) => codec::template_updated(&view, &self.ctx.actor),
+            TemplateChange::Archive => codec::template_archived(&new_state, &self.ctx.actor),
         };
         let stream_id = codec::template_stream(tenant, self.template_id);
         let snapshot = serde_json::to_value(&new_state).ok();

@@ -125,7 +125,7 @@ pub fn decide(
         message_id,
         template_id: template.template_id,
         template_name: template.name.clone(),
-        language: template.content.language.clone(),
+        language: template.content.language.clone().unwrap_or_default(),
         channel: template.channel,
         phone,
         contact_id,

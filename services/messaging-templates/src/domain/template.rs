@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use dw_eventstore::{CommandError, UpdateMask, check_version};
 use serde::{Deserialize, Serialize};
 
 use super::{DepartmentId, DomainError};
@@ -165,8 +166,11 @@ pub fn check_metadata(field: &str, metadata: &BTreeMap<String, String>, problems
 /// A template's editable content, valid for its channel by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Content {
-    pub language: String,
-    pub category: Category,
+    /// Required for WhatsApp (the provider selects the approved translation by it); optional for
+    /// SMS, which has no such concept.
+    pub language: Option<String>,
+    /// Required for WhatsApp (Meta's template categories); optional for SMS.
+    pub category: Option<Category>,
     pub header_kind: HeaderKind,
     pub header_text: Option<String>,
     pub header_image_url: Option<String>,
@@ -203,8 +207,18 @@ impl Content {
     pub fn parse(channel: Channel, input: ContentInput, prefix: &str) -> Result<Self, Vec<Problem>> {
         let field = |name: &str| format!("{prefix}{name}");
         let mut problems = Vec::new();
-        let language = parse_language(&input.language).map_err(|e| problems.push((field("language"), e))).ok();
-        let category = input.category.ok_or_else(|| problems.push((field("category"), "is required".into()))).ok();
+        // WhatsApp concepts: required there, optional (but still checked when given) for SMS.
+        let language = match (non_empty(&input.language), channel) {
+            (Some(language), _) => parse_language(&language).map_err(|e| problems.push((field("language"), e))).ok(),
+            (None, Channel::Whatsapp) => {
+                problems.push((field("language"), "is required for WhatsApp".into()));
+                None
+            }
+            (None, Channel::Sms) => None,
+        };
+        if channel == Channel::Whatsapp && input.category.is_none() {
+            problems.push((field("category"), "is required for WhatsApp".into()));
+        }
         let header_kind = input.header_kind.unwrap_or(HeaderKind::None);
         let body = input.body.trim().to_owned();
         let variable_count = count_variables(&body).map_err(|e| problems.push((field("body"), e))).ok();
@@ -256,10 +270,10 @@ impl Content {
             None => None,
         };
         check_metadata(&field("default_metadata"), &input.default_metadata, &mut problems);
-        match (language, category, variable_count) {
-            (Some(language), Some(category), Some(variable_count)) if problems.is_empty() => Ok(Self {
+        match variable_count {
+            Some(variable_count) if problems.is_empty() => Ok(Self {
                 language,
-                category,
+                category: input.category,
                 header_kind,
                 header_text,
                 header_image_url,
@@ -272,6 +286,84 @@ impl Content {
             }),
             _ => Err(problems),
         }
+    }
+
+    /// The content as an input again: what an update starts from.
+    pub fn to_input(&self) -> ContentInput {
+        ContentInput {
+            language: self.language.clone().unwrap_or_default(),
+            category: self.category,
+            header_kind: Some(self.header_kind),
+            header_text: self.header_text.clone().unwrap_or_default(),
+            header_image_url: self.header_image_url.clone().unwrap_or_default(),
+            body: self.body.clone(),
+            footer: self.footer.clone().unwrap_or_default(),
+            department: self.department.as_ref().map(ToString::to_string).unwrap_or_default(),
+            default_webhook_url: self.default_webhook_url.clone().unwrap_or_default(),
+            default_metadata: self.default_metadata.clone(),
+        }
+    }
+}
+
+/// The content fields an update can name in its mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContentField {
+    Language,
+    Category,
+    HeaderKind,
+    HeaderText,
+    HeaderImageUrl,
+    Body,
+    Footer,
+    Department,
+    DefaultWebhookUrl,
+    DefaultMetadata,
+}
+
+impl ContentField {
+    /// The mask paths (the contract's field names) of the updatable content.
+    pub const UPDATABLE: &'static [(&'static str, ContentField)] = &[
+        ("language", ContentField::Language),
+        ("category", ContentField::Category),
+        ("header_kind", ContentField::HeaderKind),
+        ("header_text", ContentField::HeaderText),
+        ("header_image_url", ContentField::HeaderImageUrl),
+        ("body", ContentField::Body),
+        ("footer", ContentField::Footer),
+        ("department_id", ContentField::Department),
+        ("default_webhook_url", ContentField::DefaultWebhookUrl),
+        ("default_metadata", ContentField::DefaultMetadata),
+    ];
+
+    /// The template's other fields: a mask naming them is refused (a template keeps its channel
+    /// and name; the rest is the service's).
+    pub const READ_ONLY: &'static [&'static str] =
+        &["template_id", "channel", "name", "variable_count", "archived", "version", "created_at", "updated_at"];
+}
+
+/// A manager's change of a template's content: the fields `mask` names take their value from
+/// `patch`, the others keep theirs; with `expected_version`, only if the template is still at it.
+#[derive(Debug, Clone)]
+pub struct ContentUpdate {
+    pub patch: ContentInput,
+    pub mask: UpdateMask<ContentField>,
+    pub expected_version: Option<u64>,
+}
+
+/// `current`'s input with the fields `mask` names taken from `patch`.
+pub fn merge(current: ContentInput, patch: ContentInput, mask: &UpdateMask<ContentField>) -> ContentInput {
+    use ContentField as F;
+    ContentInput {
+        language: mask.pick(F::Language, current.language, patch.language),
+        category: mask.pick(F::Category, current.category, patch.category),
+        header_kind: mask.pick(F::HeaderKind, current.header_kind, patch.header_kind),
+        header_text: mask.pick(F::HeaderText, current.header_text, patch.header_text),
+        header_image_url: mask.pick(F::HeaderImageUrl, current.header_image_url, patch.header_image_url),
+        body: mask.pick(F::Body, current.body, patch.body),
+        footer: mask.pick(F::Footer, current.footer, patch.footer),
+        department: mask.pick(F::Department, current.department, patch.department),
+        default_webhook_url: mask.pick(F::DefaultWebhookUrl, current.default_webhook_url, patch.default_webhook_url),
+        default_metadata: mask.pick(F::DefaultMetadata, current.default_metadata, patch.default_metadata),
     }
 }
 
@@ -293,10 +385,21 @@ pub enum Event {
     Archived { at: DateTime<Utc> },
 }
 
-pub fn update(state: &Template, content: Content, now: DateTime<Utc>) -> Result<Vec<Event>, DomainError> {
+/// Applies `update` to the template at `version`: refused when the caller read an older version,
+/// when the template is archived, or when the merged content is not valid for its channel (each
+/// problem under `content.`); an update that leaves the content equal changes nothing.
+pub fn update(
+    state: &Template,
+    version: u64,
+    update: ContentUpdate,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, CommandError<DomainError>> {
+    check_version(update.expected_version, version)?;
     if state.archived {
-        return Err(DomainError::TemplateArchived);
+        return Err(DomainError::TemplateArchived.into());
     }
+    let merged = merge(state.content.to_input(), update.patch, &update.mask);
+    let content = Content::parse(state.channel, merged, "content.").map_err(CommandError::Invalid)?;
     if state.content == content {
         return Ok(Vec::new());
     }
@@ -402,8 +505,95 @@ mod tests {
         let metadata: BTreeMap<String, String> = (0..21).map(|i| (format!("k{i}"), "v".into())).collect();
         let too_many = ContentInput { default_metadata: metadata, ..input("Hi") };
         assert_eq!(fields(&Content::parse(Channel::Sms, too_many, "").unwrap_err()), ["default_metadata"]);
-        let missing = ContentInput { category: None, language: "x".into(), ..input("") };
-        assert_eq!(fields(&Content::parse(Channel::Sms, missing, "").unwrap_err()), ["language", "category", "body"]);
+        let bad = ContentInput { category: None, language: "x".into(), ..input("") };
+        assert_eq!(fields(&Content::parse(Channel::Sms, bad, "").unwrap_err()), ["language", "body"]);
+    }
+
+    #[test]
+    fn given_an_sms_template_without_language_or_category_when_parsed_then_it_is_valid() {
+        let plain = ContentInput { body: "Your code is {{1}}".into(), ..Default::default() };
+        let content = Content::parse(Channel::Sms, plain, "").unwrap();
+        assert_eq!((content.language, content.category), (None, None));
+    }
+
+    #[test]
+    fn given_a_whatsapp_template_without_language_or_category_when_parsed_then_both_are_required() {
+        let plain = ContentInput { body: "Olá {{1}}".into(), ..Default::default() };
+        let problems = Content::parse(Channel::Whatsapp, plain, "content.").unwrap_err();
+        assert_eq!(fields(&problems), ["content.language", "content.category"]);
+        assert!(problems.iter().all(|(_, why)| why.contains("required for WhatsApp")), "{problems:?}");
+    }
+
+    fn whatsapp_template(now: DateTime<Utc>) -> Template {
+        let content = ContentInput {
+            footer: "Loja Exemplo".into(),
+            department: "sales".into(),
+            default_metadata: BTreeMap::from([("crm".to_owned(), "x".to_owned())]),
+            ..input("Olá {{1}}")
+        };
+        Template {
+            template_id: uuid::Uuid::now_v7(),
+            channel: Channel::Whatsapp,
+            name: "hello".into(),
+            content: Content::parse(Channel::Whatsapp, content, "").unwrap(),
+            archived: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn only(fields: &[ContentField], patch: ContentInput) -> ContentUpdate {
+        ContentUpdate { patch, mask: UpdateMask::Fields(fields.iter().copied().collect()), expected_version: None }
+    }
+
+    fn updated(template: &Template, events: &[Event]) -> Template {
+        events.iter().fold(Some(template.clone()), evolve).unwrap()
+    }
+
+    #[test]
+    fn given_a_template_when_only_the_body_is_named_then_the_rest_is_kept() {
+        let now = Utc::now();
+        let template = whatsapp_template(now);
+        let patch = ContentInput { body: "Oi {{1}}, pedido {{2}}".into(), ..Default::default() };
+
+        let events = update(&template, 1, only(&[ContentField::Body], patch), now).unwrap();
+
+        let after = updated(&template, &events).content;
+        assert_eq!((after.body.as_str(), after.variable_count), ("Oi {{1}}, pedido {{2}}", 2));
+        let before = template.content;
+        assert_eq!((after.language, after.category, after.footer), (before.language, before.category, before.footer));
+        assert_eq!((after.department, after.default_metadata), (before.department, before.default_metadata));
+    }
+
+    #[test]
+    fn given_a_template_when_a_named_field_is_absent_then_it_is_cleared_and_the_result_validated() {
+        let now = Utc::now();
+        let template = whatsapp_template(now);
+        let events = update(&template, 1, only(&[ContentField::Footer], ContentInput::default()), now).unwrap();
+        assert_eq!(updated(&template, &events).content.footer, None);
+
+        // Clearing a WhatsApp concept of a WhatsApp template leaves it invalid.
+        let refused = update(&template, 1, only(&[ContentField::Language], ContentInput::default()), now);
+        let Err(CommandError::Invalid(problems)) = refused else { panic!("invalid expected: {refused:?}") };
+        assert_eq!(fields(&problems), ["content.language"]);
+    }
+
+    #[test]
+    fn given_a_template_when_the_mask_is_all_then_the_patch_replaces_the_content() {
+        let now = Utc::now();
+        let template = whatsapp_template(now);
+        let all = ContentUpdate { patch: input("Hi"), mask: UpdateMask::All, expected_version: None };
+        let after = updated(&template, &update(&template, 1, all, now).unwrap()).content;
+        assert_eq!(after, Content::parse(Channel::Whatsapp, input("Hi"), "").unwrap());
+    }
+
+    #[test]
+    fn given_a_template_at_version_three_when_the_caller_read_version_two_then_it_is_stale() {
+        let now = Utc::now();
+        let template = whatsapp_template(now);
+        let stale = ContentUpdate { expected_version: Some(2), ..only(&[ContentField::Body], input("Hi")) };
+        let refused = update(&template, 3, stale, now);
+        assert!(matches!(refused, Err(CommandError::StaleVersion(s)) if s.current == 3), "{refused:?}");
     }
 
     #[test]
@@ -418,9 +608,11 @@ mod tests {
             created_at: now,
             updated_at: now,
         };
-        assert!(update(&template, template.content.clone(), now).unwrap().is_empty(), "same content, no event");
+        let same = ContentUpdate { patch: template.content.to_input(), mask: UpdateMask::All, expected_version: None };
+        assert!(update(&template, 1, same.clone(), now).unwrap().is_empty(), "same content, no event");
         let archived = archive(&template, now).unwrap().iter().fold(Some(template), evolve).unwrap();
         assert!(archived.archived);
         assert_eq!(archive(&archived, now), Err(DomainError::TemplateArchived));
+        assert!(matches!(update(&archived, 2, same, now), Err(CommandError::Rule(DomainError::TemplateArchived))));
     }
 }

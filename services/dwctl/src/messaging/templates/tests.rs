@@ -68,68 +68,69 @@ fn create_builds_the_whole_content() {
     assert!(error.downcast_ref::<UsageError>().is_some(), "{error}");
     assert!(validate(&templates_command(&[&ambiguous[..], &["--header-kind", "image"]].concat())).is_ok());
 
-    for missing in ["--language", "--category", "--body", "--channel", "--name"] {
+    for missing in ["--body", "--channel", "--name"] {
         let index = ORDER_SHIPPED.iter().position(|a| *a == missing).unwrap();
         let mut args = ORDER_SHIPPED.to_vec();
         args.drain(index..index + 2);
         assert!(parse(&[&["templates"], &args[..]].concat()).is_err(), "{missing} is required");
     }
     assert!(parse(&[&["templates"], &ORDER_SHIPPED[..], &["--category", "promo"]].concat()).is_err());
+
+    // SMS has no language or category: neither is needed (the service requires both for WhatsApp).
+    let sms = ["create", "--channel", "sms", "--name", "code", "--body", "Codigo {{1}}"];
+    let TemplatesCommand::Create(args) = templates_command(&sms) else { panic!("not create") };
+    let content = create_request("r".into(), &args).unwrap().content.unwrap();
+    assert_eq!((content.language.as_str(), content.category), ("", TemplateCategory::Unspecified as i32));
     assert!(parse(&[&["templates"], &ORDER_SHIPPED[..], &["--metadata", "novalue"]].concat()).is_err());
 }
 
-fn current_template() -> Template {
-    Template {
-        template_id: "t-1".into(),
-        channel: Channel::Whatsapp as i32,
-        name: "order_shipped".into(),
-        language: "pt_BR".into(),
-        category: TemplateCategory::Utility as i32,
-        header_kind: HeaderKind::Image as i32,
-        header_image_url: "https://images.example.com/box.jpg".into(),
-        body: "Olá {{1}}".into(),
-        footer: "Acme".into(),
-        department_id: "sales".into(),
-        default_metadata: BTreeMap::from([("a".to_owned(), "1".to_owned())]),
-        ..Default::default()
-    }
-}
-
-fn update(args: &[&str]) -> Result<TemplateContent> {
+fn update(args: &[&str]) -> Result<UpdateTemplateRequest> {
     let TemplatesCommand::Update(args) = templates_command(&[&["update", "--template-id", "t-1"], args].concat())
     else {
         panic!("not update")
     };
-    updated_content(&current_template(), &args)
+    update_request(&args)
+}
+
+fn paths(request: &UpdateTemplateRequest) -> Vec<&str> {
+    request.update_mask.as_ref().map(|mask| mask.paths.iter().map(String::as_str).collect()).unwrap_or_default()
 }
 
 #[test]
-fn update_keeps_what_is_not_given() {
-    let content = update(&["--body", "Oi {{1}}, pedido {{2}}"]).unwrap();
-    assert_eq!(content.body, "Oi {{1}}, pedido {{2}}");
-    assert_eq!((content.language.as_str(), content.footer.as_str()), ("pt_BR", "Acme"));
-    assert_eq!(content.header_kind, HeaderKind::Image as i32);
-    assert_eq!(content.header_image_url, "https://images.example.com/box.jpg");
-    assert_eq!(content.department_id, "sales");
-    assert_eq!(content.default_metadata.len(), 1);
+fn update_names_only_what_is_given() {
+    let request = update(&["--body", "Oi {{1}}, pedido {{2}}", "--expected-version", "3"]).unwrap();
+    assert_eq!(paths(&request), ["body"]);
+    assert_eq!(request.expected_version, Some(3));
+    assert_eq!(request.template_id, "t-1");
+    assert_eq!(request.content.unwrap().body, "Oi {{1}}, pedido {{2}}");
 
-    // An empty value removes that part; a new header kind drops the other header part.
-    let content = update(&["--footer", "", "--department", "", "--header-text", "Seu pedido"]).unwrap();
+    // An empty value removes that part; a new header kind also clears the part it does not use.
+    let request = update(&["--footer", "", "--department", "", "--header-text", "Seu pedido"]).unwrap();
+    assert_eq!(paths(&request), ["header_kind", "header_text", "header_image_url", "footer", "department_id"]);
+    let content = request.content.unwrap();
     assert_eq!((content.footer.as_str(), content.department_id.as_str()), ("", ""));
     assert_eq!(content.header_kind, HeaderKind::Text as i32);
     assert_eq!((content.header_text.as_str(), content.header_image_url.as_str()), ("Seu pedido", ""));
-    let content = update(&["--header-kind", "none", "--category", "marketing"]).unwrap();
+    let request = update(&["--header-kind", "none", "--category", "marketing"]).unwrap();
+    assert_eq!(paths(&request), ["category", "header_kind", "header_text", "header_image_url"]);
+    let content = request.content.unwrap();
     assert_eq!(content.header_kind, HeaderKind::None as i32);
     assert!(content.header_text.is_empty() && content.header_image_url.is_empty());
     assert_eq!(content.category, TemplateCategory::Marketing as i32);
+    // A kind alone keeps the current part it uses.
+    assert_eq!(paths(&update(&["--header-kind", "image"]).unwrap()), ["header_kind", "header_text"]);
 
-    let content = update(&["--metadata", "b=2", "--metadata", "c=3"]).unwrap();
-    let mut keys: Vec<&str> = content.default_metadata.keys().map(String::as_str).collect();
-    keys.sort_unstable();
+    let request = update(&["--metadata", "b=2", "--metadata", "c=3"]).unwrap();
+    assert_eq!(paths(&request), ["default_metadata"]);
+    let keys: Vec<String> = request.content.unwrap().default_metadata.into_keys().collect();
     assert_eq!(keys, ["b", "c"]);
-    assert!(update(&["--clear-metadata"]).unwrap().default_metadata.is_empty());
+    let request = update(&["--clear-metadata"]).unwrap();
+    assert_eq!(paths(&request), ["default_metadata"]);
+    assert!(request.content.unwrap().default_metadata.is_empty());
     assert!(parse(&["templates", "update", "--template-id", "t", "--clear-metadata", "--metadata", "a=1"]).is_err());
     assert!(parse(&["templates", "update"]).is_err());
+    let nothing = update(&[]).unwrap_err();
+    assert!(nothing.downcast_ref::<UsageError>().is_some(), "{nothing}");
 }
 
 #[test]
