@@ -482,6 +482,8 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
                 request_id: rid(),
                 default_capacity: Some(3),
                 inbound_department_id: Some("support".into()),
+                update_mask: None,
+                expected_version: None,
             },
         ))
         .await

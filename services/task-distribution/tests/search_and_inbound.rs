@@ -155,6 +155,8 @@ async fn an_inbound_message_opens_a_task_or_joins_the_open_one() {
                 request_id: rid(),
                 default_capacity: None,
                 inbound_department_id: Some("support".into()),
+                update_mask: None,
+                expected_version: None,
             },
         ))
         .await
@@ -182,5 +184,85 @@ async fn an_inbound_message_opens_a_task_or_joins_the_open_one() {
     let tasks: i64 =
         sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&cluster.distribution_db.pool).await.unwrap();
     assert_eq!(tasks, 1, "the second message joined the open task");
+    cluster.stop().await;
+}
+
+fn settings_update(
+    request_id: &str,
+    default_capacity: Option<i32>,
+    paths: &[&str],
+    expected_version: Option<u64>,
+) -> pb::UpdateDistributionSettingsRequest {
+    pb::UpdateDistributionSettingsRequest {
+        request_id: request_id.to_owned(),
+        default_capacity,
+        inbound_department_id: None,
+        update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() }),
+        expected_version,
+    }
+}
+
+#[tokio::test]
+async fn distribution_settings_change_only_the_named_fields_and_refuse_stale_versions() {
+    use dw_grpc_kit::errors::{reason_of, violated_fields};
+
+    let cluster = Cluster::start(1).await;
+    cluster.seed("acme", true, &[("ana", &["support"])]).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    let mut client = cluster.distribution();
+    // No mask: the fields set (as before masks existed).
+    let legacy = pb::UpdateDistributionSettingsRequest {
+        request_id: rid(),
+        default_capacity: None,
+        inbound_department_id: Some("support".into()),
+        update_mask: None,
+        expected_version: None,
+    };
+    let first = client.update_distribution_settings(authed(&manager, legacy)).await.unwrap().into_inner();
+    assert_eq!((first.default_capacity, first.inbound_department_id.as_str(), first.version), (3, "support", 1));
+
+    // Only the capacity: the inbound department stays.
+    let request_id = rid();
+    let request = settings_update(&request_id, Some(7), &["default_capacity"], Some(first.version));
+    let second = client.update_distribution_settings(authed(&manager, request.clone())).await.unwrap().into_inner();
+    assert_eq!((second.default_capacity, second.inbound_department_id.as_str(), second.version), (7, "support", 2));
+
+    // A retry gets the first answer; the same id with another mask is another request.
+    let retry = client.update_distribution_settings(authed(&manager, request.clone())).await.unwrap().into_inner();
+    assert_eq!(retry, second);
+    let other = pb::UpdateDistributionSettingsRequest {
+        update_mask: Some(prost_types::FieldMask { paths: vec!["*".into()] }),
+        ..request
+    };
+    let status = client.update_distribution_settings(authed(&manager, other)).await.unwrap_err();
+    assert_eq!((status.code(), reason_of(&status).as_deref()), (Code::FailedPrecondition, Some("REQUEST_ID_REUSED")));
+
+    // Unknown and read-only paths are refused on update_mask, by name.
+    for path in ["capacity", "auto_distribution_enabled"] {
+        let status = client
+            .update_distribution_settings(authed(&manager, settings_update(&rid(), Some(4), &[path], None)))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}");
+        assert_eq!(violated_fields(&status), ["update_mask"]);
+        assert!(status.message().contains(path), "{status:?}");
+    }
+
+    // A manager who read version 1 is told the settings moved on, and changes nothing.
+    let stale = settings_update(&rid(), Some(9), &["default_capacity"], Some(first.version));
+    let status = client.update_distribution_settings(authed(&manager, stale)).await.unwrap_err();
+    assert_eq!((status.code(), reason_of(&status).as_deref()), (Code::Aborted, Some("STALE_VERSION")));
+    assert!(status.message().contains("version 2"), "{status:?}");
+    let read = client
+        .get_distribution_settings(authed(&manager, pb::GetDistributionSettingsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read, second);
+
+    // A named field absent from the request takes its default.
+    let clear = settings_update(&rid(), None, &["inbound_department_id"], None);
+    let cleared = client.update_distribution_settings(authed(&manager, clear)).await.unwrap().into_inner();
+    assert_eq!((cleared.default_capacity, cleared.inbound_department_id.as_str(), cleared.version), (7, "", 3));
     cluster.stop().await;
 }

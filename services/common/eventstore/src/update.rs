@@ -16,7 +16,7 @@ pub const ALL_FIELDS: &str = "*";
 pub enum UpdateMask<F> {
     /// `*`: every updatable field is replaced by the request's value (absent = its default).
     All,
-    /// Only these fields (never empty).
+    /// Only these fields (an empty set changes nothing).
     Fields(BTreeSet<F>),
 }
 

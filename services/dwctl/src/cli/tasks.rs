@@ -174,6 +174,10 @@ pub struct SetDistributionSettingsArgs {
     /// Clear the inbound department (such messages are then dead-lettered).
     #[arg(long)]
     pub no_inbound_department: bool,
+    /// Change only if the settings are still at this version (from get); otherwise nothing
+    /// changes and the current version is reported.
+    #[arg(long)]
+    pub expected_version: Option<u64>,
 }
 
 #[cfg(test)]

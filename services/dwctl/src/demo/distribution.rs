@@ -31,6 +31,8 @@ pub async fn seed(addr: &str, tenant: &str, manager_token: &str, timeout: Durati
         request_id: request_id(tenant, "distribution-settings"),
         default_capacity: Some(DEFAULT_CAPACITY),
         inbound_department_id: Some(INBOUND_DEPARTMENT.to_owned()),
+        update_mask: None,
+        expected_version: None,
     };
     answered(client.update_distribution_settings(rpc.request(request)).await, "updating the distribution settings")
 }

@@ -138,10 +138,21 @@ pub fn create_request(request_id: String, args: CreateTaskArgs) -> CreateTaskReq
     }
 }
 
-/// A partial update: only the options given are set.
+/// A partial update: only the options given are set, and the mask names exactly them.
 pub fn settings_request(request_id: String, args: SetDistributionSettingsArgs) -> UpdateDistributionSettingsRequest {
     let inbound_department_id = if args.no_inbound_department { Some(String::new()) } else { args.inbound_department };
-    UpdateDistributionSettingsRequest { request_id, default_capacity: args.default_capacity, inbound_department_id }
+    let paths = [
+        args.default_capacity.is_some().then_some("default_capacity"),
+        inbound_department_id.is_some().then_some("inbound_department_id"),
+    ];
+    let paths: Vec<&str> = paths.into_iter().flatten().collect();
+    UpdateDistributionSettingsRequest {
+        request_id,
+        default_capacity: args.default_capacity,
+        inbound_department_id,
+        update_mask: Some(crate::admin::field_mask(&paths)),
+        expected_version: args.expected_version,
+    }
 }
 
 pub fn search_request(args: SearchArgs) -> SearchProtocolsRequest {
@@ -274,14 +285,19 @@ mod tests {
             };
             settings_request("r".into(), args)
         };
-        let request = settings(&["--default-capacity", "3"]);
+        let request = settings(&["--default-capacity", "3", "--expected-version", "2"]);
+        assert_eq!(request.update_mask, Some(crate::admin::field_mask(&["default_capacity"])));
+        assert_eq!(request.expected_version, Some(2));
         assert_eq!((request.default_capacity, request.inbound_department_id), (Some(3), None));
         let request = settings(&["--inbound-department", "support"]);
         assert_eq!((request.default_capacity, request.inbound_department_id), (None, Some("support".into())));
         let request = settings(&["--no-inbound-department", "--default-capacity", "5"]);
+        let both = crate::admin::field_mask(&["default_capacity", "inbound_department_id"]);
+        assert_eq!((request.update_mask, request.expected_version), (Some(both), None));
         assert_eq!((request.default_capacity, request.inbound_department_id), (Some(5), Some(String::new())));
         let parse = |args: &[&str]| crate::testing::parse(&[&["tasks", "settings", "set"], args].concat());
         assert!(parse(&[]).is_err());
+        assert!(parse(&["--expected-version", "1"]).is_err(), "a version alone changes nothing");
         assert!(parse(&["--default-capacity", "0"]).is_err());
         assert!(parse(&["--default-capacity", "101"]).is_err());
         assert!(parse(&["--inbound-department", "a", "--no-inbound-department"]).is_err());

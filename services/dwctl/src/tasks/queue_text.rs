@@ -130,6 +130,7 @@ pub fn settings_text(settings: &DistributionSettings) -> String {
             "auto distribution",
             format!("{} (agent-sessions tenant setting)", out::on_off(settings.auto_distribution_enabled)),
         ),
+        ("version", settings.version.to_string()),
     ])
 }
 
@@ -249,10 +250,12 @@ mod tests {
             default_capacity: 3,
             auto_distribution_enabled: true,
             inbound_department_id: "support".into(),
+            version: 2,
         };
         assert_eq!(
             settings_text(&settings),
-            "default capacity    3\ninbound department  support\nauto distribution   on (agent-sessions tenant setting)\n"
+            "default capacity    3\ninbound department  support\nauto distribution   on (agent-sessions tenant \
+             setting)\nversion             2\n"
         );
         let text = settings_text(&DistributionSettings::default());
         assert!(text.contains("inbound department  (none: ") && text.contains("off"), "{text}");

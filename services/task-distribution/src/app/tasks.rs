@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::dispatcher::{self, Scope};
 use super::{AppError, CommandContext, append_task, load_task, lock_tenant};
+use crate::domain::settings;
 use crate::domain::task::{self, Command, NewTask};
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, DomainError, Priority, Protocol, TaskId};
 use crate::metrics::DistributionMetrics;
@@ -55,10 +56,9 @@ impl App {
     pub async fn update_settings(
         &self,
         ctx: &CommandContext,
-        default_capacity: Option<i32>,
-        inbound_department: Option<Option<DepartmentId>>,
+        update: settings::Update,
     ) -> Result<pb::DistributionSettings, AppError> {
-        let command = SettingsCommand { ctx, default_capacity, inbound_department, metrics: &self.metrics };
+        let command = SettingsCommand { ctx, update, metrics: &self.metrics };
         command::execute(&self.pool, ctx, &command).await
     }
 
@@ -230,8 +230,7 @@ pub async fn dispatch_for_agent(
 
 struct SettingsCommand<'c> {
     ctx: &'c CommandContext,
-    default_capacity: Option<i32>,
-    inbound_department: Option<Option<DepartmentId>>,
+    update: settings::Update,
     metrics: &'c DistributionMetrics,
 }
 
@@ -242,24 +241,26 @@ impl Attempt<DomainError> for SettingsCommand<'_> {
         let tenant = &self.ctx.tenant;
         lock_tenant(conn, tenant).await?;
         projections::agents::ensure_settings(conn, tenant).await?;
-        if let Some(capacity) = self.default_capacity {
-            sqlx::query(
-                "UPDATE distribution_settings SET default_capacity = $2, updated_at = now() WHERE tenant_id = $1",
-            )
-            .bind(tenant)
-            .bind(capacity)
-            .execute(&mut *conn)
-            .await?;
+        let stored = projections::agents::settings(conn, tenant).await?;
+        let current = settings::OwnSettings {
+            default_capacity: stored.default_capacity,
+            // Stored as parsed at the edge, so it parses again.
+            inbound_department: stored.inbound_department_id.as_deref().and_then(|d| DepartmentId::parse(d).ok()),
+        };
+        let version = u64::try_from(stored.version).unwrap_or_default();
+        let changed = settings::apply(&current, version, self.update.clone())?;
+        if changed == current {
+            return Ok(queries::settings_to_pb(&stored));
         }
-        if let Some(department) = &self.inbound_department {
-            sqlx::query(
-                "UPDATE distribution_settings SET inbound_department_id = $2, updated_at = now() WHERE tenant_id = $1",
-            )
-            .bind(tenant)
-            .bind(department.as_ref().map(DepartmentId::as_str))
-            .execute(&mut *conn)
-            .await?;
-        }
+        sqlx::query(
+            "UPDATE distribution_settings SET default_capacity = $2, inbound_department_id = $3, \
+             version = version + 1, updated_at = now() WHERE tenant_id = $1",
+        )
+        .bind(tenant)
+        .bind(changed.default_capacity)
+        .bind(changed.inbound_department.as_ref().map(DepartmentId::as_str))
+        .execute(&mut *conn)
+        .await?;
         // A larger capacity may let queued work through.
         dispatcher::run(conn, tenant, Scope::All, "capacity_changed", self.metrics, &self.ctx.metadata, now).await?;
         Ok(queries::settings_to_pb(&projections::agents::settings(conn, tenant).await?))

@@ -2,6 +2,7 @@
 //! (`decide`/`evolve`) and the choice of an agent. No I/O: time and ids come in as arguments.
 
 pub mod assignment;
+pub mod settings;
 pub mod task;
 pub mod values;
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use dw_auth::{Principal, Role};
+use dw_eventstore::UpdateMask;
 use dw_grpc_kit::errors::{self, Violation};
 use dw_grpc_kit::{paging, principal, require_role};
 use dw_proto::distribution::v1 as pb;
@@ -16,6 +17,7 @@ use crate::app::reads::TaskKey;
 use crate::app::task_feed::{TaskFeed, TaskStream};
 use crate::app::tasks::{App, CreateTask, TaskOp};
 use crate::codec::channel_from_pb;
+use crate::domain::settings::{self, Field};
 use crate::domain::task::Status as TaskStatus;
 use crate::domain::values::parse_client_name;
 use crate::domain::{AgentId, ClientContact, DepartmentId, DomainError, PhoneNumber, Priority, Protocol, TaskId};
@@ -63,6 +65,32 @@ fn task_id(value: &str) -> Result<TaskId, Status> {
 
 fn optional<T>(field: &str, value: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, Status> {
     if value.is_empty() { Ok(None) } else { parse_field(field, value, parse).map(Some) }
+}
+
+/// The update a request asks for: its mask (an empty one names the fields the request sets, as
+/// before masks existed; see the contract) and the values of the fields it names, parsed. Fields
+/// the mask does not name are neither read nor checked.
+fn settings_update(body: &pb::UpdateDistributionSettingsRequest) -> Result<settings::Update, Status> {
+    let mask = errors::update_mask(body.update_mask.as_ref(), Field::UPDATABLE, Field::READ_ONLY, || {
+        let set = [
+            body.default_capacity.is_some().then_some(Field::DefaultCapacity),
+            body.inbound_department_id.is_some().then_some(Field::InboundDepartment),
+        ];
+        UpdateMask::Fields(set.into_iter().flatten().collect())
+    })?;
+    let default_capacity = match body.default_capacity {
+        Some(capacity) if mask.includes(Field::DefaultCapacity) && !(1..=100).contains(&capacity) => {
+            return Err(errors::invalid_argument("default_capacity", "must be between 1 and 100"));
+        }
+        capacity => capacity,
+    };
+    let inbound_department = match &body.inbound_department_id {
+        Some(value) if mask.includes(Field::InboundDepartment) => {
+            optional("inbound_department_id", value, DepartmentId::parse)?
+        }
+        _ => None,
+    };
+    Ok(settings::Update { default_capacity, inbound_department, mask, expected_version: body.expected_version })
 }
 
 fn time_field(field: &str, value: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, Status> {
@@ -327,17 +355,9 @@ impl DistributionService for DistributionGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
         let body = request.get_ref();
-        if let Some(capacity) = body.default_capacity
-            && !(1..=100).contains(&capacity)
-        {
-            return Err(errors::invalid_argument("default_capacity", "must be between 1 and 100"));
-        }
-        let inbound = match &body.inbound_department_id {
-            None => None,
-            Some(value) => Some(optional("inbound_department_id", value, DepartmentId::parse)?),
-        };
+        let update = settings_update(body)?;
         let ctx = command_context(&request, &principal, &body.request_id, operation!("UpdateDistributionSettings"))?;
-        let settings = self.app.update_settings(&ctx, body.default_capacity, inbound).await.map_err(to_status)?;
+        let settings = self.app.update_settings(&ctx, update).await.map_err(to_status)?;
         Ok(Response::new(settings))
     }
 

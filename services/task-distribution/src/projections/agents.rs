@@ -15,17 +15,19 @@ pub struct Settings {
     pub default_capacity: i32,
     pub auto_distribution_enabled: bool,
     pub inbound_department_id: Option<String>,
+    /// Counts the managers' changes (AIP-154's etag).
+    pub version: i64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { default_capacity: 3, auto_distribution_enabled: false, inbound_department_id: None }
+        Self { default_capacity: 3, auto_distribution_enabled: false, inbound_department_id: None, version: 0 }
     }
 }
 
 pub async fn settings(conn: &mut PgConnection, tenant: &TenantId) -> Result<Settings, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT default_capacity, auto_distribution_enabled, inbound_department_id FROM distribution_settings \
+        "SELECT default_capacity, auto_distribution_enabled, inbound_department_id, version FROM distribution_settings \
          WHERE tenant_id = $1",
     )
     .bind(tenant)
@@ -38,6 +40,7 @@ pub async fn settings(conn: &mut PgConnection, tenant: &TenantId) -> Result<Sett
         default_capacity: row.try_get("default_capacity")?,
         auto_distribution_enabled: row.try_get("auto_distribution_enabled")?,
         inbound_department_id: row.try_get("inbound_department_id")?,
+        version: row.try_get("version")?,
     })
 }
 

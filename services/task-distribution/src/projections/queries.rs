@@ -99,6 +99,7 @@ pub fn settings_to_pb(settings: &Settings) -> pb::DistributionSettings {
         default_capacity: settings.default_capacity,
         auto_distribution_enabled: settings.auto_distribution_enabled,
         inbound_department_id: settings.inbound_department_id.clone().unwrap_or_default(),
+        version: u64::try_from(settings.version).unwrap_or_default(),
     }
 }
 
