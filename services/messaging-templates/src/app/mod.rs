@@ -121,7 +121,7 @@ impl Attempt<DomainError> for CreateTemplate<'_> {
 /// Updates the content (`Some`) or archives (`None`).
 /// What a manager does to an existing template.
 pub enum TemplateChange {
-    Update(template::ContentUpdate),
+    Update(Box<template::ContentUpdate>),
     Archive,
 }
 
@@ -142,7 +142,7 @@ impl Attempt<DomainError> for ChangeTemplate<'_> {
         let events = match &self.change {
             TemplateChange::Update(update) => {
                 let current_version = u64::try_from(version).unwrap_or_default();
-                template::update(&state, current_version, update.clone(), now)?
+                template::update(&state, current_version, update.as_ref().clone(), now)?
             }
             TemplateChange::Archive => template::archive(&state, now)?,
         };

@@ -105,7 +105,8 @@ impl TemplateService for TemplateGrpc {
         let id = uuid_field("template_id", &body.template_id)?;
         let update = content_update(body)?;
         let ctx = command_context(&request, &principal, &body.request_id, operation!("UpdateTemplate"))?;
-        let template = self.app.update_template(&ctx, id, TemplateChange::Update(update)).await.map_err(to_status)?;
+        let template =
+            self.app.update_template(&ctx, id, TemplateChange::Update(Box::new(update))).await.map_err(to_status)?;
         Ok(Response::new(template))
     }
 
