@@ -19,6 +19,7 @@ use crate::access::AccessPolicy;
 use crate::auth::AuthInterceptor;
 use crate::config::ServiceConfig;
 use crate::fair_share::FairShare;
+use crate::grpc_tls::{self, ServerTls};
 use crate::identity::{KeyRefreshLayer, TokenVerifier};
 use crate::metrics_http::{self, Readiness};
 use crate::{RpcLayer, RpcMetrics, connection_age, health, startup};
@@ -43,6 +44,8 @@ pub enum BootstrapError {
     Bind(String, std::io::Error),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    GrpcTls(#[from] crate::grpc_tls::GrpcTlsError),
     #[error("{0}")]
     Setup(String),
 }
@@ -63,6 +66,8 @@ pub struct Bootstrap {
     pub background: CancellationToken,
     /// The tenants' budgets and the replica's load, checked by [`auth`](Self::auth)'s interceptor.
     pub fair_share: Arc<FairShare>,
+    /// TLS on the gRPC port, when configured (loaded at start, reloaded when its files change).
+    grpc_tls: Option<Arc<ServerTls>>,
     cancel: CancellationToken,
 }
 
@@ -87,6 +92,8 @@ impl Bootstrap {
         cancel: CancellationToken,
     ) -> Result<Self, BootstrapError> {
         dw_eventstore::store::set_max_event_bytes(config.event_max_bytes);
+        // A broken certificate stops the start before anything waits on Postgres or NATS.
+        let grpc_tls = config.grpc_tls.clone().map(ServerTls::load).transpose()?.map(Arc::new);
         let verifier = Arc::new(TokenVerifier::connect(&config.identity, &cancel).await?);
         let pool = startup::connect_postgres(&config.database_url, config.db_max_connections, &cancel).await?;
         if config.run_migrations {
@@ -111,7 +118,24 @@ impl Bootstrap {
         crate::observability::register_build_info(&mut registry, name);
         tasks.spawn(crate::observability::watch_pool(pool.clone(), &mut registry, background.clone()));
         let fair_share = Arc::new(FairShare::new(config.fair_share.clone(), &mut registry));
-        Ok(Self { name, config, pool, nats, jetstream, verifier, registry, fair_share, tasks, background, cancel })
+        if let Some(tls) = &grpc_tls {
+            tls.register_metrics(&mut registry);
+            tasks.spawn(tls.clone().keep_fresh(grpc_tls::RELOAD_INTERVAL, background.clone()));
+        }
+        Ok(Self {
+            name,
+            config,
+            pool,
+            nats,
+            jetstream,
+            verifier,
+            registry,
+            fair_share,
+            grpc_tls,
+            tasks,
+            background,
+            cancel,
+        })
     }
 
     /// The interceptor of the service's ports: authenticates the caller, admits it by `policy`
@@ -209,7 +233,12 @@ impl Bootstrap {
         let routes = routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
 
         let local_addr = listener.local_addr().map_err(|e| BootstrapError::Bind("grpc listener".into(), e))?;
-        info!(service = self.name, grpc = %local_addr, metrics = %self.config.metrics_addr, "serving");
+        let tls = match &self.grpc_tls {
+            Some(tls) if tls.verifies_clients() => "mtls",
+            Some(_) => "tls",
+            None => "plaintext",
+        };
+        info!(service = self.name, grpc = %local_addr, grpc_tls = tls, metrics = %self.config.metrics_addr, "serving");
         let shutdown = {
             let cancel = self.cancel.clone();
             let background = self.background.clone();
@@ -225,14 +254,18 @@ impl Bootstrap {
         // Their streams end with UNAVAILABLE at max age + grace and are resumed by the clients.
         let age = self.config.grpc_connection_age;
         let connections = connection_age::Connections::default();
-        let served = connection_age::apply(tonic::transport::Server::builder(), age)
+        let router = connection_age::apply(tonic::transport::Server::builder(), age)
             .layer(connection_age::StreamDeadlineLayer::new(connections.clone()))
             .layer(RpcLayer::new(rpc_metrics).counting_in(self.fair_share.in_flight()))
             .layer(KeyRefreshLayer::new(self.verifier.clone()))
             .timeout(RPC_TIMEOUT)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(connection_age::limit_incoming(incoming, age, connections), shutdown)
-            .await;
+            .add_routes(routes);
+        let incoming = connection_age::limit_incoming(incoming, age, connections);
+        // TLS over the age-limited connection: the age limit closes the socket under it.
+        let served = match self.grpc_tls.clone() {
+            Some(tls) => router.serve_with_incoming_shutdown(grpc_tls::accept(incoming, tls), shutdown).await,
+            None => router.serve_with_incoming_shutdown(incoming, shutdown).await,
+        };
 
         info!("grpc server drained, stopping background tasks");
         self.background.cancel();

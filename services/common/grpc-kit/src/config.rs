@@ -2,6 +2,7 @@
 
 use crate::connection_age::ConnectionAge;
 use crate::fair_share::{FairShareConfig, Rate};
+use crate::grpc_tls::GrpcTlsFiles;
 use crate::identity::{IdentityConfig, OidcConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,9 @@ pub struct ServiceConfig {
     /// When a client is asked to move to a new gRPC connection, and when the old one is closed
     /// (`DW_GRPC_MAX_CONNECTION_AGE_SECONDS`, 300, 0 = never; `…_GRACE_SECONDS`, 30).
     pub grpc_connection_age: Option<ConnectionAge>,
+    /// TLS on the gRPC port (`DW_GRPC_TLS_CERT_FILE` + `DW_GRPC_TLS_KEY_FILE`), with client
+    /// certificates required when `DW_GRPC_TLS_CLIENT_CA_FILE` is set; plaintext when `None`.
+    pub grpc_tls: Option<GrpcTlsFiles>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -85,6 +89,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("event_max_bytes", &self.event_max_bytes)
             .field("fair_share", &self.fair_share)
             .field("grpc_connection_age", &self.grpc_connection_age)
+            .field("grpc_tls", &self.grpc_tls)
             .finish()
     }
 }
@@ -171,6 +176,22 @@ fn nats_tls_from_env() -> Result<NatsTls, ConfigError> {
     let configured = ca_file.is_some() || client_cert.is_some();
     let required = parsed("DW_NATS_TLS_REQUIRED", if configured { "true" } else { "false" })?;
     Ok(NatsTls { ca_file, client_cert, required })
+}
+
+/// `DW_GRPC_TLS_CERT_FILE` and `DW_GRPC_TLS_KEY_FILE` (both or neither) and
+/// `DW_GRPC_TLS_CLIENT_CA_FILE` (only with them): see [`crate::grpc_tls`].
+fn grpc_tls_from_env() -> Result<Option<GrpcTlsFiles>, ConfigError> {
+    let client_ca_file = readable_file("DW_GRPC_TLS_CLIENT_CA_FILE")?;
+    match (readable_file("DW_GRPC_TLS_CERT_FILE")?, readable_file("DW_GRPC_TLS_KEY_FILE")?) {
+        (Some(cert_file), Some(key_file)) => Ok(Some(GrpcTlsFiles { cert_file, key_file, client_ca_file })),
+        (None, None) if client_ca_file.is_some() => Err(ConfigError::Invalid {
+            name: "DW_GRPC_TLS_CLIENT_CA_FILE",
+            reason: "verifies clients of a TLS port: set DW_GRPC_TLS_CERT_FILE and DW_GRPC_TLS_KEY_FILE too".into(),
+        }),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Missing("DW_GRPC_TLS_KEY_FILE (with DW_GRPC_TLS_CERT_FILE)")),
+        (None, Some(_)) => Err(ConfigError::Missing("DW_GRPC_TLS_CERT_FILE (with DW_GRPC_TLS_KEY_FILE)")),
+    }
 }
 
 fn nats_auth_from_env() -> Result<NatsAuth, ConfigError> {
@@ -470,6 +491,7 @@ impl ServiceConfig {
             event_max_bytes: parsed("DW_EVENT_MAX_BYTES", &dw_eventstore::store::DEFAULT_MAX_EVENT_BYTES.to_string())?,
             fair_share: fair_share_from_env()?,
             grpc_connection_age: connection_age_from_env()?,
+            grpc_tls: grpc_tls_from_env()?,
         })
     }
 
@@ -505,6 +527,7 @@ impl ServiceConfig {
             nats_request_timeout: Duration::from_secs(2),
             fair_share: FairShareConfig::unlimited(),
             grpc_connection_age: None,
+            grpc_tls: None,
         }
     }
 }

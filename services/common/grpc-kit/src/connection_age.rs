@@ -33,7 +33,7 @@ use futures::{Stream, StreamExt};
 use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 /// How long after its streams were ended a connection is closed at the socket.
@@ -231,7 +231,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let peer = request.extensions().get::<TcpConnectInfo>().and_then(|info| info.remote_addr);
+        // Plaintext connections carry `TcpConnectInfo`, TLS ones (crate::grpc_tls) `TlsConnectInfo`.
+        let extensions = request.extensions();
+        let peer = extensions
+            .get::<TcpConnectInfo>()
+            .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(TlsConnectInfo::get_ref))
+            .and_then(|info| info.remote_addr);
         let ends_at = peer.and_then(|peer| self.connections.streams_end_at(peer));
         let response = self.inner.call(request);
         Box::pin(async move { Ok(response.await?.map(|body| DeadlineBody::new(body, ends_at))) })

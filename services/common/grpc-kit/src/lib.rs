@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection_age;
 pub mod errors;
 pub mod fair_share;
+pub mod grpc_tls;
 pub mod health;
 pub mod identity;
 pub mod live;
