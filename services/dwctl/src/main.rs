@@ -105,6 +105,6 @@ async fn run(cli: Cli) -> Result<()> {
 async fn connect(global: &GlobalOpts, addr: &str, timeout: Duration) -> Result<(Rpc, Printer)> {
     let printer = Printer::new(global.json)?;
     let token = auth::resolve(global)?;
-    let rpc = Rpc::connect(addr, &token, Some(timeout), global.request_id.clone()).await?;
+    let rpc = Rpc::connect(addr, &global.client_tls(), &token, Some(timeout), global.request_id.clone()).await?;
     Ok((rpc, printer))
 }

@@ -1,10 +1,11 @@
 //! gRPC plumbing: the channel, authenticated requests, request ids and error rendering.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetail, StatusExt as _};
 
@@ -17,16 +18,62 @@ pub struct Rpc {
     request_id: Option<String>,
 }
 
+/// How dwctl reaches an `https://` address (`--ca-file`, `--cert-file`, `--key-file`,
+/// `--tls-server-name`); `http://` addresses ignore it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// The CA (PEM) that signed the server's certificate, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that verify clients (mTLS).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The name the server's certificate must hold, when it is not the address's host (e.g.
+    /// through `kubectl port-forward` to 127.0.0.1).
+    pub server_name: Option<String>,
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+}
+
+impl ClientTls {
+    fn config(&self) -> Result<ClientTlsConfig> {
+        let mut config = match &self.ca_file {
+            Some(path) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(path, "CA file")?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let Some((cert_file, key_file)) = &self.client_cert {
+            let cert = read_pem(cert_file, "client certificate")?;
+            let key = read_pem(key_file, "client key")?;
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &self.server_name {
+            config = config.domain_name(name.clone());
+        }
+        Ok(config)
+    }
+}
+
+/// `addr` as an endpoint: over TLS (with `tls`) when it is `https://`.
+pub fn endpoint(addr: &str, tls: &ClientTls) -> Result<Endpoint> {
+    let endpoint = Endpoint::from_shared(addr.to_owned())
+        .with_context(|| format!("invalid address {addr:?}"))?
+        .connect_timeout(Duration::from_secs(5));
+    match endpoint.uri().scheme_str() {
+        Some("https") => endpoint.tls_config(tls.config()?).with_context(|| format!("TLS settings for {addr}")),
+        Some("http") => Ok(endpoint),
+        _ => bail!("invalid address {addr:?}: it starts with http:// or https://"),
+    }
+}
+
 impl Rpc {
     pub async fn connect(
         addr: &str,
+        tls: &ClientTls,
         token: &str,
         timeout: Option<Duration>,
         request_id: Option<String>,
     ) -> Result<Self> {
-        let endpoint = Endpoint::from_shared(addr.to_owned())
-            .with_context(|| format!("invalid address {addr:?}"))?
-            .connect_timeout(Duration::from_secs(5));
+        let endpoint = endpoint(addr, tls)?;
         let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {addr}"))?;
         let authorization = MetadataValue::try_from(format!("Bearer {token}"))
             .context("the token contains characters not allowed in a header")?;
@@ -173,6 +220,25 @@ fn describe_detail(detail: &ErrorDetail) -> String {
 mod tests {
     use super::*;
     use tonic_types::ErrorDetails;
+
+    #[test]
+    fn https_addresses_need_readable_tls_files_and_other_schemes_are_refused() {
+        assert!(endpoint("http://127.0.0.1:50051", &ClientTls::default()).is_ok());
+        let missing = ClientTls { ca_file: Some("/nonexistent/ca.crt".into()), ..ClientTls::default() };
+        let error = format!("{:#}", endpoint("https://127.0.0.1:50051", &missing).unwrap_err());
+        assert!(error.contains("CA file /nonexistent/ca.crt"), "{error}");
+        // http:// ignores the TLS options (one DWCTL_CA_FILE for a mixed set of addresses).
+        assert!(endpoint("http://127.0.0.1:50051", &missing).is_ok());
+        assert!(endpoint("grpc://127.0.0.1:50051", &ClientTls::default()).is_err());
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let cli = crate::testing::parse(&["--cert-file", "c.crt", "--key-file", "c.key", "token"]).unwrap();
+        assert_eq!(cli.global.client_tls().client_cert, Some(("c.crt".into(), "c.key".into())));
+        let half = crate::testing::parse(&["--cert-file", "c.crt", "token"]).unwrap_err();
+        assert_eq!(half.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
 
     #[test]
     fn status_with_error_info_and_field_violations_is_described() {

@@ -34,6 +34,11 @@ identity provider issued), else one dwctl mints from --tenant, --sub and --role 
 --secret (DW_JWT_SECRET) or --secret-file (DW_JWT_SECRET_FILE): development only, the services
 accept minted tokens only when they run with that shared secret rather than DW_JWT_JWKS_URL.
 
+TLS: an https:// address (--addr and the other *-addr options) is reached over TLS, checked
+against the system's roots or --ca-file (DWCTL_CA_FILE); --cert-file and --key-file
+(DWCTL_CERT_FILE, DWCTL_KEY_FILE) present a client certificate to services that require one
+(DW_GRPC_TLS_CLIENT_CA_FILE). http:// addresses ignore these options.
+
 Mutating RPCs send a request id: --request-id when given, else a fresh UUIDv7. Re-sending the same
 request id returns the first result and changes nothing.
 
@@ -43,6 +48,8 @@ are printed to stderr), 2 for invalid usage.
 Examples:
   export DW_JWT_SECRET=dev-secret-change-me-please
   dwctl demo seed --tenant demo
+  dwctl --addr https://agent-sessions.example.com:50051 --ca-file ca.crt \\
+      --cert-file dwctl.crt --key-file dwctl.key admin statuses
   dwctl --tenant demo --sub ana --role agent day start
   export DW_TOKEN=$(dwctl token --tenant demo --sub manager-1 --role manager)
   dwctl admin statuses
@@ -104,6 +111,24 @@ pub struct GlobalOpts {
     #[arg(long, global = true, env = "DW_NOTIFICATIONS_ADDR", default_value = "http://127.0.0.1:50054")]
     pub notifications_addr: String,
 
+    /// CA certificate (PEM) that signed the servers' certificates, for https:// addresses
+    /// [default: the system's trusted roots].
+    #[arg(long, global = true, env = "DWCTL_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// Client certificate (PEM) for https:// servers that verify clients (mTLS); with --key-file.
+    #[arg(long, global = true, env = "DWCTL_CERT_FILE", requires = "key_file")]
+    pub cert_file: Option<std::path::PathBuf>,
+
+    /// The client certificate's private key (PEM); with --cert-file.
+    #[arg(long, global = true, env = "DWCTL_KEY_FILE", requires = "cert_file")]
+    pub key_file: Option<std::path::PathBuf>,
+
+    /// The name the servers' certificates must hold when it is not the address's host (e.g. the
+    /// Service's DNS name through `kubectl port-forward`).
+    #[arg(long, global = true, env = "DWCTL_TLS_SERVER_NAME", value_parser = parse::non_empty)]
+    pub tls_server_name: Option<String>,
+
     /// Bearer token (JWT) to send; takes precedence over a token file and over minting one.
     #[arg(long, global = true, env = "DWCTL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -152,6 +177,17 @@ pub struct GlobalOpts {
     /// Print responses as proto3 JSON (streams: one JSON object per line).
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+impl GlobalOpts {
+    /// The TLS settings of https:// addresses.
+    pub fn client_tls(&self) -> crate::rpc::ClientTls {
+        crate::rpc::ClientTls {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.cert_file.clone().zip(self.key_file.clone()),
+            server_name: self.tls_server_name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

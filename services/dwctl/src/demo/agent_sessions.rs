@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use super::{MANAGER, Tokens, request_id};
 use crate::output as out;
-use crate::rpc::Rpc;
+use crate::rpc::{ClientTls, Rpc};
 
 /// Where dwctl finds agent-sessions unless told otherwise.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
@@ -57,12 +57,13 @@ pub fn settings() -> TenantSettings {
 /// step told to `log`.
 pub async fn seed(
     addr: &str,
+    tls: &ClientTls,
     tenant: &str,
     manager_token: &str,
     timeout: Duration,
     log: &impl Fn(String) -> Result<()>,
 ) -> Result<Vec<Agent>> {
-    let rpc = Rpc::connect(addr, manager_token, Some(timeout), None).await?;
+    let rpc = Rpc::connect(addr, tls, manager_token, Some(timeout), None).await?;
     let mut client = AgentAdminServiceClient::new(rpc.channel.clone());
 
     log(format!("seeding tenant {tenant} on {addr} as {MANAGER}"))?;

@@ -8,6 +8,7 @@ use dw_proto::distribution::v1::distribution_service_client::DistributionService
 use dw_proto::distribution::v1::{DistributionSettings, UpdateDistributionSettingsRequest};
 
 use super::{CRM_BOT, Seeding, Tokens, answered, connect_or_skip, request_id};
+use crate::rpc::ClientTls;
 
 /// Where dwctl finds task-distribution unless told otherwise.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50052";
@@ -21,8 +22,14 @@ pub type Distribution = Seeding<DistributionSettings>;
 
 /// Sets the tenant's default capacity and inbound department (fixed request id), unless the
 /// service does not answer.
-pub async fn seed(addr: &str, tenant: &str, manager_token: &str, timeout: Duration) -> Result<Distribution> {
-    let rpc = match connect_or_skip(addr, manager_token, timeout).await {
+pub async fn seed(
+    addr: &str,
+    tls: &ClientTls,
+    tenant: &str,
+    manager_token: &str,
+    timeout: Duration,
+) -> Result<Distribution> {
+    let rpc = match connect_or_skip(addr, tls, manager_token, timeout).await {
         Ok(rpc) => rpc,
         Err(why) => return Ok(Seeding::Skipped(why)),
     };
@@ -84,7 +91,8 @@ mod tests {
 
     #[tokio::test]
     async fn seeding_skips_task_distribution_when_nothing_listens() {
-        let outcome = seed(&unused_addr(), "demo", "token", Duration::from_secs(2)).await.unwrap();
+        let outcome =
+            seed(&unused_addr(), &ClientTls::default(), "demo", "token", Duration::from_secs(2)).await.unwrap();
         assert!(matches!(outcome, Distribution::Skipped(_)), "{outcome:?}");
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{CRM_BOT, Seeding, Tokens, answered, connect_or_skip, export_addr, request_id};
 use crate::messaging::channel;
 use crate::output::{Printer, names};
-use crate::rpc::Rpc;
+use crate::rpc::{ClientTls, Rpc};
 
 /// Where dwctl finds messaging-templates unless told otherwise.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50053";
@@ -155,8 +155,8 @@ impl MessagingSeed {
 
 /// Creates the demo templates missing from the tenant (as the manager) and upserts the demo
 /// contacts (as the CRM), each with a fixed request id, unless the service does not answer.
-pub async fn seed(addr: &str, tenant: &str, tokens: &Tokens, timeout: Duration) -> Result<Messaging> {
-    let manager = match connect_or_skip(addr, &tokens.manager, timeout).await {
+pub async fn seed(addr: &str, tls: &ClientTls, tenant: &str, tokens: &Tokens, timeout: Duration) -> Result<Messaging> {
+    let manager = match connect_or_skip(addr, tls, &tokens.manager, timeout).await {
         Ok(rpc) => rpc,
         Err(why) => return Ok(Seeding::Skipped(why)),
     };
@@ -190,7 +190,7 @@ pub async fn seed(addr: &str, tenant: &str, tokens: &Tokens, timeout: Duration) 
         };
         seed.templates.push(entry);
     }
-    let crm = Rpc::connect(addr, &tokens.crm_bot, Some(timeout), None).await?;
+    let crm = Rpc::connect(addr, tls, &tokens.crm_bot, Some(timeout), None).await?;
     let mut contacts = ContactServiceClient::new(crm.channel.clone());
     for demo in &CONTACTS {
         let contact = contacts
@@ -361,7 +361,8 @@ mod tests {
 
     #[tokio::test]
     async fn seeding_skips_messaging_when_nothing_listens() {
-        let outcome = seed(&unused_addr(), "demo", &tokens(), Duration::from_secs(2)).await.unwrap();
+        let outcome =
+            seed(&unused_addr(), &ClientTls::default(), "demo", &tokens(), Duration::from_secs(2)).await.unwrap();
         assert!(matches!(outcome, Messaging::Skipped(_)), "{outcome:?}");
     }
 }

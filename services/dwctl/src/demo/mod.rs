@@ -28,7 +28,7 @@ use self::notifications::Notifications;
 use crate::auth;
 use crate::cli::GlobalOpts;
 use crate::output::{self as out, Printer, names};
-use crate::rpc::{self, Rpc};
+use crate::rpc::{self, ClientTls, Rpc};
 
 pub const DEFAULT_TENANT: &str = "demo";
 pub const MANAGER: &str = "manager-1";
@@ -89,8 +89,8 @@ pub fn not_answering(code: Code) -> bool {
 }
 
 /// Connects to a service that may not run yet; the error says why its part is skipped.
-async fn connect_or_skip(addr: &str, token: &str, timeout: Duration) -> Result<Rpc, String> {
-    Rpc::connect(addr, token, Some(timeout), None).await.map_err(|err| format!("{err:#}"))
+async fn connect_or_skip(addr: &str, tls: &ClientTls, token: &str, timeout: Duration) -> Result<Rpc, String> {
+    Rpc::connect(addr, tls, token, Some(timeout), None).await.map_err(|err| format!("{err:#}"))
 }
 
 /// The answer to the first call to a service that may not run yet: seeded; skipped when the
@@ -131,9 +131,10 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
     let tokens = Tokens::mint(&secret, &tenant)?;
     let log = |line: String| if opts.json { Ok(()) } else { out::write_line(&line) };
 
-    let agents = agent_sessions::seed(&opts.addr, &tenant, &tokens.manager, timeout, &log).await?;
+    let tls = opts.client_tls();
+    let agents = agent_sessions::seed(&opts.addr, &tls, &tenant, &tokens.manager, timeout, &log).await?;
 
-    let distribution = distribution::seed(&opts.distribution_addr, &tenant, &tokens.manager, timeout).await?;
+    let distribution = distribution::seed(&opts.distribution_addr, &tls, &tenant, &tokens.manager, timeout).await?;
     match &distribution {
         Seeding::Seeded(settings) => log(format!(
             "  distribution ({}): default capacity {}, inbound department {}, auto distribution {}",
@@ -147,7 +148,7 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
         }
     }
 
-    let messaging = messaging::seed(&opts.messaging_addr, &tenant, &tokens, timeout).await?;
+    let messaging = messaging::seed(&opts.messaging_addr, &tls, &tenant, &tokens, timeout).await?;
     match &messaging {
         Seeding::Seeded(seeded) => messaging::log_seeded(seeded, &opts.messaging_addr, &log)?,
         Seeding::Skipped(why) => skip_note(
@@ -158,7 +159,7 @@ pub async fn seed(opts: &GlobalOpts, timeout: Duration) -> Result<()> {
         ),
     }
 
-    let notifications = notifications::probe(&opts.notifications_addr, &tokens.manager, timeout).await?;
+    let notifications = notifications::probe(&opts.notifications_addr, &tls, &tokens.manager, timeout).await?;
     match &notifications {
         Seeding::Seeded(()) => log(format!("  notifications ({}): answering", opts.notifications_addr))?,
         Seeding::Skipped(why) => skip_note("notifications", &opts.notifications_addr, why, "the notification examples"),

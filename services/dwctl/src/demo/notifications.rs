@@ -9,6 +9,7 @@ use dw_proto::notifications::v1::ListNotificationsRequest;
 use dw_proto::notifications::v1::notification_service_client::NotificationServiceClient;
 
 use super::{Seeding, Tokens, answered, connect_or_skip, export_addr};
+use crate::rpc::ClientTls;
 
 /// Where dwctl finds notifications unless told otherwise.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50054";
@@ -18,8 +19,8 @@ pub type Notifications = Seeding<()>;
 
 /// Asks notifications for one page of the log as the manager (no permission needed), which tells
 /// whether it runs and accepts this cluster's tokens.
-pub async fn probe(addr: &str, manager_token: &str, timeout: Duration) -> Result<Notifications> {
-    let rpc = match connect_or_skip(addr, manager_token, timeout).await {
+pub async fn probe(addr: &str, tls: &ClientTls, manager_token: &str, timeout: Duration) -> Result<Notifications> {
+    let rpc = match connect_or_skip(addr, tls, manager_token, timeout).await {
         Ok(rpc) => rpc,
         Err(why) => return Ok(Seeding::Skipped(why)),
     };
@@ -103,7 +104,7 @@ mod tests {
 
     #[tokio::test]
     async fn seeding_skips_notifications_when_nothing_listens() {
-        let outcome = probe(&unused_addr(), "token", Duration::from_secs(2)).await.unwrap();
+        let outcome = probe(&unused_addr(), &ClientTls::default(), "token", Duration::from_secs(2)).await.unwrap();
         assert!(matches!(outcome, Notifications::Skipped(_)), "{outcome:?}");
     }
 }
