@@ -23,6 +23,8 @@ pub mod json_log;
 pub enum TelemetryError {
     #[error("otlp exporter: {0}")]
     Exporter(String),
+    #[error("{name} {path}: {reason}")]
+    TlsFile { name: &'static str, path: String, reason: String },
     #[error("tracing subscriber: {0}")]
     Subscriber(String),
 }
@@ -65,10 +67,7 @@ pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGu
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.trim().is_empty());
     if endpoint_set {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()
-            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        let exporter = otlp_exporter(None, &|name| std::env::var(name).ok())?;
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
@@ -102,6 +101,70 @@ pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGu
     };
     result.map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The first of `names` that `env` gives, not blank (the signal-specific variable before the
+/// general one, as the OTel specification orders them).
+fn first_set(env: &dyn Fn(&str) -> Option<String>, names: [&'static str; 2]) -> Option<(&'static str, String)> {
+    names.into_iter().find_map(|name| env(name).filter(|value| !value.trim().is_empty()).map(|value| (name, value)))
+}
+
+/// The OTLP/gRPC span exporter to `endpoint`, or to the one the OTel variables name. An https://
+/// collector is checked against `OTEL_EXPORTER_OTLP_CERTIFICATE` (a PEM CA file; the system's
+/// roots without it), and gets a client certificate from `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`
+/// and `OTEL_EXPORTER_OTLP_CLIENT_KEY` when both are set (each also as `…_TRACES_…`), as the OTel
+/// specification names them; opentelemetry-otlp 0.33 reads the endpoint but not these.
+pub fn otlp_exporter(
+    endpoint: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    let target = match endpoint {
+        Some(endpoint) => {
+            builder = builder.with_endpoint(endpoint);
+            Some(endpoint.to_owned())
+        }
+        None => {
+            first_set(env, ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]).map(|(_, url)| url)
+        }
+    };
+    let https = target.is_some_and(|url| url.trim().to_ascii_lowercase().starts_with("https://"));
+    if https {
+        builder = builder.with_tls_config(otlp_tls(env)?);
+    }
+    builder.build().map_err(|e| TelemetryError::Exporter(e.to_string()))
+}
+
+fn otlp_tls(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig, TelemetryError> {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+
+    let read = |(name, path): (&'static str, String)| {
+        std::fs::read(&path).map_err(|e| TelemetryError::TlsFile { name, path, reason: e.to_string() })
+    };
+    let ca = first_set(env, ["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"]);
+    let mut config = match ca {
+        Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    let cert =
+        first_set(env, ["OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"]);
+    let key = first_set(env, ["OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"]);
+    match (cert, key) {
+        (Some(cert), Some(key)) => config = config.identity(Identity::from_pem(read(cert)?, read(key)?)),
+        (None, None) => {}
+        (Some((name, path)), None) | (None, Some((name, path))) => {
+            return Err(TelemetryError::TlsFile {
+                name,
+                path,
+                reason: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together".into(),
+            });
+        }
+    }
+    Ok(config)
 }
 
 struct MapCarrier<'a>(&'a mut HashMap<String, String>);
