@@ -20,8 +20,9 @@ services, not the dev overlay's throw-away infrastructure):
   - pod and containers: non-root, seccomp RuntimeDefault, read-only root filesystem, no privilege
     escalation, all capabilities dropped, CPU/memory requests and limits;
   - an init container running `migrate` with the service's image;
-  - startup and readiness probes: the native gRPC probe on the gRPC port; liveness: GET /healthz
-    on the metrics port (dependency-free, see deploy/README.md);
+  - startup and readiness probes: the native gRPC probe on the gRPC port (GET /readyz on the metrics
+    port when the gRPC port has TLS); liveness: GET /healthz on the metrics port (dependency-free,
+    see deploy/README.md);
   - terminationGracePeriodSeconds >= preStop + the service's drain bound + margin;
   - a Service (named ports grpc and metrics), a PodDisruptionBudget that lets a drain progress,
     a NetworkPolicy (ingress on its ports, egress to every port its configuration names), a
@@ -441,7 +442,16 @@ def check_deployment(dep, objects, profile, ctx, report, facts):
     for pname in ("grpc", "metrics"):
         if pname not in ports:
             report.error(f"{where}: no container port named {pname}")
+    # The kubelet's gRPC probe speaks plaintext only: with TLS on the gRPC port
+    # (deploy/components/grpc-tls) readiness is GET /readyz on the metrics port instead.
+    grpc_tls = any(e.get("name") == "DW_GRPC_TLS_CERT_FILE" for e in main.get("env") or [])
     for probe in ("startupProbe", "readinessProbe"):
+        if grpc_tls:
+            http = (main.get(probe) or {}).get("httpGet") or {}
+            if http.get("path") != "/readyz" or http.get("port") not in ("metrics", ports.get("metrics")):
+                report.error(f"{where}: {probe} must be GET /readyz on the metrics port: the gRPC port has TLS "
+                             "(DW_GRPC_TLS_CERT_FILE), which the kubelet's gRPC probe cannot speak")
+            continue
         grpc = (main.get(probe) or {}).get("grpc") or {}
         if not grpc or grpc.get("port") != ports.get("grpc"):
             report.error(f"{where}: {probe} is not the native gRPC probe on the gRPC port {ports.get('grpc')}")
