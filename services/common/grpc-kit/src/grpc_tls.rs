@@ -11,7 +11,6 @@
 //! again when the files change: new connections get the new certificate (and client CA), open
 //! ones keep theirs until they reconnect (at the latest after the connection's max age).
 
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -246,31 +245,26 @@ where
         .filter_map(std::future::ready)
 }
 
-fn handshake<IO>(
-    accepted: io::Result<IO>,
-    tls: Arc<ServerTls>,
-) -> impl Future<Output = Option<io::Result<TlsStream<IO>>>>
+async fn handshake<IO>(accepted: io::Result<IO>, tls: Arc<ServerTls>) -> Option<io::Result<TlsStream<IO>>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Connected<ConnectInfo = TcpConnectInfo>,
 {
-    async move {
-        let io = match accepted {
-            Ok(io) => io,
-            Err(error) => return Some(Err(error)),
-        };
-        let peer = io.connect_info().remote_addr;
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(io)).await {
-            Ok(Ok(stream)) => Some(Ok(stream)),
-            Ok(Err(error)) => {
-                tls.handshake_failures.get_or_create(&FailureLabels { reason: "refused" }).inc();
-                debug!(?peer, %error, "grpc tls handshake refused");
-                None
-            }
-            Err(_) => {
-                tls.handshake_failures.get_or_create(&FailureLabels { reason: "timeout" }).inc();
-                debug!(?peer, "grpc tls handshake timed out");
-                None
-            }
+    let io = match accepted {
+        Ok(io) => io,
+        Err(error) => return Some(Err(error)),
+    };
+    let peer = io.connect_info().remote_addr;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(io)).await {
+        Ok(Ok(stream)) => Some(Ok(stream)),
+        Ok(Err(error)) => {
+            tls.handshake_failures.get_or_create(&FailureLabels { reason: "refused" }).inc();
+            debug!(?peer, %error, "grpc tls handshake refused");
+            None
+        }
+        Err(_) => {
+            tls.handshake_failures.get_or_create(&FailureLabels { reason: "timeout" }).inc();
+            debug!(?peer, "grpc tls handshake timed out");
+            None
         }
     }
 }
