@@ -195,7 +195,9 @@ async fn with_mtls_only_clients_with_a_certificate_of_the_client_ca_get_in() {
     let agent: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(agent["agentId"], "bia", "{agent}");
     let without = dwctl_get_agent(&addr, &["--ca-file", path(&ca.cert)], "bia").output().unwrap();
+    // (The server closes the connection: a failure with a message, never a silent "broken pipe".)
     assert_eq!(without.status.code(), Some(1), "{without:?}");
+    assert!(!without.stderr.is_empty(), "{without:?}");
     // --cert-file alone is a usage error.
     let half = dwctl_get_agent(&addr, &["--ca-file", path(&ca.cert), "--cert-file", path(&dwctl_cert.cert)], "bia")
         .output()
