@@ -100,3 +100,37 @@ fn every_binary_answers_help_and_version() {
         assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
     }
 }
+
+/// notifications reads its VAPID key from a file (`DW_VAPID_PRIVATE_KEY_FILE`) like every other
+/// secret: a file holding no usable key stops it with the variable named and the value unsaid; a
+/// file holding a key starts it.
+#[tokio::test]
+async fn notifications_reads_its_vapid_key_from_a_file() {
+    use base64::Engine as _;
+    let db = TestDb::create(&sqlx::migrate::Migrator::DEFAULT).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("dw-vapid-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let migrate = |key: &str| {
+        let file = dir.join("vapid.key");
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let output = Command::new(binary("notifications").unwrap())
+            .arg("migrate")
+            .env("DATABASE_URL", &db.url)
+            .env_remove("DW_VAPID_PRIVATE_KEY")
+            .env("DW_VAPID_PRIVATE_KEY_FILE", &file)
+            .env("DW_LOG_FORMAT", "json")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    };
+    let (started, logs) = migrate("marker-vapid-not-a-key");
+    assert!(!started, "a file without a usable key stops the service: {logs}");
+    assert!(logs.contains("DW_VAPID_PRIVATE_KEY"), "the variable is named: {logs}");
+    assert!(!logs.contains("marker-vapid-not-a-key"), "the value is not repeated: {logs}");
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let (started, logs) = migrate(&key);
+    assert!(started, "a key from the file starts it: {logs}");
+    assert!(!logs.contains(&key), "the key is not logged: {logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

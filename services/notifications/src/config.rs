@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 pub use dw_grpc_kit::config::Upstream;
-use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, var};
+use dw_grpc_kit::config::{ConfigError, ServiceConfig, ServiceDefaults, parsed, secret, var};
+use secrecy::ExposeSecret;
 
 use crate::app::push_delivery::{PushConfig, vapid_key};
 use crate::app::webhook_delivery::WebhookConfig;
@@ -32,6 +33,8 @@ pub struct Config {
 dw_grpc_kit::shared_settings_in_field!(Config);
 
 pub fn from_env() -> Result<Config, ConfigError> {
+    // The VAPID key like every secret: the variable, or the file `DW_VAPID_PRIVATE_KEY_FILE` names.
+    let vapid_secret = secret("DW_VAPID_PRIVATE_KEY", "DW_VAPID_PRIVATE_KEY_FILE", "")?;
     Ok(Config {
         service: ServiceConfig::from_env(DEFAULTS)?,
         messaging: Upstream::messaging(),
@@ -51,7 +54,7 @@ pub fn from_env() -> Result<Config, ConfigError> {
         },
         push: PushConfig {
             vapid: std::sync::Arc::new(
-                vapid_key(std::env::var("DW_VAPID_PRIVATE_KEY").ok().filter(|k| !k.trim().is_empty()).as_deref())
+                vapid_key(Some(vapid_secret.expose_secret()).filter(|k| !k.trim().is_empty()))
                     .map_err(|reason| ConfigError::Invalid { name: "DW_VAPID_PRIVATE_KEY", reason })?,
             ),
             contact: var("DW_VAPID_CONTACT", "mailto:ops@digital-workspace.local"),
