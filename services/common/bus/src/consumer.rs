@@ -302,19 +302,23 @@ impl<P: Projection> ProjectionConsumer<P> {
     }
 
     /// Waits for the projection's lease; `None` when cancelled first.
+    /// A standby borrows a pooled connection for each try and gives it back: only the holder
+    /// keeps one out of the pool, so standbys cost no connection beyond the pool's.
     async fn lease(&self, cancel: &CancellationToken) -> Result<Option<PgConnection>, String> {
-        let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?.detach();
         let key = lease_key(&self.config.durable_name);
         loop {
+            let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
             let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                 .bind(LEASE_NAMESPACE)
                 .bind(key)
-                .fetch_one(&mut conn)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| e.to_string())?;
             if acquired {
-                return Ok(Some(conn));
+                // The lock lives as long as this session: it leaves the pool with it.
+                return Ok(Some(conn.detach()));
             }
+            drop(conn);
             tokio::select! {
                 () = cancel.cancelled() => return Ok(None),
                 () = tokio::time::sleep(LEASE_POLL) => {}
