@@ -119,13 +119,10 @@ fn first_after(times: &[DateTime<Utc>], from: DateTime<Utc>) -> Option<f64> {
     times.iter().filter(|t| **t >= from).min().map(|t| (*t - from).as_seconds_f64())
 }
 
-// Ignored until the relay keeps each aggregate's order across a stream leader change: a run of
-// `make test` caught `serviceday:acme:agent-03` version 155 stored after version 215. The relay
-// pipelines a batch of publishes; those sent to the dying leader are lost, later ones reach the
-// new leader, and the retry then stores the lost ones after them. The fix planned: chain the
-// publishes with `Nats-Expected-Last-Msg-Id`, so the stored events are always a prefix of the
-// outbox. Run it with `cargo test -p integration-tests --test nats_failover -- --ignored --nocapture`.
-#[ignore = "known bug: the relay can store an aggregate's events out of order across a leader change"]
+// A run of this test once caught `serviceday:acme:agent-03` version 155 stored after version 215:
+// the relay pipelined a batch, the publishes sent to the dying leader were lost, later ones
+// reached the new leader, and the retry stored the lost ones after them. The relay now publishes
+// one aggregate's events one at a time, so this asserts that order on every run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nats_node_lost_under_load_loses_nothing_and_both_services_agree() {
     let work = WorkDir::new("failover").unwrap();

@@ -13,11 +13,16 @@
 //! counts it (`dw_outbox_quarantined`) and goes on with every other stream's events. The same
 //! stream's later events wait behind it, so no consumer sees that stream out of order.
 //!
+//! One aggregate's events are published one after the other, each once the previous one is
+//! acknowledged, while different aggregates' events are in flight together: a lost in-flight
+//! message can then never let a later event of its aggregate be stored before it.
+//!
 //! The stream is set up once per leadership. A publish that fails (a NATS node lost, the stream
-//! electing a new leader) is retried in place with a short jittered backoff; events JetStream did
-//! acknowledge before the failure are published again and dropped as duplicates.
+//! electing a new leader) is retried in place with a short jittered backoff; the events JetStream acknowledged
+//! before the failure leave the outbox, and one stored whose ack was lost is published again and
+//! dropped as a duplicate.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
@@ -384,12 +389,27 @@ impl OutboxRelay {
             events.push(event);
         }
 
+        let mut failure = None;
         if !events.is_empty() {
             let span = info_span!("relay publish", batch = events.len(), stream = %self.config.stream_name);
             let started = Instant::now();
-            self.publish_events(&events).instrument(span).await?;
+            let published = self.publish_events(&events).instrument(span).await;
             self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
-            sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&positions).execute(&mut *conn).await?;
+            // What JetStream acknowledged leaves the outbox even when the rest of the batch
+            // failed: the retry then starts with the first unacknowledged event of each aggregate.
+            let acked: Vec<i64> = positions
+                .iter()
+                .zip(&published.acked)
+                .filter(|(_, acked)| **acked)
+                .map(|(position, _)| *position)
+                .collect();
+            if !acked.is_empty() {
+                sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&acked).execute(&mut *conn).await?;
+            }
+            failure = published.error;
+        }
+        if let Some(error) = failure {
+            return Err(RelayError::Publish(error));
         }
         // A partial batch drained the outbox; only a full one leaves a backlog worth counting.
         let backlog: i64 = if (rows.len() as i64) < self.config.batch_size {
@@ -411,36 +431,70 @@ impl OutboxRelay {
         self.config.max_message_bytes.map_or(server, |configured| configured.min(server))
     }
 
-    async fn publish_events(&self, events: &[RecordedEvent]) -> Result<(), RelayError> {
-        let mut acks = Vec::with_capacity(events.len());
-        for event in events {
-            // Each event gets a span of its own, a child of the command that appended it, whose
-            // context travels on to the consumers.
-            let span = info_span!(
-                "relay publish event",
-                event_id = %event.event_id,
-                event_type = %event.event_type,
-                otel.kind = "producer",
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-            );
-            if let Some(parent) = &event.metadata.traceparent {
-                dw_telemetry::set_parent_from_traceparent(&span, parent);
+    /// Publishes `events` (outbox order) and reports which JetStream acknowledged. The events of
+    /// one aggregate go one at a time, each after the previous one's ack; different aggregates
+    /// go side by side. So an aggregate's events are stored in order even when a publish fails
+    /// in the middle (a stream leader lost with messages in flight): pipelining one aggregate's
+    /// events could store a later one and lose an earlier one, and the retry would then append
+    /// the earlier one after it.
+    async fn publish_events(&self, events: &[RecordedEvent]) -> PublishOutcome {
+        let mut chains: Vec<Vec<usize>> = Vec::new();
+        let mut chain_of: HashMap<&str, usize> = HashMap::new();
+        for (index, event) in events.iter().enumerate() {
+            let chain = *chain_of.entry(event.stream_id.as_str()).or_insert_with(|| {
+                chains.push(Vec::new());
+                chains.len() - 1
+            });
+            chains[chain].push(index);
+        }
+        let results = futures::future::join_all(chains.iter().map(|chain| async move {
+            let mut acked = Vec::with_capacity(chain.len());
+            for &index in chain {
+                match self.publish_one(&events[index]).await {
+                    Ok(()) => acked.push(index),
+                    Err(error) => return (acked, Some(error)),
+                }
             }
-            dw_telemetry::json_log::record_trace_ids(&span);
-            let subject = format!("{}.{}.{}", self.config.subject_prefix, event.tenant_id, event.subject);
-            let headers = self.headers_for(event, dw_telemetry::traceparent_of(&span));
-            let ack = self
-                .jetstream
-                .publish_with_headers(subject, headers, event.payload.clone().into())
-                .instrument(span)
-                .await
-                .map_err(|e| RelayError::Publish(e.to_string()))?;
-            acks.push(ack);
+            (acked, None)
+        }))
+        .await;
+        let mut outcome = PublishOutcome { acked: vec![false; events.len()], error: None };
+        for (acked, error) in results {
+            for index in acked {
+                outcome.acked[index] = true;
+            }
+            if outcome.error.is_none() {
+                outcome.error = error;
+            }
         }
-        for ack in acks {
-            ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
+        outcome
+    }
+
+    /// Publishes one event and waits for JetStream's ack (a duplicate's ack included).
+    async fn publish_one(&self, event: &RecordedEvent) -> Result<(), String> {
+        // Each event gets a span of its own, a child of the command that appended it, whose
+        // context travels on to the consumers.
+        let span = info_span!(
+            "relay publish event",
+            event_id = %event.event_id,
+            event_type = %event.event_type,
+            otel.kind = "producer",
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        if let Some(parent) = &event.metadata.traceparent {
+            dw_telemetry::set_parent_from_traceparent(&span, parent);
         }
+        dw_telemetry::json_log::record_trace_ids(&span);
+        let subject = format!("{}.{}.{}", self.config.subject_prefix, event.tenant_id, event.subject);
+        let headers = self.headers_for(event, dw_telemetry::traceparent_of(&span));
+        let ack = self
+            .jetstream
+            .publish_with_headers(subject, headers, event.payload.clone().into())
+            .instrument(span)
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -468,6 +522,13 @@ impl OutboxRelay {
         }
         headers
     }
+}
+
+/// What one batch's publish did: `acked[i]` for the events JetStream acknowledged, and the first
+/// error, if any publish failed.
+struct PublishOutcome {
+    acked: Vec<bool>,
+    error: Option<String>,
 }
 
 /// Room for the headers the relay sets beyond those sized by [`message_size`] (`ce-*` names,
