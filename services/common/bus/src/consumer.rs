@@ -3,43 +3,28 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sqlx::postgres::PgPool;
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::dead_letters::{self, NewDeadLetter};
 use crate::inbound::headers_to_json;
 use crate::{InboundEvent, Projection, ProjectionError};
 
-/// Events an ordered consumer applies in one transaction at most (and its `max_ack_pending`).
+mod ordered;
+
+pub use ordered::MAX_LANES;
+
+/// Events an ordered consumer applies in one batch at most (its `max_ack_pending` is twice that,
+/// so the next batch is on its way while one is applied).
 pub const ORDERED_BATCH: usize = 256;
-/// How often a standby replica asks for an ordered consumer's lease.
-const LEASE_POLL: Duration = Duration::from_millis(500);
-/// The first key of the ordered consumers' advisory locks (the relay's are single keys).
-const LEASE_NAMESPACE: i32 = 0x6477_6263; // "dwbc"
-
-/// The second key: the consumer's name, hashed (FNV-1a) into the lock's 32 bits.
-fn lease_key(durable_name: &str) -> i32 {
-    let hash =
-        durable_name.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
-    i32::from_ne_bytes(hash.to_ne_bytes())
-}
-
-/// Why a batch was not applied.
-enum BatchError {
-    /// The lease's connection failed: the lease may be gone.
-    Lease(sqlx::Error),
-    /// An event of the batch failed: its events are handled one at a time.
-    Event(String),
-}
-
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     /// Durable consumer name; also the projection's bookkeeping key.
@@ -58,6 +43,12 @@ pub struct ConsumerConfig {
     /// in one transaction each. More suits independent work such as calling a provider per
     /// message.
     pub concurrency: usize,
+    /// Ordered consumers only: transactions a batch is applied in side by side, split by
+    /// aggregate (stream id). Each aggregate's events keep their order; events of different
+    /// aggregates may then be applied in another order than the stream's, which suits a
+    /// projection whose rows each belong to one aggregate. 1 (the default) keeps the whole
+    /// stream's order. At most [`MAX_LANES`].
+    pub lanes: usize,
 }
 
 impl ConsumerConfig {
@@ -76,6 +67,7 @@ impl ConsumerConfig {
             // Short: a consumer that died is redelivered quickly; long work beats in-progress acks.
             ack_wait: Duration::from_secs(10),
             concurrency: 1,
+            lanes: 1,
         }
     }
 
@@ -176,7 +168,7 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// editable fields: `ack_wait`, `max_deliver`, `max_ack_pending`), or binds to it as it is
     /// when the server refuses the update.
     ///
-    /// An ordered consumer (`concurrency` 1) gets `max_ack_pending` [`ORDERED_BATCH`]: only the
+    /// An ordered consumer (`concurrency` 1) gets `max_ack_pending` twice [`ORDERED_BATCH`]: only the
     /// replica holding its lease pulls, so the stream's order holds across replicas.
     pub async fn ensure(&self) -> Result<jetstream::consumer::PullConsumer, String> {
         let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
@@ -190,7 +182,7 @@ impl<P: Projection> ProjectionConsumer<P> {
             ..Default::default()
         };
         if self.config.concurrency <= 1 {
-            config.max_ack_pending = ORDERED_BATCH as i64;
+            config.max_ack_pending = 2 * ORDERED_BATCH as i64;
         }
         match stream.create_consumer(config.clone()).await {
             Ok(consumer) => Ok(consumer),
@@ -225,205 +217,6 @@ impl<P: Projection> ProjectionConsumer<P> {
                 }
             }
         }
-    }
-
-    /// An ordered consumer: waits to hold the projection's lease (a Postgres session advisory
-    /// lock, as the relay's), then pulls batches and applies each in one transaction on the
-    /// lease's own connection, in the stream's order; acknowledges the batch after the commit.
-    /// A replica without the lease pulls nothing, so the order holds across replicas; when the
-    /// holder's connection dies its lease is free and a standby takes over within a second.
-    async fn consume_ordered(&self, cancel: &CancellationToken) -> Result<(), String> {
-        let Some(mut lease) = self.lease(cancel).await? else { return Ok(()) };
-        let mut consumer = self.ensure().await?;
-        // Events a previous holder pulled and never acknowledged (it died) come back after
-        // `ack_wait`, before any newer one: pulling sooner would apply newer events first.
-        let held_elsewhere = consumer.info().await.map(|info| info.num_ack_pending).unwrap_or(0);
-        if held_elsewhere > 0 {
-            info!(consumer = %self.config.durable_name, held_elsewhere, "waiting for the previous holder's events to come back");
-            tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                () = tokio::time::sleep(self.config.ack_wait + Duration::from_millis(500)) => {}
-            }
-        }
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        info!(consumer = %self.config.durable_name, stream = %self.config.stream_name, "ordered consumer running (lease held)");
-        let result = self.apply_in_order(&mut lease, &mut messages, cancel).await;
-        // Hand back what was pulled but not applied, so whoever holds the lease next gets it
-        // now rather than after `ack_wait`.
-        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-            let _ = message.ack_with(AckKind::Nak(None)).await;
-        }
-        result
-    }
-
-    async fn apply_in_order(
-        &self,
-        lease: &mut PgConnection,
-        messages: &mut pull::Stream,
-        cancel: &CancellationToken,
-    ) -> Result<(), String> {
-        let mut errors = 0;
-        loop {
-            let next = tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                next = messages.next() => next,
-            };
-            let first = match next.ok_or("message stream ended")? {
-                Ok(message) => message,
-                // A missed heartbeat or a pull the server refused while a node is lost: the
-                // stream asks again; only a run of them restarts the consumer.
-                Err(error) if errors < 5 => {
-                    errors += 1;
-                    warn!(%error, errors, "consumer stream error");
-                    continue;
-                }
-                Err(error) => return Err(error.to_string()),
-            };
-            errors = 0;
-            let mut batch = vec![first];
-            // Whatever else is already here joins the batch (under load, many; idle, none).
-            while batch.len() < ORDERED_BATCH {
-                match messages.next().now_or_never() {
-                    Some(Some(Ok(message))) => batch.push(message),
-                    Some(Some(Err(error))) => {
-                        warn!(%error, "consumer stream error");
-                        break;
-                    }
-                    Some(None) | None => break,
-                }
-            }
-            if let Err(error) = self.handle_batch(lease, &batch).await {
-                for message in &batch {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                }
-                return Err(error);
-            }
-        }
-    }
-
-    /// Waits for the projection's lease; `None` when cancelled first.
-    /// A standby borrows a pooled connection for each try and gives it back: only the holder
-    /// keeps one out of the pool, so standbys cost no connection beyond the pool's.
-    async fn lease(&self, cancel: &CancellationToken) -> Result<Option<PgConnection>, String> {
-        let key = lease_key(&self.config.durable_name);
-        loop {
-            let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
-            let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                .bind(LEASE_NAMESPACE)
-                .bind(key)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            if acquired {
-                // The lock lives as long as this session: it leaves the pool with it.
-                return Ok(Some(conn.detach()));
-            }
-            drop(conn);
-            tokio::select! {
-                () = cancel.cancelled() => return Ok(None),
-                () = tokio::time::sleep(LEASE_POLL) => {}
-            }
-        }
-    }
-
-    /// Applies a batch in one transaction (each event in its own span); on any failure falls
-    /// back to one event at a time, so a poison event is retried or dead-lettered alone. An
-    /// error of the lease's connection ends the lease (the consumer restarts and waits for it).
-    async fn handle_batch(&self, lease: &mut PgConnection, batch: &[jetstream::Message]) -> Result<(), String> {
-        let events: Vec<Result<InboundEvent, String>> = batch
-            .iter()
-            .map(|message| {
-                let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-                InboundEvent::from_parts(
-                    message.subject.as_str(),
-                    message.headers.as_ref(),
-                    message.payload.clone(),
-                    sequence,
-                )
-                .map_err(|e| e.to_string())
-            })
-            .collect();
-        if let Some(last) = batch.last()
-            && let Ok(info) = last.info()
-        {
-            self.metrics.lag.get_or_create(&self.labels()).set(i64::try_from(info.pending).unwrap_or(i64::MAX));
-        }
-        if events.iter().all(Result::is_ok) {
-            let events: Vec<&InboundEvent> = events.iter().filter_map(|e| e.as_ref().ok()).collect();
-            let Some((first, rest)) = batch.split_first() else { return Ok(()) };
-            match self.in_hand(first, rest, self.apply_batch(lease, &events)).await {
-                Ok(outcomes) => {
-                    futures::future::join_all(batch.iter().map(confirm_ack)).await;
-                    self.count(&events, &outcomes);
-                    return Ok(());
-                }
-                Err(BatchError::Lease(error)) => return Err(format!("lease connection lost: {error}")),
-                Err(BatchError::Event(reason)) => {
-                    debug!(%reason, size = batch.len(), "batch failed; applying its events one at a time");
-                }
-            }
-        }
-        for (index, message) in batch.iter().enumerate() {
-            self.handle_holding(message, batch.get(index + 1..).unwrap_or_default()).await;
-        }
-        Ok(())
-    }
-
-    /// The batch's events applied in order in one transaction on the lease's connection, with
-    /// their bookkeeping (processed events in one statement, the position once).
-    async fn apply_batch(
-        &self,
-        lease: &mut PgConnection,
-        events: &[&InboundEvent],
-    ) -> Result<Vec<Outcome>, BatchError> {
-        let mut tx = lease.begin().await.map_err(BatchError::Lease)?;
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
-        let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) \
-             ON CONFLICT DO NOTHING RETURNING event_id",
-        )
-        .bind(&self.config.durable_name)
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(BatchError::Lease)?;
-        let fresh: std::collections::HashSet<uuid::Uuid> = fresh.into_iter().collect();
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut seen = std::collections::HashSet::new();
-        for event in events {
-            // A batch may hold a redelivered copy of an event it also holds.
-            if !fresh.contains(&event.event_id) || !seen.insert(event.event_id) {
-                outcomes.push(Outcome::Duplicate);
-                continue;
-            }
-            let span = self.event_span(event);
-            let handed = match crate::hand_over(&self.projection, &mut tx, event).instrument(span).await {
-                Ok(handed) => handed,
-                Err(error) => {
-                    // Now, not when dropped: a rollback left queued on the lease's connection
-                    // would keep the batch's rows locked while its events are retried alone.
-                    tx.rollback().await.map_err(BatchError::Lease)?;
-                    return Err(BatchError::Event(error.to_string()));
-                }
-            };
-            outcomes.push(match handed {
-                crate::Handed::Applied => Outcome::Applied,
-                crate::Handed::UnknownType => Outcome::UnknownType,
-            });
-        }
-        let last = events.iter().map(|e| e.stream_sequence).max().unwrap_or(0);
-        sqlx::query(
-            "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
-             EXCLUDED.stream_sequence), updated_at = now()",
-        )
-        .bind(&self.config.durable_name)
-        .bind(last as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(BatchError::Lease)?;
-        dw_eventstore::commit(tx).await.map_err(BatchError::Lease)?;
-        Ok(outcomes)
     }
 
     async fn consume(&self, cancel: &CancellationToken) -> Result<(), String> {

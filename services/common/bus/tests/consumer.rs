@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -277,9 +278,87 @@ async fn an_ordered_consumer_keeps_the_stream_order_across_replicas() {
     let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer("ordered").await.unwrap();
     assert_eq!(
         consumer.info().await.unwrap().config.max_ack_pending,
-        dw_bus::consumer::ORDERED_BATCH as i64,
+        2 * dw_bus::consumer::ORDERED_BATCH as i64,
         "the old consumer was updated"
     );
+    cancel.cancel();
+}
+
+/// Records each event's aggregate, its number within the aggregate (the payload) and the
+/// connection that applied it.
+#[derive(Clone)]
+struct LaneProjection;
+
+impl Projection for LaneProjection {
+    type Contract = Thing;
+
+    async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent, _: Thing) -> Result<(), ProjectionError> {
+        let number: i32 = std::str::from_utf8(&event.payload).ok().and_then(|n| n.parse().ok()).unwrap_or(-1);
+        sqlx::query("INSERT INTO test_lanes (stream_id, number, backend) VALUES ($1, $2, pg_backend_pid())")
+            .bind(&event.stream_id)
+            .bind(number)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_ordered_consumer_with_lanes_applies_aggregates_side_by_side_each_in_order() {
+    let h = start().await;
+    h.cancel.cancel();
+    sqlx::query(
+        "CREATE TABLE test_lanes (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL, number INT NOT NULL, \
+         backend INT NOT NULL)",
+    )
+    .execute(&h.db.pool)
+    .await
+    .unwrap();
+    // The stream holds 12 aggregates' events, interleaved, before any replica pulls: batches are
+    // full and split into lanes.
+    let per_aggregate = 30;
+    for number in 0..per_aggregate {
+        for aggregate in 0..12 {
+            let id = Uuid::now_v7();
+            let payload: &'static [u8] = Box::leak(number.to_string().into_bytes().into_boxed_slice());
+            publish(&h, id, &id.to_string(), &format!("thing-{aggregate:02}"), payload).await;
+        }
+    }
+    let cancel = CancellationToken::new();
+    for _ in 0..2 {
+        let mut config = ConsumerConfig::new("laned", &h.namespace.stream_name);
+        config.lanes = 4;
+        let consumer = ProjectionConsumer::new(
+            h.db.pool.clone(),
+            h.jetstream.clone(),
+            config,
+            LaneProjection,
+            ConsumerMetrics::unregistered(),
+        );
+        tokio::spawn(consumer.run(cancel.clone()));
+    }
+    let pool = h.db.pool.clone();
+    eventually("every event applied", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM test_lanes").fetch_one(&pool).await.unwrap();
+            n >= 12 * i64::from(per_aggregate)
+        }
+    })
+    .await;
+    let rows: Vec<(String, i32, i32)> =
+        sqlx::query_as("SELECT stream_id, number, backend FROM test_lanes ORDER BY position")
+            .fetch_all(&h.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 12 * per_aggregate as usize, "each event applied exactly once");
+    for aggregate in 0..12 {
+        let name = format!("thing-{aggregate:02}");
+        let numbers: Vec<i32> = rows.iter().filter(|(stream, _, _)| *stream == name).map(|(_, n, _)| *n).collect();
+        assert_eq!(numbers, (0..per_aggregate).collect::<Vec<_>>(), "{name} applied in its order");
+    }
+    let backends: HashSet<i32> = rows.iter().map(|(_, _, backend)| *backend).collect();
+    assert!(backends.len() > 1, "the lanes applied on more than one connection: {backends:?}");
     cancel.cancel();
 }
 

@@ -1,0 +1,356 @@
+//! Ordered consumers (`concurrency` 1): one replica at a time holds the projection's lease (a
+//! Postgres session advisory lock) and applies batches in the stream's order, or per aggregate
+//! in `lanes` parallel transactions.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures::{FutureExt, StreamExt};
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use super::{ORDERED_BATCH, Outcome, ProjectionConsumer, confirm_ack};
+use crate::{InboundEvent, Projection};
+
+/// How often a standby replica asks for an ordered consumer's lease.
+const LEASE_POLL: Duration = Duration::from_millis(500);
+/// The first key of the ordered consumers' advisory locks (the relay's are single keys).
+const LEASE_NAMESPACE: i32 = 0x6477_6263; // "dwbc"
+
+/// The most transactions an ordered consumer applies one batch in.
+pub const MAX_LANES: usize = 16;
+
+/// FNV-1a, 32 bits: stable across processes and releases (the lease key and the lanes).
+fn fnv(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
+}
+
+/// The second key: the consumer's name, hashed into the lock's 32 bits.
+fn lease_key(durable_name: &str) -> i32 {
+    i32::from_ne_bytes(fnv(durable_name).to_ne_bytes())
+}
+
+/// Why a batch was not applied.
+enum BatchError {
+    /// The lease's connection failed: the lease may be gone.
+    Lease(sqlx::Error),
+    /// An event of the batch failed: its events are handled one at a time.
+    Event(String),
+}
+
+impl<P: Projection> ProjectionConsumer<P> {
+    /// An ordered consumer: waits to hold the projection's lease (a Postgres session advisory
+    /// lock, as the relay's), then pulls batches and applies each in one transaction on the
+    /// lease's own connection, in the stream's order; acknowledges the batch after the commit.
+    /// A replica without the lease pulls nothing, so the order holds across replicas; when the
+    /// holder's connection dies its lease is free and a standby takes over within a second.
+    pub(super) async fn consume_ordered(&self, cancel: &CancellationToken) -> Result<(), String> {
+        let Some(mut lease) = self.lease(cancel).await? else { return Ok(()) };
+        let mut consumer = self.ensure().await?;
+        // Events a previous holder pulled and never acknowledged (it died) come back after
+        // `ack_wait`, before any newer one: pulling sooner would apply newer events first.
+        let held_elsewhere = consumer.info().await.map(|info| info.num_ack_pending).unwrap_or(0);
+        if held_elsewhere > 0 {
+            info!(consumer = %self.config.durable_name, held_elsewhere, "waiting for the previous holder's events to come back");
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.config.ack_wait + Duration::from_millis(500)) => {}
+            }
+        }
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        info!(consumer = %self.config.durable_name, stream = %self.config.stream_name, "ordered consumer running (lease held)");
+        let result = self.apply_in_order(&mut lease, &mut messages, cancel).await;
+        // Hand back what was pulled but not applied, so whoever holds the lease next gets it
+        // now rather than after `ack_wait`.
+        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+        result
+    }
+
+    async fn apply_in_order(
+        &self,
+        lease: &mut PgConnection,
+        messages: &mut pull::Stream,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let mut errors = 0;
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let first = match next.ok_or("message stream ended")? {
+                Ok(message) => message,
+                // A missed heartbeat or a pull the server refused while a node is lost: the
+                // stream asks again; only a run of them restarts the consumer.
+                Err(error) if errors < 5 => {
+                    errors += 1;
+                    warn!(%error, errors, "consumer stream error");
+                    continue;
+                }
+                Err(error) => return Err(error.to_string()),
+            };
+            errors = 0;
+            let mut batch = vec![first];
+            // Whatever else is already here joins the batch (under load, many; idle, none).
+            while batch.len() < ORDERED_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Err(error))) => {
+                        warn!(%error, "consumer stream error");
+                        break;
+                    }
+                    Some(None) | None => break,
+                }
+            }
+            if let Err(error) = self.handle_batch(lease, &batch).await {
+                for message in &batch {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+                return Err(error);
+            }
+        }
+    }
+
+    /// Waits for the projection's lease; `None` when cancelled first.
+    /// A standby borrows a pooled connection for each try and gives it back: only the holder
+    /// keeps one out of the pool, so standbys cost no connection beyond the pool's.
+    async fn lease(&self, cancel: &CancellationToken) -> Result<Option<PgConnection>, String> {
+        let key = lease_key(&self.config.durable_name);
+        loop {
+            let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
+            let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                .bind(LEASE_NAMESPACE)
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if acquired {
+                // The lock lives as long as this session: it leaves the pool with it.
+                return Ok(Some(conn.detach()));
+            }
+            drop(conn);
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(None),
+                () = tokio::time::sleep(LEASE_POLL) => {}
+            }
+        }
+    }
+
+    /// Applies a batch in one transaction (each event in its own span); on any failure falls
+    /// back to one event at a time, so a poison event is retried or dead-lettered alone. An
+    /// error of the lease's connection ends the lease (the consumer restarts and waits for it).
+    async fn handle_batch(&self, lease: &mut PgConnection, batch: &[jetstream::Message]) -> Result<(), String> {
+        let events: Vec<Result<InboundEvent, String>> = batch
+            .iter()
+            .map(|message| {
+                let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+                InboundEvent::from_parts(
+                    message.subject.as_str(),
+                    message.headers.as_ref(),
+                    message.payload.clone(),
+                    sequence,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .collect();
+        if let Some(last) = batch.last()
+            && let Ok(info) = last.info()
+        {
+            self.metrics.lag.get_or_create(&self.labels()).set(i64::try_from(info.pending).unwrap_or(i64::MAX));
+        }
+        if events.iter().all(Result::is_ok) {
+            let events: Vec<&InboundEvent> = events.iter().filter_map(|e| e.as_ref().ok()).collect();
+            let Some((first, rest)) = batch.split_first() else { return Ok(()) };
+            match self.in_hand(first, rest, self.apply_batch(lease, &events)).await {
+                Ok(outcomes) => {
+                    futures::future::join_all(batch.iter().map(confirm_ack)).await;
+                    self.count(&events, &outcomes);
+                    return Ok(());
+                }
+                Err(BatchError::Lease(error)) => return Err(format!("lease connection lost: {error}")),
+                Err(BatchError::Event(reason)) => {
+                    debug!(%reason, size = batch.len(), "batch failed; applying its events one at a time");
+                }
+            }
+        }
+        for (index, message) in batch.iter().enumerate() {
+            self.handle_holding(message, batch.get(index + 1..).unwrap_or_default()).await;
+        }
+        Ok(())
+    }
+
+    /// The batch's events applied with their bookkeeping (processed events in one statement per
+    /// transaction, the position once). With one lane, in order in one transaction on the
+    /// lease's connection; with more, split by aggregate into that many transactions applied side
+    /// by side (the first on the lease's connection, the others on pooled ones), each aggregate's
+    /// events in order in one of them. A lane that fails makes the whole batch fall back to one
+    /// event at a time; what the other lanes committed is then skipped as a duplicate.
+    async fn apply_batch(
+        &self,
+        lease: &mut PgConnection,
+        events: &[&InboundEvent],
+    ) -> Result<Vec<Outcome>, BatchError> {
+        let lanes = split_into_lanes(events, self.config.lanes);
+        let outcomes = match lanes.split_first() {
+            Some((first, others)) if !others.is_empty() => {
+                let lane_events = |lane: &Vec<usize>| lane.iter().map(|&index| events[index]).collect::<Vec<_>>();
+                let first_events = lane_events(first);
+                let other_results = futures::future::join_all(others.iter().map(|lane| {
+                    let lane_events = lane_events(lane);
+                    async move {
+                        let mut conn = self.pool.acquire().await.map_err(|e| BatchError::Event(e.to_string()))?;
+                        self.apply_lane(&mut conn, &lane_events).await.map_err(|error| match error {
+                            // Not the lease's connection: the batch falls back, the lease stays.
+                            BatchError::Lease(error) => BatchError::Event(error.to_string()),
+                            error => error,
+                        })
+                    }
+                }));
+                let (first_result, other_results) = tokio::join!(self.apply_lane(lease, &first_events), other_results);
+                let mut outcomes = vec![Outcome::Duplicate; events.len()];
+                let mut failure = None;
+                for (lane, result) in std::iter::once((first, first_result)).chain(others.iter().zip(other_results)) {
+                    match result {
+                        Ok(lane_outcomes) => {
+                            for (&index, outcome) in lane.iter().zip(lane_outcomes) {
+                                outcomes[index] = outcome;
+                            }
+                        }
+                        Err(error @ BatchError::Lease(_)) => return Err(error),
+                        Err(error) => failure = failure.or(Some(error)),
+                    }
+                }
+                if let Some(error) = failure {
+                    return Err(error);
+                }
+                outcomes
+            }
+            _ => self.apply_lane(lease, events).await?,
+        };
+        let last = events.iter().map(|e| e.stream_sequence).max().unwrap_or(0);
+        sqlx::query(
+            "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
+             EXCLUDED.stream_sequence), updated_at = now()",
+        )
+        .bind(&self.config.durable_name)
+        .bind(last as i64)
+        .execute(&mut *lease)
+        .await
+        .map_err(BatchError::Lease)?;
+        Ok(outcomes)
+    }
+
+    /// `events` applied in order in one transaction on `conn`, with their processed-events
+    /// bookkeeping.
+    async fn apply_lane(&self, conn: &mut PgConnection, events: &[&InboundEvent]) -> Result<Vec<Outcome>, BatchError> {
+        let mut tx = conn.begin().await.map_err(BatchError::Lease)?;
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+        let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) \
+             ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(&self.config.durable_name)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(BatchError::Lease)?;
+        let fresh: HashSet<uuid::Uuid> = fresh.into_iter().collect();
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut seen = HashSet::new();
+        for event in events {
+            // A batch may hold a redelivered copy of an event it also holds.
+            if !fresh.contains(&event.event_id) || !seen.insert(event.event_id) {
+                outcomes.push(Outcome::Duplicate);
+                continue;
+            }
+            let span = self.event_span(event);
+            let handed = match crate::hand_over(&self.projection, &mut tx, event).instrument(span).await {
+                Ok(handed) => handed,
+                Err(error) => {
+                    // Now, not when dropped: a rollback left queued on the lease's connection
+                    // would keep the batch's rows locked while its events are retried alone.
+                    tx.rollback().await.map_err(BatchError::Lease)?;
+                    return Err(BatchError::Event(error.to_string()));
+                }
+            };
+            outcomes.push(match handed {
+                crate::Handed::Applied => Outcome::Applied,
+                crate::Handed::UnknownType => Outcome::UnknownType,
+            });
+        }
+        dw_eventstore::commit(tx).await.map_err(BatchError::Lease)?;
+        Ok(outcomes)
+    }
+}
+
+/// The batch's event indexes split into at most `lanes` lanes by aggregate (stream id): one
+/// aggregate's events all in one lane, in the batch's order. A batch too small to be worth
+/// more transactions stays in one lane.
+fn split_into_lanes(events: &[&InboundEvent], lanes: usize) -> Vec<Vec<usize>> {
+    let lanes = lanes.clamp(1, MAX_LANES);
+    if lanes == 1 || events.len() < 2 * lanes {
+        return vec![(0..events.len()).collect()];
+    }
+    let mut split = vec![Vec::new(); lanes];
+    for (index, event) in events.iter().enumerate() {
+        split[fnv(&event.stream_id) as usize % lanes].push(index);
+    }
+    split.retain(|lane| !lane.is_empty());
+    split
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(stream_id: &str, sequence: u64) -> InboundEvent {
+        let mut headers = async_nats::HeaderMap::new();
+        let id = uuid::Uuid::now_v7().to_string();
+        for (name, value) in [
+            ("ce-id", id.as_str()),
+            ("ce-type", "test.v1.Thing"),
+            ("ce-source", "test"),
+            ("ce-subject", stream_id),
+            ("ce-time", "2026-12-01T00:00:00Z"),
+            ("dw-tenant", "acme"),
+            ("dw-stream-version", "1"),
+        ] {
+            headers.insert(name, value);
+        }
+        InboundEvent::from_parts("dw.test.acme.thing.happened", Some(&headers), bytes::Bytes::new(), sequence)
+            .expect("a valid envelope")
+    }
+
+    #[test]
+    fn lanes_keep_each_aggregate_whole_and_in_order() {
+        let events: Vec<InboundEvent> = (0..64).map(|i| event(&format!("thing:{}", i % 7), i)).collect();
+        let refs: Vec<&InboundEvent> = events.iter().collect();
+        let lanes = split_into_lanes(&refs, 4);
+        assert!(lanes.len() > 1 && lanes.len() <= 4, "{}", lanes.len());
+        let mut lane_of = std::collections::HashMap::new();
+        let mut all: Vec<usize> = Vec::new();
+        for (lane, indexes) in lanes.iter().enumerate() {
+            assert!(indexes.windows(2).all(|pair| pair[0] < pair[1]), "a lane keeps the batch's order");
+            for &index in indexes {
+                let previous = lane_of.insert(events[index].stream_id.clone(), lane);
+                assert!(previous.is_none_or(|previous| previous == lane), "an aggregate split across lanes");
+                all.push(index);
+            }
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..64).collect::<Vec<_>>(), "every event in exactly one lane");
+    }
+
+    #[test]
+    fn one_lane_or_a_small_batch_stays_whole() {
+        let events: Vec<InboundEvent> = (0..5).map(|i| event(&format!("thing:{i}"), i)).collect();
+        let refs: Vec<&InboundEvent> = events.iter().collect();
+        assert_eq!(split_into_lanes(&refs, 1), vec![vec![0, 1, 2, 3, 4]]);
+        assert_eq!(split_into_lanes(&refs, 4), vec![vec![0, 1, 2, 3, 4]]);
+    }
+}
