@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use dw_bus::ConsumerConfig;
 use dw_bus::declared::{Consumer, DeclaredConsumer};
+use dw_bus::{ConsumerConfig, LaneKey};
 use dw_grpc_kit::bootstrap::Bootstrap;
 use dw_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
 use prometheus_client::registry::Registry;
@@ -54,6 +54,12 @@ fn consumers(config: &Config, metrics: &DistributionMetrics) -> Vec<Box<dyn Decl
     let mut inbound =
         ConsumerConfig::new(&format!("{}-messaging", config.consumer_prefix), &config.messaging.stream_name);
     inbound.filter_subjects = vec![format!("{}.*.inbound.>", config.messaging.subject_prefix)];
+    // Both take the tenant's lock for each event: a batch is applied a tenant per lane, so one
+    // tenant's burst does not hold up the others' (each tenant's events keep their order).
+    for consumer in [&mut sessions, &mut inbound] {
+        consumer.lanes = 4;
+        consumer.lane_by = LaneKey::Tenant;
+    }
     vec![
         Consumer::declare(sessions, AgentSessionsReaction { metrics: metrics.clone() }),
         Consumer::declare(inbound, InboundMessageReaction { metrics: metrics.clone() }),

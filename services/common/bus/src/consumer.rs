@@ -49,6 +49,20 @@ pub struct ConsumerConfig {
     /// projection whose rows each belong to one aggregate. 1 (the default) keeps the whole
     /// stream's order. At most [`MAX_LANES`].
     pub lanes: usize,
+    /// What keeps one lane: an aggregate, or a whole tenant (for projections that take a
+    /// tenant-wide lock or keep tenant-wide rows: tenants never share rows, so their events may
+    /// be applied side by side).
+    pub lane_by: LaneKey,
+}
+
+/// How an ordered consumer with lanes splits a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LaneKey {
+    /// One aggregate's events (stream id) in one lane.
+    #[default]
+    Aggregate,
+    /// One tenant's events in one lane: the tenant's order is kept.
+    Tenant,
 }
 
 impl ConsumerConfig {
@@ -68,6 +82,7 @@ impl ConsumerConfig {
             ack_wait: Duration::from_secs(10),
             concurrency: 1,
             lanes: 1,
+            lane_by: LaneKey::Aggregate,
         }
     }
 

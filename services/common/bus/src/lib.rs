@@ -13,7 +13,7 @@ pub mod declared;
 pub mod inbound;
 pub mod permissions;
 
-pub use consumer::{ConsumerConfig, ConsumerMetrics, ProjectionConsumer};
+pub use consumer::{ConsumerConfig, ConsumerMetrics, LaneKey, ProjectionConsumer};
 pub use inbound::{EnvelopeError, InboundEvent};
 
 use std::future::Future;

@@ -11,7 +11,7 @@ use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::{ORDERED_BATCH, Outcome, ProjectionConsumer, confirm_ack};
+use super::{LaneKey, ORDERED_BATCH, Outcome, ProjectionConsumer, confirm_ack};
 use crate::{InboundEvent, Projection};
 
 /// How often a standby replica asks for an ordered consumer's lease.
@@ -194,7 +194,7 @@ impl<P: Projection> ProjectionConsumer<P> {
         lease: &mut PgConnection,
         events: &[&InboundEvent],
     ) -> Result<Vec<Outcome>, BatchError> {
-        let lanes = split_into_lanes(events, self.config.lanes);
+        let lanes = split_into_lanes(events, self.config.lanes, self.config.lane_by);
         let outcomes = match lanes.split_first() {
             Some((first, others)) if !others.is_empty() => {
                 let lane_events = |lane: &Vec<usize>| lane.iter().map(|&index| events[index]).collect::<Vec<_>>();
@@ -288,17 +288,21 @@ impl<P: Projection> ProjectionConsumer<P> {
     }
 }
 
-/// The batch's event indexes split into at most `lanes` lanes by aggregate (stream id): one
-/// aggregate's events all in one lane, in the batch's order. A batch too small to be worth
-/// more transactions stays in one lane.
-fn split_into_lanes(events: &[&InboundEvent], lanes: usize) -> Vec<Vec<usize>> {
+/// The batch's event indexes split into at most `lanes` lanes by aggregate (stream id) or
+/// tenant: one aggregate's (tenant's) events all in one lane, in the batch's order. A batch too
+/// small to be worth more transactions stays in one lane.
+fn split_into_lanes(events: &[&InboundEvent], lanes: usize, by: LaneKey) -> Vec<Vec<usize>> {
     let lanes = lanes.clamp(1, MAX_LANES);
     if lanes == 1 || events.len() < 2 * lanes {
         return vec![(0..events.len()).collect()];
     }
     let mut split = vec![Vec::new(); lanes];
     for (index, event) in events.iter().enumerate() {
-        split[fnv(&event.stream_id) as usize % lanes].push(index);
+        let key = match by {
+            LaneKey::Aggregate => event.stream_id.as_str(),
+            LaneKey::Tenant => event.tenant_id.as_str(),
+        };
+        split[fnv(key) as usize % lanes].push(index);
     }
     split.retain(|lane| !lane.is_empty());
     split
@@ -330,7 +334,7 @@ mod tests {
     fn lanes_keep_each_aggregate_whole_and_in_order() {
         let events: Vec<InboundEvent> = (0..64).map(|i| event(&format!("thing:{}", i % 7), i)).collect();
         let refs: Vec<&InboundEvent> = events.iter().collect();
-        let lanes = split_into_lanes(&refs, 4);
+        let lanes = split_into_lanes(&refs, 4, LaneKey::Aggregate);
         assert!(lanes.len() > 1 && lanes.len() <= 4, "{}", lanes.len());
         let mut lane_of = std::collections::HashMap::new();
         let mut all: Vec<usize> = Vec::new();
@@ -347,10 +351,29 @@ mod tests {
     }
 
     #[test]
+    fn lanes_by_tenant_keep_each_tenant_whole() {
+        let mut events: Vec<InboundEvent> = (0..40).map(|i| event(&format!("thing:{i}"), i)).collect();
+        for (i, event) in events.iter_mut().enumerate() {
+            event.tenant_id = dw_ids::TenantId::parse(&format!("tenant-{}", i % 5)).expect("a tenant id");
+        }
+        let refs: Vec<&InboundEvent> = events.iter().collect();
+        let lanes = split_into_lanes(&refs, 4, LaneKey::Tenant);
+        assert!(lanes.len() > 1, "five tenants spread over the lanes");
+        for indexes in &lanes {
+            let tenants: HashSet<&str> = indexes.iter().map(|&i| events[i].tenant_id.as_str()).collect();
+            for tenant in tenants {
+                let of_tenant = events.iter().filter(|e| e.tenant_id.as_str() == tenant).count();
+                let here = indexes.iter().filter(|&&i| events[i].tenant_id.as_str() == tenant).count();
+                assert_eq!(here, of_tenant, "{tenant} split across lanes");
+            }
+        }
+    }
+
+    #[test]
     fn one_lane_or_a_small_batch_stays_whole() {
         let events: Vec<InboundEvent> = (0..5).map(|i| event(&format!("thing:{i}"), i)).collect();
         let refs: Vec<&InboundEvent> = events.iter().collect();
-        assert_eq!(split_into_lanes(&refs, 1), vec![vec![0, 1, 2, 3, 4]]);
-        assert_eq!(split_into_lanes(&refs, 4), vec![vec![0, 1, 2, 3, 4]]);
+        assert_eq!(split_into_lanes(&refs, 1, LaneKey::Aggregate), vec![vec![0, 1, 2, 3, 4]]);
+        assert_eq!(split_into_lanes(&refs, 4, LaneKey::Aggregate), vec![vec![0, 1, 2, 3, 4]]);
     }
 }
