@@ -3,12 +3,15 @@
 use dw_ids::TenantId;
 use std::collections::BTreeMap;
 
-use dw_eventstore::NewEvent;
+use chrono::{DateTime, Utc};
+use dw_eventstore::codec::decode_contract;
+use dw_eventstore::{CodecError, NewEvent, RecordedEvent};
 use dw_proto::messaging::v1 as pb;
-use dw_proto::time::timestamp;
+use dw_proto::time::{datetime, timestamp};
 
+use crate::domain::DepartmentId;
 use crate::domain::contact::Contact;
-use crate::domain::template::{Category, Channel, HeaderKind, Template};
+use crate::domain::template::{self, Category, Channel, Content, HeaderKind, Template};
 
 pub fn template_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
     format!("template:{tenant}:{id}")
@@ -107,29 +110,104 @@ pub fn contact_to_pb(contact: &Contact, version: i64) -> pb::Contact {
     }
 }
 
-pub fn template_created(template: &pb::Template, by: &str) -> NewEvent {
-    NewEvent::of(
-        "template.created",
-        &pb::TemplateCreated { template: Some(template.clone()), created_by: by.to_owned() },
-    )
+/// A template's event as the contract's, `by` the manager who changed it.
+pub fn encode_template(template_id: uuid::Uuid, by: &str, event: &template::Event) -> NewEvent {
+    use template::Event as E;
+    match event {
+        E::Created(template) => NewEvent::of(
+            "template.created",
+            &pb::TemplateCreated { template: Some(template_to_pb(template, 1)), created_by: by.to_owned() },
+        ),
+        E::Updated { template, version } => {
+            let version = i64::try_from(*version).unwrap_or(i64::MAX);
+            NewEvent::of(
+                "template.updated",
+                &pb::TemplateUpdated { template: Some(template_to_pb(template, version)), updated_by: by.to_owned() },
+            )
+        }
+        E::Archived { at } => NewEvent::of(
+            "template.archived",
+            &pb::TemplateArchived {
+                template_id: template_id.to_string(),
+                archived_by: by.to_owned(),
+                archived_at: Some(timestamp(*at)),
+            },
+        ),
+    }
 }
 
-pub fn template_updated(template: &pb::Template, by: &str) -> NewEvent {
-    NewEvent::of(
-        "template.updated",
-        &pb::TemplateUpdated { template: Some(template.clone()), updated_by: by.to_owned() },
-    )
+/// A stored event of a template's stream back into the domain's event (every release's events
+/// decode: the contract only ever gains fields).
+pub fn decode_template(recorded: &RecordedEvent) -> Result<template::Event, CodecError> {
+    use template::Event as E;
+    Ok(match decode_contract::<pb::Event>(recorded)? {
+        pb::Event::TemplateCreated(m) => E::Created(template_from_pb(m.template)?),
+        pb::Event::TemplateUpdated(m) => {
+            let version = m.template.as_ref().map_or(0, |view| view.version);
+            E::Updated { template: template_from_pb(m.template)?, version }
+        }
+        pb::Event::TemplateArchived(m) => E::Archived { at: datetime_from("archived_at", m.archived_at.as_ref())? },
+        other @ (pb::Event::InboundMessageReceived(_)
+        | pb::Event::ContactUpserted(_)
+        | pb::Event::MessageRequested(_)
+        | pb::Event::MessageDispatched(_)
+        | pb::Event::MessageDelivered(_)
+        | pb::Event::MessageRead(_)
+        | pb::Event::MessageFailed(_)
+        | pb::Event::ContactOptedOut(_)
+        | pb::Event::ContactOptedIn(_)
+        | pb::Event::ProviderConfigChanged(_)) => {
+            return Err(CodecError::Invalid("event_type", format!("{} is not a template event", other.type_name())));
+        }
+    })
 }
 
-pub fn template_archived(template: &Template, by: &str) -> NewEvent {
-    NewEvent::of(
-        "template.archived",
-        &pb::TemplateArchived {
-            template_id: template.template_id.to_string(),
-            archived_by: by.to_owned(),
-            archived_at: Some(timestamp(template.updated_at)),
-        },
-    )
+fn datetime_from(field: &'static str, at: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, CodecError> {
+    let at = at.ok_or(CodecError::Invalid(field, "missing".into()))?;
+    datetime(at).ok_or(CodecError::Invalid(field, "out of range".into()))
+}
+
+/// The contract leaves an absent optional text empty.
+fn optional(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// A template view as the events carry it back into the domain's template (the inverse of
+/// [`template_to_pb`]).
+fn template_from_pb(view: Option<pb::Template>) -> Result<Template, CodecError> {
+    let view = view.ok_or(CodecError::Invalid("template", "missing".into()))?;
+    let invalid = |field: &'static str| move |reason: String| CodecError::Invalid(field, reason);
+    let template_id = uuid::Uuid::parse_str(&view.template_id).map_err(|e| invalid("template_id")(e.to_string()))?;
+    let channel = channel_from_pb(view.channel).ok_or_else(|| invalid("channel")(view.channel.to_string()))?;
+    let header_kind =
+        header_kind_from_pb(view.header_kind).ok_or_else(|| invalid("header_kind")(view.header_kind.to_string()))?;
+    let department = optional(view.department_id)
+        .map(|department| DepartmentId::parse(&department))
+        .transpose()
+        .map_err(invalid("department_id"))?;
+    let variable_count = usize::try_from(view.variable_count).map_err(|e| invalid("variable_count")(e.to_string()))?;
+    let content = Content {
+        language: optional(view.language),
+        category: category_from_pb(view.category),
+        header_kind,
+        header_text: optional(view.header_text),
+        header_image_url: optional(view.header_image_url),
+        body: view.body,
+        footer: optional(view.footer),
+        department,
+        default_webhook_url: optional(view.default_webhook_url),
+        default_metadata: view.default_metadata.into_iter().collect(),
+        variable_count,
+    };
+    Ok(Template {
+        template_id,
+        channel,
+        name: view.name,
+        content,
+        archived: view.archived,
+        created_at: datetime_from("created_at", view.created_at.as_ref())?,
+        updated_at: datetime_from("updated_at", view.updated_at.as_ref())?,
+    })
 }
 
 pub fn contact_upserted(contact: &pb::Contact, by: &str) -> NewEvent {
@@ -246,4 +324,77 @@ pub fn provider_config_changed(config: &pb::ProviderConfig, whatsapp: bool, sms:
             changed_by: by.to_owned(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::template::{ContentInput, HeaderKind};
+
+    fn recorded(event: NewEvent) -> RecordedEvent {
+        RecordedEvent {
+            global_position: 1,
+            event_id: event.event_id,
+            tenant_id: TenantId::parse("acme").unwrap(),
+            stream_id: "template:acme:x".into(),
+            version: 1,
+            event_type: event.event_type,
+            subject: event.subject,
+            payload: event.payload,
+            recorded_at: Utc::now(),
+            metadata: Default::default(),
+        }
+    }
+
+    fn template(channel: Channel, input: ContentInput) -> Template {
+        let now = chrono::DateTime::from_timestamp(1_764_500_000, 123_456_000).unwrap();
+        Template {
+            template_id: uuid::Uuid::now_v7(),
+            channel,
+            name: "order_update".into(),
+            content: Content::parse(channel, input, "").unwrap(),
+            archived: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn given_each_template_event_when_encoded_then_it_decodes_to_itself() {
+        let whatsapp = template(
+            Channel::Whatsapp,
+            ContentInput {
+                language: "pt_BR".into(),
+                category: Some(Category::Utility),
+                header_kind: Some(HeaderKind::Text),
+                header_text: "Pedido".into(),
+                body: "Olá {{1}}, pedido {{2}}".into(),
+                footer: "Acme".into(),
+                department: "sales".into(),
+                default_webhook_url: "https://hooks.example.com/a".into(),
+                default_metadata: BTreeMap::from([("crm".to_owned(), "x".to_owned())]),
+                ..Default::default()
+            },
+        );
+        let sms = template(Channel::Sms, ContentInput { body: "Code {{1}}".into(), ..Default::default() });
+        let later = whatsapp.created_at + chrono::Duration::seconds(5);
+        let updated = Template { updated_at: later, ..sms.clone() };
+        for event in [
+            template::Event::Created(whatsapp.clone()),
+            template::Event::Created(sms.clone()),
+            template::Event::Updated { template: updated, version: 7 },
+            template::Event::Archived { at: later },
+        ] {
+            let encoded = encode_template(whatsapp.template_id, "boss", &event);
+            assert_eq!(decode_template(&recorded(encoded)).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn given_an_event_of_another_aggregate_when_decoded_as_a_template_event_then_it_is_refused() {
+        let read = NewEvent::of("message.read", &pb::MessageRead { message_id: "m".into(), read_at: None });
+        assert!(decode_template(&recorded(read)).is_err());
+    }
 }

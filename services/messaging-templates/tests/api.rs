@@ -399,3 +399,57 @@ async fn template_updates_change_only_the_named_fields_and_refuse_stale_versions
     let get = pb::GetTemplateRequest { template_id: order.template_id.clone() };
     assert_eq!(templates.get_template(authed(&manager, get)).await.unwrap().into_inner(), updated);
 }
+
+/// Turns the stored snapshot of `template_id`'s stream into something that is not a template
+/// (as a snapshot written by another release, or damaged, would be).
+async fn break_snapshot(setup: &Setup, tenant: &dw_ids::TenantId, template_id: uuid::Uuid) {
+    let stream_id = messaging_templates::codec::template_stream(tenant, template_id);
+    let broken = sqlx::query("UPDATE streams SET snapshot = '{\"template_id\": 42}'::jsonb WHERE stream_id = $1")
+        .bind(stream_id)
+        .execute(&setup.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(broken.rows_affected(), 1);
+}
+
+#[tokio::test]
+async fn a_template_whose_snapshot_no_longer_decodes_loads_by_replaying_its_events() {
+    use messaging_templates::app::load_template;
+
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let manager = token("acme", "boss", Role::Manager);
+    let mut templates = service.templates();
+    let order = create(&service, &manager, pb::Channel::Whatsapp, "order_update", whatsapp_content("Olá {{1}}.")).await;
+    let request = body_update(&order.template_id, &["body"], "Oi {{1}}, pedido {{2}}.", Some(order.version));
+    templates.update_template(authed(&manager, request)).await.unwrap();
+
+    // Given a template at version 2 whose snapshot no longer decodes,
+    let tenant = dw_ids::TenantId::parse("acme").unwrap();
+    let template_id: uuid::Uuid = order.template_id.parse().unwrap();
+    let mut conn = setup.db.pool.acquire().await.unwrap();
+    let from_snapshot = load_template(&mut conn, &tenant, template_id).await.unwrap().unwrap();
+    break_snapshot(&setup, &tenant, template_id).await;
+
+    // when it is loaded, then the replay of its events is what the snapshot was,
+    let replayed = load_template(&mut conn, &tenant, template_id).await.unwrap().unwrap();
+    assert_eq!(replayed, from_snapshot);
+    assert_eq!(replayed.1, 2);
+
+    // and commands start from it: an update keeps the fields it does not name,
+    let request = body_update(&order.template_id, &["body"], "Tchau {{1}}.", Some(2));
+    let updated = templates.update_template(authed(&manager, request)).await.unwrap().into_inner();
+    assert_eq!((updated.body.as_str(), updated.version, updated.variable_count), ("Tchau {{1}}.", 3, 1));
+    assert_eq!((updated.language.as_str(), updated.footer.as_str()), ("pt_BR", "Equipe Acme"));
+
+    // an archive too, and the read model agrees with the stream.
+    break_snapshot(&setup, &tenant, template_id).await;
+    let archive = pb::ArchiveTemplateRequest { request_id: rid(), template_id: order.template_id.clone() };
+    let archived = templates.archive_template(authed(&manager, archive)).await.unwrap().into_inner();
+    assert!(archived.archived);
+    assert_eq!(archived.version, 4);
+    let get = pb::GetTemplateRequest { template_id: order.template_id.clone() };
+    assert_eq!(templates.get_template(authed(&manager, get)).await.unwrap().into_inner(), archived);
+    let (state, version) = load_template(&mut conn, &tenant, template_id).await.unwrap().unwrap();
+    assert_eq!(messaging_templates::codec::template_to_pb(&state, version), archived);
+}

@@ -8,8 +8,9 @@ mod reads;
 pub mod send;
 
 use chrono::{DateTime, Utc};
+use dw_eventstore::aggregate::{self, Aggregate, Loaded};
 use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::store;
+use dw_eventstore::{NewEvent, RecordedEvent, store};
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row};
@@ -69,17 +70,44 @@ fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint))
 }
 
+/// One template's stream; the state is `None` until its `TemplateCreated`. `actor` is who
+/// changes it (the events carry it).
+pub struct TemplateStream<'a> {
+    pub tenant: &'a TenantId,
+    pub template_id: uuid::Uuid,
+    pub actor: &'a str,
+}
+
+impl Aggregate for TemplateStream<'_> {
+    type State = Option<Template>;
+    type Event = template::Event;
+
+    fn stream_id(&self) -> String {
+        codec::template_stream(self.tenant, self.template_id)
+    }
+
+    fn decode(&self, recorded: &RecordedEvent) -> Result<template::Event, String> {
+        codec::decode_template(recorded).map_err(|e| e.to_string())
+    }
+
+    fn encode(&self, event: &template::Event) -> NewEvent {
+        codec::encode_template(self.template_id, self.actor, event)
+    }
+
+    fn evolve(state: Option<Template>, event: &template::Event) -> Option<Template> {
+        template::evolve(state, event)
+    }
+}
+
+/// A template and its stream version, if it exists in the tenant: its snapshot, or a replay of
+/// its stream when there is none or it no longer decodes.
 pub async fn load_template(
     conn: &mut PgConnection,
     tenant: &TenantId,
     template_id: uuid::Uuid,
 ) -> Result<Option<(Template, i64)>, AppError> {
-    let stream = store::load_stream(conn, &codec::template_stream(tenant, template_id)).await?;
-    let Some(snapshot) = stream.snapshot else {
-        return Ok(None);
-    };
-    let template = serde_json::from_value(snapshot).map_err(|e| AppError::Corrupt(e.to_string()))?;
-    Ok(Some((template, stream.version)))
+    let loaded = aggregate::load(conn, &TemplateStream { tenant, template_id, actor: "" }).await?;
+    Ok(loaded.state.map(|template| (template, loaded.version)))
 }
 
 struct CreateTemplate<'c> {
@@ -103,13 +131,12 @@ impl Attempt<DomainError> for CreateTemplate<'_> {
             created_at: now,
             updated_at: now,
         };
-        let view = codec::template_to_pb(&template, 1);
-        let event = codec::template_created(&view, &self.ctx.actor);
-        let stream_id = codec::template_stream(tenant, template.template_id);
-        let snapshot = serde_json::to_value(&template).ok();
-        store::append(conn, tenant, &stream_id, 0, vec![event], snapshot, &self.ctx.metadata).await?;
-        match projections::save_template(conn, tenant, &template, 1).await {
-            Ok(()) => Ok(view),
+        let stream = TemplateStream { tenant, template_id: template.template_id, actor: &self.ctx.actor };
+        let events = [template::Event::Created(template)];
+        let appended = aggregate::append(conn, tenant, &stream, Loaded::default(), &events, &self.ctx.metadata).await?;
+        let created = appended.state.ok_or_else(|| AppError::corrupt("a created template has no state"))?;
+        match projections::save_template(conn, tenant, &created, appended.version).await {
+            Ok(()) => Ok(codec::template_to_pb(&created, appended.version)),
             Err(error) if is_unique_violation(&error, "templates_active_name_key") => {
                 Err(DomainError::TemplateNameTaken(self.channel.as_str().to_owned(), self.name.clone()).into())
             }
@@ -118,7 +145,6 @@ impl Attempt<DomainError> for CreateTemplate<'_> {
     }
 }
 
-/// Updates the content (`Some`) or archives (`None`).
 /// What a manager does to an existing template.
 pub enum TemplateChange {
     Update(Box<template::ContentUpdate>),
@@ -136,31 +162,25 @@ impl Attempt<DomainError> for ChangeTemplate<'_> {
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Template, AppError> {
         let tenant = &self.ctx.tenant;
-        let (state, version) = load_template(conn, tenant, self.template_id)
-            .await?
-            .ok_or_else(|| DomainError::TemplateNotFound(self.template_id.to_string()))?;
+        let stream = TemplateStream { tenant, template_id: self.template_id, actor: &self.ctx.actor };
+        let loaded = aggregate::load(conn, &stream).await?;
+        let Some(state) = &loaded.state else {
+            return Err(DomainError::TemplateNotFound(self.template_id.to_string()).into());
+        };
         let events = match &self.change {
             TemplateChange::Update(update) => {
-                let current_version = u64::try_from(version).unwrap_or_default();
-                template::update(&state, current_version, update.as_ref().clone(), now)?
+                let current_version = u64::try_from(loaded.version).unwrap_or_default();
+                template::update(state, current_version, update.as_ref().clone(), now)?
             }
-            TemplateChange::Archive => template::archive(&state, now)?,
+            TemplateChange::Archive => template::archive(state, now)?,
         };
         if events.is_empty() {
-            return Ok(codec::template_to_pb(&state, version));
+            return Ok(codec::template_to_pb(state, loaded.version));
         }
-        let new_state = events.iter().fold(Some(state), template::evolve).ok_or(AppError::Corrupt("lost".into()))?;
-        let new_version = version + 1;
-        let view = codec::template_to_pb(&new_state, new_version);
-        let event = match &self.change {
-            TemplateChange::Update(_) => codec::template_updated(&view, &self.ctx.actor),
-            TemplateChange::Archive => codec::template_archived(&new_state, &self.ctx.actor),
-        };
-        let stream_id = codec::template_stream(tenant, self.template_id);
-        let snapshot = serde_json::to_value(&new_state).ok();
-        store::append(conn, tenant, &stream_id, version, vec![event], snapshot, &self.ctx.metadata).await?;
-        projections::save_template(conn, tenant, &new_state, new_version).await?;
-        Ok(view)
+        let appended = aggregate::append(conn, tenant, &stream, loaded, &events, &self.ctx.metadata).await?;
+        let changed = appended.state.ok_or_else(|| AppError::corrupt(format!("template {} lost", self.template_id)))?;
+        projections::save_template(conn, tenant, &changed, appended.version).await?;
+        Ok(codec::template_to_pb(&changed, appended.version))
     }
 }
 
