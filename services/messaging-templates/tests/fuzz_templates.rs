@@ -41,16 +41,33 @@ fn huge_runner(default: u32) -> TestRunner {
 /// Any text, weighted towards what breaks template parsing: braces and placeholders, NUL and
 /// control characters, whitespace, GSM-7 extension characters, non-GSM letters, emoji.
 fn hostile_text(max: usize) -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        3 => any::<char>().prop_map(String::from),
-        3 => "[a-z0-9 ]{1,8}",
-        2 => prop::sample::select(vec![
-            "{{", "}}", "{", "}", "{{1}}", "{{2}}", "{{ 1 }}", "{{0}}", "{{+1}}", "{{-1}}", "{{x}}", "{{}}",
-            "{{99999999999999999999999}}", "\0", "\t", "\n", "\r", "\u{7f}", "\u{202e}", "€", "[", "é", "ã", "😀",
-        ])
-        .prop_map(str::to_owned),
+    let specials = vec![
+        "{{",
+        "}}",
+        "{",
+        "}",
+        "{{1}}",
+        "{{2}}",
+        "{{ 1 }}",
+        "{{0}}",
+        "{{+1}}",
+        "{{-1}}",
+        "{{x}}",
+        "{{}}",
+        "{{99999999999999999999999}}",
+        "\0",
+        "\t",
+        "\n",
+        "\r",
+        "\u{7f}",
+        "\u{202e}",
+        "€",
+        "[",
+        "é",
+        "ã",
+        "😀",
     ];
-    prop::collection::vec(piece, 0..max).prop_map(|pieces| pieces.concat())
+    dw_fuzz::hostile_text(max, "[a-z0-9 ]{1,8}", specials, 2)
 }
 
 /// Text between placeholders: anything without `{{` that does not end in `{` (which would make

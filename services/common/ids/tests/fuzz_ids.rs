@@ -24,16 +24,11 @@ fn huge_runner(default: u32) -> TestRunner {
 /// Any text, weighted towards what an id parser must refuse: NUL and control characters,
 /// whitespace, NATS wildcards and separators, non-ASCII digits and letters, a full-width plus.
 fn hostile_text(max: usize) -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        3 => any::<char>().prop_map(String::from),
-        3 => "[a-z0-9_+-]{1,8}",
-        1 => prop::sample::select(vec![
-            "\0", "\t", "\n", "\r", " ", "\u{7f}", "\u{200b}", "\u{202e}", ".", "*", ">", "/", "A", "é", "+",
-            "\u{ff0b}", "\u{0663}", "\u{ff11}", "😀",
-        ])
-        .prop_map(str::to_owned),
+    let specials = vec![
+        "\0", "\t", "\n", "\r", " ", "\u{7f}", "\u{200b}", "\u{202e}", ".", "*", ">", "/", "A", "é", "+", "\u{ff0b}",
+        "\u{0663}", "\u{ff11}", "😀",
     ];
-    prop::collection::vec(piece, 0..max).prop_map(|pieces| pieces.concat())
+    dw_fuzz::hostile_text(max, "[a-z0-9_+-]{1,8}", specials, 1)
 }
 
 /// E.164 as the rule states it, written independently of `PhoneNumber::parse`.
