@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{TestService, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1 as pb;
-use dw_testkit::bench::{env_or, ms, percentile};
+use dw_testkit::bench::{env_or, gather, ms, percentile, summary};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -80,24 +80,12 @@ async fn main() {
             (latencies, errors)
         });
     }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    while let Some(result) = workers.join_next().await {
-        let (mut l, e) = result.unwrap();
-        latencies.append(&mut l);
-        errors += e;
-    }
-    latencies.sort();
+    let (latencies, errors) = gather(workers).await.unwrap();
     let commands = latencies.len();
     let rate = commands as f64 / seconds as f64;
     println!("commands        {commands} ({errors} errors)");
     println!("throughput      {rate:.0} commands/s");
-    println!(
-        "latency         p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
-        ms(percentile(&latencies, 0.50)),
-        ms(percentile(&latencies, 0.99)),
-        ms(percentile(&latencies, 1.0))
-    );
+    println!("latency         {}", summary(&latencies));
     let mut lags = propagation.await.unwrap();
     lags.sort();
     println!(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Setup, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
-use dw_testkit::bench::{env_or, percentile_ms};
+use dw_testkit::bench::{env_or, gather, summary};
 
 #[tokio::main]
 async fn main() {
@@ -76,23 +76,11 @@ async fn main() {
             (latencies, errors)
         });
     }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    while let Some(result) = workers.join_next().await {
-        let (mut l, e) = result.unwrap();
-        latencies.append(&mut l);
-        errors += e;
-    }
+    let (latencies, errors) = gather(workers).await.unwrap();
     let accepted = latencies.len();
     let sending_window = started.elapsed();
-    latencies.sort();
     println!("sends accepted  {accepted} ({errors} errors) = {:.0}/s", accepted as f64 / sending_window.as_secs_f64());
-    println!(
-        "SendTemplate    p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
-        percentile_ms(&latencies, 0.5),
-        percentile_ms(&latencies, 0.99),
-        percentile_ms(&latencies, 1.0)
-    );
+    println!("SendTemplate    {}", summary(&latencies));
     // The provider keeps receiving after the senders stop: measure until it has them all.
     let drain_deadline = Instant::now() + Duration::from_secs(120);
     while setup.whatsapp.received().len() < accepted && Instant::now() < drain_deadline {

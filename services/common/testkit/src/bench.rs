@@ -26,3 +26,29 @@ pub fn ms(d: Duration) -> f64 {
 pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     ms(percentile(sorted, p))
 }
+
+/// `p50 … ms   p99 … ms   max … ms` of `sorted` latencies: how every benchmark prints them.
+pub fn summary(sorted: &[Duration]) -> String {
+    format!(
+        "p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        percentile_ms(sorted, 0.5),
+        percentile_ms(sorted, 0.99),
+        percentile_ms(sorted, 1.0)
+    )
+}
+
+/// Waits for every worker of a load and gathers what they measured: each call's latency (all of
+/// them, sorted) and how many calls failed. A worker that panicked is the error.
+pub async fn gather(
+    mut workers: tokio::task::JoinSet<(Vec<Duration>, u64)>,
+) -> Result<(Vec<Duration>, u64), tokio::task::JoinError> {
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(result) = workers.join_next().await {
+        let (mut measured, failed) = result?;
+        latencies.append(&mut measured);
+        errors += failed;
+    }
+    latencies.sort();
+    Ok((latencies, errors))
+}
