@@ -26,17 +26,8 @@ use messaging_templates::domain::template::{
 };
 use messaging_templates::domain::{DepartmentId, preview};
 use proptest::prelude::*;
-use proptest::test_runner::TestRunner;
 
-const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_templates.txt";
-
-fn config(cases: u32) -> ProptestConfig {
-    dw_fuzz::config(cases, REGRESSIONS)
-}
-
-fn huge_runner(default: u32) -> TestRunner {
-    dw_fuzz::huge_runner(default, REGRESSIONS)
-}
+const TARGET: dw_fuzz::Target = dw_fuzz::Target::new("tests/fuzz-regressions/fuzz_templates.txt");
 
 /// Any text, weighted towards what breaks template parsing: braces and placeholders, NUL and
 /// control characters, whitespace, GSM-7 extension characters, non-GSM letters, emoji.
@@ -291,7 +282,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 proptest! {
-    #![proptest_config(config(1024))]
+    #![proptest_config(TARGET.config(1024))]
 
     /// Each placeholder with a value is replaced by it verbatim, once: a value that looks like a
     /// placeholder (or holds braces) stays literal; placeholders without a value stay as written.
@@ -491,7 +482,8 @@ proptest! {
 #[test]
 fn huge_inputs_never_panic() {
     let fillers = vec!["a", "{{1}}", "{{", "}}", "\0", "€", "ã", "😀"];
-    huge_runner(24)
+    TARGET
+        .huge_runner(24)
         .run(&(50_000usize..100_000, prop::sample::select(fillers)), |(size, filler)| {
             let huge = filler.repeat(size / filler.len());
             // Small values: every `{{1}}` of a huge body is replaced.

@@ -53,11 +53,7 @@ const OTHER_SECRET: &str = "globex-app-secret";
 /// `DW_WEBHOOK_PUBLIC_URL` of these requests: SMS callbacks are signed for URLs under it.
 const PUBLIC_BASE: &str = "https://hooks.example.test";
 
-const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_webhooks.txt";
-
-fn config(cases: u32) -> ProptestConfig {
-    dw_fuzz::config(cases, REGRESSIONS)
-}
+const TARGET: dw_fuzz::Target = dw_fuzz::Target::new("tests/fuzz-regressions/fuzz_webhooks.txt");
 
 /// One runtime and one migrated database for the whole file; each case is one request.
 struct Hooks {
@@ -350,7 +346,7 @@ fn any_body() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(1024))]
+    #![proptest_config(TARGET.config(1024))]
 
     /// A signature verifies for its own body and secret, and for no other.
     #[test]

@@ -11,18 +11,9 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use notifications::domain::webhook::{DeliveryId, message_id, secret_from_key, signature};
 use proptest::prelude::*;
-use proptest::test_runner::TestRunner;
 use sha2::Sha256;
 
-const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_webhook_signing.txt";
-
-fn config(cases: u32) -> ProptestConfig {
-    dw_fuzz::config(cases, REGRESSIONS)
-}
-
-fn huge_runner(default: u32) -> TestRunner {
-    dw_fuzz::huge_runner(default, REGRESSIONS)
-}
+const TARGET: dw_fuzz::Target = dw_fuzz::Target::new("tests/fuzz-regressions/fuzz_webhook_signing.txt");
 
 /// What a receiver does (Standard Webhooks, "Verifying webhooks"): HMAC-SHA256 of
 /// `{id}.{timestamp}.{body}` under the base64 key after `whsec_`, compared in constant time with
@@ -61,7 +52,7 @@ fn delivery_id() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(1024))]
+    #![proptest_config(TARGET.config(1024))]
 
     /// Any secret, id, timestamp and body: no panic; a secret that is not `whsec_` and base64
     /// cannot sign; a signature is `v1,` and 32 bytes of base64 that a receiver accepts.
@@ -195,7 +186,8 @@ proptest! {
 #[test]
 fn huge_inputs_never_panic() {
     let strategy = (50_000usize..100_000, prop::sample::select(vec!["a", ".", "\0", "é", "😀"]), key());
-    huge_runner(32)
+    TARGET
+        .huge_runner(32)
         .run(&strategy, |(size, filler, key)| {
             let huge = filler.repeat(size / filler.len());
             let secret = secret_from_key(&key);

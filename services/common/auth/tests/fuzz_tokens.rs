@@ -10,22 +10,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dw_auth::{AuthError, Claims, JwtVerifier, Role, TenantId, bearer_token};
 use proptest::prelude::*;
-use proptest::test_runner::TestRunner;
 
 const SECRET: &[u8] = b"fuzz-secret-of-sufficient-length";
 const OTHER_SECRET: &[u8] = b"another-secret-of-enough-length!";
 /// `verify`'s leeway on `exp` and `nbf`.
 const LEEWAY: i128 = 30;
 
-const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_tokens.txt";
-
-fn config(cases: u32) -> ProptestConfig {
-    dw_fuzz::config(cases, REGRESSIONS)
-}
-
-fn huge_runner(default: u32) -> TestRunner {
-    dw_fuzz::huge_runner(default, REGRESSIONS)
-}
+const TARGET: dw_fuzz::Target = dw_fuzz::Target::new("tests/fuzz-regressions/fuzz_tokens.txt");
 
 fn verifier() -> JwtVerifier {
     JwtVerifier::new(SECRET).unwrap()
@@ -102,7 +93,7 @@ fn valid_claims() -> impl Strategy<Value = Claims> {
 const NOW: i64 = 1_500_000_000;
 
 proptest! {
-    #![proptest_config(config(1024))]
+    #![proptest_config(TARGET.config(1024))]
 
     /// Any header value: no panic; a token found is non-empty, trimmed and part of the value, and
     /// only under the `Bearer` scheme.
@@ -263,7 +254,8 @@ proptest! {
 #[test]
 fn huge_inputs_never_panic() {
     let strategy = (50_000usize..100_000, prop::sample::select(vec!["a", ".", "\0", "é", "eyJ", "Bearer "]));
-    huge_runner(32)
+    TARGET
+        .huge_runner(32)
         .run(&strategy, |(size, filler)| {
             let huge = filler.repeat(size / filler.len());
             let _ = bearer_token(&huge);
@@ -282,7 +274,8 @@ fn huge_inputs_never_panic() {
 /// A correctly signed token with huge claims: no panic; judged by its content like any other.
 #[test]
 fn huge_signed_claims_never_panic() {
-    huge_runner(32)
+    TARGET
+        .huge_runner(32)
         .run(&(50_000usize..100_000), |size| {
             let claims = Claims {
                 sub: "s".repeat(size),
@@ -322,7 +315,7 @@ fn oidc() -> (dw_auth::OidcVerifier, dw_auth::KeySet) {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(TARGET.config(512))]
 
     /// Any string, and tokens whose header names any algorithm and any (also a published) key id
     /// over any claims and signature: no panic, and never a principal.

@@ -5,6 +5,30 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 
+/// One fuzz target: where its failures are kept (a path from the crate's root, e.g.
+/// `tests/fuzz-regressions/fuzz_ids.txt`), so it names the file once:
+/// `const TARGET: Target = Target::new("tests/fuzz-regressions/fuzz_ids.txt");`.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    regressions: &'static str,
+}
+
+impl Target {
+    pub const fn new(regressions: &'static str) -> Self {
+        Self { regressions }
+    }
+
+    /// See [`config`].
+    pub fn config(&self, cases: u32) -> Config {
+        config(cases, self.regressions)
+    }
+
+    /// See [`huge_runner`].
+    pub fn huge_runner(&self, default: u32) -> TestRunner {
+        huge_runner(default, self.regressions)
+    }
+}
+
 /// `cases` cases (or `PROPTEST_CASES` when `proptest!` reads it), failures kept in `regressions`
 /// (a path from the crate's root, e.g. `tests/fuzz-regressions/fuzz_ids.txt`).
 pub fn config(cases: u32, regressions: &'static str) -> Config {

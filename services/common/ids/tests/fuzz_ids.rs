@@ -9,17 +9,8 @@
 
 use dw_ids::{AgentId, DepartmentId, PhoneNumber, ReasonId, RequestId, TenantId};
 use proptest::prelude::*;
-use proptest::test_runner::TestRunner;
 
-const REGRESSIONS: &str = "tests/fuzz-regressions/fuzz_ids.txt";
-
-fn config(cases: u32) -> ProptestConfig {
-    dw_fuzz::config(cases, REGRESSIONS)
-}
-
-fn huge_runner(default: u32) -> TestRunner {
-    dw_fuzz::huge_runner(default, REGRESSIONS)
-}
+const TARGET: dw_fuzz::Target = dw_fuzz::Target::new("tests/fuzz-regressions/fuzz_ids.txt");
 
 /// Any text, weighted towards what an id parser must refuse: NUL and control characters,
 /// whitespace, NATS wildcards and separators, non-ASCII digits and letters, a full-width plus.
@@ -49,7 +40,7 @@ fn valid_phone() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(2048))]
+    #![proptest_config(TARGET.config(2048))]
 
     /// Any text: no panic; accepted exactly when it is E.164, and then kept as given.
     #[test]
@@ -122,7 +113,8 @@ proptest! {
 #[test]
 fn huge_inputs_are_refused() {
     let strategy = (50_000usize..100_000, prop::sample::select(vec!["1", "a", "\0", "é", "+1"]));
-    huge_runner(32)
+    TARGET
+        .huge_runner(32)
         .run(&strategy, |(size, filler)| {
             let huge = filler.repeat(size / filler.len());
             let plus = format!("+{huge}");
