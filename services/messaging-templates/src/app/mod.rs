@@ -106,6 +106,7 @@ pub async fn load_template(
     tenant: &TenantId,
     template_id: uuid::Uuid,
 ) -> Result<Option<(Template, i64)>, AppError> {
+    // A read encodes no event: no actor.
     let loaded = aggregate::load(conn, &TemplateStream { tenant, template_id, actor: "" }).await?;
     Ok(loaded.state.map(|template| (template, loaded.version)))
 }
