@@ -195,6 +195,7 @@ impl<P: Projection> ProjectionConsumer<P> {
         events: &[&InboundEvent],
     ) -> Result<Vec<Outcome>, BatchError> {
         let lanes = split_into_lanes(events, self.config.lanes, self.config.lane_by);
+        let last = events.iter().map(|e| e.stream_sequence).max().unwrap_or(0);
         let outcomes = match lanes.split_first() {
             Some((first, others)) if !others.is_empty() => {
                 let lane_events = |lane: &Vec<usize>| lane.iter().map(|&index| events[index]).collect::<Vec<_>>();
@@ -203,14 +204,15 @@ impl<P: Projection> ProjectionConsumer<P> {
                     let lane_events = lane_events(lane);
                     async move {
                         let mut conn = self.pool.acquire().await.map_err(|e| BatchError::Event(e.to_string()))?;
-                        self.apply_lane(&mut conn, &lane_events).await.map_err(|error| match error {
+                        self.apply_lane(&mut conn, &lane_events, None).await.map_err(|error| match error {
                             // Not the lease's connection: the batch falls back, the lease stays.
                             BatchError::Lease(error) => BatchError::Event(error.to_string()),
                             error => error,
                         })
                     }
                 }));
-                let (first_result, other_results) = tokio::join!(self.apply_lane(lease, &first_events), other_results);
+                let (first_result, other_results) =
+                    tokio::join!(self.apply_lane(lease, &first_events, Some(last)), other_results);
                 let mut outcomes = vec![Outcome::Duplicate; events.len()];
                 let mut failure = None;
                 for (lane, result) in std::iter::once((first, first_result)).chain(others.iter().zip(other_results)) {
@@ -229,25 +231,19 @@ impl<P: Projection> ProjectionConsumer<P> {
                 }
                 outcomes
             }
-            _ => self.apply_lane(lease, events).await?,
+            _ => self.apply_lane(lease, events, Some(last)).await?,
         };
-        let last = events.iter().map(|e| e.stream_sequence).max().unwrap_or(0);
-        sqlx::query(
-            "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
-             EXCLUDED.stream_sequence), updated_at = now()",
-        )
-        .bind(&self.config.durable_name)
-        .bind(last as i64)
-        .execute(&mut *lease)
-        .await
-        .map_err(BatchError::Lease)?;
         Ok(outcomes)
     }
 
     /// `events` applied in order in one transaction on `conn`, with their processed-events
-    /// bookkeeping.
-    async fn apply_lane(&self, conn: &mut PgConnection, events: &[&InboundEvent]) -> Result<Vec<Outcome>, BatchError> {
+    /// bookkeeping and, on the lease's lane, the batch's last stream position.
+    async fn apply_lane(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&InboundEvent],
+        position: Option<u64>,
+    ) -> Result<Vec<Outcome>, BatchError> {
         let mut tx = conn.begin().await.map_err(BatchError::Lease)?;
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
         let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(
@@ -282,6 +278,18 @@ impl<P: Projection> ProjectionConsumer<P> {
                 crate::Handed::Applied => Outcome::Applied,
                 crate::Handed::UnknownType => Outcome::UnknownType,
             });
+        }
+        if let Some(position) = position {
+            sqlx::query(
+                "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
+                 ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
+                 EXCLUDED.stream_sequence), updated_at = now()",
+            )
+            .bind(&self.config.durable_name)
+            .bind(position as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(BatchError::Lease)?;
         }
         dw_eventstore::commit(tx).await.map_err(BatchError::Lease)?;
         Ok(outcomes)
