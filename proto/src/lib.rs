@@ -123,6 +123,13 @@ pub mod notifications {
     }
 }
 
+/// The event log every service offers about its own store (`ReadEvents`).
+pub mod eventlog {
+    pub mod v1 {
+        tonic::include_proto!("dw.eventlog.v1");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Contract;

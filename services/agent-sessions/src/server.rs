@@ -1,5 +1,5 @@
 //! Wiring: the shared bootstrap (Postgres, NATS, relay, health, reflection, metrics, shutdown)
-//! plus agent-sessions' two gRPC services.
+//! plus agent-sessions' two gRPC services and the kernel's event log of its store.
 
 use std::sync::Arc;
 
@@ -32,9 +32,10 @@ impl dw_grpc_kit::service::Service for AgentSessions {
     }
 }
 
-pub const SERVICE_NAMES: [&str; 2] = [
+pub const SERVICE_NAMES: [&str; 3] = [
     dw_proto::agentsessions::v1::service_day_service_server::SERVICE_NAME,
     dw_proto::agentsessions::v1::agent_admin_service_server::SERVICE_NAME,
+    dw_grpc_kit::event_log::SERVICE_NAME,
 ];
 
 /// Serves gRPC on `listener` until `cancel`, then drains.
@@ -54,6 +55,7 @@ pub async fn run_with_listener(
         ServiceDayGrpc::new(app.clone()),
         auth.clone(),
     ))
-    .add_service(AgentAdminServiceServer::with_interceptor(AgentAdminGrpc::new(app, feed), auth));
+    .add_service(AgentAdminServiceServer::with_interceptor(AgentAdminGrpc::new(app, feed), auth.clone()))
+    .add_service(boot.event_log(auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

@@ -25,10 +25,11 @@ use sqlx::PgPool;
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     dw_proto::messaging::v1::template_service_server::SERVICE_NAME,
     dw_proto::messaging::v1::contact_service_server::SERVICE_NAME,
     dw_proto::messaging::v1::provider_config_service_server::SERVICE_NAME,
+    dw_grpc_kit::event_log::SERVICE_NAME,
 ];
 
 /// messaging-templates as the kernel runs it (`dw_grpc_kit::cli::main`).
@@ -115,6 +116,7 @@ pub async fn run_with_listener(
         auth.clone(),
     ))
     .add_service(ContactServiceServer::with_interceptor(ContactGrpc::new(app), auth.clone()))
-    .add_service(ProviderConfigServiceServer::with_interceptor(ProviderConfigGrpc::new(accounts), auth));
+    .add_service(ProviderConfigServiceServer::with_interceptor(ProviderConfigGrpc::new(accounts), auth.clone()))
+    .add_service(boot.event_log(auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

@@ -20,9 +20,10 @@ use crate::projections::{DistributionProjection, MessagingProjection};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 2] = [
+pub const SERVICE_NAMES: [&str; 3] = [
     dw_proto::notifications::v1::notification_service_server::SERVICE_NAME,
     dw_proto::notifications::v1::webhook_service_server::SERVICE_NAME,
+    dw_grpc_kit::event_log::SERVICE_NAME,
 ];
 
 /// notifications as the kernel runs it (`dw_grpc_kit::cli::main`).
@@ -104,6 +105,7 @@ pub async fn run_with_listener(
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let webhooks = WebhookGrpc::new(boot.pool.clone(), webhook_destinations);
     let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(service, auth.clone()))
-        .add_service(WebhookServiceServer::with_interceptor(webhooks, auth));
+        .add_service(WebhookServiceServer::with_interceptor(webhooks, auth.clone()))
+        .add_service(boot.event_log(auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

@@ -20,7 +20,8 @@ use crate::metrics::{DistributionMetrics, run_queue_sampler};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
-pub const SERVICE_NAMES: [&str; 1] = [dw_proto::distribution::v1::distribution_service_server::SERVICE_NAME];
+pub const SERVICE_NAMES: [&str; 2] =
+    [dw_proto::distribution::v1::distribution_service_server::SERVICE_NAME, dw_grpc_kit::event_log::SERVICE_NAME];
 
 /// task-distribution as the kernel runs it (`dw_grpc_kit::cli::main`).
 pub struct TaskDistribution;
@@ -92,7 +93,8 @@ pub async fn run_with_listener(
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(DistributionServiceServer::with_interceptor(
         DistributionGrpc::new(app, feed),
-        auth,
-    ));
+        auth.clone(),
+    ))
+    .add_service(boot.event_log(auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

@@ -27,6 +27,8 @@ pub const ACCESS: &[Rule] = &[
     ("dw.agentsessions.v1.AgentAdminService/GetTenantSettings", MANAGER),
     ("dw.agentsessions.v1.AgentAdminService/ListAgentStatuses", MANAGER),
     ("dw.agentsessions.v1.AgentAdminService/WatchAgentStatuses", MANAGER),
+    // The kernel's paged read of this service's event store (dw_grpc_kit::event_log).
+    dw_grpc_kit::event_log::READ_EVENTS,
 ];
 
 dw_grpc_kit::access_table_test!(super::ACCESS, crate::server::SERVICE_NAMES);

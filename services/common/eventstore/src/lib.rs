@@ -1,7 +1,8 @@
 //! The write side of every service: an append-only Postgres event store with optimistic
 //! concurrency and snapshots ([`store`]), idempotent request bookkeeping ([`idempotency`]), and
 //! the transactional outbox relay that publishes committed events to JetStream in commit order
-//! ([`outbox_relay`]). [`envelope`] names the headers every event carries on the bus.
+//! ([`outbox_relay`]), and the paged, filtered read of the whole log ([`log`]). [`envelope`]
+//! names the headers every event carries on the bus.
 
 pub mod aggregate;
 pub mod codec;
@@ -9,6 +10,7 @@ pub mod command;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;
+pub mod log;
 pub mod maintenance;
 pub mod outbox_relay;
 pub mod quarantine;

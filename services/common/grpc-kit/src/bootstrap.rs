@@ -151,6 +151,12 @@ impl Bootstrap {
         Ok(self.auth(policy))
     }
 
+    /// The event log of this service's own store (`dw.eventlog.v1.EventLogService/ReadEvents`,
+    /// [`crate::event_log`]) behind `auth`: every service registers it.
+    pub fn event_log(&self, auth: AuthInterceptor) -> crate::event_log::EventLogServer {
+        crate::event_log::EventLogGrpc::server(self.pool.clone(), auth)
+    }
+
     /// A live feed ([`crate::live`]) whose streams end when the service drains, holding at most
     /// `DW_TENANT_MAX_STREAMS` of a tenant's streams.
     pub fn live_feed<K, T>(&self, buffer: usize, overflow: crate::live::Overflow) -> crate::live::Feed<K, T>

@@ -10,6 +10,7 @@ pub mod command;
 pub mod config;
 pub mod connection_age;
 pub mod errors;
+pub mod event_log;
 pub mod fair_share;
 pub mod grpc_tls;
 pub mod health;

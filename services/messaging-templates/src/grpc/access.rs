@@ -18,6 +18,8 @@ pub const ACCESS: &[Rule] = &[
     ("dw.messaging.v1.ContactService/GetContact", ANY_ROLE),
     ("dw.messaging.v1.ProviderConfigService/SetProviderConfig", MANAGER),
     ("dw.messaging.v1.ProviderConfigService/GetProviderConfig", MANAGER),
+    // The kernel's paged read of this service's event store (dw_grpc_kit::event_log).
+    dw_grpc_kit::event_log::READ_EVENTS,
 ];
 
 dw_grpc_kit::access_table_test!(super::ACCESS, crate::server::SERVICE_NAMES);

@@ -16,6 +16,8 @@ pub const ACCESS: &[Rule] = &[
     ("dw.notifications.v1.WebhookService/RotateWebhookSecret", MANAGER),
     ("dw.notifications.v1.WebhookService/ListDeliveries", MANAGER),
     ("dw.notifications.v1.WebhookService/RedeliverWebhook", MANAGER),
+    // The kernel's paged read of this service's event store (dw_grpc_kit::event_log).
+    dw_grpc_kit::event_log::READ_EVENTS,
 ];
 
 dw_grpc_kit::access_table_test!(super::ACCESS, crate::server::SERVICE_NAMES);

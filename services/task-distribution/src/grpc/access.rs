@@ -18,6 +18,8 @@ pub const ACCESS: &[Rule] = &[
     ("dw.distribution.v1.DistributionService/GetDistributionSettings", MANAGER_OR_SERVICE),
     ("dw.distribution.v1.DistributionService/UpdateDistributionSettings", MANAGER),
     ("dw.distribution.v1.DistributionService/SetAgentCapacity", MANAGER),
+    // The kernel's paged read of this service's event store (dw_grpc_kit::event_log).
+    dw_grpc_kit::event_log::READ_EVENTS,
 ];
 
 dw_grpc_kit::access_table_test!(super::ACCESS, crate::server::SERVICE_NAMES);
