@@ -184,4 +184,48 @@ async fn the_distribution_journey_with_dwctl() {
     let found = run_ok(&mut as_user("bruno", "agent", &["--json", "tasks", "search", "--protocol", protocol])).unwrap();
     let found: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
     assert_eq!(found["tasks"][0]["agentId"], "bruno");
+
+    // The operator's view of the first task in task-distribution's store (`events log`, its
+    // ReadEvents RPC): created, assigned to ana, re-queued at her day's end, assigned to bruno.
+    let task_stream = format!("task:{}", first["taskId"].as_str().unwrap());
+    let history =
+        run_ok(&mut as_user("sre-1", "manager", &["--json", "events", "log", "--stream", &task_stream])).unwrap();
+    let history: Vec<serde_json::Value> =
+        String::from_utf8(history.stdout).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let types: Vec<&str> = history.iter().map(|event| event["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"dw.distribution.v1.TaskCreated"), "{types:?}");
+    assert!(types.contains(&"dw.distribution.v1.TaskRequeued"), "{types:?}");
+    let versions: Vec<i64> = history.iter().map(|event| event["version"].as_i64().unwrap()).collect();
+    assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>(), "the whole history, in order");
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["payload"]["agentId"].as_str()),
+        (Some("dw.distribution.v1.TaskAssigned"), Some("bruno"))
+    );
+    assert!(
+        history.iter().all(|event| event["streamId"] == format!("task:demo:{}", first["taskId"].as_str().unwrap()))
+    );
+    let text = run_ok(&mut as_user("sre-1", "manager", &["events", "log", "--stream", &task_stream])).unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains(" v1  dw.distribution.v1.TaskCreated\n"), "{text}");
+    assert!(text.contains("\"agentId\": \"bruno\""), "{text}");
+
+    // The tail of the store, one type: the newest two assignments, oldest of them first.
+    let tail = run_ok(&mut as_user(
+        "sre-1",
+        "manager",
+        &["--json", "events", "log", "--service", "task-distribution", "--tail", "2", "--type", "TaskAssigned"],
+    ))
+    .unwrap();
+    let tail: Vec<serde_json::Value> =
+        String::from_utf8(tail.stdout).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(tail.len(), 2);
+    assert!(tail.iter().all(|event| event["type"] == "dw.distribution.v1.TaskAssigned"));
+    assert!(tail[0]["globalPosition"].as_i64() < tail[1]["globalPosition"].as_i64());
+    assert_eq!(tail[1]["payload"]["agentId"], "bruno");
+
+    // An agent may not read the store.
+    let denied = as_user("ana", "agent", &["events", "log", "--stream", &task_stream]).output().unwrap();
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("PERMISSION_DENIED"), "{denied:?}");
 }

@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod day;
 mod demo;
+mod event_log;
 mod events;
 mod failure;
 mod inbound;
@@ -95,6 +96,11 @@ async fn run(cli: Cli) -> Result<()> {
             webhooks::run(command, &rpc, &printer).await
         }
         Command::Events(EventsCommand::Tail(args)) => events::tail(args, global.json).await,
+        Command::Events(EventsCommand::Log(args)) => {
+            let plan = event_log::plan(&args, global.tenant.as_deref())?;
+            let (rpc, _) = connect(&global, event_log::address(&global, plan.owner), timeout).await?;
+            event_log::run(plan, &rpc, global.json).await
+        }
         Command::Demo(DemoCommand::Seed) => demo::seed(&global, timeout).await,
         Command::Demo(DemoCommand::Inbound(args)) => inbound::publish(&global, *args).await,
     }

@@ -1,6 +1,6 @@
-//! `dwctl events …`: domain events on JetStream.
+//! `dwctl events …`: domain events on JetStream (`tail`) and in a service's event store (`log`).
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
@@ -8,6 +8,47 @@ pub enum EventsCommand {
     /// headers and the payload decoded by its `ce-type` (any `dw.*` event: agent sessions,
     /// distribution, messaging; hex when the type is unknown). Any stream: --stream DW_DISTRIBUTION.
     Tail(TailArgs),
+    /// Read a service's event store (its ReadEvents RPC; role `service`, or `manager` for its
+    /// own tenant): one aggregate's whole history (--stream task:<id>) or the newest events
+    /// (--tail N, optionally --type), each with its position, stream, version, type, time,
+    /// metadata and payload decoded by type (an unknown type shows its byte length).
+    Log(LogArgs),
+}
+
+/// Which service's store `events log` reads (and so which address it calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreOwner {
+    /// --addr
+    AgentSessions,
+    /// --distribution-addr
+    TaskDistribution,
+    /// --messaging-addr
+    MessagingTemplates,
+    /// --notifications-addr
+    Notifications,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["stream", "tail"])))]
+pub struct LogArgs {
+    /// One aggregate's history: `<aggregate>:<tenant>:<id>` as stored, or `<aggregate>:<id>`
+    /// completed with --tenant (`task:0190…` is `task:<tenant>:0190…`). The service is found
+    /// from the aggregate unless --service says otherwise.
+    #[arg(long, value_parser = crate::parse::non_empty)]
+    pub stream: Option<String>,
+    /// The newest N events of the store (oldest of them printed first).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub tail: Option<u32>,
+    /// Only events of this type: the full protobuf name (`dw.distribution.v1.TaskAssigned`) or
+    /// its last part (`TaskAssigned`, completed with the service's package).
+    #[arg(long = "type", value_parser = crate::parse::non_empty)]
+    pub event_type: Option<String>,
+    /// The store to read (needed with --tail; found from the aggregate with --stream).
+    #[arg(long, value_enum)]
+    pub service: Option<StoreOwner>,
+    /// Every tenant's events (a `service` token only), instead of --tenant's.
+    #[arg(long)]
+    pub all_tenants: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,7 @@ use dw_auth::Role;
 pub use self::admin::{AdminCommand, SetSettingsArgs};
 pub use self::day::DayCommand;
 pub use self::demo::{DemoCommand, InboundArgs};
-pub use self::events::{EventsCommand, TailArgs};
+pub use self::events::{EventsCommand, LogArgs, StoreOwner, TailArgs};
 pub use self::messaging::{
     ContactsCommand, ContentOptions, CreateTemplateArgs, ListTemplatesArgs, MessagesCommand, PreviewTemplateArgs,
     ProvidersCommand, SendTemplateArgs, SetProvidersArgs, TemplatesCommand, UpdateTemplateArgs,
@@ -59,6 +59,9 @@ Examples:
   dwctl --tenant demo --sub ana --role agent tasks watch
   dwctl demo inbound --tenant demo --phone +5511912345678 --name 'Maria Souza' --text 'Hello?'
   dwctl events tail --stream DW_DISTRIBUTION --from-start
+  dwctl --tenant demo --sub sre-1 --role manager events log --stream task:<TASK_ID>
+  dwctl --tenant demo --sub sre-1 --role manager events log --service task-distribution --tail 20 \\
+      --type TaskAssigned
   export DW_TOKEN=$(dwctl token --tenant demo --sub ana --role agent)
   dwctl contacts search --name jose
   dwctl templates list --channel whatsapp
@@ -226,7 +229,7 @@ pub enum Command {
     /// `manager`).
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
-    /// Domain events on JetStream.
+    /// Domain events: on JetStream (tail) or in a service's event store (log).
     #[command(subcommand)]
     Events(EventsCommand),
     /// Demo data.
