@@ -130,6 +130,8 @@ pub fn token(tenant: &str, sub: &str, roles: &[Role]) -> String {
     dw_testkit::token(SECRET, tenant, sub, roles)
 }
 
+// Not every test file uses both (as with the helpers above, `dead_code`).
+#[allow(unused_imports)]
 pub use dw_testkit::{authed, rid};
 
 pub fn reason_of(status: &tonic::Status) -> Option<String> {
