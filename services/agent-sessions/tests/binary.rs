@@ -94,15 +94,21 @@ async fn a_full_agent_day_through_the_running_binary() {
         panic!("unexpected reflection answer");
     };
     let names: Vec<String> = services.service.into_iter().map(|s| s.name).collect();
-    for wanted in
-        ["dw.agentsessions.v1.ServiceDayService", "dw.agentsessions.v1.AgentAdminService", "grpc.health.v1.Health"]
-    {
+    for wanted in [
+        "dw.agentsessions.v1.ServiceDayService",
+        "dw.agentsessions.v1.AgentAdminService",
+        "dw.eventlog.v1.EventLogService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
     }
-    // ... and only what this port serves: the other contexts' services answer UNIMPLEMENTED here.
+    // ... and only what this port serves (its context's services and the kernel's event log of
+    // its store): the other contexts' services answer UNIMPLEMENTED here.
     for name in &names {
         assert!(
-            name.starts_with("dw.agentsessions.") || name.starts_with("grpc."),
+            name.starts_with("dw.agentsessions.")
+                || name == "dw.eventlog.v1.EventLogService"
+                || name.starts_with("grpc."),
             "{name} is advertised but not served here ({names:?})"
         );
     }
