@@ -207,7 +207,8 @@ impl Bootstrap {
     }
 
     /// Serves `routes` (plus health and reflection) on `listener` until cancelled, then drains
-    /// in-flight RPCs, stops the background tasks and closes the connections.
+    /// in-flight RPCs, stops the background tasks and closes the connections. `service_names`
+    /// must include the event log ([`crate::event_log::check_served`]).
     pub async fn serve(
         mut self,
         listener: TcpListener,
@@ -215,6 +216,7 @@ impl Bootstrap {
         service_names: &[&str],
         descriptor_sets: &[&'static [u8]],
     ) -> Result<(), BootstrapError> {
+        crate::event_log::check_served(service_names).map_err(BootstrapError::Setup)?;
         let rpc_metrics = RpcMetrics::register(&mut self.registry);
         let readiness = Readiness::default();
         let metrics_server = metrics_http::serve(

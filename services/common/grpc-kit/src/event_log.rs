@@ -29,6 +29,18 @@ pub const SERVICE_NAME: &str = dw_proto::eventlog::v1::event_log_service_server:
 /// The access rule of `ReadEvents`, for every service's access table.
 pub const READ_EVENTS: Rule = ("dw.eventlog.v1.EventLogService/ReadEvents", MANAGER_OR_SERVICE);
 
+/// Every service serves its event log: a service whose `service_names` (what its port serves,
+/// and what its access table must cover) leave it out does not start.
+pub fn check_served(service_names: &[&str]) -> Result<(), String> {
+    if service_names.contains(&SERVICE_NAME) {
+        return Ok(());
+    }
+    Err(format!(
+        "every service serves {SERVICE_NAME}: add it to the service names, READ_EVENTS to the access table and \
+         Bootstrap::event_log to the routes"
+    ))
+}
+
 /// A page holds this many events unless the request says otherwise.
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
 
@@ -231,6 +243,13 @@ mod tests {
             assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{request:?}");
             assert_eq!(errors::violated_fields(&refused), [field], "{request:?}");
         }
+    }
+
+    #[test]
+    fn a_service_that_leaves_the_event_log_out_does_not_start() {
+        assert!(check_served(&["dw.notifications.v1.WebhookService", SERVICE_NAME]).is_ok());
+        let refused = check_served(&["dw.notifications.v1.WebhookService"]).unwrap_err();
+        assert!(refused.contains("READ_EVENTS"), "{refused}");
     }
 
     #[test]
