@@ -50,6 +50,11 @@ impl dw_grpc_kit::service::Service for Notifications {
         distribution.filter_subjects = vec![format!("{}.*.task.>", config.distribution.subject_prefix)];
         let mut permissions = ConsumerConfig::new(&name("agent-sessions"), &config.agent_sessions.stream_name);
         permissions.filter_subjects = vec![format!("{}.*.agent.>", config.agent_sessions.subject_prefix)];
+        // A consumer created after a stream dropped old events reads them from their owner.
+        let setup = |e: dw_grpc_kit::config::ConfigError| ServeError::Setup(e.to_string());
+        messaging.backfill = config.messaging.backfill().map_err(setup)?;
+        distribution.backfill = config.distribution.backfill().map_err(setup)?;
+        permissions.backfill = config.agent_sessions.backfill().map_err(setup)?;
         Ok(vec![
             Consumer::declare(messaging, MessagingProjection),
             Consumer::declare(distribution, DistributionProjection),

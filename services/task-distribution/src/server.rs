@@ -38,7 +38,7 @@ impl dw_grpc_kit::service::Service for TaskDistribution {
         _pool: &sqlx::PgPool,
         registry: &mut Registry,
     ) -> Result<Vec<Box<dyn DeclaredConsumer>>, ServeError> {
-        Ok(consumers(config, &DistributionMetrics::register(registry)))
+        consumers(config, &DistributionMetrics::register(registry))
     }
 
     async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
@@ -48,7 +48,7 @@ impl dw_grpc_kit::service::Service for TaskDistribution {
 
 /// The reactions to agent-sessions' events (availability) and messaging's (inbound messages).
 /// Consumers retry until their upstream stream exists, so the service starts on its own.
-fn consumers(config: &Config, metrics: &DistributionMetrics) -> Vec<Box<dyn DeclaredConsumer>> {
+fn consumers(config: &Config, metrics: &DistributionMetrics) -> Result<Vec<Box<dyn DeclaredConsumer>>, ServeError> {
     let mut sessions =
         ConsumerConfig::new(&format!("{}-agent-sessions", config.consumer_prefix), &config.agent_sessions.stream_name);
     sessions.filter_subjects = vec![format!("{}.>", config.agent_sessions.subject_prefix)];
@@ -61,10 +61,14 @@ fn consumers(config: &Config, metrics: &DistributionMetrics) -> Vec<Box<dyn Decl
         consumer.lanes = 4;
         consumer.lane_by = LaneKey::Tenant;
     }
-    vec![
+    // A consumer created after a stream dropped old events reads them from their owner.
+    let setup = |e: dw_grpc_kit::config::ConfigError| ServeError::Setup(e.to_string());
+    sessions.backfill = config.agent_sessions.backfill().map_err(setup)?;
+    inbound.backfill = config.messaging.backfill().map_err(setup)?;
+    Ok(vec![
         Consumer::declare(sessions, AgentSessionsReaction { metrics: metrics.clone() }),
         Consumer::declare(inbound, InboundMessageReaction { metrics: metrics.clone() }),
-    ]
+    ])
 }
 
 pub async fn run_with_listener(
@@ -85,7 +89,7 @@ pub async fn run_with_listener(
         boot.background.clone(),
     ));
 
-    let consumers = consumers(&config, &distribution_metrics);
+    let consumers = consumers(&config, &distribution_metrics)?;
     boot.start_consumers(&consumers);
 
     let feed = TaskFeed::start(feed_pool, &boot);

@@ -18,6 +18,7 @@ use crate::dead_letters::{self, NewDeadLetter};
 use crate::inbound::headers_to_json;
 use crate::{InboundEvent, Projection, ProjectionError};
 
+mod catch_up;
 mod ordered;
 
 pub use ordered::MAX_LANES;
@@ -53,6 +54,10 @@ pub struct ConsumerConfig {
     /// tenant-wide lock or keep tenant-wide rows: tenants never share rows, so their events may
     /// be applied side by side).
     pub lane_by: LaneKey,
+    /// Ordered consumers only: where a consumer created after its stream dropped old messages
+    /// reads them from ([`crate::backfill`]); `None`: it starts at the stream's first message
+    /// and says what it missed.
+    pub backfill: Option<std::sync::Arc<dyn crate::backfill::EventSource>>,
 }
 
 /// How an ordered consumer with lanes splits a batch.
@@ -83,6 +88,7 @@ impl ConsumerConfig {
             concurrency: 1,
             lanes: 1,
             lane_by: LaneKey::Aggregate,
+            backfill: None,
         }
     }
 

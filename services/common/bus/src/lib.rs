@@ -7,6 +7,7 @@
 //! an event that still fails after `max_deliver` deliveries, or that can never succeed (it does
 //! not decode), is stored in `dead_letters` and terminated, and the consumer goes on.
 
+pub mod backfill;
 pub mod consumer;
 pub mod dead_letters;
 pub mod declared;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection_age;
 pub mod errors;
 pub mod event_log;
+pub mod event_source;
 pub mod fair_share;
 pub mod grpc_tls;
 pub mod health;

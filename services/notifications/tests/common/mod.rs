@@ -50,10 +50,7 @@ pub async fn start() -> Harness {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let upstream = |ns: &TestNamespace| Upstream {
-        stream_name: ns.stream_name.clone(),
-        subject_prefix: ns.subject_prefix.clone(),
-    };
+    let upstream = |ns: &TestNamespace| Upstream::new(&ns.stream_name, &ns.subject_prefix);
     let mut service = ServiceConfig::for_test(
         db.url.clone(),
         dw_testkit::nats_url(),

@@ -89,14 +89,8 @@ impl Cluster {
             metrics.push(service.metrics_addr);
             let config = Config {
                 service,
-                agent_sessions: Upstream {
-                    stream_name: sessions_ns.stream_name.clone(),
-                    subject_prefix: sessions_ns.subject_prefix.clone(),
-                },
-                messaging: Upstream {
-                    stream_name: messaging_ns.stream_name.clone(),
-                    subject_prefix: messaging_ns.subject_prefix.clone(),
-                },
+                agent_sessions: Upstream::new(&sessions_ns.stream_name, &sessions_ns.subject_prefix),
+                messaging: Upstream::new(&messaging_ns.stream_name, &messaging_ns.subject_prefix),
                 consumer_prefix: "task-distribution".into(),
                 queue_metrics_interval: Duration::from_millis(100),
             };

@@ -33,7 +33,7 @@ fn lease_key(durable_name: &str) -> i32 {
 }
 
 /// Why a batch was not applied.
-enum BatchError {
+pub(super) enum BatchError {
     /// The lease's connection failed: the lease may be gone.
     Lease(sqlx::Error),
     /// An event of the batch failed: its events are handled one at a time.
@@ -48,6 +48,9 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// holder's connection dies its lease is free and a standby takes over within a second.
     pub(super) async fn consume_ordered(&self, cancel: &CancellationToken) -> Result<(), String> {
         let Some(mut lease) = self.lease(cancel).await? else { return Ok(()) };
+        if let super::catch_up::CaughtUp::Cancelled = self.catch_up(&mut lease, cancel).await? {
+            return Ok(());
+        }
         let mut consumer = self.ensure().await?;
         // Events a previous holder pulled and never acknowledged (it died) come back after
         // `ack_wait`, before any newer one: pulling sooner would apply newer events first.
@@ -238,7 +241,7 @@ impl<P: Projection> ProjectionConsumer<P> {
 
     /// `events` applied in order in one transaction on `conn`, with their processed-events
     /// bookkeeping and, on the lease's lane, the batch's last stream position.
-    async fn apply_lane(
+    pub(super) async fn apply_lane(
         &self,
         conn: &mut PgConnection,
         events: &[&InboundEvent],

@@ -1,0 +1,115 @@
+//! The owner's `ReadEvents` as a [`dw_bus::backfill::EventSource`]: how a consumer created after
+//! its stream dropped old messages reads them from the producing service.
+//!
+//! The caller authenticates with a bearer token of role `service` read from a file at each call
+//! (`DW_SERVICE_TOKEN_FILE`, a mounted secret the platform rotates), so a rotated token is used
+//! without a restart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dw_bus::InboundEvent;
+use dw_bus::backfill::{EventSource, SourcedEvent};
+use dw_eventstore::envelope as h;
+use dw_proto::eventlog::v1::event_log_service_client::EventLogServiceClient;
+use dw_proto::eventlog::v1::{ReadEventsRequest, StoredEvent};
+use futures::future::BoxFuture;
+use tonic::transport::{Channel, Endpoint};
+
+/// One upstream's event log.
+#[derive(Clone)]
+pub struct EventLogSource {
+    url: String,
+    client: EventLogServiceClient<Channel>,
+    token_file: PathBuf,
+    /// The upstream's subject prefix: events come back with the subject the relay published.
+    subject_prefix: String,
+}
+
+impl std::fmt::Debug for EventLogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLogSource").field("url", &self.url).field("token_file", &self.token_file).finish()
+    }
+}
+
+impl EventLogSource {
+    /// A source reading `url` (`http://` or `https://` with the platform's roots) with the token
+    /// in `token_file`; connects on first use.
+    pub fn new(url: &str, token_file: PathBuf, subject_prefix: &str) -> Result<Self, String> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30));
+        Ok(Self {
+            url: url.to_owned(),
+            client: EventLogServiceClient::new(endpoint.connect_lazy()),
+            token_file,
+            subject_prefix: subject_prefix.to_owned(),
+        })
+    }
+
+    fn request(&self, body: ReadEventsRequest) -> Result<tonic::Request<ReadEventsRequest>, String> {
+        let token = std::fs::read_to_string(&self.token_file)
+            .map_err(|e| format!("service token {}: {e}", self.token_file.display()))?;
+        let mut request = tonic::Request::new(body);
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| format!("service token {}: not a header value", self.token_file.display()))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+
+    async fn read_page(&self, body: ReadEventsRequest) -> Result<Vec<StoredEvent>, String> {
+        let request = self.request(body)?;
+        let response =
+            self.client.clone().read_events(request).await.map_err(|status| format!("{}: {status}", self.url))?;
+        Ok(response.into_inner().events)
+    }
+
+    /// The event as the stream would carry it: the relay's subject and headers.
+    fn inbound(&self, stored: StoredEvent) -> Result<SourcedEvent, String> {
+        let time = stored
+            .recorded_at
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+            .ok_or_else(|| format!("event {} has no time", stored.event_id))?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(h::CE_ID, stored.event_id.as_str());
+        headers.insert(h::CE_TYPE, stored.event_type.as_str());
+        headers.insert(h::CE_TIME, time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).as_str());
+        headers.insert(h::CE_SUBJECT, stored.stream_id.as_str());
+        headers.insert(h::DW_TENANT, stored.tenant.as_str());
+        headers.insert(h::DW_STREAM_VERSION, stored.version.to_string().as_str());
+        for (name, value) in [
+            (h::DW_CORRELATION_ID, &stored.correlation_id),
+            (h::DW_CAUSATION_ID, &stored.causation_id),
+            (h::TRACEPARENT, &stored.traceparent),
+        ] {
+            if !value.is_empty() {
+                headers.insert(name, value.as_str());
+            }
+        }
+        let subject = format!("{}.{}.{}", self.subject_prefix, stored.tenant, stored.subject);
+        let event = InboundEvent::from_parts(&subject, Some(&headers), stored.payload.into(), 0)
+            .map_err(|e| format!("event {}: {e}", stored.event_id))?;
+        Ok(SourcedEvent { position: stored.global_position, event })
+    }
+}
+
+impl EventSource for EventLogSource {
+    fn head(&self) -> BoxFuture<'_, Result<i64, String>> {
+        Box::pin(async move {
+            let newest =
+                self.read_page(ReadEventsRequest { page_size: 1, newest_first: true, ..Default::default() }).await?;
+            Ok(newest.first().map_or(0, |event| event.global_position))
+        })
+    }
+
+    fn read(&self, after: i64, limit: usize) -> BoxFuture<'_, Result<Vec<SourcedEvent>, String>> {
+        Box::pin(async move {
+            let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
+            let page =
+                self.read_page(ReadEventsRequest { from_position: after, page_size, ..Default::default() }).await?;
+            page.into_iter().map(|stored| self.inbound(stored)).collect()
+        })
+    }
+}
