@@ -1,6 +1,7 @@
 //! An ordered consumer created after its stream dropped old messages catches up from the owner's
 //! store ([`crate::backfill`]) before the durable consumer exists, while it holds the lease.
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -31,8 +32,12 @@ impl<P: Projection> ProjectionConsumer<P> {
         cancel: &CancellationToken,
     ) -> Result<CaughtUp, String> {
         let mut stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
-        if stream.consumer_info(&self.config.durable_name).await.is_ok() {
-            return Ok(CaughtUp::Ready);
+        // Only a consumer JetStream says does not exist catches up: any other answer (a timeout
+        // while a node is lost) is an error, retried, never a reason to re-apply old events.
+        match stream.consumer_info(&self.config.durable_name).await {
+            Ok(_) => return Ok(CaughtUp::Ready),
+            Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => {}
+            Err(error) => return Err(format!("consumer info: {error}")),
         }
         let first = stream.info().await.map_err(|e| e.to_string())?.state.first_sequence;
         if first <= 1 {
