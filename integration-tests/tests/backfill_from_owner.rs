@@ -26,8 +26,11 @@ fn token(sub: &str, role: Role) -> String {
 /// Registers `agent` and opens their day.
 async fn open_day(endpoint: &str, agent: &str) {
     let mut admin = AgentAdminServiceClient::connect(endpoint.to_owned()).await.unwrap();
-    let register =
-        sessions::RegisterAgentRequest { request_id: rid(), agent_id: agent.to_owned(), display_name: agent.to_owned() };
+    let register = sessions::RegisterAgentRequest {
+        request_id: rid(),
+        agent_id: agent.to_owned(),
+        display_name: agent.to_owned(),
+    };
     admin.register_agent(authed(&token("boss", Role::Manager), register)).await.unwrap();
     let mut day = ServiceDayServiceClient::connect(endpoint.to_owned()).await.unwrap();
     let start = sessions::StartServiceDayRequest { request_id: rid() };

@@ -195,7 +195,10 @@ impl Live {
             loop {
                 if let Some(mut current) = stream.take() {
                     while let Ok(Some(note)) = current.message().await {
-                        seen.0.lock().unwrap().push(note);
+                        // A heartbeat keeps an idle stream open through proxies; it is no notification.
+                        if !note.heartbeat {
+                            seen.0.lock().unwrap().push(note);
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -453,6 +453,56 @@ async fn watchers_see_the_board_then_every_change() {
     service.stop().await;
 }
 
+#[tokio::test]
+async fn an_idle_board_gets_heartbeats_and_still_every_change() {
+    use futures::StreamExt;
+    let service = TestService::start_with(|config| config.stream_heartbeat = std::time::Duration::from_secs(1)).await;
+    service.seed("acme", &["ana"], true).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    let mut watch = service
+        .admin()
+        .watch_agent_statuses(authed(&manager, pb::WatchAgentStatusesRequest { department_id: String::new() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let within = std::time::Duration::from_secs(10);
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!((first.agent_id.as_str(), first.heartbeat), ("ana", false), "the board first");
+    // Once the seed's own changes are through, the idle board carries heartbeats, and only them.
+    let beat = tokio::time::timeout(within, async {
+        loop {
+            let item = watch.next().await.unwrap().unwrap();
+            if item.heartbeat {
+                return item;
+            }
+        }
+    })
+    .await
+    .expect("a heartbeat within 10 s");
+    assert_eq!(beat, pb::AgentStatusView { heartbeat: true, ..Default::default() }, "it carries nothing else");
+
+    let ana = token("acme", "ana", &[Role::Agent]);
+    service.day().start_service_day(authed(&ana, pb::StartServiceDayRequest { request_id: rid() })).await.unwrap();
+    let working = tokio::time::timeout(within, async {
+        loop {
+            let change = watch.next().await.unwrap().unwrap();
+            if change.heartbeat {
+                continue;
+            }
+            assert_eq!(change.agent_id, "ana");
+            if change.status == pb::AgentStatus::Working as i32 {
+                return change;
+            }
+        }
+    })
+    .await;
+    assert!(!working.expect("the start of the day within 10 s").day_id.is_empty());
+    let beat = tokio::time::timeout(within, watch.next()).await.expect("heartbeats go on");
+    let beat = beat.unwrap().unwrap();
+    assert!(beat.heartbeat || beat.agent_id == "ana", "{beat:?}");
+    service.stop().await;
+}
+
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
 }

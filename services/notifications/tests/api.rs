@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, authed, eventually, publish, start, token};
+use common::{Harness, authed, eventually, publish, start, start_with, token};
 
 use dw_auth::Role;
 use dw_proto::distribution::v1 as distribution;
@@ -252,6 +252,39 @@ async fn client_messages_reach_their_agent_and_resumes_miss_nothing() {
         client.subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0, backlog: 101 })).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(dw_grpc_kit::errors::violated_fields(&refused), vec!["backlog"]);
+}
+
+#[tokio::test]
+async fn an_idle_subscription_gets_heartbeats_between_its_notifications() {
+    let h = start_with(|config| config.service.stream_heartbeat = Duration::from_secs(1)).await;
+    let ana = token("acme", "ana", Role::Agent);
+    let mut client = NotificationServiceClient::new(h.channel.clone());
+    let mut stream = client
+        .subscribe(authed(&ana, pb::SubscribeRequest { after_sequence: 0, backlog: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    let next = async |stream: &mut tonic::Streaming<pb::AgentNotification>| {
+        tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("within 10 s").unwrap().unwrap()
+    };
+    // Idle: a heartbeat, which carries nothing else (no sequence to resume after).
+    assert_eq!(next(&mut stream).await, pb::AgentNotification { heartbeat: true, ..Default::default() });
+
+    let assigned = distribution::TaskAssigned {
+        task_id: uuid::Uuid::now_v7().to_string(),
+        agent_id: "ana".into(),
+        department_id: "support".into(),
+        ..Default::default()
+    };
+    publish(&h, &h.distribution, "acme", "task.assigned", "dw.distribution.v1.TaskAssigned", assigned.encode_to_vec())
+        .await;
+    let mut notification = next(&mut stream).await;
+    while notification.heartbeat {
+        notification = next(&mut stream).await;
+    }
+    assert_eq!((notification.sequence, notification.task_id.as_str()), (1, assigned.task_id.as_str()));
+    // Idle again: heartbeats again.
+    assert!(next(&mut stream).await.heartbeat);
 }
 
 #[derive(Clone, Default)]

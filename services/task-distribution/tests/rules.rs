@@ -23,6 +23,41 @@ fn queued(t: &pb::Task) -> bool {
 }
 
 #[tokio::test]
+async fn an_idle_task_stream_gets_heartbeats_and_still_every_update() {
+    let cluster = Cluster::start_with(1, |service| service.stream_heartbeat = Duration::from_secs(1)).await;
+    cluster.seed("acme", true, &[("ana", &["support"])]).await;
+    cluster.start_day("acme", "ana").await;
+
+    let ana = token("acme", "ana", &[Role::Agent]);
+    let mut watch =
+        cluster.distribution().watch_my_tasks(authed(&ana, pb::WatchMyTasksRequest {})).await.unwrap().into_inner();
+    // Nothing happens: within a few seconds the idle stream carries a heartbeat, and only that.
+    let beat = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.expect("a heartbeat within 5 s");
+    let beat = beat.unwrap().unwrap();
+    assert_eq!(beat, pb::TaskUpdate { heartbeat: true, ..Default::default() }, "a heartbeat carries nothing else");
+
+    // An assignment still arrives whole, between heartbeats, marked as no heartbeat.
+    let task = cluster.create_task("acme", "support", "Maria Souza", "+5511999990001").await;
+    let update = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let update = watch.next().await.unwrap().unwrap();
+            if !update.heartbeat {
+                return update;
+            }
+        }
+    })
+    .await
+    .expect("the assignment within 10 s");
+    assert_eq!(update.kind, pb::task_update::Kind::Assigned as i32);
+    assert_eq!(update.task.unwrap().task_id, task.task_id);
+
+    // And the stream goes on beating while idle again.
+    let beat = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.expect("a heartbeat within 5 s");
+    assert!(beat.unwrap().unwrap().heartbeat);
+    cluster.stop().await;
+}
+
+#[tokio::test]
 async fn an_agent_who_starts_the_day_is_handed_a_created_task_on_their_stream() {
     let cluster = Cluster::start(1).await;
     cluster.seed("acme", true, &[("ana", &["support"])]).await;

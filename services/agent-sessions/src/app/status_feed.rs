@@ -7,7 +7,7 @@
 use async_nats::jetstream;
 use dw_eventstore::envelope;
 use dw_grpc_kit::bootstrap::Bootstrap;
-use dw_grpc_kit::live::{Feed, LiveStream, Opened, Overflow};
+use dw_grpc_kit::live::{Feed, Heartbeats, LiveStream, Opened, Overflow};
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
 use sqlx::PgPool;
@@ -28,7 +28,13 @@ pub struct StatusFeed {
     boards: Feed<Board, pb::AgentStatusView>,
 }
 
-pub type StatusStream = LiveStream<pb::AgentStatusView>;
+/// A board's statuses, with a heartbeat on an idle stream.
+pub type StatusStream = Heartbeats<LiveStream<pb::AgentStatusView>, pb::AgentStatusView>;
+
+/// What an idle `WatchAgentStatuses` sends: only the heartbeat marker, which clients ignore.
+fn heartbeat() -> pb::AgentStatusView {
+    pb::AgentStatusView { heartbeat: true, ..Default::default() }
+}
 
 const PAGE: i64 = 500;
 
@@ -101,7 +107,7 @@ impl StatusFeed {
                 }
             }
         });
-        Ok(stream)
+        Ok(self.boards.heartbeats(stream, heartbeat))
     }
 }
 

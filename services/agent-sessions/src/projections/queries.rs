@@ -129,6 +129,7 @@ fn status_view_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::AgentStatusVi
         reason_id: row.try_get::<Option<String>, _>("reason_id")?.unwrap_or_default(),
         reason_label: row.try_get::<Option<String>, _>("reason_label")?.unwrap_or_default(),
         department_ids: row.try_get("department_ids")?,
+        heartbeat: false,
     })
 }
 

@@ -168,6 +168,7 @@ impl Bootstrap {
             streams_per_tenant: self.config.fair_share.max_streams_per_tenant,
             buffer,
             overflow,
+            heartbeat: self.config.stream_heartbeat,
         };
         crate::live::Feed::new(limits, self.background.clone())
     }

@@ -73,6 +73,9 @@ pub struct ServiceConfig {
     /// TLS on the gRPC port (`DW_GRPC_TLS_CERT_FILE` + `DW_GRPC_TLS_KEY_FILE`), with client
     /// certificates required when `DW_GRPC_TLS_CLIENT_CA_FILE` is set; plaintext when `None`.
     pub grpc_tls: Option<GrpcTlsFiles>,
+    /// How long a live stream stays silent before it sends a heartbeat
+    /// (`DW_STREAM_HEARTBEAT_SECS`, 15; 1 to 300).
+    pub stream_heartbeat: Duration,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -95,6 +98,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("fair_share", &self.fair_share)
             .field("grpc_connection_age", &self.grpc_connection_age)
             .field("grpc_tls", &self.grpc_tls)
+            .field("stream_heartbeat", &self.stream_heartbeat)
             .finish()
     }
 }
@@ -318,6 +322,25 @@ fn fair_share_from_env() -> Result<FairShareConfig, ConfigError> {
     })
 }
 
+/// The longest silence on a live stream, `DW_STREAM_HEARTBEAT_SECS`: from 1 s (more often only
+/// costs) to 300 s (proxies cut idle responses after their read timeout, 60 s for a default
+/// ingress-nginx, so keep it well below the shortest on the way).
+const STREAM_HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
+
+fn stream_heartbeat(seconds: u64) -> Result<Duration, ConfigError> {
+    if !STREAM_HEARTBEAT_SECS.contains(&seconds) {
+        return Err(ConfigError::Invalid {
+            name: "DW_STREAM_HEARTBEAT_SECS",
+            reason: format!(
+                "must be between {} and {} seconds, and below the read timeout of every proxy in front of the service",
+                STREAM_HEARTBEAT_SECS.start(),
+                STREAM_HEARTBEAT_SECS.end()
+            ),
+        });
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 /// `DW_GRPC_MAX_CONNECTION_AGE_SECONDS` (default 300; 0 turns the limit off) and
 /// `DW_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS` (default 30). The grace may not be shorter than the
 /// server's request timeout, so that no unary RPC running at the `GOAWAY` is cut.
@@ -435,6 +458,7 @@ impl ServiceConfig {
             fair_share: fair_share_from_env()?,
             grpc_connection_age: connection_age_from_env()?,
             grpc_tls: grpc_tls_from_env()?,
+            stream_heartbeat: stream_heartbeat(parsed("DW_STREAM_HEARTBEAT_SECS", "15")?)?,
         })
     }
 
@@ -471,6 +495,7 @@ impl ServiceConfig {
             fair_share: FairShareConfig::unlimited(),
             grpc_connection_age: None,
             grpc_tls: None,
+            stream_heartbeat: Duration::from_secs(15),
         }
     }
 }

@@ -8,6 +8,12 @@
 //! (`DW_TENANT_MAX_STREAMS` per replica), drops a stream that cannot keep up with
 //! `RESOURCE_EXHAUSTED` instead of slowing the others, and ends every stream at shutdown so the
 //! server can drain.
+//!
+//! An idle stream is kept open through proxies (an ingress cuts a response that sends nothing for
+//! its read timeout, 60 s by default) by [`Heartbeats`]: after `DW_STREAM_HEARTBEAT_SECS` without
+//! an item, the stream sends a heartbeat — the RPC's own message with only its `heartbeat` marker
+//! set, which clients ignore. Every live RPC wraps its stream with [`Feed::heartbeats`], so the
+//! timer lives here once.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -46,6 +52,8 @@ pub struct FeedLimits {
     /// Items buffered per stream.
     pub buffer: usize,
     pub overflow: Overflow,
+    /// How long a stream stays silent before it sends a heartbeat (`DW_STREAM_HEARTBEAT_SECS`).
+    pub heartbeat: Duration,
 }
 
 type Sender<T> = mpsc::Sender<Result<T, Status>>;
@@ -105,6 +113,16 @@ impl<K: Eq + Hash + Clone + Send + 'static, T: Clone + Send + 'static> Feed<K, T
             watchers.entry(key).or_default().push(sender.clone());
         }
         Ok(Opened { start: sender, stream: LiveStream { inner: ReceiverStream::new(receiver), _slot: Box::new(slot) } })
+    }
+
+    /// `stream` with a heartbeat after each silence of the feed's heartbeat interval: `beat`
+    /// makes the message (the RPC's own, with only its heartbeat marker set). For a stream this
+    /// feed opened, or one fed from it (a stream of wake-ups that reads its items elsewhere).
+    pub fn heartbeats<S, M>(&self, stream: S, beat: fn() -> M) -> Heartbeats<S, M>
+    where
+        S: Stream<Item = Result<M, Status>> + Unpin,
+    {
+        Heartbeats::new(stream, self.inner.limits.heartbeat, beat)
     }
 
     /// Whether any open stream waits for `key` (to skip reading what nobody will receive).
@@ -216,6 +234,51 @@ impl<T> Stream for LiveStream<T> {
     }
 }
 
+/// A live stream that sends a heartbeat (`beat()`) whenever `every` passes without an item, so
+/// that proxies with a read timeout do not cut an idle stream. The stream ends when its inner
+/// stream does.
+pub struct Heartbeats<S, M> {
+    inner: S,
+    every: Duration,
+    silence: Pin<Box<tokio::time::Sleep>>,
+    beat: fn() -> M,
+}
+
+impl<S, M> Heartbeats<S, M> {
+    pub fn new(inner: S, every: Duration, beat: fn() -> M) -> Self {
+        Self { inner, every, silence: Box::pin(tokio::time::sleep(every)), beat }
+    }
+
+    fn restart_silence(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.every;
+        self.silence.as_mut().reset(deadline);
+    }
+}
+
+impl<S, M> Stream for Heartbeats<S, M>
+where
+    S: Stream<Item = Result<M, Status>> + Unpin,
+{
+    type Item = Result<M, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                this.restart_silence();
+                return Poll::Ready(Some(item));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        if this.silence.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.restart_silence();
+        Poll::Ready(Some(Ok((this.beat)())))
+    }
+}
+
 /// Follows the service's own JetStream stream from now on (one ordered consumer per replica,
 /// filtered to `filter_subject`), calling `each` for every message until `cancel`. A broken
 /// consumer is recreated after a backoff; what was published meanwhile is not replayed (live
@@ -270,7 +333,7 @@ mod tests {
     use super::*;
 
     fn limits(streams_per_tenant: usize, buffer: usize, overflow: Overflow) -> FeedLimits {
-        FeedLimits { streams_per_tenant, buffer, overflow }
+        FeedLimits { streams_per_tenant, buffer, overflow, heartbeat: Duration::from_secs(15) }
     }
 
     fn tenant(name: &str) -> TenantId {
@@ -338,5 +401,28 @@ mod tests {
         cancel.cancel();
         assert!(tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().is_none());
         assert_eq!(feed.open(&tenant("acme"), "ana").err().unwrap().code(), tonic::Code::Unavailable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_sends_heartbeats_and_items_pass_between_them() {
+        let feed: Feed<&str, i32> = Feed::new(limits(10, 8, Overflow::Disconnect), CancellationToken::new());
+        let opened = feed.open(&tenant("acme"), "ana").unwrap();
+        let mut stream = feed.heartbeats(opened.stream, || -1);
+        let started = tokio::time::Instant::now();
+        assert_eq!(stream.next().await.unwrap().unwrap(), -1, "a heartbeat on the idle stream");
+        assert_eq!(started.elapsed(), Duration::from_secs(15));
+
+        // An item is delivered at once, untouched, and postpones the next heartbeat.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        feed.publish(&"ana", 7);
+        assert_eq!(stream.next().await.unwrap().unwrap(), 7);
+        let after_item = tokio::time::Instant::now();
+        assert_eq!(stream.next().await.unwrap().unwrap(), -1);
+        assert_eq!(after_item.elapsed(), Duration::from_secs(15), "counted from the last item");
+
+        // The stream still ends with its feed.
+        drop(opened.start);
+        feed.close_all();
+        assert!(stream.next().await.is_none());
     }
 }

@@ -88,6 +88,7 @@ mod tests {
             message_id: "0196-in".into(),
             title: "New client message".into(),
             body: "Olá,\npreciso de ajuda\r\n".into(),
+            heartbeat: false,
         };
         assert_eq!(
             subscribe_line(&message),

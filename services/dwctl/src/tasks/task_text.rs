@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn watch_lines_name_the_kind_the_task_and_its_agent() {
-        let update = TaskUpdate { kind: Kind::Assigned as i32, task: Some(task()), at: ts(T0 + 2) };
+        let update = TaskUpdate { kind: Kind::Assigned as i32, task: Some(task()), at: ts(T0 + 2), heartbeat: false };
         let line = update_line(&update, Utc::now());
         assert!(line.starts_with("2024-05-01T08:00:02Z  assigned    20240501000007  assigned  support"), "{line}");
         assert!(line.contains("client Maria Souza +5511912345678  agent ana  messages 1  task 0196-task"), "{line}");
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(value["channel"], "CHANNEL_WHATSAPP");
         assert_eq!(value["contact"]["phone"], "+5511912345678");
         assert_eq!(value["version"], "2");
-        let update = TaskUpdate { kind: Kind::Requeued as i32, task: Some(task()), at: ts(T0) };
+        let update = TaskUpdate { kind: Kind::Requeued as i32, task: Some(task()), at: ts(T0), heartbeat: false };
         let value = printer.to_json(names::TASK_UPDATE, &update).unwrap();
         assert_eq!(value["kind"], "KIND_REQUEUED");
         assert_eq!(value["task"]["agentId"], "ana");

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use dw_grpc_kit::live::{Feed, LiveStream};
+use dw_grpc_kit::live::{Feed, Heartbeats, LiveStream};
 use dw_ids::TenantId;
 use dw_proto::notifications::v1 as pb;
 use futures::StreamExt;
@@ -67,12 +67,22 @@ impl Notifier {
     /// The agent's wake-ups from now on: take them before reading where a stream starts, so
     /// none is missed. `RESOURCE_EXHAUSTED` when the tenant holds its share of streams.
     pub fn wake_ups(&self, tenant: &TenantId, agent: &str) -> Result<WakeUps, Status> {
-        Ok(WakeUps(self.streams.open(tenant, agent_key(tenant.as_str(), agent))?.stream))
+        let opened = self.streams.open(tenant, agent_key(tenant.as_str(), agent))?;
+        Ok(WakeUps(opened.stream, self.streams.clone()))
     }
 }
 
-/// A stream's wake-ups from the [`Notifier`].
-pub struct WakeUps(LiveStream<()>);
+/// A stream's wake-ups from the [`Notifier`], and the feed they come from (whose heartbeat the
+/// stream keeps).
+pub struct WakeUps(LiveStream<()>, Feed<String, ()>);
+
+/// An agent's notifications, with a heartbeat on an idle stream.
+pub type Subscription = Heartbeats<ReceiverStream<Result<pb::AgentNotification, Status>>, pb::AgentNotification>;
+
+/// What an idle `Subscribe` sends: only the heartbeat marker (no sequence), which clients ignore.
+fn heartbeat() -> pb::AgentNotification {
+    pb::AgentNotification { heartbeat: true, ..Default::default() }
+}
 
 /// An agent's stream: their notifications after sequence `after`, then each new one, until the
 /// caller goes away or `cancel`.
@@ -83,7 +93,8 @@ pub fn follow(
     agent: String,
     mut after: i64,
     cancel: CancellationToken,
-) -> ReceiverStream<Result<pb::AgentNotification, Status>> {
+) -> Subscription {
+    let feed = wake.1.clone();
     let (sender, receiver) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
@@ -114,5 +125,5 @@ pub fn follow(
             }
         }
     });
-    ReceiverStream::new(receiver)
+    feed.heartbeats(ReceiverStream::new(receiver), heartbeat)
 }

@@ -120,7 +120,7 @@ impl NotificationService for NotificationGrpc {
             .ok_or_else(|| errors::not_found("NOTIFICATION_NOT_FOUND", format!("notification {id} not found")))
     }
 
-    type SubscribeStream = tokio_stream::wrappers::ReceiverStream<Result<pb::AgentNotification, Status>>;
+    type SubscribeStream = crate::app::notifier::Subscription;
 
     #[instrument(skip_all, fields(rpc = "Subscribe"))]
     async fn subscribe(

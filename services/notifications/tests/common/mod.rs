@@ -34,6 +34,11 @@ impl Drop for Harness {
 }
 
 pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// Starts with the test configuration changed by `configure`.
+pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Harness {
     let db = TestDb::create(&notifications::MIGRATOR).await.unwrap();
     let own = TestNamespace::new("notifications");
     let (messaging, distribution, sessions) =
@@ -82,6 +87,8 @@ pub async fn start() -> Harness {
             allowed_hosts: vec!["127.0.0.1".into()],
         },
     };
+    let mut config = config;
+    configure(&mut config);
     let cancel = CancellationToken::new();
     tokio::spawn(notifications::server::run_with_listener(config, listener, cancel.clone()));
     for _ in 0..200 {

@@ -7,7 +7,7 @@ use dw_ids::TenantId;
 use async_nats::jetstream;
 use dw_eventstore::envelope;
 use dw_grpc_kit::bootstrap::Bootstrap;
-use dw_grpc_kit::live::{Feed, LiveStream, Opened, Overflow};
+use dw_grpc_kit::live::{Feed, Heartbeats, LiveStream, Opened, Overflow};
 use dw_proto::distribution::v1 as pb;
 use sqlx::PgPool;
 use tonic::Status;
@@ -15,7 +15,13 @@ use tonic::Status;
 use crate::domain::{AgentId, TaskId};
 use crate::projections::queries;
 
-pub type TaskStream = LiveStream<pb::TaskUpdate>;
+/// The agent's updates, with a heartbeat on an idle stream.
+pub type TaskStream = Heartbeats<LiveStream<pb::TaskUpdate>, pb::TaskUpdate>;
+
+/// What an idle `WatchMyTasks` sends: only the heartbeat marker, which clients ignore.
+fn heartbeat() -> pb::TaskUpdate {
+    pb::TaskUpdate { heartbeat: true, ..Default::default() }
+}
 
 /// Whose watchers: one agent of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,6 +107,7 @@ impl TaskFeed {
             kind: kind as i32,
             task: Some(task),
             at: Some(crate::codec::timestamp(chrono::Utc::now())),
+            heartbeat: false,
         };
         for agent in agents {
             self.watchers.publish(&key(&agent), update.clone());
@@ -118,12 +125,16 @@ impl TaskFeed {
             .map_err(dw_grpc_kit::errors::db_status)?;
         let now = crate::codec::timestamp(chrono::Utc::now());
         for task in current {
-            let update =
-                pb::TaskUpdate { kind: pb::task_update::Kind::Current as i32, task: Some(task), at: Some(now) };
+            let update = pb::TaskUpdate {
+                kind: pb::task_update::Kind::Current as i32,
+                task: Some(task),
+                at: Some(now),
+                heartbeat: false,
+            };
             if start.send(Ok(update)).await.is_err() {
                 break;
             }
         }
-        Ok(stream)
+        Ok(self.watchers.heartbeats(stream, heartbeat))
     }
 }

@@ -48,6 +48,11 @@ async fn connect(addr: SocketAddr) -> Channel {
 
 impl Cluster {
     pub async fn start(distribution_replicas: usize) -> Self {
+        Self::start_with(distribution_replicas, |_| {}).await
+    }
+
+    /// Starts with each task-distribution replica's configuration changed by `configure`.
+    pub async fn start_with(distribution_replicas: usize, configure: impl Fn(&mut ServiceConfig)) -> Self {
         let sessions_db = TestDb::create(&agent_sessions::MIGRATOR).await.unwrap();
         let distribution_db = TestDb::create(&task_distribution::MIGRATOR).await.unwrap();
         let sessions_ns = TestNamespace::new("sessions");
@@ -86,6 +91,7 @@ impl Cluster {
                 distribution_ns.subject_prefix.clone(),
             );
             service.metrics_addr = dw_testkit::metrics::free_local_addr().unwrap();
+            configure(&mut service);
             metrics.push(service.metrics_addr);
             let config = Config {
                 service,

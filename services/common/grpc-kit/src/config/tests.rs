@@ -1,6 +1,9 @@
 //! The environment parsing of the shared configuration: units, NATS secrets, redaction.
 
-use super::{ConfigError, NatsAuth, connection_age, nats_credentials, nats_nkey, parse_age, parse_bytes, redact_url};
+use super::{
+    ConfigError, NatsAuth, connection_age, nats_credentials, nats_nkey, parse_age, parse_bytes, redact_url,
+    stream_heartbeat,
+};
 use secrecy::SecretString;
 use std::time::Duration;
 
@@ -64,4 +67,15 @@ fn a_max_connection_age_of_zero_turns_the_limit_off() {
 #[test]
 fn a_grace_shorter_than_the_rpc_timeout_is_refused() {
     assert!(matches!(connection_age(300, 5), Err(ConfigError::Invalid { .. })));
+}
+
+#[test]
+fn the_stream_heartbeat_stays_within_its_range() {
+    assert_eq!(stream_heartbeat(15).unwrap(), Duration::from_secs(15));
+    assert_eq!(stream_heartbeat(1).unwrap(), Duration::from_secs(1));
+    for refused in [0, 301, 3600] {
+        let Err(ConfigError::Invalid { name, reason }) = stream_heartbeat(refused) else { panic!("{refused}") };
+        assert_eq!(name, "DW_STREAM_HEARTBEAT_SECS");
+        assert!(reason.contains("between 1 and 300"), "{reason}");
+    }
 }

@@ -190,5 +190,6 @@ fn notification_from_row(row: &PgRow) -> Result<pb::AgentNotification, sqlx::Err
         message_id: row.try_get::<Option<uuid::Uuid>, _>("message_id")?.map(|m| m.to_string()).unwrap_or_default(),
         title: row.try_get("title")?,
         body: row.try_get("body")?,
+        heartbeat: false,
     })
 }
