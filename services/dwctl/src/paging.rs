@@ -6,8 +6,13 @@ use std::future::Future;
 use anyhow::{Result, bail};
 use dw_proto::agentsessions::v1::{ListAgentStatusesRequest, ListAgentStatusesResponse};
 use dw_proto::distribution::v1::{SearchProtocolsRequest, SearchProtocolsResponse};
-use dw_proto::messaging::v1::{ListTemplatesRequest, ListTemplatesResponse};
-use dw_proto::notifications::v1::{ListNotificationsRequest, ListNotificationsResponse};
+use dw_proto::messaging::v1::{
+    ListTemplatesRequest, ListTemplatesResponse, SearchContactsRequest, SearchContactsResponse,
+};
+use dw_proto::notifications::v1::{
+    ListDeliveriesRequest, ListDeliveriesResponse, ListNotificationsRequest, ListNotificationsResponse,
+    ListWebhooksRequest, ListWebhooksResponse,
+};
 
 /// A request for one page of a listing.
 pub trait PageRequest: Clone {
@@ -50,6 +55,9 @@ paged_listing!(ListAgentStatusesRequest => ListAgentStatusesResponse, items: age
 paged_listing!(SearchProtocolsRequest => SearchProtocolsResponse, items: tasks);
 paged_listing!(ListTemplatesRequest => ListTemplatesResponse, items: templates);
 paged_listing!(ListNotificationsRequest => ListNotificationsResponse, items: notifications);
+paged_listing!(SearchContactsRequest => SearchContactsResponse, items: contacts);
+paged_listing!(ListWebhooksRequest => ListWebhooksResponse, items: webhooks);
+paged_listing!(ListDeliveriesRequest => ListDeliveriesResponse, items: deliveries);
 
 /// Fetches the page `request` asks for; with `follow`, every page after it too (the items
 /// concatenated, no next page token). A server that hands out the same token twice is an error
@@ -92,8 +100,8 @@ mod tests {
 
     use dw_proto::agentsessions::v1::AgentStatusView;
     use dw_proto::distribution::v1::Task;
-    use dw_proto::messaging::v1::Template;
-    use dw_proto::notifications::v1::SingleNotification;
+    use dw_proto::messaging::v1::{Contact, Template};
+    use dw_proto::notifications::v1::{Delivery, SingleNotification, Webhook};
 
     use super::*;
 
@@ -118,6 +126,12 @@ mod tests {
         ListNotificationsRequest => ListNotificationsResponse, notifications of SingleNotification by message_id);
     follows_pages_only_with_all!(templates_list_follows_pages_only_with_all:
         ListTemplatesRequest => ListTemplatesResponse, templates of Template by name);
+    follows_pages_only_with_all!(contact_search_follows_pages_only_with_all:
+        SearchContactsRequest => SearchContactsResponse, contacts of Contact by contact_id);
+    follows_pages_only_with_all!(webhooks_list_follows_pages_only_with_all:
+        ListWebhooksRequest => ListWebhooksResponse, webhooks of Webhook by webhook_id);
+    follows_pages_only_with_all!(deliveries_list_follows_pages_only_with_all:
+        ListDeliveriesRequest => ListDeliveriesResponse, deliveries of Delivery by delivery_id);
     follows_pages_only_with_all!(agent_statuses_follow_pages_only_with_all:
         ListAgentStatusesRequest => ListAgentStatusesResponse, agents of AgentStatusView by agent_id);
 

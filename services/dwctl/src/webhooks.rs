@@ -12,6 +12,7 @@ use dw_proto::notifications::v1::{
 
 use crate::cli::WebhooksCommand;
 use crate::output::{self as out, Printer, names, one_line, or_dash};
+use crate::paging;
 use crate::rpc::Rpc;
 
 pub async fn run(command: WebhooksCommand, rpc: &Rpc, printer: &Printer) -> Result<()> {
@@ -22,9 +23,20 @@ pub async fn run(command: WebhooksCommand, rpc: &Rpc, printer: &Printer) -> Resu
             let created = client.create_webhook(rpc.request(request)).await?.into_inner();
             printer.emit(names::WEBHOOK_WITH_SECRET, &created, |w| secret_text("webhook created", w))
         }
-        WebhooksCommand::List => {
-            let list = client.list_webhooks(rpc.request(ListWebhooksRequest {})).await?.into_inner();
-            printer.emit(names::LIST_WEBHOOKS, &list, list_text)
+        WebhooksCommand::List { paging: page } => {
+            let request = ListWebhooksRequest {
+                page_size: page.page_size.unwrap_or(0),
+                page_token: page.page_token.unwrap_or_default(),
+            };
+            let list = paging::collect(request, page.all, |request| {
+                let mut client = client.clone();
+                let request = rpc.request(request);
+                async move { client.list_webhooks(request).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+            printer.emit(names::LIST_WEBHOOKS, &list, |list| {
+                list_text(list) + &paging::next_page_line(&list.next_page_token)
+            })
         }
         WebhooksCommand::Delete { webhook_id } => {
             let request = DeleteWebhookRequest { request_id: rpc.request_id(), webhook_id };
@@ -36,10 +48,21 @@ pub async fn run(command: WebhooksCommand, rpc: &Rpc, printer: &Printer) -> Resu
             let rotated = client.rotate_webhook_secret(rpc.request(request)).await?.into_inner();
             printer.emit(names::WEBHOOK_WITH_SECRET, &rotated, |w| secret_text("secret rotated", w))
         }
-        WebhooksCommand::Deliveries { webhook_id, page_size } => {
-            let request = ListDeliveriesRequest { webhook_id, page_size: page_size.unwrap_or(0) };
-            let list = client.list_deliveries(rpc.request(request)).await?.into_inner();
-            printer.emit(names::LIST_DELIVERIES, &list, deliveries_text)
+        WebhooksCommand::Deliveries { webhook_id, page_size, page_token, all } => {
+            let request = ListDeliveriesRequest {
+                webhook_id,
+                page_size: page_size.unwrap_or(0),
+                page_token: page_token.unwrap_or_default(),
+            };
+            let list = paging::collect(request, all, |request| {
+                let mut client = client.clone();
+                let request = rpc.request(request);
+                async move { client.list_deliveries(request).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+            printer.emit(names::LIST_DELIVERIES, &list, |list| {
+                deliveries_text(list) + &paging::next_page_line(&list.next_page_token)
+            })
         }
         WebhooksCommand::Redeliver { delivery_id } => {
             // `delivery_id` is already the hyphenated UUID (see `parse::delivery_id`).
@@ -175,7 +198,7 @@ pub fn delivery_text(delivery: &Delivery) -> String {
 mod tests {
     use super::*;
 
-    use crate::cli::{Cli, Command};
+    use crate::cli::{Cli, Command, PageArgs};
     use crate::testing::{T0, parse_in, ts};
 
     const WEBHOOK_ID: &str = "0196a3b2-0000-7000-8000-000000000001";
@@ -258,7 +281,15 @@ mod tests {
 
     #[test]
     fn the_other_commands_parse() {
-        assert!(matches!(command(&["list"]), WebhooksCommand::List));
+        assert!(matches!(command(&["list"]), WebhooksCommand::List { paging: PageArgs { all: false, .. } }));
+        assert!(matches!(
+            command(&["list", "--page-size", "3", "--page-token", "abc"]),
+            WebhooksCommand::List { paging: PageArgs { page_size: Some(3), page_token: Some(_), all: false } }
+        ));
+        assert!(matches!(
+            command(&["deliveries", "--webhook-id", "w-1", "--all"]),
+            WebhooksCommand::Deliveries { all: true, page_token: None, .. }
+        ));
         assert!(
             matches!(command(&["delete", "--webhook-id", "w-1"]), WebhooksCommand::Delete { webhook_id } if webhook_id == "w-1")
         );
@@ -322,7 +353,7 @@ mod tests {
             disabled_reason: "endpoint answered 410 Gone".into(),
             created_at: ts(T0 - 60),
         };
-        let text = list_text(&ListWebhooksResponse { webhooks: vec![webhook(), disabled] });
+        let text = list_text(&ListWebhooksResponse { webhooks: vec![webhook(), disabled], ..Default::default() });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -361,7 +392,10 @@ mod tests {
             next_attempt_at: ts(T0),
             ..delivery()
         };
-        let text = deliveries_text(&ListDeliveriesResponse { deliveries: vec![delivery(), succeeded, fresh] });
+        let text = deliveries_text(&ListDeliveriesResponse {
+            deliveries: vec![delivery(), succeeded, fresh],
+            ..Default::default()
+        });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -411,13 +445,17 @@ mod tests {
         assert_eq!(value["secret"], "whsec_c2VjcmV0");
         assert_eq!(value["webhook"]["eventTypes"][1], "message.failed");
         assert_eq!(value["webhook"]["createdAt"], "2024-05-01T08:00:00Z");
-        let value = printer.to_json(names::LIST_DELIVERIES, &ListDeliveriesResponse { deliveries: vec![delivery()] });
+        let value = printer.to_json(
+            names::LIST_DELIVERIES,
+            &ListDeliveriesResponse { deliveries: vec![delivery()], ..Default::default() },
+        );
         let value = value.unwrap();
         assert_eq!(value["deliveries"][0]["deliveryId"], "msg_0196a3b27c4d7e8f9a0b1c2d3e4f5a6b");
         assert_eq!(value["deliveries"][0]["attempts"][1]["statusCode"], 503);
         assert_eq!(value["deliveries"][0]["attempts"][1]["latencyMs"], "120");
         assert_eq!(value["deliveries"][0]["nextAttemptAt"], "2024-05-01T08:05:05Z");
-        let value = printer.to_json(names::LIST_WEBHOOKS, &ListWebhooksResponse { webhooks: vec![webhook()] });
+        let value = printer
+            .to_json(names::LIST_WEBHOOKS, &ListWebhooksResponse { webhooks: vec![webhook()], ..Default::default() });
         assert_eq!(value.unwrap()["webhooks"][0]["enabled"], true);
         assert_eq!(printer.to_json(names::WEBHOOK, &webhook()).unwrap()["webhookId"], WEBHOOK_ID);
         assert_eq!(printer.to_json(names::DELIVERY, &delivery()).unwrap()["status"], "pending");

@@ -270,7 +270,7 @@ async fn contacts_are_found_by_partial_accent_insensitive_name() {
         let name = name.to_owned();
         async move {
             let response = client
-                .search_contacts(authed(&agent, pb::SearchContactsRequest { name, phone: String::new(), page_size: 0 }))
+                .search_contacts(authed(&agent, pb::SearchContactsRequest { name, ..Default::default() }))
                 .await
                 .unwrap()
                 .into_inner();
@@ -285,7 +285,7 @@ async fn contacts_are_found_by_partial_accent_insensitive_name() {
         .contacts()
         .search_contacts(authed(
             &manager,
-            pb::SearchContactsRequest { name: String::new(), phone: "+5511911110003".into(), page_size: 0 },
+            pb::SearchContactsRequest { phone: "+5511911110003".into(), ..Default::default() },
         ))
         .await
         .unwrap()
@@ -299,6 +299,90 @@ async fn contacts_are_found_by_partial_accent_insensitive_name() {
     let other = token("globex", "crm-bot", Role::Service);
     let get = pb::GetContactRequest { contact_id: jose.contact_id };
     assert_eq!(service.contacts().get_contact(authed(&other, get)).await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_contact_search_is_walked_page_by_page_without_repeat_or_gap() {
+    let setup = Setup::new().await;
+    let service = setup.start(true).await;
+    let crm = token("acme", "crm-bot", Role::Service);
+    // Names that match "silva" more or less well, some alike (ties on rank and name).
+    let names = [
+        "Ana Silva",
+        "Ana Silva",
+        "Silva",
+        "Bruno da Silva",
+        "Carla Silva Souza",
+        "Silvana",
+        "Ana Silva",
+        "Zé Silva",
+        "Silva | Filho",
+        "Joana Silveira Silva",
+        "Silva",
+        "Márcia Silva",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        let upsert = pb::UpsertContactRequest {
+            request_id: rid(),
+            name: (*name).into(),
+            phone: format!("+55119222200{n:02}"),
+            external_id: String::new(),
+            tags: vec![],
+        };
+        service.contacts().upsert_contact(authed(&crm, upsert)).await.unwrap();
+    }
+    let manager = token("acme", "boss", Role::Manager);
+    let search = async |who: &str, request: pb::SearchContactsRequest| {
+        service.contacts().search_contacts(authed(who, request)).await.map(tonic::Response::into_inner)
+    };
+    let silva = |page_size: i32, page_token: String| pb::SearchContactsRequest {
+        name: "silva".into(),
+        page_size,
+        page_token,
+        ..Default::default()
+    };
+    let everything = search(&manager, silva(100, String::new())).await.unwrap();
+    assert!(everything.next_page_token.is_empty(), "one page holds them all");
+    let expected: Vec<String> = everything.contacts.iter().map(|c| c.contact_id.clone()).collect();
+    assert_eq!(expected.len(), names.len(), "every contact matches");
+
+    let mut walked = Vec::new();
+    let mut next = String::new();
+    let mut pages = 0;
+    loop {
+        let page = search(&manager, silva(5, next.clone())).await.unwrap();
+        assert!(page.contacts.len() <= 5);
+        walked.extend(page.contacts.iter().map(|c| c.contact_id.clone()));
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        next = page.next_page_token;
+        assert!(pages < 10, "the pages end");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(walked, expected, "the same contacts in the same order: no repeat, no gap");
+
+    // A token only continues the search it came from, for its tenant.
+    let first = search(&manager, silva(5, String::new())).await.unwrap();
+    for garbage in ["garbage", "bm90IGEgdG9rZW4", "%%%"] {
+        let refused = search(&manager, silva(5, garbage.into())).await.unwrap_err();
+        assert_eq!((refused.code(), violated_fields(&refused)), (Code::InvalidArgument, vec!["page_token".to_owned()]));
+    }
+    let other_search = pb::SearchContactsRequest {
+        name: "ana".into(),
+        page_token: first.next_page_token.clone(),
+        ..Default::default()
+    };
+    let refused = search(&manager, other_search).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["page_token"], "a token of another search");
+    let globex = token("globex", "boss", Role::Manager);
+    let refused = search(&globex, silva(5, first.next_page_token.clone())).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["page_token"], "a token of another tenant");
+    assert!(search(&globex, silva(5, String::new())).await.unwrap().contacts.is_empty(), "another tenant sees nothing");
+    for size in [-1, 101] {
+        assert_eq!(violated_fields(&search(&manager, silva(size, String::new())).await.unwrap_err()), ["page_size"]);
+    }
 }
 
 #[tokio::test]

@@ -54,7 +54,8 @@ async fn create_webhook_refuses_non_public_addresses_on_the_url_field_and_create
         assert_eq!(violated_fields(&refused), vec!["url"], "{url}");
     }
 
-    let listed = webhooks.list_webhooks(authed(&manager, pb::ListWebhooksRequest {})).await.unwrap().into_inner();
+    let listed =
+        webhooks.list_webhooks(authed(&manager, pb::ListWebhooksRequest::default())).await.unwrap().into_inner();
     assert!(listed.webhooks.is_empty(), "nothing was created: {:?}", listed.webhooks);
 }
 
@@ -89,7 +90,7 @@ async fn a_stored_webhook_on_a_non_public_address_gets_no_post_and_its_delivery_
     let mut webhooks = WebhookServiceClient::new(h.channel.clone());
     for (url, webhook_id) in urls.iter().zip(&webhook_ids) {
         let delivery = eventually(&format!("the delivery to {url} recorded"), async || {
-            let request = pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), page_size: 0 };
+            let request = pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), ..Default::default() };
             let listed = webhooks.list_deliveries(authed(&manager, request)).await.unwrap().into_inner();
             listed.deliveries.into_iter().find(|d| !d.attempts.is_empty())
         })

@@ -130,7 +130,8 @@ async fn webhook_attempts_failures_and_disabled_endpoints_are_counted() {
     assert_eq!((failures("http_5xx"), failures("gone")), (Some(1.0), Some(1.0)));
     assert_eq!(sample(&text, "dw_webhook_endpoints_disabled_total", &[("reason", "gone")]), Some(1.0));
 
-    let listed = webhooks.list_webhooks(authed(&manager, pb::ListWebhooksRequest {})).await.unwrap().into_inner();
+    let listed =
+        webhooks.list_webhooks(authed(&manager, pb::ListWebhooksRequest::default())).await.unwrap().into_inner();
     let gone = listed.webhooks.iter().find(|w| w.webhook_id == gone_id).unwrap();
     assert!(!gone.enabled, "the 410 endpoint is disabled");
 }

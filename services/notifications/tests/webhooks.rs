@@ -116,7 +116,7 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
         let list = webhooks
             .list_deliveries(authed(
                 &manager,
-                pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), page_size: 0 },
+                pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), ..Default::default() },
             ))
             .await
             .unwrap()
@@ -146,7 +146,7 @@ async fn a_listed_delivery_is_redelivered_by_the_id_the_list_gave() {
         webhooks.create_webhook(authed(&manager, request)).await.unwrap().into_inner().webhook.unwrap().webhook_id;
     template_sent(&h, "acme").await;
     let delivered = eventually("the delivery succeeded", async || {
-        let request = pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), page_size: 0 };
+        let request = pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), ..Default::default() };
         let listed = webhooks.list_deliveries(authed(&manager, request)).await.unwrap().into_inner();
         listed.deliveries.into_iter().find(|d| d.status == "succeeded")
     })
@@ -192,4 +192,143 @@ async fn a_listed_delivery_is_redelivered_by_the_id_the_list_gave() {
         .await
         .unwrap_err();
     assert_eq!(theirs.code(), Code::NotFound, "another tenant's delivery is not found");
+}
+
+/// Walks every page of a listing: `fetch` answers a page token's items and the next token.
+async fn walk<T>(mut fetch: impl AsyncFnMut(String) -> (Vec<T>, String)) -> (Vec<T>, usize) {
+    let (mut all, mut pages, mut next) = (Vec::new(), 0, String::new());
+    loop {
+        let (items, token) = fetch(next).await;
+        all.extend(items);
+        pages += 1;
+        assert!(pages <= 20, "the pages end");
+        if token.is_empty() {
+            return (all, pages);
+        }
+        next = token;
+    }
+}
+
+#[tokio::test]
+async fn webhooks_and_deliveries_are_listed_page_by_page_without_repeat_or_gap() {
+    let h = start().await;
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/{hook}", axum::routing::post(receive)).with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let manager = token("acme", "boss", Role::Manager);
+    let mut webhooks = WebhookServiceClient::new(h.channel.clone());
+    let mut created = Vec::new();
+    for n in 0..7 {
+        let request = pb::CreateWebhookRequest {
+            request_id: format!("w{n}"),
+            url: format!("{base}/hook{n}"),
+            description: String::new(),
+            // Only the first endpoint takes the sends below.
+            event_types: vec![if n == 0 { "template.sent" } else { "message.read" }.into()],
+        };
+        created.push(webhooks.create_webhook(authed(&manager, request)).await.unwrap().into_inner().webhook.unwrap());
+    }
+
+    // Every endpoint, oldest first, 3 a page.
+    let (listed, pages) = walk(async |page_token| {
+        let request = pb::ListWebhooksRequest { page_size: 3, page_token };
+        let page = webhooks.list_webhooks(authed(&manager, request)).await.unwrap().into_inner();
+        assert!(page.webhooks.len() <= 3);
+        (page.webhooks, page.next_page_token)
+    })
+    .await;
+    assert_eq!(pages, 3);
+    let ids = |list: &[pb::Webhook]| list.iter().map(|w| w.webhook_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&listed), ids(&created), "no repeat, no gap, in creation order");
+    let all = webhooks.list_webhooks(authed(&manager, pb::ListWebhooksRequest::default())).await.unwrap().into_inner();
+    assert_eq!((ids(&all.webhooks), all.next_page_token.as_str()), (ids(&created), ""), "one default page");
+
+    // Deliveries of the first endpoint, newest first, 2 a page.
+    for _ in 0..5 {
+        template_sent(&h, "acme").await;
+    }
+    let webhook_id = created[0].webhook_id.clone();
+    eventually("five deliveries", async || {
+        let request = pb::ListDeliveriesRequest { webhook_id: webhook_id.clone(), ..Default::default() };
+        let list = webhooks.list_deliveries(authed(&manager, request)).await.ok()?.into_inner();
+        (list.deliveries.len() == 5).then_some(())
+    })
+    .await;
+    let deliveries = |page_size: i32, page_token: String| pb::ListDeliveriesRequest {
+        webhook_id: webhook_id.clone(),
+        page_size,
+        page_token,
+    };
+    let everything = webhooks.list_deliveries(authed(&manager, deliveries(0, String::new()))).await.unwrap();
+    let expected: Vec<String> = everything.into_inner().deliveries.iter().map(|d| d.delivery_id.clone()).collect();
+    let (walked, pages) = walk(async |page_token| {
+        let page = webhooks.list_deliveries(authed(&manager, deliveries(2, page_token))).await.unwrap().into_inner();
+        assert!(page.deliveries.len() <= 2);
+        (page.deliveries.into_iter().map(|d| d.delivery_id).collect(), page.next_page_token)
+    })
+    .await;
+    assert_eq!((walked, pages), (expected, 3), "no repeat, no gap, newest first");
+
+    // A token continues only the list it came from, for its tenant.
+    let first_webhooks = webhooks
+        .list_webhooks(authed(&manager, pb::ListWebhooksRequest { page_size: 3, page_token: String::new() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let first_deliveries = webhooks.list_deliveries(authed(&manager, deliveries(2, String::new()))).await.unwrap();
+    let deliveries_token = first_deliveries.into_inner().next_page_token;
+    let refused = [
+        webhooks
+            .list_webhooks(authed(&manager, pb::ListWebhooksRequest { page_size: 3, page_token: "garbage".into() }))
+            .await,
+        webhooks
+            .list_webhooks(authed(
+                &manager,
+                pb::ListWebhooksRequest { page_size: 3, page_token: deliveries_token.clone() },
+            ))
+            .await,
+    ];
+    for result in refused {
+        let status = result.unwrap_err();
+        assert_eq!(
+            (status.code(), dw_grpc_kit::errors::violated_fields(&status)),
+            (Code::InvalidArgument, vec!["page_token".to_owned()])
+        );
+    }
+    for page_token in ["garbage".to_owned(), first_webhooks.next_page_token.clone()] {
+        let status = webhooks.list_deliveries(authed(&manager, deliveries(2, page_token))).await.unwrap_err();
+        assert_eq!(dw_grpc_kit::errors::violated_fields(&status), ["page_token"]);
+    }
+    let other_endpoint = pb::ListDeliveriesRequest {
+        webhook_id: created[1].webhook_id.clone(),
+        page_size: 2,
+        page_token: deliveries_token.clone(),
+    };
+    let status = webhooks.list_deliveries(authed(&manager, other_endpoint)).await.unwrap_err();
+    assert_eq!(dw_grpc_kit::errors::violated_fields(&status), ["page_token"], "a token of another endpoint's log");
+
+    let globex = token("globex", "boss", Role::Manager);
+    let theirs =
+        webhooks.list_webhooks(authed(&globex, pb::ListWebhooksRequest::default())).await.unwrap().into_inner();
+    assert!(theirs.webhooks.is_empty(), "another tenant sees nothing");
+    let status = webhooks
+        .list_webhooks(authed(
+            &globex,
+            pb::ListWebhooksRequest { page_size: 3, page_token: first_webhooks.next_page_token },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(dw_grpc_kit::errors::violated_fields(&status), ["page_token"], "a token of another tenant");
+    let theirs = webhooks.list_deliveries(authed(&globex, deliveries(2, String::new()))).await.unwrap().into_inner();
+    assert!(theirs.deliveries.is_empty() && theirs.next_page_token.is_empty(), "another tenant sees nothing");
+    for size in [-1, 201] {
+        let status = webhooks
+            .list_webhooks(authed(&manager, pb::ListWebhooksRequest { page_size: size, page_token: String::new() }))
+            .await
+            .unwrap_err();
+        assert_eq!(dw_grpc_kit::errors::violated_fields(&status), ["page_size"]);
+    }
 }

@@ -1,10 +1,13 @@
 //! Paging of every list RPC (AIP-158): the page size with its bounds, and one opaque page-token
 //! codec. A token is the keyset of the last row returned (its parts joined by `|`, base64url);
 //! a caller can only hand back what a call gave it, and anything else is `INVALID_ARGUMENT` on
-//! `page_token`.
+//! `page_token`. A *bound* token ([`encode_bound_token`]) also names the call, the tenant and the
+//! request's filters it was made for (AIP-158: they stay the same from page to page), so a token
+//! of another list, another tenant or another search is refused rather than misread.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest as _, Sha256};
 use tonic::Status;
 
 use crate::errors;
@@ -43,6 +46,56 @@ pub fn decode_token<T>(token: &str, parse: impl FnOnce(&[&str]) -> Option<T>) ->
     }
 }
 
+/// A keyset part that may hold any text (a name): encoded so that it cannot split the token.
+pub fn text_part(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The text of a [`text_part`]; `None` when it is not one.
+pub fn read_text_part(part: &str) -> Option<String> {
+    String::from_utf8(URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+}
+
+/// What a bound token is bound to: a digest of the call's name and its `scope` (the tenant, then
+/// the request's filters), short enough to keep tokens small.
+fn binding(call: &str, scope: &[&str]) -> String {
+    let mut digest = Sha256::new();
+    digest.update(call.as_bytes());
+    for part in scope {
+        // Length-prefixed, so that ["ab", "c"] and ["a", "bc"] differ.
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    URL_SAFE_NO_PAD.encode(&digest.finalize()[..12])
+}
+
+/// The token of a page of `call` (e.g. `dw.notifications.v1.WebhookService/ListWebhooks`) for
+/// `scope` (the tenant, then every filter of the request) that starts after the row whose
+/// keyset is `keyset`.
+pub fn encode_bound_token(call: &str, scope: &[&str], keyset: &[&str]) -> String {
+    let bound = binding(call, scope);
+    let mut parts = Vec::with_capacity(keyset.len() + 1);
+    parts.push(bound.as_str());
+    parts.extend_from_slice(keyset);
+    encode_token(&parts)
+}
+
+/// The keyset of a token made by [`encode_bound_token`] for the same `call` and `scope`, read by
+/// `parse`; `None` for the first page (an empty token). A token of another call, tenant or
+/// filters, or not a token at all, is `INVALID_ARGUMENT` on `page_token`.
+pub fn decode_bound_token<T>(
+    token: &str,
+    call: &str,
+    scope: &[&str],
+    parse: impl FnOnce(&[&str]) -> Option<T>,
+) -> Result<Option<T>, Status> {
+    let bound = binding(call, scope);
+    decode_token(token, |parts| match parts.split_first() {
+        Some((first, keyset)) if *first == bound => parse(keyset),
+        _ => None,
+    })
+}
+
 /// Keeps the first `limit` of `rows` (fetched as `limit + 1`) and answers the next page's
 /// token: the last kept row's, when there were more rows; empty on the last page.
 pub fn next_page<T>(rows: &mut Vec<T>, limit: i64, token_of: impl Fn(&T) -> Option<String>) -> String {
@@ -75,6 +128,39 @@ mod tests {
             let status = refused.unwrap_err();
             assert_eq!(errors::violated_fields(&status), ["page_token"], "{garbage}");
         }
+    }
+
+    #[test]
+    fn a_bound_token_is_refused_by_another_call_tenant_or_filter() {
+        let call = "dw.test.v1.Things/ListThings";
+        let parse = |parts: &[&str]| match parts {
+            [micros, id] => Some((micros.parse::<i64>().ok()?, (*id).to_owned())),
+            _ => None,
+        };
+        let token = encode_bound_token(call, &["acme", "ana"], &["17", "id-1"]);
+        assert_eq!(decode_bound_token(&token, call, &["acme", "ana"], parse).unwrap(), Some((17, "id-1".to_owned())));
+        assert_eq!(decode_bound_token("", call, &["acme", "ana"], parse).unwrap(), None, "the first page");
+        let refused = [
+            decode_bound_token(&token, "dw.test.v1.Things/ListOthers", &["acme", "ana"], parse),
+            decode_bound_token(&token, call, &["globex", "ana"], parse),
+            decode_bound_token(&token, call, &["acme", "bob"], parse),
+            decode_bound_token(&token, call, &["acmea", "na"], parse),
+            decode_bound_token(&encode_token(&["17", "id-1"]), call, &["acme", "ana"], parse),
+            decode_bound_token("garbage!", call, &["acme", "ana"], parse),
+        ];
+        for status in refused {
+            assert_eq!(errors::violated_fields(&status.unwrap_err()), ["page_token"]);
+        }
+    }
+
+    #[test]
+    fn a_text_part_carries_any_text() {
+        for text in ["", "Ana | Souza", "Zoë 😀", "a|b|c"] {
+            let part = text_part(text);
+            assert!(!part.contains('|'));
+            assert_eq!(read_text_part(&part).as_deref(), Some(text));
+        }
+        assert_eq!(read_text_part("%%"), None);
     }
 
     #[test]

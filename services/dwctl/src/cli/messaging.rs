@@ -217,16 +217,23 @@ pub enum ContactsCommand {
         tags: Vec<String>,
     },
     /// Find contacts by name (partial, case- and accent-insensitive, best first) or by phone
-    /// (SearchContacts).
+    /// (SearchContacts). Prints one page and the next page token; --all follows every page.
     Search {
         #[arg(long, value_parser = parse::non_empty, required_unless_present = "phone", conflicts_with = "phone")]
         name: Option<String>,
         /// E.164.
         #[arg(long, value_parser = parse::phone)]
         phone: Option<String>,
-        /// At most this many (1-100; server default 20).
+        /// At most this many a page (1-100; server default 20).
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100))]
         page_size: Option<i32>,
+        /// Fetch the page with this token (from a previous search's output, with the same
+        /// --name or --phone).
+        #[arg(long, value_parser = parse::non_empty, conflicts_with = "all")]
+        page_token: Option<String>,
+        /// Follow every page and print all the contacts found.
+        #[arg(long)]
+        all: bool,
     },
     /// Show a contact (GetContact).
     Get {

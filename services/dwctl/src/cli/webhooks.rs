@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 
+use crate::cli::PageArgs;
 use crate::parse;
 
 #[derive(Debug, Subcommand)]
@@ -20,8 +21,12 @@ pub enum WebhooksCommand {
         #[arg(long = "event", required = true, value_delimiter = ',', value_parser = parse::webhook_event)]
         events: Vec<String>,
     },
-    /// Every webhook of the tenant, disabled ones included (ListWebhooks).
-    List,
+    /// The tenant's webhooks, oldest first, disabled ones included (ListWebhooks). Prints one
+    /// page and the next page token; --all follows every page.
+    List {
+        #[command(flatten)]
+        paging: PageArgs,
+    },
     /// Delete (disable) a webhook (DeleteWebhook).
     Delete {
         #[arg(long, value_parser = parse::non_empty)]
@@ -37,9 +42,15 @@ pub enum WebhooksCommand {
     Deliveries {
         #[arg(long, value_parser = parse::non_empty)]
         webhook_id: String,
-        /// How many deliveries (1-200; server default 50).
+        /// How many deliveries a page (1-200; server default 50).
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..=200))]
         page_size: Option<i32>,
+        /// Fetch the page with this token (from a previous listing of the same webhook).
+        #[arg(long, value_parser = parse::non_empty, conflicts_with = "all")]
+        page_token: Option<String>,
+        /// Follow every page and print all the deliveries.
+        #[arg(long)]
+        all: bool,
     },
     /// Schedule a delivery again now, with the same `webhook-id` (RedeliverWebhook). The id is
     /// the `msg_…` of `webhooks deliveries` (or the `webhook-id` header), or the plain UUID.

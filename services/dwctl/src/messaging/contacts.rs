@@ -9,6 +9,7 @@ use dw_proto::messaging::v1::{
 
 use crate::cli::ContactsCommand;
 use crate::output::{self as out, Printer, names, or_dash};
+use crate::paging;
 use crate::rpc::Rpc;
 
 pub async fn run(command: ContactsCommand, rpc: &Rpc, printer: &Printer) -> Result<()> {
@@ -26,14 +27,22 @@ pub async fn run(command: ContactsCommand, rpc: &Rpc, printer: &Printer) -> Resu
             let contact = client.upsert_contact(rpc.request(request)).await?.into_inner();
             printer.emit(names::CONTACT, &contact, |c| contact_text(c, now))
         }
-        ContactsCommand::Search { name, phone, page_size } => {
+        ContactsCommand::Search { name, phone, page_size, page_token, all } => {
             let request = SearchContactsRequest {
                 name: name.unwrap_or_default(),
                 phone: phone.unwrap_or_default(),
                 page_size: page_size.unwrap_or(0),
+                page_token: page_token.unwrap_or_default(),
             };
-            let response = client.search_contacts(rpc.request(request)).await?.into_inner();
-            printer.emit(names::SEARCH_CONTACTS, &response, |r: &SearchContactsResponse| contacts_table(&r.contacts))
+            let response = paging::collect(request, all, |request| {
+                let mut client = client.clone();
+                let request = rpc.request(request);
+                async move { client.search_contacts(request).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+            printer.emit(names::SEARCH_CONTACTS, &response, |r: &SearchContactsResponse| {
+                contacts_table(&r.contacts) + &paging::next_page_line(&r.next_page_token)
+            })
         }
         ContactsCommand::Get { contact_id } => {
             let contact = client.get_contact(rpc.request(GetContactRequest { contact_id })).await?.into_inner();

@@ -54,14 +54,13 @@ impl App {
         found.ok_or_else(|| DomainError::ContactNotFound(id.to_string()).into())
     }
 
+    /// A page of a contact search, each contact with its rank (see [`projections::search_contacts`]).
     pub async fn search_contacts(
         &self,
         tenant: &TenantId,
-        name: Option<&str>,
-        phone: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<pb::Contact>, AppError> {
+        search: &projections::ContactSearch<'_>,
+    ) -> Result<Vec<(pb::Contact, f32)>, AppError> {
         let mut conn = self.pool.acquire().await?;
-        Ok(projections::search_contacts(&mut conn, tenant, name, phone, limit).await?)
+        Ok(projections::search_contacts(&mut conn, tenant, search).await?)
     }
 }

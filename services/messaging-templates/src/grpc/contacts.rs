@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use dw_auth::Role;
 use dw_grpc_kit::errors::{self, Violation};
-use dw_grpc_kit::{principal, require_role};
+use dw_grpc_kit::{paging, principal, require_role};
 use dw_proto::messaging::v1 as pb;
 use dw_proto::messaging::v1::contact_service_server::ContactService;
 use tonic::{Request, Response, Status};
@@ -14,6 +14,10 @@ use super::{command_context, to_status, uuid_field};
 use crate::app::App;
 use crate::domain::contact::ContactInput;
 use crate::domain::{DomainError, PhoneNumber};
+use crate::projections::{ContactKey, ContactSearch};
+
+/// What a `SearchContacts` page token is bound to, with the tenant and the search.
+const SEARCH_CONTACTS: &str = "dw.messaging.v1.ContactService/SearchContacts";
 
 pub struct ContactGrpc {
     app: Arc<App>,
@@ -97,14 +101,19 @@ impl ContactService for ContactGrpc {
         if name.is_none() && phone.is_none() {
             return Err(errors::invalid_argument("name", "a name or a phone is required"));
         }
-        let limit = match body.page_size {
-            0 => 20,
-            size @ 1..=100 => i64::from(size),
-            _ => return Err(errors::invalid_argument("page_size", "must be between 1 and 100")),
-        };
+        let limit = paging::page_size(body.page_size, 20, 100)?;
         let phone = phone.as_ref().map(PhoneNumber::as_str);
-        let contacts = self.app.search_contacts(principal.tenant(), name, phone, limit).await.map_err(to_status)?;
-        Ok(Response::new(pb::SearchContactsResponse { contacts }))
+        // A token belongs to this search of this tenant (AIP-158: the filters stay the same).
+        let scope = [principal.tenant().as_str(), name.unwrap_or_default(), phone.unwrap_or_default()];
+        let after = paging::decode_bound_token(&body.page_token, SEARCH_CONTACTS, &scope, ContactKey::parse)?;
+        let search = ContactSearch { name, phone, after, limit: limit + 1 };
+        let mut contacts = self.app.search_contacts(principal.tenant(), &search).await.map_err(to_status)?;
+        let next_page_token = paging::next_page(&mut contacts, limit, |(contact, rank)| {
+            let key = ContactKey::of(contact, *rank)?;
+            Some(paging::encode_bound_token(SEARCH_CONTACTS, &scope, &key.parts().each_ref().map(String::as_str)))
+        });
+        let contacts = contacts.into_iter().map(|(contact, _)| contact).collect();
+        Ok(Response::new(pb::SearchContactsResponse { contacts, next_page_token }))
     }
 
     #[instrument(skip_all, fields(rpc = "GetContact"))]

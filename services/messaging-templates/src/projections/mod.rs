@@ -149,30 +149,78 @@ pub async fn contact(
     row.as_ref().map(contact_from_row).transpose()
 }
 
-/// By partial name (case- and accent-insensitive, best matches first), or exact phone.
+/// A contact search: by partial name (case- and accent-insensitive) or exact phone, `limit` rows
+/// after the row `after` of its order.
+#[derive(Debug, Clone)]
+pub struct ContactSearch<'a> {
+    pub name: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub after: Option<ContactKey>,
+    pub limit: i64,
+}
+
+/// A row's place in a search's order — best match first (its rank: the name's trigram
+/// similarity, 0 for a search by phone), then name, then id — which a page token carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactKey {
+    pub rank: f32,
+    pub name: String,
+    pub contact_id: uuid::Uuid,
+}
+
+impl ContactKey {
+    /// The key of a contact the search answered with `rank`.
+    pub fn of(contact: &pb::Contact, rank: f32) -> Option<Self> {
+        let contact_id = uuid::Uuid::parse_str(&contact.contact_id).ok()?;
+        Some(Self { rank, name: contact.name.clone(), contact_id })
+    }
+
+    /// The key as page-token parts: the rank (its shortest exact decimal form), the name (any
+    /// text) and the id.
+    pub fn parts(&self) -> [String; 3] {
+        [self.rank.to_string(), dw_grpc_kit::paging::text_part(&self.name), self.contact_id.to_string()]
+    }
+
+    /// The key of [`parts`](Self::parts); `None` for anything else.
+    pub fn parse(parts: &[&str]) -> Option<Self> {
+        let [rank, name, contact_id] = parts else { return None };
+        let rank: f32 = rank.parse().ok().filter(|r: &f32| r.is_finite())?;
+        let name = dw_grpc_kit::paging::read_text_part(name)?;
+        Some(Self { rank, name, contact_id: uuid::Uuid::parse_str(contact_id).ok()? })
+    }
+}
+
+/// A page of `search`, best matches first, each contact with its rank (for the next page's key).
 pub async fn search_contacts(
     conn: &mut PgConnection,
     tenant: &TenantId,
-    name: Option<&str>,
-    phone: Option<&str>,
-    limit: i64,
-) -> Result<Vec<pb::Contact>, sqlx::Error> {
+    search: &ContactSearch<'_>,
+) -> Result<Vec<(pb::Contact, f32)>, sqlx::Error> {
     let sql = format!(
-        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE tenant_id = $1 \
-         AND ($2::text IS NULL OR dw_search_text(name) LIKE '%' || dw_search_text($2) || '%') \
-         AND ($3::text IS NULL OR phone = $3) \
-         ORDER BY CASE WHEN $2::text IS NULL THEN 0 ELSE similarity(dw_search_text(name), dw_search_text($2)) END DESC, \
-                  name, contact_id LIMIT $4"
+        "SELECT * FROM (\
+             SELECT {CONTACT_COLUMNS}, \
+                    CASE WHEN $2::text IS NULL THEN 0::real \
+                         ELSE similarity(dw_search_text(name), dw_search_text($2)) END AS rank \
+             FROM contacts WHERE tenant_id = $1 \
+             AND ($2::text IS NULL OR dw_search_text(name) LIKE '%' || dw_search_text($2) || '%') \
+             AND ($3::text IS NULL OR phone = $3)\
+         ) c \
+         WHERE $5::real IS NULL OR c.rank < $5 OR (c.rank = $5 AND (c.name, c.contact_id) > ($6::text, $7::uuid)) \
+         ORDER BY c.rank DESC, c.name, c.contact_id LIMIT $4"
     );
-    let escaped = name.map(|n| n.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let escaped = search.name.map(|n| n.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let after = search.after.as_ref();
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
         .bind(escaped)
-        .bind(phone)
-        .bind(limit)
+        .bind(search.phone)
+        .bind(search.limit)
+        .bind(after.map(|key| key.rank))
+        .bind(after.map(|key| key.name.as_str()))
+        .bind(after.map(|key| key.contact_id))
         .fetch_all(conn)
         .await?;
-    rows.iter().map(contact_from_row).collect()
+    rows.iter().map(|row| Ok((contact_from_row(row)?, row.try_get::<f32, _>("rank")?))).collect()
 }
 
 pub async fn save_message(

@@ -2,6 +2,7 @@
 //! redeliver.
 
 use dw_grpc_kit::errors::{self, db_status, parse_field, to_status};
+use dw_grpc_kit::paging;
 use dw_ids::WebhookId;
 use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::webhook_service_server::WebhookService;
@@ -12,7 +13,11 @@ use super::{manager, manager_command, page_limit};
 use crate::app::destination::DestinationPolicy;
 use crate::app::{self, CreateWebhook, DeleteWebhook, Redeliver, RotateSecret};
 use crate::domain::webhook;
-use crate::projections::queries::webhooks::{list_deliveries, list_webhooks};
+use crate::projections::queries::webhooks::{CreatedKey, list_deliveries, list_webhooks};
+
+/// What the page tokens of the two lists are bound to, with the tenant (and the endpoint).
+const LIST_WEBHOOKS: &str = "dw.notifications.v1.WebhookService/ListWebhooks";
+const LIST_DELIVERIES: &str = "dw.notifications.v1.WebhookService/ListDeliveries";
 
 pub struct WebhookGrpc {
     pool: PgPool,
@@ -51,8 +56,17 @@ impl WebhookService for WebhookGrpc {
         request: Request<pb::ListWebhooksRequest>,
     ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
         let principal = manager(&request)?;
-        let webhooks = list_webhooks(&self.pool, principal.tenant().as_str()).await.map_err(db_status)?;
-        Ok(Response::new(pb::ListWebhooksResponse { webhooks }))
+        let body = request.get_ref();
+        let limit = page_limit(body.page_size)?;
+        let scope = [principal.tenant().as_str()];
+        let after = paging::decode_bound_token(&body.page_token, LIST_WEBHOOKS, &scope, CreatedKey::parse)?;
+        let mut webhooks =
+            list_webhooks(&self.pool, principal.tenant().as_str(), after, limit + 1).await.map_err(db_status)?;
+        let next_page_token = paging::next_page(&mut webhooks, limit, |w| {
+            let key = CreatedKey::of(w.created_at.as_ref(), uuid::Uuid::parse_str(&w.webhook_id).ok()?)?;
+            Some(paging::encode_bound_token(LIST_WEBHOOKS, &scope, &key.parts().each_ref().map(String::as_str)))
+        });
+        Ok(Response::new(pb::ListWebhooksResponse { webhooks, next_page_token }))
     }
 
     async fn delete_webhook(
@@ -86,10 +100,18 @@ impl WebhookService for WebhookGrpc {
         let body = request.get_ref();
         let webhook_id = parse_field("webhook_id", &body.webhook_id, WebhookId::parse)?;
         let limit = page_limit(body.page_size)?;
-        let deliveries = list_deliveries(&self.pool, principal.tenant().as_str(), webhook_id.as_uuid(), limit)
-            .await
-            .map_err(db_status)?;
-        Ok(Response::new(pb::ListDeliveriesResponse { deliveries }))
+        let webhook = webhook_id.as_uuid().to_string();
+        let scope = [principal.tenant().as_str(), webhook.as_str()];
+        let after = paging::decode_bound_token(&body.page_token, LIST_DELIVERIES, &scope, CreatedKey::parse)?;
+        let tenant = principal.tenant().as_str();
+        let mut deliveries =
+            list_deliveries(&self.pool, tenant, webhook_id.as_uuid(), after, limit + 1).await.map_err(db_status)?;
+        let next_page_token = paging::next_page(&mut deliveries, limit, |d| {
+            let key =
+                CreatedKey::of(d.created_at.as_ref(), webhook::DeliveryId::parse(&d.delivery_id).ok()?.as_uuid())?;
+            Some(paging::encode_bound_token(LIST_DELIVERIES, &scope, &key.parts().each_ref().map(String::as_str)))
+        });
+        Ok(Response::new(pb::ListDeliveriesResponse { deliveries, next_page_token }))
     }
 
     async fn redeliver_webhook(

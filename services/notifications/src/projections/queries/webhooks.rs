@@ -31,31 +31,85 @@ pub(crate) fn webhook_from_row(row: &PgRow) -> Result<pb::Webhook, sqlx::Error> 
     })
 }
 
-/// The tenant's endpoints, oldest first.
-pub async fn list_webhooks(pool: &PgPool, tenant: &str) -> Result<Vec<pb::Webhook>, sqlx::Error> {
-    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?;
+/// A row's place in a list ordered by creation time, then id (an endpoint, a delivery), which a
+/// page token carries: the creation time in microseconds (what Postgres keeps) and the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedKey {
+    pub created_at: DateTime<Utc>,
+    pub id: uuid::Uuid,
+}
+
+impl CreatedKey {
+    /// The key of a listed row: its `created_at` and its id.
+    pub fn of(created_at: Option<&prost_types::Timestamp>, id: uuid::Uuid) -> Option<Self> {
+        let created_at = created_at?;
+        let nanos = u32::try_from(created_at.nanos).ok()?;
+        Some(Self { created_at: DateTime::from_timestamp(created_at.seconds, nanos)?, id })
+    }
+
+    pub fn parts(&self) -> [String; 2] {
+        [self.created_at.timestamp_micros().to_string(), self.id.to_string()]
+    }
+
+    /// The key of [`parts`](Self::parts); `None` for anything else.
+    pub fn parse(parts: &[&str]) -> Option<Self> {
+        let [micros, id] = parts else { return None };
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: uuid::Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// A page of the tenant's endpoints, oldest first: `limit` after `after`.
+pub async fn list_webhooks(
+    pool: &PgPool,
+    tenant: &str,
+    after: Option<CreatedKey>,
+    limit: i64,
+) -> Result<Vec<pb::Webhook>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = $1 \
+         AND ($2::timestamptz IS NULL OR (created_at, webhook_id) > ($2, $3::uuid)) \
+         ORDER BY created_at, webhook_id LIMIT $4"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(after.map(|key| key.created_at))
+        .bind(after.map(|key| key.id))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(webhook_from_row).collect()
 }
 
-/// An endpoint's latest `limit` deliveries, newest first.
+/// A page of an endpoint's deliveries, newest first: `limit` after `after`.
 pub async fn list_deliveries(
     pool: &PgPool,
     tenant: &str,
     webhook_id: uuid::Uuid,
+    after: Option<CreatedKey>,
     limit: i64,
 ) -> Result<Vec<pb::Delivery>, sqlx::Error> {
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} \
          FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
-         WHERE d.tenant_id = $1 AND d.webhook_id = $2 ORDER BY d.created_at DESC LIMIT $3"
+         WHERE d.tenant_id = $1 AND d.webhook_id = $2 \
+         AND ($4::timestamptz IS NULL OR (d.created_at, d.delivery_id) < ($4, $5::uuid)) \
+         ORDER BY d.created_at DESC, d.delivery_id DESC LIMIT $3"
     );
     // One snapshot for the deliveries and their attempts: read apart, a delivery attempted in
     // between would show its attempt with the status it had before it.
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(webhook_id).bind(limit).fetch_all(&mut *tx).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(webhook_id)
+        .bind(limit)
+        .bind(after.map(|key| key.created_at))
+        .bind(after.map(|key| key.id))
+        .fetch_all(&mut *tx)
+        .await?;
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in &rows {
         deliveries.push(delivery_view(&mut tx, row).await?);
