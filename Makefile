@@ -60,10 +60,11 @@ fuzz: deps ## The property-based fuzz targets (tests/fuzz_*.rs) with FUZZ_CASES 
 	@# New failures are saved in each crate's tests/fuzz-regressions/: commit them, they replay first.
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --workspace --test 'fuzz_*' $(TEST_ARGS)
 
-lint: ## rustfmt check and clippy with warnings denied (plus a syntax check of the scripts)
+lint: ## rustfmt check and clippy with warnings denied, buf lint + breaking on proto/ (plus a syntax check of the scripts)
 	@scripts/deps.sh --toolchain-only
 	@for f in scripts/*.sh .ci/run; do bash -n "$$f" || exit 1; done
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck -x scripts/*.sh .ci/run; fi
+	@scripts/proto-check.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -3,23 +3,26 @@
 #   - the Rust toolchain pieces (cargo, rustfmt, clippy, a C compiler for crates that build C;
 #     no protoc: the proto crate compiles .proto files with protox),
 #   - PostgreSQL on 127.0.0.1:5432 with trust auth for loopback connections,
-#   - nats-server with JetStream on 127.0.0.1:4222.
+#   - nats-server with JetStream on 127.0.0.1:4222,
+#   - with --buf only: buf (the protobuf linter and breaking-change checker), from the npm
+#     package @bufbuild/buf at a pinned version into .dw/tools/buf; prints the binary's path.
 # Servers already answering are reused as they are; missing ones are installed with apt
 # (non-interactive) and started. Safe to run any number of times.
 #
-# Usage: scripts/deps.sh [--toolchain-only | --servers-only]
+# Usage: scripts/deps.sh [--toolchain-only | --servers-only | --buf]
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DW_LOG_TAG=deps
 
-want_toolchain=1 want_servers=1
+want_toolchain=1 want_servers=1 want_buf=0
 case "${1:-}" in
     --toolchain-only) want_servers=0 ;;
     --servers-only) want_toolchain=0 ;;
+    --buf) want_toolchain=0 want_servers=0 want_buf=1 ;;
     "") ;;
     -h | --help)
-        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) die "unknown option '$1' (try --help)" ;;
@@ -218,7 +221,36 @@ ensure_nats() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# buf (make lint): pinned, installed per checkout, so every machine checks with the same rules
 
+DW_BUF_VERSION=${DW_BUF_VERSION:-1.75.0}
+
+ensure_buf() {
+    local dir="$DW_ROOT/.dw/tools/buf" buf
+    buf="$dir/node_modules/.bin/buf"
+    if [[ -x "$buf" && "$("$buf" --version 2>/dev/null)" == "$DW_BUF_VERSION" ]]; then
+        printf '%s\n' "$buf"
+        return 0
+    fi
+    if ! have npm; then
+        log "npm missing (buf is installed from the npm registry): installing nodejs and npm"
+        apt_install nodejs npm
+    fi
+    log "installing buf $DW_BUF_VERSION (npm @bufbuild/buf) into ${dir#"$DW_ROOT"/}"
+    mkdir -p "$dir"
+    # The package's binary comes from its platform package (an optional dependency); its
+    # postinstall script is not needed for the binary, so none runs.
+    npm install --prefix "$dir" --no-audit --no-fund --no-save --ignore-scripts --loglevel=error \
+        "@bufbuild/buf@$DW_BUF_VERSION" >&2 ||
+        die "npm could not install @bufbuild/buf@$DW_BUF_VERSION (is the npm registry reachable?)"
+    [[ "$("$buf" --version 2>/dev/null)" == "$DW_BUF_VERSION" ]] ||
+        die "buf $DW_BUF_VERSION was installed but $buf does not run"
+    printf '%s\n' "$buf"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+((want_buf)) && ensure_buf
 ((want_toolchain)) && ensure_toolchain
 if ((want_servers)); then
     ensure_postgres

@@ -161,7 +161,7 @@ pub fn template_category(value: &str) -> Result<TemplateCategory, String> {
 pub fn header_kind(value: &str) -> Result<HeaderKind, String> {
     one_of(
         "header kind",
-        &[("none", HeaderKind::None), ("text", HeaderKind::Text), ("image", HeaderKind::Image)],
+        &[("none", HeaderKind::Unspecified), ("text", HeaderKind::Text), ("image", HeaderKind::Image)],
         value,
     )
 }
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(template_category("marketing"), Ok(TemplateCategory::Marketing));
         assert_eq!(template_category("AUTHENTICATION"), Ok(TemplateCategory::Authentication));
         assert!(template_category("promo").is_err());
-        assert_eq!(header_kind("none"), Ok(HeaderKind::None));
+        assert_eq!(header_kind("none"), Ok(HeaderKind::Unspecified));
         assert_eq!(header_kind("Text"), Ok(HeaderKind::Text));
         assert_eq!(header_kind("image"), Ok(HeaderKind::Image));
         assert!(header_kind("video").is_err());

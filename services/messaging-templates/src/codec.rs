@@ -55,7 +55,7 @@ fn category_to_pb(category: Category) -> pb::TemplateCategory {
 
 pub fn header_kind_from_pb(value: i32) -> Option<HeaderKind> {
     match pb::HeaderKind::try_from(value).ok()? {
-        pb::HeaderKind::None => Some(HeaderKind::None),
+        pb::HeaderKind::Unspecified => Some(HeaderKind::None),
         pb::HeaderKind::Text => Some(HeaderKind::Text),
         pb::HeaderKind::Image => Some(HeaderKind::Image),
     }
@@ -63,7 +63,7 @@ pub fn header_kind_from_pb(value: i32) -> Option<HeaderKind> {
 
 fn header_kind_to_pb(kind: HeaderKind) -> pb::HeaderKind {
     match kind {
-        HeaderKind::None => pb::HeaderKind::None,
+        HeaderKind::None => pb::HeaderKind::Unspecified,
         HeaderKind::Text => pb::HeaderKind::Text,
         HeaderKind::Image => pb::HeaderKind::Image,
     }

@@ -58,7 +58,7 @@ pub const TEMPLATES: [DemoTemplate; 4] = [
         channel: MessagingChannel::Sms,
         name: "verification_code",
         category: TemplateCategory::Authentication,
-        header_kind: HeaderKind::None,
+        header_kind: HeaderKind::Unspecified,
         header: "",
         body: "Seu codigo de verificacao e {{1}}",
         footer: "",
@@ -67,7 +67,7 @@ pub const TEMPLATES: [DemoTemplate; 4] = [
         channel: MessagingChannel::Sms,
         name: "appointment",
         category: TemplateCategory::Utility,
-        header_kind: HeaderKind::None,
+        header_kind: HeaderKind::Unspecified,
         header: "",
         body: "Lembrete: sua consulta e em {{1}} as {{2}}.",
         footer: "",
@@ -93,7 +93,7 @@ pub fn template_request(tenant: &str, template: &DemoTemplate) -> CreateTemplate
     let (header_text, header_image_url) = match template.header_kind {
         HeaderKind::Text => (template.header, ""),
         HeaderKind::Image => ("", template.header),
-        HeaderKind::None => ("", ""),
+        HeaderKind::Unspecified => ("", ""),
     };
     let channel = channel(template.channel as i32);
     CreateTemplateRequest {
@@ -308,7 +308,7 @@ mod tests {
         for sms in &requests[2..] {
             let content = sms.content.clone().unwrap();
             assert_eq!(sms.channel, MessagingChannel::Sms as i32);
-            assert_eq!(content.header_kind, HeaderKind::None as i32);
+            assert_eq!(content.header_kind, HeaderKind::Unspecified as i32);
             assert!(content.header_text.is_empty() && content.header_image_url.is_empty() && content.footer.is_empty());
         }
         assert_eq!(requests[2].content.clone().unwrap().body, "Seu codigo de verificacao e {{1}}");

@@ -52,6 +52,7 @@ mod tests {
         assert_eq!(channel(Channel::Sms as i32), "sms");
         assert_eq!(category(TemplateCategory::Authentication as i32), "authentication");
         assert_eq!(header(HeaderKind::Image as i32), "image");
+        assert_eq!(header(HeaderKind::Unspecified as i32), "none");
         assert_eq!(message_status(MessageStatus::Read as i32), "read");
         assert_eq!(encoding(SmsEncoding::Ucs2 as i32), "UCS-2");
         assert_eq!(channel(0), "-");

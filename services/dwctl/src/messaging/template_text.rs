@@ -16,6 +16,10 @@ pub fn category(value: i32) -> String {
 
 /// `none`, `text`, `image`.
 pub fn header(value: i32) -> String {
+    // The zero value is `HEADER_KIND_UNSPECIFIED` (buf's rule for zero values): no header.
+    if value == HeaderKind::Unspecified as i32 {
+        return "none".to_owned();
+    }
     out::enum_name(value, "HEADER_KIND_", HeaderKind::as_str_name)
 }
 

@@ -109,7 +109,7 @@ pub fn create_request(request_id: String, args: &CreateTemplateArgs) -> Result<C
         options.header_kind,
         options.header_text.as_deref(),
         options.header_image_url.as_deref(),
-        HeaderKind::None,
+        HeaderKind::Unspecified,
     )?;
     let content = TemplateContent {
         language: args.language.clone().unwrap_or_default(),
@@ -160,7 +160,7 @@ pub fn update_request(args: &UpdateTemplateArgs) -> Result<UpdateTemplateRequest
     let given = |value: &Option<String>| value.as_ref().is_some_and(|v| !v.trim().is_empty());
     let header_given = kind.is_some() || given(header_text) || given(header_image_url);
     if header_given {
-        let kind = header_kind(*kind, header_text.as_deref(), header_image_url.as_deref(), HeaderKind::None)?;
+        let kind = header_kind(*kind, header_text.as_deref(), header_image_url.as_deref(), HeaderKind::Unspecified)?;
         set("header_kind", true);
         content.header_kind = kind as i32;
         // The part the kind uses when given; the other part is cleared (the service rejects it).

@@ -32,15 +32,18 @@ const ORDER_SHIPPED: [&str; 16] = [
 
 #[test]
 fn header_kinds_are_inferred_from_the_header_given() {
-    assert_eq!(header_kind(None, None, None, HeaderKind::None).unwrap(), HeaderKind::None);
+    assert_eq!(header_kind(None, None, None, HeaderKind::Unspecified).unwrap(), HeaderKind::Unspecified);
     assert_eq!(header_kind(None, None, None, HeaderKind::Text).unwrap(), HeaderKind::Text);
-    assert_eq!(header_kind(None, Some("Hi"), None, HeaderKind::None).unwrap(), HeaderKind::Text);
+    assert_eq!(header_kind(None, Some("Hi"), None, HeaderKind::Unspecified).unwrap(), HeaderKind::Text);
     assert_eq!(header_kind(None, None, Some("https://x/y.png"), HeaderKind::Text).unwrap(), HeaderKind::Image);
     assert_eq!(header_kind(None, Some(" "), None, HeaderKind::Image).unwrap(), HeaderKind::Image);
-    assert_eq!(header_kind(Some(HeaderKind::None), Some("Hi"), None, HeaderKind::Text).unwrap(), HeaderKind::None);
-    assert!(header_kind(None, Some("Hi"), Some("https://x/y.png"), HeaderKind::None).is_err());
     assert_eq!(
-        header_kind(Some(HeaderKind::Image), Some("Hi"), Some("https://x/y.png"), HeaderKind::None).unwrap(),
+        header_kind(Some(HeaderKind::Unspecified), Some("Hi"), None, HeaderKind::Text).unwrap(),
+        HeaderKind::Unspecified
+    );
+    assert!(header_kind(None, Some("Hi"), Some("https://x/y.png"), HeaderKind::Unspecified).is_err());
+    assert_eq!(
+        header_kind(Some(HeaderKind::Image), Some("Hi"), Some("https://x/y.png"), HeaderKind::Unspecified).unwrap(),
         HeaderKind::Image
     );
 }
@@ -114,7 +117,7 @@ fn update_names_only_what_is_given() {
     let request = update(&["--header-kind", "none", "--category", "marketing"]).unwrap();
     assert_eq!(paths(&request), ["category", "header_kind", "header_text", "header_image_url"]);
     let content = request.content.unwrap();
-    assert_eq!(content.header_kind, HeaderKind::None as i32);
+    assert_eq!(content.header_kind, HeaderKind::Unspecified as i32);
     assert!(content.header_text.is_empty() && content.header_image_url.is_empty());
     assert_eq!(content.category, TemplateCategory::Marketing as i32);
     // A kind alone keeps the current part it uses.
