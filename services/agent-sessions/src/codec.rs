@@ -1,7 +1,8 @@
 //! Domain events to and from their protobuf contract (`dw.agentsessions.v1` events), and the
 //! stream ids of the aggregates.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use dw_tenant_time::TenantZone;
 use dw_eventstore::codec::decode_contract;
 use dw_eventstore::{NewEvent, RecordedEvent};
 use dw_ids::TenantId;
@@ -51,6 +52,15 @@ fn reason_from(id: &str, label: &str) -> Result<Option<Reason>, CodecError> {
     Ok(Some(Reason { id, label: label.to_owned() }))
 }
 
+/// A day's date as its event carries it; events from before tenants had zones carry none: the UTC
+/// date of the start, as it was read then.
+pub fn service_date_from(value: &str, started_at: DateTime<Utc>) -> Result<NaiveDate, CodecError> {
+    if value.is_empty() {
+        return Ok(started_at.date_naive());
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|e| CodecError::Invalid("service_date", e.to_string()))
+}
+
 fn day_id_from(value: &str) -> Result<DayId, CodecError> {
     uuid::Uuid::parse_str(value).map(DayId).map_err(|e| CodecError::Invalid("day_id", e.to_string()))
 }
@@ -67,13 +77,14 @@ pub fn encode_service_day(agent_id: &AgentId, event: &service_day::Event) -> New
     use service_day::Event as E;
     let agent_id = agent_id.to_string();
     match event {
-        E::DayStarted { day_id, started_at, departments } => NewEvent::of(
+        E::DayStarted { day_id, started_at, service_date, departments } => NewEvent::of(
             "serviceday.started",
             &pb::ServiceDayStarted {
                 agent_id,
                 day_id: day_id.to_string(),
                 started_at: Some(timestamp(*started_at)),
                 department_ids: departments.iter().map(ToString::to_string).collect(),
+                service_date: service_date.to_string(),
             },
         ),
         E::ExitNotified { day_id, reason, notified_at } => NewEvent::of(
@@ -136,9 +147,11 @@ pub fn decode_service_day(recorded: &RecordedEvent) -> Result<service_day::Event
                 .iter()
                 .map(|d| DepartmentId::parse(d).map_err(|e| CodecError::Invalid("department_ids", e)))
                 .collect::<Result<_, _>>()?;
+            let started_at = from_timestamp("started_at", m.started_at.as_ref())?;
             E::DayStarted {
                 day_id: day_id_from(&m.day_id)?,
-                started_at: from_timestamp("started_at", m.started_at.as_ref())?,
+                started_at,
+                service_date: service_date_from(&m.service_date, started_at)?,
                 departments,
             }
         }
@@ -255,6 +268,8 @@ pub fn encode_tenant_settings(event: &tenant_settings::Event, by: &str) -> NewEv
             break_reasons: reasons_to_pb(&settings.break_reasons),
             ticket_workspace_url: settings.ticket_workspace_url.clone().unwrap_or_default(),
             changed_by: by.to_owned(),
+            time_zone: settings.time_zone.name().to_owned(),
+            break_reason_optional: settings.break_reason_optional,
         },
     )
 }
@@ -268,5 +283,24 @@ pub fn decode_tenant_settings(recorded: &RecordedEvent) -> Result<tenant_setting
         exit_reasons: reasons_from_pb("exit_reasons", &m.exit_reasons)?,
         break_reasons: reasons_from_pb("break_reasons", &m.break_reasons)?,
         ticket_workspace_url: Some(m.ticket_workspace_url).filter(|u| !u.is_empty()),
+        time_zone: TenantZone::from_stored(&m.time_zone).map_err(|e| CodecError::Invalid("time_zone", e.to_string()))?,
+        break_reason_optional: m.break_reason_optional,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_day_started_before_tenants_had_zones_replays_with_its_utc_date() {
+        let started_at = Utc.with_ymd_and_hms(2026, 11, 25, 2, 30, 0).unwrap();
+        assert_eq!(service_date_from("", started_at).unwrap().to_string(), "2026-11-25");
+        assert_eq!(service_date_from("2026-11-24", started_at).unwrap().to_string(), "2026-11-24");
+        assert!(service_date_from("24/11/2026", started_at).is_err());
+    }
 }

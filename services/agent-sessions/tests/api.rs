@@ -127,6 +127,7 @@ async fn malformed_requests_name_the_field_and_change_nothing() {
                     break_reasons: vec![],
                     ticket_workspace_url: "ftp://nope".into(),
                     version: 0,
+                    ..Default::default()
                 }),
             },
         ))
@@ -304,7 +305,7 @@ async fn a_full_day_is_reported_exactly_by_get_my_information() {
     let ended = day.end_service_day(authed(&agent, pb::EndServiceDayRequest { request_id: rid() })).await;
     assert_eq!(ended.unwrap().into_inner().status, pb::AgentStatus::Off as i32);
 
-    let info = day.get_my_information(authed(&agent, pb::GetMyInformationRequest { from: None, to: None })).await;
+    let info = day.get_my_information(authed(&agent, pb::GetMyInformationRequest { from: None, to: None, ..Default::default() })).await;
     let info = info.unwrap().into_inner();
     assert_eq!(info.status, pb::AgentStatus::Off as i32);
     assert_eq!(info.department_ids, vec!["support"]);
@@ -339,12 +340,14 @@ async fn a_full_day_is_reported_exactly_by_get_my_information() {
     let range = pb::GetMyInformationRequest {
         from: Some(agent_sessions::codec::timestamp(now - chrono::Duration::hours(1))),
         to: Some(agent_sessions::codec::timestamp(now + chrono::Duration::hours(1))),
+        ..Default::default()
     };
     let by_range = day.get_my_information(authed(&agent, range)).await.unwrap().into_inner();
     assert_eq!(by_range.days, info.days);
     let past = pb::GetMyInformationRequest {
         from: Some(agent_sessions::codec::timestamp(now - chrono::Duration::days(3))),
         to: Some(agent_sessions::codec::timestamp(now - chrono::Duration::days(2))),
+        ..Default::default()
     };
     assert!(day.get_my_information(authed(&agent, past)).await.unwrap().into_inner().days.is_empty());
     service.stop().await;

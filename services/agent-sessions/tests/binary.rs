@@ -129,6 +129,7 @@ async fn a_full_agent_day_through_the_running_binary() {
                     break_reasons: vec![pb::Reason { id: "coffee".into(), label: "Coffee".into() }],
                     ticket_workspace_url: String::new(),
                     version: 0,
+                    ..Default::default()
                 }),
             },
         ))

@@ -33,6 +33,8 @@ pub enum DomainError {
     UnknownExitReason(String),
     #[error("unknown break reason {0:?}")]
     UnknownBreakReason(String),
+    #[error("the tenant has break reasons: name one of them (ListBreakReasons)")]
+    BreakReasonRequired,
     #[error("agent {0:?} not found")]
     AgentNotFound(String),
     #[error("agent {0:?} is already registered")]
@@ -61,6 +63,7 @@ impl DomainError {
             Self::AutoDistributionDisabled => "AUTO_DISTRIBUTION_DISABLED",
             Self::UnknownExitReason(_) => "UNKNOWN_EXIT_REASON",
             Self::UnknownBreakReason(_) => "UNKNOWN_BREAK_REASON",
+            Self::BreakReasonRequired => "BREAK_REASON_REQUIRED",
             Self::AgentNotFound(_) => "AGENT_NOT_FOUND",
             Self::AgentAlreadyRegistered(_) => "AGENT_ALREADY_REGISTERED",
             Self::DepartmentAlreadyLinked(_) => "DEPARTMENT_ALREADY_LINKED",

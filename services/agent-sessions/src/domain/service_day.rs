@@ -9,8 +9,12 @@
 //!                        on_break ◀──────────────────────┘
 //! EndServiceDay from any open state closes an open break and an open exit (cause: day_ended) first.
 //! ```
+//!
+//! A day's date is the tenant's local date when it started: a night shift from 22:00 to 06:00 is
+//! one day, of the date it started. When the tenant has break reasons, a break names one of them
+//! unless the tenant made the reason optional.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::tenant_settings::TenantSettings;
@@ -127,7 +131,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    DayStarted { day_id: DayId, started_at: DateTime<Utc>, departments: Vec<DepartmentId> },
+    /// `service_date`: the tenant's local date at `started_at`.
+    DayStarted { day_id: DayId, started_at: DateTime<Utc>, service_date: NaiveDate, departments: Vec<DepartmentId> },
     ExitNotified { day_id: DayId, reason: Reason, notified_at: DateTime<Utc> },
     ExitClosed { day_id: DayId, cause: ExitCloseCause, closed_at: DateTime<Utc> },
     BreakStarted { day_id: DayId, reason: Option<Reason>, started_at: DateTime<Utc> },
@@ -149,7 +154,12 @@ pub fn decide(
     let open_day = match (&state.day, &command) {
         (Some(_), Command::StartDay { .. }) => return Err(DomainError::ServiceDayAlreadyStarted),
         (None, Command::StartDay { day_id, departments }) => {
-            return Ok(vec![Event::DayStarted { day_id: *day_id, started_at: now, departments: departments.clone() }]);
+            return Ok(vec![Event::DayStarted {
+                day_id: *day_id,
+                started_at: now,
+                service_date: settings.time_zone.local_date(now),
+                departments: departments.clone(),
+            }]);
         }
         (None, _) => return Err(DomainError::ServiceDayNotStarted),
         (Some(day), _) => day,
@@ -184,6 +194,7 @@ pub fn decide(
                 return Err(DomainError::AlreadyOnBreak);
             }
             let reason = match reason_id {
+                None if settings.break_reason_required() => return Err(DomainError::BreakReasonRequired),
                 None => None,
                 Some(id) => Some(
                     settings
@@ -278,6 +289,7 @@ pub fn evolve(mut state: ServiceDay, event: &Event) -> ServiceDay {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use dw_tenant_time::TenantZone;
 
     fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 9, minute, 0).unwrap()
@@ -293,6 +305,9 @@ mod tests {
             exit_reasons: vec![reason("end-of-shift", "End of shift")],
             break_reasons: vec![reason("lunch", "Lunch")],
             ticket_workspace_url: None,
+            time_zone: TenantZone::UTC,
+            // The transition tests below take breaks without a reason; the reason rule has its own.
+            break_reason_optional: true,
         }
     }
 
@@ -457,5 +472,66 @@ mod tests {
         let state = events.iter().fold(state, evolve);
         assert_eq!(state.status(), Status::Working);
         assert_eq!(state.day.unwrap().day_id, DayId(uuid::Uuid::from_u128(8)));
+    }
+
+    fn sao_paulo(break_reason_optional: bool) -> TenantSettings {
+        TenantSettings {
+            time_zone: TenantZone::parse("America/Sao_Paulo").unwrap(),
+            break_reason_optional,
+            ..settings(true)
+        }
+    }
+
+    fn utc(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap()
+    }
+
+    #[test]
+    fn given_a_tenant_in_sao_paulo_when_a_day_starts_at_half_past_eleven_at_night_then_it_has_that_local_date() {
+        // 02:30 UTC on the 25th is 23:30 on the 24th in São Paulo.
+        let events = decide(&ServiceDay::default(), start(), &sao_paulo(false), utc(25, 2, 30)).unwrap();
+        let [Event::DayStarted { service_date, .. }] = &events[..] else { panic!("{events:?}") };
+        assert_eq!(service_date.to_string(), "2026-11-24");
+        // A tenant on UTC: the UTC date.
+        let events = decide(&ServiceDay::default(), start(), &settings(true), utc(25, 2, 30)).unwrap();
+        assert!(matches!(&events[..], [Event::DayStarted { service_date, .. }] if service_date.to_string() == "2026-11-25"));
+    }
+
+    #[test]
+    fn given_a_night_shift_from_22_to_06_local_then_it_is_one_day_of_the_date_it_started() {
+        let tenant = sao_paulo(false);
+        // 22:00 on the 24th in São Paulo is 01:00 UTC on the 25th; 06:00 on the 25th is 09:00 UTC.
+        let mut state = ServiceDay::default();
+        let started = decide(&state, start(), &tenant, utc(25, 1, 0)).unwrap();
+        state = started.iter().fold(state, evolve);
+        let lunch = Command::StartBreak { reason_id: Some(ReasonId::parse("lunch").unwrap()) };
+        for (command, at) in [(lunch, utc(25, 3, 30)), (Command::EndBreak, utc(25, 4, 0))] {
+            state = decide(&state, command, &tenant, at).unwrap().iter().fold(state, evolve);
+        }
+        assert_eq!(state.status(), Status::Working, "past midnight the same day is still open");
+        let ended = decide(&state, Command::EndDay, &tenant, utc(25, 9, 0)).unwrap();
+        assert!(matches!(&ended[..], [Event::DayEnded { day_id: ended_day, total_break_ms: 1_800_000, .. }] if *ended_day == day_id()));
+        assert!(matches!(&started[..], [Event::DayStarted { service_date, .. }] if service_date.to_string() == "2026-11-24"));
+    }
+
+    #[test]
+    fn given_a_tenant_with_break_reasons_when_a_break_names_none_then_it_is_refused() {
+        let state = given(vec![start()]);
+        let refused = decide(&state, Command::StartBreak { reason_id: None }, &sao_paulo(false), at(30));
+        assert_eq!(refused, Err(DomainError::BreakReasonRequired));
+        assert_eq!(DomainError::BreakReasonRequired.reason(), "BREAK_REASON_REQUIRED");
+        let unknown = Command::StartBreak { reason_id: Some(ReasonId::parse("nap").unwrap()) };
+        assert_eq!(decide(&state, unknown, &sao_paulo(false), at(30)), Err(DomainError::UnknownBreakReason("nap".into())));
+        let lunch = Command::StartBreak { reason_id: Some(ReasonId::parse("lunch").unwrap()) };
+        assert!(decide(&state, lunch, &sao_paulo(false), at(30)).is_ok());
+    }
+
+    #[test]
+    fn given_the_reason_is_optional_or_there_are_no_reasons_when_a_break_names_none_then_it_starts() {
+        let state = given(vec![start()]);
+        let events = decide(&state, Command::StartBreak { reason_id: None }, &sao_paulo(true), at(30)).unwrap();
+        assert!(matches!(&events[..], [Event::BreakStarted { reason: None, .. }]));
+        let no_reasons = TenantSettings { break_reasons: Vec::new(), ..sao_paulo(false) };
+        assert!(decide(&state, Command::StartBreak { reason_id: None }, &no_reasons, at(30)).is_ok());
     }
 }

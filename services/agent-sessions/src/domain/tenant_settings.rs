@@ -1,7 +1,8 @@
-//! The tenant's settings aggregate: automatic distribution, exit and break reasons, the
-//! ticket-workspace link.
+//! The tenant's settings aggregate: automatic distribution, exit and break reasons (and whether
+//! a break must name one), the ticket-workspace link, the time zone.
 
 use dw_eventstore::{StaleVersion, UpdateMask, check_version};
+use dw_tenant_time::TenantZone;
 use serde::{Deserialize, Serialize};
 
 use super::{Reason, ReasonId};
@@ -12,9 +13,21 @@ pub struct TenantSettings {
     pub exit_reasons: Vec<Reason>,
     pub break_reasons: Vec<Reason>,
     pub ticket_workspace_url: Option<String>,
+    /// The tenant's calendar: protocol dates, service-day dates, date filters. Settings stored
+    /// before zones existed read as UTC.
+    #[serde(default)]
+    pub time_zone: TenantZone,
+    /// With break reasons configured, a break may still go without one.
+    #[serde(default)]
+    pub break_reason_optional: bool,
 }
 
 impl TenantSettings {
+    /// Whether a break must name one of the tenant's reasons.
+    pub fn break_reason_required(&self) -> bool {
+        !self.break_reasons.is_empty() && !self.break_reason_optional
+    }
+
     pub fn exit_reason(&self, id: &ReasonId) -> Option<&Reason> {
         self.exit_reasons.iter().find(|r| &r.id == id)
     }
@@ -31,6 +44,8 @@ pub enum Field {
     ExitReasons,
     BreakReasons,
     TicketWorkspaceUrl,
+    TimeZone,
+    BreakReasonOptional,
 }
 
 impl Field {
@@ -40,6 +55,8 @@ impl Field {
         ("exit_reasons", Field::ExitReasons),
         ("break_reasons", Field::BreakReasons),
         ("ticket_workspace_url", Field::TicketWorkspaceUrl),
+        ("time_zone", Field::TimeZone),
+        ("break_reason_optional", Field::BreakReasonOptional),
     ];
 
     /// Output-only fields: a mask naming them is refused.
@@ -72,6 +89,12 @@ pub fn apply(current: &TenantSettings, version: u64, update: Update) -> Result<T
             Field::TicketWorkspaceUrl,
             current.ticket_workspace_url.clone(),
             patch.ticket_workspace_url,
+        ),
+        time_zone: mask.pick(Field::TimeZone, current.time_zone, patch.time_zone),
+        break_reason_optional: mask.pick(
+            Field::BreakReasonOptional,
+            current.break_reason_optional,
+            patch.break_reason_optional,
         ),
     })
 }
@@ -113,6 +136,8 @@ mod tests {
             exit_reasons: vec![reason("meeting")],
             break_reasons: vec![reason("lunch"), reason("coffee")],
             ticket_workspace_url: Some("https://crm.example.com/old".into()),
+            time_zone: TenantZone::parse("America/Sao_Paulo").expect("known zone"),
+            break_reason_optional: false,
         }
     }
 
@@ -161,6 +186,32 @@ mod tests {
         assert!(events.is_empty());
         let events = decide(&configured(), 2, update(TenantSettings::default(), only(&[]))).expect("applies");
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn given_a_zone_when_only_the_break_flag_is_named_then_the_zone_stays() {
+        let patch = TenantSettings { break_reason_optional: true, ..Default::default() };
+        let events = decide(&configured(), 3, update(patch, only(&[Field::BreakReasonOptional]))).expect("applies");
+        let after = events.iter().fold(configured(), evolve);
+        assert!(after.break_reason_optional);
+        assert!(!after.break_reason_required());
+        assert_eq!(after.time_zone.name(), "America/Sao_Paulo");
+    }
+
+    #[test]
+    fn given_configured_settings_when_the_zone_is_named_and_absent_then_it_is_utc_again() {
+        let events =
+            decide(&configured(), 3, update(TenantSettings::default(), only(&[Field::TimeZone]))).expect("applies");
+        let after = events.iter().fold(configured(), evolve);
+        assert!(after.time_zone.is_utc());
+        assert_eq!(after.break_reasons, configured().break_reasons);
+    }
+
+    #[test]
+    fn given_break_reasons_then_a_reason_is_required_unless_optional_and_without_reasons_never() {
+        assert!(configured().break_reason_required());
+        assert!(!TenantSettings { break_reason_optional: true, ..configured() }.break_reason_required());
+        assert!(!TenantSettings { break_reasons: Vec::new(), ..configured() }.break_reason_required());
     }
 
     #[test]

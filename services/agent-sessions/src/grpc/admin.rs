@@ -15,6 +15,7 @@ use super::{command_context, parse_field, to_status};
 use crate::app::App;
 use crate::app::status_feed::{StatusFeed, StatusStream};
 use crate::domain::tenant_settings::{self, Field, TenantSettings};
+use dw_tenant_time::TenantZone;
 use crate::domain::{AgentId, DepartmentId, Permission, Reason, ReasonId, agent};
 use dw_eventstore::UpdateMask;
 
@@ -115,6 +116,15 @@ fn parse_settings_update(body: &pb::UpdateTenantSettingsRequest) -> Result<tenan
         violations
             .push(("settings.ticket_workspace_url".into(), "must be an https:// URL (at most 2048 characters)".into()));
     }
+    // Named and empty: back to UTC, like every cleared field.
+    let time_zone = if mask.includes(Field::TimeZone) {
+        TenantZone::from_stored(settings.time_zone.trim()).unwrap_or_else(|unknown| {
+            violations.push(("settings.time_zone".into(), unknown.to_string()));
+            TenantZone::UTC
+        })
+    } else {
+        TenantZone::UTC
+    };
     if !violations.is_empty() {
         return Err(errors::invalid_arguments(violations));
     }
@@ -123,6 +133,8 @@ fn parse_settings_update(body: &pb::UpdateTenantSettingsRequest) -> Result<tenan
         exit_reasons,
         break_reasons,
         ticket_workspace_url: Some(url.to_owned()).filter(|u| !u.is_empty() && url_ok),
+        time_zone,
+        break_reason_optional: settings.break_reason_optional,
     };
     Ok(tenant_settings::Update { patch, mask, expected_version: body.expected_version })
 }

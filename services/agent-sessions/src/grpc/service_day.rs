@@ -15,6 +15,7 @@ use crate::app::{App, new_day_id};
 use crate::domain::service_day::Command;
 use crate::domain::{AgentId, DomainError, ReasonId};
 use crate::projections::queries::DayRange;
+use dw_tenant_time::{DateRange, InstantRange};
 
 pub struct ServiceDayGrpc {
     app: Arc<App>,
@@ -145,18 +146,26 @@ impl ServiceDayService for ServiceDayGrpc {
     ) -> Result<Response<pb::GetMyInformationResponse>, Status> {
         let (principal, agent_id) = self.caller(&request).await?;
         let body = request.get_ref();
-        let range = match (&body.from, &body.to) {
-            (None, None) => DayRange::Latest,
+        let started = match (&body.from, &body.to) {
+            (None, None) => InstantRange::default(),
             (Some(from), Some(to)) => {
                 let from = time_field("from", from)?;
                 let to = time_field("to", to)?;
                 if to <= from {
                     return Err(errors::invalid_argument("to", "must be after from"));
                 }
-                DayRange::Between(from, to)
+                InstantRange { from: Some(from), to: Some(to) }
             }
             (None, Some(_)) => return Err(errors::invalid_argument("from", "required when to is set")),
             (Some(_), None) => return Err(errors::invalid_argument("to", "required when from is set")),
+        };
+        // Service dates are already the tenant's local dates: compared as dates, no zone needed.
+        let dates = DateRange::parse("from_date", &body.from_date, "to_date", &body.to_date)
+            .map_err(|e| errors::invalid_argument(e.field, e.message))?;
+        let range = if started == InstantRange::default() && dates.is_open() {
+            DayRange::Latest
+        } else {
+            DayRange::Between { started, dates }
         };
         let tenant = principal.tenant();
         let agent = self.app.agent_view(tenant, &agent_id).await.map_err(to_status)?;

@@ -20,11 +20,12 @@ pub async fn apply_settings(
     let break_reasons = serde_json::to_value(&settings.break_reasons).unwrap_or_default();
     sqlx::query(
         "INSERT INTO tenant_settings (tenant_id, auto_distribution_enabled, exit_reasons, break_reasons, \
-                                      ticket_workspace_url, version, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, now()) \
+                                      ticket_workspace_url, version, updated_at, time_zone, break_reason_optional) \
+         VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8) \
          ON CONFLICT (tenant_id) DO UPDATE SET auto_distribution_enabled = EXCLUDED.auto_distribution_enabled, \
              exit_reasons = EXCLUDED.exit_reasons, break_reasons = EXCLUDED.break_reasons, \
-             ticket_workspace_url = EXCLUDED.ticket_workspace_url, version = EXCLUDED.version, updated_at = now()",
+             ticket_workspace_url = EXCLUDED.ticket_workspace_url, version = EXCLUDED.version, updated_at = now(), \
+             time_zone = EXCLUDED.time_zone, break_reason_optional = EXCLUDED.break_reason_optional",
     )
     .bind(tenant)
     .bind(settings.auto_distribution_enabled)
@@ -32,6 +33,8 @@ pub async fn apply_settings(
     .bind(break_reasons)
     .bind(&settings.ticket_workspace_url)
     .bind(version)
+    .bind(settings.time_zone.name())
+    .bind(settings.break_reason_optional)
     .execute(conn)
     .await?;
     Ok(())
@@ -163,17 +166,18 @@ pub async fn apply_service_day(
     version: i64,
 ) -> Result<(), sqlx::Error> {
     match event {
-        DayEvent::DayStarted { day_id, started_at, departments } => {
+        DayEvent::DayStarted { day_id, started_at, service_date, departments } => {
             let department_ids = serde_json::to_value(departments).unwrap_or_default();
             sqlx::query(
-                "INSERT INTO service_days (tenant_id, day_id, agent_id, started_at, department_ids) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO service_days (tenant_id, day_id, agent_id, started_at, department_ids, service_date) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(tenant)
             .bind(day_id.0)
             .bind(agent_id.as_str())
             .bind(started_at)
             .bind(department_ids)
+            .bind(service_date)
             .execute(&mut *conn)
             .await?;
             set_status(

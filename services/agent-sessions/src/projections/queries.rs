@@ -1,6 +1,7 @@
 //! Reads of agent-sessions' read models, shaped as the API answers them.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use dw_tenant_time::{DateRange, InstantRange, TenantZone};
 use dw_proto::agentsessions::v1 as pb;
 use sqlx::{PgPool, Row};
 
@@ -21,7 +22,8 @@ pub fn status_to_pb(status: Status) -> pb::AgentStatus {
 /// The tenant's settings and their version (defaults, version 0, when never set).
 pub async fn tenant_settings(pool: &PgPool, tenant: &str) -> Result<(TenantSettings, i64), sqlx::Error> {
     let row = sqlx::query(
-        "SELECT auto_distribution_enabled, exit_reasons, break_reasons, ticket_workspace_url, version \
+        "SELECT auto_distribution_enabled, exit_reasons, break_reasons, ticket_workspace_url, version, \
+                time_zone, break_reason_optional \
          FROM tenant_settings WHERE tenant_id = $1",
     )
     .bind(tenant)
@@ -32,11 +34,15 @@ pub async fn tenant_settings(pool: &PgPool, tenant: &str) -> Result<(TenantSetti
     };
     let exit_reasons: serde_json::Value = row.try_get("exit_reasons")?;
     let break_reasons: serde_json::Value = row.try_get("break_reasons")?;
+    let time_zone: String = row.try_get("time_zone")?;
+    let time_zone = TenantZone::from_stored(&time_zone).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let settings = TenantSettings {
         auto_distribution_enabled: row.try_get("auto_distribution_enabled")?,
         exit_reasons: serde_json::from_value::<Vec<Reason>>(exit_reasons).unwrap_or_default(),
         break_reasons: serde_json::from_value::<Vec<Reason>>(break_reasons).unwrap_or_default(),
         ticket_workspace_url: row.try_get("ticket_workspace_url")?,
+        time_zone,
+        break_reason_optional: row.try_get("break_reason_optional")?,
     };
     Ok((settings, row.try_get("version")?))
 }
@@ -48,6 +54,8 @@ pub fn settings_to_pb(settings: &TenantSettings, version: i64) -> pb::TenantSett
         break_reasons: reasons_to_pb(&settings.break_reasons),
         ticket_workspace_url: settings.ticket_workspace_url.clone().unwrap_or_default(),
         version: version.max(0) as u64,
+        time_zone: settings.time_zone.name().to_owned(),
+        break_reason_optional: settings.break_reason_optional,
     }
 }
 
@@ -171,8 +179,9 @@ pub async fn agent_statuses(
 pub enum DayRange {
     /// The current day, or the last one.
     Latest,
-    /// Days started in `[from, to)`, newest first.
-    Between(DateTime<Utc>, DateTime<Utc>),
+    /// Days started in `[from, to)` and dated (tenant's zone) in `dates`, each bound optional,
+    /// newest first.
+    Between { started: InstantRange, dates: DateRange },
 }
 
 /// Days returned by one range query at most.
@@ -186,21 +195,24 @@ pub async fn service_days(
     now: DateTime<Utc>,
 ) -> Result<Vec<pb::ServiceDay>, sqlx::Error> {
     // Open-ended bounds are NULL: Postgres cannot represent chrono's extreme dates.
-    let (from, to, limit) = match range {
-        DayRange::Latest => (None, None, 1),
-        DayRange::Between(from, to) => (Some(from), Some(to), MAX_DAYS),
+    let (started, dates, limit) = match range {
+        DayRange::Latest => (InstantRange::default(), DateRange::default(), 1),
+        DayRange::Between { started, dates } => (started, dates, MAX_DAYS),
     };
     let day_rows = sqlx::query(
-        "SELECT day_id, started_at, ended_at, total_break_ms FROM service_days \
+        "SELECT day_id, started_at, ended_at, total_break_ms, service_date FROM service_days \
          WHERE tenant_id = $1 AND agent_id = $2 AND ($3::timestamptz IS NULL OR started_at >= $3) \
            AND ($4::timestamptz IS NULL OR started_at < $4) \
+           AND ($6::date IS NULL OR service_date >= $6) AND ($7::date IS NULL OR service_date <= $7) \
          ORDER BY started_at DESC LIMIT $5",
     )
     .bind(tenant)
     .bind(agent_id.as_str())
-    .bind(from)
-    .bind(to)
+    .bind(started.from)
+    .bind(started.to)
     .bind(limit)
+    .bind(dates.from)
+    .bind(dates.to)
     .fetch_all(pool)
     .await?;
     let mut days = Vec::with_capacity(day_rows.len());
@@ -208,6 +220,7 @@ pub async fn service_days(
         let day_id: uuid::Uuid = row.try_get("day_id")?;
         let started_at: DateTime<Utc> = row.try_get("started_at")?;
         let ended_at: Option<DateTime<Utc>> = row.try_get("ended_at")?;
+        let service_date: NaiveDate = row.try_get("service_date")?;
         let breaks = day_breaks(pool, tenant, day_id, now).await?;
         // An ended day has its total recorded; an open one counts its breaks so far (the open
         // one up to now).
@@ -227,6 +240,7 @@ pub async fn service_days(
             breaks,
             exits: day_exits(pool, tenant, day_id).await?,
             total_break_time: Some(duration_ms(total_ms)),
+            service_date: service_date.to_string(),
         });
     }
     Ok(days)

@@ -83,6 +83,9 @@ impl TestService {
                 break_reasons: vec![pb::Reason { id: "lunch".into(), label: "Lunch".into() }],
                 ticket_workspace_url: "https://tickets.example.com/ws".into(),
                 version: 0,
+                time_zone: String::new(),
+                // The tests take breaks without a reason; the rule that requires one has its own tests.
+                break_reason_optional: true,
             }),
         };
         while admitted(admin.update_tenant_settings(authed(&manager, settings.clone())).await).is_none() {}

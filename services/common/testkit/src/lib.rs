@@ -70,3 +70,11 @@ impl TestNamespace {
 pub async fn connect_nats() -> anyhow::Result<async_nats::Client> {
     Ok(async_nats::connect(nats_url()).await?)
 }
+
+/// A real IANA zone whose calendar date differs from UTC's at `now` (UTC+14 from 10:00 UTC,
+/// UTC−11 before): a test that creates something now in a tenant of that zone sees the local
+/// date, and code that still used UTC's date would fail it at any hour of the run.
+pub fn zone_with_another_date_than_utc(now: chrono::DateTime<chrono::Utc>) -> &'static str {
+    use chrono::Timelike;
+    if now.hour() >= 11 { "Pacific/Kiritimati" } else { "Pacific/Pago_Pago" }
+}
