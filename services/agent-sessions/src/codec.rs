@@ -2,11 +2,11 @@
 //! stream ids of the aggregates.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use dw_tenant_time::TenantZone;
 use dw_eventstore::codec::decode_contract;
 use dw_eventstore::{NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
+use dw_tenant_time::TenantZone;
 
 use crate::domain::service_day::ExitCloseCause;
 use crate::domain::tenant_settings::TenantSettings;
@@ -283,7 +283,8 @@ pub fn decode_tenant_settings(recorded: &RecordedEvent) -> Result<tenant_setting
         exit_reasons: reasons_from_pb("exit_reasons", &m.exit_reasons)?,
         break_reasons: reasons_from_pb("break_reasons", &m.break_reasons)?,
         ticket_workspace_url: Some(m.ticket_workspace_url).filter(|u| !u.is_empty()),
-        time_zone: TenantZone::from_stored(&m.time_zone).map_err(|e| CodecError::Invalid("time_zone", e.to_string()))?,
+        time_zone: TenantZone::from_stored(&m.time_zone)
+            .map_err(|e| CodecError::Invalid("time_zone", e.to_string()))?,
         break_reason_optional: m.break_reason_optional,
     }))
 }

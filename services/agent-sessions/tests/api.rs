@@ -305,7 +305,9 @@ async fn a_full_day_is_reported_exactly_by_get_my_information() {
     let ended = day.end_service_day(authed(&agent, pb::EndServiceDayRequest { request_id: rid() })).await;
     assert_eq!(ended.unwrap().into_inner().status, pb::AgentStatus::Off as i32);
 
-    let info = day.get_my_information(authed(&agent, pb::GetMyInformationRequest { from: None, to: None, ..Default::default() })).await;
+    let info = day
+        .get_my_information(authed(&agent, pb::GetMyInformationRequest { from: None, to: None, ..Default::default() }))
+        .await;
     let info = info.unwrap().into_inner();
     assert_eq!(info.status, pb::AgentStatus::Off as i32);
     assert_eq!(info.department_ids, vec!["support"]);

@@ -160,7 +160,10 @@ async fn with_break_reasons_a_break_must_name_a_known_one_unless_the_tenant_make
 
     // The tenant makes the reason optional: a break without one starts.
     let optional = pb::TenantSettings { break_reason_optional: true, ..Default::default() };
-    admin.update_tenant_settings(authed(&manager, settings_update(&["break_reason_optional"], optional))).await.unwrap();
+    admin
+        .update_tenant_settings(authed(&manager, settings_update(&["break_reason_optional"], optional)))
+        .await
+        .unwrap();
     let on_break = day.start_break(authed(&agent, start_break(""))).await.unwrap().into_inner();
     assert_eq!(on_break.status, pb::AgentStatus::OnBreak as i32);
     assert!(on_break.reason_id.is_empty());
@@ -181,7 +184,8 @@ async fn a_tenant_without_break_reasons_takes_breaks_without_one() {
     let agent = token("acme", "ana", &[Role::Agent]);
     let mut day = service.day();
     day.start_service_day(authed(&agent, pb::StartServiceDayRequest { request_id: rid() })).await.unwrap();
-    let on_break = day.start_break(authed(&agent, pb::StartBreakRequest { request_id: rid(), reason_id: String::new() }));
+    let on_break =
+        day.start_break(authed(&agent, pb::StartBreakRequest { request_id: rid(), reason_id: String::new() }));
     assert_eq!(on_break.await.unwrap().into_inner().status, pb::AgentStatus::OnBreak as i32);
     service.stop().await;
 }

@@ -263,6 +263,7 @@ async fn seed_agents(cluster: &Cluster, names: &[String]) {
                     break_reasons: vec![sessions::Reason { id: "lunch".into(), label: "Lunch".into() }],
                     ticket_workspace_url: String::new(),
                     version: 0,
+                    ..Default::default()
                 }),
             },
         ))

@@ -132,12 +132,38 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// `service_date`: the tenant's local date at `started_at`.
-    DayStarted { day_id: DayId, started_at: DateTime<Utc>, service_date: NaiveDate, departments: Vec<DepartmentId> },
-    ExitNotified { day_id: DayId, reason: Reason, notified_at: DateTime<Utc> },
-    ExitClosed { day_id: DayId, cause: ExitCloseCause, closed_at: DateTime<Utc> },
-    BreakStarted { day_id: DayId, reason: Option<Reason>, started_at: DateTime<Utc> },
-    BreakEnded { day_id: DayId, ended_at: DateTime<Utc>, duration_ms: i64, day_ending: bool },
-    DayEnded { day_id: DayId, ended_at: DateTime<Utc>, total_break_ms: i64 },
+    DayStarted {
+        day_id: DayId,
+        started_at: DateTime<Utc>,
+        service_date: NaiveDate,
+        departments: Vec<DepartmentId>,
+    },
+    ExitNotified {
+        day_id: DayId,
+        reason: Reason,
+        notified_at: DateTime<Utc>,
+    },
+    ExitClosed {
+        day_id: DayId,
+        cause: ExitCloseCause,
+        closed_at: DateTime<Utc>,
+    },
+    BreakStarted {
+        day_id: DayId,
+        reason: Option<Reason>,
+        started_at: DateTime<Utc>,
+    },
+    BreakEnded {
+        day_id: DayId,
+        ended_at: DateTime<Utc>,
+        duration_ms: i64,
+        day_ending: bool,
+    },
+    DayEnded {
+        day_id: DayId,
+        ended_at: DateTime<Utc>,
+        total_break_ms: i64,
+    },
 }
 
 fn elapsed_ms(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
@@ -494,7 +520,9 @@ mod tests {
         assert_eq!(service_date.to_string(), "2026-11-24");
         // A tenant on UTC: the UTC date.
         let events = decide(&ServiceDay::default(), start(), &settings(true), utc(25, 2, 30)).unwrap();
-        assert!(matches!(&events[..], [Event::DayStarted { service_date, .. }] if service_date.to_string() == "2026-11-25"));
+        assert!(
+            matches!(&events[..], [Event::DayStarted { service_date, .. }] if service_date.to_string() == "2026-11-25")
+        );
     }
 
     #[test]
@@ -510,8 +538,12 @@ mod tests {
         }
         assert_eq!(state.status(), Status::Working, "past midnight the same day is still open");
         let ended = decide(&state, Command::EndDay, &tenant, utc(25, 9, 0)).unwrap();
-        assert!(matches!(&ended[..], [Event::DayEnded { day_id: ended_day, total_break_ms: 1_800_000, .. }] if *ended_day == day_id()));
-        assert!(matches!(&started[..], [Event::DayStarted { service_date, .. }] if service_date.to_string() == "2026-11-24"));
+        assert!(
+            matches!(&ended[..], [Event::DayEnded { day_id: ended_day, total_break_ms: 1_800_000, .. }] if *ended_day == day_id())
+        );
+        assert!(
+            matches!(&started[..], [Event::DayStarted { service_date, .. }] if service_date.to_string() == "2026-11-24")
+        );
     }
 
     #[test]
@@ -521,7 +553,10 @@ mod tests {
         assert_eq!(refused, Err(DomainError::BreakReasonRequired));
         assert_eq!(DomainError::BreakReasonRequired.reason(), "BREAK_REASON_REQUIRED");
         let unknown = Command::StartBreak { reason_id: Some(ReasonId::parse("nap").unwrap()) };
-        assert_eq!(decide(&state, unknown, &sao_paulo(false), at(30)), Err(DomainError::UnknownBreakReason("nap".into())));
+        assert_eq!(
+            decide(&state, unknown, &sao_paulo(false), at(30)),
+            Err(DomainError::UnknownBreakReason("nap".into()))
+        );
         let lunch = Command::StartBreak { reason_id: Some(ReasonId::parse("lunch").unwrap()) };
         assert!(decide(&state, lunch, &sao_paulo(false), at(30)).is_ok());
     }

@@ -15,9 +15,9 @@ use super::{command_context, parse_field, to_status};
 use crate::app::App;
 use crate::app::status_feed::{StatusFeed, StatusStream};
 use crate::domain::tenant_settings::{self, Field, TenantSettings};
-use dw_tenant_time::TenantZone;
 use crate::domain::{AgentId, DepartmentId, Permission, Reason, ReasonId, agent};
 use dw_eventstore::UpdateMask;
+use dw_tenant_time::TenantZone;
 
 pub struct AgentAdminGrpc {
     app: Arc<App>,

@@ -1,8 +1,8 @@
 //! Reads of agent-sessions' read models, shaped as the API answers them.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use dw_tenant_time::{DateRange, InstantRange, TenantZone};
 use dw_proto::agentsessions::v1 as pb;
+use dw_tenant_time::{DateRange, InstantRange, TenantZone};
 use sqlx::{PgPool, Row};
 
 use crate::codec::{duration_ms, reasons_to_pb, timestamp};

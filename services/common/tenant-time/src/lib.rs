@@ -160,10 +160,7 @@ pub struct InstantRange {
 impl InstantRange {
     /// The instants in both ranges.
     pub fn intersect(self, other: InstantRange) -> InstantRange {
-        InstantRange {
-            from: later(self.from, other.from, std::cmp::max),
-            to: later(self.to, other.to, std::cmp::min),
-        }
+        InstantRange { from: later(self.from, other.from, std::cmp::max), to: later(self.to, other.to, std::cmp::min) }
     }
 }
 

@@ -9,6 +9,7 @@ use dw_eventstore::EventMetadata;
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::messaging::v1 as messaging;
+use dw_tenant_time::TenantZone;
 use sqlx::PgConnection;
 
 use super::dispatcher::{self, Scope};
@@ -148,11 +149,21 @@ async fn react_to_agent_event(
         }
         E::TenantSettingsChanged(m) => {
             projections::agents::ensure_settings(conn, tenant).await?;
-            sqlx::query("UPDATE distribution_settings SET auto_distribution_enabled = $2, updated_at = now() WHERE tenant_id = $1")
-                .bind(tenant)
-                .bind(m.auto_distribution_enabled)
-                .execute(&mut *conn)
-                .await?;
+            // Empty in events from before tenants had zones: UTC, as then. agent-sessions checked the
+            // name; one this binary's zone database lacks is kept as UTC rather than stopping the stream.
+            let zone = TenantZone::from_stored(&m.time_zone).unwrap_or_else(|unknown| {
+                tracing::warn!(%tenant, error = %unknown, "tenant time zone unknown here, keeping utc");
+                TenantZone::UTC
+            });
+            sqlx::query(
+                "UPDATE distribution_settings SET auto_distribution_enabled = $2, time_zone = $3, updated_at = now() \
+                 WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .bind(m.auto_distribution_enabled)
+            .bind(zone.name())
+            .execute(&mut *conn)
+            .await?;
             dispatcher::run(conn, tenant, Scope::All, "auto_distribution_enabled", metrics, &metadata, now).await?;
         }
         E::ServiceDayStarted(m) => {

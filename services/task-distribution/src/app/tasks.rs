@@ -104,7 +104,9 @@ pub async fn create_task(
     metadata: &dw_eventstore::EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<TaskId, AppError> {
-    let day = now.date_naive();
+    // The protocol's day is the tenant's: a tenant in São Paulo gets today's prefix until midnight
+    // there. The counter is per tenant and local day, so the sequence restarts at local midnight.
+    let day = projections::agents::time_zone(conn, tenant).await?.local_date(now);
     let sequence = projections::tasks::next_protocol_sequence(conn, tenant, day).await?;
     let task_id = TaskId::new();
     let new_task = NewTask {

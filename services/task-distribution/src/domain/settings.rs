@@ -35,7 +35,7 @@ impl Field {
         &[("default_capacity", Field::DefaultCapacity), ("inbound_department_id", Field::InboundDepartment)];
 
     /// Read-only here (`auto_distribution_enabled` follows agent-sessions) or output only.
-    pub const READ_ONLY: &'static [&'static str] = &["auto_distribution_enabled", "version"];
+    pub const READ_ONLY: &'static [&'static str] = &["auto_distribution_enabled", "version", "time_zone"];
 }
 
 /// A manager's change: the fields `mask` names take their value from `patch` (a field the request

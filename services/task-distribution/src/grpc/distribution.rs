@@ -9,6 +9,7 @@ use dw_grpc_kit::errors::{self, Violation};
 use dw_grpc_kit::{paging, principal, require_role};
 use dw_proto::distribution::v1 as pb;
 use dw_proto::distribution::v1::distribution_service_server::DistributionService;
+use dw_tenant_time::DateRange;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -267,6 +268,13 @@ impl DistributionService for DistributionGrpc {
             agent: optional("agent_id", &body.agent_id, |a| AgentId::parse(a).map(|a| a.to_string()))?,
             created_from: time_field("created_from", body.created_from.as_ref())?,
             created_to: time_field("created_to", body.created_to.as_ref())?,
+            created_dates: DateRange::parse(
+                "created_from_date",
+                &body.created_from_date,
+                "created_to_date",
+                &body.created_to_date,
+            )
+            .map_err(|e| errors::invalid_argument(e.field, e.message))?,
             // The keyset (created_at, task id) of the last task of the previous page.
             after: paging::decode_token(&body.page_token, |parts| match parts {
                 [micros, id] => {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use dw_ids::TenantId;
+use dw_tenant_time::TenantZone;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::assignment::Candidate;
@@ -17,18 +18,26 @@ pub struct Settings {
     pub inbound_department_id: Option<String>,
     /// Counts the managers' changes (AIP-154's etag).
     pub version: i64,
+    /// The tenant's calendar (agent-sessions' setting): protocol dates and date filters.
+    pub time_zone: TenantZone,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { default_capacity: 3, auto_distribution_enabled: false, inbound_department_id: None, version: 0 }
+        Self {
+            default_capacity: 3,
+            auto_distribution_enabled: false,
+            inbound_department_id: None,
+            version: 0,
+            time_zone: TenantZone::UTC,
+        }
     }
 }
 
 pub async fn settings(conn: &mut PgConnection, tenant: &TenantId) -> Result<Settings, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT default_capacity, auto_distribution_enabled, inbound_department_id, version FROM distribution_settings \
-         WHERE tenant_id = $1",
+        "SELECT default_capacity, auto_distribution_enabled, inbound_department_id, version, time_zone \
+         FROM distribution_settings WHERE tenant_id = $1",
     )
     .bind(tenant)
     .fetch_optional(conn)
@@ -41,7 +50,21 @@ pub async fn settings(conn: &mut PgConnection, tenant: &TenantId) -> Result<Sett
         auto_distribution_enabled: row.try_get("auto_distribution_enabled")?,
         inbound_department_id: row.try_get("inbound_department_id")?,
         version: row.try_get("version")?,
+        time_zone: stored_zone(row.try_get("time_zone")?)?,
     })
+}
+
+/// The tenant's zone alone (UTC until agent-sessions said otherwise).
+pub async fn time_zone(conn: &mut PgConnection, tenant: &TenantId) -> Result<TenantZone, sqlx::Error> {
+    let name: Option<String> = sqlx::query_scalar("SELECT time_zone FROM distribution_settings WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await?;
+    name.map_or(Ok(TenantZone::UTC), stored_zone)
+}
+
+fn stored_zone(name: String) -> Result<TenantZone, sqlx::Error> {
+    TenantZone::from_stored(&name).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Ensures the tenant has a settings row (defaults), so partial updates can be applied to it.

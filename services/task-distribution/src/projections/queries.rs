@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
+use dw_tenant_time::{DateRange, InstantRange};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
@@ -100,6 +101,7 @@ pub fn settings_to_pb(settings: &Settings) -> pb::DistributionSettings {
         auto_distribution_enabled: settings.auto_distribution_enabled,
         inbound_department_id: settings.inbound_department_id.clone().unwrap_or_default(),
         version: u64::try_from(settings.version).unwrap_or_default(),
+        time_zone: settings.time_zone.name().to_owned(),
     }
 }
 
@@ -115,13 +117,16 @@ pub struct Search {
     pub agent: Option<String>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    /// Creation dates in the tenant's calendar; resolved to instants with its zone.
+    pub created_dates: DateRange,
     /// Keyset: strictly older than this (created_at, task_id).
     pub after: Option<(DateTime<Utc>, uuid::Uuid)>,
     pub limit: i64,
 }
 
-/// The creation-time range a protocol prefix implies (protocols are dated in UTC when created):
-/// a year, a month or a day. Lets Postgres use the time index instead of filtering the LIKE.
+/// The creation-time range a protocol prefix implies: a year, a month or a day, widened by a day
+/// on each side because protocols are dated in their tenant's zone (UTC−12 to UTC+14, which may
+/// have changed). Lets Postgres use the time index instead of filtering the LIKE, which decides.
 pub fn protocol_prefix_range(prefix: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let year: i32 = prefix.get(..4)?.parse().ok()?;
     let month: Option<u32> = prefix.get(4..6).and_then(|m| m.parse().ok());
@@ -142,11 +147,19 @@ pub fn protocol_prefix_range(prefix: &str) -> Option<(DateTime<Utc>, DateTime<Ut
         }
         _ => (NaiveDate::from_ymd_opt(year, 1, 1)?, NaiveDate::from_ymd_opt(year + 1, 1, 1)?),
     };
-    Some((start.and_hms_opt(0, 0, 0)?.and_utc(), end.and_hms_opt(0, 0, 0)?.and_utc()))
+    let margin = chrono::Duration::days(1);
+    Some((start.and_hms_opt(0, 0, 0)?.and_utc() - margin, end.and_hms_opt(0, 0, 0)?.and_utc() + margin))
 }
 
 /// Newest first. Only the given filters enter the SQL, so each query can use its index.
 pub async fn search(conn: &mut PgConnection, tenant: &TenantId, search: &Search) -> Result<Vec<pb::Task>, sqlx::Error> {
+    let created = InstantRange { from: search.created_from, to: search.created_to };
+    let created = if search.created_dates.is_open() {
+        created
+    } else {
+        let zone = super::agents::time_zone(conn, tenant).await?;
+        created.intersect(zone.instants_of(search.created_dates))
+    };
     let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1");
     let mut n = 1;
     let mut next = || {
@@ -179,10 +192,10 @@ pub async fn search(conn: &mut PgConnection, tenant: &TenantId, search: &Search)
     if search.agent.is_some() {
         sql.push_str(&format!(" AND agent_id = ${}", next()));
     }
-    if search.created_from.is_some() {
+    if created.from.is_some() {
         sql.push_str(&format!(" AND created_at >= ${}", next()));
     }
-    if search.created_to.is_some() {
+    if created.to.is_some() {
         sql.push_str(&format!(" AND created_at < ${}", next()));
     }
     if search.after.is_some() {
@@ -218,10 +231,10 @@ pub async fn search(conn: &mut PgConnection, tenant: &TenantId, search: &Search)
     if let Some(agent) = &search.agent {
         query = query.bind(agent);
     }
-    if let Some(from) = search.created_from {
+    if let Some(from) = created.from {
         query = query.bind(from);
     }
-    if let Some(to) = search.created_to {
+    if let Some(to) = created.to {
         query = query.bind(to);
     }
     if let Some((created_at, task_id)) = search.after {
@@ -372,19 +385,33 @@ mod tests {
         let (from, to) = protocol_prefix_range("20261124").unwrap();
         assert_eq!(
             (from.to_rfc3339(), to.to_rfc3339()),
-            ("2026-11-24T00:00:00+00:00".into(), "2026-11-25T00:00:00+00:00".into())
+            ("2026-11-23T00:00:00+00:00".into(), "2026-11-26T00:00:00+00:00".into())
         );
         let (from, to) = protocol_prefix_range("202612").unwrap();
         assert_eq!(
             (from.to_rfc3339(), to.to_rfc3339()),
-            ("2026-12-01T00:00:00+00:00".into(), "2027-01-01T00:00:00+00:00".into())
+            ("2026-11-30T00:00:00+00:00".into(), "2027-01-02T00:00:00+00:00".into())
         );
         let (from, to) = protocol_prefix_range("2026112").unwrap();
         assert_eq!(
             (from.to_rfc3339(), to.to_rfc3339()),
-            ("2026-11-01T00:00:00+00:00".into(), "2026-12-01T00:00:00+00:00".into())
+            ("2026-10-31T00:00:00+00:00".into(), "2026-12-02T00:00:00+00:00".into())
         );
         assert!(protocol_prefix_range("202").is_none());
         assert!(protocol_prefix_range("20261399").is_none(), "not a date: plain LIKE");
+    }
+
+    #[test]
+    fn a_protocol_dated_in_a_far_zone_is_inside_the_range_of_its_prefix() {
+        use chrono::TimeZone;
+        let (from, to) = protocol_prefix_range("20261124").unwrap();
+        // 23:30 on the 24th in São Paulo (UTC−3), 00:00 on the 24th at UTC+14, 23:59 at UTC−12.
+        for created in [
+            chrono::Utc.with_ymd_and_hms(2026, 11, 25, 2, 30, 0).unwrap(),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 25, 11, 59, 0).unwrap(),
+        ] {
+            assert!(from <= created && created < to, "{created}");
+        }
     }
 }

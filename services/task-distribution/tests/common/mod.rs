@@ -160,6 +160,7 @@ impl Cluster {
                         break_reasons: vec![sessions::Reason { id: "lunch".into(), label: "Lunch".into() }],
                         ticket_workspace_url: String::new(),
                         version: 0,
+                        ..Default::default()
                     }),
                 },
             ))
