@@ -16,7 +16,7 @@ use crate::app::webhook_delivery::{self, WebhookMetrics};
 use crate::config::Config;
 use crate::grpc::WebhookGrpc;
 use crate::grpc::{NotificationGrpc, Notifier};
-use crate::projections::{DistributionProjection, MessagingProjection};
+use crate::projections::{DistributionProjection, MessagingProjection, TenantZonesProjection};
 
 pub use dw_grpc_kit::bootstrap::BootstrapError as ServeError;
 
@@ -37,7 +37,7 @@ impl dw_grpc_kit::service::Service for Notifications {
     const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
     /// The log from messaging's events, agents' notifications from distribution's, and the
-    /// permissions from agent-sessions'.
+    /// permissions and tenants' time zones from agent-sessions'.
     fn consumers(
         config: &Config,
         _pool: &sqlx::PgPool,
@@ -50,15 +50,22 @@ impl dw_grpc_kit::service::Service for Notifications {
         distribution.filter_subjects = vec![format!("{}.*.task.>", config.distribution.subject_prefix)];
         let mut permissions = ConsumerConfig::new(&name("agent-sessions"), &config.agent_sessions.stream_name);
         permissions.filter_subjects = vec![format!("{}.*.agent.>", config.agent_sessions.subject_prefix)];
-        // A consumer created after a stream dropped old events reads them from their owner.
+        // A consumer of its own (not a wider filter on the permissions one, whose durable
+        // configuration deployments already have): the tenants' settings, for their time zones.
+        let mut tenants = ConsumerConfig::new(&name("agent-sessions-tenants"), &config.agent_sessions.stream_name);
+        tenants.filter_subjects = vec![format!("{}.*.tenant.>", config.agent_sessions.subject_prefix)];
+        // A consumer created after a stream dropped old events (this one, added to running
+        // deployments, for one) reads them from their owner.
         let setup = |e: dw_grpc_kit::config::ConfigError| ServeError::Setup(e.to_string());
         messaging.backfill = config.messaging.backfill().map_err(setup)?;
         distribution.backfill = config.distribution.backfill().map_err(setup)?;
         permissions.backfill = config.agent_sessions.backfill().map_err(setup)?;
+        tenants.backfill = config.agent_sessions.backfill().map_err(setup)?;
         Ok(vec![
             Consumer::declare(messaging, MessagingProjection),
             Consumer::declare(distribution, DistributionProjection),
             Consumer::declare(permissions, PermissionsProjection),
+            Consumer::declare(tenants, TenantZonesProjection),
         ])
     }
 

@@ -7,6 +7,7 @@ use dw_grpc_kit::{principal, require_role};
 use dw_proto::messaging::v1::MessageStatus;
 use dw_proto::notifications::v1 as pb;
 use dw_proto::notifications::v1::notification_service_server::NotificationService;
+use dw_tenant_time::{DateRange, InstantRange};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -21,6 +22,7 @@ use crate::domain::notification::{MAX_BACKLOG, backlog_start, channel_name, stat
 use crate::domain::paging::PageToken;
 use crate::domain::push::{endpoint_allowed, parse_keys, public_key};
 use crate::projections::queries::notifications::{LogFilter, get_log_entry, last_sequence, list_log, may_view_log};
+use crate::projections::tenants;
 
 pub struct NotificationGrpc {
     pool: PgPool,
@@ -80,8 +82,17 @@ impl NotificationService for NotificationGrpc {
                 MessageStatus::try_from(status).map_err(|_| errors::invalid_argument("status", "unknown status"))?,
             )),
         };
-        let from = time_field("from", body.from.as_ref())?;
-        let to = time_field("to", body.to.as_ref())?;
+        let sent =
+            InstantRange { from: time_field("from", body.from.as_ref())?, to: time_field("to", body.to.as_ref())? };
+        let dates = DateRange::parse("from_date", &body.from_date, "to_date", &body.to_date)
+            .map_err(|e| errors::invalid_argument(e.field, e.message))?;
+        // Dates are the tenant's: its zone turns them into instants.
+        let sent = if dates.is_open() {
+            sent
+        } else {
+            let zone = tenants::time_zone(&self.pool, &tenant).await.map_err(db_status)?;
+            sent.intersect(zone.instants_of(dates))
+        };
         let after = match body.page_token.as_str() {
             "" => None,
             token => Some(PageToken::decode(token).map_err(|reason| errors::invalid_argument("page_token", reason))?),
@@ -95,8 +106,8 @@ impl NotificationService for NotificationGrpc {
             template_id: body.template_id.clone(),
             department_id: body.department_id.clone(),
             recipient_phone: body.recipient_phone.clone(),
-            from,
-            to,
+            from: sent.from,
+            to: sent.to,
             after,
             limit,
         };

@@ -1,13 +1,15 @@
 //! The read models, fed by durable consumers (each event applied once, in stream order, in one
 //! transaction with its position): [`messaging`]'s events build the single-notifications log,
 //! queue webhook deliveries and tell agents their sends failed; [`distribution`]'s events tell
-//! agents about their tasks and their clients' messages and queue browser pushes. [`queries`]
+//! agents about their tasks and their clients' messages and queue browser pushes; [`tenants`]
+//! keeps each tenant's time zone from agent-sessions' settings. [`queries`]
 //! reads the read models for the gRPC layer.
 
 pub mod distribution;
 pub mod messaging;
 pub mod outbound;
 pub mod queries;
+pub mod tenants;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
@@ -16,6 +18,7 @@ use crate::domain::notification::Kind;
 
 pub use distribution::DistributionProjection;
 pub use messaging::MessagingProjection;
+pub use tenants::TenantZonesProjection;
 
 /// The channel every new agent notification is announced on (payload: [`agent_key`]).
 pub const CHANNEL: &str = "dw_agent_notifications";
