@@ -57,8 +57,13 @@ async fn a_full_day_driven_by_dwctl() {
     let unconfirmed = as_ana(&["day", "end-break"]).output().unwrap();
     assert!(!unconfirmed.status.success());
     run_ok(&mut as_ana(&["day", "end-break", "--confirm"])).unwrap();
+    // The demo tenant has break reasons: a break without one is refused, saying why.
+    let without_reason = as_ana(&["day", "start-break"]).output().unwrap();
+    assert!(!without_reason.status.success());
+    let said = String::from_utf8_lossy(&without_reason.stderr);
+    assert!(said.contains("BREAK_REASON_REQUIRED") || said.contains("break reasons"), "{said}");
     // A second break is left open: ending the day closes it.
-    run_ok(&mut as_ana(&["day", "start-break"])).unwrap();
+    run_ok(&mut as_ana(&["day", "start-break", "--reason", "coffee"])).unwrap();
     run_ok(&mut as_ana(&["day", "end"])).unwrap();
 
     let info = run_ok(&mut as_ana(&["--json", "day", "info"])).unwrap();

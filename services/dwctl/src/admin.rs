@@ -109,10 +109,19 @@ pub fn settings_update(args: SetSettingsArgs) -> Result<UpdateTenantSettingsRequ
         settings.ticket_workspace_url = url.trim().to_owned();
         paths.push("ticket_workspace_url");
     }
+    if let Some(zone) = args.time_zone {
+        // The server checks the name (INVALID_ARGUMENT on settings.time_zone when unknown).
+        settings.time_zone = zone.trim().to_owned();
+        paths.push("time_zone");
+    }
+    if let Some(optional) = args.break_reason_optional {
+        settings.break_reason_optional = optional;
+        paths.push("break_reason_optional");
+    }
     if paths.is_empty() {
         bail!(
             "nothing to change: give --auto-distribution, --exit-reason/--no-exit-reasons, \
-             --break-reason/--no-break-reasons or --ticket-workspace-url"
+             --break-reason/--no-break-reasons, --ticket-workspace-url, --time-zone or --break-reason-optional"
         );
     }
     Ok(UpdateTenantSettingsRequest {
@@ -153,6 +162,11 @@ pub fn settings_text(settings: &TenantSettings) -> String {
     let mut text = out::fields(&[
         ("auto distribution", out::on_off(settings.auto_distribution_enabled).to_owned()),
         ("ticket workspace", ticket_workspace(&settings.ticket_workspace_url)),
+        ("time zone", if settings.time_zone.is_empty() { "UTC".to_owned() } else { settings.time_zone.clone() }),
+        (
+            "break reason",
+            if settings.break_reason_optional { "optional" } else { "required when configured" }.to_owned(),
+        ),
         ("version", settings.version.to_string()),
     ]);
     text.push('\n');
@@ -215,6 +229,8 @@ mod tests {
             break_reasons: vec![reason("lunch", "Lunch")],
             ticket_workspace_url: "https://tickets.example.com".into(),
             version: 3,
+            time_zone: "America/Sao_Paulo".into(),
+            break_reason_optional: false,
         }
     }
 
@@ -226,6 +242,8 @@ mod tests {
             break_reasons: Vec::new(),
             no_break_reasons: false,
             ticket_workspace_url: None,
+            time_zone: None,
+            break_reason_optional: None,
             expected_version: None,
         }
     }
@@ -260,6 +278,22 @@ mod tests {
         assert!(settings.exit_reasons.is_empty());
         assert_eq!(settings.break_reasons, vec![reason("coffee", "Coffee")]);
         assert_eq!(settings.ticket_workspace_url, "");
+    }
+
+    #[test]
+    fn the_time_zone_and_the_break_reason_flag_are_masked_settings() {
+        let request = settings_update(SetSettingsArgs {
+            time_zone: Some(" America/Sao_Paulo ".into()),
+            break_reason_optional: Some(false),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(request.update_mask, Some(field_mask(&["time_zone", "break_reason_optional"])));
+        let settings = request.settings.unwrap();
+        assert_eq!(settings.time_zone, "America/Sao_Paulo");
+        assert!(!settings.break_reason_optional);
+        let text = settings_text(&shown());
+        assert!(text.contains("time zone          America/Sao_Paulo\n"), "{text}");
     }
 
     #[test]

@@ -64,7 +64,9 @@ pub async fn run(command: DayCommand, rpc: &Rpc, printer: &Printer) -> Result<()
         }
         DayCommand::Info { from, to } => {
             let to = to.or_else(|| from.map(|_| prost_types::Timestamp::from(std::time::SystemTime::now())));
-            let response = client.get_my_information(rpc.request(GetMyInformationRequest { from, to })).await?;
+            let response = client
+                .get_my_information(rpc.request(GetMyInformationRequest { from, to, ..Default::default() }))
+                .await?;
             printer.emit(names::MY_INFORMATION, &response.into_inner(), |info| information_text(info, now))
         }
         DayCommand::Permissions => {

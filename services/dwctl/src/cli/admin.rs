@@ -99,6 +99,13 @@ pub struct SetSettingsArgs {
     /// Ticket workspace deep link (https URL; an empty string removes it).
     #[arg(long)]
     pub ticket_workspace_url: Option<String>,
+    /// The tenant's IANA time zone, e.g. America/Sao_Paulo (an empty string: UTC). Protocol
+    /// dates, service-day dates and date filters follow it.
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Whether a break may go without a reason when the tenant has break reasons (true/false).
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub break_reason_optional: Option<bool>,
     /// Change only if the settings are still at this version (from get-settings); otherwise
     /// nothing changes and the current version is reported.
     #[arg(long)]
@@ -137,5 +144,11 @@ mod tests {
         let Command::Admin(AdminCommand::SetSettings(args)) = cli.command else { panic!("wrong command") };
         assert_eq!(args.expected_version, Some(4));
         assert!(parse(&["admin", "set-settings", "--exit-reason", "a=A", "--no-exit-reasons"]).is_err());
+        let cli =
+            parse(&["admin", "set-settings", "--time-zone", "America/Sao_Paulo", "--break-reason-optional", "yes"])
+                .unwrap();
+        let Command::Admin(AdminCommand::SetSettings(args)) = cli.command else { panic!("wrong command") };
+        assert_eq!(args.time_zone.as_deref(), Some("America/Sao_Paulo"));
+        assert_eq!(args.break_reason_optional, Some(true));
     }
 }

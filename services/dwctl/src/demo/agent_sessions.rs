@@ -50,6 +50,10 @@ pub fn settings() -> TenantSettings {
         break_reasons: reasons(&[("lunch", "Lunch"), ("coffee", "Coffee"), ("restroom", "Restroom")]),
         ticket_workspace_url: "https://tickets.example.com/workspace".to_owned(),
         version: 0,
+        // UTC, and a break names one of the reasons above (`dwctl admin set-settings --time-zone
+        // America/Sao_Paulo --break-reason-optional true` changes either).
+        time_zone: "UTC".to_owned(),
+        break_reason_optional: false,
     }
 }
 

@@ -21,6 +21,7 @@ pub fn list_request(args: ListNotificationsArgs) -> ListNotificationsRequest {
         to: args.to,
         page_size: args.paging.page_size.unwrap_or(0),
         page_token: args.paging.page_token.unwrap_or_default(),
+        ..Default::default()
     }
 }
 

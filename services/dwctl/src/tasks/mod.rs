@@ -168,6 +168,7 @@ pub fn search_request(args: SearchArgs) -> SearchProtocolsRequest {
         created_to: args.to,
         page_size: args.paging.page_size.unwrap_or(0),
         page_token: args.paging.page_token.unwrap_or_default(),
+        ..Default::default()
     }
 }
 

@@ -130,6 +130,13 @@ pub fn settings_text(settings: &DistributionSettings) -> String {
             "auto distribution",
             format!("{} (agent-sessions tenant setting)", out::on_off(settings.auto_distribution_enabled)),
         ),
+        (
+            "time zone",
+            format!(
+                "{} (agent-sessions tenant setting; protocols are dated in it)",
+                if settings.time_zone.is_empty() { "UTC" } else { &settings.time_zone }
+            ),
+        ),
         ("version", settings.version.to_string()),
     ])
 }
@@ -251,11 +258,13 @@ mod tests {
             auto_distribution_enabled: true,
             inbound_department_id: "support".into(),
             version: 2,
+            time_zone: "America/Sao_Paulo".into(),
         };
         assert_eq!(
             settings_text(&settings),
             "default capacity    3\ninbound department  support\nauto distribution   on (agent-sessions tenant \
-             setting)\nversion             2\n"
+             setting)\ntime zone           America/Sao_Paulo (agent-sessions tenant setting; protocols are dated in \
+             it)\nversion             2\n"
         );
         let text = settings_text(&DistributionSettings::default());
         assert!(text.contains("inbound department  (none: ") && text.contains("off"), "{text}");
