@@ -67,7 +67,7 @@ async fn date_filters_are_dates_in_the_tenants_time_zone() {
         on_dates(&h, "acme", "2026-11-24", "2026-11-24").await.ok().filter(|ids| !ids.is_empty())
     })
     .await;
-    assert_eq!(found, [in_sao_paulo.clone()]);
+    assert_eq!(found, std::slice::from_ref(&in_sao_paulo));
     assert!(on_dates(&h, "acme", "2026-11-25", "2026-11-25").await.unwrap().is_empty(), "not the UTC date");
     assert_eq!(on_dates(&h, "acme", "2026-11-24", "").await.unwrap(), [in_sao_paulo]);
 
