@@ -4,11 +4,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use tokio_util::sync::CancellationToken;
@@ -19,8 +14,10 @@ use crate::inbound::headers_to_json;
 use crate::{InboundEvent, Projection, ProjectionError};
 
 mod catch_up;
+mod metrics;
 mod ordered;
 
+pub use metrics::{ConsumerLabels, ConsumerMetrics};
 pub use ordered::MAX_LANES;
 
 /// Events an ordered consumer applies in one batch at most (its `max_ack_pending` is twice that,
@@ -95,59 +92,6 @@ impl ConsumerConfig {
     fn delay_after(&self, delivered: i64) -> Duration {
         let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
         self.backoff.get(index).or(self.backoff.last()).copied().unwrap_or(Duration::from_secs(1))
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConsumerLabels {
-    pub consumer: String,
-}
-
-/// Consumer metrics, registered once per process and shared by its consumers.
-#[derive(Clone)]
-pub struct ConsumerMetrics {
-    lag: Family<ConsumerLabels, Gauge>,
-    applied: Family<ConsumerLabels, Counter>,
-    unknown: Family<ConsumerLabels, Counter>,
-    dead_letters: Family<ConsumerLabels, Counter>,
-    projection_lag: Family<ConsumerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-}
-
-impl ConsumerMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            lag: Family::default(),
-            applied: Family::default(),
-            unknown: Family::default(),
-            dead_letters: Family::default(),
-            projection_lag: Family::default(),
-        };
-        registry.register(
-            "dw_consumer_lag",
-            "Messages in the stream not yet delivered to the consumer",
-            metrics.lag.clone(),
-        );
-        registry.register("dw_consumer_events_applied", "Events applied to a projection", metrics.applied.clone());
-        registry.register(
-            "dw_consumer_unknown_events",
-            "Events skipped because their type is not in the consumer's contract",
-            metrics.unknown.clone(),
-        );
-        registry.register(
-            "dw_dead_letters",
-            "Events given up on and stored in dead_letters",
-            metrics.dead_letters.clone(),
-        );
-        registry.register(
-            "dw_projection_lag_seconds",
-            "Time between an event's commit and its projection, last event",
-            metrics.projection_lag.clone(),
-        );
-        metrics
-    }
-
-    pub fn unregistered() -> Self {
-        Self::register(&mut Registry::default())
     }
 }
 
