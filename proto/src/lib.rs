@@ -89,10 +89,116 @@ pub trait Contract: Sized + Send + std::fmt::Debug + 'static {
     /// The protobuf package, e.g. `dw.agentsessions.v1`.
     const PACKAGE: &'static str;
 
+    /// Older shapes of this contract's events that stored events may still have, each turned
+    /// into a newer one before decoding ([`decode_current`]). Empty while no event changed shape.
+    const UPCASTERS: &'static [Upcaster] = &[];
+
     /// `None` when `event_type` is not an event of this contract.
     fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, prost::DecodeError>;
 
     fn type_name(&self) -> &'static str;
+}
+
+/// One step of event upcasting: a stored event of type `from` becomes an event of type `to`
+/// with the payload `upgrade` makes of the old one. Stored events are never rewritten; every
+/// read (an aggregate's replay, a consumer, a backfill, a rebuild) upgrades them on the way in.
+#[derive(Debug, Clone, Copy)]
+pub struct Upcaster {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub upgrade: fn(&[u8]) -> Result<Vec<u8>, prost::DecodeError>,
+}
+
+/// The one place stored events are decoded: `C`'s upcasters applied in turn (an upgraded event
+/// may be upgraded again, at most once per upcaster), then `C::decode` of what results.
+pub fn decode_current<C: Contract>(event_type: &str, payload: &[u8]) -> Result<Option<C>, prost::DecodeError> {
+    let mut event_type = std::borrow::Cow::Borrowed(event_type);
+    let mut payload = std::borrow::Cow::Borrowed(payload);
+    for _ in 0..C::UPCASTERS.len() {
+        let Some(step) = C::UPCASTERS.iter().find(|step| step.from == event_type) else { break };
+        payload = std::borrow::Cow::Owned((step.upgrade)(&payload)?);
+        event_type = std::borrow::Cow::Borrowed(step.to);
+    }
+    C::decode(&event_type, &payload)
+}
+
+#[cfg(test)]
+mod upcasting_tests {
+    use super::{Contract, Upcaster, decode_current};
+    use prost::Message;
+
+    /// Version 0 counted in a 32-bit field 1; version 1 counts in a 64-bit field 2 and names
+    /// the counter; version 2 is version 1 under a new name.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct CountedV0 {
+        #[prost(uint32, tag = "1")]
+        n: u32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Counted {
+        #[prost(int64, tag = "2")]
+        count: i64,
+        #[prost(string, tag = "3")]
+        counter: String,
+    }
+
+    fn v0_to_v1(payload: &[u8]) -> Result<Vec<u8>, prost::DecodeError> {
+        let old = CountedV0::decode(payload)?;
+        Ok(Counted { count: i64::from(old.n), counter: "default".into() }.encode_to_vec())
+    }
+
+    fn renamed(payload: &[u8]) -> Result<Vec<u8>, prost::DecodeError> {
+        Ok(payload.to_vec())
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum TestEvent {
+        Counted(i64, String),
+    }
+
+    impl Contract for TestEvent {
+        const PACKAGE: &'static str = "test.v2";
+        const UPCASTERS: &'static [Upcaster] = &[
+            Upcaster { from: "test.v1.Counted", to: "test.v2.Counted", upgrade: renamed },
+            Upcaster { from: "test.v0.Counted", to: "test.v1.Counted", upgrade: v0_to_v1 },
+        ];
+
+        fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, prost::DecodeError> {
+            if event_type != "test.v2.Counted" {
+                return Ok(None);
+            }
+            let m = Counted::decode(payload)?;
+            Ok(Some(TestEvent::Counted(m.count, m.counter)))
+        }
+
+        fn type_name(&self) -> &'static str {
+            "test.v2.Counted"
+        }
+    }
+
+    #[test]
+    fn an_old_event_is_upgraded_step_by_step_before_it_is_decoded() {
+        let old = CountedV0 { n: 7 }.encode_to_vec();
+        assert_eq!(
+            decode_current::<TestEvent>("test.v0.Counted", &old).unwrap(),
+            Some(TestEvent::Counted(7, "default".into()))
+        );
+        let current = Counted { count: 9, counter: "c".into() }.encode_to_vec();
+        assert_eq!(
+            decode_current::<TestEvent>("test.v2.Counted", &current).unwrap(),
+            Some(TestEvent::Counted(9, "c".into()))
+        );
+        assert_eq!(
+            decode_current::<TestEvent>("test.v1.Counted", &current).unwrap(),
+            Some(TestEvent::Counted(9, "c".into()))
+        );
+        assert_eq!(decode_current::<TestEvent>("test.v9.Other", &current).unwrap(), None);
+        assert!(
+            decode_current::<TestEvent>("test.v0.Counted", b"\xff\xff").is_err(),
+            "an old payload that does not decode"
+        );
+    }
 }
 
 /// Conversions between protobuf well-known time types and `chrono`.

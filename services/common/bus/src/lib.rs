@@ -71,7 +71,7 @@ pub(crate) async fn hand_over<P: Projection>(
     conn: &mut PgConnection,
     event: &InboundEvent,
 ) -> Result<Handed, ProjectionError> {
-    let decoded = P::Contract::decode(&event.event_type, &event.payload)
+    let decoded = dw_proto::decode_current::<P::Contract>(&event.event_type, &event.payload)
         .map_err(|e| ProjectionError::Permanent(format!("undecodable {}: {e}", event.event_type)))?;
     let Some(decoded) = decoded else {
         tracing::warn!(event_type = %event.event_type, contract = P::Contract::PACKAGE, "event type not in the contract, skipped");

@@ -17,10 +17,11 @@ pub enum CodecError {
     Invalid(&'static str, String),
 }
 
-/// A stored event decoded by the contract `C`; a type it does not have is
+/// A stored event decoded by the contract `C`, upgraded first when it has an older shape
+/// ([`dw_proto::decode_current`]); a type it does not have is
 /// [`CodecError::UnknownType`].
 pub fn decode_contract<C: Contract>(recorded: &RecordedEvent) -> Result<C, CodecError> {
-    C::decode(&recorded.event_type, &recorded.payload)
+    dw_proto::decode_current::<C>(&recorded.event_type, &recorded.payload)
         .map_err(|e| CodecError::Decode(recorded.event_type.clone(), e.to_string()))?
         .ok_or_else(|| CodecError::UnknownType(recorded.event_type.clone()))
 }
