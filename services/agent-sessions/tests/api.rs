@@ -74,6 +74,11 @@ async fn another_tenants_agent_is_not_found() {
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(reason_of(&status).as_deref(), Some("AGENT_NOT_FOUND"));
+    // The caller learns which resource is missing (google.rpc.ResourceInfo), not whose it is.
+    let resource = tonic_types::StatusExt::get_details_resource_info(&status).expect("a ResourceInfo");
+    assert_eq!(resource.resource_type, "dw.agentsessions.v1.Agent");
+    assert_eq!(resource.resource_name, "ana");
+    assert!(resource.owner.is_empty() && resource.description.contains("ana"), "{resource:?}");
 
     // ana's token for the other tenant does not reach her acme day either.
     let ana_elsewhere = token("globex", "ana", &[Role::Agent]);

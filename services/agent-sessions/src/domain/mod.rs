@@ -81,7 +81,9 @@ impl dw_eventstore::DomainRule for DomainError {
 
     fn kind(&self) -> dw_eventstore::RuleKind {
         match self {
-            Self::AgentNotFound(_) => dw_eventstore::RuleKind::NotFound,
+            Self::AgentNotFound(agent) => dw_eventstore::RuleKind::NotFound(dw_eventstore::Resource::of::<
+                dw_proto::agentsessions::v1::Agent,
+            >(agent)),
             _ => dw_eventstore::RuleKind::FailedPrecondition,
         }
     }

@@ -5,14 +5,31 @@
 use crate::StoreError;
 
 /// How a broken rule reaches the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleKind {
-    /// The thing named does not exist in the caller's tenant (`NOT_FOUND`).
-    NotFound,
+    /// The thing named does not exist in the caller's tenant (`NOT_FOUND`, with a
+    /// `google.rpc.ResourceInfo` naming it).
+    NotFound(Resource),
     /// The caller may not do this (`PERMISSION_DENIED`).
     PermissionDenied,
     /// The state does not allow it (`FAILED_PRECONDITION`).
     FailedPrecondition,
+}
+
+/// The resource a `NOT_FOUND` is about (`google.rpc.ResourceInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The full protobuf name of the resource's message, e.g. `dw.agentsessions.v1.Agent`.
+    pub resource_type: String,
+    /// The name the caller gave for it (an id, a protocol number).
+    pub resource_name: String,
+}
+
+impl Resource {
+    /// The resource of message type `M` named `name`.
+    pub fn of<M: prost::Name>(name: impl Into<String>) -> Self {
+        Self { resource_type: M::full_name(), resource_name: name.into() }
+    }
 }
 
 /// A service's broken-rule enum: a machine-readable reason and how it reaches the caller.

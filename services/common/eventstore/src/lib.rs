@@ -20,7 +20,7 @@ pub mod update;
 pub use aggregate::{Aggregate, Appended, Loaded};
 pub use codec::CodecError;
 pub use command::{Attempt, CommandContext};
-pub use error::{CommandError, DomainRule, RuleKind, Violation};
+pub use error::{CommandError, DomainRule, Resource, RuleKind, Violation};
 pub use store::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamState};
 pub use update::{StaleVersion, UpdateMask, check_version};
 

@@ -1,5 +1,6 @@
 //! Building `tonic::Status` values with `google.rpc` rich details: `BadRequest` field violations
-//! for bad input, `ErrorInfo` with a machine-readable reason for everything else.
+//! for bad input, `ErrorInfo` with a machine-readable reason for everything else, `ResourceInfo`
+//! naming what was not found, `RetryInfo` on what a client should retry.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 /// `ErrorInfo.domain` of every Digital Workspace error.
 pub const ERROR_DOMAIN: &str = "digitalworkspace.dw";
 
-pub use dw_eventstore::Violation;
+pub use dw_eventstore::{Resource, Violation};
 
 /// The one mapping of every service's errors to the wire: broken rules by their kind with an
 /// `ErrorInfo` reason, bad input with field violations, conflicts as `ABORTED`, a database that
@@ -33,7 +34,7 @@ pub fn to_status<D: DomainRule>(error: CommandError<D>) -> Status {
 /// A broken domain rule, by its kind.
 pub fn rule_status(rule: &dyn DomainRule) -> Status {
     match rule.kind() {
-        RuleKind::NotFound => not_found(rule.reason(), rule.to_string()),
+        RuleKind::NotFound(resource) => not_found(rule.reason(), &resource, rule.to_string()),
         RuleKind::PermissionDenied => permission_denied(rule.reason(), rule.to_string()),
         RuleKind::FailedPrecondition => failed_precondition(rule.reason(), rule.to_string()),
     }
@@ -87,8 +88,14 @@ pub fn failed_precondition(reason: &str, message: impl Into<String>) -> Status {
     with_reason(Code::FailedPrecondition, reason, message)
 }
 
-pub fn not_found(reason: &str, message: impl Into<String>) -> Status {
-    with_reason(Code::NotFound, reason, message)
+/// `resource` does not exist in the caller's tenant: `NOT_FOUND` with its `ErrorInfo` reason and
+/// a `ResourceInfo` naming it (type, name, and the message as description; the owner is left
+/// empty, it would only repeat the caller's own tenant).
+pub fn not_found(reason: &str, resource: &Resource, message: impl Into<String>) -> Status {
+    let message = message.into();
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
+    details.set_resource_info(&resource.resource_type, &resource.resource_name, "", &message);
+    Status::with_error_details(Code::NotFound, message, details)
 }
 
 pub fn permission_denied(reason: &str, message: impl Into<String>) -> Status {
@@ -128,6 +135,12 @@ pub fn update_mask<F: Copy + Ord>(
     dw_eventstore::UpdateMask::parse("update_mask", paths, updatable, read_only, if_empty).map_err(invalid_arguments)
 }
 
+/// A limit of the tenant or of the replica was reached: `RESOURCE_EXHAUSTED` with its reason and
+/// a `RetryInfo` saying when trying again makes sense.
+pub fn resource_exhausted(reason: &str, message: impl Into<String>, retry_after: std::time::Duration) -> Status {
+    retryable(Code::ResourceExhausted, reason, message, retry_after)
+}
+
 /// A dependency (Postgres, NATS) that does not answer: retry after a second (same request id).
 pub fn unavailable(message: impl Into<String>) -> Status {
     retryable(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message, std::time::Duration::from_secs(1))
@@ -158,12 +171,25 @@ mod tests {
 
     #[test]
     fn retryable_statuses_say_when_to_retry() {
-        for status in [aborted("conflict"), unavailable("database unavailable")] {
+        let exhausted = resource_exhausted("TOO_MANY_STREAMS", "close one", std::time::Duration::from_secs(5));
+        for status in [aborted("conflict"), unavailable("database unavailable"), exhausted] {
             let retry = status.get_details_retry_info().and_then(|info| info.retry_delay);
             assert!(retry.is_some_and(|delay| !delay.is_zero()), "{status:?}");
             assert!(reason_of(&status).is_some());
         }
         assert!(failed_precondition("X", "y").get_details_retry_info().is_none());
+    }
+
+    #[test]
+    fn not_found_names_the_resource() {
+        let resource = Resource { resource_type: "dw.agentsessions.v1.Agent".into(), resource_name: "ana".into() };
+        let status = not_found("AGENT_NOT_FOUND", &resource, "agent ana not found");
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(reason_of(&status).as_deref(), Some("AGENT_NOT_FOUND"));
+        let info = status.get_details_resource_info().expect("resource info");
+        assert_eq!(info.resource_type, "dw.agentsessions.v1.Agent");
+        assert_eq!(info.resource_name, "ana");
+        assert_eq!(info.description, "agent ana not found");
     }
 
     #[test]

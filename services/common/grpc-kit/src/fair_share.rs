@@ -18,8 +18,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 
 /// A sustained rate and the burst a tenant may spend at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -265,14 +264,14 @@ fn refill(bucket: &mut Bucket, rate: Rate, now: Instant) {
 }
 
 fn exhausted(reason: &str, message: &str, retry_after: Duration) -> Status {
-    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-    details.set_error_info(reason, crate::errors::ERROR_DOMAIN, HashMap::<String, String>::new());
-    Status::with_error_details(Code::ResourceExhausted, message, details)
+    crate::errors::resource_exhausted(reason, message, retry_after)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
+    use tonic_types::StatusExt;
 
     fn share(mutations: f64, sends: f64) -> FairShare {
         let config = FairShareConfig {

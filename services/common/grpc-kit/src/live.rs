@@ -177,7 +177,11 @@ impl<K: Eq + Hash + Clone + Send + 'static, T: Clone + Send + 'static> Feed<K, T
         // The buffer is full: the error waits for room, then the stream ends.
         let slow = slow.clone();
         tokio::spawn(async move {
-            let reason = Status::resource_exhausted("the stream could not keep up; reconnect to resume");
+            let reason = errors::resource_exhausted(
+                "STREAM_TOO_SLOW",
+                "the stream could not keep up; reconnect to resume",
+                Duration::from_secs(1),
+            );
             let _ = tokio::time::timeout(Duration::from_secs(30), slow.send(Err(reason))).await;
         });
     }
@@ -196,10 +200,11 @@ impl<K, T> StreamSlot<K, T> {
         };
         let count = open.entry(tenant.clone()).or_default();
         if *count >= inner.limits.streams_per_tenant {
-            return Err(Status::resource_exhausted(format!(
-                "the tenant holds {} open streams on this replica, the most allowed; close one first",
-                *count
-            )));
+            return Err(errors::resource_exhausted(
+                "TOO_MANY_STREAMS",
+                format!("the tenant holds {} open streams on this replica, the most allowed; close one first", *count),
+                Duration::from_secs(5),
+            ));
         }
         *count += 1;
         Ok(Self { inner: inner.clone(), tenant: tenant.clone() })

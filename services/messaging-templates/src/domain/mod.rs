@@ -44,6 +44,12 @@ impl DomainError {
     }
 }
 
+use dw_proto::messaging::v1 as pb;
+
+fn not_found<M: prost::Name>(name: &str) -> dw_eventstore::RuleKind {
+    dw_eventstore::RuleKind::NotFound(dw_eventstore::Resource::of::<M>(name))
+}
+
 impl dw_eventstore::DomainRule for DomainError {
     fn reason(&self) -> &'static str {
         DomainError::reason(self)
@@ -51,9 +57,9 @@ impl dw_eventstore::DomainRule for DomainError {
 
     fn kind(&self) -> dw_eventstore::RuleKind {
         match self {
-            Self::TemplateNotFound(_) | Self::ContactNotFound(_) | Self::MessageNotFound(_) => {
-                dw_eventstore::RuleKind::NotFound
-            }
+            Self::TemplateNotFound(id) => not_found::<pb::Template>(id),
+            Self::ContactNotFound(id) => not_found::<pb::Contact>(id),
+            Self::MessageNotFound(id) => not_found::<pb::Message>(id),
             Self::MissingPermission(_) => dw_eventstore::RuleKind::PermissionDenied,
             _ => dw_eventstore::RuleKind::FailedPrecondition,
         }

@@ -8,7 +8,7 @@ pub mod paging;
 pub mod push;
 pub mod webhook;
 
-use dw_eventstore::{DomainRule, RuleKind};
+use dw_eventstore::{DomainRule, Resource, RuleKind};
 use dw_ids::WebhookId;
 
 /// A broken rule of notifications.
@@ -29,6 +29,10 @@ impl DomainRule for DomainError {
     }
 
     fn kind(&self) -> RuleKind {
-        RuleKind::NotFound
+        let resource = match self {
+            Self::WebhookNotFound(id) => Resource::of::<dw_proto::notifications::v1::Webhook>(id.to_string()),
+            Self::DeliveryNotFound(id) => Resource::of::<dw_proto::notifications::v1::Delivery>(id),
+        };
+        RuleKind::NotFound(resource)
     }
 }

@@ -126,9 +126,10 @@ impl NotificationService for NotificationGrpc {
             .map_err(|_| errors::invalid_argument("message_id", "must be a message id (UUID)"))?;
         let found = get_log_entry(&self.pool, principal.tenant().as_str(), id).await.map_err(db_status)?;
         let visible = found.filter(|n| sees_every_agent(&principal) || n.agent_id == principal.subject());
-        visible
-            .map(Response::new)
-            .ok_or_else(|| errors::not_found("NOTIFICATION_NOT_FOUND", format!("notification {id} not found")))
+        visible.map(Response::new).ok_or_else(|| {
+            let resource = errors::Resource::of::<pb::SingleNotification>(id.to_string());
+            errors::not_found("NOTIFICATION_NOT_FOUND", &resource, format!("notification {id} not found"))
+        })
     }
 
     type SubscribeStream = crate::app::notifier::Subscription;

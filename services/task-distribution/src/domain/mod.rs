@@ -61,7 +61,13 @@ impl dw_eventstore::DomainRule for DomainError {
 
     fn kind(&self) -> dw_eventstore::RuleKind {
         match self {
-            Self::TaskNotFound(_) | Self::AgentNotFound(_) => dw_eventstore::RuleKind::NotFound,
+            Self::TaskNotFound(task) => {
+                dw_eventstore::RuleKind::NotFound(dw_eventstore::Resource::of::<dw_proto::distribution::v1::Task>(task))
+            }
+            // Distribution knows agents from agent-sessions' events: the resource is theirs.
+            Self::AgentNotFound(agent) => dw_eventstore::RuleKind::NotFound(dw_eventstore::Resource::of::<
+                dw_proto::agentsessions::v1::Agent,
+            >(agent)),
             Self::MissingPermission(_) | Self::NotTaskOwner => dw_eventstore::RuleKind::PermissionDenied,
             _ => dw_eventstore::RuleKind::FailedPrecondition,
         }

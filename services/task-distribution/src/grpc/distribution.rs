@@ -174,17 +174,20 @@ impl DistributionService for DistributionGrpc {
     async fn get_task(&self, request: Request<pb::GetTaskRequest>) -> Result<Response<pb::Task>, Status> {
         let principal = principal(&request)?;
         let tenant = principal.tenant();
-        let found = match &request.get_ref().key {
+        let (found, asked) = match &request.get_ref().key {
             Some(pb::get_task_request::Key::TaskId(id)) => {
-                self.app.find_task(tenant, TaskKey::Id(task_id(id)?)).await.map_err(to_status)?
+                (self.app.find_task(tenant, TaskKey::Id(task_id(id)?)).await.map_err(to_status)?, id.clone())
             }
             Some(pb::get_task_request::Key::Protocol(protocol)) => {
                 let protocol = parse_field("protocol", protocol, Protocol::parse)?;
-                self.app.find_task(tenant, TaskKey::Protocol(protocol.as_str())).await.map_err(to_status)?
+                let found =
+                    self.app.find_task(tenant, TaskKey::Protocol(protocol.as_str())).await.map_err(to_status)?;
+                (found, protocol.as_str().to_owned())
             }
             None => return Err(errors::invalid_argument("key", "task_id or protocol is required")),
         };
-        let not_found = || domain_status(DomainError::TaskNotFound("requested".into()));
+        // The resource is named as the caller asked for it (its id or its protocol number).
+        let not_found = || domain_status(DomainError::TaskNotFound(asked.clone()));
         let task = found.ok_or_else(not_found)?;
         if !self.visible(&principal, &task).await? {
             return Err(not_found());
