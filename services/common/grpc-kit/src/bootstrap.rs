@@ -247,7 +247,8 @@ impl Bootstrap {
             Some(_) => "tls",
             None => "plaintext",
         };
-        info!(service = self.name, grpc = %local_addr, grpc_tls = tls, metrics = %self.config.metrics_addr, "serving");
+        let web_origins = self.config.grpc_web.allowed_origins.join(",");
+        info!(service = self.name, grpc = %local_addr, grpc_tls = tls, grpc_web_origins = %web_origins, metrics = %self.config.metrics_addr, "serving");
         let shutdown = {
             let cancel = self.cancel.clone();
             let background = self.background.clone();
@@ -263,7 +264,12 @@ impl Bootstrap {
         // Their streams end with UNAVAILABLE at max age + grace and are resumed by the clients.
         let age = self.config.grpc_connection_age;
         let connections = connection_age::Connections::default();
+        // gRPC-Web (browsers, over HTTP/1.1 too) outermost: the layers inside see plain gRPC,
+        // and CORS answers preflights before anything else.
         let router = connection_age::apply(tonic::transport::Server::builder(), age)
+            .accept_http1(true)
+            .layer(self.config.grpc_web.cors_layer())
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(connection_age::StreamDeadlineLayer::new(connections.clone()))
             .layer(RpcLayer::new(rpc_metrics).counting_in(self.fair_share.in_flight()))
             .layer(KeyRefreshLayer::new(self.verifier.clone()))

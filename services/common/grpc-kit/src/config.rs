@@ -3,6 +3,7 @@
 use crate::connection_age::ConnectionAge;
 use crate::fair_share::{FairShareConfig, Rate};
 use crate::grpc_tls::GrpcTlsFiles;
+use crate::grpc_web::GrpcWebConfig;
 use crate::identity::{IdentityConfig, OidcConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +79,8 @@ pub struct ServiceConfig {
     /// How long a live stream stays silent before it sends a heartbeat
     /// (`DW_STREAM_HEARTBEAT_SECS`, 15; 1 to 300).
     pub stream_heartbeat: Duration,
+    /// The web origins whose browser pages may call over gRPC-Web (`DW_GRPC_WEB_ALLOWED_ORIGINS`).
+    pub grpc_web: GrpcWebConfig,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -101,6 +104,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("grpc_connection_age", &self.grpc_connection_age)
             .field("grpc_tls", &self.grpc_tls)
             .field("stream_heartbeat", &self.stream_heartbeat)
+            .field("grpc_web", &self.grpc_web)
             .finish()
     }
 }
@@ -384,6 +388,7 @@ impl ServiceConfig {
             grpc_connection_age: connection_age_from_env()?,
             grpc_tls: grpc_tls_from_env()?,
             stream_heartbeat: stream_heartbeat(parsed("DW_STREAM_HEARTBEAT_SECS", "15")?)?,
+            grpc_web: GrpcWebConfig::from_env()?,
         })
     }
 
@@ -421,6 +426,7 @@ impl ServiceConfig {
             grpc_connection_age: None,
             grpc_tls: None,
             stream_heartbeat: Duration::from_secs(15),
+            grpc_web: GrpcWebConfig::default(),
         }
     }
 }

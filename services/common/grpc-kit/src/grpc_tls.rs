@@ -157,8 +157,8 @@ fn load(files: &GrpcTlsFiles, bytes: &FileBytes) -> Result<Loaded, GrpcTlsError>
         _ => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key)?;
-    // gRPC is HTTP/2 only (tonic's server does not accept HTTP/1 here).
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // HTTP/1.1 too: gRPC-Web clients (browsers, crate::grpc_web) may not speak HTTP/2.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Loaded { config: Arc::new(config), files_digest: bytes.digest(), cert_fingerprint })
 }
 

@@ -14,6 +14,7 @@ pub mod event_log;
 pub mod event_source;
 pub mod fair_share;
 pub mod grpc_tls;
+pub mod grpc_web;
 pub mod health;
 pub mod identity;
 pub mod live;
