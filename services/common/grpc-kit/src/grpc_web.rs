@@ -49,7 +49,8 @@ pub struct GrpcWebConfig {
 impl GrpcWebConfig {
     /// `DW_GRPC_WEB_ALLOWED_ORIGINS`; unset or blank is no cross-origin access.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&var(ALLOWED_ORIGINS_VAR, ""))
+        // The name spelled out: scripts/check-manifests.py finds the variables a service reads so.
+        Self::parse(&var("DW_GRPC_WEB_ALLOWED_ORIGINS", ""))
             .map_err(|reason| ConfigError::Invalid { name: ALLOWED_ORIGINS_VAR, reason })
     }
 
