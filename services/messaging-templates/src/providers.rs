@@ -17,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::domain::message::{Failure, OutboundMessage};
 use crate::domain::template::Channel;
@@ -198,11 +199,12 @@ impl Providers {
         let url = format!("{}/{}/messages", config.base_url.trim_end_matches('/'), config.phone_number_id);
         let request = self
             .http
-            .post(url)
+            .post(&url)
             .bearer_auth(secrecy::ExposeSecret::expose_secret(&config.access_token))
             .json(&Self::whatsapp_body(message));
         self.classify(
             WHATSAPP,
+            &url,
             request,
             |body| body["messages"][0]["id"].as_str().map(str::to_owned),
             |body| {
@@ -219,11 +221,12 @@ impl Providers {
         let form = [("To", message.phone.as_str()), ("From", config.from.as_str()), ("Body", message.body.as_str())];
         let request = self
             .http
-            .post(url)
+            .post(&url)
             .basic_auth(&config.account_sid, Some(secrecy::ExposeSecret::expose_secret(&config.auth_token)))
             .form(&form);
         self.classify(
             SMS,
+            &url,
             request,
             |body| body["sid"].as_str().map(str::to_owned),
             |body| (body["code"].as_i64().map(|c| c.to_string()), body["message"].as_str().map(str::to_owned)),
@@ -231,46 +234,65 @@ impl Providers {
         .await
     }
 
-    /// Sends one request, measures it and classifies the answer.
+    /// Sends one request to `url` in a client span carrying its `traceparent`, measures it and
+    /// classifies the answer.
     async fn classify(
         &self,
         target: Target,
+        url: &str,
         request: reqwest::RequestBuilder,
         accepted_id: impl Fn(&Value) -> Option<String>,
         error_of: impl Fn(&Value) -> (Option<String>, Option<String>),
     ) -> Attempt {
+        let span = dw_telemetry::http_client_span!(
+            "provider request",
+            "POST",
+            url,
+            provider = target.provider,
+            channel = target.channel,
+        );
+        let request = match dw_telemetry::http_client::traceparent(&span) {
+            Some(traceparent) => request.header("traceparent", traceparent),
+            None => request,
+        };
         let started = Instant::now();
-        let (attempt, failure_reason) = exchange(request, accepted_id, error_of).await;
+        let (attempt, failure_reason) = exchange(request, accepted_id, error_of).instrument(span).await;
         self.metrics.observe(target, started.elapsed(), failure_reason);
         attempt
     }
 }
 
-/// One request and what came of it, with the failure's metric reason.
+/// One request and what came of it, with the failure's metric reason; the outcome is recorded on
+/// the current (client) span.
 async fn exchange(
     request: reqwest::RequestBuilder,
     accepted_id: impl Fn(&Value) -> Option<String>,
     error_of: impl Fn(&Value) -> (Option<String>, Option<String>),
 ) -> (Attempt, Option<&'static str>) {
+    let span = tracing::Span::current();
     let response = match request.send().await {
         Ok(response) => response,
         // Never reached the provider: safe to try again.
         Err(error) if error.is_connect() => {
+            dw_telemetry::http_client::record_failure(&span, "connect");
             return (Attempt::Retryable(failure("CONNECT", error.to_string(), false)), Some("connect"));
         }
         // It may have: never repeat.
         Err(error) => {
             let reason = if error.is_timeout() { "timeout" } else { "network" };
+            dw_telemetry::http_client::record_failure(&span, reason);
             let unknown = failure("OUTCOME_UNKNOWN", format!("no answer from the provider: {error}"), true);
             return (Attempt::Final(unknown), Some(reason));
         }
     };
     let status = response.status();
+    dw_telemetry::http_client::record_status(&span, status.as_u16());
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
         return match accepted_id(&body) {
             Some(id) => (Attempt::Accepted(id), None),
             None => {
+                dw_telemetry::http_client::record_failure(&span, "bad_response");
                 let bad = failure("BAD_RESPONSE", "accepted without a message id", true);
                 (Attempt::Final(bad), Some("bad_response"))
             }

@@ -246,7 +246,14 @@ impl<P: Projection> ProjectionConsumer<P> {
             Ok(event) => event,
             Err(error) => {
                 let reason = format!("undecodable envelope: {error}");
-                let span = info_span!("consume", consumer = %self.config.durable_name, subject = %message.subject);
+                let span = info_span!(
+                    "consume",
+                    messaging.system = "nats",
+                    messaging.operation.type = "process",
+                    messaging.destination.name = %message.subject,
+                    messaging.consumer.group.name = %self.config.durable_name,
+                    otel.kind = "consumer",
+                );
                 return self.dead_letter(message, None, stream_sequence, delivered, &reason).instrument(span).await;
             }
         };
@@ -316,10 +323,12 @@ impl<P: Projection> ProjectionConsumer<P> {
     fn event_span(&self, event: &InboundEvent) -> tracing::Span {
         let span = info_span!(
             "consume",
-            consumer = %self.config.durable_name,
-            subject = %event.subject,
-            event_id = %event.event_id,
-            event_type = %event.event_type,
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            messaging.destination.name = %event.subject,
+            messaging.consumer.group.name = %self.config.durable_name,
+            messaging.message.id = %event.event_id,
+            cloudevents.event_type = %event.event_type,
             delivered = tracing::field::Empty,
             otel.kind = "consumer",
             trace_id = tracing::field::Empty,

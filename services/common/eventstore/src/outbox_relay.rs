@@ -283,7 +283,13 @@ impl OutboxRelay {
 
         let mut failure = None;
         if !events.is_empty() {
-            let span = info_span!("relay publish", batch = events.len(), stream = %self.config.stream_name);
+            let span = info_span!(
+                "relay publish",
+                messaging.system = "nats",
+                messaging.operation.type = "publish",
+                messaging.batch.message_count = events.len(),
+                messaging.nats.stream = %self.config.stream_name,
+            );
             let started = Instant::now();
             let published = self.publish_events(&events).instrument(span).await;
             self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
@@ -368,8 +374,12 @@ impl OutboxRelay {
         // context travels on to the consumers.
         let span = info_span!(
             "relay publish event",
-            event_id = %event.event_id,
-            event_type = %event.event_type,
+            messaging.system = "nats",
+            messaging.operation.type = "publish",
+            messaging.destination.name =
+                %format_args!("{}.{}.{}", self.config.subject_prefix, event.tenant_id, event.subject),
+            messaging.message.id = %event.event_id,
+            cloudevents.event_type = %event.event_type,
             otel.kind = "producer",
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,

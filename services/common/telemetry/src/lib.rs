@@ -17,7 +17,12 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 pub use opentelemetry::Context as OtelContext;
 
+pub mod http_client;
 pub mod json_log;
+
+/// For [`http_client_span!`]: the `tracing` its expansion names.
+#[doc(hidden)]
+pub use tracing as __tracing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

@@ -163,13 +163,7 @@ async fn push_due(
         let endpoint: String = row.try_get("endpoint")?;
         let payload: String = row.try_get("payload")?;
         let attempts: i32 = row.try_get::<i32, _>("attempts")? + 1;
-        let span = tracing::info_span!(
-            "web push send",
-            otel.kind = "client",
-            http.request.method = "POST",
-            http.response.status_code = tracing::field::Empty,
-            attempt = attempts,
-        );
+        let span = dw_telemetry::http_client_span!("web push send", "POST", &endpoint, attempt = attempts);
         if let Some(traceparent) = row.try_get::<Option<String>, _>("traceparent")? {
             dw_telemetry::set_parent_from_traceparent(&span, &traceparent);
         }
@@ -184,11 +178,13 @@ async fn push_due(
         .instrument(span.clone())
         .await;
         match &pushed {
-            Pushed::Answered { status, .. } => {
-                span.record("http.response.status_code", status);
+            Pushed::Answered { status, .. } => dw_telemetry::http_client::record_status(&span, *status),
+            Pushed::Refused(refused) => {
+                dw_telemetry::http_client::record_failure(&span, "refused");
+                tracing::warn!(%tenant, reason = %refused, "push destination refused");
             }
-            Pushed::Refused(refused) => tracing::warn!(%tenant, reason = %refused, "push destination refused"),
-            Pushed::NoAnswer { .. } | Pushed::Unusable => {}
+            Pushed::NoAnswer { .. } => dw_telemetry::http_client::record_failure(&span, "no_answer"),
+            Pushed::Unusable => dw_telemetry::http_client::record_failure(&span, "unusable_subscription"),
         }
         let (status, elapsed) = (pushed.status(), pushed.elapsed());
         let next = pushed.next(attempts);
@@ -285,6 +281,10 @@ async fn send_one(
     };
     let (parts, body) = request.into_parts();
     let mut outgoing = outgoing.header("Urgency", "high").body(body);
+    // The push service may trace too: the call continues this span's trace.
+    if let Some(traceparent) = dw_telemetry::current_traceparent() {
+        outgoing = outgoing.header("traceparent", traceparent);
+    }
     for (name, value) in &parts.headers {
         outgoing = outgoing.header(name.as_str(), value.as_bytes());
     }

@@ -16,6 +16,7 @@ use rand::Rng as _;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::destination::{DestinationPolicy, OutboundClient, refusal_of};
 use crate::domain::destination::Refused;
@@ -191,7 +192,26 @@ fn failure_of_status(status: u16) -> Option<&'static str> {
     }
 }
 
+/// One attempt in a client span of its own; the request carries the span's `traceparent`.
 async fn attempt(http: &OutboundClient, d: &Due) -> Attempted {
+    let span = dw_telemetry::http_client_span!(
+        "webhook deliver",
+        "POST",
+        &d.url,
+        attempt = d.attempt,
+        webhook_id = %d.webhook_id,
+        delivery_id = %d.delivery_id,
+    );
+    let traceparent = dw_telemetry::http_client::traceparent(&span);
+    let attempted = send(http, d, traceparent).instrument(span.clone()).await;
+    match (attempted.answer, attempted.failure) {
+        (Answer::Status(status), _) => dw_telemetry::http_client::record_status(&span, status),
+        (_, failure) => dw_telemetry::http_client::record_failure(&span, failure.unwrap_or("no_answer")),
+    }
+    attempted
+}
+
+async fn send(http: &OutboundClient, d: &Due, traceparent: Option<String>) -> Attempted {
     let started = Instant::now();
     let request = match http.post(&d.url) {
         Ok(request) => request,
@@ -201,6 +221,10 @@ async fn attempt(http: &OutboundClient, d: &Due) -> Attempted {
     let now = Utc::now().timestamp();
     let Some(signature) = signature(&d.secret, &id, now, &d.body) else {
         return Attempted::not_sent(Answer::NoAnswer, "unusable signing secret".into(), "bad_secret");
+    };
+    let request = match traceparent {
+        Some(traceparent) => request.header("traceparent", traceparent),
+        None => request,
     };
     let response = request
         .header("content-type", "application/json")
