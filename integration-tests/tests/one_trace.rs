@@ -36,6 +36,18 @@ struct Span {
     trace_id: String,
     span_id: String,
     parent_span_id: String,
+    /// String and integer attributes, as text.
+    attributes: std::collections::HashMap<String, String>,
+}
+
+fn attribute_text(value: &opentelemetry_proto::tonic::common::v1::AnyValue) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match &value.value {
+        Some(Value::StringValue(s)) => Some(s.clone()),
+        Some(Value::IntValue(i)) => Some(i.to_string()),
+        Some(Value::BoolValue(b)) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 #[derive(Clone, Default)]
@@ -74,6 +86,11 @@ impl TraceService for Receiver {
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
+                        attributes: span
+                            .attributes
+                            .iter()
+                            .filter_map(|kv| Some((kv.key.clone(), attribute_text(kv.value.as_ref()?)?)))
+                            .collect(),
                     });
                 }
             }
@@ -106,14 +123,18 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
 
     // The Web Push service of ana's browser: it accepts every push.
     let pushed = Arc::new(Mutex::new(0usize));
+    let push_traceparents = Arc::new(Mutex::new(Vec::<String>::new()));
     let push_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let push_url = format!("http://{}/push/ana", push_listener.local_addr().unwrap());
-    let counter = pushed.clone();
+    let (counter, traceparents) = (pushed.clone(), push_traceparents.clone());
     let push_app = axum::Router::new().route(
         "/push/ana",
-        axum::routing::post(move || {
-            let counter = counter.clone();
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (counter, traceparents) = (counter.clone(), traceparents.clone());
             async move {
+                if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+                    traceparents.lock().unwrap().push(traceparent.to_owned());
+                }
                 *counter.lock().unwrap() += 1;
                 axum::http::StatusCode::CREATED
             }
@@ -335,5 +356,30 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     assert!(
         push.iter().any(|p| notified.iter().any(|n| n.span_id == p.parent_span_id)),
         "the Web Push is sent in the same trace, as a child of the consumer that queued it: {spans:#?}"
+    );
+
+    // The spans speak the OpenTelemetry conventions SREs query by.
+    let attribute = |span: &Span, key: &str| span.attributes.get(key).cloned().unwrap_or_default();
+    for span in published.iter().chain(&assigned) {
+        assert_eq!(attribute(span, "messaging.system"), "nats", "{span:#?}");
+        assert_eq!(attribute(span, "messaging.operation.type"), "publish", "{span:#?}");
+        assert!(!attribute(span, "messaging.message.id").is_empty(), "{span:#?}");
+    }
+    assert!(attribute(&published[0], "messaging.destination.name").starts_with(&sessions_ns.subject_prefix));
+    for span in consumed.iter().chain(&notified) {
+        assert_eq!(attribute(span, "messaging.system"), "nats", "{span:#?}");
+        assert_eq!(attribute(span, "messaging.operation.type"), "process", "{span:#?}");
+        assert!(!attribute(span, "messaging.consumer.group.name").is_empty(), "{span:#?}");
+        assert!(!attribute(span, "messaging.destination.name").is_empty(), "{span:#?}");
+        assert!(!attribute(span, "messaging.message.id").is_empty(), "{span:#?}");
+    }
+    let delivered = push.iter().find(|p| attribute(p, "http.response.status_code") == "201").expect("a 201 push");
+    assert_eq!(attribute(delivered, "http.request.method"), "POST");
+    assert_eq!(attribute(delivered, "server.address"), "127.0.0.1");
+    // The push service got the push span's context.
+    let traceparents = push_traceparents.lock().unwrap().clone();
+    assert!(
+        traceparents.iter().any(|t| t == &format!("00-{TRACE_ID}-{}-01", delivered.span_id)),
+        "the push request carries its span's traceparent: {traceparents:?}"
     );
 }

@@ -47,6 +47,7 @@ fn send_request(template: &pb::Template, phone: &str) -> pb::SendTemplateRequest
 
 #[tokio::test]
 async fn a_whatsapp_send_reaches_the_provider_with_the_cloud_api_body() {
+    dw_testkit::traced();
     let setup = Setup::new().await;
     let service = setup.start(true).await;
     let template = whatsapp_template(&service).await;
@@ -63,6 +64,9 @@ async fn a_whatsapp_send_reaches_the_provider_with_the_cloud_api_body() {
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].path, "/v21.0/1055/messages");
     assert_eq!(received[0].authorization, "Bearer wa-token");
+    // The provider call is a client span whose context the provider gets.
+    let traceparent = received[0].traceparent.as_deref().expect("a traceparent");
+    assert!(dw_testkit::traceparent_span_id(traceparent).is_some(), "{traceparent}");
     let body: serde_json::Value = serde_json::from_str(&received[0].body).unwrap();
     assert_eq!(
         body,

@@ -36,6 +36,7 @@ async fn receive(
 
 #[tokio::test]
 async fn webhooks_are_signed_retried_with_one_id_and_logged() {
+    dw_testkit::traced();
     let h = start().await;
     let receiver = Receiver::default();
     receiver.failures_left.store(2, std::sync::atomic::Ordering::SeqCst);
@@ -100,6 +101,15 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
     assert_eq!(attempts.len(), 3, "two failures, then success, then nothing more");
     let ids: Vec<&str> = attempts.iter().map(|(h, _)| h.get("webhook-id").unwrap().to_str().unwrap()).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "one webhook-id for every attempt");
+    // Each attempt is a client span of its own, whose context the receiver gets.
+    let span_ids: std::collections::BTreeSet<String> = attempts
+        .iter()
+        .map(|(h, _)| {
+            let traceparent = h.get("traceparent").expect("a traceparent").to_str().unwrap();
+            dw_testkit::traceparent_span_id(traceparent).expect("a W3C traceparent").to_owned()
+        })
+        .collect();
+    assert_eq!(span_ids.len(), 3, "one span per attempt: {span_ids:?}");
     let (headers, body) = &attempts[2];
     let timestamp: i64 = headers.get("webhook-timestamp").unwrap().to_str().unwrap().parse().unwrap();
     let sent = headers.get("webhook-signature").unwrap().to_str().unwrap();

@@ -73,12 +73,24 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     #[test]
-    fn a_span_is_made_with_the_conventional_fields_and_extra_ones() {
-        // Without a subscriber the span is disabled; this checks the macro expands and records.
-        let span = crate::http_client_span!("test call", "POST", "https://hooks.example.com/path?token=x", attempt = 1);
-        super::record_status(&span, 503);
-        super::record_failure(&span, "timeout");
-        assert!(super::traceparent(&span).is_none(), "no trace without a subscriber");
+    fn a_client_span_has_a_traceparent_to_send_and_takes_its_outcome() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let url = "https://hooks.example.com/path?token=x";
+            let span = crate::http_client_span!("test call", "POST", url, attempt = 1);
+            super::record_status(&span, 503);
+            super::record_failure(&span, "timeout");
+            let traceparent = super::traceparent(&span).expect("a traceparent");
+            assert!(traceparent.starts_with("00-") && traceparent.len() == 55, "{traceparent}");
+        });
+        // Without a subscriber the span is off and nothing is sent.
+        let span = crate::http_client_span!("test call", "GET", "http://127.0.0.1:8080/");
+        assert!(super::traceparent(&span).is_none());
     }
 }

@@ -108,6 +108,19 @@ pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGu
     Ok(TelemetryGuard { provider })
 }
 
+/// Spans with W3C trace ids and nothing else (no log output, no export): for a test process that
+/// checks what a service in it sends (a `traceparent` on its requests).
+pub fn init_spans_only(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let provider = SdkTracerProvider::builder().build();
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name));
+    tracing_subscriber::registry()
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    Ok(TelemetryGuard { provider })
+}
+
 /// The first of `names` that `env` gives, not blank (the signal-specific variable before the
 /// general one, as the OTel specification orders them).
 fn first_set(env: &dyn Fn(&str) -> Option<String>, names: [&'static str; 2]) -> Option<(&'static str, String)> {

@@ -78,3 +78,21 @@ pub fn zone_with_another_date_than_utc(now: chrono::DateTime<chrono::Utc>) -> &'
     use chrono::Timelike;
     if now.hour() >= 11 { "Pacific/Kiritimati" } else { "Pacific/Pago_Pago" }
 }
+
+/// Gives this test process what a service binary has: spans with W3C trace ids (nothing is
+/// exported), so that the requests a service makes in the test carry a `traceparent`. Idempotent.
+pub fn traced() {
+    static TELEMETRY: std::sync::OnceLock<Option<dw_telemetry::TelemetryGuard>> = std::sync::OnceLock::new();
+    TELEMETRY.get_or_init(|| dw_telemetry::init_spans_only("test").ok());
+}
+
+/// Whether `value` is a W3C `traceparent` of a sampled trace (`00-<trace id>-<span id>-01`);
+/// the span id when it is.
+pub fn traceparent_span_id(value: &str) -> Option<&str> {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match parts.as_slice() {
+        ["00", trace, span, "01"] if hex(trace, 32) && hex(span, 16) => Some(*span),
+        _ => None,
+    }
+}

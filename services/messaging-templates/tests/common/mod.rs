@@ -47,6 +47,8 @@ pub struct Received {
     pub path: String,
     pub authorization: String,
     pub body: String,
+    /// The W3C trace context the request carried.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -64,9 +66,10 @@ async fn answer(
     body: String,
 ) -> (StatusCode, String) {
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let count = {
         let mut received = fake.received.lock().unwrap();
-        received.push(Received { path: uri.path().to_owned(), authorization, body });
+        received.push(Received { path: uri.path().to_owned(), authorization, body, traceparent });
         received.len()
     };
     if let Some((status, body)) = fake.script.lock().unwrap().pop_front() {
