@@ -4,7 +4,7 @@
 //! error status when the call failed (a 4xx or 5xx answer is a failed call for a client). The
 //! request carries the span's `traceparent`, so a receiver that traces continues the trace.
 //!
-//! ```ignore
+//! ```text
 //! let span = dw_telemetry::http_client_span!("webhook deliver", "POST", &url, attempt = 2);
 //! let request = dw_telemetry::http_client::with_traceparent(request_headers, &span);
 //! ...
