@@ -539,6 +539,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
                 url: hook_url.clone(),
                 description: "CRM automation".into(),
                 event_types: vec!["template.sent".into()],
+                for_sends: false,
             },
         ))
         .await

@@ -48,6 +48,7 @@ async fn create_webhook_refuses_non_public_addresses_on_the_url_field_and_create
             url: url.clone(),
             description: String::new(),
             event_types: vec!["template.sent".into()],
+            for_sends: false,
         };
         let refused = webhooks.create_webhook(authed(&manager, request)).await.unwrap_err();
         assert_eq!(refused.code(), Code::InvalidArgument, "{url}: {refused:?}");

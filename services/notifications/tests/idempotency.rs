@@ -16,6 +16,7 @@ fn create(request_id: &str, url: &str) -> pb::CreateWebhookRequest {
         url: url.into(),
         description: "CRM automation".into(),
         event_types: vec!["template.sent".into()],
+        for_sends: false,
     }
 }
 

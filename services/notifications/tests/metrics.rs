@@ -105,6 +105,7 @@ async fn webhook_attempts_failures_and_disabled_endpoints_are_counted() {
             url: format!("{base}/{path}"),
             description: path.into(),
             event_types: vec!["template.sent".into()],
+            for_sends: false,
         };
         let created = webhooks.create_webhook(authed(&manager, request)).await.unwrap().into_inner();
         if path == "gone" {
@@ -148,6 +149,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled_once_and_its_delivery_giv
         url: format!("{base}/down"),
         description: "down".into(),
         event_types: vec!["template.sent".into()],
+        for_sends: false,
     };
     webhooks.create_webhook(authed(&manager, request)).await.unwrap();
     // It has been failing for six days already.

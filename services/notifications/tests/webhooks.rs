@@ -56,6 +56,7 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
                 url: "http://10.0.0.1/hook".into(),
                 description: String::new(),
                 event_types: vec!["template.sent".into()],
+                for_sends: false,
             },
         ))
         .await
@@ -69,6 +70,7 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
                 url: url.clone(),
                 description: "CRM automation".into(),
                 event_types: vec!["template.sent".into()],
+                for_sends: false,
             },
         ))
         .await
@@ -151,6 +153,7 @@ async fn a_listed_delivery_is_redelivered_by_the_id_the_list_gave() {
         url,
         description: "CRM automation".into(),
         event_types: vec!["template.sent".into()],
+        for_sends: false,
     };
     let webhook_id =
         webhooks.create_webhook(authed(&manager, request)).await.unwrap().into_inner().webhook.unwrap().webhook_id;

@@ -4,6 +4,8 @@
 //! 5 days. A destination the [`DestinationPolicy`] refuses (before the request for an IP literal,
 //! at connect time for a name) is a failed attempt, logged with the reason and not retried.
 //! Attempts are counted by outcome, failures by reason and disabled endpoints by why (`dw_webhook_*`).
+//! A delivery of a send's own webhook goes to the send's URL, signed with the tenant's sends
+//! endpoint's secret; one URL's answers never disable that endpoint (it serves every send).
 
 use std::time::{Duration, Instant};
 
@@ -119,7 +121,7 @@ async fn deliver_due(
     // Claim a batch with a lease (other replicas skip them), then deliver outside the transaction.
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "SELECT d.delivery_id, d.tenant_id, d.webhook_id, d.body, d.attempt_count, w.url, w.secret \
+        "SELECT d.delivery_id, d.tenant_id, d.webhook_id, d.body, d.attempt_count, COALESCE(d.url, w.url) AS url, w.secret \
          FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
          WHERE d.status = 'pending' AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at LIMIT 16 \
          FOR UPDATE OF d SKIP LOCKED",
@@ -304,7 +306,7 @@ async fn record(
         EndpointChange::Failing => {
             let over_limit: Option<bool> = sqlx::query_scalar(
                 "UPDATE webhooks SET failing_since = COALESCE(failing_since, now()) WHERE tenant_id = $1 AND webhook_id = $2 \
-                 RETURNING enabled AND failing_since < now() - interval '5 days'",
+                 AND NOT for_sends RETURNING enabled AND failing_since < now() - interval '5 days'",
             )
             .bind(&d.tenant)
             .bind(d.webhook_id)
@@ -325,7 +327,8 @@ async fn record(
 /// endpoint was still enabled).
 async fn disable(tx: &mut PgConnection, d: &Due, reason: DisableReason) -> Result<Option<DisableReason>, sqlx::Error> {
     let turned_off = sqlx::query(
-        "UPDATE webhooks SET enabled = FALSE, disabled_reason = $3 WHERE tenant_id = $1 AND webhook_id = $2 AND enabled",
+        "UPDATE webhooks SET enabled = FALSE, disabled_reason = $3 WHERE tenant_id = $1 AND webhook_id = $2 AND enabled \
+         AND NOT for_sends",
     )
     .bind(&d.tenant)
     .bind(d.webhook_id)

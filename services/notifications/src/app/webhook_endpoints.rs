@@ -16,22 +16,34 @@ fn new_secret() -> String {
     secret_from_key(&rand::rng().random())
 }
 
-/// A new endpoint, validated at the edge; its secret is made here.
+/// A new endpoint, validated at the edge; its secret is made here. `for_sends`: the tenant's
+/// sends endpoint (no url or event types; it signs the deliveries of each send's own webhook).
 pub struct CreateWebhook<'c> {
     pub tenant: &'c TenantId,
     pub url: String,
     pub description: String,
     pub event_types: Vec<String>,
+    pub for_sends: bool,
 }
 
 impl Attempt<DomainError> for CreateWebhook<'_> {
     type Response = pb::WebhookWithSecret;
 
     async fn attempt(&self, conn: &mut PgConnection, _now: DateTime<Utc>) -> Result<Self::Response, AppError> {
+        if self.for_sends {
+            let existing: Option<uuid::Uuid> =
+                sqlx::query_scalar("SELECT webhook_id FROM webhooks WHERE tenant_id = $1 AND for_sends AND enabled")
+                    .bind(self.tenant)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some(existing) = existing {
+                return Err(DomainError::SendsEndpointExists(WebhookId::from(existing)).into());
+            }
+        }
         let secret = new_secret();
         let sql = format!(
-            "INSERT INTO webhooks (tenant_id, webhook_id, url, description, event_types, secret) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLUMNS}"
+            "INSERT INTO webhooks (tenant_id, webhook_id, url, description, event_types, secret, for_sends) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {WEBHOOK_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.tenant)
@@ -40,6 +52,7 @@ impl Attempt<DomainError> for CreateWebhook<'_> {
             .bind(&self.description)
             .bind(&self.event_types)
             .bind(&secret)
+            .bind(self.for_sends)
             .fetch_one(&mut *conn)
             .await?;
         Ok(pb::WebhookWithSecret { webhook: Some(webhook_from_row(&row)?), secret })

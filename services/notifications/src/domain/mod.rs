@@ -18,6 +18,9 @@ pub enum DomainError {
     WebhookNotFound(WebhookId),
     #[error("delivery {0} not found")]
     DeliveryNotFound(String),
+    /// One sends endpoint per tenant: its secret is rotated, not made again.
+    #[error("the tenant's sends endpoint exists (webhook {0}): rotate its secret")]
+    SendsEndpointExists(WebhookId),
 }
 
 impl DomainRule for DomainError {
@@ -25,14 +28,17 @@ impl DomainRule for DomainError {
         match self {
             Self::WebhookNotFound(_) => "WEBHOOK_NOT_FOUND",
             Self::DeliveryNotFound(_) => "DELIVERY_NOT_FOUND",
+            Self::SendsEndpointExists(_) => "SENDS_ENDPOINT_EXISTS",
         }
     }
 
     fn kind(&self) -> RuleKind {
-        let resource = match self {
-            Self::WebhookNotFound(id) => Resource::of::<dw_proto::notifications::v1::Webhook>(id.to_string()),
-            Self::DeliveryNotFound(id) => Resource::of::<dw_proto::notifications::v1::Delivery>(id),
-        };
-        RuleKind::NotFound(resource)
+        match self {
+            Self::WebhookNotFound(id) => {
+                RuleKind::NotFound(Resource::of::<dw_proto::notifications::v1::Webhook>(id.to_string()))
+            }
+            Self::DeliveryNotFound(id) => RuleKind::NotFound(Resource::of::<dw_proto::notifications::v1::Delivery>(id)),
+            Self::SendsEndpointExists(_) => RuleKind::FailedPrecondition,
+        }
     }
 }

@@ -40,6 +40,19 @@ impl WebhookService for WebhookGrpc {
         let body = request.get_ref();
         let operation = "dw.notifications.v1.WebhookService/CreateWebhook";
         let ctx = manager_command(&request, &body.request_id, operation)?;
+        if body.for_sends {
+            // Its deliveries go to each send's URL, admitted by messaging-templates at the send.
+            if !body.url.is_empty() {
+                return Err(errors::invalid_argument("url", "must be empty for the sends endpoint"));
+            }
+            if !body.event_types.is_empty() {
+                return Err(errors::invalid_argument("event_types", "must be empty for the sends endpoint"));
+            }
+            let description = parse_field("description", &body.description, webhook::parse_description)?;
+            let create =
+                CreateWebhook { tenant: &ctx.tenant, url: String::new(), description, event_types: vec![], for_sends: true };
+            return Ok(Response::new(app::execute(&self.pool, &ctx, &create).await.map_err(to_status)?));
+        }
         self.destinations
             .admit(&body.url)
             .await
@@ -47,7 +60,8 @@ impl WebhookService for WebhookGrpc {
         let event_types = webhook::parse_event_types(&body.event_types)
             .map_err(|reason| errors::invalid_argument("event_types", reason))?;
         let description = parse_field("description", &body.description, webhook::parse_description)?;
-        let create = CreateWebhook { tenant: &ctx.tenant, url: body.url.clone(), description, event_types };
+        let create =
+            CreateWebhook { tenant: &ctx.tenant, url: body.url.clone(), description, event_types, for_sends: false };
         Ok(Response::new(app::execute(&self.pool, &ctx, &create).await.map_err(to_status)?))
     }
 

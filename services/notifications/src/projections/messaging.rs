@@ -1,11 +1,12 @@
 //! The log from messaging's events: a row per send, moved forward by its statuses; a webhook
-//! delivery queued per status for the endpoints subscribed to it; failed sends told to their agent.
+//! delivery queued per status for the endpoints subscribed to it, and for the send's own webhook
+//! when it asked for one; failed sends told to their agent.
 
 use dw_bus::{InboundEvent, Projection, ProjectionError};
 use dw_proto::messaging::v1 as messaging;
 use sqlx::{PgConnection, Row};
 
-use super::outbound::enqueue_webhooks;
+use super::outbound::{SendWebhook, enqueue_send_webhook, enqueue_webhooks, remember_send_webhook};
 use super::{Note, notify_agent, time, uuid_of};
 use crate::domain::notification::{Kind, channel_name};
 
@@ -62,8 +63,13 @@ impl Projection for MessagingProjection {
                     "additional_information": message.additional_information,
                     "requested_at": requested_at,
                 });
-                let send_url = Some(message.webhook_url.as_str()).filter(|u| !u.is_empty());
-                enqueue_webhooks(conn, tenant, "template.sent", send_url, data).await?;
+                let message_id = uuid_of(&message.message_id);
+                if let (Some(message_id), false) = (message_id, message.webhook_url.is_empty()) {
+                    let send = SendWebhook { message_id, url: &message.webhook_url };
+                    remember_send_webhook(conn, tenant, &send).await?;
+                }
+                enqueue_webhooks(conn, tenant, "template.sent", data.clone()).await?;
+                enqueue_send_webhook(conn, tenant, message_id, "template.sent", data).await?;
                 return Ok(());
             }
             E::MessageDispatched(m) => {
@@ -92,7 +98,8 @@ impl Projection for MessagingProjection {
                 .await?;
                 let data =
                     serde_json::json!({"message_id": m.message_id, "code": m.code, "reason": m.reason, "at": at});
-                enqueue_webhooks(conn, tenant, "message.failed", None, data).await?;
+                enqueue_webhooks(conn, tenant, "message.failed", data.clone()).await?;
+                enqueue_send_webhook(conn, tenant, id, "message.failed", data).await?;
                 if let Some(row) = row {
                     let agent: String = row.try_get("agent_id")?;
                     let template: String = row.try_get("template_name")?;
@@ -130,7 +137,9 @@ impl Projection for MessagingProjection {
         .execute(&mut *conn)
         .await?;
         let data = serde_json::json!({"message_id": message_id, "status": status, "at": at, "detail": detail});
-        enqueue_webhooks(conn, tenant, &format!("message.{status}"), None, data).await?;
+        let event_type = format!("message.{status}");
+        enqueue_webhooks(conn, tenant, &event_type, data.clone()).await?;
+        enqueue_send_webhook(conn, tenant, uuid_of(&message_id), &event_type, data).await?;
         Ok(())
     }
 }

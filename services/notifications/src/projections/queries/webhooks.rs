@@ -11,11 +11,12 @@ use crate::domain::webhook::{DeliveryStatus, message_id};
 
 /// The columns [`webhook_from_row`] reads, from `webhooks`.
 pub(crate) const WEBHOOK_COLUMNS: &str =
-    "webhook_id, url, description, event_types, enabled, disabled_reason, created_at";
+    "webhook_id, url, description, event_types, enabled, disabled_reason, created_at, for_sends";
 
-/// The columns [`delivery_view`] reads, from `webhook_deliveries d` joined with `webhooks w`.
-pub(crate) const DELIVERY_COLUMNS: &str =
-    "d.delivery_id, d.webhook_id, w.url, d.event_type, d.status, d.next_attempt_at, d.created_at";
+/// The columns [`delivery_view`] reads, from `webhook_deliveries d` joined with `webhooks w`: a
+/// delivery of a send's own webhook goes to the send's URL, any other to its endpoint's.
+pub(crate) const DELIVERY_COLUMNS: &str = "d.delivery_id, d.webhook_id, COALESCE(d.url, w.url) AS url, d.event_type, \
+     d.status, d.next_attempt_at, d.created_at";
 
 pub(crate) fn webhook_from_row(row: &PgRow) -> Result<pb::Webhook, sqlx::Error> {
     let id: uuid::Uuid = row.try_get("webhook_id")?;
@@ -28,6 +29,7 @@ pub(crate) fn webhook_from_row(row: &PgRow) -> Result<pb::Webhook, sqlx::Error> 
         enabled: row.try_get("enabled")?,
         disabled_reason: row.try_get::<Option<String>, _>("disabled_reason")?.unwrap_or_default(),
         created_at: Some(timestamp(created_at)),
+        for_sends: row.try_get("for_sends")?,
     })
 }
 
