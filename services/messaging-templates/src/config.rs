@@ -30,6 +30,10 @@ pub struct Config {
     pub provider_secrets_key: ProviderSecretsKey,
     /// What a send may render (`DW_SMS_MAX_SEGMENTS`).
     pub limits: crate::domain::preview::Limits,
+    /// Hosts a send's webhook may name (and a tenant may allow) although they are local
+    /// (`DW_WEBHOOK_ALLOWED_HOSTS`, the same variable as notifications' delivery worker reads;
+    /// empty in production, where a send's webhook is https to a public host only).
+    pub local_webhook_hosts: Vec<String>,
 }
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
@@ -84,6 +88,12 @@ pub fn from_env() -> Result<Config, ConfigError> {
         webhook_addr,
         webhook_public_url: webhook_public_url(webhook_addr)?,
         provider_secrets_key: provider_secrets_key()?,
+        local_webhook_hosts: var("DW_WEBHOOK_ALLOWED_HOSTS", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 

@@ -93,6 +93,7 @@ pub async fn run_with_listener(
     }
     boot.start_consumers(&consumers);
     let accounts = ProviderAccounts::new(boot.pool.clone(), config.provider_secrets_key.clone());
+    let local_webhook_hosts = config.local_webhook_hosts.clone();
     let public_base = config.webhook_public_url.clone();
     let (webhook_addr, webhooks) = crate::webhooks::serve(
         config.webhook_addr,
@@ -109,14 +110,14 @@ pub async fn run_with_listener(
         "provider webhooks listening"
     );
     boot.tasks.spawn(webhooks);
-    let app = Arc::new(App::new(boot.pool.clone(), config.limits));
+    let app = Arc::new(App::new(boot.pool.clone(), config.limits).with_local_webhook_hosts(&local_webhook_hosts));
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(
         TemplateGrpc::new(app.clone()),
         auth.clone(),
     ))
     .add_service(ContactServiceServer::with_interceptor(ContactGrpc::new(app), auth.clone()))
-    .add_service(ProviderConfigServiceServer::with_interceptor(ProviderConfigGrpc::new(accounts), auth.clone()))
+    .add_service(ProviderConfigServiceServer::with_interceptor(ProviderConfigGrpc::new(accounts, local_webhook_hosts), auth.clone()))
     .add_service(boot.event_log(auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

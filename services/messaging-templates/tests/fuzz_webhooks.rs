@@ -91,6 +91,7 @@ async fn configure_acme(accounts: &ProviderAccounts) {
             account_sid: AccountSid::parse(ACCOUNT_SID).unwrap(),
             auth_token: ProviderSecret::parse(SMS_SECRET).unwrap(),
         }),
+        send_webhooks: None,
     };
     accounts.set(&ctx, &change).await.unwrap();
 }

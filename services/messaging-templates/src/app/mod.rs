@@ -30,11 +30,19 @@ pub use dw_grpc_kit::command::CommandContext;
 pub struct App {
     pool: PgPool,
     limits: crate::domain::preview::Limits,
+    /// Hosts a send's webhook may name despite being local (`DW_WEBHOOK_ALLOWED_HOSTS`).
+    local_webhook_hosts: std::sync::Arc<[String]>,
 }
 
 impl App {
     pub fn new(pool: PgPool, limits: crate::domain::preview::Limits) -> Self {
-        Self { pool, limits }
+        Self { pool, limits, local_webhook_hosts: std::sync::Arc::new([]) }
+    }
+
+    /// The same, letting sends' webhooks reach these local hosts (a local cluster, tests) when
+    /// the tenant's policy lists them.
+    pub fn with_local_webhook_hosts(self, hosts: &[String]) -> Self {
+        Self { local_webhook_hosts: hosts.into(), ..self }
     }
 
     /// What a send may render in this deployment.

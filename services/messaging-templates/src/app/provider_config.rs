@@ -130,6 +130,8 @@ struct Stored {
     version: i64,
     updated_at: Option<DateTime<Utc>>,
     updated_by: String,
+    /// The hosts a send's own webhook may name.
+    send_webhook_hosts: Vec<String>,
 }
 
 impl Stored {
@@ -159,7 +161,7 @@ impl Stored {
 async fn load(conn: &mut PgConnection, tenant: &TenantId) -> Result<Option<Stored>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT whatsapp_phone_number_id, whatsapp_app_secret, whatsapp_verify_token, sms_account_sid, \
-                sms_auth_token, version, updated_at, updated_by \
+                sms_auth_token, version, updated_at, updated_by, send_webhook_hosts \
          FROM provider_configs WHERE tenant_id = $1",
     )
     .bind(tenant)
@@ -177,20 +179,23 @@ async fn load(conn: &mut PgConnection, tenant: &TenantId) -> Result<Option<Store
         version: row.try_get("version")?,
         updated_at: Some(row.try_get("updated_at")?),
         updated_by: row.try_get("updated_by")?,
+        send_webhook_hosts: row.try_get("send_webhook_hosts")?,
     }))
 }
 
 async fn save(conn: &mut PgConnection, tenant: &TenantId, stored: &Stored) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO provider_configs (tenant_id, whatsapp_phone_number_id, whatsapp_app_secret, \
-             whatsapp_verify_token, sms_account_sid, sms_auth_token, version, updated_at, updated_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             whatsapp_verify_token, sms_account_sid, sms_auth_token, version, updated_at, updated_by, \
+             send_webhook_hosts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (tenant_id) DO UPDATE SET \
              whatsapp_phone_number_id = EXCLUDED.whatsapp_phone_number_id, \
              whatsapp_app_secret = EXCLUDED.whatsapp_app_secret, \
              whatsapp_verify_token = EXCLUDED.whatsapp_verify_token, \
              sms_account_sid = EXCLUDED.sms_account_sid, sms_auth_token = EXCLUDED.sms_auth_token, \
-             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
+             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by, \
+             send_webhook_hosts = EXCLUDED.send_webhook_hosts",
     )
     .bind(tenant)
     .bind(&stored.whatsapp_phone_number_id)
@@ -201,6 +206,7 @@ async fn save(conn: &mut PgConnection, tenant: &TenantId, stored: &Stored) -> Re
     .bind(stored.version)
     .bind(stored.updated_at)
     .bind(&stored.updated_by)
+    .bind(&stored.send_webhook_hosts)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -224,6 +230,7 @@ fn view(stored: Option<&Stored>) -> pb::ProviderConfig {
         version: stored.version,
         updated_at: stored.updated_at.map(timestamp),
         updated_by: stored.updated_by.clone(),
+        send_webhooks: Some(pb::SendWebhookPolicy { allowed_hosts: stored.send_webhook_hosts.clone() }),
     }
 }
 
@@ -271,6 +278,9 @@ impl Attempt<DomainError> for SetProviderConfig<'_> {
                 stored.sms_account_sid = None;
                 stored.sms_auth_token = None;
             }
+        }
+        if let Some(hosts) = &self.change.send_webhooks {
+            stored.send_webhook_hosts = hosts.as_slice().to_vec();
         }
         stored.version = stream.version + 1;
         stored.updated_at = Some(now);

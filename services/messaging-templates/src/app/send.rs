@@ -17,6 +17,7 @@ use super::{App, AppError, CommandContext, load_template};
 use crate::codec;
 use crate::domain::message::{Event, Failure};
 use crate::domain::send::{self, Permission, Refusal, Resolved, SendFacts};
+use crate::domain::send_webhook::AllowedHosts;
 use crate::domain::template::{Channel, parse_url};
 use crate::domain::{DomainError, PhoneNumber};
 use crate::projections;
@@ -32,7 +33,9 @@ impl App {
         privileged: bool,
         input: SendInput,
     ) -> Result<pb::Message, AppError> {
-        command::execute(&self.pool, ctx, &SendCommand { ctx, privileged, input, limits: self.limits }).await
+        let local_webhook_hosts = &self.local_webhook_hosts;
+        let send = SendCommand { ctx, privileged, input, limits: self.limits, local_webhook_hosts };
+        command::execute(&self.pool, ctx, &send).await
     }
 }
 
@@ -41,6 +44,7 @@ struct SendCommand<'c> {
     privileged: bool,
     input: SendInput,
     limits: crate::domain::preview::Limits,
+    local_webhook_hosts: &'c [String],
 }
 
 impl Attempt<DomainError> for SendCommand<'_> {
@@ -74,7 +78,19 @@ impl Attempt<DomainError> for SendCommand<'_> {
             }
             _ => false,
         };
-        let facts = SendFacts { template: &template, permission, recipient, opted_out, limits: self.limits };
+        // The tenant's policy for a send's own webhook, read in the send's transaction: a send
+        // with a webhook the tenant does not allow is refused now, never accepted and dropped.
+        let wants_webhook = input.webhook_url.is_some() || template.content.default_webhook_url.is_some();
+        let webhook_hosts = if wants_webhook { send_webhook_hosts(conn, tenant).await? } else { AllowedHosts::default() };
+        let facts = SendFacts {
+            template: &template,
+            permission,
+            recipient,
+            opted_out,
+            limits: self.limits,
+            webhook_hosts,
+            local_webhook_hosts: self.local_webhook_hosts,
+        };
         let message = send::decide(facts, input, &self.ctx.actor, uuid::Uuid::now_v7(), now)?;
         let event = Event::Requested(Box::new(message.clone()));
         let stream_id = codec::message_stream(tenant, message.message_id);
@@ -103,6 +119,16 @@ impl From<Refusal> for AppError {
     }
 }
 
+/// The hosts the tenant allows for a send's own webhook (`SetProviderConfig.send_webhooks`).
+async fn send_webhook_hosts(conn: &mut PgConnection, tenant: &TenantId) -> Result<AllowedHosts, sqlx::Error> {
+    let hosts: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT send_webhook_hosts FROM provider_configs WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(AllowedHosts::from_stored(hosts.unwrap_or_default()))
+}
+
 /// Whether `phone` sent STOP to the tenant's SMS number (and not START since).
 async fn sms_opted_out(conn: &mut PgConnection, tenant: &TenantId, phone: &PhoneNumber) -> Result<bool, sqlx::Error> {
     let opted_out: Option<bool> =
@@ -114,7 +140,8 @@ async fn sms_opted_out(conn: &mut PgConnection, tenant: &TenantId, phone: &Phone
     Ok(opted_out == Some(true))
 }
 
-/// Validates a send's webhook at the edge.
+/// Validates a send's webhook at the edge (its form); whether the tenant allows its host is the
+/// send's rule ([`crate::domain::send_webhook`]).
 pub fn parse_webhook(value: &str) -> Result<Option<String>, String> {
     if value.trim().is_empty() {
         return Ok(None);

@@ -1,11 +1,12 @@
 //! The pure heart of messaging-templates: template rules and rendering, SMS encoding, contacts,
-//! the SMS provider's callback signature.
+//! the SMS provider's callback signature, the destination policy of a send's own webhook.
 
 pub mod contact;
 pub mod message;
 pub mod preview;
 pub mod provider_config;
 pub mod send;
+pub mod send_webhook;
 pub mod sms;
 pub mod template;
 pub mod twilio_signature;

@@ -122,11 +122,14 @@ impl<T> Change<T> {
     }
 }
 
-/// A `SetProviderConfig`: at least one channel is set or removed.
+/// A `SetProviderConfig`: at least one channel is set or removed, or the send webhooks' policy
+/// replaced.
 #[derive(Debug, Clone)]
 pub struct ProviderChange {
     pub whatsapp: Change<WhatsappAccount>,
     pub sms: Change<SmsAccount>,
+    /// The hosts a send's own webhook may name, replaced; `None`: unchanged.
+    pub send_webhooks: Option<super::send_webhook::AllowedHosts>,
 }
 
 /// A tenant's accounts as the webhooks use them (secrets decrypted).

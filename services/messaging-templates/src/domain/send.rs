@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::message::{Change, OutboundMessage, Status};
 use super::preview::{Limits, render_send};
+use super::send_webhook::{self, AllowedHosts};
 use super::template::{Channel, Problem, Template, check_metadata};
 use super::{DepartmentId, DomainError, PhoneNumber};
 
@@ -67,6 +68,10 @@ pub struct SendFacts<'a> {
     pub opted_out: bool,
     /// What the deployment lets a send render.
     pub limits: Limits,
+    /// The tenant's hosts for a send's own webhook, and the hosts the deployment allows despite
+    /// being local (`DW_WEBHOOK_ALLOWED_HOSTS`).
+    pub webhook_hosts: AllowedHosts,
+    pub local_webhook_hosts: &'a [String],
 }
 
 /// Why a send is refused: a broken rule, or bad input only the rendering could see.
@@ -84,7 +89,8 @@ impl From<DomainError> for Refusal {
 
 /// Decides a send by `agent` at `now`: the requested message (id `message_id`), or why not.
 /// Rules are checked in the order a caller can act on them: permission, archived template,
-/// unknown contact, SMS consent, then the rendering (variables, header, metadata).
+/// unknown contact, SMS consent, then the input (variables, header, metadata, and the webhook
+/// under the tenant's destination policy, see [`send_webhook`]).
 pub fn decide(
     facts: SendFacts<'_>,
     input: &SendInput,
@@ -118,6 +124,17 @@ pub fn decide(
     let mut metadata = template.content.default_metadata.clone();
     metadata.extend(input.metadata.clone());
     check_metadata("metadata", &metadata, &mut problems);
+    let webhook_url = input.webhook_url.clone().or(template.content.default_webhook_url.clone());
+    if let Some(url) = &webhook_url
+        && let Err(reason) = send_webhook::admit(url, &facts.webhook_hosts, facts.local_webhook_hosts)
+    {
+        // The field the caller can act on either way: give a webhook_url, or fix the default.
+        let reason = match input.webhook_url {
+            Some(_) => reason,
+            None => format!("the template's default webhook {url:?}: {reason}"),
+        };
+        problems.push(("webhook_url".to_owned(), reason));
+    }
     if !problems.is_empty() {
         return Err(Refusal::Invalid(problems));
     }
@@ -134,7 +151,7 @@ pub fn decide(
         body: rendered.body,
         variables: input.variables.clone(),
         department: input.department.clone().or(template.content.department.clone()),
-        webhook_url: input.webhook_url.clone().or(template.content.default_webhook_url.clone()),
+        webhook_url,
         metadata,
         additional_information: input.additional_information.clone(),
         agent: agent.to_owned(),
@@ -198,6 +215,8 @@ mod tests {
             recipient: Resolved::Phone(phone()),
             opted_out: false,
             limits: Limits::default(),
+            webhook_hosts: AllowedHosts::from_stored(vec!["crm.example.com".into(), "hooks.example.com".into()]),
+            local_webhook_hosts: &[],
         }
     }
 
@@ -284,5 +303,40 @@ mod tests {
         };
         let fields: Vec<&str> = problems.iter().map(|(field, _)| field.as_str()).collect();
         assert_eq!(fields, ["variables", "metadata"]);
+    }
+
+    #[test]
+    fn given_a_webhook_on_an_allowed_host_then_the_message_carries_it() {
+        let t = template(Channel::Whatsapp, "Oi");
+        let mut send = input(&t, &[]);
+        send.webhook_url = Some("https://hooks.example.com/sends".into());
+        let message = decide(facts(&t), &send, "ana", uuid::Uuid::now_v7(), Utc::now()).unwrap();
+        assert_eq!(message.webhook_url.as_deref(), Some("https://hooks.example.com/sends"));
+    }
+
+    #[test]
+    fn given_a_webhook_the_tenant_does_not_allow_then_the_send_is_invalid_on_webhook_url() {
+        let t = template(Channel::Whatsapp, "Oi");
+        for url in ["https://elsewhere.example.com/h", "https://10.0.0.1/h", "http://hooks.example.com/h"] {
+            let mut send = input(&t, &[]);
+            send.webhook_url = Some(url.into());
+            let Refusal::Invalid(problems) =
+                refused(decide(facts(&t), &send, "ana", uuid::Uuid::now_v7(), Utc::now()))
+            else {
+                panic!("{url}: a refused webhook is bad input");
+            };
+            let fields: Vec<&str> = problems.iter().map(|(field, _)| field.as_str()).collect();
+            assert_eq!(fields, ["webhook_url"], "{url}");
+        }
+        // Another tenant's list is not this one's: with none, the template's default is refused too.
+        let unlisted = SendFacts { webhook_hosts: AllowedHosts::default(), ..facts(&t) };
+        let Refusal::Invalid(problems) =
+            refused(decide(unlisted, &input(&t, &[]), "ana", uuid::Uuid::now_v7(), Utc::now()))
+        else {
+            panic!("bad input is invalid, not a rule");
+        };
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "webhook_url");
+        assert!(problems[0].1.starts_with("the template's default webhook"), "{}", problems[0].1);
     }
 }

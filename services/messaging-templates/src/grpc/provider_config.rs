@@ -14,14 +14,17 @@ use crate::app::provider_config::ProviderAccounts;
 use crate::domain::provider_config::{
     AccountSid, Change, PhoneNumberId, ProviderChange, ProviderSecret, SmsAccount, WhatsappAccount,
 };
+use crate::domain::send_webhook::AllowedHosts;
 
 pub struct ProviderConfigGrpc {
     accounts: ProviderAccounts,
+    /// Hosts a tenant may allow for its sends' webhooks although they are local.
+    local_webhook_hosts: Vec<String>,
 }
 
 impl ProviderConfigGrpc {
-    pub fn new(accounts: ProviderAccounts) -> Self {
-        Self { accounts }
+    pub fn new(accounts: ProviderAccounts, local_webhook_hosts: Vec<String>) -> Self {
+        Self { accounts, local_webhook_hosts }
     }
 }
 
@@ -68,19 +71,31 @@ fn change<S, T>(
     }
 }
 
-pub fn parse_change(body: &pb::SetProviderConfigRequest) -> Result<ProviderChange, Status> {
+/// The request's change; `local_webhook_hosts`: what the deployment lets a tenant allow for its
+/// sends' webhooks although it is local.
+pub fn parse_change(
+    body: &pb::SetProviderConfigRequest,
+    local_webhook_hosts: &[String],
+) -> Result<ProviderChange, Status> {
     let mut violations = Vec::new();
     let whatsapp = change(&mut violations, body.whatsapp.as_ref(), body.remove_whatsapp, "remove_whatsapp", whatsapp);
     let sms = change(&mut violations, body.sms.as_ref(), body.remove_sms, "remove_sms", sms);
-    match (whatsapp, sms) {
-        (Some(whatsapp), Some(sms)) if violations.is_empty() => {
-            if whatsapp.is_keep() && sms.is_keep() {
+    let send_webhooks = match &body.send_webhooks {
+        Some(policy) => AllowedHosts::parse(&policy.allowed_hosts, local_webhook_hosts)
+            .map(Some)
+            .map_err(|reason| violations.push(("send_webhooks.allowed_hosts".to_owned(), reason)))
+            .ok(),
+        None => Some(None),
+    };
+    match (whatsapp, sms, send_webhooks) {
+        (Some(whatsapp), Some(sms), Some(send_webhooks)) if violations.is_empty() => {
+            if whatsapp.is_keep() && sms.is_keep() && send_webhooks.is_none() {
                 return Err(errors::invalid_argument(
                     "whatsapp",
-                    "nothing to change: give whatsapp or sms settings, or remove one",
+                    "nothing to change: give whatsapp or sms settings, remove one, or give send_webhooks",
                 ));
             }
-            Ok(ProviderChange { whatsapp, sms })
+            Ok(ProviderChange { whatsapp, sms, send_webhooks })
         }
         _ => Err(errors::invalid_arguments(violations)),
     }
@@ -96,7 +111,7 @@ impl ProviderConfigService for ProviderConfigGrpc {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Manager])?;
         let body = request.get_ref();
-        let change = parse_change(body)?;
+        let change = parse_change(body, &self.local_webhook_hosts)?;
         let mut ctx = command_context(
             &request,
             &principal,
@@ -112,6 +127,7 @@ impl ProviderConfigService for ProviderConfigGrpc {
             version = config.version,
             whatsapp = change.whatsapp.kind(),
             sms = change.sms.kind(),
+            send_webhooks = if change.send_webhooks.is_some() { "set" } else { "kept" },
             "provider accounts changed"
         );
         Ok(Response::new(config))
@@ -150,11 +166,11 @@ mod tests {
             sms: Some(pb::SmsProviderSettings { account_sid: SID.into(), auth_token: "auth-token-1".into() }),
             ..Default::default()
         };
-        let change = parse_change(&both).unwrap();
+        let change = parse_change(&both, &[]).unwrap();
         assert!(matches!(change.whatsapp, Change::Set(ref a) if a.phone_number_id.as_str() == "1055"));
         assert!(matches!(change.sms, Change::Set(ref a) if a.account_sid.as_str() == SID));
         let remove = pb::SetProviderConfigRequest { remove_sms: true, ..Default::default() };
-        let change = parse_change(&remove).unwrap();
+        let change = parse_change(&remove, &[]).unwrap();
         assert!(matches!((change.whatsapp, change.sms), (Change::Keep, Change::Remove)));
     }
 
@@ -169,24 +185,24 @@ mod tests {
             sms: Some(pb::SmsProviderSettings { account_sid: "AC123".into(), auth_token: "tok\u{7}en-value".into() }),
             ..Default::default()
         };
-        let status = parse_change(&request).unwrap_err();
+        let status = parse_change(&request, &[]).unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         let fields = errors::violated_fields(&status);
         assert_eq!(fields, ["whatsapp.phone_number_id", "whatsapp.app_secret", "sms.account_sid", "sms.auth_token"]);
         let printed = format!("{status:?}");
         assert!(!printed.contains("short") && !printed.contains("en-value"), "{printed}");
 
-        let nothing = parse_change(&pb::SetProviderConfigRequest::default()).unwrap_err();
+        let nothing = parse_change(&pb::SetProviderConfigRequest::default(), &[]).unwrap_err();
         assert_eq!(errors::violated_fields(&nothing), ["whatsapp"]);
         let contradictory = pb::SetProviderConfigRequest {
             whatsapp: Some(whatsapp_settings()),
             remove_whatsapp: true,
             ..Default::default()
         };
-        assert_eq!(errors::violated_fields(&parse_change(&contradictory).unwrap_err()), ["remove_whatsapp"]);
+        assert_eq!(errors::violated_fields(&parse_change(&contradictory, &[]).unwrap_err()), ["remove_whatsapp"]);
         let missing = pb::SetProviderConfigRequest { sms: Some(Default::default()), ..Default::default() };
         assert_eq!(
-            errors::violated_fields(&parse_change(&missing).unwrap_err()),
+            errors::violated_fields(&parse_change(&missing, &[]).unwrap_err()),
             ["sms.account_sid", "sms.auth_token"]
         );
     }

@@ -250,6 +250,8 @@ impl Setup {
             webhook_addr: self.webhook_addr,
             webhook_public_url: WebhookBaseUrl::parse(PUBLIC_WEBHOOK_BASE).unwrap(),
             provider_secrets_key: ProviderSecretsKey::from_bytes(&PROVIDER_KEY),
+            // The tests' webhook receivers listen on loopback, as a local cluster's do.
+            local_webhook_hosts: vec!["127.0.0.1".into()],
         };
         let cancel = CancellationToken::new();
         let token = cancel.clone();
