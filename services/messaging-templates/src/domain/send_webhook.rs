@@ -192,13 +192,14 @@ mod tests {
     fn a_policy_lists_public_hosts_as_a_url_writes_them() {
         let parsed = AllowedHosts::parse(&hosts(&["hooks.example.com", "93.184.216.34", "hooks.example.com"]), &[]);
         assert_eq!(parsed.unwrap().as_slice(), ["hooks.example.com", "93.184.216.34"]);
+        let cased = AllowedHosts::parse(&hosts(&["Hooks.Example.COM"]), &[]).unwrap();
+        assert_eq!(cased.as_slice(), ["hooks.example.com"], "names are kept as a URL writes them: lowercase");
         for bad in [
             "127.0.0.1",
             "10.1.2.3",
             "::1",
             "localhost",
             "api.localhost",
-            "Hooks.Example.com",
             "hooks.example.com:443",
             "https://hooks.example.com",
             "hooks.example.com/path",
