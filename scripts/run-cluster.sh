@@ -227,7 +227,8 @@ env_for() {
         printf '%s\n' \
             "DW_WEBHOOK_ADDR=$bind_host:$messaging_webhook_port" \
             "DW_WEBHOOK_PUBLIC_URL=$webhook_public_url" \
-            "DW_PROVIDER_SECRETS_KEY=$(local_provider_secrets_key)"
+            "DW_PROVIDER_SECRETS_KEY=$(local_provider_secrets_key)" \
+            "DW_WEBHOOK_ALLOWED_HOSTS=${DW_WEBHOOK_ALLOWED_HOSTS:-127.0.0.1,localhost}"
         if ((fakes)); then
             printf '%s\n' \
                 "DW_WHATSAPP_BASE_URL=http://$call_host:$fake_whatsapp_port/v21.0" \

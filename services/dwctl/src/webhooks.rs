@@ -83,7 +83,13 @@ pub fn create_request(
     // `--event a --event a` or `--event a,a` asks for `a` once.
     let mut seen = std::collections::HashSet::new();
     event_types.retain(|event| seen.insert(event.clone()));
-    CreateWebhookRequest { request_id, url, description: description.unwrap_or_default(), event_types, for_sends: false }
+    CreateWebhookRequest {
+        request_id,
+        url,
+        description: description.unwrap_or_default(),
+        event_types,
+        for_sends: false,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

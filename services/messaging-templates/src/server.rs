@@ -117,7 +117,10 @@ pub async fn run_with_listener(
         auth.clone(),
     ))
     .add_service(ContactServiceServer::with_interceptor(ContactGrpc::new(app), auth.clone()))
-    .add_service(ProviderConfigServiceServer::with_interceptor(ProviderConfigGrpc::new(accounts, local_webhook_hosts), auth.clone()))
+    .add_service(ProviderConfigServiceServer::with_interceptor(
+        ProviderConfigGrpc::new(accounts, local_webhook_hosts),
+        auth.clone(),
+    ))
     .add_service(boot.event_log(auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

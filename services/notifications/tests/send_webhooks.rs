@@ -53,11 +53,25 @@ async fn dispatched_delivered_read(h: &Harness, tenant: &str, message_id: &str) 
         attempts: 1,
         dispatched_at: at,
     };
-    publish(h, &h.messaging, tenant, "message.dispatched", "dw.messaging.v1.MessageDispatched", dispatched.encode_to_vec())
-        .await;
+    publish(
+        h,
+        &h.messaging,
+        tenant,
+        "message.dispatched",
+        "dw.messaging.v1.MessageDispatched",
+        dispatched.encode_to_vec(),
+    )
+    .await;
     let delivered = messaging::MessageDelivered { message_id: message_id.into(), delivered_at: at };
-    publish(h, &h.messaging, tenant, "message.delivered", "dw.messaging.v1.MessageDelivered", delivered.encode_to_vec())
-        .await;
+    publish(
+        h,
+        &h.messaging,
+        tenant,
+        "message.delivered",
+        "dw.messaging.v1.MessageDelivered",
+        delivered.encode_to_vec(),
+    )
+    .await;
     let read = messaging::MessageRead { message_id: message_id.into(), read_at: at };
     publish(h, &h.messaging, tenant, "message.read", "dw.messaging.v1.MessageRead", read.encode_to_vec()).await;
 }

@@ -81,7 +81,8 @@ impl Attempt<DomainError> for SendCommand<'_> {
         // The tenant's policy for a send's own webhook, read in the send's transaction: a send
         // with a webhook the tenant does not allow is refused now, never accepted and dropped.
         let wants_webhook = input.webhook_url.is_some() || template.content.default_webhook_url.is_some();
-        let webhook_hosts = if wants_webhook { send_webhook_hosts(conn, tenant).await? } else { AllowedHosts::default() };
+        let webhook_hosts =
+            if wants_webhook { send_webhook_hosts(conn, tenant).await? } else { AllowedHosts::default() };
         let facts = SendFacts {
             template: &template,
             permission,

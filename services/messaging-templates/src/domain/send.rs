@@ -320,8 +320,7 @@ mod tests {
         for url in ["https://elsewhere.example.com/h", "https://10.0.0.1/h", "http://hooks.example.com/h"] {
             let mut send = input(&t, &[]);
             send.webhook_url = Some(url.into());
-            let Refusal::Invalid(problems) =
-                refused(decide(facts(&t), &send, "ana", uuid::Uuid::now_v7(), Utc::now()))
+            let Refusal::Invalid(problems) = refused(decide(facts(&t), &send, "ana", uuid::Uuid::now_v7(), Utc::now()))
             else {
                 panic!("{url}: a refused webhook is bad input");
             };

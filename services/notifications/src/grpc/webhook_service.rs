@@ -49,8 +49,13 @@ impl WebhookService for WebhookGrpc {
                 return Err(errors::invalid_argument("event_types", "must be empty for the sends endpoint"));
             }
             let description = parse_field("description", &body.description, webhook::parse_description)?;
-            let create =
-                CreateWebhook { tenant: &ctx.tenant, url: String::new(), description, event_types: vec![], for_sends: true };
+            let create = CreateWebhook {
+                tenant: &ctx.tenant,
+                url: String::new(),
+                description,
+                event_types: vec![],
+                for_sends: true,
+            };
             return Ok(Response::new(app::execute(&self.pool, &ctx, &create).await.map_err(to_status)?));
         }
         self.destinations
