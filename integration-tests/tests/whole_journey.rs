@@ -145,7 +145,7 @@ async fn eventually_or_timeout<T>(mut check: impl AsyncFnMut() -> Option<T>) -> 
 /// What the test's HTTP servers received: path, headers, body.
 type Received = Arc<Mutex<Vec<(String, axum::http::HeaderMap, Vec<u8>)>>>;
 
-/// The webhook receiver (`/crm`) and the Web Push service (`/push/{id}`): they record and accept.
+/// The webhook receivers (`/crm`, `/send-hook` for a send's own webhook) and the Web Push service (`/push/{id}`): they record and accept.
 async fn start_receiver() -> (String, Received) {
     async fn record(
         axum::extract::State(received): axum::extract::State<Received>,
@@ -165,6 +165,7 @@ async fn start_receiver() -> (String, Received) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new()
         .route("/crm", axum::routing::post(record))
+        .route("/send-hook", axum::routing::post(record))
         .route("/push/{id}", axum::routing::post(record))
         .with_state(received.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -369,6 +370,8 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
                 ("DW_SMS_BASE_URL", format!("http://127.0.0.1:{sms_port}/2010-04-01")),
                 ("DW_PROVIDER_SECRETS_KEY", PROVIDER_SECRETS_KEY.to_owned()),
                 ("DW_PROVIDER_TIMEOUT_MS", "5000".to_owned()),
+                // The test's webhook receiver is local, as a local cluster's is.
+                ("DW_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1".to_owned()),
             ],
         )
     });
@@ -442,6 +445,8 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
             app_secret: APP_SECRET.into(),
             verify_token: "journey-verify-token".into(),
         }),
+        // Where its sends' own webhooks may go: the CRM's receiver.
+        send_webhooks: Some(messaging::SendWebhookPolicy { allowed_hosts: vec!["127.0.0.1".into()] }),
         ..Default::default()
     };
     retry!("provider accounts", c.providers.set_provider_config(authed(&manager, providers.clone())));
@@ -545,6 +550,22 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
         .await
         .unwrap()
         .into_inner();
+    // The tenant's sends endpoint: its secret signs what each send's own webhook gets.
+    let sends_endpoint = c
+        .webhooks
+        .create_webhook(authed(
+            &manager,
+            notifications::CreateWebhookRequest {
+                request_id: rid(),
+                description: "the sends' own webhooks".into(),
+                for_sends: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let send_hook_url = format!("{receiver_base}/send-hook");
 
     phase("tenant configured");
     // --- ana starts her day, with live and browser notifications on. -----------------------
@@ -652,7 +673,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
             recipient: Some(messaging::send_template_request::Recipient::ContactId(contact.contact_id.clone())),
             header_text: format!("Protocolo {}", task.protocol),
             variables: vec!["Maria".into(), task.protocol.clone()],
-            webhook_url: hook_url.clone(),
+            webhook_url: send_hook_url.clone(),
             additional_information: "cliente vip".into(),
             ..Default::default()
         };
@@ -683,6 +704,29 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     assert_eq!(call["data"]["metadata"]["crm_ticket"], "T-42");
     assert_eq!(call["data"]["variables"], serde_json::json!(["Maria", task.protocol]));
     assert_eq!(call["data"]["contact_id"], contact.contact_id);
+
+    // The send's own webhook gets each of its events, signed with the sends endpoint's secret.
+    let send_events = eventually("the send's events at its own webhook", async || {
+        let mut types = Vec::new();
+        for (headers, body) in received_at(&received, "/send-hook") {
+            let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+            let signature = standard_webhook_signature(
+                &sends_endpoint.secret,
+                &header("webhook-id"),
+                &header("webhook-timestamp"),
+                &body,
+            );
+            assert_eq!(header("webhook-signature"), signature, "signed with the sends endpoint's secret");
+            let call: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(call["data"]["message_id"], sent.message_id, "only this send asked for it");
+            types.push(call["type"].as_str().unwrap().to_owned());
+        }
+        types.sort_unstable();
+        types.dedup();
+        (types.len() >= 4).then_some(types)
+    })
+    .await;
+    assert_eq!(send_events, ["message.delivered", "message.dispatched", "message.read", "template.sent"]);
 
     // The single-notifications log: under WhatsApp, delivered then read; not under SMS.
     let list = |channel: messaging::Channel, agent: &str| notifications::ListNotificationsRequest {

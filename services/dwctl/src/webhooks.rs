@@ -229,6 +229,7 @@ mod tests {
             enabled: true,
             disabled_reason: String::new(),
             created_at: ts(T0),
+            for_sends: false,
         }
     }
 
@@ -358,6 +359,7 @@ mod tests {
             enabled: false,
             disabled_reason: "endpoint answered 410 Gone".into(),
             created_at: ts(T0 - 60),
+            for_sends: false,
         };
         let text = list_text(&ListWebhooksResponse { webhooks: vec![webhook(), disabled], ..Default::default() });
         let lines: Vec<&str> = text.lines().collect();

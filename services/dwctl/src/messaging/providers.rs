@@ -75,6 +75,8 @@ pub fn set_request(request_id: String, args: &SetProvidersArgs) -> Result<SetPro
         sms,
         remove_whatsapp: args.remove_whatsapp,
         remove_sms: args.remove_sms,
+        // The send webhooks' policy is not set from dwctl yet: unchanged.
+        send_webhooks: None,
     })
 }
 
@@ -170,6 +172,7 @@ mod tests {
             version: 2,
             updated_at: ts(1_714_550_400),
             updated_by: "manager-1".into(),
+            send_webhooks: None,
         };
         let now = DateTime::from_timestamp(1_714_550_400 + 120, 0).unwrap();
         let text = config_text(&config, now);
