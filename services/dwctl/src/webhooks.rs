@@ -23,6 +23,16 @@ pub async fn run(command: WebhooksCommand, rpc: &Rpc, printer: &Printer) -> Resu
             let created = client.create_webhook(rpc.request(request)).await?.into_inner();
             printer.emit(names::WEBHOOK_WITH_SECRET, &created, |w| secret_text("webhook created", w))
         }
+        WebhooksCommand::CreateForSends { description } => {
+            let request = CreateWebhookRequest {
+                request_id: rpc.request_id(),
+                description: description.unwrap_or_default(),
+                for_sends: true,
+                ..Default::default()
+            };
+            let created = client.create_webhook(rpc.request(request)).await?.into_inner();
+            printer.emit(names::WEBHOOK_WITH_SECRET, &created, |w| secret_text("sends endpoint created", w))
+        }
         WebhooksCommand::List { paging: page } => {
             let request = ListWebhooksRequest {
                 page_size: page.page_size.unwrap_or(0),

@@ -279,4 +279,11 @@ pub struct SetProvidersArgs {
     /// Remove the SMS account.
     #[arg(long)]
     pub remove_sms: bool,
+    /// A host a send's own webhook may name (repeatable, or comma-separated): replaces the
+    /// tenant's list (SetProviderConfig send_webhooks). A send with a webhook elsewhere is refused.
+    #[arg(long = "send-webhook-host", value_delimiter = ',', value_parser = parse::non_empty, conflicts_with = "no_send_webhook_hosts")]
+    pub send_webhook_hosts: Vec<String>,
+    /// Empty the tenant's list: every send with a webhook is refused from then on.
+    #[arg(long)]
+    pub no_send_webhook_hosts: bool,
 }

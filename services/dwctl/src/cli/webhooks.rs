@@ -21,6 +21,13 @@ pub enum WebhooksCommand {
         #[arg(long = "event", required = true, value_delimiter = ',', value_parser = parse::webhook_event)]
         events: Vec<String>,
     },
+    /// Create the tenant's sends endpoint (CreateWebhook with for_sends): its secret, shown only
+    /// this once, signs what each send's own webhook URL gets (every event of that send).
+    CreateForSends {
+        /// A free-text description.
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// The tenant's webhooks, oldest first, disabled ones included (ListWebhooks). Prints one
     /// page and the next page token; --all follows every page.
     List {

@@ -6,7 +6,8 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use dw_proto::messaging::v1::provider_config_service_client::ProviderConfigServiceClient;
 use dw_proto::messaging::v1::{
-    GetProviderConfigRequest, ProviderConfig, SetProviderConfigRequest, SmsProviderSettings, WhatsappProviderSettings,
+    GetProviderConfigRequest, ProviderConfig, SendWebhookPolicy, SetProviderConfigRequest, SmsProviderSettings,
+    WhatsappProviderSettings,
 };
 
 use crate::cli::{ProvidersCommand, SetProvidersArgs};
@@ -62,9 +63,12 @@ pub fn set_request(request_id: String, args: &SetProvidersArgs) -> Result<SetPro
             Some(SmsProviderSettings { account_sid: account_sid.clone(), auth_token })
         }
     };
-    if whatsapp.is_none() && sms.is_none() && !args.remove_whatsapp && !args.remove_sms {
+    let send_webhooks = (!args.send_webhook_hosts.is_empty() || args.no_send_webhook_hosts)
+        .then(|| SendWebhookPolicy { allowed_hosts: args.send_webhook_hosts.clone() });
+    if whatsapp.is_none() && sms.is_none() && !args.remove_whatsapp && !args.remove_sms && send_webhooks.is_none() {
         return Err(UsageError(
-            "nothing to set: give --whatsapp-phone-number-id, --sms-account-sid, --remove-whatsapp or --remove-sms"
+            "nothing to set: give --whatsapp-phone-number-id, --sms-account-sid, --remove-whatsapp, --remove-sms, \
+             --send-webhook-host or --no-send-webhook-hosts"
                 .to_owned(),
         )
         .into());
@@ -75,8 +79,7 @@ pub fn set_request(request_id: String, args: &SetProvidersArgs) -> Result<SetPro
         sms,
         remove_whatsapp: args.remove_whatsapp,
         remove_sms: args.remove_sms,
-        // The send webhooks' policy is not set from dwctl yet: unchanged.
-        send_webhooks: None,
+        send_webhooks,
     })
 }
 
@@ -102,7 +105,15 @@ pub fn config_text(config: &ProviderConfig, now: DateTime<Utc>) -> String {
         0 => "never".to_owned(),
         _ => format!("{} by {}", out::timestamp_ago(config.updated_at.as_ref(), now), out::or_dash(&config.updated_by)),
     };
-    out::fields(&[("whatsapp", whatsapp), ("sms", sms), ("version", config.version.to_string()), ("updated", updated)])
+    let hosts = config.send_webhooks.as_ref().map(|p| p.allowed_hosts.join(", ")).unwrap_or_default();
+    let send_webhooks = if hosts.is_empty() { "- (a send with a webhook is refused)".to_owned() } else { hosts };
+    out::fields(&[
+        ("whatsapp", whatsapp),
+        ("sms", sms),
+        ("send webhooks", send_webhooks),
+        ("version", config.version.to_string()),
+        ("updated", updated),
+    ])
 }
 
 #[cfg(test)]
@@ -158,6 +169,20 @@ mod tests {
         assert!(nothing.to_string().contains("nothing to set"), "{nothing}");
         assert!(set_args(&["--whatsapp-phone-number-id", "1", "--remove-whatsapp"]).is_err());
         assert!(set_args(&["--sms-account-sid", SID, "--remove-sms"]).is_err());
+    }
+
+    #[test]
+    fn set_replaces_or_empties_the_send_webhook_hosts() {
+        let args = set_args(&["--send-webhook-host", "hooks.example.com,crm.example.com"]).unwrap();
+        let request = set_request("r1".into(), &args).unwrap();
+        let policy = request.send_webhooks.unwrap();
+        assert_eq!(policy.allowed_hosts, ["hooks.example.com", "crm.example.com"]);
+        assert!(request.whatsapp.is_none() && request.sms.is_none());
+        let cleared = set_request("r2".into(), &set_args(&["--no-send-webhook-hosts"]).unwrap()).unwrap();
+        assert_eq!(cleared.send_webhooks.unwrap().allowed_hosts, Vec::<String>::new());
+        let untouched = set_request("r3".into(), &set_args(&["--remove-sms"]).unwrap()).unwrap();
+        assert!(untouched.send_webhooks.is_none(), "absent: unchanged");
+        assert!(set_args(&["--send-webhook-host", "a.example", "--no-send-webhook-hosts"]).is_err());
     }
 
     #[test]
