@@ -1,7 +1,9 @@
 //! Each tenant's provider accounts ([`ProviderAccounts`]): `SetProviderConfig` stores them in
 //! `provider_configs` with their secrets sealed under the deployment key, and appends a
 //! `ProviderConfigChanged` event without any secret to `providers:<tenant>`, in one transaction;
-//! the webhooks read them decrypted, cached for [`CACHE_TTL`] per replica.
+//! the webhooks read them decrypted, cached for [`CACHE_TTL`] per replica. The same row keeps the
+//! tenant's policy for its sends' own webhooks (`send_webhooks`, no secret, so the event carries
+//! it), which a send reads in its own transaction, uncached (see [`crate::domain::send_webhook`]).
 //!
 //! The cache bounds how long another replica keeps verifying with a replaced secret; the replica
 //! that served the change forgets the tenant at once.
