@@ -68,7 +68,7 @@ impl LogFormat {
 /// and the W3C trace-context propagator.
 pub fn init(service_name: &'static str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
+    let resource = resource(service_name, &|name| std::env::var(name).ok());
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.trim().is_empty());
     if endpoint_set {
@@ -119,6 +119,42 @@ pub fn init_spans_only(service_name: &'static str) -> Result<TelemetryGuard, Tel
         .try_init()
         .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The version every span's resource names: the crates of the workspace share one version
+/// (`dw_build_info` on `/metrics` shows the same).
+pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The OpenTelemetry resource of a service, from the OTel variables that `env` gives, as the
+/// specification orders them: `service.name` is `OTEL_SERVICE_NAME`, else the `service.name` of
+/// `OTEL_RESOURCE_ATTRIBUTES`, else `default_name` (the service's own name: a deployment renames
+/// a service without a rebuild, so code never overrides the variable); `service.version` is
+/// [`SERVICE_VERSION`] unless `OTEL_RESOURCE_ATTRIBUTES` names one; the other attributes of
+/// `OTEL_RESOURCE_ATTRIBUTES` (`key=value,…`) and the SDK's `telemetry.sdk.*` are kept.
+pub fn resource(default_name: &str, env: &dyn Fn(&str) -> Option<String>) -> opentelemetry_sdk::Resource {
+    use opentelemetry::KeyValue;
+
+    let attributes: Vec<KeyValue> = env("OTEL_RESOURCE_ATTRIBUTES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|entry| entry.split_once('='))
+        .map(|(key, value)| (key.trim(), value.trim()))
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, value)| KeyValue::new(key.to_owned(), value.to_owned()))
+        .collect();
+    let named = |key: &str| attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string());
+    let service_name = env("OTEL_SERVICE_NAME")
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| named("service.name"))
+        .unwrap_or_else(|| default_name.to_owned());
+    let service_version = named("service.version").unwrap_or_else(|| SERVICE_VERSION.to_owned());
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_detector(Box::new(opentelemetry_sdk::resource::TelemetryResourceDetector))
+        .with_attributes(attributes)
+        .with_service_name(service_name)
+        .with_attribute(KeyValue::new("service.version", service_version))
+        .build()
 }
 
 /// The first of `names` that `env` gives, not blank (the signal-specific variable before the
@@ -274,6 +310,45 @@ mod tests {
             assert!(!own.contains("00f067aa0ba902b7"), "child has its own span id");
             assert_eq!(trace_id_of(&span).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         });
+    }
+
+    fn attribute(resource: &opentelemetry_sdk::Resource, key: &'static str) -> Option<String> {
+        resource.get(&opentelemetry::Key::from_static_str(key)).map(|value| value.to_string())
+    }
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned())
+    }
+
+    #[test]
+    fn the_service_name_is_the_default_without_otel_service_name() {
+        let resource = resource("notifications", &env_of(&[]));
+        assert_eq!(attribute(&resource, "service.name").as_deref(), Some("notifications"));
+        assert_eq!(attribute(&resource, "service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(attribute(&resource, "telemetry.sdk.name").as_deref(), Some("opentelemetry"));
+    }
+
+    #[test]
+    fn otel_service_name_wins_over_the_code_and_the_resource_attributes() {
+        let env = env_of(&[
+            ("OTEL_SERVICE_NAME", "notifications-eu"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=ignored,deployment.environment.name=prod"),
+        ]);
+        let resource = resource("notifications", &env);
+        assert_eq!(attribute(&resource, "service.name").as_deref(), Some("notifications-eu"));
+        assert_eq!(attribute(&resource, "service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(attribute(&resource, "deployment.environment.name").as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn resource_attributes_name_the_service_when_otel_service_name_is_blank() {
+        let env = env_of(&[
+            ("OTEL_SERVICE_NAME", " "),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name = dw-notifications , service.version=2.0.0-rc1,broken"),
+        ]);
+        let resource = resource("notifications", &env);
+        assert_eq!(attribute(&resource, "service.name").as_deref(), Some("dw-notifications"));
+        assert_eq!(attribute(&resource, "service.version").as_deref(), Some("2.0.0-rc1"), "the deployment's own");
     }
 
     #[test]
