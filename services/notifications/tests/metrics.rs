@@ -180,3 +180,23 @@ async fn an_endpoint_failing_for_five_days_is_disabled_once_and_its_delivery_giv
     let disabled = |reason| sample(&text, "dw_webhook_endpoints_disabled_total", &[("reason", reason)]);
     assert_eq!((disabled("failing"), disabled("gone")), (Some(1.0), None), "disabled once, by the first failure");
 }
+
+#[tokio::test]
+async fn process_metrics_are_on_the_metrics_endpoint() {
+    let h = start().await;
+    let text = wait_for_metrics(&h, "the process metrics", |text| {
+        sample(text, "process_resident_memory_bytes", &[]).is_some().then(|| text.to_owned())
+    })
+    .await;
+    let metric = |name| sample(&text, name, &[]);
+    assert!(metric("process_resident_memory_bytes").unwrap_or_default() > 0.0, "{text}");
+    assert!(metric("process_virtual_memory_bytes").unwrap_or_default() > 0.0);
+    assert!(metric("process_cpu_seconds_total").is_some_and(|seconds| seconds >= 0.0), "{text}");
+    assert!(metric("process_open_fds").unwrap_or_default() >= 1.0);
+    assert!(metric("process_max_fds").unwrap_or_default() >= metric("process_open_fds").unwrap_or_default());
+    assert!(metric("process_threads").unwrap_or_default() >= 1.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = metric("process_start_time_seconds").unwrap_or_default();
+    assert!(started > now - 86_400.0 && started <= now + 1.0, "started {started}, now {now}");
+    assert!(text.contains("# TYPE process_cpu_seconds counter"), "{text}");
+}

@@ -116,6 +116,7 @@ impl Bootstrap {
         ));
         let mut registry = Registry::default();
         crate::observability::register_build_info(&mut registry, name);
+        crate::process_metrics::register(&mut registry);
         tasks.spawn(crate::observability::watch_pool(pool.clone(), &mut registry, background.clone()));
         let fair_share = Arc::new(FairShare::new(config.fair_share.clone(), &mut registry));
         if let Some(tls) = &grpc_tls {

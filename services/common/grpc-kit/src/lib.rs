@@ -21,6 +21,7 @@ pub mod live;
 pub mod metrics_http;
 pub mod observability;
 pub mod paging;
+pub mod process_metrics;
 pub mod service;
 pub mod shutdown;
 pub mod startup;
