@@ -32,8 +32,10 @@ impl Projection for MessagingProjection {
                 let timeline = serde_json::json!([{"status": "requested", "at": requested_at, "detail": ""}]);
                 sqlx::query(
                     "INSERT INTO single_notifications (tenant_id, message_id, channel, status, template_id, template_name, \
-                         agent_id, department_id, recipient_phone, rendered_body, timeline, requested_at, updated_at) \
-                     VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT DO NOTHING",
+                         agent_id, department_id, recipient_phone, rendered_body, timeline, requested_at, updated_at, \
+                         contact_id, rendered_header, header_image_url, metadata, additional_information, webhook_url) \
+                     VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17) \
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(tenant)
                 .bind(uuid_of(&message.message_id))
@@ -46,6 +48,12 @@ impl Projection for MessagingProjection {
                 .bind(&message.rendered_body)
                 .bind(timeline)
                 .bind(requested_at)
+                .bind(&message.contact_id)
+                .bind(&message.rendered_header)
+                .bind(&message.header_image_url)
+                .bind(sqlx::types::Json(&message.metadata))
+                .bind(&message.additional_information)
+                .bind(&message.webhook_url)
                 .execute(&mut *conn)
                 .await?;
                 let data = serde_json::json!({
@@ -73,6 +81,15 @@ impl Projection for MessagingProjection {
                 return Ok(());
             }
             E::MessageDispatched(m) => {
+                // The provider's id whatever the status: a delivery receipt may have come first.
+                sqlx::query(
+                    "UPDATE single_notifications SET provider_message_id = $3 WHERE tenant_id = $1 AND message_id = $2",
+                )
+                .bind(tenant)
+                .bind(uuid_of(&m.message_id))
+                .bind(&m.provider_message_id)
+                .execute(&mut *conn)
+                .await?;
                 let detail = format!("{} attempt(s), provider id {}", m.attempts, m.provider_message_id);
                 (m.message_id, "dispatched", time(m.dispatched_at.as_ref(), event.time), detail)
             }

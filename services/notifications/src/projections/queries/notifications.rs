@@ -1,6 +1,8 @@
 //! Reads of the single-notifications log (filtered, paged newest first) and of agents'
 //! notifications (by sequence).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use dw_proto::notifications::v1 as pb;
 use dw_proto::time::timestamp;
@@ -11,7 +13,8 @@ use crate::domain::notification::{Kind, channel_from_name, status_from_name};
 use crate::domain::paging::PageToken;
 
 const COLUMNS: &str = "message_id, channel, status, template_id, template_name, agent_id, department_id, recipient_phone, \
-     rendered_body, failure_code, failure_reason, timeline, requested_at, updated_at";
+     rendered_body, failure_code, failure_reason, timeline, requested_at, updated_at, contact_id, rendered_header, \
+     header_image_url, metadata, additional_information, webhook_url, provider_message_id";
 
 /// Which sends of a tenant's log to list, already parsed.
 pub struct LogFilter {
@@ -147,7 +150,7 @@ fn single_from_row(row: &PgRow) -> Result<pb::SingleNotification, sqlx::Error> {
     let requested_at: DateTime<Utc> = row.try_get("requested_at")?;
     let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
     let timeline: serde_json::Value = row.try_get("timeline")?;
-    let timeline = timeline
+    let history: Vec<pb::StatusChange> = timeline
         .as_array()
         .into_iter()
         .flatten()
@@ -160,6 +163,7 @@ fn single_from_row(row: &PgRow) -> Result<pb::SingleNotification, sqlx::Error> {
             detail: entry["detail"].as_str().unwrap_or_default().to_owned(),
         })
         .collect();
+    let sqlx::types::Json(metadata) = row.try_get::<sqlx::types::Json<BTreeMap<String, String>>, _>("metadata")?;
     Ok(pb::SingleNotification {
         message_id: id.to_string(),
         channel: channel_from_name(&channel) as i32,
@@ -174,7 +178,16 @@ fn single_from_row(row: &PgRow) -> Result<pb::SingleNotification, sqlx::Error> {
         updated_at: Some(timestamp(updated_at)),
         failure_code: row.try_get::<Option<String>, _>("failure_code")?.unwrap_or_default(),
         failure_reason: row.try_get::<Option<String>, _>("failure_reason")?.unwrap_or_default(),
-        timeline,
+        // The same list under both names: `timeline` is deprecated, kept for older callers.
+        timeline: history.clone(),
+        history,
+        contact_id: row.try_get("contact_id")?,
+        rendered_header: row.try_get("rendered_header")?,
+        header_image_url: row.try_get("header_image_url")?,
+        metadata,
+        additional_information: row.try_get("additional_information")?,
+        webhook_url: row.try_get("webhook_url")?,
+        provider_message_id: row.try_get("provider_message_id")?,
     })
 }
 
