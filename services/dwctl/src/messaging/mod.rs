@@ -25,7 +25,7 @@ pub fn message_status(value: i32) -> String {
 }
 
 /// `k=v, k2=v2` sorted by key, or `-`.
-fn metadata(map: &BTreeMap<String, String>) -> String {
+pub fn metadata(map: &BTreeMap<String, String>) -> String {
     let mut pairs: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort();
     out::list(&pairs)

@@ -1,11 +1,11 @@
-//! The single-notifications log: every template sent in the tenant, newest first, each with its
-//! status timeline.
+//! The single-notifications log: every template sent in the tenant, newest first, each with what
+//! the send carried and its status history.
 
 use chrono::{DateTime, Utc};
 use dw_proto::notifications::v1::{ListNotificationsRequest, ListNotificationsResponse, SingleNotification};
 
 use crate::cli::ListNotificationsArgs;
-use crate::messaging::{channel, message_status, status_history};
+use crate::messaging::{channel, message_status, metadata, status_history};
 use crate::output::{self as out, or_dash};
 use crate::paging;
 
@@ -61,8 +61,18 @@ pub fn notification_text(notification: &SingleNotification, now: DateTime<Utc>) 
         ("agent", or_dash(&n.agent_id)),
         ("department", or_dash(&n.department_id)),
         ("to", or_dash(&n.recipient_phone)),
-        ("text", or_dash(&n.rendered_body)),
     ];
+    let optional = [("contact", &n.contact_id), ("header", &n.rendered_header), ("header image", &n.header_image_url)];
+    rows.extend(
+        optional.into_iter().filter(|(_, value)| !value.is_empty()).map(|(label, value)| (label, value.clone())),
+    );
+    rows.push(("text", or_dash(&n.rendered_body)));
+    rows.push(("webhook", or_dash(&n.webhook_url)));
+    rows.push(("metadata", metadata(&n.metadata)));
+    if !n.additional_information.is_empty() {
+        rows.push(("info", n.additional_information.clone()));
+    }
+    rows.push(("provider id", or_dash(&n.provider_message_id)));
     if !n.failure_code.is_empty() || !n.failure_reason.is_empty() {
         rows.push(("failure", format!("{}: {}", or_dash(&n.failure_code), or_dash(&n.failure_reason))));
     }
@@ -70,8 +80,10 @@ pub fn notification_text(notification: &SingleNotification, now: DateTime<Utc>) 
     rows.push(("updated", out::timestamp_ago(n.updated_at.as_ref(), now)));
     let mut text = out::fields(&rows);
     text.push('\n');
-    let timeline = n.timeline.iter().map(|change| (change.at.as_ref(), change.status, change.detail.as_str()));
-    text.push_str(&out::block("timeline", &status_history(timeline)));
+    // A server older than `history` fills only the deprecated `timeline` (the same list).
+    let history = if n.history.is_empty() { &n.timeline } else { &n.history };
+    let history = history.iter().map(|change| (change.at.as_ref(), change.status, change.detail.as_str()));
+    text.push_str(&out::block("history", &status_history(history)));
     text
 }
 
@@ -87,6 +99,14 @@ mod tests {
     use crate::output::{Printer, names};
     use crate::testing::{T0, ts};
 
+    fn history() -> Vec<StatusChange> {
+        vec![
+            StatusChange { status: MessageStatus::Requested as i32, at: ts(T0), detail: String::new() },
+            StatusChange { status: MessageStatus::Dispatched as i32, at: ts(T0 + 1), detail: "wamid.1".into() },
+            StatusChange { status: MessageStatus::Read as i32, at: ts(T0 + 2), detail: String::new() },
+        ]
+    }
+
     fn sent() -> SingleNotification {
         SingleNotification {
             message_id: "0196-msg".into(),
@@ -100,11 +120,14 @@ mod tests {
             rendered_body: "Olá José, seu pedido A-1234 saiu para entrega.".into(),
             requested_at: ts(T0),
             updated_at: ts(T0 + 2),
-            timeline: vec![
-                StatusChange { status: MessageStatus::Requested as i32, at: ts(T0), detail: String::new() },
-                StatusChange { status: MessageStatus::Dispatched as i32, at: ts(T0 + 1), detail: "wamid.1".into() },
-                StatusChange { status: MessageStatus::Read as i32, at: ts(T0 + 2), detail: String::new() },
-            ],
+            timeline: history(),
+            history: history(),
+            contact_id: "0196-jose".into(),
+            rendered_header: "Seu pedido".into(),
+            webhook_url: "https://automation.example.com/sent".into(),
+            metadata: [("order".to_owned(), "A-1234".to_owned())].into(),
+            additional_information: "entregar à tarde".into(),
+            provider_message_id: "wamid.1".into(),
             ..Default::default()
         }
     }
@@ -188,31 +211,42 @@ mod tests {
     }
 
     #[test]
-    fn one_send_renders_with_its_timeline_and_failure() {
+    fn one_send_renders_with_what_it_carried_its_history_and_failure() {
         let now = DateTime::from_timestamp(T0 + 62, 0).unwrap();
         let text = notification_text(&sent(), now);
-        assert!(text.starts_with("message     0196-msg\nchannel     whatsapp\nstatus      read\n"), "{text}");
-        assert!(text.contains("template    order_shipped (0196-tpl)\n"), "{text}");
-        assert!(text.contains("to          +5511987654321\n"), "{text}");
-        assert!(text.contains("text        Olá José, seu pedido A-1234 saiu para entrega.\n"), "{text}");
-        assert!(text.contains("requested   2024-05-01T08:00:00Z (1m 02s ago)\n"), "{text}");
+        assert!(text.starts_with("message      0196-msg\nchannel      whatsapp\nstatus       read\n"), "{text}");
+        assert!(text.contains("template     order_shipped (0196-tpl)\n"), "{text}");
+        assert!(text.contains("to           +5511987654321\n"), "{text}");
+        assert!(text.contains("text         Olá José, seu pedido A-1234 saiu para entrega.\n"), "{text}");
+        assert!(text.contains("requested    2024-05-01T08:00:00Z (1m 02s ago)\n"), "{text}");
+        assert!(text.contains("contact      0196-jose\nheader       Seu pedido\ntext "), "{text}");
+        assert!(!text.contains("header image"), "no image, no row: {text}");
+        assert!(text.contains("webhook      https://automation.example.com/sent\n"), "{text}");
+        assert!(text.contains("metadata     order=A-1234\n"), "{text}");
+        assert!(text.contains("info         entregar à tarde\n"), "{text}");
+        assert!(text.contains("provider id  wamid.1\n"), "{text}");
         assert!(!text.contains("failure"), "{text}");
-        assert!(text.contains("\ntimeline:\n  AT                    STATUS      DETAIL\n"), "{text}");
+        assert!(text.contains("\nhistory:\n  AT                    STATUS      DETAIL\n"), "{text}");
         assert!(text.contains("  2024-05-01T08:00:00Z  requested   -\n"), "{text}");
         assert!(text.contains("  2024-05-01T08:00:01Z  dispatched  wamid.1\n"), "{text}");
         assert!(text.contains("  2024-05-01T08:00:02Z  read        -\n"), "{text}");
+
+        // A server older than `history` sends only `timeline`: the same list is shown.
+        let older_server = SingleNotification { history: vec![], ..sent() };
+        assert_eq!(notification_text(&older_server, now), text);
 
         let failed = SingleNotification {
             status: MessageStatus::Failed as i32,
             failure_code: "131026".into(),
             failure_reason: "Message undeliverable".into(),
             timeline: vec![],
+            history: vec![],
             ..sent()
         };
         let text = notification_text(&failed, now);
-        assert!(text.contains("status      failed\n"), "{text}");
-        assert!(text.contains("failure     131026: Message undeliverable\n"), "{text}");
-        assert!(text.contains("timeline:\n  (none)\n"), "{text}");
+        assert!(text.contains("status       failed\n"), "{text}");
+        assert!(text.contains("failure      131026: Message undeliverable\n"), "{text}");
+        assert!(text.contains("history:\n  (none)\n"), "{text}");
     }
 
     #[test]
@@ -222,6 +256,9 @@ mod tests {
         assert_eq!(value["channel"], "CHANNEL_WHATSAPP");
         assert_eq!(value["status"], "MESSAGE_STATUS_READ");
         assert_eq!(value["timeline"][1]["detail"], "wamid.1");
+        assert_eq!(value["history"], value["timeline"]);
+        assert_eq!(value["providerMessageId"], "wamid.1");
+        assert_eq!(value["metadata"]["order"], "A-1234");
         assert_eq!(value["requestedAt"], "2024-05-01T08:00:00Z");
         let list = ListNotificationsResponse { notifications: vec![sent()], next_page_token: String::new() };
         let value = printer.to_json(names::LIST_NOTIFICATIONS, &list).unwrap();
