@@ -748,6 +748,32 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     })
     .await;
     assert_eq!(logged.template_name, "order_update");
+    // The entry carries what the send carried, so no caller joins it with GetMessage.
+    let message = c
+        .templates
+        .get_message(authed(&ana, messaging::GetMessageRequest { message_id: sent.message_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let carried = |contact: &str, header: &str, webhook: &str, info: &str, provider_id: &str| {
+        [contact, header, webhook, info, provider_id].map(str::to_owned)
+    };
+    assert_eq!(
+        carried(
+            &logged.contact_id,
+            &logged.rendered_header,
+            &logged.webhook_url,
+            &logged.additional_information,
+            &logged.provider_message_id
+        ),
+        carried(&contact.contact_id, &sent.rendered_header, &hook_url, "cliente vip", &message.provider_message_id),
+        "{logged:?}"
+    );
+    assert!(!logged.provider_message_id.is_empty(), "{logged:?}");
+    assert_eq!((logged.metadata.get("crm_ticket"), &logged.metadata), (Some(&"T-42".to_owned()), &message.metadata));
+    let statuses: Vec<i32> = logged.history.iter().map(|change| change.status).collect();
+    assert_eq!(statuses, message.history.iter().map(|change| change.status).collect::<Vec<_>>(), "one history");
+    assert_eq!(logged.history, logged.timeline, "timeline (deprecated) is the same list");
     let sms =
         c.notifications.list_notifications(authed(&ana, list(messaging::Channel::Sms, ""))).await.unwrap().into_inner();
     assert!(sms.notifications.is_empty(), "{sms:?}");
@@ -942,7 +968,7 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     messaging_pool.close().await;
 
     phase("messages checked");
-    // notifications: the log holds each of bia's sends once, with messaging's timeline.
+    // notifications: the log holds each of bia's sends once, with messaging's history.
     let log = eventually("bia's sends all settled in the log", async || {
         // Every page of it.
         let mut entries = Vec::new();
@@ -963,8 +989,9 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
     assert_eq!(logged.len(), sent_ids.len(), "one log entry per send");
     assert_eq!(logged.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), sent_ids.iter().cloned().collect());
     for entry in &log {
-        let timeline: Vec<i32> = entry.timeline.iter().map(|t| t.status).collect();
-        assert_eq!(&timeline, &histories[&entry.message_id], "log entry {}: {entry:?}", entry.message_id);
+        let history: Vec<i32> = entry.history.iter().map(|t| t.status).collect();
+        assert_eq!(&history, &histories[&entry.message_id], "log entry {}: {entry:?}", entry.message_id);
+        assert_eq!(entry.history, entry.timeline, "log entry {}", entry.message_id);
     }
 
     let all_sent: BTreeSet<String> = sent_ids.iter().cloned().chain([sent.message_id.clone()]).collect();
