@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,10 +29,11 @@ use tonic::{Request, Response, Status};
 const SECRET: &str = "integration-secret-of-enough-length";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-/// A received span: its service, name, ids.
+/// A received span: its service (resource `service.name` and `service.version`), name, ids.
 #[derive(Debug, Clone)]
 struct Span {
     service: String,
+    version: String,
     name: String,
     trace_id: String,
     span_id: String,
@@ -67,21 +69,27 @@ impl TraceService for Receiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let mut spans = self.spans.lock().unwrap();
         for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| r.attributes.iter())
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref())
-                .and_then(|v| match &v.value {
-                    Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let attribute = |key: &str| {
+                resource_spans
+                    .resource
+                    .iter()
+                    .flat_map(|r| r.attributes.iter())
+                    .find(|kv| kv.key == key)
+                    .and_then(|kv| kv.value.as_ref())
+                    .and_then(|v| match &v.value {
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                            Some(s.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            };
+            let (service, version) = (attribute("service.name"), attribute("service.version"));
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
                     spans.push(Span {
                         service: service.clone(),
+                        version: version.clone(),
                         name: span.name,
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
@@ -181,7 +189,9 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     let mut distribution_process = Process::spawn(&mut command).unwrap();
     let mut command = Command::new(binary("notifications").unwrap());
     common(&mut command);
+    // A deployment's name wins over the service's own (the others keep their default).
     command
+        .env("OTEL_SERVICE_NAME", "notifications-eu")
         .env("DATABASE_URL", &notifications_db.url)
         .env("GRPC_ADDR", format!("127.0.0.1:{}", ports[4]))
         .env("METRICS_ADDR", format!("127.0.0.1:{}", ports[5]))
@@ -332,6 +342,10 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
         spans.iter().filter(|s| s.service == service && s.name == name).cloned().collect::<Vec<_>>()
     };
 
+    let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(services, ["agent-sessions", "notifications-eu", "task-distribution"].into(), "{spans:#?}");
+    assert!(spans.iter().all(|s| s.version == env!("CARGO_PKG_VERSION")), "service.version on every span: {spans:#?}");
+
     let rpc = by("agent-sessions", "dw.agentsessions.v1.ServiceDayService/EndBreak");
     assert_eq!(rpc.len(), 1, "the RPC span continues the caller's trace ({total} spans received): {spans:#?}");
     assert_eq!(rpc[0].parent_span_id, "00f067aa0ba902b7");
@@ -347,12 +361,12 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
         assigned.iter().any(|a| consumed.iter().any(|c| c.span_id == a.parent_span_id)),
         "the assignment it made is relayed in the same trace: {spans:#?}"
     );
-    let notified = by("notifications", "consume");
+    let notified = by("notifications-eu", "consume");
     assert!(
         notified.iter().any(|n| assigned.iter().any(|a| a.span_id == n.parent_span_id)),
         "notifications' consumer is a child of task-distribution's relay span: {spans:#?}"
     );
-    let push = by("notifications", "web push send");
+    let push = by("notifications-eu", "web push send");
     assert!(
         push.iter().any(|p| notified.iter().any(|n| n.span_id == p.parent_span_id)),
         "the Web Push is sent in the same trace, as a child of the consumer that queued it: {spans:#?}"
