@@ -69,7 +69,7 @@ async fn provider_failures_are_counted_by_reason_and_every_attempt_is_timed() {
 }
 
 #[tokio::test]
-async fn the_pool_and_the_build_are_on_the_metrics_endpoint() {
+async fn the_pool_the_build_and_the_process_are_on_the_metrics_endpoint() {
     let setup = Setup::new().await;
     let service = setup.start(false).await;
     let text = service
@@ -87,5 +87,10 @@ async fn the_pool_and_the_build_are_on_the_metrics_endpoint() {
         Some(1.0),
         "{text}"
     );
+    // The process metrics every service exports (read from /proc at the scrape).
+    for name in ["process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"] {
+        assert!(sample(&text, name, &[]).is_some_and(|value| value > 0.0), "{name}: {text}");
+    }
+    assert!(sample(&text, "process_cpu_seconds_total", &[]).is_some(), "{text}");
     service.stop().await;
 }
