@@ -1,8 +1,6 @@
 -- What the send carried, on its log entry (SingleNotification fields 15-21), so callers need no
 -- GetMessage: filled from MessageRequested (and the provider id from MessageDispatched). Sends
 -- logged before keep empty values: constant defaults, so adding them rewrites no row.
--- Numbered by date, like the event store's later migrations, so that it collides with no
--- numbered migration written at the same time.
 ALTER TABLE single_notifications
     ADD COLUMN contact_id             TEXT  NOT NULL DEFAULT '',
     ADD COLUMN rendered_header        TEXT  NOT NULL DEFAULT '',
