@@ -131,7 +131,11 @@ async fn a_sends_webhook_gets_each_event_of_that_send_signed_and_listed() {
     assert_eq!(types, ["message.delivered", "message.dispatched", "message.read", "template.sent"]);
 
     let deliveries = eventually("the endpoint's log", async || {
-        let request = pb::ListDeliveriesRequest { webhook_id: endpoint.webhook_id.clone(), page_size: 50 };
+        let request = pb::ListDeliveriesRequest {
+            webhook_id: endpoint.webhook_id.clone(),
+            page_size: 50,
+            page_token: String::new(),
+        };
         let list = webhooks.list_deliveries(authed(&manager, request)).await.unwrap().into_inner();
         let done = list.deliveries.len() == 4 && list.deliveries.iter().all(|d| d.status == "succeeded");
         done.then_some(list.deliveries)
@@ -142,9 +146,11 @@ async fn a_sends_webhook_gets_each_event_of_that_send_signed_and_listed() {
     // globex had no endpoint: notifications made one for it (never drop a send's webhook), and
     // acme's endpoint never carried globex's send.
     let globex = token("globex", "boss", Role::Manager);
-    let listed = webhooks.list_webhooks(authed(&globex, pb::ListWebhooksRequest {})).await.unwrap().into_inner();
+    let listed =
+        webhooks.list_webhooks(authed(&globex, pb::ListWebhooksRequest::default())).await.unwrap().into_inner();
     let made = listed.webhooks.iter().find(|w| w.for_sends).expect("globex's sends endpoint");
-    let request = pb::ListDeliveriesRequest { webhook_id: made.webhook_id.clone(), page_size: 50 };
+    let request =
+        pb::ListDeliveriesRequest { webhook_id: made.webhook_id.clone(), page_size: 50, page_token: String::new() };
     let globex_deliveries = eventually("globex's delivery", async || {
         let list = webhooks.list_deliveries(authed(&globex, request.clone())).await.unwrap().into_inner();
         (!list.deliveries.is_empty()).then_some(list.deliveries)

@@ -241,6 +241,7 @@ async fn webhooks_and_deliveries_are_listed_page_by_page_without_repeat_or_gap()
             description: String::new(),
             // Only the first endpoint takes the sends below.
             event_types: vec![if n == 0 { "template.sent" } else { "message.read" }.into()],
+            for_sends: false,
         };
         created.push(webhooks.create_webhook(authed(&manager, request)).await.unwrap().into_inner().webhook.unwrap());
     }
