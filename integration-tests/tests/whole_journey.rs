@@ -766,7 +766,13 @@ async fn a_whole_day_across_the_cluster_survives_nats_postgres_and_service_resta
             &logged.additional_information,
             &logged.provider_message_id
         ),
-        carried(&contact.contact_id, &sent.rendered_header, &hook_url, "cliente vip", &message.provider_message_id),
+        carried(
+            &contact.contact_id,
+            &sent.rendered_header,
+            &send_hook_url,
+            "cliente vip",
+            &message.provider_message_id
+        ),
         "{logged:?}"
     );
     assert!(!logged.provider_message_id.is_empty(), "{logged:?}");

@@ -112,6 +112,14 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
         })
         .collect();
     assert_eq!(span_ids.len(), 3, "one span per attempt: {span_ids:?}");
+    for (headers, _) in &attempts {
+        let traceparent = headers.get("traceparent").unwrap().to_str().unwrap();
+        assert_eq!(
+            traceparent.split('-').nth(1),
+            Some(common::EVENT_TRACE_ID),
+            "every attempt joins the trace of the event that queued it: {traceparent}"
+        );
+    }
     let (headers, body) = &attempts[2];
     let timestamp: i64 = headers.get("webhook-timestamp").unwrap().to_str().unwrap().parse().unwrap();
     let sent = headers.get("webhook-signature").unwrap().to_str().unwrap();

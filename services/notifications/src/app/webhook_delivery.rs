@@ -110,6 +110,8 @@ struct Due {
     attempt: i32,
     url: String,
     secret: String,
+    /// The trace of the event that queued the delivery.
+    traceparent: Option<String>,
 }
 
 async fn deliver_due(
@@ -121,7 +123,8 @@ async fn deliver_due(
     // Claim a batch with a lease (other replicas skip them), then deliver outside the transaction.
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "SELECT d.delivery_id, d.tenant_id, d.webhook_id, d.body, d.attempt_count, COALESCE(d.url, w.url) AS url, w.secret \
+        "SELECT d.delivery_id, d.tenant_id, d.webhook_id, d.body, d.attempt_count, COALESCE(d.url, w.url) AS url, w.secret, \
+                d.traceparent \
          FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
          WHERE d.status = 'pending' AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at LIMIT 16 \
          FOR UPDATE OF d SKIP LOCKED",
@@ -139,6 +142,7 @@ async fn deliver_due(
                 attempt: r.try_get::<i32, _>("attempt_count")? + 1,
                 url: r.try_get("url")?,
                 secret: r.try_get("secret")?,
+                traceparent: r.try_get("traceparent")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -204,6 +208,9 @@ async fn attempt(http: &OutboundClient, d: &Due) -> Attempted {
         webhook_id = %d.webhook_id,
         delivery_id = %d.delivery_id,
     );
+    if let Some(parent) = &d.traceparent {
+        dw_telemetry::set_parent_from_traceparent(&span, parent);
+    }
     let traceparent = dw_telemetry::http_client::traceparent(&span);
     let attempted = send(http, d, traceparent).instrument(span.clone()).await;
     match (attempted.answer, attempted.failure) {

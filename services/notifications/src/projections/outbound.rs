@@ -124,8 +124,9 @@ async fn insert_delivery(
     body: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO webhook_deliveries (delivery_id, tenant_id, webhook_id, url, event_type, body, status, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())",
+        "INSERT INTO webhook_deliveries \
+             (delivery_id, tenant_id, webhook_id, url, event_type, body, status, next_attempt_at, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), $7)",
     )
     .bind(uuid::Uuid::now_v7())
     .bind(tenant)
@@ -133,6 +134,8 @@ async fn insert_delivery(
     .bind(url)
     .bind(event_type)
     .bind(body)
+    // The consumer's span: a child of the event's trace, so the delivery joins it.
+    .bind(dw_telemetry::current_traceparent())
     .execute(conn)
     .await?;
     Ok(())

@@ -100,6 +100,9 @@ pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Harness {
     panic!("notifications did not start");
 }
 
+/// The trace every event published by [`publish`] belongs to (the user action behind it).
+pub const EVENT_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 pub async fn publish(h: &Harness, ns: &TestNamespace, tenant: &str, subject: &str, event_type: &str, payload: Vec<u8>) {
     let id = uuid::Uuid::now_v7().to_string();
     let mut headers = async_nats::HeaderMap::new();
@@ -115,6 +118,7 @@ pub async fn publish(h: &Harness, ns: &TestNamespace, tenant: &str, subject: &st
         headers.insert(name, value);
     }
     headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
+    headers.insert("traceparent", format!("00-{EVENT_TRACE_ID}-00f067aa0ba902b7-01").as_str());
     let subject = format!("{}.{tenant}.{subject}", ns.subject_prefix);
     h.js.publish_with_headers(subject, headers, payload.into()).await.unwrap().await.unwrap();
 }
