@@ -40,6 +40,8 @@ struct Span {
     parent_span_id: String,
     /// String and integer attributes, as text.
     attributes: std::collections::HashMap<String, String>,
+    /// The span's status code (0 unset, 1 ok, 2 error).
+    status: i32,
 }
 
 fn attribute_text(value: &opentelemetry_proto::tonic::common::v1::AnyValue) -> Option<String> {
@@ -94,6 +96,7 @@ impl TraceService for Receiver {
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
+                        status: span.status.as_ref().map_or(0, |status| status.code),
                         attributes: span
                             .attributes
                             .iter()
@@ -306,6 +309,17 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     end.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01").parse().unwrap());
     day.end_break(end).await.unwrap();
     let manager_view = token("boss", Role::Manager);
+    // A refused RPC in the same trace: its span records the gRPC code; per the OpenTelemetry gRPC
+    // conventions a server span is an error only for the server's own failures (INTERNAL,
+    // UNAVAILABLE, …), not for a refused request.
+    let mut missing = authed(
+        &manager_view,
+        distribution::GetTaskRequest {
+            key: Some(distribution::get_task_request::Key::TaskId(uuid::Uuid::now_v7().to_string())),
+        },
+    );
+    missing.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b8-01").parse().unwrap());
+    assert_eq!(tasks.get_task(missing).await.unwrap_err().code(), tonic::Code::NotFound);
     for _ in 0..200 {
         let current = tasks
             .get_task(authed(
@@ -345,6 +359,19 @@ async fn a_break_ends_and_a_task_is_assigned_in_one_trace_across_services() {
     let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(services, ["agent-sessions", "notifications-eu", "task-distribution"].into(), "{spans:#?}");
     assert!(spans.iter().all(|s| s.version == env!("CARGO_PKG_VERSION")), "service.version on every span: {spans:#?}");
+
+    let failed = by("task-distribution", "dw.distribution.v1.DistributionService/GetTask");
+    let failed: Vec<&Span> = failed.iter().filter(|s| s.parent_span_id == "00f067aa0ba902b8").collect();
+    assert_eq!(failed.len(), 1, "the refused RPC's span: {spans:#?}");
+    assert_ne!(failed[0].status, 2, "a refused request is not the server's error: {:?}", failed[0]);
+    assert_eq!(
+        failed[0].attributes.get("rpc.response.status_code").map(String::as_str),
+        Some("NOT_FOUND"),
+        "{:?}",
+        failed[0]
+    );
+    let ok = by("agent-sessions", "dw.agentsessions.v1.ServiceDayService/EndBreak");
+    assert!(ok.iter().all(|s| s.status != 2), "a succeeded RPC's span is no error: {ok:?}");
 
     let rpc = by("agent-sessions", "dw.agentsessions.v1.ServiceDayService/EndBreak");
     assert_eq!(rpc.len(), 1, "the RPC span continues the caller's trace ({total} spans received): {spans:#?}");

@@ -251,3 +251,30 @@ fn grpc_code_name(code: &str) -> &'static str {
         _ => "UNKNOWN",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_server_error;
+
+    #[test]
+    fn only_the_servers_own_failures_make_an_error_span() {
+        for code in ["UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"] {
+            assert!(is_server_error(code), "{code}");
+        }
+        for code in [
+            "OK",
+            "CANCELLED",
+            "INVALID_ARGUMENT",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNAUTHENTICATED",
+        ] {
+            assert!(!is_server_error(code), "{code}");
+        }
+    }
+}
