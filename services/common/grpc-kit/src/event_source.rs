@@ -14,7 +14,7 @@ use dw_eventstore::envelope as h;
 use dw_proto::eventlog::v1::event_log_service_client::EventLogServiceClient;
 use dw_proto::eventlog::v1::{ReadEventsRequest, StoredEvent};
 use futures::future::BoxFuture;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// One upstream's event log.
 #[derive(Clone)]
@@ -36,10 +36,19 @@ impl EventLogSource {
     /// A source reading `url` (`http://` or `https://` with the platform's roots) with the token
     /// in `token_file`; connects on first use.
     pub fn new(url: &str, token_file: PathBuf, subject_prefix: &str) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| format!("{url:?} is not a URL: {e}"))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30));
+        match endpoint.uri().scheme_str() {
+            Some("https") => {
+                endpoint = endpoint
+                    .tls_config(ClientTlsConfig::new().with_native_roots())
+                    .map_err(|e| format!("{url:?}: TLS: {e}"))?;
+            }
+            Some("http") => {}
+            _ => return Err(format!("{url:?} is not an http:// or https:// address")),
+        }
         Ok(Self {
             url: url.to_owned(),
             client: EventLogServiceClient::new(endpoint.connect_lazy()),
@@ -111,5 +120,22 @@ impl EventSource for EventLogSource {
                 self.read_page(ReadEventsRequest { from_position: after, page_size, ..Default::default() }).await?;
             page.into_iter().map(|stored| self.inbound(stored)).collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventLogSource;
+
+    // A lazy channel spawns its worker on the runtime (as in a service, which builds sources
+    // while it starts).
+    #[tokio::test]
+    async fn an_event_log_url_is_http_or_https() {
+        for good in ["http://agent-sessions:50051", "https://agent-sessions.example:443"] {
+            assert!(EventLogSource::new(good, "token".into(), "dw.agentsessions").is_ok(), "{good}");
+        }
+        for bad in ["ftp://agent-sessions", "agent-sessions:50051", "not a url", ""] {
+            assert!(EventLogSource::new(bad, "token".into(), "dw.agentsessions").is_err(), "{bad}");
+        }
     }
 }

@@ -79,3 +79,14 @@ fn the_stream_heartbeat_stays_within_its_range() {
         assert!(reason.contains("between 1 and 300"), "{reason}");
     }
 }
+
+#[test]
+fn an_event_log_url_needs_a_readable_service_token() {
+    let mut upstream = super::Upstream::new("DW_AGENT_SESSIONS", "dw.agentsessions");
+    assert!(matches!(upstream.backfill(), Ok(None)), "no URL: no backfill");
+    upstream.event_log_url = Some("http://agent-sessions:50051".into());
+    assert!(matches!(upstream.backfill(), Err(ConfigError::Missing(_))), "a URL without a token file");
+    upstream.service_token_file = Some("/nonexistent/dw-service.token".into());
+    let Err(ConfigError::Invalid { name, .. }) = upstream.backfill() else { panic!("an unreadable token file") };
+    assert_eq!(name, "DW_SERVICE_TOKEN_FILE");
+}

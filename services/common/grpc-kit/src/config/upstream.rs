@@ -13,69 +13,80 @@ pub struct Upstream {
     /// e.g. `http://agent-sessions:50051`): where a consumer created after the stream dropped
     /// old messages reads them ([`dw_bus::backfill`]). Empty: no backfill.
     pub event_log_url: Option<String>,
+    /// The variable `event_log_url` came from, for configuration errors.
+    pub event_log_var: &'static str,
     /// This service's own bearer token (role `service`) for calling it (`DW_SERVICE_TOKEN_FILE`).
     pub service_token_file: Option<std::path::PathBuf>,
 }
 
 impl Upstream {
-    /// agent-sessions' events (`DW_AGENT_SESSIONS_STREAM`, `DW_AGENT_SESSIONS_SUBJECT_PREFIX`).
+    /// agent-sessions' events (`DW_AGENT_SESSIONS_STREAM`, `DW_AGENT_SESSIONS_SUBJECT_PREFIX`,
+    /// `DW_AGENT_SESSIONS_EVENT_LOG_URL`).
     pub fn agent_sessions() -> Self {
-        Self {
-            stream_name: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
-            subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
-            event_log_url: optional_var("DW_AGENT_SESSIONS_EVENT_LOG_URL"),
-            service_token_file: optional_var("DW_SERVICE_TOKEN_FILE").map(std::path::PathBuf::from),
-        }
+        Self::from_env(
+            ("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
+            ("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
+            "DW_AGENT_SESSIONS_EVENT_LOG_URL",
+        )
     }
 
-    /// task-distribution's events (`DW_DISTRIBUTION_STREAM`, `DW_DISTRIBUTION_SUBJECT_PREFIX`).
+    /// task-distribution's events (`DW_DISTRIBUTION_STREAM`, `DW_DISTRIBUTION_SUBJECT_PREFIX`,
+    /// `DW_DISTRIBUTION_EVENT_LOG_URL`).
     pub fn distribution() -> Self {
-        Self {
-            stream_name: var("DW_DISTRIBUTION_STREAM", "DW_DISTRIBUTION"),
-            subject_prefix: var("DW_DISTRIBUTION_SUBJECT_PREFIX", "dw.distribution"),
-            event_log_url: optional_var("DW_DISTRIBUTION_EVENT_LOG_URL"),
-            service_token_file: optional_var("DW_SERVICE_TOKEN_FILE").map(std::path::PathBuf::from),
-        }
+        Self::from_env(
+            ("DW_DISTRIBUTION_STREAM", "DW_DISTRIBUTION"),
+            ("DW_DISTRIBUTION_SUBJECT_PREFIX", "dw.distribution"),
+            "DW_DISTRIBUTION_EVENT_LOG_URL",
+        )
     }
 
-    /// messaging-templates' events (`DW_MESSAGING_STREAM`, `DW_MESSAGING_SUBJECT_PREFIX`).
+    /// messaging-templates' events (`DW_MESSAGING_STREAM`, `DW_MESSAGING_SUBJECT_PREFIX`,
+    /// `DW_MESSAGING_EVENT_LOG_URL`).
     pub fn messaging() -> Self {
+        Self::from_env(
+            ("DW_MESSAGING_STREAM", "DW_MESSAGING"),
+            ("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
+            "DW_MESSAGING_EVENT_LOG_URL",
+        )
+    }
+
+    /// Each setting from its variable (`(name, default)` for the stream and prefix).
+    fn from_env(stream: (&'static str, &str), prefix: (&'static str, &str), event_log_var: &'static str) -> Self {
+        let set = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         Self {
-            stream_name: var("DW_MESSAGING_STREAM", "DW_MESSAGING"),
-            subject_prefix: var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
-            event_log_url: optional_var("DW_MESSAGING_EVENT_LOG_URL"),
-            service_token_file: optional_var("DW_SERVICE_TOKEN_FILE").map(std::path::PathBuf::from),
+            stream_name: var(stream.0, stream.1),
+            subject_prefix: var(prefix.0, prefix.1),
+            event_log_url: set(event_log_var),
+            event_log_var,
+            service_token_file: set("DW_SERVICE_TOKEN_FILE").map(std::path::PathBuf::from),
         }
     }
-}
 
-impl Upstream {
     /// A stream without backfill (tests, tools).
     pub fn new(stream_name: &str, subject_prefix: &str) -> Self {
         Self {
             stream_name: stream_name.to_owned(),
             subject_prefix: subject_prefix.to_owned(),
             event_log_url: None,
+            event_log_var: "DW_<UPSTREAM>_EVENT_LOG_URL",
             service_token_file: None,
         }
     }
 
-    /// The backfill source of a consumer of this upstream, when its event log and a service
-    /// token are configured. A URL without a token (or the reverse) is a configuration error.
+    /// The backfill source of a consumer of this upstream, when its event log is configured. A
+    /// URL that is not one, or without a readable `DW_SERVICE_TOKEN_FILE`, stops the start; a
+    /// token file alone (the upstreams without a URL) means no backfill.
     pub fn backfill(&self) -> Result<Option<std::sync::Arc<dyn dw_bus::backfill::EventSource>>, ConfigError> {
-        match (&self.event_log_url, &self.service_token_file) {
-            (None, None) => Ok(None),
-            (Some(url), Some(token_file)) => {
-                let source = crate::event_source::EventLogSource::new(url, token_file.clone(), &self.subject_prefix)
-                    .map_err(|reason| ConfigError::Invalid { name: "DW_<UPSTREAM>_EVENT_LOG_URL", reason })?;
-                Ok(Some(std::sync::Arc::new(source)))
-            }
-            (Some(_), None) => Err(ConfigError::Missing("DW_SERVICE_TOKEN_FILE (to read an upstream's event log)")),
-            (None, Some(_)) => Ok(None),
-        }
+        let Some(url) = &self.event_log_url else { return Ok(None) };
+        let Some(token_file) = &self.service_token_file else {
+            return Err(ConfigError::Missing("DW_SERVICE_TOKEN_FILE (to read an upstream's event log)"));
+        };
+        std::fs::File::open(token_file).map_err(|e| ConfigError::Invalid {
+            name: "DW_SERVICE_TOKEN_FILE",
+            reason: format!("{}: {e}", token_file.display()),
+        })?;
+        let source = crate::event_source::EventLogSource::new(url, token_file.clone(), &self.subject_prefix)
+            .map_err(|reason| ConfigError::Invalid { name: self.event_log_var, reason })?;
+        Ok(Some(std::sync::Arc::new(source)))
     }
-}
-
-fn optional_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
 }
