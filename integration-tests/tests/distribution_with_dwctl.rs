@@ -33,8 +33,9 @@ impl Watch {
         panic!("no {kind} update");
     }
 
-    fn nothing_within(&self, wait: Duration) -> bool {
-        self.lines.recv_timeout(wait).is_err()
+    /// What arrives within `wait`, if anything (so a failure shows it).
+    fn anything_within(&self, wait: Duration) -> Option<serde_json::Value> {
+        self.lines.recv_timeout(wait).ok()
     }
 }
 
@@ -164,7 +165,8 @@ async fn the_distribution_journey_with_dwctl() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = create("João Pereira", "+5511900000102");
     assert_eq!(second["status"], "TASK_STATUS_QUEUED");
-    assert!(ana_watch.nothing_within(Duration::from_millis(500)), "no new task for ana");
+    let unexpected = ana_watch.anything_within(Duration::from_millis(500));
+    assert!(unexpected.is_none(), "no new task for ana: {unexpected:?}");
 
     // A break: she keeps the first task.
     run_ok(&mut as_user("ana", "agent", &["day", "start-break", "--reason", "lunch"])).unwrap();
