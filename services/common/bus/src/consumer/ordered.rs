@@ -19,6 +19,9 @@ const LEASE_POLL: Duration = Duration::from_millis(500);
 /// The first key of the ordered consumers' advisory locks (the relay's are single keys).
 const LEASE_NAMESPACE: i32 = 0x6477_6263; // "dwbc"
 
+/// How long a batch waits for its other lanes' connections before going in one lane.
+const LANE_CONNECTION_WAIT: Duration = Duration::from_millis(100);
+
 /// The most transactions an ordered consumer applies one batch in.
 pub const MAX_LANES: usize = 16;
 
@@ -189,7 +192,7 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// The batch's events applied with their bookkeeping (processed events in one statement per
     /// transaction, the position once). With one lane, in order in one transaction on the
     /// lease's connection; with more, split by aggregate into that many transactions applied side
-    /// by side (the first on the lease's connection, the others on pooled ones), each aggregate's
+    /// by side (the first on the lease's connection, the others on pooled ones taken first), each aggregate's
     /// events in order in one of them. A lane that fails makes the whole batch fall back to one
     /// event at a time; what the other lanes committed is then skipped as a duplicate.
     async fn apply_batch(
@@ -197,23 +200,37 @@ impl<P: Projection> ProjectionConsumer<P> {
         lease: &mut PgConnection,
         events: &[&InboundEvent],
     ) -> Result<Vec<Outcome>, BatchError> {
-        let lanes = split_into_lanes(events, self.config.lanes, self.config.lane_by);
+        let mut lanes = split_into_lanes(events, self.config.lanes, self.config.lane_by);
         let last = events.iter().map(|e| e.stream_sequence).max().unwrap_or(0);
+        // The other lanes' connections are taken before any transaction starts, waiting briefly:
+        // waiting for one while the first lane held its locks (a tenant's lock) could stall the
+        // RPCs that hold the pool's connections and wait for those locks. Short of connections,
+        // the batch goes in one lane.
+        let mut connections = Vec::new();
+        while connections.len() + 1 < lanes.len() {
+            match tokio::time::timeout(LANE_CONNECTION_WAIT, self.pool.acquire()).await {
+                Ok(Ok(connection)) => connections.push(connection),
+                Ok(Err(_)) | Err(_) => {
+                    lanes = vec![(0..events.len()).collect()];
+                    connections.clear();
+                }
+            }
+        }
         let outcomes = match lanes.split_first() {
             Some((first, others)) if !others.is_empty() => {
                 let lane_events = |lane: &Vec<usize>| lane.iter().map(|&index| events[index]).collect::<Vec<_>>();
                 let first_events = lane_events(first);
-                let other_results = futures::future::join_all(others.iter().map(|lane| {
-                    let lane_events = lane_events(lane);
-                    async move {
-                        let mut conn = self.pool.acquire().await.map_err(|e| BatchError::Event(e.to_string()))?;
-                        self.apply_lane(&mut conn, &lane_events, None).await.map_err(|error| match error {
-                            // Not the lease's connection: the batch falls back, the lease stays.
-                            BatchError::Lease(error) => BatchError::Event(error.to_string()),
-                            error => error,
-                        })
-                    }
-                }));
+                let other_results =
+                    futures::future::join_all(others.iter().zip(connections).map(|(lane, mut conn)| {
+                        let lane_events = lane_events(lane);
+                        async move {
+                            self.apply_lane(&mut conn, &lane_events, None).await.map_err(|error| match error {
+                                // Not the lease's connection: the batch falls back, the lease stays.
+                                BatchError::Lease(error) => BatchError::Event(error.to_string()),
+                                error => error,
+                            })
+                        }
+                    }));
                 let (first_result, other_results) =
                     tokio::join!(self.apply_lane(lease, &first_events, Some(last)), other_results);
                 let mut outcomes = vec![Outcome::Duplicate; events.len()];
