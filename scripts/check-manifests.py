@@ -87,6 +87,10 @@ SHARED_CONFIG_CRATES = ("services/common/grpc-kit/src", "services/common/telemet
 SECRET_ENV = {"DATABASE_URL"}
 # Secrets a service does not read once it verifies the identity provider's tokens (DW_JWT_JWKS_URL).
 UNUSED_WITH_IDP = {"DW_JWT_SECRET", "DW_JWT_SECRET_FILE"}
+# A path to a mounted token, read only when an upstream's event log is configured
+# (DW_<UPSTREAM>_EVENT_LOG_URL): without one it is not needed; with one the service does not start
+# without it.
+SERVICE_TOKEN_FILE = "DW_SERVICE_TOKEN_FILE"
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PRIVATE_KEY)")
 # Services calling HTTPS endpoints that no variable names (Web Push services, tenants' webhooks).
 HTTPS_CLIENTS = {"notifications"}
@@ -481,6 +485,11 @@ def check_deployment(dep, objects, profile, ctx, report, facts):
 
         for var in sorted(read):
             if var in UNUSED_WITH_IDP and values.get("DW_JWT_JWKS_URL"):
+                continue
+            if var == SERVICE_TOKEN_FILE:
+                urls = sorted(k for k, v in values.items() if k.endswith("_EVENT_LOG_URL") and v)
+                if urls and not values.get(var):
+                    report.error(f"{where}: {', '.join(urls)} set without {var} (the service would not start)")
                 continue
             if secret_like(var) and not from_secret(var):
                 unset = ("the service would not start" if var in env_required_by(name)

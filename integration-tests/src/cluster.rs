@@ -42,10 +42,51 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("test failed: its processes' logs and data are kept in {}", self.0.display());
+            // CI keeps only what the test prints: the logs' errors, for a process that died.
+            for (log, lines) in log_errors(&self.0, 8) {
+                eprintln!("--- errors in {log} (last {}):", lines.len());
+                for line in lines {
+                    eprintln!("    {line}");
+                }
+            }
         } else {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+/// The last `keep` error lines (level ERROR, a panic, a process's `Error:` exit) of each `*.log`
+/// in `dir`, each cut at 600 characters; logs without any are left out.
+pub fn log_errors(dir: &Path, keep: usize) -> Vec<(String, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    logs.sort();
+    let mut found = Vec::new();
+    for log in logs {
+        let Ok(bytes) = std::fs::read(&log) else { continue };
+        let text = String::from_utf8_lossy(&bytes);
+        let errors: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                line.contains(" ERROR ")
+                    || line.contains("\"level\":\"ERROR\"")
+                    || line.contains("panicked")
+                    || line.starts_with("Error:")
+            })
+            .collect();
+        if errors.is_empty() {
+            continue;
+        }
+        let lines = errors[errors.len().saturating_sub(keep)..]
+            .iter()
+            .map(|line| line.chars().take(600).collect::<String>())
+            .collect();
+        found.push((log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), lines));
+    }
+    found
 }
 
 /// Sends `signal` (e.g. "KILL", "QUIT") to the process and waits up to 30 s for it to exit.
@@ -478,5 +519,38 @@ impl NatsCluster {
     pub async fn restart(&mut self, work: &WorkDir, index: usize) -> anyhow::Result<()> {
         self.spawn(work, index)?;
         wait_for_port(self.nodes[index].port).await
+    }
+}
+
+#[cfg(test)]
+mod log_error_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_test_shows_the_error_lines_of_its_processes_logs() {
+        let work = WorkDir::new("log-errors").unwrap();
+        std::fs::write(
+            work.path().join("notifications.log"),
+            "{\"level\":\"INFO\",\"message\":\"starting\"}\n\
+             {\"level\":\"ERROR\",\"message\":\"bind 127.0.0.1:1: address in use\"}\n\
+             Error: bind 127.0.0.1:1\n",
+        )
+        .unwrap();
+        std::fs::write(work.path().join("quiet.log"), "{\"level\":\"INFO\",\"message\":\"serving\"}\n").unwrap();
+        std::fs::write(work.path().join("notes.txt"), "Error: not a log\n").unwrap();
+        let found = log_errors(work.path(), 1);
+        assert_eq!(found, vec![("notifications.log".to_owned(), vec!["Error: bind 127.0.0.1:1".to_owned()])]);
+    }
+
+    #[test]
+    fn ports_are_never_given_twice_and_are_bindable() {
+        let ports: Vec<u16> = (0..50).map(|_| crate::free_port().unwrap()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
+        for port in ports {
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
     }
 }

@@ -23,42 +23,46 @@ impl Upstream {
     /// agent-sessions' events (`DW_AGENT_SESSIONS_STREAM`, `DW_AGENT_SESSIONS_SUBJECT_PREFIX`,
     /// `DW_AGENT_SESSIONS_EVENT_LOG_URL`).
     pub fn agent_sessions() -> Self {
-        Self::from_env(
-            ("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
-            ("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
-            "DW_AGENT_SESSIONS_EVENT_LOG_URL",
+        Self::read(
+            var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
+            var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
+            (var("DW_AGENT_SESSIONS_EVENT_LOG_URL", ""), "DW_AGENT_SESSIONS_EVENT_LOG_URL"),
         )
     }
 
     /// task-distribution's events (`DW_DISTRIBUTION_STREAM`, `DW_DISTRIBUTION_SUBJECT_PREFIX`,
     /// `DW_DISTRIBUTION_EVENT_LOG_URL`).
     pub fn distribution() -> Self {
-        Self::from_env(
-            ("DW_DISTRIBUTION_STREAM", "DW_DISTRIBUTION"),
-            ("DW_DISTRIBUTION_SUBJECT_PREFIX", "dw.distribution"),
-            "DW_DISTRIBUTION_EVENT_LOG_URL",
+        Self::read(
+            var("DW_DISTRIBUTION_STREAM", "DW_DISTRIBUTION"),
+            var("DW_DISTRIBUTION_SUBJECT_PREFIX", "dw.distribution"),
+            (var("DW_DISTRIBUTION_EVENT_LOG_URL", ""), "DW_DISTRIBUTION_EVENT_LOG_URL"),
         )
     }
 
     /// messaging-templates' events (`DW_MESSAGING_STREAM`, `DW_MESSAGING_SUBJECT_PREFIX`,
     /// `DW_MESSAGING_EVENT_LOG_URL`).
     pub fn messaging() -> Self {
-        Self::from_env(
-            ("DW_MESSAGING_STREAM", "DW_MESSAGING"),
-            ("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
-            "DW_MESSAGING_EVENT_LOG_URL",
+        Self::read(
+            var("DW_MESSAGING_STREAM", "DW_MESSAGING"),
+            var("DW_MESSAGING_SUBJECT_PREFIX", "dw.messaging"),
+            (var("DW_MESSAGING_EVENT_LOG_URL", ""), "DW_MESSAGING_EVENT_LOG_URL"),
         )
     }
 
-    /// Each setting from its variable (`(name, default)` for the stream and prefix).
-    fn from_env(stream: (&'static str, &str), prefix: (&'static str, &str), event_log_var: &'static str) -> Self {
-        let set = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    /// The upstream from its read variables (each name is spelled where it is read, so
+    /// `deploy-check` sees which variables a service reads), plus `DW_SERVICE_TOKEN_FILE`.
+    fn read(stream_name: String, subject_prefix: String, event_log: (String, &'static str)) -> Self {
+        let (url, event_log_var) = event_log;
+        let token_file = var("DW_SERVICE_TOKEN_FILE", "");
         Self {
-            stream_name: var(stream.0, stream.1),
-            subject_prefix: var(prefix.0, prefix.1),
-            event_log_url: set(event_log_var),
+            stream_name,
+            subject_prefix,
+            event_log_url: Some(url.trim().to_owned()).filter(|u| !u.is_empty()),
             event_log_var,
-            service_token_file: set("DW_SERVICE_TOKEN_FILE").map(std::path::PathBuf::from),
+            service_token_file: Some(token_file.trim().to_owned())
+                .filter(|f| !f.is_empty())
+                .map(std::path::PathBuf::from),
         }
     }
 
