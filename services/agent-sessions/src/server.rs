@@ -27,6 +27,10 @@ impl dw_grpc_kit::service::Service for AgentSessions {
     const CONFIG_FROM_ENV: fn() -> Result<Config, dw_grpc_kit::config::ConfigError> = crate::config::from_env;
     const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
+    fn read_models() -> Vec<Box<dyn dw_eventstore::rebuild::ReadModel>> {
+        vec![Box::new(crate::projections::rebuild::ReadModels)]
+    }
+
     async fn serve(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServeError> {
         run_with_listener(config, listener, cancel).await
     }

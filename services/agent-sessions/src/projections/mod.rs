@@ -2,6 +2,7 @@
 //! transaction, so a caller reads its own writes; [`queries`] reads them.
 
 pub mod queries;
+pub mod rebuild;
 
 use sqlx::PgConnection;
 

@@ -80,7 +80,9 @@ where
         }
         // Postgres keeps microseconds: decide with the time as it will be stored.
         let now = Utc::now().trunc_subsecs(6);
-        let outcome = match command.attempt(&mut tx, now).await {
+        // Its events are recorded at that time too, so what the command projected from them
+        // is what a rebuild from the store projects.
+        let outcome = match crate::store::DECIDED_AT.scope(now, command.attempt(&mut tx, now)).await {
             Ok(response) => match idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await {
                 Ok(()) => Ok(response),
                 Err(error) => Err(CommandError::from(error)),

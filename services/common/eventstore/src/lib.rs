@@ -14,6 +14,7 @@ pub mod log;
 pub mod maintenance;
 pub mod outbox_relay;
 pub mod quarantine;
+pub mod rebuild;
 pub mod store;
 pub mod update;
 

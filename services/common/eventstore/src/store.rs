@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -76,6 +76,12 @@ pub struct EventMetadata {
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
     pub traceparent: Option<String>,
+}
+
+tokio::task_local! {
+    /// The time a command decided at ([`crate::command::execute`]): its events' `recorded_at`,
+    /// the time the events' decoders give back to the domain. Outside a command: the clock.
+    pub static DECIDED_AT: DateTime<Utc>;
 }
 
 /// An event as stored.
@@ -206,7 +212,7 @@ pub async fn append(
         return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
     }
 
-    let recorded_at = Utc::now();
+    let recorded_at = DECIDED_AT.try_with(|at| *at).unwrap_or_else(|_| Utc::now().trunc_subsecs(6));
     let mut recorded = Vec::with_capacity(events.len());
     for (index, event) in events.into_iter().enumerate() {
         let version = expected_version + 1 + index as i64;

@@ -1,5 +1,6 @@
 //! The entry point of every service binary: `<service> [serve]`, `<service> migrate`,
-//! `<service> dead-letters list|replay` and `<service> quarantine list|release`, with `--help`
+//! `<service> dead-letters list|replay`, `<service> quarantine list|release` and
+//! `<service> projections list|rebuild`, with `--help`
 //! and `--version`, built from the service's [`Service`] description.
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -30,6 +31,24 @@ enum Command {
     /// (JSON lines); a released event is published with the events of its stream that waited.
     #[command(subcommand)]
     Quarantine(Quarantine),
+    /// List the read models this service keeps from its own events, or rebuild one from its
+    /// event store while the live one keeps serving (JSON lines; progress on stderr).
+    #[command(subcommand)]
+    Projections(Projections),
+}
+
+#[derive(Debug, Subcommand, PartialEq)]
+enum Projections {
+    /// The read models and their tables.
+    List,
+    /// Rebuild one read model: a shadow copy from the event store, then one swap.
+    Rebuild {
+        /// The read model's name (from `list`).
+        name: String,
+        /// Only this tenant's rows.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand, PartialEq)]
@@ -123,6 +142,7 @@ async fn run<S: Service>(command: Command) -> anyhow::Result<()> {
             let pool = crate::startup::connect_postgres(&shared.database_url, 2, &cancel).await?;
             quarantine(&pool, action).await?;
         }
+        Command::Projections(action) => projections(S::read_models(), shared, action, &cancel).await?,
     }
     Ok(())
 }
@@ -147,6 +167,46 @@ async fn quarantine(pool: &sqlx::PgPool, action: Quarantine) -> anyhow::Result<(
         Quarantine::Release { position: None, .. } => {
             let released = quarantine::release_all(pool).await?;
             writeln!(out, "{}", serde_json::json!({ "released": released }))?;
+        }
+    }
+    Ok(())
+}
+
+/// `projections list|rebuild`: JSON lines on stdout, the rebuild's progress on stderr.
+async fn projections(
+    models: Vec<Box<dyn dw_eventstore::rebuild::ReadModel>>,
+    shared: &crate::config::ServiceConfig,
+    action: Projections,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    match action {
+        Projections::List => {
+            let mut out = std::io::stdout().lock();
+            for model in &models {
+                writeln!(out, "{}", serde_json::json!({ "name": model.name(), "tables": model.tables() }))?;
+            }
+        }
+        Projections::Rebuild { name, tenant } => {
+            let Some(model) = models.iter().find(|m| m.name() == name) else {
+                let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+                anyhow::bail!("no read model {name:?}; this service has: {}", names.join(", "));
+            };
+            let tenant = tenant
+                .map(|t| dw_ids::TenantId::parse(&t).map_err(|e| anyhow::anyhow!("--tenant {t:?}: {e}")))
+                .transpose()?;
+            let pool = crate::startup::connect_postgres(&shared.database_url, 4, cancel).await?;
+            let mut last_shown = std::time::Instant::now();
+            let rebuilt = dw_eventstore::rebuild::rebuild(&pool, model.as_ref(), tenant.as_ref(), |progress| {
+                if last_shown.elapsed() >= std::time::Duration::from_secs(1) {
+                    last_shown = std::time::Instant::now();
+                    if let Ok(line) = serde_json::to_string(&progress) {
+                        eprintln!("{line}");
+                    }
+                }
+            })
+            .await?;
+            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&rebuilt)?)?;
         }
     }
     Ok(())

@@ -39,6 +39,12 @@ pub trait Service: 'static {
         Ok(Vec::new())
     }
 
+    /// The read models it keeps from its own events (in the command's transaction), which
+    /// `<service> projections rebuild NAME` rebuilds from its event store.
+    fn read_models() -> Vec<Box<dyn dw_eventstore::rebuild::ReadModel>> {
+        Vec::new()
+    }
+
     /// Serves on `listener` until `cancel`, then drains.
     fn serve(
         config: Self::Config,

@@ -1,0 +1,62 @@
+//! agent-sessions' read models as one rebuildable unit (`agent-sessions projections rebuild
+//! read-models`): each stored event goes to the same `apply_*` function the command ran.
+
+use dw_eventstore::RecordedEvent;
+use dw_eventstore::rebuild::{ApplyFuture, ReadModel};
+use sqlx::PgConnection;
+
+use crate::codec;
+use crate::domain::AgentId;
+
+/// Every table the commands project into (their `apply_*` functions write nothing else).
+pub struct ReadModels;
+
+impl ReadModel for ReadModels {
+    fn name(&self) -> &'static str {
+        "read-models"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "tenant_settings",
+            "agents",
+            "agent_departments",
+            "agent_permissions",
+            "agent_status",
+            "service_days",
+            "service_day_breaks",
+            "service_day_exits",
+        ]
+    }
+
+    fn apply<'a>(&'a self, conn: &'a mut PgConnection, event: &'a RecordedEvent) -> ApplyFuture<'a> {
+        Box::pin(apply_recorded(conn, event))
+    }
+}
+
+/// One stored event into the read models, by the aggregate its stream belongs to.
+async fn apply_recorded(conn: &mut PgConnection, event: &RecordedEvent) -> Result<(), String> {
+    let tenant = &event.tenant_id;
+    let stream = event.stream_id.as_str();
+    let agent_of = |prefix: &str| {
+        stream
+            .strip_prefix(&format!("{prefix}:{tenant}:"))
+            .map(|agent| AgentId::parse(agent).map_err(|e| format!("stream {stream}: agent {e}")))
+            .transpose()
+    };
+    if let Some(agent) = agent_of("serviceday")? {
+        let decoded = codec::decode_service_day(event).map_err(|e| e.to_string())?;
+        super::apply_service_day(conn, tenant.as_str(), &agent, &decoded, event.version)
+            .await
+            .map_err(|e| e.to_string())
+    } else if let Some(agent) = agent_of("agent")? {
+        let decoded = codec::decode_agent(event).map_err(|e| e.to_string())?;
+        super::apply_agent(conn, tenant.as_str(), &agent, &decoded, event.version).await.map_err(|e| e.to_string())
+    } else if stream == codec::tenant_stream(tenant) {
+        let decoded = codec::decode_tenant_settings(event).map_err(|e| e.to_string())?;
+        super::apply_settings(conn, tenant.as_str(), &decoded, event.version).await.map_err(|e| e.to_string())
+    } else {
+        // A stream without a read model.
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! `agent-sessions projections rebuild read-models` through the real binary: read models damaged
+//! on purpose come back as the event store says, for one tenant or all, while reads keep
+//! answering (never half-built) and commands keep landing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{SECRET, TestService, authed, rid, token};
+use dw_auth::Role;
+use dw_grpc_kit::fair_share::FairShareConfig;
+use dw_proto::agentsessions::v1 as pb;
+use sqlx::Row;
+
+const TABLES: [&str; 8] = [
+    "tenant_settings",
+    "agents",
+    "agent_departments",
+    "agent_permissions",
+    "agent_status",
+    "service_days",
+    "service_day_breaks",
+    "service_day_exits",
+];
+
+/// Every read-model row as JSON text per table, sorted (without `updated_at`, which is the time
+/// of the write).
+async fn dump(url: &str) -> BTreeMap<&'static str, Vec<String>> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let mut tables = BTreeMap::new();
+    for table in TABLES {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT (to_jsonb(t) - 'updated_at')::text AS row FROM {table} t ORDER BY 1"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        tables.insert(table, rows.iter().map(|r| r.get::<String, _>("row")).collect());
+    }
+    pool.close().await;
+    tables
+}
+
+/// The dump without the rows of agents whose id starts with `late-` or of `tenant`.
+fn without(dump: &BTreeMap<&'static str, Vec<String>>, needle: &str) -> BTreeMap<&'static str, Vec<String>> {
+    dump.iter().map(|(t, rows)| (*t, rows.iter().filter(|r| !r.contains(needle)).cloned().collect())).collect()
+}
+
+/// Equal dumps, or a failure naming the rows only one side has.
+fn assert_same(actual: &BTreeMap<&'static str, Vec<String>>, expected: &BTreeMap<&'static str, Vec<String>>) {
+    for (table, rows) in expected {
+        let got = &actual[table];
+        let missing: Vec<&String> = rows.iter().filter(|r| !got.contains(r)).collect();
+        let extra: Vec<&String> = got.iter().filter(|r| !rows.contains(r)).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{table}: missing {missing:#?}\nextra {extra:#?}");
+    }
+}
+
+/// A day for each agent: some on a break, some back from one, some ended.
+async fn work_a_day(service: &TestService, tenant: &str, agents: &[String]) {
+    let mut day = service.day();
+    for (i, agent) in agents.iter().enumerate() {
+        let agent_token = token(tenant, agent, &[Role::Agent]);
+        let start = pb::StartServiceDayRequest { request_id: rid() };
+        day.start_service_day(authed(&agent_token, start)).await.unwrap();
+        if i % 2 == 0 {
+            let pause = pb::StartBreakRequest { request_id: rid(), reason_id: "lunch".into() };
+            day.start_break(authed(&agent_token, pause)).await.unwrap();
+        }
+        if i % 4 == 0 {
+            let back = pb::EndBreakRequest { request_id: rid(), confirm: true };
+            day.end_break(authed(&agent_token, back)).await.unwrap();
+        }
+        if i % 5 == 0 {
+            let end = pb::EndServiceDayRequest { request_id: rid() };
+            day.end_service_day(authed(&agent_token, end)).await.unwrap();
+        }
+    }
+}
+
+/// Damages every kind of row of `tenant`.
+async fn corrupt(url: &str, tenant: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    for sql in [
+        "UPDATE agents SET display_name = 'corrupted' WHERE tenant_id = $1",
+        "UPDATE agent_status SET status = 'off', reason_id = NULL WHERE tenant_id = $1",
+        "DELETE FROM service_day_breaks WHERE tenant_id = $1",
+        "DELETE FROM agent_departments WHERE tenant_id = $1",
+        "UPDATE tenant_settings SET ticket_workspace_url = 'https://evil.example' WHERE tenant_id = $1",
+    ] {
+        sqlx::query(sql).bind(tenant).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+}
+
+/// Runs `agent-sessions projections <args>` on the test's database: (success, stdout, stderr).
+async fn projections(service: &TestService, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-sessions"))
+        .arg("projections")
+        .args(args)
+        .env("DW_JWT_SECRET", SECRET)
+        .env("DATABASE_URL", &service.db.url)
+        .env("NATS_URL", dw_testkit::nats_url())
+        .env("DW_STREAM_NAME", &service.namespace.stream_name)
+        .env("DW_SUBJECT_PREFIX", &service.namespace.subject_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damaged_read_models_are_rebuilt_from_the_store_while_reads_and_commands_go_on() {
+    let service = TestService::start_with(|config| config.fair_share = FairShareConfig::unlimited()).await;
+    let url = service.db.url.clone();
+    let acme: Vec<String> = (0..24).map(|i| format!("agent-{i:02}")).collect();
+    let late: Vec<String> = (0..6).map(|i| format!("late-{i}")).collect();
+    let globex: Vec<String> = (0..8).map(|i| format!("g-{i}")).collect();
+    let everyone: Vec<&str> = acme.iter().chain(&late).map(String::as_str).collect();
+    service.seed("acme", &everyone, false).await;
+    service.seed("globex", &globex.iter().map(String::as_str).collect::<Vec<_>>(), false).await;
+    work_a_day(&service, "acme", &acme).await;
+    work_a_day(&service, "globex", &globex).await;
+    let healthy = dump(&url).await;
+    assert!(healthy["service_day_breaks"].len() >= 12, "the day left breaks to damage: {healthy:?}");
+
+    // The list names the read model and its tables; bad names are refused.
+    let (ok, listed, _) = projections(&service, &["list"]).await;
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(listed["name"], "read-models");
+    assert_eq!(listed["tables"].as_array().unwrap().len(), TABLES.len());
+    let (ok, _, err) = projections(&service, &["rebuild", "nope"]).await;
+    assert!(!ok && err.contains("read-models"), "{err}");
+    let (ok, _, err) = projections(&service, &["rebuild", "read-models", "--tenant", "Not A Tenant"]).await;
+    assert!(!ok && err.contains("--tenant"), "{err}");
+
+    // One tenant: only its rows come back; the other's damage stays.
+    corrupt(&url, "acme").await;
+    corrupt(&url, "globex").await;
+    let (ok, out, err) = projections(&service, &["rebuild", "read-models", "--tenant", "acme"]).await;
+    assert!(ok, "{err}");
+    let rebuilt: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(rebuilt["tenant"], "acme");
+    assert!(rebuilt["events"].as_u64().unwrap() > 0, "{rebuilt}");
+    let after_acme = dump(&url).await;
+    assert_same(&without(&after_acme, "\"globex\""), &without(&healthy, "\"globex\""));
+    assert_ne!(after_acme, healthy, "globex is still damaged");
+
+    // All tenants, while managers read the statuses and late agents start their days.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let mut admin = service.admin();
+        let manager = token("globex", "manager-1", &[Role::Manager]);
+        tokio::spawn(async move {
+            let (mut reads, mut damaged, mut mixed) = (0, 0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let request = pb::ListAgentStatusesRequest { page_size: 500, ..Default::default() };
+                let statuses = admin.list_agent_statuses(authed(&manager, request)).await.unwrap().into_inner();
+                let corrupted = statuses.agents.iter().filter(|a| a.display_name == "corrupted").count();
+                match corrupted {
+                    0 => {}
+                    n if n == statuses.agents.len() => damaged += 1,
+                    n => mixed.push(n),
+                }
+                reads += 1;
+            }
+            (reads, damaged, mixed)
+        })
+    };
+    let commands = {
+        let mut day = service.day();
+        let late = late.clone();
+        tokio::spawn(async move {
+            for agent in &late {
+                let agent_token = token("acme", agent, &[Role::Agent]);
+                let start = pb::StartServiceDayRequest { request_id: rid() };
+                day.start_service_day(authed(&agent_token, start)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    let (ok, out, err) = projections(&service, &["rebuild", "read-models"]).await;
+    assert!(ok, "{err}");
+    commands.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let (reads, damaged, mixed) = reader.await.unwrap();
+    assert!(reads > 0);
+    assert!(mixed.is_empty(), "a read saw a half-built table: {mixed:?} damaged rows");
+    let rebuilt: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(rebuilt["tenant"].is_null());
+    assert!(rebuilt["rows"].as_i64().unwrap() > 0);
+    eprintln!("rebuilt: {rebuilt}; {reads} reads during it ({damaged} before the swap)");
+
+    let after = dump(&url).await;
+    assert_same(&without(&after, "\"late-"), &without(&healthy, "\"late-"));
+    for agent in &late {
+        let needle = format!("\"agent_id\": \"{agent}\"");
+        assert_eq!(after["service_days"].iter().filter(|r| r.contains(&needle)).count(), 1, "{agent}'s day");
+        assert!(
+            after["agent_status"].iter().any(|r| r.contains(&needle) && r.contains("\"status\": \"working\"")),
+            "{agent} is working"
+        );
+    }
+    // No shadow copy is left behind.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'dw_rebuild_%'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    pool.close().await;
+    service.stop().await;
+}

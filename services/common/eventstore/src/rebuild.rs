@@ -1,0 +1,400 @@
+//! Rebuilding a read model a service keeps from its own events (`<service> projections rebuild
+//! NAME [--tenant T]`): after a release fixes how an event is projected, or when a table was
+//! damaged.
+//!
+//! The rebuild writes a shadow copy while the live tables keep serving:
+//! 1. a schema `dw_rebuild_<name>` with an empty copy of each of the model's tables (same
+//!    columns, constraints and indexes), and a table of the events applied to it;
+//! 2. the store's events, in global-position order a page per transaction, applied to the copy
+//!    (`search_path` puts the shadow schema first, so the model's own SQL writes there and still
+//!    reads every other table live);
+//! 3. one swap transaction: it locks the live tables (commands that write them wait; reads of
+//!    them wait too, so no caller ever sees a half-built table), applies what was committed
+//!    since (every event of the last minute not applied yet: a command's transaction can commit
+//!    an older position late, and lasts at most the RPC deadline), replaces the live rows (all,
+//!    or the tenant's) by the copy's, and commits. The shadow schema is dropped.
+//!
+//! A command waiting on the swap then applies its own event on top of the rebuilt tables, so
+//! nothing is lost or applied twice.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use dw_ids::TenantId;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::log::{Direction, LogQuery, read_log};
+use crate::store::{RecordedEvent, recorded_event_from_row};
+
+/// Events applied per shadow transaction.
+const PAGE: i64 = 1000;
+
+/// How far back the swap looks for events committed late (a command's transaction lasts at
+/// most the RPC deadline, 30 s).
+const LATE_COMMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long the swap waits for the live tables' lock before giving up (and trying again).
+const SWAP_LOCK_TIMEOUT: &str = "15s";
+
+/// The future a read model's `apply` returns.
+pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A read model a service keeps from its own events (written in the command's transaction),
+/// which the store can rebuild.
+pub trait ReadModel: Send + Sync {
+    /// What operators call it: `<service> projections rebuild NAME`.
+    fn name(&self) -> &'static str;
+
+    /// The tables it owns, each with a `tenant_id` column. Nothing else writes them.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies one stored event (one the model does not project is no change). Unqualified
+    /// table names only: a rebuild runs it with the shadow schema first in `search_path`.
+    fn apply<'a>(&'a self, conn: &'a mut PgConnection, event: &'a RecordedEvent) -> ApplyFuture<'a>;
+}
+
+/// How far a rebuild is (printed as it goes).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Progress {
+    /// Events read from the store so far.
+    pub events: u64,
+    /// Their rate since the start.
+    pub events_per_second: f64,
+    /// Positions left up to the store's head when the rebuild started (an estimate of the events
+    /// left: other tenants' events count too with `--tenant`).
+    pub remaining: i64,
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rebuilt {
+    pub read_model: String,
+    pub tenant: Option<String>,
+    /// Events applied to the copy, the swap's included.
+    pub events: u64,
+    /// Of those, the ones the swap applied (committed during the rebuild).
+    pub applied_at_swap: u64,
+    /// Rows of the rebuilt tables after the swap (the tenant's, with `--tenant`).
+    pub rows: i64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    /// How long the live tables were locked.
+    pub swap_seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("a rebuild of {0} is already running")]
+    Running(String),
+    #[error("table {table} of {model} has no tenant_id column: it cannot be rebuilt for one tenant")]
+    NoTenantColumn { model: String, table: String },
+    #[error("event {event_id} at position {position} ({event_type}) failed: {reason}")]
+    Event { event_id: Uuid, position: i64, event_type: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Rebuilds `model` (for one tenant, or all), reporting progress after each page.
+pub async fn rebuild(
+    pool: &PgPool,
+    model: &dyn ReadModel,
+    tenant: Option<&TenantId>,
+    mut progress: impl FnMut(Progress),
+) -> Result<Rebuilt, RebuildError> {
+    let started = Instant::now();
+    let shadow = shadow_schema(model.name());
+    let mut conn = pool.acquire().await?.detach();
+    // One rebuild of a model at a time (the lock ends with the connection).
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))").bind(&shadow).fetch_one(&mut conn).await?;
+    if !locked {
+        return Err(RebuildError::Running(model.name().to_owned()));
+    }
+    let live: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut conn).await?;
+    if tenant.is_some() {
+        check_tenant_columns(&mut conn, model, &live).await?;
+    }
+    create_shadow(&mut conn, model, &shadow, &live).await?;
+    let result = fill_and_swap(pool, &mut conn, model, tenant, &shadow, &live, started, &mut progress).await;
+    // The copy goes whatever happened: a failed rebuild leaves the live tables as they were.
+    let dropped =
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))).execute(&mut conn).await;
+    let _ = conn.close().await;
+    let rebuilt = result?;
+    dropped?;
+    Ok(rebuilt)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fill_and_swap(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    model: &dyn ReadModel,
+    tenant: Option<&TenantId>,
+    shadow: &str,
+    live: &str,
+    started: Instant,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Rebuilt, RebuildError> {
+    let head: i64 =
+        sqlx::query_scalar("SELECT COALESCE(max(global_position), 0) FROM events").fetch_one(&mut *conn).await?;
+    // (when, the last position read then): the swap re-reads from a position read a minute
+    // before it.
+    let mut read_at: Vec<(Instant, i64)> = Vec::new();
+    let (mut after, mut events) = (0_i64, 0_u64);
+    loop {
+        let query = LogQuery {
+            from_position: after,
+            direction: Direction::Forward,
+            limit: PAGE,
+            tenant: tenant.cloned(),
+            event_type: None,
+            stream_id: None,
+        };
+        read_at.push((Instant::now(), after));
+        let page = read_log(pool, &query).await?;
+        apply_page(conn, model, shadow, live, &page.events).await?;
+        events += page.events.len() as u64;
+        after = page.next_position(after);
+        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        progress(Progress { events, events_per_second: events as f64 / seconds, remaining: (head - after).max(0) });
+        if page.end_of_log {
+            break;
+        }
+    }
+    let swap_from =
+        read_at.iter().rev().find(|(at, _)| at.elapsed() >= LATE_COMMIT_WINDOW).map_or(0, |(_, position)| *position);
+    let mut attempt = 0;
+    let (applied_at_swap, swap_seconds) = loop {
+        attempt += 1;
+        match swap(conn, model, tenant, shadow, live, swap_from).await {
+            Ok(done) => break done,
+            // A deadlock with a command, or the lock not granted in time: try again.
+            Err(RebuildError::Database(sqlx::Error::Database(error)))
+                if attempt < 5 && matches!(error.code().as_deref(), Some("40P01" | "55P03")) =>
+            {
+                tracing::warn!(%error, attempt, "rebuild swap retried");
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    let rows = count_rows(conn, model, tenant, live).await?;
+    let events = events + applied_at_swap;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Rebuilt {
+        read_model: model.name().to_owned(),
+        tenant: tenant.map(|t| t.as_str().to_owned()),
+        events,
+        applied_at_swap,
+        rows,
+        seconds,
+        events_per_second: events as f64 / seconds.max(1e-9),
+        swap_seconds,
+    })
+}
+
+/// `dw_rebuild_<name>`, the name's other characters as `_`.
+fn shadow_schema(name: &str) -> String {
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    format!("dw_rebuild_{safe}")
+}
+
+/// A quoted identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn check_tenant_columns(conn: &mut PgConnection, model: &dyn ReadModel, live: &str) -> Result<(), RebuildError> {
+    for table in model.tables() {
+        let has: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                            WHERE table_schema = $1 AND table_name = $2 AND column_name = 'tenant_id')",
+        )
+        .bind(live)
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !has {
+            return Err(RebuildError::NoTenantColumn { model: model.name().to_owned(), table: (*table).to_owned() });
+        }
+    }
+    Ok(())
+}
+
+async fn create_shadow(
+    conn: &mut PgConnection,
+    model: &dyn ReadModel,
+    shadow: &str,
+    live: &str,
+) -> Result<(), RebuildError> {
+    let mut tx = conn.begin().await?;
+    // A copy left by a rebuild that was killed goes first.
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))).execute(&mut *tx).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {shadow}"))).execute(&mut *tx).await?;
+    for table in model.tables() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {shadow}.{t} (LIKE {live}.{t} INCLUDING ALL)",
+            t = ident(table),
+            live = ident(live)
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {shadow}.dw_applied (event_id uuid PRIMARY KEY)")))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies `events` to the shadow copy in one transaction, recording them as applied.
+async fn apply_page(
+    conn: &mut PgConnection,
+    model: &dyn ReadModel,
+    shadow: &str,
+    live: &str,
+    events: &[RecordedEvent],
+) -> Result<(), RebuildError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    set_shadow_path(&mut tx, shadow, live).await?;
+    apply_all(&mut tx, model, shadow, events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn set_shadow_path(conn: &mut PgConnection, shadow: &str, live: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL search_path TO {shadow}, {}", ident(live))))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn apply_all(
+    conn: &mut PgConnection,
+    model: &dyn ReadModel,
+    shadow: &str,
+    events: &[RecordedEvent],
+) -> Result<(), RebuildError> {
+    for event in events {
+        model.apply(&mut *conn, event).await.map_err(|reason| RebuildError::Event {
+            event_id: event.event_id,
+            position: event.global_position,
+            event_type: event.event_type.clone(),
+            reason,
+        })?;
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {shadow}.dw_applied (event_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING"
+    )))
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The swap transaction; returns the events it applied and how long the tables were locked.
+async fn swap(
+    conn: &mut PgConnection,
+    model: &dyn ReadModel,
+    tenant: Option<&TenantId>,
+    shadow: &str,
+    live: &str,
+    swap_from: i64,
+) -> Result<(u64, f64), RebuildError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")))
+        .execute(&mut *tx)
+        .await?;
+    let live_tables: Vec<String> = model.tables().iter().map(|t| format!("{}.{}", ident(live), ident(t))).collect();
+    sqlx::query(sqlx::AssertSqlSafe(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live_tables.join(", "))))
+        .execute(&mut *tx)
+        .await?;
+    let locked = Instant::now();
+    set_shadow_path(&mut tx, shadow, live).await?;
+    // What committed since (or late) and is not in the copy yet, in position order.
+    let mut applied = 0_u64;
+    let mut after = swap_from;
+    loop {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT global_position, event_id, tenant_id, stream_id, version, event_type, subject, payload, \
+                    recorded_at, correlation_id, causation_id, traceparent \
+             FROM {live}.events e \
+             WHERE e.global_position > $1 AND ($2::text IS NULL OR e.tenant_id = $2) \
+               AND NOT EXISTS (SELECT 1 FROM {shadow}.dw_applied a WHERE a.event_id = e.event_id) \
+             ORDER BY e.global_position LIMIT $3",
+            live = ident(live)
+        )))
+        .bind(after)
+        .bind(tenant.map(TenantId::as_str))
+        .bind(PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        let events = rows.iter().map(recorded_event_from_row).collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = events.last() else { break };
+        after = last.global_position;
+        apply_all(&mut tx, model, shadow, &events).await?;
+        applied += events.len() as u64;
+    }
+    for (table, live_table) in model.tables().iter().zip(&live_tables) {
+        let copy = format!("{shadow}.{}", ident(table));
+        match tenant {
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {live_table}"))).execute(&mut *tx).await?;
+            }
+            Some(tenant) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {live_table} WHERE tenant_id = $1")))
+                    .bind(tenant.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {live_table} SELECT * FROM {copy}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((applied, locked.elapsed().as_secs_f64()))
+}
+
+async fn count_rows(
+    conn: &mut PgConnection,
+    model: &dyn ReadModel,
+    tenant: Option<&TenantId>,
+    live: &str,
+) -> Result<i64, RebuildError> {
+    let mut rows = 0;
+    for table in model.tables() {
+        let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}.{} WHERE $1::text IS NULL OR tenant_id = $1",
+            ident(live),
+            ident(table)
+        )))
+        .bind(tenant.map(TenantId::as_str))
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+        rows += count;
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shadow_schema_is_a_plain_identifier() {
+        assert_eq!(shadow_schema("read-models"), "dw_rebuild_read_models");
+        assert_eq!(shadow_schema("Tasks; DROP"), "dw_rebuild_tasks__drop");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}
