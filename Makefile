@@ -71,9 +71,10 @@ lint: ## rustfmt check and clippy with warnings denied, buf lint + breaking on p
 fmt: ## Format the code (rustfmt)
 	$(CARGO) fmt --all
 
-bench: ## Run the benchmarks: agent commands, tenant fair share, projection consume rate, task assignment, SearchProtocols, template sends, Web Push (BENCH_* knobs)
+bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebuild, projection consume rate, task assignment, SearchProtocols, template sends, Web Push (BENCH_* knobs)
 	$(CARGO) bench -p agent-sessions --bench commands
 	$(CARGO) bench -p agent-sessions --bench fair_share
+	$(CARGO) bench -p agent-sessions --bench rebuild
 	$(CARGO) bench -p dw-bus --bench consume
 	$(CARGO) bench -p task-distribution --bench distribution
 	$(CARGO) bench -p messaging-templates --bench sends
