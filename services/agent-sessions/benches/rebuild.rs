@@ -98,15 +98,27 @@ async fn main() {
     drop(conn);
 
     let model = agent_sessions::projections::rebuild::ReadModels;
-    let rebuilt = dw_eventstore::rebuild::rebuild(&pool, &model, None, |_| {}).await.unwrap();
-    let rate = rebuilt.events_per_second;
-    println!("rebuild         {} events in {:.2} s, {} rows", rebuilt.events, rebuilt.seconds, rebuilt.rows);
-    println!("rate            {rate:.0} events/s (swap: tables locked {:.1} ms)", rebuilt.swap_seconds * 1000.0);
-    println!(
-        "raw, same run   {raw_statements:.0} rows/s one statement each (ratio {:.2}), {raw_batched:.0} rows/s batched (ratio {:.2})",
-        rate / raw_statements,
-        rate / raw_batched
-    );
+    let mut rates = Vec::new();
+    for lanes in [1, 2, 4] {
+        let rebuilt = dw_eventstore::rebuild::rebuild(&pool, &model, None, lanes, |_| {}).await.unwrap();
+        let rate = rebuilt.events_per_second;
+        println!(
+            "rebuild, {lanes} lane(s)  {} events in {:.2} s, {} rows: {rate:.0} events/s (swap: tables locked {:.1} ms)",
+            rebuilt.events,
+            rebuilt.seconds,
+            rebuilt.rows,
+            rebuilt.swap_seconds * 1000.0
+        );
+        rates.push((lanes, rate));
+    }
+    println!("raw, same run   {raw_statements:.0} rows/s one statement each, {raw_batched:.0} rows/s batched");
+    for (lanes, rate) in rates {
+        println!(
+            "ratio, {lanes} lane(s)  {:.2} of one statement per row, {:.2} of batched",
+            rate / raw_statements,
+            rate / raw_batched
+        );
+    }
     pool.close().await;
     service.stop().await;
 }

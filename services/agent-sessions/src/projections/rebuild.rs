@@ -32,6 +32,13 @@ impl ReadModel for ReadModels {
     fn apply<'a>(&'a self, conn: &'a mut PgConnection, event: &'a RecordedEvent) -> ApplyFuture<'a> {
         Box::pin(apply_recorded(conn, event))
     }
+
+    /// An agent's rows are written by its `agent:` and `serviceday:` streams only (both
+    /// `<aggregate>:<tenant>:<agent>`), the tenant's settings by `tenant:<tenant>`: the stream id
+    /// without its aggregate keeps each agent's events in one lane.
+    fn lane_key(&self, event: &RecordedEvent) -> Option<String> {
+        event.stream_id.split_once(':').map(|(_, owner)| owner.to_owned())
+    }
 }
 
 /// One stored event into the read models, by the aggregate its stream belongs to.

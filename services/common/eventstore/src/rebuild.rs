@@ -7,7 +7,9 @@
 //!    columns, constraints and indexes), and a table of the events applied to it;
 //! 2. the store's events, in global-position order a page per transaction, applied to the copy
 //!    (`search_path` puts the shadow schema first, so the model's own SQL writes there and still
-//!    reads every other table live);
+//!    reads every other table live); a model that says which events touch the same rows
+//!    (`lane_key`) has each page split into lanes applied in parallel, each on its own
+//!    connection and in order, while the next page is read;
 //! 3. one swap transaction: it locks the live tables (commands that write them wait; reads of
 //!    them wait too, so no caller ever sees a half-built table), applies what was committed
 //!    since (every event of the last minute not applied yet: a command's transaction can commit
@@ -53,7 +55,17 @@ pub trait ReadModel: Send + Sync {
     /// Applies one stored event (one the model does not project is no change). Unqualified
     /// table names only: a rebuild runs it with the shadow schema first in `search_path`.
     fn apply<'a>(&'a self, conn: &'a mut PgConnection, event: &'a RecordedEvent) -> ApplyFuture<'a>;
+
+    /// Events with the same key read and write the same rows and are applied in order, in one
+    /// lane; events with different keys touch disjoint rows and may be applied in parallel.
+    /// `None` (the default, for every event or for one) applies the page in one lane.
+    fn lane_key(&self, _event: &RecordedEvent) -> Option<String> {
+        None
+    }
 }
+
+/// Lanes a rebuild may use (each holds a connection).
+pub const MAX_LANES: usize = 16;
 
 /// How far a rebuild is (printed as it goes).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -98,14 +110,17 @@ pub enum RebuildError {
     Database(#[from] sqlx::Error),
 }
 
-/// Rebuilds `model` (for one tenant, or all), reporting progress after each page.
+/// Rebuilds `model` (for one tenant, or all) in up to `lanes` parallel lanes (1 to
+/// [`MAX_LANES`]; the pool needs `lanes` + 2 connections), reporting progress after each page.
 pub async fn rebuild(
     pool: &PgPool,
     model: &dyn ReadModel,
     tenant: Option<&TenantId>,
+    lanes: usize,
     mut progress: impl FnMut(Progress),
 ) -> Result<Rebuilt, RebuildError> {
     let started = Instant::now();
+    let lanes = lanes.clamp(1, MAX_LANES);
     let shadow = shadow_schema(model.name());
     let mut conn = pool.acquire().await?.detach();
     // One rebuild of a model at a time (the lock ends with the connection).
@@ -119,7 +134,17 @@ pub async fn rebuild(
         check_tenant_columns(&mut conn, model, &live).await?;
     }
     create_shadow(&mut conn, model, &shadow, &live).await?;
-    let result = fill_and_swap(pool, &mut conn, model, tenant, &shadow, &live, started, &mut progress).await;
+    let result = match acquire_lanes(pool, lanes).await {
+        Ok(mut lane_conns) => {
+            let target = Target { model, tenant, shadow: &shadow, live: &live };
+            let filled = fill_and_swap(pool, &mut conn, &mut lane_conns, &target, started, &mut progress).await;
+            for lane in lane_conns {
+                let _ = lane.close().await;
+            }
+            filled
+        }
+        Err(error) => Err(error),
+    };
     // The copy goes whatever happened: a failed rebuild leaves the live tables as they were.
     let dropped =
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))).execute(&mut conn).await;
@@ -129,41 +154,70 @@ pub async fn rebuild(
     Ok(rebuilt)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A connection per lane, out of the pool for the rebuild's duration.
+async fn acquire_lanes(pool: &PgPool, lanes: usize) -> Result<Vec<PgConnection>, RebuildError> {
+    let mut conns = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        conns.push(pool.acquire().await?.detach());
+    }
+    Ok(conns)
+}
+
+/// What a rebuild writes: the model, for whom, from where to where.
+struct Target<'a> {
+    model: &'a dyn ReadModel,
+    tenant: Option<&'a TenantId>,
+    shadow: &'a str,
+    live: &'a str,
+}
+
 async fn fill_and_swap(
     pool: &PgPool,
     conn: &mut PgConnection,
-    model: &dyn ReadModel,
-    tenant: Option<&TenantId>,
-    shadow: &str,
-    live: &str,
+    lanes: &mut [PgConnection],
+    target: &Target<'_>,
     started: Instant,
     progress: &mut impl FnMut(Progress),
 ) -> Result<Rebuilt, RebuildError> {
+    let Target { model, tenant, live, .. } = *target;
     let head: i64 =
         sqlx::query_scalar("SELECT COALESCE(max(global_position), 0) FROM events").fetch_one(&mut *conn).await?;
+    let page_after = |from_position: i64| LogQuery {
+        from_position,
+        direction: Direction::Forward,
+        limit: PAGE,
+        tenant: tenant.cloned(),
+        event_type: None,
+        stream_id: None,
+    };
     // (when, the last position read then): the swap re-reads from a position read a minute
     // before it.
-    let mut read_at: Vec<(Instant, i64)> = Vec::new();
+    let mut read_at: Vec<(Instant, i64)> = vec![(Instant::now(), 0)];
     let (mut after, mut events) = (0_i64, 0_u64);
+    let mut page = read_log(pool, &page_after(after)).await?;
     loop {
-        let query = LogQuery {
-            from_position: after,
-            direction: Direction::Forward,
-            limit: PAGE,
-            tenant: tenant.cloned(),
-            event_type: None,
-            stream_id: None,
+        let next_after = page.next_position(after);
+        let end = page.end_of_log;
+        // The next page is read while this one is applied.
+        let read_next = async {
+            if end {
+                return Ok(None);
+            }
+            let at = Instant::now();
+            read_log(pool, &page_after(next_after)).await.map(|next| Some((at, next)))
         };
-        read_at.push((Instant::now(), after));
-        let page = read_log(pool, &query).await?;
-        apply_page(conn, model, shadow, live, &page.events).await?;
+        let (applied, next) = tokio::join!(apply_page(lanes, target, &page.events), read_next);
+        applied?;
         events += page.events.len() as u64;
-        after = page.next_position(after);
+        after = next_after;
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
         progress(Progress { events, events_per_second: events as f64 / seconds, remaining: (head - after).max(0) });
-        if page.end_of_log {
-            break;
+        match next? {
+            Some((at, next)) => {
+                read_at.push((at, after));
+                page = next;
+            }
+            None => break,
         }
     }
     let swap_from =
@@ -171,7 +225,7 @@ async fn fill_and_swap(
     let mut attempt = 0;
     let (applied_at_swap, swap_seconds) = loop {
         attempt += 1;
-        match swap(conn, model, tenant, shadow, live, swap_from).await {
+        match swap(conn, target, swap_from).await {
             Ok(done) => break done,
             // A deadlock with a command, or the lock not granted in time: try again.
             Err(RebuildError::Database(sqlx::Error::Database(error)))
@@ -252,20 +306,59 @@ async fn create_shadow(
     Ok(())
 }
 
-/// Applies `events` to the shadow copy in one transaction, recording them as applied.
+/// Applies `events` to the shadow copy, recording them as applied: split by the model's lane
+/// keys, one transaction per lane in parallel (or all in the first lane).
 async fn apply_page(
-    conn: &mut PgConnection,
-    model: &dyn ReadModel,
-    shadow: &str,
-    live: &str,
+    lanes: &mut [PgConnection],
+    target: &Target<'_>,
     events: &[RecordedEvent],
 ) -> Result<(), RebuildError> {
     if events.is_empty() {
         return Ok(());
     }
+    let groups = split_into_lanes(events, lanes.len(), |event| target.model.lane_key(event));
+    let work = lanes
+        .iter_mut()
+        .zip(groups)
+        .filter(|(_, group)| !group.is_empty())
+        .map(|(conn, group)| apply_lane(conn, target, group));
+    futures::future::try_join_all(work).await?;
+    Ok(())
+}
+
+/// The events of each lane, each lane in the page's order; everything in the first lane when an
+/// event has no key.
+fn split_into_lanes(
+    events: &[RecordedEvent],
+    lanes: usize,
+    key: impl Fn(&RecordedEvent) -> Option<String>,
+) -> Vec<Vec<&RecordedEvent>> {
+    use std::hash::{Hash, Hasher};
+    let mut groups: Vec<Vec<&RecordedEvent>> = vec![Vec::new(); lanes.max(1)];
+    let mut lane_of = Vec::with_capacity(events.len());
+    for event in events {
+        let Some(key) = key(event) else {
+            groups[0] = events.iter().collect();
+            return groups;
+        };
+        let mut hasher = std::hash::DefaultHasher::new();
+        key.hash(&mut hasher);
+        lane_of.push((hasher.finish() % groups.len() as u64) as usize);
+    }
+    for (event, lane) in events.iter().zip(lane_of) {
+        groups[lane].push(event);
+    }
+    groups
+}
+
+async fn apply_lane(
+    conn: &mut PgConnection,
+    target: &Target<'_>,
+    events: Vec<&RecordedEvent>,
+) -> Result<(), RebuildError> {
     let mut tx = conn.begin().await?;
-    set_shadow_path(&mut tx, shadow, live).await?;
-    apply_all(&mut tx, model, shadow, events).await?;
+    set_shadow_path(&mut tx, target.shadow, target.live).await?;
+    apply_all(&mut tx, target.model, target.shadow, events).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -277,13 +370,15 @@ async fn set_shadow_path(conn: &mut PgConnection, shadow: &str, live: &str) -> R
     Ok(())
 }
 
-async fn apply_all(
+async fn apply_all<'e>(
     conn: &mut PgConnection,
     model: &dyn ReadModel,
     shadow: &str,
-    events: &[RecordedEvent],
+    events: impl IntoIterator<Item = &'e RecordedEvent>,
 ) -> Result<(), RebuildError> {
+    let mut ids = Vec::new();
     for event in events {
+        ids.push(event.event_id);
         model.apply(&mut *conn, event).await.map_err(|reason| RebuildError::Event {
             event_id: event.event_id,
             position: event.global_position,
@@ -291,7 +386,6 @@ async fn apply_all(
             reason,
         })?;
     }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {shadow}.dw_applied (event_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING"
     )))
@@ -302,14 +396,8 @@ async fn apply_all(
 }
 
 /// The swap transaction; returns the events it applied and how long the tables were locked.
-async fn swap(
-    conn: &mut PgConnection,
-    model: &dyn ReadModel,
-    tenant: Option<&TenantId>,
-    shadow: &str,
-    live: &str,
-    swap_from: i64,
-) -> Result<(u64, f64), RebuildError> {
+async fn swap(conn: &mut PgConnection, target: &Target<'_>, swap_from: i64) -> Result<(u64, f64), RebuildError> {
+    let Target { model, tenant, shadow, live } = *target;
     let mut tx = conn.begin().await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")))
         .execute(&mut *tx)
@@ -396,5 +484,50 @@ mod tests {
         assert_eq!(shadow_schema("read-models"), "dw_rebuild_read_models");
         assert_eq!(shadow_schema("Tasks; DROP"), "dw_rebuild_tasks__drop");
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    fn event(position: i64, stream: &str) -> RecordedEvent {
+        RecordedEvent {
+            global_position: position,
+            event_id: Uuid::now_v7(),
+            tenant_id: TenantId::parse("acme").expect("tenant"),
+            stream_id: stream.to_owned(),
+            version: position,
+            event_type: "t".to_owned(),
+            subject: "s".to_owned(),
+            payload: Vec::new(),
+            recorded_at: chrono::Utc::now(),
+            metadata: crate::store::EventMetadata::default(),
+        }
+    }
+
+    fn positions(groups: &[Vec<&RecordedEvent>]) -> Vec<Vec<i64>> {
+        groups.iter().map(|g| g.iter().map(|e| e.global_position).collect()).collect()
+    }
+
+    #[test]
+    fn lanes_keep_each_keys_events_together_and_in_order() {
+        let events: Vec<RecordedEvent> =
+            (1..=40).map(|i| event(i, &format!("a:{}", ["x", "y", "z", "w", "v"][i as usize % 5]))).collect();
+        let groups = split_into_lanes(&events, 4, |e| Some(e.stream_id.clone()));
+        assert_eq!(groups.len(), 4);
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 40, "every event in exactly one lane");
+        for group in &groups {
+            assert!(group.windows(2).all(|w| w[0].global_position < w[1].global_position), "page order kept");
+        }
+        for stream in ["a:x", "a:y", "a:z", "a:w", "a:v"] {
+            let holding = groups.iter().filter(|g| g.iter().any(|e| e.stream_id == stream)).count();
+            assert_eq!(holding, 1, "{stream} is in one lane");
+        }
+        assert!(groups.iter().filter(|g| !g.is_empty()).count() > 1, "five keys spread over lanes");
+    }
+
+    #[test]
+    fn an_event_without_a_key_puts_the_page_in_one_lane() {
+        let events: Vec<RecordedEvent> = (1..=6).map(|i| event(i, &format!("a:{i}"))).collect();
+        let groups = split_into_lanes(&events, 3, |e| (e.global_position != 4).then(|| e.stream_id.clone()));
+        assert_eq!(positions(&groups), vec![vec![1, 2, 3, 4, 5, 6], vec![], vec![]]);
+        let one = split_into_lanes(&events, 1, |e| Some(e.stream_id.clone()));
+        assert_eq!(positions(&one), vec![vec![1, 2, 3, 4, 5, 6]]);
     }
 }

@@ -48,6 +48,9 @@ enum Projections {
         /// Only this tenant's rows.
         #[arg(long)]
         tenant: Option<String>,
+        /// Parallel lanes (connections) applying events that touch different rows.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+        lanes: u8,
     },
 }
 
@@ -187,7 +190,7 @@ async fn projections(
                 writeln!(out, "{}", serde_json::json!({ "name": model.name(), "tables": model.tables() }))?;
             }
         }
-        Projections::Rebuild { name, tenant } => {
+        Projections::Rebuild { name, tenant, lanes } => {
             let Some(model) = models.iter().find(|m| m.name() == name) else {
                 let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
                 anyhow::bail!("no read model {name:?}; this service has: {}", names.join(", "));
@@ -195,9 +198,10 @@ async fn projections(
             let tenant = tenant
                 .map(|t| dw_ids::TenantId::parse(&t).map_err(|e| anyhow::anyhow!("--tenant {t:?}: {e}")))
                 .transpose()?;
-            let pool = crate::startup::connect_postgres(&shared.database_url, 4, cancel).await?;
+            let lanes = usize::from(lanes);
+            let pool = crate::startup::connect_postgres(&shared.database_url, lanes as u32 + 2, cancel).await?;
             let mut last_shown = std::time::Instant::now();
-            let rebuilt = dw_eventstore::rebuild::rebuild(&pool, model.as_ref(), tenant.as_ref(), |progress| {
+            let rebuilt = dw_eventstore::rebuild::rebuild(&pool, model.as_ref(), tenant.as_ref(), lanes, |progress| {
                 if last_shown.elapsed() >= std::time::Duration::from_secs(1) {
                     last_shown = std::time::Instant::now();
                     if let Ok(line) = serde_json::to_string(&progress) {
@@ -251,6 +255,22 @@ mod tests {
         assert_eq!(quarantine("quarantine release 7"), Quarantine::Release { position: Some(7), all: false });
         assert_eq!(quarantine("quarantine release --all"), Quarantine::Release { position: None, all: true });
         for refused in ["quarantine release", "quarantine release 7 --all", "quarantine release x"] {
+            assert!(parse(refused).is_err(), "{refused}");
+        }
+        let projections = |line: &str| match parse(line) {
+            Ok(Some(Command::Projections(action))) => action,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(projections("projections list"), Projections::List);
+        assert_eq!(
+            projections("projections rebuild read-models"),
+            Projections::Rebuild { name: "read-models".into(), tenant: None, lanes: 4 }
+        );
+        assert_eq!(
+            projections("projections rebuild read-models --tenant acme --lanes 16"),
+            Projections::Rebuild { name: "read-models".into(), tenant: Some("acme".into()), lanes: 16 }
+        );
+        for refused in ["projections rebuild", "projections rebuild x --lanes 0", "projections rebuild x --lanes 17"] {
             assert!(parse(refused).is_err(), "{refused}");
         }
         let wrong = parse("dead-letters replay seven").unwrap_err().to_string();
