@@ -213,6 +213,14 @@ async fn damaged_read_models_are_rebuilt_from_the_store_while_reads_and_commands
             "{agent} is working"
         );
     }
+    // The list shows the latest rebuild's outcome.
+    let (ok, listed, _) = projections(&service, &["list"]).await;
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    let last = &listed["last_rebuild"];
+    assert_eq!(last["outcome"], "done", "{listed}");
+    assert!(last["tenant"].is_null() && last["running"] == false, "{listed}");
+    assert_eq!(last["events"], rebuilt["events"], "{listed}");
     // No shadow copy is left behind.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'dw_rebuild_%'")

@@ -118,6 +118,7 @@ impl Bootstrap {
         crate::observability::register_build_info(&mut registry, name);
         crate::process_metrics::register(&mut registry);
         tasks.spawn(crate::observability::watch_pool(pool.clone(), &mut registry, background.clone()));
+        tasks.spawn(crate::observability::watch_rebuilds(pool.clone(), &mut registry, background.clone()));
         let fair_share = Arc::new(FairShare::new(config.fair_share.clone(), &mut registry));
         if let Some(tls) = &grpc_tls {
             tls.register_metrics(&mut registry);

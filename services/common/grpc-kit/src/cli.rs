@@ -185,9 +185,13 @@ async fn projections(
     use std::io::Write;
     match action {
         Projections::List => {
+            let pool = crate::startup::connect_postgres(&shared.database_url, 1, cancel).await?;
+            let statuses = dw_eventstore::rebuild::statuses(&pool).await?;
             let mut out = std::io::stdout().lock();
             for model in &models {
-                writeln!(out, "{}", serde_json::json!({ "name": model.name(), "tables": model.tables() }))?;
+                let last = statuses.iter().find(|s| s.read_model == model.name());
+                let line = serde_json::json!({ "name": model.name(), "tables": model.tables(), "last_rebuild": last });
+                writeln!(out, "{line}")?;
             }
         }
         Projections::Rebuild { name, tenant, lanes } => {

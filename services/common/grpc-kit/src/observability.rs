@@ -210,6 +210,71 @@ pub fn watch_pool(
     }
 }
 
+/// `dw_rebuild_*{read_model}`: the latest rebuild of each read model of the service's database
+/// (`<service> projections rebuild`, which records its progress there wherever it runs), read
+/// every 10 s.
+pub fn watch_rebuilds(
+    pool: sqlx::PgPool,
+    registry: &mut Registry,
+    cancel: tokio_util::sync::CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    use prometheus_client::metrics::gauge::Gauge;
+    type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+    let events = Family::<RebuildLabels, Gauge>::default();
+    let remaining = Family::<RebuildLabels, Gauge>::default();
+    let rate = Family::<RebuildLabels, FloatGauge>::default();
+    let running = Family::<RebuildLabels, Gauge>::default();
+    let failed = Family::<RebuildLabels, Gauge>::default();
+    registry.register(
+        "dw_rebuild_events",
+        "Events the latest rebuild of the read model applied so far",
+        events.clone(),
+    );
+    registry.register(
+        "dw_rebuild_remaining",
+        "Store positions the running rebuild of the read model has still to read (0 when finished)",
+        remaining.clone(),
+    );
+    registry.register("dw_rebuild_events_per_second", "The latest rebuild's rate since its start", rate.clone());
+    registry.register(
+        "dw_rebuild_running",
+        "1 while a rebuild of the read model records progress (a killed one drops to 0 after two minutes)",
+        running.clone(),
+    );
+    registry.register(
+        "dw_rebuild_failed",
+        "1 when the latest rebuild of the read model failed (the live tables were left as they were)",
+        failed.clone(),
+    );
+    async move {
+        loop {
+            match dw_eventstore::rebuild::statuses(&pool).await {
+                Ok(statuses) => {
+                    for status in statuses {
+                        let labels = RebuildLabels { read_model: status.read_model };
+                        events.get_or_create(&labels).set(status.events);
+                        remaining.get_or_create(&labels).set(status.remaining);
+                        rate.get_or_create(&labels).set(status.events_per_second);
+                        running.get_or_create(&labels).set(i64::from(status.running));
+                        let has_failed = status.outcome.is_some_and(|o| o.starts_with("failed"));
+                        failed.get_or_create(&labels).set(i64::from(has_failed));
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "rebuild progress not read"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RebuildLabels {
+    pub read_model: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: String,

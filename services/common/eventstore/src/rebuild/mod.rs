@@ -27,6 +27,11 @@ use dw_ids::TenantId;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+mod lanes;
+mod progress;
+
+pub use progress::{RebuildStatus, statuses};
+
 use crate::log::{Direction, LogQuery, read_log};
 use crate::store::{RecordedEvent, recorded_event_from_row};
 
@@ -117,7 +122,7 @@ pub async fn rebuild(
     model: &dyn ReadModel,
     tenant: Option<&TenantId>,
     lanes: usize,
-    mut progress: impl FnMut(Progress),
+    mut report: impl FnMut(Progress),
 ) -> Result<Rebuilt, RebuildError> {
     let started = Instant::now();
     let lanes = lanes.clamp(1, MAX_LANES);
@@ -134,10 +139,11 @@ pub async fn rebuild(
         check_tenant_columns(&mut conn, model, &live).await?;
     }
     create_shadow(&mut conn, model, &shadow, &live).await?;
+    progress::start(&mut conn, model.name(), tenant.map(TenantId::as_str)).await?;
     let result = match acquire_lanes(pool, lanes).await {
         Ok(mut lane_conns) => {
             let target = Target { model, tenant, shadow: &shadow, live: &live };
-            let filled = fill_and_swap(pool, &mut conn, &mut lane_conns, &target, started, &mut progress).await;
+            let filled = fill_and_swap(pool, &mut conn, &mut lane_conns, &target, started, &mut report).await;
             for lane in lane_conns {
                 let _ = lane.close().await;
             }
@@ -148,6 +154,13 @@ pub async fn rebuild(
     // The copy goes whatever happened: a failed rebuild leaves the live tables as they were.
     let dropped =
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))).execute(&mut conn).await;
+    let outcome = match &result {
+        Ok(_) => "done".to_owned(),
+        Err(error) => format!("failed: {error}"),
+    };
+    if let Err(error) = progress::finish(&mut conn, model.name(), &outcome, result.as_ref().ok()).await {
+        tracing::warn!(%error, "the rebuild's outcome was not recorded");
+    }
     let _ = conn.close().await;
     let rebuilt = result?;
     dropped?;
@@ -174,10 +187,10 @@ struct Target<'a> {
 async fn fill_and_swap(
     pool: &PgPool,
     conn: &mut PgConnection,
-    lanes: &mut [PgConnection],
+    lane_conns: &mut [PgConnection],
     target: &Target<'_>,
     started: Instant,
-    progress: &mut impl FnMut(Progress),
+    report: &mut impl FnMut(Progress),
 ) -> Result<Rebuilt, RebuildError> {
     let Target { model, tenant, live, .. } = *target;
     let head: i64 =
@@ -206,12 +219,14 @@ async fn fill_and_swap(
             let at = Instant::now();
             read_log(pool, &page_after(next_after)).await.map(|next| Some((at, next)))
         };
-        let (applied, next) = tokio::join!(apply_page(lanes, target, &page.events), read_next);
+        let (applied, next) = tokio::join!(lanes::apply_page(lane_conns, target, &page.events), read_next);
         applied?;
         events += page.events.len() as u64;
         after = next_after;
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
-        progress(Progress { events, events_per_second: events as f64 / seconds, remaining: (head - after).max(0) });
+        let now = Progress { events, events_per_second: events as f64 / seconds, remaining: (head - after).max(0) };
+        progress::record(&mut *conn, model.name(), &now).await?;
+        report(now);
         match next? {
             Some((at, next)) => {
                 read_at.push((at, after));
@@ -302,63 +317,6 @@ async fn create_shadow(
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {shadow}.dw_applied (event_id uuid PRIMARY KEY)")))
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Applies `events` to the shadow copy, recording them as applied: split by the model's lane
-/// keys, one transaction per lane in parallel (or all in the first lane).
-async fn apply_page(
-    lanes: &mut [PgConnection],
-    target: &Target<'_>,
-    events: &[RecordedEvent],
-) -> Result<(), RebuildError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let groups = split_into_lanes(events, lanes.len(), |event| target.model.lane_key(event));
-    let work = lanes
-        .iter_mut()
-        .zip(groups)
-        .filter(|(_, group)| !group.is_empty())
-        .map(|(conn, group)| apply_lane(conn, target, group));
-    futures::future::try_join_all(work).await?;
-    Ok(())
-}
-
-/// The events of each lane, each lane in the page's order; everything in the first lane when an
-/// event has no key.
-fn split_into_lanes(
-    events: &[RecordedEvent],
-    lanes: usize,
-    key: impl Fn(&RecordedEvent) -> Option<String>,
-) -> Vec<Vec<&RecordedEvent>> {
-    use std::hash::{Hash, Hasher};
-    let mut groups: Vec<Vec<&RecordedEvent>> = vec![Vec::new(); lanes.max(1)];
-    let mut lane_of = Vec::with_capacity(events.len());
-    for event in events {
-        let Some(key) = key(event) else {
-            groups[0] = events.iter().collect();
-            return groups;
-        };
-        let mut hasher = std::hash::DefaultHasher::new();
-        key.hash(&mut hasher);
-        lane_of.push((hasher.finish() % groups.len() as u64) as usize);
-    }
-    for (event, lane) in events.iter().zip(lane_of) {
-        groups[lane].push(event);
-    }
-    groups
-}
-
-async fn apply_lane(
-    conn: &mut PgConnection,
-    target: &Target<'_>,
-    events: Vec<&RecordedEvent>,
-) -> Result<(), RebuildError> {
-    let mut tx = conn.begin().await?;
-    set_shadow_path(&mut tx, target.shadow, target.live).await?;
-    apply_all(&mut tx, target.model, target.shadow, events).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -484,50 +442,5 @@ mod tests {
         assert_eq!(shadow_schema("read-models"), "dw_rebuild_read_models");
         assert_eq!(shadow_schema("Tasks; DROP"), "dw_rebuild_tasks__drop");
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-    }
-
-    fn event(position: i64, stream: &str) -> RecordedEvent {
-        RecordedEvent {
-            global_position: position,
-            event_id: Uuid::now_v7(),
-            tenant_id: TenantId::parse("acme").expect("tenant"),
-            stream_id: stream.to_owned(),
-            version: position,
-            event_type: "t".to_owned(),
-            subject: "s".to_owned(),
-            payload: Vec::new(),
-            recorded_at: chrono::Utc::now(),
-            metadata: crate::store::EventMetadata::default(),
-        }
-    }
-
-    fn positions(groups: &[Vec<&RecordedEvent>]) -> Vec<Vec<i64>> {
-        groups.iter().map(|g| g.iter().map(|e| e.global_position).collect()).collect()
-    }
-
-    #[test]
-    fn lanes_keep_each_keys_events_together_and_in_order() {
-        let events: Vec<RecordedEvent> =
-            (1..=40).map(|i| event(i, &format!("a:{}", ["x", "y", "z", "w", "v"][i as usize % 5]))).collect();
-        let groups = split_into_lanes(&events, 4, |e| Some(e.stream_id.clone()));
-        assert_eq!(groups.len(), 4);
-        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 40, "every event in exactly one lane");
-        for group in &groups {
-            assert!(group.windows(2).all(|w| w[0].global_position < w[1].global_position), "page order kept");
-        }
-        for stream in ["a:x", "a:y", "a:z", "a:w", "a:v"] {
-            let holding = groups.iter().filter(|g| g.iter().any(|e| e.stream_id == stream)).count();
-            assert_eq!(holding, 1, "{stream} is in one lane");
-        }
-        assert!(groups.iter().filter(|g| !g.is_empty()).count() > 1, "five keys spread over lanes");
-    }
-
-    #[test]
-    fn an_event_without_a_key_puts_the_page_in_one_lane() {
-        let events: Vec<RecordedEvent> = (1..=6).map(|i| event(i, &format!("a:{i}"))).collect();
-        let groups = split_into_lanes(&events, 3, |e| (e.global_position != 4).then(|| e.stream_id.clone()));
-        assert_eq!(positions(&groups), vec![vec![1, 2, 3, 4, 5, 6], vec![], vec![]]);
-        let one = split_into_lanes(&events, 1, |e| Some(e.stream_id.clone()));
-        assert_eq!(positions(&one), vec![vec![1, 2, 3, 4, 5, 6]]);
     }
 }
