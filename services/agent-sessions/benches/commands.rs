@@ -1,5 +1,8 @@
 //! `make bench`: agent commands (break start/end pairs) through the real gRPC API, Postgres and
-//! NATS, and the relay's commit → JetStream latency. Prints figures; asserts nothing.
+//! NATS, and the relay's commit → JetStream latency, each beside the raw limit of the same shape
+//! measured first in the same run: the append-shaped transaction (stream guard `UPDATE …
+//! RETURNING`, event insert, outbox insert; no `NOTIFY`, none of our code) at the same
+//! concurrency, and an acked JetStream publish. Prints figures and ratios; asserts nothing.
 //!
 //! Knobs: `BENCH_AGENTS` (concurrent agents, default 64), `BENCH_SECONDS` (default 10).
 
@@ -24,6 +27,8 @@ async fn main() {
     let names: Vec<String> = (0..agents).map(|i| format!("agent-{i:04}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     service.seed("bench", &refs, true).await;
+    let raw = raw_append_shaped(&service.db.url, agents, seconds).await;
+    let raw_publish = raw_acked_publish().await;
     for name in &names {
         let agent = token("bench", name, &[Role::Agent]);
         service
@@ -94,5 +99,94 @@ async fn main() {
         ms(percentile(&lags, 0.99)),
         lags.len()
     );
+    println!("raw, same run   append-shaped transactions, {agents} clients: {:.0}/s, {}", raw.0, summary(&raw.1));
+    println!("                acked JetStream publish: {}", summary(&raw_publish));
+    println!("ratio           commands/s ÷ raw transactions/s = {:.2}", rate / raw.0.max(1e-9));
     service.stop().await;
+}
+
+/// The raw limit of an agent command's write: `clients` connections each committing, for
+/// `seconds`, the append's shape on copies of the store's tables (stream guard, event, outbox;
+/// no `NOTIFY`). Returns transactions/s and their latencies.
+async fn raw_append_shaped(url: &str, clients: usize, seconds: u64) -> (f64, Vec<Duration>) {
+    use sqlx::Connection;
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(clients as u32 + 1).connect(url).await.unwrap();
+    for setup in [
+        "CREATE TABLE raw_streams (LIKE streams INCLUDING ALL)",
+        "CREATE TABLE raw_events (LIKE events INCLUDING ALL)",
+        "CREATE TABLE raw_outbox (position bigserial PRIMARY KEY, global_position bigint NOT NULL REFERENCES raw_events (global_position))",
+        "INSERT INTO raw_streams (stream_id, tenant_id, version) SELECT 'raw:' || i, 'bench', 0 FROM generate_series(0, 1023) AS i",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&pool).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let pool = pool.clone();
+        workers.spawn(async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let stream = format!("raw:{client}");
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let mut tx = conn.begin().await.unwrap();
+                let version: i64 = sqlx::query_scalar(
+                    "UPDATE raw_streams SET version = version + 1, updated_at = now() WHERE stream_id = $1 RETURNING version",
+                )
+                .bind(&stream)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                let position: i64 = sqlx::query_scalar(
+                    "INSERT INTO raw_events (event_id, tenant_id, stream_id, version, event_type, subject, payload, recorded_at) \
+                     VALUES ($1, 'bench', $2, $3, 'dw.agentsessions.v1.BreakStarted', 'serviceday.break_started', $4, now()) \
+                     RETURNING global_position",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(&stream)
+                .bind(version)
+                .bind(vec![7_u8; 64])
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                sqlx::query("INSERT INTO raw_outbox (global_position) VALUES ($1)")
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                latencies.push(started.elapsed());
+            }
+            (latencies, 0_u64)
+        });
+    }
+    let (latencies, _) = gather(workers).await.unwrap();
+    for teardown in ["DROP TABLE raw_outbox", "DROP TABLE raw_events", "DROP TABLE raw_streams"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(teardown)).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    (latencies.len() as f64 / seconds as f64, latencies)
+}
+
+/// Acked JetStream publishes, one at a time, to a stream of their own: the relay's floor.
+async fn raw_acked_publish() -> Vec<Duration> {
+    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
+    let name = format!("RAW_{}", uuid::Uuid::now_v7().simple());
+    let subject = format!("raw.{}", name.to_lowercase());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![subject.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut latencies = Vec::new();
+    for _ in 0..2_000 {
+        let started = Instant::now();
+        js.publish(subject.clone(), vec![7_u8; 256].into()).await.unwrap().await.unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let _ = js.delete_stream(&name).await;
+    latencies
 }

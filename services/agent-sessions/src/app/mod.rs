@@ -171,6 +171,15 @@ struct ServiceDayCommand<'c> {
 impl Attempt<DomainError> for ServiceDayCommand<'_> {
     type Response = pb::AgentDayState;
 
+    fn streams(&self) -> Vec<String> {
+        let (tenant, agent_id) = (&self.ctx.tenant, &self.agent_id);
+        vec![
+            AgentStream { tenant, agent_id }.stream_id(),
+            SettingsStream { tenant, actor: &self.ctx.actor }.stream_id(),
+            ServiceDayStream { tenant, agent_id }.stream_id(),
+        ]
+    }
+
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::AgentDayState, AppError> {
         let ctx = self.ctx;
         let tenant = &ctx.tenant;
@@ -239,6 +248,10 @@ struct AgentCommand<'c> {
 impl Attempt<DomainError> for AgentCommand<'_> {
     type Response = pb::Agent;
 
+    fn streams(&self) -> Vec<String> {
+        vec![AgentStream { tenant: &self.ctx.tenant, agent_id: &self.agent_id }.stream_id()]
+    }
+
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Agent, AppError> {
         let ctx = self.ctx;
         let stream = AgentStream { tenant: &ctx.tenant, agent_id: &self.agent_id };
@@ -270,6 +283,10 @@ struct SettingsCommand<'c> {
 
 impl Attempt<DomainError> for SettingsCommand<'_> {
     type Response = pb::TenantSettings;
+
+    fn streams(&self) -> Vec<String> {
+        vec![SettingsStream { tenant: &self.ctx.tenant, actor: &self.ctx.actor }.stream_id()]
+    }
 
     async fn attempt(&self, conn: &mut PgConnection, _now: DateTime<Utc>) -> Result<pb::TenantSettings, AppError> {
         let ctx = self.ctx;

@@ -6,6 +6,7 @@
 //! This is the only way the services change state: a handler gets its transaction from
 //! [`execute`], which needs the request's [`RequestKey`], so no mutation can skip idempotency.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::time::Duration;
 
@@ -63,6 +64,13 @@ pub trait Attempt<D>: Sync {
         conn: &'a mut PgConnection,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Self::Response, CommandError<D>>> + Send + 'a;
+
+    /// The streams the attempt loads, when it knows them before it starts: they are read with
+    /// the request's idempotency lookup, in one round trip, and each `aggregate::load` of them
+    /// takes its copy instead of asking the database again.
+    fn streams(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Runs `command` idempotently under the request's key, retrying conflicts up to
@@ -73,16 +81,19 @@ where
     A: Attempt<D>,
 {
     let key = ctx.key();
+    let streams = command.streams();
     for attempt in 1..=MAX_ATTEMPTS {
         let mut tx = pool.begin().await?;
-        if let Some(stored) = idempotency::find_response(&mut tx, key).await? {
+        let (stored, prefetched) = idempotency::find_response_and_streams(&mut tx, key, &streams).await?;
+        if let Some(stored) = stored {
             return Ok(A::Response::decode(stored.as_slice())?);
         }
         // Postgres keeps microseconds: decide with the time as it will be stored.
         let now = Utc::now().trunc_subsecs(6);
         // Its events are recorded at that time too, so what the command projected from them
         // is what a rebuild from the store projects.
-        let outcome = match crate::store::DECIDED_AT.scope(now, command.attempt(&mut tx, now)).await {
+        let attempt_at_now = crate::store::PREFETCHED.scope(RefCell::new(prefetched), command.attempt(&mut tx, now));
+        let outcome = match crate::store::DECIDED_AT.scope(now, attempt_at_now).await {
             Ok(response) => match idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await {
                 Ok(()) => Ok(response),
                 Err(error) => Err(CommandError::from(error)),

@@ -4,7 +4,10 @@
 use dw_ids::{RequestId, TenantId};
 use sqlx::{PgConnection, Row};
 
+use std::collections::HashMap;
+
 use crate::StoreError;
+use crate::store::StreamState;
 
 /// Who asked for what.
 #[derive(Debug, Clone, Copy)]
@@ -21,27 +24,52 @@ pub struct RequestKey<'a> {
 /// The stored response of an earlier request with this key, if any. A key reused for another
 /// operation or another request body is [`StoreError::RequestIdReused`].
 pub async fn find_response(conn: &mut PgConnection, key: RequestKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
-    let row = sqlx::query(
-        "SELECT operation, request_hash, response FROM idempotency_keys \
-         WHERE tenant_id = $1 AND principal = $2 AND request_id = $3",
+    Ok(find_response_and_streams(conn, key, &[]).await?.0)
+}
+
+/// [`find_response`] and, in the same round trip, the version and snapshot of each of
+/// `streams` (a stream with no event yet is at version 0).
+pub async fn find_response_and_streams(
+    conn: &mut PgConnection,
+    key: RequestKey<'_>,
+    streams: &[String],
+) -> Result<(Option<Vec<u8>>, HashMap<String, StreamState>), StoreError> {
+    let rows = sqlx::query(
+        "SELECT NULL::text AS stream_id, NULL::bigint AS version, NULL::jsonb AS snapshot, \
+                operation, request_hash, response FROM idempotency_keys \
+         WHERE tenant_id = $1 AND principal = $2 AND request_id = $3 \
+         UNION ALL \
+         SELECT stream_id, version, snapshot, NULL, NULL, NULL FROM streams WHERE stream_id = ANY($4::text[])",
     )
     .bind(key.tenant_id)
     .bind(key.principal)
     .bind(key.request_id)
-    .fetch_optional(&mut *conn)
+    .bind(streams)
+    .fetch_all(&mut *conn)
     .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let operation: String = row.try_get("operation")?;
-    if operation != key.operation {
-        return Err(StoreError::RequestIdReused(operation));
+    let mut found: HashMap<String, StreamState> =
+        streams.iter().map(|stream| (stream.clone(), StreamState::default())).collect();
+    let mut response = None;
+    for row in rows {
+        match row.try_get::<Option<String>, _>("stream_id")? {
+            Some(stream_id) => {
+                let state = StreamState { version: row.try_get("version")?, snapshot: row.try_get("snapshot")? };
+                found.insert(stream_id, state);
+            }
+            None => {
+                let operation: String = row.try_get("operation")?;
+                if operation != key.operation {
+                    return Err(StoreError::RequestIdReused(operation));
+                }
+                let stored_hash: Option<Vec<u8>> = row.try_get("request_hash")?;
+                if stored_hash.is_some_and(|hash| hash != key.request_hash) {
+                    return Err(StoreError::RequestIdReused(operation));
+                }
+                response = Some(row.try_get("response")?);
+            }
+        }
     }
-    let stored_hash: Option<Vec<u8>> = row.try_get("request_hash")?;
-    if stored_hash.is_some_and(|hash| hash != key.request_hash) {
-        return Err(StoreError::RequestIdReused(operation));
-    }
-    Ok(Some(row.try_get("response")?))
+    Ok((response, found))
 }
 
 /// Records the response of a request in the caller's transaction. A concurrent request with the

@@ -82,6 +82,10 @@ tokio::task_local! {
     /// The time a command decided at ([`crate::command::execute`]): its events' `recorded_at`,
     /// the time the events' decoders give back to the domain. Outside a command: the clock.
     pub static DECIDED_AT: DateTime<Utc>;
+
+    /// Streams a command declared it reads ([`crate::command::Attempt::streams`]), read with its
+    /// idempotency lookup in one round trip; [`load_stream`] takes each from here once.
+    pub(crate) static PREFETCHED: std::cell::RefCell<std::collections::HashMap<String, StreamState>>;
 }
 
 /// An event as stored.
@@ -106,8 +110,13 @@ pub struct StreamState {
     pub snapshot: Option<serde_json::Value>,
 }
 
-/// Reads a stream's version and snapshot; version 0 when the stream does not exist.
+/// Reads a stream's version and snapshot; version 0 when the stream does not exist. A stream
+/// the running command prefetched is taken from there the first time (a later load reads the
+/// table again, so it sees what the command appended).
 pub async fn load_stream(conn: &mut PgConnection, stream_id: &str) -> Result<StreamState, StoreError> {
+    if let Ok(Some(prefetched)) = PREFETCHED.try_with(|streams| streams.borrow_mut().remove(stream_id)) {
+        return Ok(prefetched);
+    }
     let row = sqlx::query("SELECT version, snapshot FROM streams WHERE stream_id = $1")
         .bind(stream_id)
         .fetch_optional(&mut *conn)
@@ -155,6 +164,41 @@ pub(crate) fn recorded_event_from_row(row: &sqlx::postgres::PgRow) -> Result<Rec
     })
 }
 
+/// The events of an append, in their order, after the stream guard (`guard`: one row when the
+/// stream was where the command expected it); their outbox rows in the same statement.
+macro_rules! append_sql {
+    ($guard:literal) => {
+        concat!(
+            "WITH guard AS (",
+            $guard,
+            "), inserted AS (\
+                INSERT INTO events (event_id, tenant_id, stream_id, version, event_type, subject, payload, \
+                                    correlation_id, causation_id, traceparent, recorded_at) \
+                SELECT u.event_id, $2, $1, $5 + u.n, u.event_type, u.subject, u.payload, $9, $10, $11, $12 \
+                FROM unnest($6::uuid[], $7::text[], $8::text[], $13::bytea[]) \
+                     WITH ORDINALITY AS u(event_id, event_type, subject, payload, n) \
+                WHERE EXISTS (SELECT 1 FROM guard) \
+                ORDER BY u.n \
+                RETURNING global_position, event_id, version), \
+             queued AS (INSERT INTO outbox (global_position) \
+                        SELECT global_position FROM inserted ORDER BY global_position) \
+             SELECT global_position, event_id, version FROM inserted ORDER BY version"
+        )
+    };
+}
+
+/// An append to a stream that has no event yet.
+const APPEND_TO_NEW_STREAM: &str = append_sql!(
+    "INSERT INTO streams (stream_id, tenant_id, version, snapshot) SELECT $1, $2, $3, $4 WHERE $5::bigint = 0 \
+     ON CONFLICT (stream_id) DO NOTHING RETURNING 1"
+);
+
+/// An append to a stream at version `$5`.
+const APPEND_TO_STREAM: &str = append_sql!(
+    "UPDATE streams SET version = $3, snapshot = $4, updated_at = now() \
+     WHERE stream_id = $1 AND tenant_id = $2 AND version = $5 RETURNING 1"
+);
+
 /// Appends `events` to `stream_id` if it is still at `expected_version`, stores `snapshot` (the
 /// state after the events) and queues the events for the relay. Runs inside the caller's
 /// transaction: nothing is visible, published or kept unless the caller commits.
@@ -182,65 +226,46 @@ pub async fn append(
         }
     }
     let new_version = expected_version + events.len() as i64;
-    let guard_updated = if expected_version == 0 {
-        sqlx::query(
-            "INSERT INTO streams (stream_id, tenant_id, version, snapshot) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (stream_id) DO NOTHING",
-        )
-        .bind(stream_id)
-        .bind(tenant_id)
-        .bind(new_version)
-        .bind(&snapshot)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-    } else {
-        sqlx::query(
-            "UPDATE streams SET version = $3, snapshot = $4, updated_at = now() \
-             WHERE stream_id = $1 AND tenant_id = $2 AND version = $5",
-        )
+    let recorded_at = DECIDED_AT.try_with(|at| *at).unwrap_or_else(|_| Utc::now().trunc_subsecs(6));
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    // One round trip: the stream's guard, the events and their outbox rows; no event is written
+    // unless the guard matched.
+    let sql = if expected_version == 0 { APPEND_TO_NEW_STREAM } else { APPEND_TO_STREAM };
+    let rows = sqlx::query(sql)
         .bind(stream_id)
         .bind(tenant_id)
         .bind(new_version)
         .bind(&snapshot)
         .bind(expected_version)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-    };
-    if guard_updated != 1 {
-        return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
-    }
-
-    let recorded_at = DECIDED_AT.try_with(|at| *at).unwrap_or_else(|_| Utc::now().trunc_subsecs(6));
-    let mut recorded = Vec::with_capacity(events.len());
-    for (index, event) in events.into_iter().enumerate() {
-        let version = expected_version + 1 + index as i64;
-        let insert = sqlx::query(
-            "INSERT INTO events (event_id, tenant_id, stream_id, version, event_type, subject, payload, \
-                                 correlation_id, causation_id, traceparent, recorded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING global_position",
-        )
-        .bind(event.event_id)
-        .bind(tenant_id)
-        .bind(stream_id)
-        .bind(version)
-        .bind(&event.event_type)
-        .bind(&event.subject)
-        .bind(&event.payload)
+        .bind(&ids)
+        .bind(&types)
+        .bind(&subjects)
         .bind(&metadata.correlation_id)
         .bind(&metadata.causation_id)
         .bind(&metadata.traceparent)
         .bind(recorded_at)
-        .fetch_one(&mut *conn)
+        .bind(&payloads)
+        .fetch_all(&mut *conn)
         .await;
-        let global_position: i64 = match insert {
-            Ok(row) => row.try_get("global_position")?,
-            Err(error) if crate::is_unique_violation(&error) => {
-                return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
-            }
-            Err(error) => return Err(error.into()),
-        };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) if crate::is_unique_violation(&error) => {
+            return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if rows.len() != events.len() {
+        // The guard matched nothing: another writer moved the stream.
+        return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
+    }
+    let mut recorded = Vec::with_capacity(events.len());
+    for (event, row) in events.into_iter().zip(rows) {
+        let (global_position, event_id, version): (i64, Uuid, i64) =
+            (row.try_get("global_position")?, row.try_get("event_id")?, row.try_get("version")?);
+        debug_assert_eq!(event_id, event.event_id);
         recorded.push(RecordedEvent {
             global_position,
             event_id: event.event_id,
@@ -254,11 +279,5 @@ pub async fn append(
             metadata: metadata.clone(),
         });
     }
-
-    let positions: Vec<i64> = recorded.iter().map(|e| e.global_position).collect();
-    sqlx::query("INSERT INTO outbox (global_position) SELECT unnest($1::bigint[])")
-        .bind(&positions)
-        .execute(&mut *conn)
-        .await?;
     Ok(recorded)
 }

@@ -104,3 +104,74 @@ async fn a_snapshot_that_no_longer_decodes_falls_back_to_replaying_the_stream() 
     let corrupt: Loaded = aggregate::load(&mut conn, &Counter).await;
     assert!(matches!(corrupt, Err(CommandError::Corrupt(_))), "{corrupt:?}");
 }
+
+/// Adds `add` to the counter; on its first attempt another writer commits first, between the
+/// command's read of the stream and its append.
+struct AddOnce<'p> {
+    pool: &'p sqlx::PgPool,
+    add: i64,
+    attempts: std::sync::atomic::AtomicU32,
+}
+
+impl dw_eventstore::command::Attempt<NoRule> for AddOnce<'_> {
+    /// The total after the append, as a load after it reads it.
+    type Response = i64;
+
+    fn streams(&self) -> Vec<String> {
+        vec![Counter.stream_id()]
+    }
+
+    async fn attempt(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64, CommandError<NoRule>> {
+        let tenant = dw_ids::TenantId::parse("acme").map_err(|_| CommandError::Aborted(0))?;
+        let loaded = aggregate::load(conn, &Counter).await?;
+        if self.attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            let mut other = self.pool.acquire().await?;
+            let current = aggregate::load(&mut other, &Counter).await?;
+            aggregate::append(&mut other, &tenant, &Counter, current, &[100], &EventMetadata::default()).await?;
+        }
+        aggregate::append(conn, &tenant, &Counter, loaded, &[self.add], &EventMetadata::default()).await?;
+        // A second load in the same attempt reads the table, not the copy read up front.
+        let reloaded = aggregate::load(conn, &Counter).await?;
+        Ok(reloaded.state.total * 1000 + reloaded.version)
+    }
+}
+
+#[tokio::test]
+async fn a_command_reads_its_declared_streams_with_its_request_and_a_writer_in_between_is_a_retried_conflict() {
+    let db = TestDb::create(&MIGRATOR).await.unwrap();
+    let tenant = dw_ids::TenantId::parse("acme").unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let first = aggregate::Loaded::default();
+    aggregate::append::<_, NoRule>(&mut conn, &tenant, &Counter, first, &[5], &EventMetadata::default()).await.unwrap();
+
+    let ctx = dw_eventstore::command::CommandContext {
+        tenant: tenant.clone(),
+        actor: "agent-1".into(),
+        privileged: false,
+        request_id: dw_ids::RequestId::parse("req-1").unwrap(),
+        operation: "test.v1.Counter/Add",
+        metadata: EventMetadata::default(),
+        request_hash: vec![1],
+    };
+    let command = AddOnce { pool: &db.pool, add: 1, attempts: 0.into() };
+    let response = dw_eventstore::command::execute::<NoRule, _>(&db.pool, &ctx, &command).await.unwrap();
+    // 5, then the other writer's 100 (version 2), then this command's 1 (version 3).
+    assert_eq!(response, 106 * 1000 + 3, "the retry read the stream again and appended after the other writer");
+    assert_eq!(command.attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // The same request again: the stored response, nothing appended.
+    let again = dw_eventstore::command::execute::<NoRule, _>(&db.pool, &ctx, &command).await.unwrap();
+    assert_eq!(again, response);
+    assert_eq!(command.attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let stream = dw_eventstore::store::load_stream(&mut conn, "counter:acme:1").await.unwrap();
+    assert_eq!(stream.version, 3);
+
+    // The same request id with another body is refused.
+    let reused = dw_eventstore::command::CommandContext { request_hash: vec![2], ..ctx };
+    let refused = dw_eventstore::command::execute::<NoRule, _>(&db.pool, &reused, &command).await;
+    assert!(refused.is_err(), "{refused:?}");
+}
