@@ -71,14 +71,21 @@ lint: ## rustfmt check and clippy with warnings denied, buf lint + breaking on p
 fmt: ## Format the code (rustfmt)
 	$(CARGO) fmt --all
 
-bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebuild, projection consume rate, task assignment, SearchProtocols, template sends, Web Push (BENCH_* knobs)
-	$(CARGO) bench -p agent-sessions --bench commands
-	$(CARGO) bench -p agent-sessions --bench fair_share
-	$(CARGO) bench -p agent-sessions --bench rebuild
-	$(CARGO) bench -p dw-bus --bench consume
-	$(CARGO) bench -p task-distribution --bench distribution
-	$(CARGO) bench -p messaging-templates --bench sends
-	$(CARGO) bench -p notifications --bench push
+BENCH_SUMMARY := $(CURDIR)/target/bench-summary.txt
+BENCH := DW_BENCH_SUMMARY=$(BENCH_SUMMARY) $(CARGO) bench
+
+bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebuild, projection consume rate, task assignment, SearchProtocols, template sends, Web Push (BENCH_* knobs), then a summary table with the ratios to the raw limits
+	@mkdir -p target && rm -f $(BENCH_SUMMARY)
+	$(BENCH) -p agent-sessions --bench commands
+	$(BENCH) -p agent-sessions --bench fair_share
+	$(BENCH) -p agent-sessions --bench rebuild
+	$(BENCH) -p dw-bus --bench consume
+	$(BENCH) -p task-distribution --bench distribution
+	$(BENCH) -p messaging-templates --bench sends
+	$(BENCH) -p notifications --bench push
+	@echo; echo "== summary: each figure beside the raw limit of the same shape measured in the same run (or the reference named), ratio 1.00 = the limit =="
+	@printf '%-14s %-44s %12s %-10s %12s %6s\n' bench figure value unit raw/ref ratio
+	@cat $(BENCH_SUMMARY)
 
 deploy-check: ## Render the Kustomize overlays and deploy/postgres, validate them offline (schemas incl. CRDs + policy)
 	@scripts/deploy-check.sh

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{TestService, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1 as pb;
-use dw_testkit::bench::{env_or, gather, ms, percentile, summary};
+use dw_testkit::bench::{env_or, gather, ms, percentile, record, summary};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -102,6 +102,10 @@ async fn main() {
     println!("raw, same run   append-shaped transactions, {agents} clients: {:.0}/s, {}", raw.0, summary(&raw.1));
     println!("                acked JetStream publish: {}", summary(&raw_publish));
     println!("ratio           commands/s ÷ raw transactions/s = {:.2}", rate / raw.0.max(1e-9));
+    let p99 = |sorted: &[Duration]| ms(percentile(sorted, 0.99));
+    record("commands", "agent commands, 64 clients (raw: append txn)", rate, "/s", Some(raw.0));
+    record("commands", "command p99 (raw: append txn p99)", p99(&latencies), "ms", Some(p99(&raw.1)));
+    record("commands", "commit→JetStream p99 (raw: acked publish)", p99(&lags), "ms", Some(p99(&raw_publish)));
     service.stop().await;
 }
 

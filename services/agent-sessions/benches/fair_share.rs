@@ -190,6 +190,8 @@ async fn main() {
     let base = line("B alone", &alone);
     let with_limits = line("B under A's flood, limits on", &flooded);
     let without = line("B under A's flood, no limits", &unprotected);
+    let figure = "tenant B p99 under A's flood (ref: B alone)";
+    dw_testkit::bench::record("fair_share", figure, with_limits, "ms", Some(base));
     let seconds = knobs.seconds as f64;
     println!(
         "A with limits: {:.0} admitted/s (limit {rate:.0}, plus its burst), {:.0} refused/s; without limits: {:.0} \

@@ -113,6 +113,8 @@ async fn main() {
     }
     println!("raw, same run   {raw_statements:.0} rows/s one statement each, {raw_batched:.0} rows/s batched");
     for (lanes, rate) in rates {
+        let figure = format!("rebuild, {lanes} lane(s) (raw: batched inserts)");
+        dw_testkit::bench::record("rebuild", &figure, rate, "events/s", Some(raw_batched));
         println!(
             "ratio, {lanes} lane(s)  {:.2} of one statement per row, {:.2} of batched",
             rate / raw_statements,

@@ -93,5 +93,9 @@ async fn main() {
         total.as_secs_f64(),
         delivered as f64 / total.as_secs_f64()
     );
+    let accepted_rate = accepted as f64 / sending_window.as_secs_f64();
+    dw_testkit::bench::record("sends", "template sends accepted", accepted_rate, "/s", None);
+    let handed = delivered as f64 / total.as_secs_f64();
+    dw_testkit::bench::record("sends", "handed to the provider (ref: accepted)", handed, "/s", Some(accepted_rate));
     service.stop().await;
 }

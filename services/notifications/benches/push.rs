@@ -127,6 +127,7 @@ async fn main() {
         percentile_ms(&latencies, 0.99),
         percentile_ms(&latencies, 1.0)
     );
+    dw_testkit::bench::record("push", "inbound message → Web Push p99", percentile_ms(&latencies, 0.99), "ms", None);
     println!("(path: JetStream → consumer → notification + push job committed → push worker → encrypt + VAPID → HTTP)");
     h.cancel.cancel();
 }

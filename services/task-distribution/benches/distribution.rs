@@ -587,6 +587,10 @@ async fn assignment_latency(cluster: &Cluster) {
         ms(percentile(&call, 1.0))
     );
     print_cpu(cpu_before, cpu_after, window);
+    let p99 = |sorted: &[Duration]| ms(percentile(sorted, 0.99));
+    dw_testkit::bench::record("distribution", "tasks created, one tenant", achieved, "/s", None);
+    dw_testkit::bench::record("distribution", "CreateTask p99", p99(&call), "ms", None);
+    dw_testkit::bench::record("distribution", "task created → agent's stream p99", p99(&latencies), "ms", None);
 
     // Let the held tasks complete before the next section.
     let pool = &cluster.distribution_db.pool;
@@ -817,6 +821,8 @@ async fn search_latency(cluster: &Cluster) {
             }
         }
         latencies.sort();
+        let figure = format!("SearchProtocols p99, {kind}");
+        dw_testkit::bench::record("search", &figure, ms(percentile(&latencies, 0.99)), "ms", None);
         println!(
             "{kind:<26} p50 {:6.2} ms   p99 {:6.2} ms   max {:6.2} ms   ({:.1} tasks/answer{})",
             ms(percentile(&latencies, 0.50)),

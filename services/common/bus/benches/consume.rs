@@ -145,6 +145,8 @@ async fn main() {
             "raw postgres    {pg:.0} upserts/s (the projection's statement, batches of 256 a transaction, {lanes} connection(s), no bookkeeping)"
         );
         println!("projection      {ours:.0} events/s (applied, effectively once, {order})");
+        let figure = format!("projection, {lanes} lane(s) (raw: JetStream consume)");
+        dw_testkit::bench::record("consume", &figure, ours, "events/s", Some(raw_rate));
         println!(
             "ratio           {:.2} of raw postgres, {:.2} of the raw consume rate (issue 15 asks >= 5,000 events/s)",
             ours / pg,

@@ -141,7 +141,11 @@ impl<P: Projection> ProjectionConsumer<P> {
             durable_name: Some(self.config.durable_name.clone()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            max_deliver: self.config.max_deliver,
+            // Unlimited on the server: the consumer counts deliveries itself and dead-letters
+            // at `max_deliver`. A server-side limit would drop, silently, an event whose
+            // deliveries ran out in outages (each restart hands its batch back) or whose dead
+            // letter could not be stored: a gap no projection recovers from.
+            max_deliver: -1,
             ack_wait: self.config.ack_wait,
             filter_subjects: self.config.filter_subjects.clone(),
             ..Default::default()

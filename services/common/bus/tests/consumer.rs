@@ -465,6 +465,57 @@ async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
     cancel.cancel();
 }
 
+#[tokio::test]
+async fn a_delivery_lost_on_its_way_comes_back_before_what_followed_it() {
+    let h = start().await;
+    h.cancel.cancel();
+    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let mut config = ConsumerConfig::new("lossy", &h.namespace.stream_name);
+    config.ack_wait = Duration::from_secs(1);
+    let consumer = ProjectionConsumer::new(
+        h.db.pool.clone(),
+        h.jetstream.clone(),
+        config,
+        OrderProjection,
+        ConsumerMetrics::unregistered(),
+    );
+    let mut durable = consumer.ensure().await.unwrap();
+    // A pull that is first in line and whose delivery never reaches the replica (as one in
+    // flight when a NATS node dies): it takes the next event and never answers.
+    let mut lost = durable.batch().max_messages(1).expires(Duration::from_secs(30)).messages().await.unwrap();
+    h.jetstream.client().flush().await.unwrap();
+    let cancel = CancellationToken::new();
+    tokio::spawn(consumer.run(cancel.clone()));
+    for _ in 0..200 {
+        if durable.info().await.unwrap().num_waiting >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(durable.info().await.unwrap().num_waiting >= 2, "the replica's pull queued behind the lost one");
+    let names = ["sent", "delivered", "read"];
+    for name in names {
+        let id = Uuid::now_v7();
+        publish(&h, id, &id.to_string(), name, b"{}").await;
+    }
+    let taken = lost.next().await.unwrap().unwrap();
+    assert_eq!(taken.headers.as_ref().and_then(|h| h.get("ce-subject")).map(|v| v.as_str()), Some("sent"));
+    let pool = h.db.pool.clone();
+    eventually("every event applied", || {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap() == 3 }
+    })
+    .await;
+    let order: Vec<String> =
+        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    assert_eq!(order, names, "the lost delivery applied first once it came back");
+    drop(taken);
+    cancel.cancel();
+}
+
 /// Takes longer than the consumer's `ack_wait` to apply.
 #[derive(Clone)]
 struct SlowProjection;

@@ -52,3 +52,30 @@ pub async fn gather(
     latencies.sort();
     Ok((latencies, errors))
 }
+
+/// One line of the table `make bench` prints at the end: a figure of `bench`, and when the bench
+/// measured the raw limit of the same shape in the same run, that limit and the ratio
+/// (`value ÷ raw` for rates, `raw ÷ value` for latencies: 1.00 is the limit, lower is further
+/// from it). Appended to the file `DW_BENCH_SUMMARY` names (the Makefile sets it); a bench run
+/// on its own prints only its own output.
+pub fn record(bench: &str, figure: &str, value: f64, unit: &str, raw: Option<f64>) {
+    let Ok(path) = std::env::var("DW_BENCH_SUMMARY") else {
+        return;
+    };
+    let latency = unit == "ms";
+    let (raw, ratio) = match raw {
+        Some(raw) if raw > 0.0 && value > 0.0 => {
+            (format!("{raw:.2}"), format!("{:.2}", if latency { raw / value } else { value / raw }))
+        }
+        _ => ("-".to_owned(), "-".to_owned()),
+    };
+    let line = format!("{bench:<14} {figure:<44} {value:>12.2} {unit:<10} {raw:>12} {ratio:>6}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
+    if let Err(error) = written {
+        eprintln!("bench summary {path}: {error}");
+    }
+}

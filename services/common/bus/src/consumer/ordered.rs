@@ -35,6 +35,53 @@ fn lease_key(durable_name: &str) -> i32 {
     i32::from_ne_bytes(fnv(durable_name).to_ne_bytes())
 }
 
+/// Why an ordered consumer stopped applying.
+pub(super) enum Stop {
+    /// A delivery was lost on its way: restart without handing anything back.
+    Gap(String),
+    /// Anything else: hand back what was pulled, then restart.
+    Failed(String),
+}
+
+/// A delivery sequence that skipped: `expected` was delivered to no one here.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Gap {
+    expected: u64,
+    received: u64,
+}
+
+/// The consumer's delivery sequence as this replica sees it. JetStream numbers each delivery of
+/// a consumer (redeliveries too), and only the lease holder pulls: a number skipped is a
+/// delivery that was lost on its way (a NATS node restarted with it in flight). JetStream
+/// sends it again only after `ack_wait`, and by then the events after it would have been
+/// applied first; one aggregate's later status would overtake its earlier one. A sequence that
+/// goes back (a server that restarted from older consumer state) is a gap too.
+#[derive(Default)]
+pub(super) struct Deliveries {
+    last: Option<u64>,
+}
+
+impl Deliveries {
+    /// Takes `message` as the next delivery, or says which one is missing before it. A message
+    /// without JetStream metadata is not checked.
+    fn follows(&mut self, message: &jetstream::Message) -> Result<(), Gap> {
+        match message.info() {
+            Ok(info) => self.next(info.consumer_sequence),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn next(&mut self, received: u64) -> Result<(), Gap> {
+        match self.last {
+            Some(last) if received != last + 1 => Err(Gap { expected: last + 1, received }),
+            _ => {
+                self.last = Some(received);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Why a batch was not applied.
 pub(super) enum BatchError {
     /// The lease's connection failed: the lease may be gone.
@@ -65,30 +112,41 @@ impl<P: Projection> ProjectionConsumer<P> {
                 () = tokio::time::sleep(self.config.ack_wait + Duration::from_millis(500)) => {}
             }
         }
+        // The deliveries so far: the next one this replica receives must be the one after.
+        let deliveries = Deliveries { last: consumer.info().await.map(|info| info.delivered.consumer_sequence).ok() };
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         info!(consumer = %self.config.durable_name, stream = %self.config.stream_name, "ordered consumer running (lease held)");
-        let result = self.apply_in_order(&mut lease, &mut messages, cancel).await;
-        // Hand back what was pulled but not applied, so whoever holds the lease next gets it
-        // now rather than after `ack_wait`.
-        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-            let _ = message.ack_with(AckKind::Nak(None)).await;
+        match self.apply_in_order(&mut lease, &mut messages, deliveries, cancel).await {
+            Ok(()) => Ok(()),
+            // A delivery went missing: what came after it stays unacknowledged, so everything
+            // comes back after `ack_wait` in the order it was delivered, the lost one first (a
+            // `Nak` would send the later ones back before it).
+            Err(Stop::Gap(reason)) => Err(reason),
+            Err(Stop::Failed(reason)) => {
+                // Hand back what was pulled but not applied, so whoever holds the lease next
+                // gets it now rather than after `ack_wait`.
+                while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+                Err(reason)
+            }
         }
-        result
     }
 
     async fn apply_in_order(
         &self,
         lease: &mut PgConnection,
         messages: &mut pull::Stream,
+        mut deliveries: Deliveries,
         cancel: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), Stop> {
         let mut errors = 0;
         loop {
             let next = tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 next = messages.next() => next,
             };
-            let first = match next.ok_or("message stream ended")? {
+            let first = match next.ok_or_else(|| Stop::Failed("message stream ended".into()))? {
                 Ok(message) => message,
                 // A missed heartbeat or a pull the server refused while a node is lost: the
                 // stream asks again; only a run of them restarts the consumer.
@@ -97,14 +155,23 @@ impl<P: Projection> ProjectionConsumer<P> {
                     warn!(%error, errors, "consumer stream error");
                     continue;
                 }
-                Err(error) => return Err(error.to_string()),
+                Err(error) => return Err(Stop::Failed(error.to_string())),
             };
             errors = 0;
+            deliveries.follows(&first).map_err(|gap| self.gap(gap))?;
             let mut batch = vec![first];
-            // Whatever else is already here joins the batch (under load, many; idle, none).
+            let mut gap = None;
+            // Whatever else is already here joins the batch (under load, many; idle, none), up
+            // to a delivery that went missing before it.
             while batch.len() < ORDERED_BATCH {
                 match messages.next().now_or_never() {
-                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Ok(message))) => match deliveries.follows(&message) {
+                        Ok(()) => batch.push(message),
+                        Err(missing) => {
+                            gap = Some(missing);
+                            break;
+                        }
+                    },
                     Some(Some(Err(error))) => {
                         warn!(%error, "consumer stream error");
                         break;
@@ -116,9 +183,25 @@ impl<P: Projection> ProjectionConsumer<P> {
                 for message in &batch {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
                 }
-                return Err(error);
+                return Err(Stop::Failed(error));
+            }
+            if let Some(gap) = gap {
+                return Err(self.gap(gap));
             }
         }
+    }
+
+    fn gap(&self, gap: Gap) -> Stop {
+        warn!(
+            consumer = %self.config.durable_name,
+            expected = gap.expected,
+            received = gap.received,
+            "a delivery never arrived (a NATS node lost with it in flight); restarting so it comes back before what followed it"
+        );
+        Stop::Gap(format!(
+            "delivery {} never arrived (received {}); waiting for it to be redelivered",
+            gap.expected, gap.received
+        ))
     }
 
     /// Waits for the projection's lease; `None` when cancelled first.
@@ -184,7 +267,12 @@ impl<P: Projection> ProjectionConsumer<P> {
             }
         }
         for (index, message) in batch.iter().enumerate() {
-            self.handle_holding(message, batch.get(index + 1..).unwrap_or_default()).await;
+            let later = batch.get(index + 1..).unwrap_or_default();
+            if self.handle_holding(message, later).await == Outcome::Retrying {
+                // Handed back (its dead letter could not be stored): nothing after it may be
+                // applied before it comes back.
+                return Err("an event was handed back; the batch's later events wait for it".into());
+            }
         }
         Ok(())
     }
@@ -395,6 +483,17 @@ mod tests {
                 assert_eq!(here, of_tenant, "{tenant} split across lanes");
             }
         }
+    }
+
+    #[test]
+    fn a_skipped_or_repeated_delivery_sequence_is_a_gap() {
+        let mut deliveries = Deliveries::default();
+        assert_eq!(deliveries.next(7), Ok(()), "the first delivery after a start sets the sequence");
+        assert_eq!(deliveries.next(8), Ok(()));
+        assert_eq!(deliveries.next(10), Err(Gap { expected: 9, received: 10 }), "delivery 9 was lost");
+        assert_eq!(deliveries.next(9), Ok(()), "a gap is not taken as the new position");
+        assert_eq!(deliveries.next(4), Err(Gap { expected: 10, received: 4 }), "a server back on older state");
+        assert_eq!(deliveries.next(9), Err(Gap { expected: 10, received: 9 }), "the same delivery twice");
     }
 
     #[test]
