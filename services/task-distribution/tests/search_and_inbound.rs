@@ -210,6 +210,18 @@ async fn distribution_settings_change_only_the_named_fields_and_refuse_stale_ver
     cluster.seed("acme", true, &[("ana", &["support"])]).await;
     let manager = token("acme", "manager-1", &[Role::Manager]);
     let mut client = cluster.distribution();
+    // The tenant's settings reach task-distribution over JetStream: wait for them, or the
+    // automatic distribution they turn on would change the settings read in the middle.
+    let mut propagated = false;
+    for _ in 0..400 {
+        let read = client.get_distribution_settings(authed(&manager, pb::GetDistributionSettingsRequest {})).await;
+        if read.is_ok_and(|read| read.into_inner().auto_distribution_enabled) {
+            propagated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(propagated, "the tenant's settings never reached task-distribution");
     // No mask: the fields set (as before masks existed).
     let legacy = pb::UpdateDistributionSettingsRequest {
         request_id: rid(),
