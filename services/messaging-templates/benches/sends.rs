@@ -2,7 +2,9 @@
 //! provider on 127.0.0.1: sends accepted per second, and the provider-side delivery rate (the
 //! dispatcher handing messages over). Prints figures; asserts nothing.
 //!
-//! Knobs: `BENCH_SENDERS` (concurrent senders, default 32), `BENCH_SECONDS` (default 10).
+//! Knobs: `BENCH_SENDERS` (concurrent senders, default 32), `BENCH_SECONDS` (default 10),
+//! `BENCH_DISPATCH_CONCURRENCY` (the service's `DW_DISPATCH_CONCURRENCY`; unset: the default
+//! the pool gives) and `BENCH_DB_POOL` (its `DW_DB_MAX_CONNECTIONS`, default 16).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -21,7 +23,9 @@ async fn main() {
     let senders = env_or("BENCH_SENDERS", 32) as usize;
     let seconds = env_or("BENCH_SECONDS", 10);
     let setup = Setup::new().await;
-    let service = setup.start(true).await;
+    let dispatch_concurrency = std::env::var("BENCH_DISPATCH_CONCURRENCY").ok().and_then(|v| v.parse().ok());
+    let pool_size = env_or("BENCH_DB_POOL", 16) as u32;
+    let service = setup.start_with(true, dispatch_concurrency, Some(pool_size)).await;
     let manager = token("bench", "boss", Role::Manager);
     let content = pb::TemplateContent {
         language: "pt_BR".into(),
@@ -45,7 +49,9 @@ async fn main() {
         .into_inner();
 
     println!(
-        "messaging-templates send benchmark: {senders} concurrent senders, {seconds} s, WhatsApp template, fake provider"
+        "messaging-templates send benchmark: {senders} concurrent senders, {seconds} s, WhatsApp template, fake provider; \
+         dispatcher concurrency {}, pool {pool_size}",
+        dispatch_concurrency.map_or_else(|| "default (pool / 2 - 2)".to_owned(), |n: usize| n.to_string())
     );
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
@@ -89,7 +95,7 @@ async fn main() {
     let delivered = setup.whatsapp.received().len();
     let total = started.elapsed();
     println!(
-        "provider side   {delivered} messages received in {:.1} s = {:.0}/s (the dispatcher hands over pool size / 2 - 2 at a time)",
+        "provider side   {delivered} messages received in {:.1} s = {:.0}/s",
         total.as_secs_f64(),
         delivered as f64 / total.as_secs_f64()
     );

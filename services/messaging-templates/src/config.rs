@@ -20,6 +20,9 @@ pub struct Config {
     pub agent_sessions_subject_prefix: String,
     /// Off only for maintenance (and the restart test): requested messages wait in the stream.
     pub dispatch_enabled: bool,
+    /// Hand-overs to the providers at once per replica (`DW_DISPATCH_CONCURRENCY`, 1–64);
+    /// unset: what the Postgres pool leaves room for (each holds two connections).
+    pub dispatch_concurrency: Option<usize>,
     pub consumer_prefix: String,
     /// Provider webhooks (HTTP), verified with each tenant's own accounts.
     pub webhook_addr: std::net::SocketAddr,
@@ -78,6 +81,7 @@ pub fn from_env() -> Result<Config, ConfigError> {
         agent_sessions_stream: var("DW_AGENT_SESSIONS_STREAM", "DW_AGENT_SESSIONS"),
         agent_sessions_subject_prefix: var("DW_AGENT_SESSIONS_SUBJECT_PREFIX", "dw.agentsessions"),
         dispatch_enabled: parsed("DW_DISPATCH_ENABLED", "true")?,
+        dispatch_concurrency: dispatch_concurrency()?,
         limits: crate::domain::preview::Limits {
             sms_max_segments: parsed(
                 "DW_SMS_MAX_SEGMENTS",
@@ -111,6 +115,24 @@ fn webhook_public_url(webhook_addr: std::net::SocketAddr) -> Result<WebhookBaseU
         .map_err(|reason| ConfigError::Invalid { name: "DW_WEBHOOK_PUBLIC_URL", reason: format!("{value:?} {reason}") })
 }
 
+/// `DW_DISPATCH_CONCURRENCY`: unset (the pool decides), or 1–64.
+fn dispatch_concurrency() -> Result<Option<usize>, ConfigError> {
+    parse_dispatch_concurrency(&var("DW_DISPATCH_CONCURRENCY", ""))
+}
+
+fn parse_dispatch_concurrency(value: &str) -> Result<Option<usize>, ConfigError> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    match value.trim().parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(Some(n)),
+        _ => Err(ConfigError::Invalid {
+            name: "DW_DISPATCH_CONCURRENCY",
+            reason: format!("{value:?} is not a number from 1 to 64"),
+        }),
+    }
+}
+
 /// `DW_PROVIDER_SECRETS_KEY` (or the file named by `DW_PROVIDER_SECRETS_KEY_FILE`): required, the
 /// base64 of 32 bytes. Like `DW_JWT_SECRET` it has no default: a service that made one up would
 /// encrypt the tenants' provider secrets under a key nobody keeps.
@@ -121,4 +143,20 @@ fn provider_secrets_key() -> Result<ProviderSecretsKey, ConfigError> {
     }
     ProviderSecretsKey::from_base64(&encoded)
         .map_err(|reason| ConfigError::Invalid { name: "DW_PROVIDER_SECRETS_KEY", reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_concurrency_is_unset_or_from_1_to_64() {
+        assert_eq!(parse_dispatch_concurrency("").ok(), Some(None));
+        assert_eq!(parse_dispatch_concurrency(" 12 ").ok(), Some(Some(12)));
+        assert_eq!(parse_dispatch_concurrency("64").ok(), Some(Some(64)));
+        for refused in ["0", "65", "-1", "many", "1.5"] {
+            let error = parse_dispatch_concurrency(refused).expect_err(refused);
+            assert!(error.to_string().contains("DW_DISPATCH_CONCURRENCY"), "{refused}: {error}");
+        }
+    }
 }

@@ -61,10 +61,19 @@ impl dw_grpc_kit::service::Service for MessagingTemplates {
         // 15 s.
         dispatch.ack_wait = std::time::Duration::from_secs(15);
         // Messages are independent: hand several over at once. Each hand-over holds two
-        // connections (the consumer's transaction and the claim), so at most half the pool, less
-        // what RPCs, the relay and the other consumers need: 6 with the default pool of 16.
+        // connections (the consumer's transaction and the claim), so by default at most half the
+        // pool, less what RPCs, the relay and the other consumers need: 6 with the default pool
+        // of 16. `DW_DISPATCH_CONCURRENCY` sets it (with a pool to match).
         let pool_size = usize::try_from(config.service.db_max_connections).unwrap_or(16);
-        dispatch.concurrency = (pool_size / 2).saturating_sub(2).clamp(1, 16);
+        dispatch.concurrency =
+            config.dispatch_concurrency.unwrap_or_else(|| (pool_size / 2).saturating_sub(2).clamp(1, 16));
+        if dispatch.concurrency * 2 + 4 > pool_size {
+            tracing::warn!(
+                concurrency = dispatch.concurrency,
+                pool_size,
+                "DW_DISPATCH_CONCURRENCY needs about twice as many Postgres connections plus 4; hand-overs will wait for connections"
+            );
+        }
         let dispatcher = Dispatcher { pool: pool.clone(), providers };
         Ok(vec![Consumer::declare(permissions, PermissionsProjection), Consumer::declare(dispatch, dispatcher)])
     }

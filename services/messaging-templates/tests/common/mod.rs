@@ -212,6 +212,16 @@ impl Setup {
     }
 
     pub async fn start(&self, dispatch_enabled: bool) -> Service {
+        self.start_with(dispatch_enabled, None, None).await
+    }
+
+    /// [`start`](Self::start) with a dispatcher concurrency and a Postgres pool size.
+    pub async fn start_with(
+        &self,
+        dispatch_enabled: bool,
+        dispatch_concurrency: Option<usize>,
+        pool_size: Option<u32>,
+    ) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut service = ServiceConfig::for_test(
@@ -223,6 +233,9 @@ impl Setup {
             self.ns.subject_prefix.clone(),
         );
         service.metrics_addr = dw_testkit::metrics::free_local_addr().unwrap();
+        if let Some(pool_size) = pool_size {
+            service.db_max_connections = pool_size;
+        }
         let metrics_addr = service.metrics_addr;
         let config = Config {
             service,
@@ -245,6 +258,7 @@ impl Setup {
             agent_sessions_stream: self.sessions_ns.stream_name.clone(),
             agent_sessions_subject_prefix: self.sessions_ns.subject_prefix.clone(),
             dispatch_enabled,
+            dispatch_concurrency,
             limits: Default::default(),
             consumer_prefix: "messaging-templates".into(),
             webhook_addr: self.webhook_addr,
