@@ -33,6 +33,11 @@ impl dw_grpc_kit::service::Service for TaskDistribution {
     const CONFIG_FROM_ENV: fn() -> Result<Config, dw_grpc_kit::config::ConfigError> = crate::config::from_env;
     const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
+    /// `task-distribution projections rebuild tasks`.
+    fn read_models() -> Vec<Box<dyn dw_eventstore::rebuild::ReadModel>> {
+        vec![Box::new(crate::projections::rebuild::TasksModel)]
+    }
+
     fn consumers(
         config: &Config,
         _pool: &sqlx::PgPool,

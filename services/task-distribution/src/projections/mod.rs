@@ -3,4 +3,5 @@
 
 pub mod agents;
 pub mod queries;
+pub mod rebuild;
 pub mod tasks;
