@@ -116,6 +116,8 @@ pub struct Service {
     pub metrics_addr: SocketAddr,
     pub cancel: CancellationToken,
     pub server: tokio::task::JoinHandle<()>,
+    /// The provider webhooks' port, which the next instance of the same setup binds again.
+    webhook_addr: SocketAddr,
 }
 
 pub struct Setup {
@@ -270,13 +272,23 @@ impl Setup {
         let cancel = CancellationToken::new();
         let token = cancel.clone();
         let server = tokio::spawn(async move {
-            let _ = messaging_templates::server::run_with_listener(config, listener, token).await;
+            if let Err(error) = messaging_templates::server::run_with_listener(config, listener, token).await {
+                eprintln!("messaging-templates stopped: {error}");
+            }
         });
         let endpoint = format!("http://{addr}");
         for _ in 0..200 {
+            assert!(!server.is_finished(), "messaging-templates stopped while starting (its error is printed above)");
             let webhooks_up = tokio::net::TcpStream::connect(self.webhook_addr).await.is_ok();
             if webhooks_up && let Ok(channel) = Channel::from_shared(endpoint.clone()).unwrap().connect().await {
-                return Service { channel, metrics_addr, cancel, server };
+                // Served: a call without a token is refused by the service itself (a listener
+                // bound but not yet served would only hold the connection).
+                let answer = TemplateServiceClient::new(channel.clone())
+                    .list_templates(tonic::Request::new(pb::ListTemplatesRequest::default()))
+                    .await;
+                if answer.is_err_and(|status| status.code() == tonic::Code::Unauthenticated) {
+                    return Service { channel, metrics_addr, cancel, server, webhook_addr: self.webhook_addr };
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -370,6 +382,15 @@ impl Service {
     pub async fn stop(self) {
         self.cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        // The next instance binds the same webhook port: wait until this one has let it go.
+        for _ in 0..200 {
+            // Bound as the service binds it (SO_REUSEADDR: closed connections do not count).
+            if tokio::net::TcpListener::bind(self.webhook_addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the webhook port {} is still taken after the service stopped", self.webhook_addr);
     }
 }
 
