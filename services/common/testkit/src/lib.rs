@@ -96,3 +96,38 @@ pub fn traceparent_span_id(value: &str) -> Option<&str> {
         _ => None,
     }
 }
+
+/// A free port on 127.0.0.1 for a process (or server) the test starts and that binds it itself.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, 32768–60999 by default):
+/// a port from that range can be taken, between this call and the bind of the process it is
+/// for, as the local port of one of the many outgoing connections the tests open meanwhile,
+/// and that process then dies at its bind. Never the same port twice in one test process.
+pub fn free_port() -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next().and_then(|low| low.parse::<u32>().ok()))
+        .unwrap_or(32_768);
+    if ephemeral_low > LOWEST + 1_000 {
+        let span = ephemeral_low - LOWEST;
+        // Test processes running side by side start at different places.
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let step = NEXT.fetch_add(1, Ordering::Relaxed);
+            let Ok(port) = u16::try_from(LOWEST + (start + step.wrapping_mul(97)) % span) else { continue };
+            let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if given.contains(&port) {
+                continue;
+            }
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.push(port);
+                return Ok(port);
+            }
+        }
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

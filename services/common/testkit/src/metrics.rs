@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A local address for a service's metrics endpoint (bound and released: the service binds it).
+/// A local address for a service's metrics endpoint (the service binds it): a port below the
+/// ephemeral range ([`crate::free_port`]), which no outgoing connection can take meanwhile.
 pub fn free_local_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(SocketAddr::from(([127, 0, 0, 1], crate::free_port()?)))
 }
 
 /// The text exposition served on `http://{addr}/metrics`.

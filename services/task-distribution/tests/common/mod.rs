@@ -73,7 +73,9 @@ impl Cluster {
         );
         let token = cancel.clone();
         servers.push(tokio::spawn(async move {
-            let _ = agent_sessions::server::run_with_listener(config, listener, token).await;
+            if let Err(error) = agent_sessions::server::run_with_listener(config, listener, token).await {
+                eprintln!("agent-sessions stopped: {error}");
+            }
         }));
         let sessions = connect(addr).await;
 
@@ -102,7 +104,9 @@ impl Cluster {
             };
             let token = cancel.clone();
             servers.push(tokio::spawn(async move {
-                let _ = task_distribution::server::run_with_listener(config, listener, token).await;
+                if let Err(error) = task_distribution::server::run_with_listener(config, listener, token).await {
+                    eprintln!("task-distribution stopped: {error}");
+                }
             }));
             replicas.push(connect(addr).await);
         }
