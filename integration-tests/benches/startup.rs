@@ -40,7 +40,7 @@ struct Instance {
 
 fn instance(name: &'static str, database_url: &str, suffix: &str) -> Instance {
     let grpc_port = free_port().unwrap();
-    let stream = |service: &str| format!("BENCH_{}_{suffix}", service.to_uppercase().replace('-', "_"));
+    let stream = |service: &str| format!("TEST_BENCH_{}_{suffix}", service.to_uppercase().replace('-', "_"));
     let prefix = |service: &str| format!("bench.{}.{suffix}", service.replace('-', ""));
     let mut env: Vec<(String, String)> = [
         ("DATABASE_URL", database_url.to_owned()),
@@ -140,7 +140,9 @@ async fn main() {
     let suffix = dw_testkit::unique_suffix();
     let mut databases = Vec::new();
     for service in SERVICES {
-        let name = format!("dwbench_{}_{suffix}", service.replace('-', "_"));
+        // Named as the tests' databases and streams are, so that `make clean-test-dbs` (run by
+        // `make test`) removes what an interrupted run leaves.
+        let name = format!("dwtest_bench_{}_{suffix}", service.replace('-', "_"));
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
         let options: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
         databases.push((name.clone(), sqlx::ConnectOptions::to_url_lossy(&options.database(&name)).to_string()));
@@ -196,7 +198,7 @@ async fn main() {
 
     let jetstream = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
     for service in SERVICES {
-        let stream = format!("BENCH_{}_{suffix}", service.to_uppercase().replace('-', "_"));
+        let stream = format!("TEST_BENCH_{}_{suffix}", service.to_uppercase().replace('-', "_"));
         let _ = jetstream.delete_stream(&stream).await;
     }
     for (name, _) in &databases {
