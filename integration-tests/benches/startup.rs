@@ -9,7 +9,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,15 +20,6 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 const SERVICES: [&str; 4] = ["agent-sessions", "task-distribution", "messaging-templates", "notifications"];
 /// The target of the performance issue for an idle replica.
 const RSS_TARGET_MB: f64 = 40.0;
-
-fn release_binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let path = target.join("release").join(name);
-    assert!(path.is_file(), "{} missing: `cargo build --release --bins` first (make bench does)", path.display());
-    path
-}
 
 /// One service's environment: its own database, streams and consumers nobody else uses.
 struct Instance {
@@ -72,7 +62,9 @@ fn instance(name: &'static str, database_url: &str, suffix: &str) -> Instance {
 
 /// Spawns the binary and waits for `SERVING`; the time it took and the process.
 async fn start(instance: &Instance) -> (Duration, Process) {
-    let mut command = Command::new(release_binary(instance.name));
+    let binary = integration_tests::binary_of(&["release"], instance.name)
+        .expect("the release binaries: `cargo build --release --bins` first (make bench does)");
+    let mut command = Command::new(binary);
     command.envs(instance.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).stdin(Stdio::null());
     let started = Instant::now();
     let process = Process::spawn(&mut command).unwrap();

@@ -8,18 +8,23 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-/// `target/<profile>/<name>` of this workspace (honours `CARGO_TARGET_DIR`).
+/// `target/<profile>/<name>` of this workspace (honours `CARGO_TARGET_DIR`), debug first.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    anyhow::Context::context(binary_of(&["debug", "release"], name), "run `cargo build --workspace --bins` first")
+}
+
+/// `target/<profile>/<name>` for the first of `profiles` that has it built.
+pub fn binary_of(profiles: &[&str], name: &str) -> anyhow::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    for profile in ["debug", "release"] {
+    for profile in profiles {
         let path = target.join(profile).join(name);
         if path.is_file() {
             return Ok(path);
         }
     }
-    anyhow::bail!("binary {name} not built under {}: run `cargo build --workspace --bins` first", target.display())
+    anyhow::bail!("binary {name} not built under {} ({})", target.display(), profiles.join(", "))
 }
 
 /// A free port for a process the test starts, below the kernel's ephemeral range

@@ -67,7 +67,7 @@ impl dw_grpc_kit::service::Service for MessagingTemplates {
         let pool_size = usize::try_from(config.service.db_max_connections).unwrap_or(16);
         dispatch.concurrency =
             config.dispatch_concurrency.unwrap_or_else(|| (pool_size / 2).saturating_sub(2).clamp(1, 16));
-        if dispatch.concurrency * 2 + 4 > pool_size {
+        if config.dispatch_concurrency.is_some() && dispatch.concurrency * 2 + 4 > pool_size {
             tracing::warn!(
                 concurrency = dispatch.concurrency,
                 pool_size,

@@ -35,7 +35,7 @@ impl dw_grpc_kit::service::Service for TaskDistribution {
 
     /// `task-distribution projections rebuild tasks`.
     fn read_models() -> Vec<Box<dyn dw_eventstore::rebuild::ReadModel>> {
-        vec![Box::new(crate::projections::rebuild::TasksModel)]
+        vec![Box::<crate::projections::rebuild::TasksModel>::default()]
     }
 
     fn consumers(

@@ -149,6 +149,24 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// The table [`OrderProjection`] and [`SlowProjection`] record applied events in.
+async fn create_order_table(h: &Harness) {
+    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+}
+
+async fn order_count(h: &Harness) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM test_order").fetch_one(&h.db.pool).await.unwrap()
+}
+
+/// Once `n` events are recorded: their streams, in the order they were applied.
+async fn applied_order(h: &Harness, n: i64) -> Vec<String> {
+    eventually("every event applied", || order_count(h).map(|count| count == n)).await;
+    sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap()
+}
+
 #[tokio::test]
 async fn the_same_event_delivered_twice_changes_the_read_model_once() {
     let h = start().await;
@@ -231,10 +249,7 @@ impl Projection for OrderProjection {
 async fn an_ordered_consumer_keeps_the_stream_order_across_replicas() {
     let h = start().await;
     h.cancel.cancel();
-    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    create_order_table(&h).await;
     // An older deployment left the durable consumer without an in-flight limit.
     let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
     stream
@@ -263,24 +278,13 @@ async fn an_ordered_consumer_keeps_the_stream_order_across_replicas() {
         let id = Uuid::now_v7();
         publish(&h, id, &id.to_string(), name, b"{}").await;
     }
-    let pool = h.db.pool.clone();
-    eventually("every event applied", || {
-        let pool = pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap();
-            n == 40
-        }
-    })
-    .await;
-    let order: Vec<String> =
-        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    let order = applied_order(&h, 40).await;
     assert_eq!(order, names, "applied in the stream's order although two replicas pulled");
     let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer("ordered").await.unwrap();
-    assert_eq!(
-        consumer.info().await.unwrap().config.max_ack_pending,
-        2 * dw_bus::consumer::ORDERED_BATCH as i64,
-        "the old consumer was updated"
-    );
+    let config = consumer.info().await.unwrap().config.clone();
+    assert_eq!(config.max_ack_pending, 2 * dw_bus::consumer::ORDERED_BATCH as i64, "the old consumer was updated");
+    // The service counts deliveries and dead-letters; the server never drops an event for it.
+    assert_eq!(config.max_deliver, -1, "no server-side delivery limit");
     cancel.cancel();
 }
 
@@ -366,10 +370,7 @@ async fn an_ordered_consumer_with_lanes_applies_aggregates_side_by_side_each_in_
 async fn when_the_replica_holding_an_ordered_consumer_stops_a_standby_takes_over_in_order() {
     let h = start().await;
     h.cancel.cancel();
-    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    create_order_table(&h).await;
     let replica = |cancel: &CancellationToken| {
         let consumer = ProjectionConsumer::new(
             h.db.pool.clone(),
@@ -380,9 +381,6 @@ async fn when_the_replica_holding_an_ordered_consumer_stops_a_standby_takes_over
         );
         tokio::spawn(consumer.run(cancel.clone()))
     };
-    let count = |pool: sqlx::PgPool| async move {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap()
-    };
     let names: Vec<String> = (0..60).map(|i| format!("thing-{i:02}")).collect();
 
     // The first replica takes the lease and applies the first events.
@@ -392,7 +390,7 @@ async fn when_the_replica_holding_an_ordered_consumer_stops_a_standby_takes_over
         let id = Uuid::now_v7();
         publish(&h, id, &id.to_string(), name, b"{}").await;
     }
-    eventually("the first replica applied the first events", || count(h.db.pool.clone()).map(|n| n == 30)).await;
+    eventually("the first replica applied the first events", || order_count(&h).map(|n| n == 30)).await;
     // A second replica stands by; the first stops (a rollout) and releases the lease.
     let second = CancellationToken::new();
     let _second_task = replica(&second);
@@ -402,9 +400,7 @@ async fn when_the_replica_holding_an_ordered_consumer_stops_a_standby_takes_over
         let id = Uuid::now_v7();
         publish(&h, id, &id.to_string(), name, b"{}").await;
     }
-    eventually("the standby applied the rest", || count(h.db.pool.clone()).map(|n| n == 60)).await;
-    let order: Vec<String> =
-        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    let order = applied_order(&h, 60).await;
     assert_eq!(order, names, "every event once, in the stream's order, across the handover");
     second.cancel();
 }
@@ -413,10 +409,7 @@ async fn when_the_replica_holding_an_ordered_consumer_stops_a_standby_takes_over
 async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
     let h = start().await;
     h.cancel.cancel();
-    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    create_order_table(&h).await;
     let mut config = ConsumerConfig::new("crash", &h.namespace.stream_name);
     config.ack_wait = Duration::from_secs(1);
     let names: Vec<String> = (0..20).map(|i| format!("thing-{i:02}")).collect();
@@ -453,14 +446,7 @@ async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
     );
     let cancel = CancellationToken::new();
     tokio::spawn(consumer.run(cancel.clone()));
-    let pool = h.db.pool.clone();
-    eventually("every event applied", || {
-        let pool = pool.clone();
-        async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap() == 20 }
-    })
-    .await;
-    let order: Vec<String> =
-        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    let order = applied_order(&h, 20).await;
     assert_eq!(order, names, "the dead holder's events first, then the newer ones");
     cancel.cancel();
 }
@@ -469,10 +455,7 @@ async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
 async fn a_delivery_lost_on_its_way_comes_back_before_what_followed_it() {
     let h = start().await;
     h.cancel.cancel();
-    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    create_order_table(&h).await;
     let mut config = ConsumerConfig::new("lossy", &h.namespace.stream_name);
     config.ack_wait = Duration::from_secs(1);
     let consumer = ProjectionConsumer::new(
@@ -503,14 +486,7 @@ async fn a_delivery_lost_on_its_way_comes_back_before_what_followed_it() {
     }
     let taken = lost.next().await.unwrap().unwrap();
     assert_eq!(taken.headers.as_ref().and_then(|h| h.get("ce-subject")).map(|v| v.as_str()), Some("sent"));
-    let pool = h.db.pool.clone();
-    eventually("every event applied", || {
-        let pool = pool.clone();
-        async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap() == 3 }
-    })
-    .await;
-    let order: Vec<String> =
-        sqlx::query_scalar("SELECT stream_id FROM test_order ORDER BY position").fetch_all(&h.db.pool).await.unwrap();
+    let order = applied_order(&h, 3).await;
     assert_eq!(order, names, "the lost delivery applied first once it came back");
     drop(taken);
     cancel.cancel();
@@ -534,10 +510,7 @@ impl Projection for SlowProjection {
 async fn work_longer_than_ack_wait_is_kept_in_hand_and_not_redelivered() {
     let h = start().await;
     h.cancel.cancel();
-    sqlx::query("CREATE TABLE test_order (position BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL)")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    create_order_table(&h).await;
     let mut config = ConsumerConfig::new("slow", &h.namespace.stream_name);
     config.ack_wait = Duration::from_secs(1);
     let consumer = ProjectionConsumer::new(
@@ -552,15 +525,7 @@ async fn work_longer_than_ack_wait_is_kept_in_hand_and_not_redelivered() {
     let id = Uuid::now_v7();
     publish(&h, id, &id.to_string(), "slow-thing", b"{}").await;
 
-    let pool = h.db.pool.clone();
-    eventually("the slow event applied", || {
-        let pool = pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM test_order").fetch_one(&pool).await.unwrap();
-            n == 1
-        }
-    })
-    .await;
+    eventually("the slow event applied", || order_count(&h).map(|n| n == 1)).await;
     let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
     let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer("slow").await.unwrap();
     let info = consumer.info().await.unwrap().clone();

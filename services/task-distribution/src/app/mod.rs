@@ -97,13 +97,7 @@ pub async fn append_task(
     let loaded = Loaded { state: before.cloned(), version };
     let appended = aggregate::append(conn, tenant, &stream, loaded, &events, metadata).await?;
     let after = appended.state.ok_or_else(|| CommandError::corrupt(format!("task {task_id} has no state")))?;
-    let queue_change = if events.iter().any(|e| matches!(e, Event::Requeued { .. })) {
-        projections::tasks::QueueChange::ToFront
-    } else if events.iter().any(|e| matches!(e, Event::Transferred { to_agent: None, .. })) {
-        projections::tasks::QueueChange::ToBack
-    } else {
-        projections::tasks::QueueChange::Keep
-    };
+    let queue_change = projections::tasks::QueueChange::of(&events);
     projections::tasks::save(conn, tenant, &after, appended.version, queue_change, now).await?;
     projections::agents::adjust_load(conn, tenant, before, &after, now).await?;
     Ok((after, appended.version))

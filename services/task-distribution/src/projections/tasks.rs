@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
 
-use crate::domain::task::Task;
+use crate::domain::task::{Event, Task};
 
 /// How a change moves the task in its department's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,19 @@ pub enum QueueChange {
     ToFront,
     /// Transferred into a queue: behind what already waits there.
     ToBack,
+}
+
+impl QueueChange {
+    /// How `events` (one command's, or one stored event in a rebuild) move their task.
+    pub fn of(events: &[Event]) -> Self {
+        if events.iter().any(|e| matches!(e, Event::Requeued { .. })) {
+            Self::ToFront
+        } else if events.iter().any(|e| matches!(e, Event::Transferred { to_agent: None, .. })) {
+            Self::ToBack
+        } else {
+            Self::Keep
+        }
+    }
 }
 
 pub async fn save(
