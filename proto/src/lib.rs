@@ -268,7 +268,7 @@ mod tests {
         round_trips::<crate::distribution::v1::Event>(crate::distribution::v1::Event::TYPES);
         round_trips::<crate::messaging::v1::Event>(crate::messaging::v1::Event::TYPES);
         assert_eq!(crate::agentsessions::v1::Event::TYPES.len(), 12);
-        assert_eq!(crate::distribution::v1::Event::TYPES.len(), 8);
+        assert_eq!(crate::distribution::v1::Event::TYPES.len(), 9);
         assert_eq!(crate::messaging::v1::Event::TYPES.len(), 13);
         assert!(
             crate::agentsessions::v1::Event::TYPES

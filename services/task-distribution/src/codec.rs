@@ -2,9 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::codec::decode_contract;
+use dw_eventstore::personal::{Keys, PersonalFields, SubjectKey};
 use dw_eventstore::{NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
+use prost::{Message, Name};
 
 use crate::domain::task::{AssignmentSummary, Event, NewTask, RequeueCause};
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, PhoneNumber, Priority, Protocol, TaskId};
@@ -13,6 +15,58 @@ pub use dw_eventstore::CodecError;
 
 pub fn task_stream(tenant: &TenantId, task_id: TaskId) -> String {
     format!("task:{tenant}:{task_id}")
+}
+
+/// The stream of one erasure (`ClientDataErased`).
+pub fn erasure_stream(tenant: &TenantId, erasure_id: uuid::Uuid) -> String {
+    format!("erasure:{tenant}:{erasure_id}")
+}
+
+/// The data subject a client's personal fields are sealed for: their phone number.
+pub fn client_subject(phone: &PhoneNumber) -> String {
+    format!("phone:{phone}")
+}
+
+/// A personal field as stored: sealed with the client's key, or dropped when the client has no
+/// key (erased before this event was written).
+fn seal_field(seal: Option<&SubjectKey>, value: &mut String) {
+    match seal {
+        Some(key) => *value = key.seal(value),
+        None => value.clear(),
+    }
+}
+
+/// The personal fields of this service's events: the client's name and phone and the task's
+/// subject (an inbound task's is the client's first words) in `TaskCreated`, and the client's
+/// text in `TaskMessageRecorded`.
+pub struct ClientFields;
+
+impl PersonalFields for ClientFields {
+    fn map_fields(&self, event_type: &str, payload: &[u8], field: &mut dyn FnMut(&mut String)) -> Option<Vec<u8>> {
+        if event_type == pb::TaskCreated::full_name() {
+            let mut event = pb::TaskCreated::decode(payload).ok()?;
+            let contact = event.contact.as_mut()?;
+            field(&mut contact.name);
+            field(&mut contact.phone);
+            field(&mut event.subject);
+            Some(event.encode_to_vec())
+        } else if event_type == pb::TaskMessageRecorded::full_name() {
+            let mut event = pb::TaskMessageRecorded::decode(payload).ok()?;
+            field(&mut event.text);
+            Some(event.encode_to_vec())
+        } else {
+            None
+        }
+    }
+}
+
+/// The keys a stored event's personal fields were sealed with.
+pub fn key_ids(recorded: &RecordedEvent) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::new();
+    ClientFields.map_fields(&recorded.event_type, &recorded.payload, &mut |value| {
+        ids.extend(dw_eventstore::personal::key_id(value));
+    });
+    ids
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -57,10 +111,11 @@ fn opt_agent(agent: &Option<AgentId>) -> String {
     agent.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
-pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
+/// A task event as stored, its personal fields sealed with `seal` (the client's key).
+pub fn encode(task_id: TaskId, event: &Event, seal: Option<&SubjectKey>) -> NewEvent {
     let id = task_id.to_string();
     match event {
-        Event::Created { task, at } => NewEvent::of(
+        Event::Created { task, at } => NewEvent::sealed(
             "task.created",
             &pb::TaskCreated {
                 task_id: id,
@@ -77,6 +132,13 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 created_by: task.created_by.clone(),
                 created_at: Some(timestamp(*at)),
                 inbound_message_id: task.inbound_message_id.clone().unwrap_or_default(),
+            },
+            |stored| {
+                if let Some(contact) = stored.contact.as_mut() {
+                    seal_field(seal, &mut contact.name);
+                    seal_field(seal, &mut contact.phone);
+                }
+                seal_field(seal, &mut stored.subject);
             },
         ),
         Event::Assigned { agent, department, summary, at } => NewEvent::of(
@@ -136,7 +198,7 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 cancelled_at: Some(timestamp(*at)),
             },
         ),
-        Event::MessageRecorded { message_id, text, received_at, agent } => NewEvent::of(
+        Event::MessageRecorded { message_id, text, received_at, agent } => NewEvent::sealed(
             "task.message_recorded",
             &pb::TaskMessageRecorded {
                 task_id: id,
@@ -145,6 +207,7 @@ pub fn encode(task_id: TaskId, event: &Event) -> NewEvent {
                 received_at: Some(timestamp(*received_at)),
                 agent_id: opt_agent(agent),
             },
+            |stored| seal_field(seal, &mut stored.text),
         ),
     }
 }
@@ -161,11 +224,19 @@ fn department(field: &'static str, value: &str) -> Result<DepartmentId, CodecErr
     DepartmentId::parse(value).map_err(|e| CodecError::Invalid(field, e))
 }
 
-/// Decodes a stored task event (for replay when no snapshot is usable).
-pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
+/// Decodes a stored task event, its personal fields opened with `keys` (empty where erased;
+/// the write side replays with [`Keys::none`]: it never reads them).
+pub fn decode(recorded: &RecordedEvent, keys: &Keys) -> Result<Event, CodecError> {
+    let tenant = &recorded.tenant_id;
     Ok(match decode_contract::<pb::Event>(recorded)? {
         pb::Event::TaskCreated(m) => {
             let contact = m.contact.unwrap_or_default();
+            let phone = keys.open(tenant, &contact.phone);
+            let phone = if phone.is_empty() {
+                PhoneNumber::erased()
+            } else {
+                PhoneNumber::parse(&phone).map_err(|e| CodecError::Invalid("phone", e))?
+            };
             Event::Created {
                 task: NewTask {
                     task_id: TaskId::parse(&m.task_id).map_err(|e| CodecError::Invalid("task_id", e))?,
@@ -173,12 +244,12 @@ pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
                     department: department("department_id", &m.department_id)?,
                     channel: channel_from_pb(m.channel).ok_or(CodecError::Invalid("channel", m.channel.to_string()))?,
                     contact: ClientContact {
-                        name: contact.name,
-                        phone: PhoneNumber::parse(&contact.phone).map_err(|e| CodecError::Invalid("phone", e))?,
+                        name: keys.open(tenant, &contact.name),
+                        phone,
                         contact_id: Some(contact.contact_id).filter(|c| !c.is_empty()),
                     },
                     priority: Priority::parse(m.priority).map_err(|e| CodecError::Invalid("priority", e))?,
-                    subject: m.subject,
+                    subject: keys.open(tenant, &m.subject),
                     created_by: m.created_by,
                     inbound_message_id: Some(m.inbound_message_id).filter(|i| !i.is_empty()),
                 },
@@ -232,9 +303,13 @@ pub fn decode(recorded: &RecordedEvent) -> Result<Event, CodecError> {
         },
         pb::Event::TaskMessageRecorded(m) => Event::MessageRecorded {
             message_id: m.message_id,
-            text: m.text,
+            text: keys.open(tenant, &m.text),
             received_at: from_timestamp("received_at", m.received_at.as_ref())?,
             agent: opt_agent_from("agent_id", &m.agent_id)?,
         },
+        // Not a task's event: an erasure has its own stream.
+        pb::Event::ClientDataErased(_) => {
+            return Err(CodecError::UnknownType(recorded.event_type.clone()));
+        }
     })
 }

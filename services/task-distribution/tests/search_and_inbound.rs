@@ -7,11 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, authed, rid, token};
+use common::{Cluster, authed, publish_inbound, rid, token};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as pb;
-use prost::Message;
 use tonic::Code;
 
 async fn search(cluster: &Cluster, bearer: &str, request: pb::SearchProtocolsRequest) -> Vec<String> {
@@ -103,43 +102,6 @@ async fn search_protocols_by_every_filter() {
     let status = cluster.distribution().search_protocols(authed(&manager, bad)).await.unwrap_err();
     assert_eq!(dw_grpc_kit::errors::violated_fields(&status), vec!["protocol_prefix"]);
     cluster.stop().await;
-}
-
-async fn publish_inbound(cluster: &Cluster, tenant: &str, phone: &str, text: &str) {
-    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
-    let ns = &cluster.messaging_ns;
-    let _ = js
-        .get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: ns.stream_name.clone(),
-            subjects: vec![format!("{}.>", ns.subject_prefix)],
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let message_id = uuid::Uuid::now_v7().to_string();
-    let event = dw_proto::messaging::v1::InboundMessageReceived {
-        message_id: message_id.clone(),
-        contact_id: String::new(),
-        contact_name: "Carla Dias".into(),
-        phone: phone.into(),
-        channel: dw_proto::messaging::v1::Channel::Whatsapp as i32,
-        text: text.into(),
-        provider_message_id: format!("wamid.{message_id}"),
-        received_at: None,
-        department_id: String::new(),
-    };
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", message_id.as_str());
-    headers.insert("ce-id", message_id.as_str());
-    headers.insert("ce-type", "dw.messaging.v1.InboundMessageReceived");
-    headers.insert("ce-source", "test");
-    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
-    headers.insert("ce-subject", format!("inbound:{tenant}:{message_id}").as_str());
-    headers.insert("dw-tenant", tenant);
-    headers.insert("dw-stream-version", "1");
-    let subject = format!("{}.{tenant}.inbound.received", ns.subject_prefix);
-    js.publish_with_headers(subject, headers, event.encode_to_vec().into()).await.unwrap().await.unwrap();
 }
 
 #[tokio::test]

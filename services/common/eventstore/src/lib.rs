@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod log;
 pub mod maintenance;
 pub mod outbox_relay;
+pub mod personal;
 pub mod quarantine;
 pub mod rebuild;
 pub mod store;

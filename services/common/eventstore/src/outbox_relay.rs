@@ -234,7 +234,7 @@ impl OutboxRelay {
     pub async fn publish_pending(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
         let rows = sqlx::query(
             "SELECT o.position, e.global_position, e.event_id, e.tenant_id, e.stream_id, e.version, e.event_type, \
-                    e.subject, e.payload, e.recorded_at, e.correlation_id, e.causation_id, e.traceparent \
+                    e.subject, COALESCE(o.payload, e.payload) AS payload, e.recorded_at, e.correlation_id, e.causation_id, e.traceparent \
              FROM outbox o JOIN events e ON e.global_position = o.global_position \
              WHERE NOT EXISTS (SELECT 1 FROM outbox_quarantine q \
                                WHERE q.stream_id = e.stream_id AND q.position <= o.position) \

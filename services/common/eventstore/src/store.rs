@@ -55,6 +55,10 @@ pub struct NewEvent {
     /// `<aggregate>.<event>`, e.g. `serviceday.break_started`.
     pub subject: String,
     pub payload: Vec<u8>,
+    /// What the relay publishes when it differs from the stored payload: the event with its
+    /// personal fields in the clear, while `payload` holds them sealed ([`crate::personal`]).
+    /// Kept in the outbox row only, so it leaves the database once JetStream has it.
+    pub published: Option<Vec<u8>>,
 }
 
 impl NewEvent {
@@ -66,7 +70,21 @@ impl NewEvent {
             event_type: M::full_name(),
             subject: subject.to_owned(),
             payload: message.encode_to_vec(),
+            published: None,
         }
+    }
+
+    /// An event of `message` whose personal fields `seal` seals in the stored copy: the relay
+    /// publishes `message` as it is. `seal` is called on a copy, which it changes in place.
+    pub fn sealed<M: prost::Name + Clone>(subject: &str, message: &M, seal: impl FnOnce(&mut M)) -> Self {
+        let mut stored = message.clone();
+        seal(&mut stored);
+        let mut event = Self::of(subject, &stored);
+        let clear = message.encode_to_vec();
+        if clear != event.payload {
+            event.published = Some(clear);
+        }
+        event
     }
 }
 
@@ -180,8 +198,10 @@ macro_rules! append_sql {
                 WHERE EXISTS (SELECT 1 FROM guard) \
                 ORDER BY u.n \
                 RETURNING global_position, event_id, version), \
-             queued AS (INSERT INTO outbox (global_position) \
-                        SELECT global_position FROM inserted ORDER BY global_position) \
+             queued AS (INSERT INTO outbox (global_position, payload) \
+                        SELECT i.global_position, p.published FROM inserted i \
+                        JOIN unnest($6::uuid[], $14::bytea[]) AS p(event_id, published) USING (event_id) \
+                        ORDER BY i.global_position) \
              SELECT global_position, event_id, version FROM inserted ORDER BY version"
         )
     };
@@ -231,6 +251,7 @@ pub async fn append(
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    let published: Vec<Option<&[u8]>> = events.iter().map(|e| e.published.as_deref()).collect();
     // One round trip: the stream's guard, the events and their outbox rows; no event is written
     // unless the guard matched.
     let sql = if expected_version == 0 { APPEND_TO_NEW_STREAM } else { APPEND_TO_STREAM };
@@ -248,6 +269,7 @@ pub async fn append(
         .bind(&metadata.traceparent)
         .bind(recorded_at)
         .bind(&payloads)
+        .bind(&published)
         .fetch_all(&mut *conn)
         .await;
     let rows = match rows {

@@ -35,6 +35,7 @@ impl Aggregate for Counter {
 
     fn encode(&self, event: &i64) -> NewEvent {
         NewEvent {
+            published: None,
             event_id: uuid::Uuid::now_v7(),
             event_type: "test.v1.Added".into(),
             subject: "counter.added".into(),

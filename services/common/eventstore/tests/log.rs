@@ -15,6 +15,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
 
 fn event(kind: &str) -> NewEvent {
     NewEvent {
+        published: None,
         event_id: Uuid::now_v7(),
         event_type: format!("test.v1.{kind}"),
         subject: format!("thing.{}", kind.to_lowercase()),

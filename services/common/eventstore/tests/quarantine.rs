@@ -30,6 +30,7 @@ async fn append(db: &TestDb, tenant_id: &str, stream_id: &str, size: usize) -> U
     let mut tx = db.pool.begin().await.unwrap();
     let version = store::load_stream(&mut tx, stream_id).await.unwrap().version;
     let event = NewEvent {
+        published: None,
         event_id: Uuid::now_v7(),
         event_type: "test.v1.Thing".into(),
         subject: "thing.happened".into(),
@@ -142,6 +143,7 @@ async fn an_event_over_the_servers_max_payload_is_held_and_one_over_the_append_c
     // Over the cap, an append is refused and stores nothing.
     let mut tx = db.pool.begin().await.unwrap();
     let huge = NewEvent {
+        published: None,
         event_id: Uuid::now_v7(),
         event_type: "test.v1.Thing".into(),
         subject: "thing.happened".into(),

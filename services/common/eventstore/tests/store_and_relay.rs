@@ -19,6 +19,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
 
 fn event(name: &str) -> NewEvent {
     NewEvent {
+        published: None,
         event_id: Uuid::now_v7(),
         event_type: format!("test.v1.{name}"),
         subject: format!("thing.{}", name.to_lowercase()),

@@ -156,7 +156,17 @@ impl Bootstrap {
     /// The event log of this service's own store (`dw.eventlog.v1.EventLogService/ReadEvents`,
     /// [`crate::event_log`]) behind `auth`: every service registers it.
     pub fn event_log(&self, auth: AuthInterceptor) -> crate::event_log::EventLogServer {
-        crate::event_log::EventLogGrpc::server(self.pool.clone(), auth)
+        crate::event_log::EventLogGrpc::server(self.pool.clone(), None, auth)
+    }
+
+    /// [`Self::event_log`] of a store whose events have personal fields: answered opened (or
+    /// empty where erased), never sealed.
+    pub fn event_log_with_personal_fields(
+        &self,
+        fields: std::sync::Arc<dyn dw_eventstore::personal::PersonalFields>,
+        auth: AuthInterceptor,
+    ) -> crate::event_log::EventLogServer {
+        crate::event_log::EventLogGrpc::server(self.pool.clone(), Some(fields), auth)
     }
 
     /// A live feed ([`crate::live`]) whose streams end when the service drains, holding at most

@@ -9,8 +9,11 @@
 //! access table admits nobody else.
 
 use dw_auth::{Principal, Role};
+use std::sync::Arc;
+
 use dw_eventstore::RecordedEvent;
 use dw_eventstore::log::{self, Direction, LogQuery};
+use dw_eventstore::personal::{self, PersonalFields};
 use dw_ids::TenantId;
 use dw_proto::eventlog::v1::event_log_service_server::{EventLogService, EventLogServiceServer};
 use dw_proto::eventlog::v1::{ReadEventsRequest, ReadEventsResponse, StoredEvent};
@@ -52,20 +55,29 @@ const MAX_STREAM_ID_CHARS: usize = 300;
 /// The served service, behind the service's interceptor (auth, access table, budgets).
 pub type EventLogServer = InterceptedService<EventLogServiceServer<EventLogGrpc>, AuthInterceptor>;
 
-/// `ReadEvents` over a service's own store.
-#[derive(Debug, Clone)]
+/// `ReadEvents` over a service's own store. Events with personal fields
+/// ([`dw_eventstore::personal`]) are answered opened: in the clear while their subject's key
+/// exists, empty once it was erased; never sealed.
+#[derive(Clone)]
 pub struct EventLogGrpc {
     pool: PgPool,
+    personal: Option<Arc<dyn PersonalFields>>,
+}
+
+impl std::fmt::Debug for EventLogGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLogGrpc").field("personal_fields", &self.personal.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl EventLogGrpc {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, personal: Option<Arc<dyn PersonalFields>>) -> Self {
+        Self { pool, personal }
     }
 
     /// The service with `auth` in front of it.
-    pub fn server(pool: PgPool, auth: AuthInterceptor) -> EventLogServer {
-        EventLogServiceServer::with_interceptor(Self::new(pool), auth)
+    pub fn server(pool: PgPool, personal: Option<Arc<dyn PersonalFields>>, auth: AuthInterceptor) -> EventLogServer {
+        EventLogServiceServer::with_interceptor(Self::new(pool, personal), auth)
     }
 }
 
@@ -79,10 +91,14 @@ impl EventLogService for EventLogGrpc {
         span.record("tenant", query.tenant.as_ref().map_or("*", TenantId::as_str));
         span.record("from_position", query.from_position);
         span.record("page_size", query.limit);
-        let page = log::read_log(&self.pool, &query).await.map_err(|error| match error {
+        let mut page = log::read_log(&self.pool, &query).await.map_err(|error| match error {
             dw_eventstore::StoreError::Database(db) => errors::db_status(db),
             other => errors::internal(&other),
         })?;
+        if let Some(fields) = &self.personal {
+            let mut conn = self.pool.acquire().await.map_err(errors::db_status)?;
+            personal::open_events(&mut conn, fields.as_ref(), &mut page.events).await.map_err(errors::db_status)?;
+        }
         let next_position = page.next_position(query.from_position);
         Ok(Response::new(ReadEventsResponse {
             events: page.events.into_iter().map(stored_event).collect(),

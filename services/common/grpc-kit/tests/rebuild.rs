@@ -71,6 +71,7 @@ fn events(n: usize, payload: &[u8]) -> Vec<NewEvent> {
             event_type: "test.v1.Counted".into(),
             subject: "thing.counted".into(),
             payload: payload.to_vec(),
+            published: None,
         })
         .collect()
 }

@@ -130,6 +130,16 @@ impl PhoneNumber {
         Ok(Self(value.to_owned()))
     }
 
+    /// The number of a client whose personal data was erased (empty): what a stored event
+    /// reads as once its key is gone (`dw_eventstore::personal`).
+    pub fn erased() -> Self {
+        Self(String::new())
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

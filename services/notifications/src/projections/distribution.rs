@@ -43,6 +43,32 @@ async fn push_task_assigned(
     enqueue_push(conn, tenant, agent, &payload).await
 }
 
+/// A client erased in distribution: what their messages left here (the agents' notification log
+/// and browser pushes of those tasks) loses the client's words.
+async fn erase_client_copies(conn: &mut PgConnection, tenant: &str, task_ids: &[String]) -> Result<(), sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = task_ids.iter().filter_map(|id| uuid::Uuid::parse_str(id).ok()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE agent_notifications SET body = '' WHERE tenant_id = $1 AND task_id = ANY($2) AND kind = $3")
+        .bind(tenant)
+        .bind(&ids)
+        .bind(Kind::ClientMessage.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let texts: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+    sqlx::query(
+        "UPDATE push_jobs SET payload = (payload::jsonb || jsonb_build_object('body', ''))::text \
+         WHERE tenant_id = $1 AND payload::jsonb ->> 'task_id' = ANY($2) AND payload::jsonb ->> 'kind' = $3",
+    )
+    .bind(tenant)
+    .bind(&texts)
+    .bind(Kind::ClientMessage.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl Projection for DistributionProjection {
     type Contract = distribution::Event;
 
@@ -108,6 +134,7 @@ impl Projection for DistributionProjection {
             }
             // A new task is no one's yet: agents hear of it when it is assigned.
             E::TaskCreated(_) => {}
+            E::ClientDataErased(m) => erase_client_copies(conn, tenant, &m.task_ids).await?,
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! their capacity, by construction.
 
 pub mod dispatcher;
+pub mod erasure;
 pub mod reactions;
 pub mod reads;
 pub mod task_feed;
@@ -14,6 +15,7 @@ pub mod tasks;
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::aggregate::{self, Aggregate, Loaded};
+use dw_eventstore::personal::{self, Keys, SubjectKey};
 use dw_eventstore::{CommandError, EventMetadata, NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use sqlx::PgConnection;
@@ -37,10 +39,12 @@ pub async fn lock_tenant(conn: &mut PgConnection, tenant: &TenantId) -> Result<(
     Ok(())
 }
 
-/// One task's stream; the state is `None` until its `TaskCreated`.
+/// One task's stream; the state is `None` until its `TaskCreated`. `seal` is the client's key,
+/// which seals the personal fields of the events it encodes (`None`: they are not kept).
 pub struct TaskStream<'a> {
     pub tenant: &'a TenantId,
     pub task_id: TaskId,
+    pub seal: Option<SubjectKey>,
 }
 
 impl Aggregate for TaskStream<'_> {
@@ -52,11 +56,12 @@ impl Aggregate for TaskStream<'_> {
     }
 
     fn decode(&self, recorded: &RecordedEvent) -> Result<Event, String> {
-        codec::decode(recorded).map_err(|e| e.to_string())
+        // Commands never read the client's personal fields: they stay sealed.
+        codec::decode(recorded, &Keys::none()).map_err(|e| e.to_string())
     }
 
     fn encode(&self, event: &Event) -> NewEvent {
-        codec::encode(self.task_id, event)
+        codec::encode(self.task_id, event, self.seal.as_ref())
     }
 
     fn evolve(state: Option<Task>, event: &Event) -> Option<Task> {
@@ -73,7 +78,7 @@ pub async fn load_task(
     tenant: &TenantId,
     task_id: TaskId,
 ) -> Result<Option<(Task, i64)>, AppError> {
-    let loaded = aggregate::load(conn, &TaskStream { tenant, task_id }).await?;
+    let loaded = aggregate::load(conn, &TaskStream { tenant, task_id, seal: None }).await?;
     Ok(loaded.state.map(|task| (task, loaded.version)))
 }
 
@@ -93,7 +98,8 @@ pub async fn append_task(
         (None, Some(Event::Created { task, .. })) => task.task_id,
         (None, _) => return Err(CommandError::invalid("events", "a new task starts with TaskCreated")),
     };
-    let stream = TaskStream { tenant, task_id };
+    let seal = client_key(conn, tenant, task_id, &events).await?;
+    let stream = TaskStream { tenant, task_id, seal };
     let loaded = Loaded { state: before.cloned(), version };
     let appended = aggregate::append(conn, tenant, &stream, loaded, &events, metadata).await?;
     let after = appended.state.ok_or_else(|| CommandError::corrupt(format!("task {task_id} has no state")))?;
@@ -101,4 +107,26 @@ pub async fn append_task(
     projections::tasks::save(conn, tenant, &after, appended.version, queue_change, now).await?;
     projections::agents::adjust_load(conn, tenant, before, &after, now).await?;
     Ok((after, appended.version))
+}
+
+/// The key of the client whose personal fields `events` carry: from the new task's phone, or
+/// for a message the phone its row still has (none once the client was erased: the text is then
+/// not kept). `None` when the events carry no personal field.
+async fn client_key(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    task_id: TaskId,
+    events: &[Event],
+) -> Result<Option<SubjectKey>, AppError> {
+    let phone = if let Some(Event::Created { task, .. }) = events.iter().find(|e| matches!(e, Event::Created { .. })) {
+        Some(task.contact.phone.clone())
+    } else if events.iter().any(|e| matches!(e, Event::MessageRecorded { .. })) {
+        projections::tasks::client_phone(conn, tenant, task_id).await?
+    } else {
+        None
+    };
+    match phone.filter(|phone| !phone.is_erased()) {
+        Some(phone) => Ok(Some(personal::subject_key(conn, tenant, &codec::client_subject(&phone)).await?)),
+        None => Ok(None),
+    }
 }

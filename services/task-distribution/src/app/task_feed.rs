@@ -54,8 +54,8 @@ fn audience(event_type: &str, payload: &[u8]) -> Option<(TaskId, pb::task_update
             // The holder is read from the task itself.
             Some((id(&m.task_id)?, Kind::Cancelled, Vec::new()))
         }
-        // A new task has no agent to tell yet.
-        pb::Event::TaskCreated(_) => None,
+        // A new task has no agent to tell yet; an erasure changes no task's place.
+        pb::Event::TaskCreated(_) | pb::Event::ClientDataErased(_) => None,
     }
 }
 

@@ -53,8 +53,15 @@ pub struct NewTask {
     pub protocol: Protocol,
     pub department: DepartmentId,
     pub channel: Channel,
+    /// Personal data: never part of a snapshot (an erasure could not reach it there). Commands
+    /// never read it; a state from a snapshot or a replay has it withheld (sealed events are
+    /// replayed without keys).
+    #[serde(skip_serializing, default = "ClientContact::withheld")]
     pub contact: ClientContact,
     pub priority: Priority,
+    /// Personal data too (an inbound task's subject is the client's first words): never in a
+    /// snapshot, like the contact.
+    #[serde(skip_serializing, default)]
     pub subject: String,
     pub created_by: String,
     pub inbound_message_id: Option<String>,

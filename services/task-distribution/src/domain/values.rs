@@ -101,6 +101,13 @@ pub struct ClientContact {
     pub contact_id: Option<String>,
 }
 
+impl ClientContact {
+    /// A contact not at hand: erased, or left out of where it was read from (snapshots).
+    pub fn withheld() -> Self {
+        Self { name: String::new(), phone: PhoneNumber::erased(), contact_id: None }
+    }
+}
+
 /// A client's display name: 1-200 printable characters.
 pub fn parse_client_name(value: &str) -> Result<String, String> {
     let trimmed = value.trim();

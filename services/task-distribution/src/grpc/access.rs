@@ -18,6 +18,7 @@ pub const ACCESS: &[Rule] = &[
     ("dw.distribution.v1.DistributionService/GetDistributionSettings", MANAGER_OR_SERVICE),
     ("dw.distribution.v1.DistributionService/UpdateDistributionSettings", MANAGER),
     ("dw.distribution.v1.DistributionService/SetAgentCapacity", MANAGER),
+    ("dw.distribution.v1.DistributionService/EraseClientData", MANAGER_OR_SERVICE),
     // The kernel's paged read of this service's event store (dw_grpc_kit::event_log).
     dw_grpc_kit::event_log::READ_EVENTS,
 ];

@@ -2,6 +2,8 @@
 //! each stored event of a task brings the task's row to the state the stream had at that event,
 //! through the same `tasks::save` a command runs, with the same queue move.
 //!
+//! A client erased since (`EraseClientData`) comes back erased: their key is gone.
+//!
 //! Agents' load is not part of it: the `agents` table is kept from agent-sessions' events too
 //! (availability, departments), which this service's store does not hold.
 
@@ -10,6 +12,7 @@ use std::sync::{Mutex, PoisonError};
 
 use dw_eventstore::RecordedEvent;
 use dw_eventstore::aggregate::Aggregate;
+use dw_eventstore::personal::{self, Keys};
 use dw_eventstore::rebuild::{ApplyFuture, ReadModel};
 use sqlx::PgConnection;
 
@@ -72,9 +75,13 @@ impl TasksModel {
             return Ok(());
         };
         let task_id = TaskId::parse(id).map_err(|e| format!("stream {}: task id {e}", event.stream_id))?;
-        let decode =
-            |recorded: &RecordedEvent| codec::decode(recorded).map_err(|e| format!("event {}: {e}", recorded.event_id));
-        let this = decode(event)?;
+        // The row takes the client's fields from the task's first event: opened with the
+        // client's key if it still exists, empty if the client was erased.
+        let keys = personal::keys(conn, codec::key_ids(event)).await.map_err(|e| e.to_string())?;
+        let this = codec::decode(event, &keys).map_err(|e| format!("event {}: {e}", event.event_id))?;
+        let decode = |recorded: &RecordedEvent| {
+            codec::decode(recorded, &Keys::none()).map_err(|e| format!("event {}: {e}", recorded.event_id))
+        };
         let before = self.cached(&event.stream_id, event.version - 1);
         let state = match before {
             Some(task) => TaskStream::evolve(Some(task), &this),

@@ -5,6 +5,7 @@ use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::task::{Event, Task};
+use crate::domain::{PhoneNumber, TaskId};
 
 /// How a change moves the task in its department's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,39 @@ pub async fn save(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The client phone on a task's row (`None` when the task has no row or its client was erased).
+pub async fn client_phone(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    task_id: TaskId,
+) -> Result<Option<PhoneNumber>, sqlx::Error> {
+    let row = sqlx::query("SELECT client_phone FROM tasks WHERE tenant_id = $1 AND task_id = $2")
+        .bind(tenant)
+        .bind(task_id.0)
+        .fetch_optional(conn)
+        .await?;
+    let phone: Option<String> = row.map(|row| row.try_get("client_phone")).transpose()?;
+    Ok(phone.and_then(|phone| PhoneNumber::parse(&phone).ok()))
+}
+
+/// Empties the client's name and phone and the subject on every task of theirs; returns those
+/// tasks.
+pub async fn erase_client(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    phone: &PhoneNumber,
+) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE tasks SET client_name = '', client_phone = '', subject = '' WHERE tenant_id = $1 AND client_phone = $2 \
+         RETURNING task_id",
+    )
+    .bind(tenant)
+    .bind(phone.as_str())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|row| row.try_get("task_id")).collect()
 }
 
 /// The next gap-free sequence number of `day` for the tenant (rolled back with the transaction).

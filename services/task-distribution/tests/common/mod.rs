@@ -300,3 +300,45 @@ pub fn token(tenant: &str, sub: &str, roles: &[Role]) -> String {
 }
 
 pub use dw_testkit::{authed, rid};
+
+/// Publishes an inbound client message (messaging's `InboundMessageReceived`) from `phone`.
+pub async fn publish_inbound(cluster: &Cluster, tenant: &str, phone: &str, text: &str) {
+    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
+    let ns = &cluster.messaging_ns;
+    let _ = js
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: ns.stream_name.clone(),
+            subjects: vec![format!("{}.>", ns.subject_prefix)],
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let message_id = uuid::Uuid::now_v7().to_string();
+    let event = dw_proto::messaging::v1::InboundMessageReceived {
+        message_id: message_id.clone(),
+        contact_id: String::new(),
+        contact_name: "Carla Dias".into(),
+        phone: phone.into(),
+        channel: dw_proto::messaging::v1::Channel::Whatsapp as i32,
+        text: text.into(),
+        provider_message_id: format!("wamid.{message_id}"),
+        received_at: None,
+        department_id: String::new(),
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", message_id.as_str());
+    headers.insert("ce-id", message_id.as_str());
+    headers.insert("ce-type", "dw.messaging.v1.InboundMessageReceived");
+    headers.insert("ce-source", "test");
+    headers.insert("ce-time", chrono::Utc::now().to_rfc3339().as_str());
+    headers.insert("ce-subject", format!("inbound:{tenant}:{message_id}").as_str());
+    headers.insert("dw-tenant", tenant);
+    headers.insert("dw-stream-version", "1");
+    let subject = format!("{}.{tenant}.inbound.received", ns.subject_prefix);
+    js.publish_with_headers(subject, headers, prost::Message::encode_to_vec(&event).into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
