@@ -28,6 +28,7 @@ pub mod names {
     pub const EXPLAIN_ASSIGNMENT: &str = "dw.distribution.v1.ExplainAssignmentResponse";
     pub const DISTRIBUTION_SETTINGS: &str = "dw.distribution.v1.DistributionSettings";
     pub const AGENT_CAPACITY: &str = "dw.distribution.v1.AgentCapacity";
+    pub const ERASE_CLIENT_DATA: &str = "dw.distribution.v1.EraseClientDataResponse";
     pub const INBOUND_MESSAGE_RECEIVED: &str = "dw.messaging.v1.InboundMessageReceived";
     pub const TEMPLATE: &str = "dw.messaging.v1.Template";
     pub const LIST_TEMPLATES: &str = "dw.messaging.v1.ListTemplatesResponse";

@@ -406,4 +406,37 @@ async fn a_client_message_is_pushed_encrypted_with_vapid_and_gone_subscriptions_
     })
     .await;
     assert_eq!(remaining, 1);
+
+    // The client is erased in distribution: their words leave the agent's log and the pushes
+    // kept here; the notifications themselves (kind, task, time) stay.
+    let pool = &h._db.pool;
+    let bodies = async || -> Vec<String> {
+        let sql = "SELECT body FROM agent_notifications WHERE task_id = $1::uuid \
+                   UNION ALL SELECT payload::jsonb ->> 'body' FROM push_jobs WHERE payload::jsonb ->> 'task_id' = $1";
+        sqlx::query_scalar(sql).bind(&message.task_id).fetch_all(pool).await.unwrap()
+    };
+    let before = bodies().await;
+    assert!(before.len() >= 2 && before.iter().all(|b| b == "Olá, preciso de ajuda"), "{before:?}");
+    let erased = distribution::ClientDataErased {
+        erasure_id: uuid::Uuid::now_v7().to_string(),
+        task_ids: vec![message.task_id.clone()],
+        reason: "LGPD request".into(),
+        erased_by: "manager-1".into(),
+        ..Default::default()
+    };
+    publish(
+        &h,
+        &h.distribution,
+        "acme",
+        "task.client_data_erased",
+        "dw.distribution.v1.ClientDataErased",
+        erased.encode_to_vec(),
+    )
+    .await;
+    let after = eventually("the client's words erased", async || {
+        let after = bodies().await;
+        after.iter().all(String::is_empty).then_some(after)
+    })
+    .await;
+    assert_eq!(after.len(), before.len());
 }

@@ -88,6 +88,17 @@ pub enum TasksCommand {
         #[arg(long, value_parser = clap::value_parser!(i32).range(0..=100))]
         capacity: i32,
     },
+    /// Erase a client's personal data on request (EraseClientData; role `manager` or `service`):
+    /// their name, phone, tasks' subjects and messages read as empty from then on, everywhere;
+    /// the tasks, protocols and timings stay. Cannot be undone.
+    EraseClient {
+        /// The client's phone (E.164).
+        #[arg(long, value_parser = parse::non_empty)]
+        phone: String,
+        /// Why (e.g. the data-subject request's reference), kept in the erasure event.
+        #[arg(long, value_parser = parse::non_empty)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use dw_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use dw_proto::distribution::v1::get_task_request::Key;
 use dw_proto::distribution::v1::{
-    CancelTaskRequest, ClaimTaskRequest, ClientContact, CompleteTaskRequest, CreateTaskRequest,
+    CancelTaskRequest, ClaimTaskRequest, ClientContact, CompleteTaskRequest, CreateTaskRequest, EraseClientDataRequest,
     ExplainAssignmentRequest, GetDistributionSettingsRequest, GetQueueStatsRequest, GetTaskRequest, ListMyTasksRequest,
     ListMyTasksResponse, SearchProtocolsRequest, SetAgentCapacityRequest, Task, TransferTaskRequest,
     UpdateDistributionSettingsRequest, WatchMyTasksRequest,
@@ -119,6 +119,16 @@ pub async fn run(command: TasksCommand, rpc: &Rpc, printer: &Printer) -> Result<
             let request = SetAgentCapacityRequest { request_id: rpc.request_id(), agent_id: agent, capacity };
             let response = client.set_agent_capacity(rpc.request(request)).await?;
             printer.emit(names::AGENT_CAPACITY, &response.into_inner(), capacity_text)
+        }
+        TasksCommand::EraseClient { phone, reason } => {
+            let request = EraseClientDataRequest { request_id: rpc.request_id(), phone, reason };
+            let response = client.erase_client_data(rpc.request(request)).await?;
+            printer.emit(names::ERASE_CLIENT_DATA, &response.into_inner(), |erased| {
+                crate::output::fields(&[
+                    ("erasure", erased.erasure_id.clone()),
+                    ("tasks erased", erased.tasks_erased.to_string()),
+                ])
+            })
         }
     }
 }
