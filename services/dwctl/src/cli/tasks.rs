@@ -93,7 +93,7 @@ pub enum TasksCommand {
     /// the tasks, protocols and timings stay. Cannot be undone.
     EraseClient {
         /// The client's phone (E.164).
-        #[arg(long, value_parser = parse::non_empty)]
+        #[arg(long, value_parser = parse::phone)]
         phone: String,
         /// Why (e.g. the data-subject request's reference), kept in the erasure event.
         #[arg(long, value_parser = parse::non_empty)]
@@ -222,6 +222,13 @@ mod tests {
         assert!(parse(&["tasks", "search", "--status", "open"]).is_err());
         assert!(parse(&["tasks", "search", "--all", "--page-token", "x"]).is_err());
         assert!(parse(&["tasks", "search", "--page-size", "201"]).is_err());
+        let cli = parse(&["tasks", "erase-client", "--phone", "+55 11 98765-4321", "--reason", "LGPD 118"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Tasks(TasksCommand::EraseClient { ref phone, ref reason }) if phone == "+5511987654321" && reason == "LGPD 118"
+        ));
+        assert!(parse(&["tasks", "erase-client", "--phone", "+5511987654321"]).is_err(), "--reason is required");
+        assert!(parse(&["tasks", "erase-client", "--phone", "abc", "--reason", "r"]).is_err());
         let cli = parse(&["tasks", "watch", "--limit", "3", "--json"]).unwrap();
         assert!(cli.global.json);
         assert!(matches!(cli.command, Command::Tasks(TasksCommand::Watch { limit: Some(3) })));
