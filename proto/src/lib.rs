@@ -269,7 +269,7 @@ mod tests {
         round_trips::<crate::messaging::v1::Event>(crate::messaging::v1::Event::TYPES);
         assert_eq!(crate::agentsessions::v1::Event::TYPES.len(), 12);
         assert_eq!(crate::distribution::v1::Event::TYPES.len(), 9);
-        assert_eq!(crate::messaging::v1::Event::TYPES.len(), 13);
+        assert_eq!(crate::messaging::v1::Event::TYPES.len(), 14);
         assert!(
             crate::agentsessions::v1::Event::TYPES
                 .contains(&crate::agentsessions::v1::BreakStarted::full_name().as_str())

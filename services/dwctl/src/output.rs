@@ -36,6 +36,7 @@ pub mod names {
     pub const MESSAGE: &str = "dw.messaging.v1.Message";
     pub const CONTACT: &str = "dw.messaging.v1.Contact";
     pub const SEARCH_CONTACTS: &str = "dw.messaging.v1.SearchContactsResponse";
+    pub const ERASE_CONTACT_DATA: &str = "dw.messaging.v1.EraseClientDataResponse";
     pub const PROVIDER_CONFIG: &str = "dw.messaging.v1.ProviderConfig";
     pub const SINGLE_NOTIFICATION: &str = "dw.notifications.v1.SingleNotification";
     pub const LIST_NOTIFICATIONS: &str = "dw.notifications.v1.ListNotificationsResponse";
@@ -50,7 +51,7 @@ pub mod names {
     pub const LIST_DELIVERIES: &str = "dw.notifications.v1.ListDeliveriesResponse";
 
     #[cfg(test)]
-    pub const ALL: [&str; 38] = [
+    pub const ALL: [&str; 40] = [
         AGENT_DAY_STATE,
         MY_INFORMATION,
         MY_PERMISSIONS,
@@ -70,6 +71,7 @@ pub mod names {
         EXPLAIN_ASSIGNMENT,
         DISTRIBUTION_SETTINGS,
         AGENT_CAPACITY,
+        ERASE_CLIENT_DATA,
         INBOUND_MESSAGE_RECEIVED,
         TEMPLATE,
         LIST_TEMPLATES,
@@ -77,6 +79,7 @@ pub mod names {
         MESSAGE,
         CONTACT,
         SEARCH_CONTACTS,
+        ERASE_CONTACT_DATA,
         PROVIDER_CONFIG,
         SINGLE_NOTIFICATION,
         LIST_NOTIFICATIONS,

@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::codec::decode_contract;
+use dw_eventstore::personal::{PersonalFields, SubjectKey};
 use dw_eventstore::{CodecError, NewEvent, RecordedEvent};
 use dw_proto::messaging::v1 as pb;
 use dw_proto::time::{datetime, timestamp};
+use prost::{Message as _, Name as _};
 
-use crate::domain::DepartmentId;
 use crate::domain::contact::Contact;
 use crate::domain::template::{self, Category, Channel, Content, HeaderKind, Template};
+use crate::domain::{DepartmentId, PhoneNumber};
 
 pub fn template_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
     format!("template:{tenant}:{id}")
@@ -19,6 +21,74 @@ pub fn template_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
 
 pub fn contact_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
     format!("contact:{tenant}:{id}")
+}
+
+/// The stream of one erasure (`ClientDataErased`).
+pub fn erasure_stream(tenant: &TenantId, erasure_id: uuid::Uuid) -> String {
+    format!("erasure:{tenant}:{erasure_id}")
+}
+
+/// The data subject a client's personal fields are sealed for: their phone number (the same
+/// subject task-distribution seals the client's tasks for, in its own key table).
+pub fn client_subject(phone: &PhoneNumber) -> String {
+    format!("phone:{phone}")
+}
+
+/// Calls `field` on the personal fields of a contact.
+fn contact_fields(contact: &mut pb::Contact, field: &mut dyn FnMut(&mut String)) {
+    field(&mut contact.name);
+    field(&mut contact.phone);
+    field(&mut contact.external_id);
+}
+
+/// Calls `field` on the personal fields of a sent message: the recipient, what was rendered for
+/// them and the values it was rendered with.
+fn message_fields(message: &mut pb::Message, field: &mut dyn FnMut(&mut String)) {
+    field(&mut message.recipient_phone);
+    field(&mut message.rendered_header);
+    field(&mut message.rendered_body);
+    message.variables.iter_mut().for_each(&mut *field);
+    field(&mut message.additional_information);
+}
+
+/// Calls `field` on the personal fields of a client's message.
+fn inbound_fields(message: &mut pb::InboundMessageReceived, field: &mut dyn FnMut(&mut String)) {
+    field(&mut message.contact_name);
+    field(&mut message.phone);
+    field(&mut message.text);
+}
+
+/// The personal fields of this service's events: a contact's name, phone and CRM id
+/// (`ContactUpserted`), a sent message's recipient, rendered texts, variables and additional
+/// information (`MessageRequested`), a client message's name, phone and text
+/// (`InboundMessageReceived`). Opt-outs keep their phone: they are the record that the number
+/// must not be messaged.
+pub struct ClientFields;
+
+impl PersonalFields for ClientFields {
+    fn map_fields(&self, event_type: &str, payload: &[u8], field: &mut dyn FnMut(&mut String)) -> Option<Vec<u8>> {
+        if event_type == pb::ContactUpserted::full_name() {
+            let mut event = pb::ContactUpserted::decode(payload).ok()?;
+            contact_fields(event.contact.as_mut()?, field);
+            Some(event.encode_to_vec())
+        } else if event_type == pb::MessageRequested::full_name() {
+            let mut event = pb::MessageRequested::decode(payload).ok()?;
+            message_fields(event.message.as_mut()?, field);
+            Some(event.encode_to_vec())
+        } else if event_type == pb::InboundMessageReceived::full_name() {
+            let mut event = pb::InboundMessageReceived::decode(payload).ok()?;
+            inbound_fields(&mut event, field);
+            Some(event.encode_to_vec())
+        } else {
+            None
+        }
+    }
+}
+
+/// A client's message as stored, its personal fields sealed with the client's key (the bus
+/// carries it in the clear).
+pub fn inbound_received(event: &pb::InboundMessageReceived, key: &SubjectKey) -> NewEvent {
+    NewEvent::sealed("inbound.received", event, |stored| inbound_fields(stored, &mut |value| *value = key.seal(value)))
 }
 
 pub fn channel_to_pb(channel: Channel) -> pb::Channel {
@@ -156,7 +226,8 @@ pub fn decode_template(recorded: &RecordedEvent) -> Result<template::Event, Code
         | pb::Event::MessageFailed(_)
         | pb::Event::ContactOptedOut(_)
         | pb::Event::ContactOptedIn(_)
-        | pb::Event::ProviderConfigChanged(_)) => {
+        | pb::Event::ProviderConfigChanged(_)
+        | pb::Event::ClientDataErased(_)) => {
             return Err(CodecError::Invalid("event_type", format!("{} is not a template event", other.type_name())));
         }
     })
@@ -210,11 +281,14 @@ fn template_from_pb(view: Option<pb::Template>) -> Result<Template, CodecError> 
     })
 }
 
-pub fn contact_upserted(contact: &pb::Contact, by: &str) -> NewEvent {
-    NewEvent::of(
-        "contact.upserted",
-        &pb::ContactUpserted { contact: Some(contact.clone()), upserted_by: by.to_owned() },
-    )
+/// A contact's change as stored, its personal fields sealed with the client's `key`.
+pub fn contact_upserted(contact: &pb::Contact, by: &str, key: &SubjectKey) -> NewEvent {
+    let event = pb::ContactUpserted { contact: Some(contact.clone()), upserted_by: by.to_owned() };
+    NewEvent::sealed("contact.upserted", &event, |stored| {
+        if let Some(contact) = stored.contact.as_mut() {
+            contact_fields(contact, &mut |value| *value = key.seal(value));
+        }
+    })
 }
 
 pub fn message_stream(tenant: &TenantId, id: uuid::Uuid) -> String {
@@ -269,13 +343,25 @@ pub fn message_to_pb(message: &crate::domain::message::OutboundMessage) -> pb::M
     }
 }
 
-pub fn message_event(message_id: uuid::Uuid, event: &crate::domain::message::Event) -> NewEvent {
+/// A message's event as stored; a request's personal fields sealed with the recipient's `key`
+/// (the only event of a message that has any).
+pub fn message_event(
+    message_id: uuid::Uuid,
+    event: &crate::domain::message::Event,
+    key: Option<&SubjectKey>,
+) -> NewEvent {
     use crate::domain::message::Event as E;
     let id = message_id.to_string();
     let attempts = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     match event {
         E::Requested(message) => {
-            NewEvent::of("message.requested", &pb::MessageRequested { message: Some(message_to_pb(message)) })
+            let event = pb::MessageRequested { message: Some(message_to_pb(message)) };
+            NewEvent::sealed("message.requested", &event, |stored| {
+                if let Some(message) = stored.message.as_mut() {
+                    // No key: the recipient was erased while the request was made; keep nothing.
+                    message_fields(message, &mut |value| *value = key.map(|k| k.seal(value)).unwrap_or_default());
+                }
+            })
         }
         E::Dispatched { provider_message_id, attempts: n, at } => NewEvent::of(
             "message.dispatched",

@@ -130,6 +130,6 @@ pub async fn run_with_listener(
         ProviderConfigGrpc::new(accounts, local_webhook_hosts),
         auth.clone(),
     ))
-    .add_service(boot.event_log(auth));
+    .add_service(boot.event_log_with_personal_fields(std::sync::Arc::new(crate::codec::ClientFields), auth));
     boot.serve(listener, routes, &SERVICE_NAMES, &[dw_proto::FILE_DESCRIPTOR_SET]).await
 }

@@ -254,12 +254,8 @@ async fn a_client_message_with_nul_and_control_characters_is_kept_without_them_n
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200, "the provider is not told to retry a message we can never store");
-    let payload: Vec<u8> =
-        sqlx::query_scalar("SELECT payload FROM events WHERE event_type = 'dw.messaging.v1.InboundMessageReceived'")
-            .fetch_one(&setup.db.pool)
-            .await
-            .unwrap();
-    let event = pb::InboundMessageReceived::decode(payload.as_slice()).unwrap();
+    let payloads = common::opened_payloads(&setup.db.pool, "dw.messaging.v1.InboundMessageReceived").await;
+    let event = pb::InboundMessageReceived::decode(payloads[0].as_slice()).unwrap();
     // NUL is marked (U+FFFD); other control and bidi-override characters are dropped.
     assert_eq!(event.contact_name, "Carla\u{FFFD} Dias");
     assert!(

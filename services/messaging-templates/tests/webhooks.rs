@@ -15,7 +15,6 @@ use dw_proto::messaging::v1 as pb;
 use messaging_templates::domain::twilio_signature;
 use messaging_templates::webhooks::sign;
 use prost::Message as _;
-use sqlx::Row;
 use tonic::Code;
 
 async fn post(setup: &Setup, path: &str, header: &str, secret: &str, body: String) -> u16 {
@@ -125,13 +124,9 @@ async fn a_client_message_becomes_one_inbound_event() {
     let path = "/webhooks/whatsapp/acme";
     assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, payload.clone()).await, 200);
     assert_eq!(post(&setup, path, "X-Hub-Signature-256", WHATSAPP_SECRET, payload).await, 200, "a repeat is fine");
-    let rows = sqlx::query("SELECT payload FROM events WHERE event_type = 'dw.messaging.v1.InboundMessageReceived'")
-        .fetch_all(&setup.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1, "recorded once");
-    let payload: Vec<u8> = rows[0].get("payload");
-    let event = pb::InboundMessageReceived::decode(payload.as_slice()).unwrap();
+    let payloads = common::opened_payloads(&setup.db.pool, "dw.messaging.v1.InboundMessageReceived").await;
+    assert_eq!(payloads.len(), 1, "recorded once");
+    let event = pb::InboundMessageReceived::decode(payloads[0].as_slice()).unwrap();
     assert_eq!(
         (event.phone.as_str(), event.contact_name.as_str(), event.text.as_str(), event.channel),
         ("+5511933332222", "Carla Dias", "Olá, preciso de ajuda", pb::Channel::Whatsapp as i32)

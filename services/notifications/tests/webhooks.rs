@@ -91,6 +91,7 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
         ..Default::default()
     };
     message.metadata.insert("crm_ticket".into(), "T-9".into());
+    let message_id = message.message_id.clone();
     let event = messaging::MessageRequested { message: Some(message) };
     publish(&h, &h.messaging, "acme", "message.requested", "dw.messaging.v1.MessageRequested", event.encode_to_vec())
         .await;
@@ -147,6 +148,42 @@ async fn webhooks_are_signed_retried_with_one_id_and_logged() {
     let codes: Vec<i32> = deliveries.attempts.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, [500, 500, 204]);
     assert_eq!(deliveries.delivery_id, ids[0]);
+
+    // The client is erased in messaging: the delivery log and the send log keep the send without
+    // the client (metadata, status and attempts stay).
+    let pool = &h._db.pool;
+    let kept = async || -> Vec<String> {
+        let sql = "SELECT body FROM webhook_deliveries WHERE tenant_id = 'acme' \
+                   UNION ALL SELECT recipient_phone || '|' || additional_information FROM single_notifications \
+                   WHERE tenant_id = 'acme' AND message_id = $1::uuid";
+        sqlx::query_scalar(sql).bind(&message_id).fetch_all(pool).await.unwrap()
+    };
+    let before = kept().await;
+    assert!(before.iter().all(|b| b.contains("+5511987654321") && b.contains("priority client")), "{before:?}");
+    let erased = messaging::ClientDataErased {
+        erasure_id: uuid::Uuid::now_v7().to_string(),
+        message_ids: vec![message_id.clone()],
+        reason: "LGPD request".into(),
+        erased_by: "boss".into(),
+        ..Default::default()
+    };
+    publish(
+        &h,
+        &h.messaging,
+        "acme",
+        "message.client_data_erased",
+        "dw.messaging.v1.ClientDataErased",
+        erased.encode_to_vec(),
+    )
+    .await;
+    let after = eventually("the client erased from the logs", async || {
+        let after = kept().await;
+        after.iter().all(|b| !b.contains("+5511987654321") && !b.contains("priority client")).then_some(after)
+    })
+    .await;
+    assert_eq!(after.len(), before.len());
+    assert!(after[0].contains("T-9") && after[0].contains("template.sent"), "{}", after[0]);
+    assert_eq!(after[1], "|");
 }
 
 #[tokio::test]

@@ -165,6 +165,22 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The fields of an erasure request (`EraseClientData` of every service that keeps a client's
+/// personal data): the client's phone (E.164) and a reason of 1-500 printable characters, kept
+/// in the erasure event.
+pub fn erasure_request(phone: &str, reason: &str) -> Result<(dw_ids::PhoneNumber, String), Status> {
+    let mut violations: Vec<Violation> = Vec::new();
+    let phone = dw_ids::PhoneNumber::parse(phone).map_err(|e| violations.push(("phone".to_owned(), e))).ok();
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        violations.push(("reason".to_owned(), "must be 1-500 printable characters".to_owned()));
+    }
+    match phone {
+        Some(phone) if violations.is_empty() => Ok((phone, reason.to_owned())),
+        _ => Err(invalid_arguments(violations)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

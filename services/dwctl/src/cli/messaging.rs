@@ -240,6 +240,18 @@ pub enum ContactsCommand {
         #[arg(long, value_parser = parse::non_empty)]
         contact_id: String,
     },
+    /// Erase a client's personal data here on request (EraseClientData; role `manager` or
+    /// `service`): their contact is deleted; the messages sent to them and those they wrote keep
+    /// their statuses and times without phone, name, texts or variables. Cannot be undone. Their
+    /// tasks: `dwctl tasks erase-client`.
+    EraseClient {
+        /// The client's phone (E.164).
+        #[arg(long, value_parser = parse::phone)]
+        phone: String,
+        /// Why (e.g. the data-subject request's reference), kept in the erasure event.
+        #[arg(long, value_parser = parse::non_empty)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

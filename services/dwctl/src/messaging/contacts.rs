@@ -1,10 +1,12 @@
-//! `dwctl contacts …`: CRM contacts — upsert (role `manager` or `service`), search, get.
+//! `dwctl contacts …`: CRM contacts — upsert (role `manager` or `service`), search, get, and a
+//! client's erasure (`erase-client`).
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use dw_proto::messaging::v1::contact_service_client::ContactServiceClient;
 use dw_proto::messaging::v1::{
-    Contact, GetContactRequest, SearchContactsRequest, SearchContactsResponse, UpsertContactRequest,
+    Contact, EraseClientDataRequest, GetContactRequest, SearchContactsRequest, SearchContactsResponse,
+    UpsertContactRequest,
 };
 
 use crate::cli::ContactsCommand;
@@ -47,6 +49,18 @@ pub async fn run(command: ContactsCommand, rpc: &Rpc, printer: &Printer) -> Resu
         ContactsCommand::Get { contact_id } => {
             let contact = client.get_contact(rpc.request(GetContactRequest { contact_id })).await?.into_inner();
             printer.emit(names::CONTACT, &contact, |c| contact_text(c, now))
+        }
+        ContactsCommand::EraseClient { phone, reason } => {
+            let request = EraseClientDataRequest { request_id: rpc.request_id(), phone, reason };
+            let erased = client.erase_client_data(rpc.request(request)).await?.into_inner();
+            printer.emit(names::ERASE_CONTACT_DATA, &erased, |e| {
+                out::fields(&[
+                    ("erasure", e.erasure_id.clone()),
+                    ("contact erased", if e.contact_erased { "yes" } else { "no" }.to_owned()),
+                    ("messages sent erased", e.messages_erased.to_string()),
+                    ("messages received erased", e.inbound_erased.to_string()),
+                ])
+            })
         }
     }
 }

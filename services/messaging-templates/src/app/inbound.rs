@@ -4,7 +4,7 @@
 //! of our own messages are [`super::message_status`]'s.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use dw_eventstore::{EventMetadata, NewEvent, StoreError, store};
+use dw_eventstore::{EventMetadata, NewEvent, StoreError, personal, store};
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgPool, Row};
@@ -75,7 +75,8 @@ pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) 
     };
     // One stream per provider message: a repeated webhook finds it taken.
     let stream_id = format!("inbound:{tenant}:{}:{}", inbound.channel.as_str(), inbound.provider_message_id);
-    let new_event = NewEvent::of("inbound.received", &event);
+    let key = personal::subject_key(&mut tx, tenant, &crate::codec::client_subject(&inbound.phone)).await?;
+    let new_event = crate::codec::inbound_received(&event, &key);
     match store::append(&mut tx, tenant, &stream_id, 0, vec![new_event], None, &metadata()).await {
         Ok(_) => {
             dw_eventstore::commit(tx).await?;

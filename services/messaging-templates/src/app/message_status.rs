@@ -181,7 +181,23 @@ pub async fn record_status(
     report: Event,
     metadata: &EventMetadata,
 ) -> Result<bool, AppError> {
-    let Some((state, version)) = load_message(conn, tenant, message_id).await? else {
+    // Locked: an erasure of the recipient empties the snapshot either before this reads it or
+    // after this commits, never in between (the append would write back what it read).
+    let row = sqlx::query("SELECT version, snapshot FROM streams WHERE stream_id = $1 FOR UPDATE")
+        .bind(codec::message_stream(tenant, message_id))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let loaded = match row {
+        Some(row) => match row.try_get::<Option<serde_json::Value>, _>("snapshot")? {
+            Some(snapshot) => Some((
+                serde_json::from_value::<OutboundMessage>(snapshot).map_err(|e| AppError::Corrupt(e.to_string()))?,
+                row.try_get::<i64, _>("version")?,
+            )),
+            None => None,
+        },
+        None => None,
+    };
+    let Some((state, version)) = loaded else {
         return Err(DomainError::MessageNotFound(message_id.to_string()).into());
     };
     let events = message::report(&state, report);
@@ -189,7 +205,7 @@ pub async fn record_status(
         return Ok(false);
     }
     let new_state = events.iter().fold(state, message::evolve);
-    let new_events = events.iter().map(|e| codec::message_event(message_id, e)).collect();
+    let new_events = events.iter().map(|e| codec::message_event(message_id, e, None)).collect();
     let stream_id = codec::message_stream(tenant, message_id);
     let snapshot = serde_json::to_value(&new_state).ok();
     let recorded = store::append(conn, tenant, &stream_id, version, new_events, snapshot, metadata).await?;

@@ -1,6 +1,7 @@
 //! Command handlers: templates and contacts, each run idempotently (by `request_id`) with its
 //! events, snapshot and read-model row in one transaction.
 
+pub mod erasure;
 pub mod inbound;
 pub mod message_status;
 pub mod provider_config;
@@ -10,7 +11,7 @@ pub mod send;
 use chrono::{DateTime, Utc};
 use dw_eventstore::aggregate::{self, Aggregate, Loaded};
 use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::{NewEvent, RecordedEvent, store};
+use dw_eventstore::{NewEvent, RecordedEvent, personal, store};
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row};
@@ -231,7 +232,8 @@ impl Attempt<DomainError> for UpsertContact<'_> {
         };
         let new_version = version + 1;
         let view = codec::contact_to_pb(&contact, new_version);
-        let event = codec::contact_upserted(&view, &self.ctx.actor);
+        let key = personal::subject_key(conn, tenant, &codec::client_subject(&contact.phone)).await?;
+        let event = codec::contact_upserted(&view, &self.ctx.actor, &key);
         let stream_id = codec::contact_stream(tenant, contact.contact_id);
         let snapshot = serde_json::to_value(&contact).ok();
         store::append(conn, tenant, &stream_id, version, vec![event], snapshot, &self.ctx.metadata).await?;

@@ -8,6 +8,7 @@ use dw_ids::TenantId;
 use chrono::{DateTime, SubsecRound, Utc};
 use dw_bus::{InboundEvent, Projection, ProjectionError};
 use dw_eventstore::command::{self, Attempt};
+use dw_eventstore::personal;
 use dw_eventstore::{EventMetadata, store};
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row};
@@ -96,12 +97,15 @@ impl Attempt<DomainError> for SendCommand<'_> {
         let event = Event::Requested(Box::new(message.clone()));
         let stream_id = codec::message_stream(tenant, message.message_id);
         let snapshot = serde_json::to_value(&message).ok();
+        // The recipient's key (locked until commit: an erasure of the client waits for this send
+        // and then erases it too).
+        let key = personal::subject_key(conn, tenant, &codec::client_subject(&message.phone)).await?;
         store::append(
             conn,
             tenant,
             &stream_id,
             0,
-            vec![codec::message_event(message.message_id, &event)],
+            vec![codec::message_event(message.message_id, &event, Some(&key))],
             snapshot,
             &self.ctx.metadata,
         )
@@ -277,7 +281,8 @@ impl Projection for Dispatcher {
             | E::MessageFailed(_)
             | E::ContactOptedOut(_)
             | E::ContactOptedIn(_)
-            | E::ProviderConfigChanged(_) => return Ok(()),
+            | E::ProviderConfigChanged(_)
+            | E::ClientDataErased(_) => return Ok(()),
         };
         let message_id = requested
             .message
@@ -301,12 +306,22 @@ impl Projection for Dispatcher {
             let Some((message, _)) = load_message(conn, tenant, message_id).await.map_err(transient)? else {
                 return Err(ProjectionError::Permanent(format!("message {message_id} not found")));
             };
-            let report = match self.providers.send(&message).await {
-                Outcome::Accepted { provider_message_id, attempts } => {
-                    Event::Dispatched { provider_message_id, attempts, at: Utc::now().trunc_subsecs(6) }
-                }
-                Outcome::Rejected { failure, attempts } => {
-                    Event::Failed { failure, attempts, at: Utc::now().trunc_subsecs(6) }
+            let report = if message.phone.is_erased() {
+                // The recipient was erased before the hand-over: there is no one to send to.
+                let failure = Failure {
+                    code: "RECIPIENT_ERASED".into(),
+                    reason: "the recipient's personal data was erased before the message was sent".into(),
+                    terminal: true,
+                };
+                Event::Failed { failure, attempts: 0, at: Utc::now().trunc_subsecs(6) }
+            } else {
+                match self.providers.send(&message).await {
+                    Outcome::Accepted { provider_message_id, attempts } => {
+                        Event::Dispatched { provider_message_id, attempts, at: Utc::now().trunc_subsecs(6) }
+                    }
+                    Outcome::Rejected { failure, attempts } => {
+                        Event::Failed { failure, attempts, at: Utc::now().trunc_subsecs(6) }
+                    }
                 }
             };
             self.keep_outcome(tenant, message_id, &report).await;

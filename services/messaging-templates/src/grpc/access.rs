@@ -16,6 +16,7 @@ pub const ACCESS: &[Rule] = &[
     ("dw.messaging.v1.ContactService/UpsertContact", MANAGER_OR_SERVICE),
     ("dw.messaging.v1.ContactService/SearchContacts", ANY_ROLE),
     ("dw.messaging.v1.ContactService/GetContact", ANY_ROLE),
+    ("dw.messaging.v1.ContactService/EraseClientData", MANAGER_OR_SERVICE),
     ("dw.messaging.v1.ProviderConfigService/SetProviderConfig", MANAGER),
     ("dw.messaging.v1.ProviderConfigService/GetProviderConfig", MANAGER),
     // The kernel's paged read of this service's event store (dw_grpc_kit::event_log).

@@ -12,6 +12,7 @@ use tracing::instrument;
 
 use super::{command_context, to_status, uuid_field};
 use crate::app::App;
+use crate::app::erasure::EraseClient;
 use crate::domain::contact::ContactInput;
 use crate::domain::{DomainError, PhoneNumber};
 use crate::projections::{ContactKey, ContactSearch};
@@ -114,6 +115,21 @@ impl ContactService for ContactGrpc {
         });
         let contacts = contacts.into_iter().map(|(contact, _)| contact).collect();
         Ok(Response::new(pb::SearchContactsResponse { contacts, next_page_token }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "EraseClientData"))]
+    async fn erase_client_data(
+        &self,
+        request: Request<pb::EraseClientDataRequest>,
+    ) -> Result<Response<pb::EraseClientDataResponse>, Status> {
+        let principal = principal(&request)?;
+        require_role(&principal, &[Role::Manager, Role::Service])?;
+        let body = request.get_ref();
+        let (phone, reason) = errors::erasure_request(&body.phone, &body.reason)?;
+        let ctx =
+            command_context(&request, &principal, &body.request_id, "dw.messaging.v1.ContactService/EraseClientData")?;
+        let erased = self.app.erase_client(&ctx, EraseClient { phone, reason }).await.map_err(to_status)?;
+        Ok(Response::new(erased))
     }
 
     #[instrument(skip_all, fields(rpc = "GetContact"))]

@@ -411,3 +411,28 @@ pub fn token(tenant: &str, sub: &str, role: Role) -> String {
 }
 
 pub use dw_testkit::{authed, rid};
+
+/// The payloads of the stored events of `event_type`, oldest first, their personal fields opened
+/// with their keys as `ReadEvents` gives them (stored, they are sealed).
+pub async fn opened_payloads(pool: &sqlx::PgPool, event_type: &str) -> Vec<Vec<u8>> {
+    use dw_eventstore::personal::{self, PersonalFields};
+    use messaging_templates::codec::ClientFields;
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT tenant_id, payload FROM events WHERE event_type = $1 ORDER BY global_position")
+        .bind(event_type)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut opened = Vec::with_capacity(rows.len());
+    for row in rows {
+        let tenant = dw_ids::TenantId::parse(row.get::<&str, _>("tenant_id")).unwrap();
+        let payload: Vec<u8> = row.get("payload");
+        let mut ids = Vec::new();
+        ClientFields.map_fields(event_type, &payload, &mut |value| ids.extend(personal::key_id(value)));
+        let keys = personal::keys(&mut conn, ids).await.unwrap();
+        let open = ClientFields.map_fields(event_type, &payload, &mut |value| *value = keys.open(&tenant, value));
+        opened.push(open.unwrap_or(payload));
+    }
+    opened
+}

@@ -10,6 +10,49 @@ use super::outbound::{SendWebhook, enqueue_send_webhook, enqueue_webhooks, remem
 use super::{Note, notify_agent, time, uuid_of};
 use crate::domain::notification::{Kind, channel_name};
 
+/// A client erased in messaging (`ClientDataErased`): the copies kept here of the messages sent
+/// to them lose the client (phone, rendered texts, variables, additional information) in the
+/// log, in the webhook deliveries not sent yet or kept for the delivery log, and in the agents'
+/// failed-send notices; statuses, times and counts stay.
+async fn erase_send_copies(conn: &mut PgConnection, tenant: &str, message_ids: &[String]) -> Result<(), sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = message_ids.iter().filter_map(|id| uuid::Uuid::parse_str(id).ok()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let texts: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+    // The notices name the phone ("<template> to <phone>: …"): taken out before the log forgets it.
+    sqlx::query(
+        "UPDATE agent_notifications a SET body = replace(a.body, s.recipient_phone, '(erased)') \
+         FROM single_notifications s \
+         WHERE a.tenant_id = $1 AND a.message_id = ANY($2) AND s.tenant_id = a.tenant_id \
+           AND s.message_id = a.message_id AND s.recipient_phone <> ''",
+    )
+    .bind(tenant)
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE single_notifications SET recipient_phone = '', rendered_body = '', rendered_header = '', \
+             additional_information = '' \
+         WHERE tenant_id = $1 AND message_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE webhook_deliveries SET body = jsonb_set(body::jsonb, '{data}', (body::jsonb -> 'data') || \
+             '{\"recipient_phone\": \"\", \"rendered_body\": \"\", \"variables\": [], \"additional_information\": \"\"}'::jsonb)::text \
+         WHERE tenant_id = $1 AND body::jsonb -> 'data' ->> 'message_id' = ANY($2) \
+           AND body::jsonb -> 'data' ? 'recipient_phone'",
+    )
+    .bind(tenant)
+    .bind(&texts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// messaging's events: the log, and failed sends for their agents.
 #[derive(Clone, Default)]
 pub struct MessagingProjection;
@@ -136,6 +179,10 @@ impl Projection for MessagingProjection {
             | E::ContactOptedOut(_)
             | E::ContactOptedIn(_)
             | E::ProviderConfigChanged(_) => return Ok(()),
+            E::ClientDataErased(m) => {
+                erase_send_copies(conn, tenant, &m.message_ids).await?;
+                return Ok(());
+            }
         };
         // Forward only: late or repeated statuses change nothing.
         sqlx::query(

@@ -308,7 +308,8 @@ impl Projection for InboundMessageReaction {
             | E::MessageFailed(_)
             | E::ContactOptedOut(_)
             | E::ContactOptedIn(_)
-            | E::ProviderConfigChanged(_) => return Ok(()),
+            | E::ProviderConfigChanged(_)
+            | E::ClientDataErased(_) => return Ok(()),
         };
         let tenant = &event.tenant_id;
         lock_tenant(conn, tenant).await?;

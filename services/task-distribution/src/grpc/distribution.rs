@@ -404,25 +404,12 @@ impl DistributionService for DistributionGrpc {
     ) -> Result<Response<pb::EraseClientDataResponse>, Status> {
         let principal = principal(&request)?;
         require_role(&principal, &[Role::Service, Role::Manager])?;
-        let input = parse_erasure(request.get_ref())?;
+        let (phone, reason) = errors::erasure_request(&request.get_ref().phone, &request.get_ref().reason)?;
+        let input = EraseClient { phone, reason };
         let body = request.get_ref();
         let ctx = command_context(&request, &principal, &body.request_id, operation!("EraseClientData"))?;
         let erased = self.app.erase_client(&ctx, input).await.map_err(to_status)?;
         Ok(Response::new(erased))
-    }
-}
-
-/// An erasure request, every field checked.
-fn parse_erasure(body: &pb::EraseClientDataRequest) -> Result<EraseClient, Status> {
-    let mut violations = Vec::new();
-    let phone = PhoneNumber::parse(&body.phone).map_err(|e| violations.push(("phone".to_owned(), e))).ok();
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        violations.push(("reason".to_owned(), "must be 1-500 printable characters".to_owned()));
-    }
-    match phone {
-        Some(phone) if violations.is_empty() => Ok(EraseClient { phone, reason: reason.to_owned() }),
-        _ => Err(errors::invalid_arguments(violations)),
     }
 }
 

@@ -212,6 +212,12 @@ fn preview_list_and_contact_commands_parse() {
         panic!("not upsert")
     };
     assert_eq!(tags, ["vip", "b"]);
+    let cli = parse(&["contacts", "erase-client", "--phone", "+55 11 98765-4321", "--reason", "LGPD 118"]).unwrap();
+    let Command::Contacts(ContactsCommand::EraseClient { phone, reason }) = cli.command else {
+        panic!("not erase-client")
+    };
+    assert_eq!((phone.as_str(), reason.as_str()), ("+5511987654321", "LGPD 118"));
+    assert!(parse(&["contacts", "erase-client", "--phone", "+5511987654321"]).is_err(), "--reason is required");
 }
 
 #[test]
