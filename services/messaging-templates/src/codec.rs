@@ -412,6 +412,119 @@ pub fn provider_config_changed(config: &pb::ProviderConfig, whatsapp: bool, sms:
     )
 }
 
+fn status_from_pb(value: i32) -> Option<crate::domain::message::Status> {
+    use crate::domain::message::Status as S;
+    Some(match pb::MessageStatus::try_from(value).ok()? {
+        pb::MessageStatus::Requested => S::Requested,
+        pb::MessageStatus::Dispatched => S::Dispatched,
+        pb::MessageStatus::Delivered => S::Delivered,
+        pb::MessageStatus::Read => S::Read,
+        pb::MessageStatus::Failed => S::Failed,
+        pb::MessageStatus::Unspecified => return None,
+    })
+}
+
+/// A message as the events carry it back into the domain's (the inverse of [`message_to_pb`]).
+/// An empty recipient is one erased since (`EraseClientData`): the message comes back without
+/// anything of the client.
+pub fn message_from_pb(view: pb::Message) -> Result<crate::domain::message::OutboundMessage, CodecError> {
+    use crate::domain::message::{Change, Failure, OutboundMessage};
+    let invalid = |field: &'static str| move |reason: String| CodecError::Invalid(field, reason);
+    let uuid =
+        |field: &'static str, value: &str| uuid::Uuid::parse_str(value).map_err(|e| invalid(field)(e.to_string()));
+    let erased = view.recipient_phone.is_empty();
+    let phone = if erased {
+        PhoneNumber::erased()
+    } else {
+        PhoneNumber::parse(&view.recipient_phone).map_err(invalid("recipient_phone"))?
+    };
+    let mut history = Vec::with_capacity(view.history.len());
+    for change in view.history {
+        history.push(Change {
+            status: status_from_pb(change.status)
+                .ok_or_else(|| invalid("history.status")(change.status.to_string()))?,
+            at: datetime_from("history.at", change.at.as_ref())?,
+            detail: change.detail,
+        });
+    }
+    let message = OutboundMessage {
+        message_id: uuid("message_id", &view.message_id)?,
+        template_id: uuid("template_id", &view.template_id)?,
+        template_name: view.template_name,
+        language: view.language,
+        channel: channel_from_pb(view.channel).ok_or_else(|| invalid("channel")(view.channel.to_string()))?,
+        phone,
+        contact_id: optional(view.contact_id).map(|id| uuid("contact_id", &id)).transpose()?,
+        header_text: optional(view.rendered_header),
+        header_image_url: optional(view.header_image_url),
+        body: view.rendered_body,
+        variables: view.variables,
+        department: optional(view.department_id)
+            .map(|d| DepartmentId::parse(&d))
+            .transpose()
+            .map_err(invalid("department_id"))?,
+        webhook_url: optional(view.webhook_url),
+        metadata: view.metadata.into_iter().collect(),
+        additional_information: view.additional_information,
+        agent: view.agent_id,
+        status: status_from_pb(view.status).ok_or_else(|| invalid("status")(view.status.to_string()))?,
+        provider_message_id: optional(view.provider_message_id),
+        failure: optional(view.failure_code.clone()).map(|code| Failure {
+            code,
+            reason: view.failure_reason,
+            terminal: view.failure_terminal,
+        }),
+        history,
+        requested_at: datetime_from("requested_at", view.requested_at.as_ref())?,
+    };
+    Ok(if erased { message.erased() } else { message })
+}
+
+/// A stored event of a message's stream back into the domain's event, its personal fields as
+/// they are in `recorded` (the caller opens them first).
+pub fn decode_message(recorded: &RecordedEvent) -> Result<crate::domain::message::Event, CodecError> {
+    use crate::domain::message::{Event as E, Failure};
+    let attempts = |n: i32| u32::try_from(n).unwrap_or_default();
+    Ok(match decode_contract::<pb::Event>(recorded)? {
+        pb::Event::MessageRequested(m) => {
+            E::Requested(Box::new(message_from_pb(m.message.ok_or(CodecError::Invalid("message", "missing".into()))?)?))
+        }
+        pb::Event::MessageDispatched(m) => E::Dispatched {
+            provider_message_id: m.provider_message_id,
+            attempts: attempts(m.attempts),
+            at: datetime_from("dispatched_at", m.dispatched_at.as_ref())?,
+        },
+        pb::Event::MessageDelivered(m) => E::Delivered { at: datetime_from("delivered_at", m.delivered_at.as_ref())? },
+        pb::Event::MessageRead(m) => E::Read { at: datetime_from("read_at", m.read_at.as_ref())? },
+        pb::Event::MessageFailed(m) => E::Failed {
+            failure: Failure { code: m.code, reason: m.reason, terminal: m.terminal },
+            attempts: attempts(m.attempts),
+            at: datetime_from("failed_at", m.failed_at.as_ref())?,
+        },
+        other => {
+            return Err(CodecError::Invalid("event_type", format!("{} is not a message event", other.type_name())));
+        }
+    })
+}
+
+/// A contact as its event carries it back into the domain's; `None` for a contact erased since
+/// (its phone reads as empty).
+pub fn contact_from_pb(view: pb::Contact) -> Result<Option<Contact>, CodecError> {
+    if view.phone.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |field: &'static str| move |reason: String| CodecError::Invalid(field, reason);
+    Ok(Some(Contact {
+        contact_id: uuid::Uuid::parse_str(&view.contact_id).map_err(|e| invalid("contact_id")(e.to_string()))?,
+        name: view.name,
+        phone: PhoneNumber::parse(&view.phone).map_err(invalid("phone"))?,
+        external_id: optional(view.external_id),
+        tags: view.tags,
+        sms_opted_out: view.sms_opted_out,
+        updated_at: datetime_from("updated_at", view.updated_at.as_ref())?,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -476,6 +589,62 @@ mod tests {
             let encoded = encode_template(whatsapp.template_id, "boss", &event);
             assert_eq!(decode_template(&recorded(encoded)).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_message_and_its_status_events_decode_to_themselves_and_an_erased_one_without_the_client() {
+        use crate::domain::message::{Change, Event as E, Failure, OutboundMessage, Status, evolve};
+        let at = chrono::DateTime::from_timestamp(1_764_500_000, 123_456_000).unwrap();
+        let requested = OutboundMessage {
+            message_id: uuid::Uuid::now_v7(),
+            template_id: uuid::Uuid::now_v7(),
+            template_name: "order_update".into(),
+            language: "pt_BR".into(),
+            channel: Channel::Whatsapp,
+            phone: PhoneNumber::parse("+5511999990000").unwrap(),
+            contact_id: Some(uuid::Uuid::now_v7()),
+            header_text: Some("Pedido".into()),
+            header_image_url: None,
+            body: "Oi Ana".into(),
+            variables: vec!["Ana".into()],
+            department: Some(DepartmentId::parse("sales").unwrap()),
+            webhook_url: Some("https://hooks.example.com/a".into()),
+            metadata: BTreeMap::from([("crm".to_owned(), "x".to_owned())]),
+            additional_information: "vip".into(),
+            agent: "ana".into(),
+            status: Status::Requested,
+            provider_message_id: None,
+            failure: None,
+            history: vec![Change { status: Status::Requested, at, detail: String::new() }],
+            requested_at: at,
+        };
+        let failure = Failure { code: "131026".into(), reason: "undeliverable".into(), terminal: true };
+        let events = [
+            E::Requested(Box::new(requested.clone())),
+            E::Dispatched { provider_message_id: "wamid.1".into(), attempts: 2, at },
+            E::Delivered { at },
+            E::Read { at },
+            E::Failed { failure, attempts: 1, at },
+        ];
+        for event in &events[1..] {
+            let encoded = message_event(requested.message_id, event, None);
+            assert_eq!(&decode_message(&recorded(encoded)).unwrap(), event);
+        }
+        assert_eq!(message_from_pb(message_to_pb(&requested)).unwrap(), requested);
+        // A request recorded without the recipient's key (erased meanwhile) keeps nothing of them.
+        let keyless = message_event(requested.message_id, &events[0], None);
+        let stored = decode_message(&recorded(keyless)).unwrap();
+        assert_eq!(stored, E::Requested(Box::new(requested.clone().erased())));
+        // A later state (a failure, its history) survives the view too.
+        let failed = events.iter().fold(requested.clone(), evolve);
+        assert_eq!(message_from_pb(message_to_pb(&failed)).unwrap(), failed);
+        // A message whose recipient was erased comes back without anything of them.
+        let mut erased = message_to_pb(&requested);
+        erased.recipient_phone.clear();
+        erased.variables = vec![String::new()];
+        let back = message_from_pb(erased).unwrap();
+        assert_eq!(back, requested.clone().erased());
+        assert!(back.phone.is_erased() && back.variables.is_empty() && back.header_text.is_none());
     }
 
     #[test]

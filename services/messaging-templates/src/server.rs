@@ -42,6 +42,12 @@ impl dw_grpc_kit::service::Service for MessagingTemplates {
     const CONFIG_FROM_ENV: fn() -> Result<Config, dw_grpc_kit::config::ConfigError> = crate::config::from_env;
     const MIGRATOR: &'static std::sync::LazyLock<sqlx::migrate::Migrator> = &crate::MIGRATOR;
 
+    /// `messaging-templates projections rebuild templates|contacts|messages`.
+    fn read_models() -> Vec<Box<dyn dw_eventstore::rebuild::ReadModel>> {
+        use crate::projections::rebuild::{ContactsModel, MessagesModel, TemplatesModel};
+        vec![Box::new(TemplatesModel), Box::new(ContactsModel), Box::new(MessagesModel)]
+    }
+
     /// Send permissions from agent-sessions, and the dispatcher that hands requested messages
     /// to their providers (a replayed request is handed over too).
     fn consumers(

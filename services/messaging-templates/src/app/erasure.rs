@@ -112,7 +112,7 @@ impl Attempt<DomainError> for EraseCommand<'_> {
 }
 
 /// What a message's state (its snapshot and read-model row, both the domain's JSON) keeps of its
-/// recipient once erased: nothing.
+/// recipient once erased: nothing (the fields `OutboundMessage::erased` empties).
 fn erased_message_fields() -> serde_json::Value {
     serde_json::json!({"phone": "", "header_text": null, "body": "", "variables": [], "additional_information": ""})
 }

@@ -130,24 +130,7 @@ async fn record_consent(pool: &PgPool, tenant: &TenantId, phone: &PhoneNumber, k
     let stream_id = format!("optout:{tenant}:{}", phone.as_str());
     let version = store::load_stream(&mut tx, &stream_id).await?.version;
     store::append(&mut tx, tenant, &stream_id, version, vec![event], None, &metadata()).await?;
-    sqlx::query(
-        "INSERT INTO sms_opt_outs (tenant_id, phone, opted_out, keyword, updated_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (tenant_id, phone) DO UPDATE SET opted_out = EXCLUDED.opted_out, keyword = EXCLUDED.keyword, \
-             updated_at = EXCLUDED.updated_at",
-    )
-    .bind(tenant)
-    .bind(phone.as_str())
-    .bind(opted_out)
-    .bind(keyword)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE contacts SET sms_opted_out = $3 WHERE tenant_id = $1 AND phone = $2")
-        .bind(tenant)
-        .bind(phone.as_str())
-        .bind(opted_out)
-        .execute(&mut *tx)
-        .await?;
+    crate::projections::save_consent(&mut tx, tenant, phone, opted_out, keyword, now).await?;
     dw_eventstore::commit(tx).await?;
     Ok(())
 }

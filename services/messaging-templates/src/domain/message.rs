@@ -80,6 +80,22 @@ pub struct OutboundMessage {
     pub requested_at: DateTime<Utc>,
 }
 
+impl OutboundMessage {
+    /// The message without anything of its recipient (`EraseClientData`): their phone, what was
+    /// rendered for them and the values it was rendered with. The erasure writes the same fields
+    /// into stored states (`app::erasure`), a rebuild gets them from the sealed events.
+    pub fn erased(self) -> Self {
+        Self {
+            phone: PhoneNumber::erased(),
+            header_text: None,
+            body: String::new(),
+            variables: Vec::new(),
+            additional_information: String::new(),
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     Requested(Box<OutboundMessage>),

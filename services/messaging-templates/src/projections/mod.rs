@@ -1,6 +1,8 @@
 //! messaging-templates' read models (templates, contacts), written in the command's transaction,
 //! and the queries over them.
 
+pub mod rebuild;
+
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, Row};
@@ -32,6 +34,36 @@ pub async fn save_template(
     .bind(version)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// A number's SMS consent (STOP or START), and the flag of the contact with that phone.
+pub async fn save_consent(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    phone: &crate::domain::PhoneNumber,
+    opted_out: bool,
+    keyword: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sms_opt_outs (tenant_id, phone, opted_out, keyword, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, phone) DO UPDATE SET opted_out = EXCLUDED.opted_out, keyword = EXCLUDED.keyword, \
+             updated_at = EXCLUDED.updated_at",
+    )
+    .bind(tenant)
+    .bind(phone.as_str())
+    .bind(opted_out)
+    .bind(keyword)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE contacts SET sms_opted_out = $3 WHERE tenant_id = $1 AND phone = $2")
+        .bind(tenant)
+        .bind(phone.as_str())
+        .bind(opted_out)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
