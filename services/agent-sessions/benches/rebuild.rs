@@ -97,26 +97,34 @@ async fn main() {
     let raw_batched = rows as f64 / started.elapsed().as_secs_f64();
     drop(conn);
 
-    let model = agent_sessions::projections::rebuild::ReadModels;
+    // Each lane's events folded and written set-based (what `projections rebuild` runs), and,
+    // for comparison, one event at a time through the commands' own projection code.
+    use agent_sessions::projections::rebuild::{ReadModels, ReadModelsOneByOne};
+    let runs: [(&str, &dyn dw_eventstore::rebuild::ReadModel, usize); 4] = [
+        ("batched", &ReadModels, 1),
+        ("batched", &ReadModels, 2),
+        ("batched", &ReadModels, 4),
+        ("one by one", &ReadModelsOneByOne, 4),
+    ];
     let mut rates = Vec::new();
-    for lanes in [1, 2, 4] {
-        let rebuilt = dw_eventstore::rebuild::rebuild(&pool, &model, None, lanes, |_| {}).await.unwrap();
+    for (how, model, lanes) in runs {
+        let rebuilt = dw_eventstore::rebuild::rebuild(&pool, model, None, lanes, |_| {}).await.unwrap();
         let rate = rebuilt.events_per_second;
         println!(
-            "rebuild, {lanes} lane(s)  {} events in {:.2} s, {} rows: {rate:.0} events/s (swap: tables locked {:.1} ms)",
+            "rebuild, {how}, {lanes} lane(s)  {} events in {:.2} s, {} rows: {rate:.0} events/s (swap: tables locked {:.1} ms)",
             rebuilt.events,
             rebuilt.seconds,
             rebuilt.rows,
             rebuilt.swap_seconds * 1000.0
         );
-        rates.push((lanes, rate));
+        rates.push((how, lanes, rate));
     }
     println!("raw, same run   {raw_statements:.0} rows/s one statement each, {raw_batched:.0} rows/s batched");
-    for (lanes, rate) in rates {
-        let figure = format!("rebuild, {lanes} lane(s) (raw: batched inserts)");
+    for (how, lanes, rate) in rates {
+        let figure = format!("rebuild, {how}, {lanes} lane(s) (raw: batched inserts)");
         dw_testkit::bench::record("rebuild", &figure, rate, "events/s", Some(raw_batched));
         println!(
-            "ratio, {lanes} lane(s)  {:.2} of one statement per row, {:.2} of batched",
+            "ratio, {how}, {lanes} lane(s)  {:.2} of one statement per row, {:.2} of batched",
             rate / raw_statements,
             rate / raw_batched
         );

@@ -231,3 +231,139 @@ async fn damaged_read_models_are_rebuilt_from_the_store_while_reads_and_commands
     pool.close().await;
     service.stop().await;
 }
+
+/// The batched model applying each lane's events in chunks of `.0` (1: every event a batch of its
+/// own, on top of what the previous ones wrote).
+struct Chunked(usize);
+
+static BATCHED: agent_sessions::projections::rebuild::ReadModels = agent_sessions::projections::rebuild::ReadModels;
+
+impl dw_eventstore::rebuild::ReadModel for Chunked {
+    fn name(&self) -> &'static str {
+        BATCHED.name()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        BATCHED.tables()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut sqlx::PgConnection,
+        event: &'a dw_eventstore::RecordedEvent,
+    ) -> dw_eventstore::rebuild::ApplyFuture<'a> {
+        BATCHED.apply(conn, event)
+    }
+
+    fn lane_key(&self, event: &dw_eventstore::RecordedEvent) -> Option<String> {
+        BATCHED.lane_key(event)
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut sqlx::PgConnection,
+        events: &'a [&'a dw_eventstore::RecordedEvent],
+    ) -> Option<dw_eventstore::rebuild::ApplyFuture<'a>> {
+        Some(Box::pin(async move {
+            for chunk in events.chunks(self.0) {
+                BATCHED.apply_batch(&mut *conn, chunk).expect("batched").await?;
+            }
+            Ok(())
+        }))
+    }
+}
+
+#[tokio::test]
+async fn the_batched_rebuild_leaves_what_the_commands_wrote_with_every_kind_of_event() {
+    use agent_sessions::projections::rebuild::{ReadModels, ReadModelsOneByOne};
+    use dw_eventstore::rebuild::{ReadModel, rebuild};
+    let service = TestService::start_with(|config| config.fair_share = FairShareConfig::unlimited()).await;
+    let url = service.db.url.clone();
+    let agents: Vec<String> = (0..6).map(|i| format!("agent-{i}")).collect();
+    // Automatic distribution on: exits are offered.
+    service.seed("acme", &agents.iter().map(String::as_str).collect::<Vec<_>>(), true).await;
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    let mut admin = service.admin();
+    let mut day = service.day();
+    for (i, agent) in agents.iter().enumerate() {
+        // Memberships added, some removed, some of those added again.
+        let link = |department: &str| pb::LinkDepartmentRequest {
+            request_id: rid(),
+            agent_id: agent.clone(),
+            department_id: department.into(),
+        };
+        admin.link_department(authed(&manager, link("sales"))).await.unwrap();
+        if i % 2 == 0 {
+            let unlink = pb::UnlinkDepartmentRequest {
+                request_id: rid(),
+                agent_id: agent.clone(),
+                department_id: "sales".into(),
+            };
+            admin.unlink_department(authed(&manager, unlink)).await.unwrap();
+        }
+        if i % 4 == 0 {
+            admin.link_department(authed(&manager, link("sales"))).await.unwrap();
+        }
+        let grant = || pb::GrantPermissionRequest {
+            request_id: rid(),
+            agent_id: agent.clone(),
+            permission: "protocols.search".into(),
+        };
+        admin.grant_permission(authed(&manager, grant())).await.unwrap();
+        if i % 2 == 1 {
+            let revoke = pb::RevokePermissionRequest {
+                request_id: rid(),
+                agent_id: agent.clone(),
+                permission: "protocols.search".into(),
+            };
+            admin.revoke_permission(authed(&manager, revoke)).await.unwrap();
+            admin.grant_permission(authed(&manager, grant())).await.unwrap();
+        }
+
+        // A day with exits notified, cancelled and closed by a break, breaks, and for some an end
+        // and a second day.
+        let agent_token = token("acme", agent, &[Role::Agent]);
+        day.start_service_day(authed(&agent_token, pb::StartServiceDayRequest { request_id: rid() })).await.unwrap();
+        let exit = || pb::NotifyExitRequest { request_id: rid(), reason_id: "meeting".into() };
+        let pause = || pb::StartBreakRequest { request_id: rid(), reason_id: "lunch".into() };
+        let back = || pb::EndBreakRequest { request_id: rid(), confirm: true };
+        day.notify_exit(authed(&agent_token, exit())).await.unwrap();
+        day.cancel_exit(authed(&agent_token, pb::CancelExitRequest { request_id: rid() })).await.unwrap();
+        for _ in 0..=i % 3 {
+            day.start_break(authed(&agent_token, pause())).await.unwrap();
+            day.end_break(authed(&agent_token, back())).await.unwrap();
+        }
+        day.notify_exit(authed(&agent_token, exit())).await.unwrap();
+        if i % 2 == 0 {
+            day.start_break(authed(&agent_token, pause())).await.unwrap();
+        }
+        if i % 3 == 1 {
+            day.end_service_day(authed(&agent_token, pb::EndServiceDayRequest { request_id: rid() })).await.unwrap();
+            let start = pb::StartServiceDayRequest { request_id: rid() };
+            day.start_service_day(authed(&agent_token, start)).await.unwrap();
+        }
+    }
+    let healthy = dump(&url).await;
+    assert!(healthy["service_day_exits"].len() >= 12 && healthy["agent_permissions"].len() == 6, "{healthy:?}");
+
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let models: [(&str, &dyn ReadModel, usize); 5] = [
+        ("one by one", &ReadModelsOneByOne, 4),
+        ("batched, 4 lanes", &ReadModels, 4),
+        ("batched, 1 lane", &ReadModels, 1),
+        ("batches of 1", &Chunked(1), 2),
+        ("batches of 3", &Chunked(3), 1),
+    ];
+    for (what, model, lanes) in models {
+        corrupt(&url, "acme").await;
+        sqlx::query("DELETE FROM service_day_exits").execute(&pool).await.unwrap();
+        sqlx::query("DELETE FROM agent_permissions").execute(&pool).await.unwrap();
+        assert_ne!(dump(&url).await, healthy);
+        rebuild(&pool, model, None, lanes, |_| {}).await.unwrap();
+        let rebuilt = dump(&url).await;
+        eprintln!("{what}");
+        assert_same(&rebuilt, &healthy);
+    }
+    pool.close().await;
+    service.stop().await;
+}

@@ -1,6 +1,7 @@
 //! agent-sessions' own read models. The `apply_*` functions run inside the command's
 //! transaction, so a caller reads its own writes; [`queries`] reads them.
 
+mod batch;
 pub mod queries;
 pub mod rebuild;
 

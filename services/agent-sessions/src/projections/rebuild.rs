@@ -1,5 +1,7 @@
 //! agent-sessions' read models as one rebuildable unit (`agent-sessions projections rebuild
-//! read-models`): each stored event goes to the same `apply_*` function the command ran.
+//! read-models`): each lane's events folded and written set-based ([`super::batch`]); one at a
+//! time, each stored event goes to the same `apply_*` function the command ran
+//! ([`ReadModelsOneByOne`]).
 
 use dw_eventstore::RecordedEvent;
 use dw_eventstore::rebuild::{ApplyFuture, ReadModel};
@@ -38,6 +40,37 @@ impl ReadModel for ReadModels {
     /// without its aggregate keeps each agent's events in one lane.
     fn lane_key(&self, event: &RecordedEvent) -> Option<String> {
         event.stream_id.split_once(':').map(|(_, owner)| owner.to_owned())
+    }
+
+    /// A lane's events folded in memory and written set-based ([`super::batch`]).
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [&'a RecordedEvent],
+    ) -> Option<ApplyFuture<'a>> {
+        Some(Box::pin(super::batch::apply(conn, events)))
+    }
+}
+
+/// The same read models applied one event at a time through the commands' `apply_*` functions:
+/// the reference the batched rebuild is compared with (tests, `make bench`).
+pub struct ReadModelsOneByOne;
+
+impl ReadModel for ReadModelsOneByOne {
+    fn name(&self) -> &'static str {
+        ReadModels.name()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        ReadModels.tables()
+    }
+
+    fn apply<'a>(&'a self, conn: &'a mut PgConnection, event: &'a RecordedEvent) -> ApplyFuture<'a> {
+        Box::pin(apply_recorded(conn, event))
+    }
+
+    fn lane_key(&self, event: &RecordedEvent) -> Option<String> {
+        ReadModels.lane_key(event)
     }
 }
 

@@ -67,6 +67,18 @@ pub trait ReadModel: Send + Sync {
     fn lane_key(&self, _event: &RecordedEvent) -> Option<String> {
         None
     }
+
+    /// Applies a lane's events (in order) at once, set-based: what `apply` of each in turn would
+    /// leave, in a few statements instead of some per event. `None` (the default): the events go
+    /// to `apply` one by one. A batch is applied on top of what earlier batches wrote (a page
+    /// follows another; the swap applies what committed since).
+    fn apply_batch<'a>(
+        &'a self,
+        _conn: &'a mut PgConnection,
+        _events: &'a [&'a RecordedEvent],
+    ) -> Option<ApplyFuture<'a>> {
+        None
+    }
 }
 
 /// Lanes a rebuild may use (each holds a connection).
@@ -334,15 +346,31 @@ async fn apply_all<'e>(
     shadow: &str,
     events: impl IntoIterator<Item = &'e RecordedEvent>,
 ) -> Result<(), RebuildError> {
-    let mut ids = Vec::new();
-    for event in events {
-        ids.push(event.event_id);
-        model.apply(&mut *conn, event).await.map_err(|reason| RebuildError::Event {
-            event_id: event.event_id,
-            position: event.global_position,
-            event_type: event.event_type.clone(),
-            reason,
-        })?;
+    let events: Vec<&RecordedEvent> = events.into_iter().collect();
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+    let failed = |event: &RecordedEvent, reason: String| RebuildError::Event {
+        event_id: event.event_id,
+        position: event.global_position,
+        event_type: event.event_type.clone(),
+        reason,
+    };
+    let batched = match model.apply_batch(&mut *conn, &events) {
+        Some(batch) => Some(batch.await),
+        None => None,
+    };
+    match batched {
+        Some(outcome) => {
+            let reason = |reason: String| format!("in a batch of {} events from this one: {reason}", events.len());
+            outcome.map_err(|r| failed(first, reason(r)))?;
+        }
+        None => {
+            for event in &events {
+                model.apply(&mut *conn, event).await.map_err(|reason| failed(event, reason))?;
+            }
+        }
     }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {shadow}.dw_applied (event_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING"
