@@ -154,48 +154,31 @@ impl Keys {
     }
 }
 
-/// The key of `subject` in `tenant`, created on first use. Two concurrent first uses agree on one
-/// key (the loser of the insert reads the winner's).
+/// The key of `subject` in `tenant`, created on first use, in one round trip. Two concurrent
+/// first uses agree on one key (the second waits for the first's insert and takes its row).
 ///
-/// The key row stays locked (`FOR KEY SHARE`) until the caller's transaction ends: an erasure of
-/// the subject ([`erase_subject`]) waits for every transaction sealing with the key to commit,
-/// then scrubs what they wrote; one that starts after the erasure creates a new key.
+/// The key row stays locked until the caller's transaction ends: an erasure of the subject
+/// ([`erase_subject`]) waits for every transaction sealing with the key to commit, then scrubs
+/// what they wrote; one that starts after the erasure creates a new key. (Transactions sealing
+/// for the same subject take turns on the row: one client's messages, never the tenant's.)
 pub async fn subject_key(conn: &mut PgConnection, tenant: &TenantId, subject: &str) -> Result<SubjectKey, sqlx::Error> {
-    // Existing key first (the common case: one round trip); then an insert; when a concurrent
-    // insert won, its row is there on the next read.
-    for _ in 0..3 {
-        let existing =
-            sqlx::query("SELECT key_id, key FROM personal_keys WHERE tenant_id = $1 AND subject = $2 FOR KEY SHARE")
-                .bind(tenant)
-                .bind(subject)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let row = match existing {
-            Some(row) => row,
-            None => {
-                let fresh: [u8; KEY_BYTES] = rand::random();
-                let created = sqlx::query(
-                    "INSERT INTO personal_keys (tenant_id, subject, key_id, key) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (tenant_id, subject) DO NOTHING RETURNING key_id, key",
-                )
-                .bind(tenant)
-                .bind(subject)
-                .bind(Uuid::now_v7())
-                .bind(fresh.as_slice())
-                .fetch_optional(&mut *conn)
-                .await?;
-                match created {
-                    Some(row) => row,
-                    None => continue,
-                }
-            }
-        };
-        let id: Uuid = row.try_get("key_id")?;
-        let key: Vec<u8> = row.try_get("key")?;
-        return SubjectKey::new(tenant.clone(), id, &key)
-            .ok_or_else(|| sqlx::Error::Decode(format!("personal key {id} is not {KEY_BYTES} bytes").into()));
-    }
-    Err(sqlx::Error::Protocol(format!("the personal key of {subject} in {tenant} kept changing")))
+    let fresh: [u8; KEY_BYTES] = rand::random();
+    // `DO UPDATE` (a no-op change) returns and locks the existing row where `DO NOTHING` would
+    // return nothing and lock nothing.
+    let row = sqlx::query(
+        "INSERT INTO personal_keys (tenant_id, subject, key_id, key) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, subject) DO UPDATE SET key_id = personal_keys.key_id RETURNING key_id, key",
+    )
+    .bind(tenant)
+    .bind(subject)
+    .bind(Uuid::now_v7())
+    .bind(fresh.as_slice())
+    .fetch_one(&mut *conn)
+    .await?;
+    let id: Uuid = row.try_get("key_id")?;
+    let key: Vec<u8> = row.try_get("key")?;
+    SubjectKey::new(tenant.clone(), id, &key)
+        .ok_or_else(|| sqlx::Error::Decode(format!("personal key {id} is not {KEY_BYTES} bytes").into()))
 }
 
 /// The keys among `ids` that still exist (one query).
