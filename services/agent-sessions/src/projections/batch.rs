@@ -11,7 +11,7 @@ use dw_eventstore::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::codec;
+use super::rebuild::Projected;
 use crate::domain::service_day::{Event as DayEvent, Status};
 use crate::domain::tenant_settings::Event as SettingsEvent;
 use crate::domain::{AgentId, agent};
@@ -219,23 +219,13 @@ pub async fn apply(conn: &mut PgConnection, events: &[&RecordedEvent]) -> Result
     let mut fold = Fold::default();
     for event in events {
         let tenant = event.tenant_id.as_str();
-        let stream = event.stream_id.as_str();
-        let agent_of = |prefix: &str| {
-            stream
-                .strip_prefix(&format!("{prefix}:{tenant}:"))
-                .map(|agent| AgentId::parse(agent).map_err(|e| format!("stream {stream}: agent {e}")))
-                .transpose()
-        };
-        let failed = |e: &dyn std::fmt::Display| format!("event {}: {e}", event.event_id);
-        if let Some(agent) = agent_of("serviceday")? {
-            let decoded = codec::decode_service_day(event).map_err(|e| failed(&e))?;
-            fold.day(tenant, &agent, decoded, event.version);
-        } else if let Some(agent) = agent_of("agent")? {
-            let decoded = codec::decode_agent(event).map_err(|e| failed(&e))?;
-            fold.agent(tenant, &agent, decoded, event.version);
-        } else if stream == codec::tenant_stream(&event.tenant_id) {
-            let decoded = codec::decode_tenant_settings(event).map_err(|e| failed(&e))?;
-            fold.settings.insert(tenant.to_owned(), (decoded, event.version));
+        match super::rebuild::decode(event)? {
+            Some(Projected::Day(agent, day)) => fold.day(tenant, &agent, day, event.version),
+            Some(Projected::Agent(agent, change)) => fold.agent(tenant, &agent, change, event.version),
+            Some(Projected::Settings(settings)) => {
+                fold.settings.insert(tenant.to_owned(), (settings, event.version));
+            }
+            None => {}
         }
     }
     write(conn, fold).await.map_err(|e| e.to_string())
@@ -277,7 +267,12 @@ async fn write_agents(conn: &mut PgConnection, fold: &Fold) -> Result<(), sqlx::
         .await?;
     }
     if !fold.agent_versions.is_empty() {
-        let (tenants, agents, versions) = unzip_keyed(&fold.agent_versions, |v| *v);
+        let (mut tenants, mut agents, mut versions) = (vec![], vec![], vec![]);
+        for ((tenant, agent), version) in &fold.agent_versions {
+            tenants.push(tenant.as_str());
+            agents.push(agent.as_str());
+            versions.push(*version);
+        }
         sqlx::query(
             "UPDATE agents a SET version = u.version \
              FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(tenant_id, agent_id, version) \
@@ -290,19 +285,6 @@ async fn write_agents(conn: &mut PgConnection, fold: &Fold) -> Result<(), sqlx::
         .await?;
     }
     Ok(())
-}
-
-fn unzip_keyed<'a, V, T>(
-    map: &'a BTreeMap<Agent, V>,
-    value: impl Fn(&'a V) -> T,
-) -> (Vec<&'a str>, Vec<&'a str>, Vec<T>) {
-    let mut out = (Vec::with_capacity(map.len()), Vec::with_capacity(map.len()), Vec::with_capacity(map.len()));
-    for ((tenant, agent), v) in map {
-        out.0.push(tenant.as_str());
-        out.1.push(agent.as_str());
-        out.2.push(value(v));
-    }
-    out
 }
 
 async fn write_memberships(conn: &mut PgConnection, fold: &Fold) -> Result<(), sqlx::Error> {
@@ -510,10 +492,16 @@ async fn write_days(conn: &mut PgConnection, fold: &Fold) -> Result<(), sqlx::Er
     Ok(())
 }
 
-/// The highest `seq` of each day in `table` so far (days without rows are absent).
+const LAST_BREAK_SEQS: &str = "SELECT b.tenant_id, b.day_id, max(b.seq) FROM service_day_breaks b \
+     JOIN unnest($1::text[], $2::uuid[]) AS u(t, d) ON b.tenant_id = u.t AND b.day_id = u.d GROUP BY 1, 2";
+const LAST_EXIT_SEQS: &str = "SELECT e.tenant_id, e.day_id, max(e.seq) FROM service_day_exits e \
+     JOIN unnest($1::text[], $2::uuid[]) AS u(t, d) ON e.tenant_id = u.t AND e.day_id = u.d GROUP BY 1, 2";
+
+/// The highest `seq` of each day so far (`sql`: [`LAST_BREAK_SEQS`] or [`LAST_EXIT_SEQS`]; days
+/// without rows are absent).
 async fn last_seqs<O, C>(
     conn: &mut PgConnection,
-    table: &'static str,
+    sql: &'static str,
     spans: &BTreeMap<Day, Spans<O, C>>,
 ) -> Result<BTreeMap<Day, i32>, sqlx::Error> {
     let (mut t, mut d) = (vec![], vec![]);
@@ -526,18 +514,6 @@ async fn last_seqs<O, C>(
     if t.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let sql = match table {
-        "service_day_breaks" => {
-            "SELECT b.tenant_id, b.day_id, max(b.seq) FROM service_day_breaks b \
-             JOIN unnest($1::text[], $2::uuid[]) AS u(t, d) ON b.tenant_id = u.t AND b.day_id = u.d \
-             GROUP BY b.tenant_id, b.day_id"
-        }
-        _ => {
-            "SELECT e.tenant_id, e.day_id, max(e.seq) FROM service_day_exits e \
-             JOIN unnest($1::text[], $2::uuid[]) AS u(t, d) ON e.tenant_id = u.t AND e.day_id = u.d \
-             GROUP BY e.tenant_id, e.day_id"
-        }
-    };
     let rows: Vec<(String, Uuid, i32)> = sqlx::query_as(sql).bind(&t).bind(&d).fetch_all(&mut *conn).await?;
     Ok(rows.into_iter().map(|(tenant, day, seq)| ((tenant, day), seq)).collect())
 }
@@ -572,7 +548,7 @@ async fn write_breaks(
         .execute(&mut *conn)
         .await?;
     }
-    let last = last_seqs(conn, "service_day_breaks", breaks).await?;
+    let last = last_seqs(conn, LAST_BREAK_SEQS, breaks).await?;
     let (mut t, mut d, mut seq, mut started, mut ended, mut duration, mut rid, mut rlabel) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for (key, day) in breaks {
@@ -639,7 +615,7 @@ async fn write_exits(
         .execute(&mut *conn)
         .await?;
     }
-    let last = last_seqs(conn, "service_day_exits", exits).await?;
+    let last = last_seqs(conn, LAST_EXIT_SEQS, exits).await?;
     let (mut t, mut d, mut seq, mut rid, mut rlabel, mut notified, mut closed, mut cause) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for (key, day) in exits {

@@ -8,7 +8,9 @@ use dw_eventstore::rebuild::{ApplyFuture, ReadModel};
 use sqlx::PgConnection;
 
 use crate::codec;
-use crate::domain::AgentId;
+use crate::domain::service_day::Event as DayEvent;
+use crate::domain::tenant_settings::Event as SettingsEvent;
+use crate::domain::{AgentId, agent};
 
 /// Every table the commands project into (their `apply_*` functions write nothing else).
 pub struct ReadModels;
@@ -74,8 +76,16 @@ impl ReadModel for ReadModelsOneByOne {
     }
 }
 
-/// One stored event into the read models, by the aggregate its stream belongs to.
-async fn apply_recorded(conn: &mut PgConnection, event: &RecordedEvent) -> Result<(), String> {
+/// A stored event of a stream with read models, decoded, with the agent its stream belongs to.
+pub(super) enum Projected {
+    Day(AgentId, DayEvent),
+    Agent(AgentId, agent::Event),
+    Settings(SettingsEvent),
+}
+
+/// `event` decoded by the aggregate its stream belongs to; `None` for a stream without a read
+/// model.
+pub(super) fn decode(event: &RecordedEvent) -> Result<Option<Projected>, String> {
     let tenant = &event.tenant_id;
     let stream = event.stream_id.as_str();
     let agent_of = |prefix: &str| {
@@ -84,19 +94,26 @@ async fn apply_recorded(conn: &mut PgConnection, event: &RecordedEvent) -> Resul
             .map(|agent| AgentId::parse(agent).map_err(|e| format!("stream {stream}: agent {e}")))
             .transpose()
     };
-    if let Some(agent) = agent_of("serviceday")? {
-        let decoded = codec::decode_service_day(event).map_err(|e| e.to_string())?;
-        super::apply_service_day(conn, tenant.as_str(), &agent, &decoded, event.version)
-            .await
-            .map_err(|e| e.to_string())
+    let failed = |e: &dyn std::fmt::Display| format!("event {}: {e}", event.event_id);
+    Ok(Some(if let Some(agent) = agent_of("serviceday")? {
+        Projected::Day(agent, codec::decode_service_day(event).map_err(|e| failed(&e))?)
     } else if let Some(agent) = agent_of("agent")? {
-        let decoded = codec::decode_agent(event).map_err(|e| e.to_string())?;
-        super::apply_agent(conn, tenant.as_str(), &agent, &decoded, event.version).await.map_err(|e| e.to_string())
+        Projected::Agent(agent, codec::decode_agent(event).map_err(|e| failed(&e))?)
     } else if stream == codec::tenant_stream(tenant) {
-        let decoded = codec::decode_tenant_settings(event).map_err(|e| e.to_string())?;
-        super::apply_settings(conn, tenant.as_str(), &decoded, event.version).await.map_err(|e| e.to_string())
+        Projected::Settings(codec::decode_tenant_settings(event).map_err(|e| failed(&e))?)
     } else {
-        // A stream without a read model.
-        Ok(())
-    }
+        return Ok(None);
+    }))
+}
+
+/// One stored event into the read models, by the aggregate its stream belongs to.
+async fn apply_recorded(conn: &mut PgConnection, event: &RecordedEvent) -> Result<(), String> {
+    let tenant = event.tenant_id.as_str();
+    let applied = match decode(event)? {
+        Some(Projected::Day(agent, day)) => super::apply_service_day(conn, tenant, &agent, &day, event.version).await,
+        Some(Projected::Agent(agent, change)) => super::apply_agent(conn, tenant, &agent, &change, event.version).await,
+        Some(Projected::Settings(settings)) => super::apply_settings(conn, tenant, &settings, event.version).await,
+        None => Ok(()),
+    };
+    applied.map_err(|e| e.to_string())
 }

@@ -93,3 +93,41 @@ pub async fn record_response(conn: &mut PgConnection, key: RequestKey<'_>, respo
     }
     Ok(())
 }
+
+/// Rewrites the stored responses of `operations` in `tenant` that hold `needle` (e.g. an erased
+/// client's phone) with what `scrub` makes of them (the operation and the stored bytes); `None`
+/// leaves a response as it is. A retry then answers the scrubbed response.
+pub async fn scrub_responses(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    operations: &[&str],
+    needle: &[u8],
+    scrub: impl Fn(&str, &[u8]) -> Option<Vec<u8>>,
+) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT principal, request_id, operation, response FROM idempotency_keys \
+         WHERE tenant_id = $1 AND operation = ANY($2) AND position($3::bytea IN response) > 0",
+    )
+    .bind(tenant)
+    .bind(operations)
+    .bind(needle)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let operation: String = row.try_get("operation")?;
+        let response: Vec<u8> = row.try_get("response")?;
+        let Some(scrubbed) = scrub(&operation, &response) else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE idempotency_keys SET response = $4 WHERE tenant_id = $1 AND principal = $2 AND request_id = $3",
+        )
+        .bind(tenant)
+        .bind(row.try_get::<String, _>("principal")?)
+        .bind(row.try_get::<String, _>("request_id")?)
+        .bind(scrubbed)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -229,6 +229,34 @@ pub trait PersonalFields: Send + Sync + 'static {
     fn map_fields(&self, event_type: &str, payload: &[u8], field: &mut dyn FnMut(&mut String)) -> Option<Vec<u8>>;
 }
 
+/// Empties the personal fields of one stored event that are still in the clear (written before
+/// its fields were sealed: the one change to a stored event, which the law requires); sealed ones
+/// are left, without their key they read as erased. Returns whether the event changed.
+pub async fn blank_clear_fields(
+    conn: &mut PgConnection,
+    fields: &dyn PersonalFields,
+    global_position: i64,
+    event_type: &str,
+    payload: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let mut blanked = false;
+    let scrubbed = fields.map_fields(event_type, payload, &mut |value| {
+        if !value.is_empty() && !is_sealed(value) {
+            value.clear();
+            blanked = true;
+        }
+    });
+    let (true, Some(scrubbed)) = (blanked, scrubbed) else {
+        return Ok(false);
+    };
+    sqlx::query("UPDATE events SET payload = $2 WHERE global_position = $1")
+        .bind(global_position)
+        .bind(scrubbed)
+        .execute(conn)
+        .await?;
+    Ok(true)
+}
+
 /// Opens the personal fields of `events` in place (one key query for all of them): the clear
 /// value where the key still exists, empty where it was erased.
 pub async fn open_events(

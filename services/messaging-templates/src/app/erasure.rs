@@ -18,8 +18,8 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::personal::{self, PersonalFields};
 use dw_eventstore::{NewEvent, store};
+use dw_eventstore::{idempotency, personal};
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use prost::{Message as _, Name as _};
@@ -209,20 +209,7 @@ async fn blank_events(
         {
             inbound.push(event.message_id);
         }
-        let mut blanked = false;
-        let scrubbed = ClientFields.map_fields(&event_type, &payload, &mut |value| {
-            if !value.is_empty() && !personal::is_sealed(value) {
-                value.clear();
-                blanked = true;
-            }
-        });
-        if let (true, Some(scrubbed)) = (blanked, scrubbed) {
-            sqlx::query("UPDATE events SET payload = $2 WHERE global_position = $1")
-                .bind(position)
-                .bind(scrubbed)
-                .execute(&mut *conn)
-                .await?;
-        }
+        personal::blank_clear_fields(conn, &ClientFields, position, &event_type, &payload).await?;
     }
     Ok(inbound)
 }
@@ -230,49 +217,24 @@ async fn blank_events(
 /// Empties the client in the stored responses of `UpsertContact` and `SendTemplate` that show
 /// them (found by the phone's bytes, which such a response carries as they are).
 async fn scrub_responses(conn: &mut PgConnection, tenant: &TenantId, phone: &PhoneNumber) -> Result<(), AppError> {
-    let rows = sqlx::query(
-        "SELECT principal, request_id, operation, response FROM idempotency_keys \
-         WHERE tenant_id = $1 AND operation = ANY($2) AND position($3::bytea IN response) > 0",
-    )
-    .bind(tenant)
-    .bind(&[UPSERT_CONTACT, SEND_TEMPLATE][..])
-    .bind(phone.as_str().as_bytes())
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let operation: String = row.try_get("operation")?;
-        let response: Vec<u8> = row.try_get("response")?;
-        let scrubbed = if operation == UPSERT_CONTACT {
-            pb::Contact::decode(response.as_slice()).ok().filter(|c| c.phone == phone.as_str()).map(|mut contact| {
-                contact.name.clear();
-                contact.phone.clear();
-                contact.external_id.clear();
-                contact.encode_to_vec()
-            })
+    let operations = [UPSERT_CONTACT, SEND_TEMPLATE];
+    idempotency::scrub_responses(conn, tenant, &operations, phone.as_str().as_bytes(), |operation, response| {
+        if operation == UPSERT_CONTACT {
+            let mut contact = pb::Contact::decode(response).ok().filter(|c| c.phone == phone.as_str())?;
+            contact.name.clear();
+            contact.phone.clear();
+            contact.external_id.clear();
+            Some(contact.encode_to_vec())
         } else {
-            pb::Message::decode(response.as_slice()).ok().filter(|m| m.recipient_phone == phone.as_str()).map(
-                |mut message| {
-                    message.recipient_phone.clear();
-                    message.rendered_header.clear();
-                    message.rendered_body.clear();
-                    message.variables.clear();
-                    message.additional_information.clear();
-                    message.encode_to_vec()
-                },
-            )
-        };
-        let Some(scrubbed) = scrubbed else {
-            continue;
-        };
-        sqlx::query(
-            "UPDATE idempotency_keys SET response = $4 WHERE tenant_id = $1 AND principal = $2 AND request_id = $3",
-        )
-        .bind(tenant)
-        .bind(row.try_get::<String, _>("principal")?)
-        .bind(row.try_get::<String, _>("request_id")?)
-        .bind(scrubbed)
-        .execute(&mut *conn)
-        .await?;
-    }
+            let mut message = pb::Message::decode(response).ok().filter(|m| m.recipient_phone == phone.as_str())?;
+            message.recipient_phone.clear();
+            message.rendered_header.clear();
+            message.rendered_body.clear();
+            message.variables.clear();
+            message.additional_information.clear();
+            Some(message.encode_to_vec())
+        }
+    })
+    .await?;
     Ok(())
 }

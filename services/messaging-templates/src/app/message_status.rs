@@ -160,17 +160,29 @@ pub async fn apply_parked(
     Ok(())
 }
 
+/// A message and its stream version, from its snapshot. `locked` holds its stream row until the
+/// transaction ends: an erasure of the recipient then empties the snapshot either before this
+/// reads it or after the caller commits, never between its read and its write.
 pub async fn load_message(
     conn: &mut PgConnection,
     tenant: &TenantId,
     id: uuid::Uuid,
+    locked: bool,
 ) -> Result<Option<(OutboundMessage, i64)>, AppError> {
-    let stream = store::load_stream(conn, &codec::message_stream(tenant, id)).await?;
-    let Some(snapshot) = stream.snapshot else {
+    let sql = if locked {
+        "SELECT version, snapshot FROM streams WHERE stream_id = $1 FOR UPDATE"
+    } else {
+        "SELECT version, snapshot FROM streams WHERE stream_id = $1"
+    };
+    let row = sqlx::query(sql).bind(codec::message_stream(tenant, id)).fetch_optional(&mut *conn).await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let Some(snapshot) = row.try_get::<Option<serde_json::Value>, _>("snapshot")? else {
         return Ok(None);
     };
     let message = serde_json::from_value(snapshot).map_err(|e| AppError::Corrupt(e.to_string()))?;
-    Ok(Some((message, stream.version)))
+    Ok(Some((message, row.try_get("version")?)))
 }
 
 /// Appends status events a message reports (ignoring stale or duplicate ones).
@@ -181,23 +193,7 @@ pub async fn record_status(
     report: Event,
     metadata: &EventMetadata,
 ) -> Result<bool, AppError> {
-    // Locked: an erasure of the recipient empties the snapshot either before this reads it or
-    // after this commits, never in between (the append would write back what it read).
-    let row = sqlx::query("SELECT version, snapshot FROM streams WHERE stream_id = $1 FOR UPDATE")
-        .bind(codec::message_stream(tenant, message_id))
-        .fetch_optional(&mut *conn)
-        .await?;
-    let loaded = match row {
-        Some(row) => match row.try_get::<Option<serde_json::Value>, _>("snapshot")? {
-            Some(snapshot) => Some((
-                serde_json::from_value::<OutboundMessage>(snapshot).map_err(|e| AppError::Corrupt(e.to_string()))?,
-                row.try_get::<i64, _>("version")?,
-            )),
-            None => None,
-        },
-        None => None,
-    };
-    let Some((state, version)) = loaded else {
+    let Some((state, version)) = load_message(conn, tenant, message_id, true).await? else {
         return Err(DomainError::MessageNotFound(message_id.to_string()).into());
     };
     let events = message::report(&state, report);

@@ -303,7 +303,7 @@ impl Projection for Dispatcher {
         .is_some();
         let now = Utc::now().trunc_subsecs(6);
         let report = if claimed {
-            let Some((message, _)) = load_message(conn, tenant, message_id).await.map_err(transient)? else {
+            let Some((message, _)) = load_message(conn, tenant, message_id, false).await.map_err(transient)? else {
                 return Err(ProjectionError::Permanent(format!("message {message_id} not found")));
             };
             let report = if message.phone.is_erased() {

@@ -16,7 +16,8 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::personal::{self, PersonalFields};
+use dw_eventstore::idempotency;
+use dw_eventstore::personal;
 use dw_eventstore::{NewEvent, store};
 use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
@@ -103,7 +104,7 @@ impl Attempt<DomainError> for EraseCommand<'_> {
 }
 
 /// Blanks the personal fields still in the clear in the events of `streams` (stored before the
-/// fields were sealed); sealed ones are left: without their key they read as erased.
+/// fields were sealed).
 async fn blank_clear_events(conn: &mut PgConnection, streams: &[String]) -> Result<(), AppError> {
     let types = [pb::TaskCreated::full_name(), pb::TaskMessageRecorded::full_name()];
     let rows = sqlx::query(
@@ -114,23 +115,9 @@ async fn blank_clear_events(conn: &mut PgConnection, streams: &[String]) -> Resu
     .fetch_all(&mut *conn)
     .await?;
     for row in rows {
-        let position: i64 = row.try_get("global_position")?;
-        let event_type: String = row.try_get("event_type")?;
-        let payload: Vec<u8> = row.try_get("payload")?;
-        let mut blanked = false;
-        let scrubbed = ClientFields.map_fields(&event_type, &payload, &mut |value| {
-            if !value.is_empty() && !personal::is_sealed(value) {
-                value.clear();
-                blanked = true;
-            }
-        });
-        if let (true, Some(scrubbed)) = (blanked, scrubbed) {
-            sqlx::query("UPDATE events SET payload = $2 WHERE global_position = $1")
-                .bind(position)
-                .bind(scrubbed)
-                .execute(&mut *conn)
-                .await?;
-        }
+        let (position, event_type, payload): (i64, String, Vec<u8>) =
+            (row.try_get("global_position")?, row.try_get("event_type")?, row.try_get("payload")?);
+        personal::blank_clear_fields(conn, &ClientFields, position, &event_type, &payload).await?;
     }
     Ok(())
 }
@@ -138,37 +125,14 @@ async fn blank_clear_events(conn: &mut PgConnection, streams: &[String]) -> Resu
 /// Empties the client in the stored `Task` responses that show them (found by the phone's bytes,
 /// which a response holding the client carries as they are).
 async fn scrub_task_responses(conn: &mut PgConnection, tenant: &TenantId, phone: &PhoneNumber) -> Result<(), AppError> {
-    let rows = sqlx::query(
-        "SELECT principal, request_id, response FROM idempotency_keys \
-         WHERE tenant_id = $1 AND operation = ANY($2) AND position($3::bytea IN response) > 0",
-    )
-    .bind(tenant)
-    .bind(TASK_RESPONSES)
-    .bind(phone.as_str().as_bytes())
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let response: Vec<u8> = row.try_get("response")?;
-        let Ok(mut task) = pb::Task::decode(response.as_slice()) else {
-            continue;
-        };
-        match task.contact.as_mut() {
-            Some(contact) if contact.phone == phone.as_str() => {
-                contact.name.clear();
-                contact.phone.clear();
-            }
-            _ => continue,
-        }
+    idempotency::scrub_responses(conn, tenant, TASK_RESPONSES, phone.as_str().as_bytes(), |_, response| {
+        let mut task = pb::Task::decode(response).ok()?;
+        let contact = task.contact.as_mut().filter(|contact| contact.phone == phone.as_str())?;
+        contact.name.clear();
+        contact.phone.clear();
         task.subject.clear();
-        sqlx::query(
-            "UPDATE idempotency_keys SET response = $4 WHERE tenant_id = $1 AND principal = $2 AND request_id = $3",
-        )
-        .bind(tenant)
-        .bind(row.try_get::<String, _>("principal")?)
-        .bind(row.try_get::<String, _>("request_id")?)
-        .bind(task.encode_to_vec())
-        .execute(&mut *conn)
-        .await?;
-    }
+        Some(task.encode_to_vec())
+    })
+    .await?;
     Ok(())
 }
