@@ -224,7 +224,7 @@ def check_schema(docs, schemas, report):
 
 
 # --- the code's configuration --------------------------------------------------------------------
-ENV_READ = re.compile(r'(?:\bvar|\bparsed|\bsecret|\breadable_file|env::var|env::var_os|ConfigError::Missing)\(\s*"([A-Z][A-Z0-9_]*)"')
+ENV_READ = re.compile(r'(?:\bvar|\bparsed|\bsecret|\breadable_file|\bpath_var|env::var|env::var_os|ConfigError::Missing)\(\s*"([A-Z][A-Z0-9_]*)"')
 # Variables without a default: the service refuses to start without them.
 ENV_REQUIRED = re.compile(r'ConfigError::Missing\(\s*"([A-Z][A-Z0-9_]*)"')
 
@@ -256,7 +256,8 @@ def env_required_by(service):
 
 
 def secret_like(name):
-    return name in SECRET_ENV or bool(SECRET_NAME.search(name))
+    """A variable whose value is a secret; `*_FILE` names a mounted file, not a secret itself."""
+    return name in SECRET_ENV or (bool(SECRET_NAME.search(name)) and not name.endswith("_FILE"))
 
 
 def documented_secrets(readme):

@@ -149,6 +149,12 @@ for i in "${run_idx[@]}"; do
     [[ -x "$bin_dir/${DW_SVC_NAMES[$i]}" ]] ||
         die "no binary $bin_dir/${DW_SVC_NAMES[$i]} after the build (the package must have a bin named like it)"
 done
+# The upstream event-log tokens (role `service`, 30 days) of the services that consume others.
+mkdir -p "$DW_ROOT/.dw"
+for consumer in task-distribution notifications; do
+    (umask 077 && "$dwctl" token --tenant platform --sub "$consumer" --role service --ttl-seconds 2592000 \
+        >"$DW_ROOT/.dw/$consumer-service-token") || die "could not mint the service token of $consumer"
+done
 if ((fakes)); then
     [[ -x "$bin_dir/fake-providers" ]] || die "no binary $bin_dir/fake-providers after the build (services/fake-providers)"
 fi
@@ -233,6 +239,16 @@ env_for() {
             printf '%s\n' \
                 "DW_WHATSAPP_BASE_URL=http://$call_host:$fake_whatsapp_port/v21.0" \
                 "DW_SMS_BASE_URL=http://$call_host:$fake_sms_port/2010-04-01"
+        fi
+    fi
+    if [[ "${DW_SVC_NAMES[$i]}" == task-distribution || "${DW_SVC_NAMES[$i]}" == notifications ]]; then
+        # A consumer created after its stream dropped old events reads them from the owner's
+        # ReadEvents (deploy/README.md, Streams), with a service token minted below.
+        printf '%s\n' "DW_SERVICE_TOKEN_FILE=$DW_ROOT/.dw/${DW_SVC_NAMES[$i]}-service-token"
+        [[ -n "${DW_AGENT_SESSIONS_ADDR:-}" ]] && printf '%s\n' "DW_AGENT_SESSIONS_EVENT_LOG_URL=$DW_AGENT_SESSIONS_ADDR"
+        [[ -n "${DW_MESSAGING_TEMPLATES_ADDR:-}" ]] && printf '%s\n' "DW_MESSAGING_EVENT_LOG_URL=$DW_MESSAGING_TEMPLATES_ADDR"
+        if [[ "${DW_SVC_NAMES[$i]}" == notifications && -n "${DW_TASK_DISTRIBUTION_ADDR:-}" ]]; then
+            printf '%s\n' "DW_DISTRIBUTION_EVENT_LOG_URL=$DW_TASK_DISTRIBUTION_ADDR"
         fi
     fi
     if [[ "${DW_SVC_NAMES[$i]}" == notifications ]]; then

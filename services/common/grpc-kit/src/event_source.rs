@@ -6,6 +6,7 @@
 //! without a restart.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use dw_bus::InboundEvent;
@@ -14,13 +15,40 @@ use dw_eventstore::envelope as h;
 use dw_proto::eventlog::v1::event_log_service_client::EventLogServiceClient;
 use dw_proto::eventlog::v1::{ReadEventsRequest, StoredEvent};
 use futures::future::BoxFuture;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// TLS towards an `https://` event log: the CA that signed the owner's certificate
+/// (`DW_EVENT_LOG_TLS_CA_FILE`; the system's roots without it) and this service's client
+/// certificate when the owner requires mTLS (`DW_EVENT_LOG_TLS_CERT_FILE` + `_KEY_FILE`).
+#[derive(Debug, Clone, Default)]
+pub struct EventLogTls {
+    pub ca_file: Option<PathBuf>,
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl EventLogTls {
+    /// The client configuration, the files read now (so a renewed certificate is used by the next
+    /// backfill without a restart).
+    fn client_config(&self) -> Result<ClientTlsConfig, String> {
+        let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+        let mut config = match &self.ca_file {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(config)
+    }
+}
 
 /// One upstream's event log.
-#[derive(Clone)]
 pub struct EventLogSource {
     url: String,
-    client: EventLogServiceClient<Channel>,
+    tls: Option<EventLogTls>,
+    /// The channel, made again at the start of each backfill ([`EventSource::head`]) so that
+    /// certificate files renewed since the last one are read.
+    client: Mutex<EventLogServiceClient<Channel>>,
     token_file: PathBuf,
     /// The upstream's subject prefix: events come back with the subject the relay published.
     subject_prefix: String,
@@ -28,33 +56,49 @@ pub struct EventLogSource {
 
 impl std::fmt::Debug for EventLogSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLogSource").field("url", &self.url).field("token_file", &self.token_file).finish()
+        f.debug_struct("EventLogSource")
+            .field("url", &self.url)
+            .field("tls", &self.tls)
+            .field("token_file", &self.token_file)
+            .finish()
     }
 }
 
 impl EventLogSource {
-    /// A source reading `url` (`http://` or `https://` with the platform's roots) with the token
-    /// in `token_file`; connects on first use.
-    pub fn new(url: &str, token_file: PathBuf, subject_prefix: &str) -> Result<Self, String> {
+    /// A source reading `url` (`http://`, or `https://` with `tls`) with the token in
+    /// `token_file`; connects on first use. The TLS files are read here (a missing or unreadable
+    /// one stops the start) and again at each backfill.
+    pub fn new(url: &str, token_file: PathBuf, subject_prefix: &str, tls: EventLogTls) -> Result<Self, String> {
+        let https = match Endpoint::from_shared(url.to_owned())
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?
+            .uri()
+            .scheme_str()
+        {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("{url:?} is not an http:// or https:// address")),
+        };
+        let tls = https.then_some(tls);
+        let client = Mutex::new(Self::client(url, tls.as_ref())?);
+        Ok(Self { url: url.to_owned(), tls, client, token_file, subject_prefix: subject_prefix.to_owned() })
+    }
+
+    fn client(url: &str, tls: Option<&EventLogTls>) -> Result<EventLogServiceClient<Channel>, String> {
         let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| format!("{url:?} is not a URL: {e}"))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30));
-        match endpoint.uri().scheme_str() {
-            Some("https") => {
-                endpoint = endpoint
-                    .tls_config(ClientTlsConfig::new().with_native_roots())
-                    .map_err(|e| format!("{url:?}: TLS: {e}"))?;
-            }
-            Some("http") => {}
-            _ => return Err(format!("{url:?} is not an http:// or https:// address")),
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.client_config()?).map_err(|e| format!("{url:?}: TLS: {e}"))?;
         }
-        Ok(Self {
-            url: url.to_owned(),
-            client: EventLogServiceClient::new(endpoint.connect_lazy()),
-            token_file,
-            subject_prefix: subject_prefix.to_owned(),
-        })
+        Ok(EventLogServiceClient::new(endpoint.connect_lazy()))
+    }
+
+    /// A new channel with the TLS files as they are now.
+    fn reconnect(&self) -> Result<(), String> {
+        let client = Self::client(&self.url, self.tls.as_ref())?;
+        *self.client.lock().map_err(|_| "event log client lock poisoned".to_owned())? = client;
+        Ok(())
     }
 
     fn request(&self, body: ReadEventsRequest) -> Result<tonic::Request<ReadEventsRequest>, String> {
@@ -70,8 +114,8 @@ impl EventLogSource {
 
     async fn read_page(&self, body: ReadEventsRequest) -> Result<Vec<StoredEvent>, String> {
         let request = self.request(body)?;
-        let response =
-            self.client.clone().read_events(request).await.map_err(|status| format!("{}: {status}", self.url))?;
+        let mut client = self.client.lock().map_err(|_| "event log client lock poisoned".to_owned())?.clone();
+        let response = client.read_events(request).await.map_err(|status| format!("{}: {status}", self.url))?;
         Ok(response.into_inner().events)
     }
 
@@ -107,6 +151,9 @@ impl EventLogSource {
 impl EventSource for EventLogSource {
     fn head(&self) -> BoxFuture<'_, Result<i64, String>> {
         Box::pin(async move {
+            if self.tls.is_some() {
+                self.reconnect()?;
+            }
             let newest =
                 self.read_page(ReadEventsRequest { page_size: 1, newest_first: true, ..Default::default() }).await?;
             Ok(newest.first().map_or(0, |event| event.global_position))
@@ -125,17 +172,37 @@ impl EventSource for EventLogSource {
 
 #[cfg(test)]
 mod tests {
-    use super::EventLogSource;
+    use super::{EventLogSource, EventLogTls};
 
     // A lazy channel spawns its worker on the runtime (as in a service, which builds sources
     // while it starts).
     #[tokio::test]
     async fn an_event_log_url_is_http_or_https() {
         for good in ["http://agent-sessions:50051", "https://agent-sessions.example:443"] {
-            assert!(EventLogSource::new(good, "token".into(), "dw.agentsessions").is_ok(), "{good}");
+            assert!(
+                EventLogSource::new(good, "token".into(), "dw.agentsessions", EventLogTls::default()).is_ok(),
+                "{good}"
+            );
         }
         for bad in ["ftp://agent-sessions", "agent-sessions:50051", "not a url", ""] {
-            assert!(EventLogSource::new(bad, "token".into(), "dw.agentsessions").is_err(), "{bad}");
+            assert!(
+                EventLogSource::new(bad, "token".into(), "dw.agentsessions", EventLogTls::default()).is_err(),
+                "{bad}"
+            );
         }
+    }
+
+    #[tokio::test]
+    async fn an_https_event_log_needs_its_tls_files_readable() {
+        let missing = EventLogTls { ca_file: Some("/nonexistent/ca.crt".into()), identity: None };
+        let error =
+            EventLogSource::new("https://agent-sessions:50051", "token".into(), "dw.agentsessions", missing.clone())
+                .err()
+                .unwrap_or_default();
+        assert!(error.contains("/nonexistent/ca.crt"), "{error}");
+        // Plaintext ignores them.
+        assert!(
+            EventLogSource::new("http://agent-sessions:50051", "token".into(), "dw.agentsessions", missing).is_ok()
+        );
     }
 }

@@ -17,6 +17,9 @@ pub struct Upstream {
     pub event_log_var: &'static str,
     /// This service's own bearer token (role `service`) for calling it (`DW_SERVICE_TOKEN_FILE`).
     pub service_token_file: Option<std::path::PathBuf>,
+    /// TLS towards an `https://` event log (`DW_EVENT_LOG_TLS_CA_FILE`,
+    /// `DW_EVENT_LOG_TLS_CERT_FILE` + `DW_EVENT_LOG_TLS_KEY_FILE`), shared by the upstreams.
+    pub tls: crate::event_source::EventLogTls,
 }
 
 impl Upstream {
@@ -63,6 +66,10 @@ impl Upstream {
             service_token_file: Some(token_file.trim().to_owned())
                 .filter(|f| !f.is_empty())
                 .map(std::path::PathBuf::from),
+            tls: crate::event_source::EventLogTls {
+                ca_file: path_var("DW_EVENT_LOG_TLS_CA_FILE"),
+                identity: path_var("DW_EVENT_LOG_TLS_CERT_FILE").zip(path_var("DW_EVENT_LOG_TLS_KEY_FILE")),
+            },
         }
     }
 
@@ -74,6 +81,7 @@ impl Upstream {
             event_log_url: None,
             event_log_var: "DW_<UPSTREAM>_EVENT_LOG_URL",
             service_token_file: None,
+            tls: crate::event_source::EventLogTls::default(),
         }
     }
 
@@ -89,8 +97,19 @@ impl Upstream {
             name: "DW_SERVICE_TOKEN_FILE",
             reason: format!("{}: {e}", token_file.display()),
         })?;
-        let source = crate::event_source::EventLogSource::new(url, token_file.clone(), &self.subject_prefix)
-            .map_err(|reason| ConfigError::Invalid { name: self.event_log_var, reason })?;
+        if path_var("DW_EVENT_LOG_TLS_CERT_FILE").is_some() != path_var("DW_EVENT_LOG_TLS_KEY_FILE").is_some() {
+            return Err(ConfigError::Missing(
+                "DW_EVENT_LOG_TLS_CERT_FILE and DW_EVENT_LOG_TLS_KEY_FILE together (the client certificate for mTLS)",
+            ));
+        }
+        let source =
+            crate::event_source::EventLogSource::new(url, token_file.clone(), &self.subject_prefix, self.tls.clone())
+                .map_err(|reason| ConfigError::Invalid { name: self.event_log_var, reason })?;
         Ok(Some(std::sync::Arc::new(source)))
     }
+}
+
+/// `name` as a path, `None` when unset or blank.
+fn path_var(name: &'static str) -> Option<std::path::PathBuf> {
+    Some(var(name, "").trim().to_owned()).filter(|p| !p.is_empty()).map(std::path::PathBuf::from)
 }
