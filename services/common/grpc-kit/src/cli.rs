@@ -48,9 +48,10 @@ enum Projections {
         /// Only this tenant's rows.
         #[arg(long)]
         tenant: Option<String>,
-        /// Parallel lanes (connections) applying events that touch different rows.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
-        lanes: u8,
+        /// Parallel lanes (connections) applying events that touch different rows [default: the
+        /// model's, 4 or 2 for a set-based one].
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+        lanes: Option<u8>,
     },
 }
 
@@ -202,7 +203,7 @@ async fn projections(
             let tenant = tenant
                 .map(|t| dw_ids::TenantId::parse(&t).map_err(|e| anyhow::anyhow!("--tenant {t:?}: {e}")))
                 .transpose()?;
-            let lanes = usize::from(lanes);
+            let lanes = lanes.map_or_else(|| model.default_lanes(), usize::from);
             let pool = crate::startup::connect_postgres(&shared.database_url, lanes as u32 + 2, cancel).await?;
             let mut last_shown = std::time::Instant::now();
             let rebuilt = dw_eventstore::rebuild::rebuild(&pool, model.as_ref(), tenant.as_ref(), lanes, |progress| {
@@ -268,11 +269,11 @@ mod tests {
         assert_eq!(projections("projections list"), Projections::List);
         assert_eq!(
             projections("projections rebuild read-models"),
-            Projections::Rebuild { name: "read-models".into(), tenant: None, lanes: 4 }
+            Projections::Rebuild { name: "read-models".into(), tenant: None, lanes: None }
         );
         assert_eq!(
             projections("projections rebuild read-models --tenant acme --lanes 16"),
-            Projections::Rebuild { name: "read-models".into(), tenant: Some("acme".into()), lanes: 16 }
+            Projections::Rebuild { name: "read-models".into(), tenant: Some("acme".into()), lanes: Some(16) }
         );
         for refused in ["projections rebuild", "projections rebuild x --lanes 0", "projections rebuild x --lanes 17"] {
             assert!(parse(refused).is_err(), "{refused}");

@@ -79,6 +79,12 @@ pub trait ReadModel: Send + Sync {
     ) -> Option<ApplyFuture<'a>> {
         None
     }
+
+    /// The lanes a rebuild uses unless told (`--lanes`): 4, where events go one by one and
+    /// round trips dominate.
+    fn default_lanes(&self) -> usize {
+        4
+    }
 }
 
 /// Lanes a rebuild may use (each holds a connection).
