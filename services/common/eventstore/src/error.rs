@@ -83,8 +83,15 @@ impl<D> CommandError<D> {
         Self::Corrupt(what.to_string())
     }
 
+    /// Another writer got there first: a stream's version moved, or Postgres chose this
+    /// transaction as the victim of a deadlock (40P01) or a serialization failure (40001). The
+    /// attempt is retried.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::Conflict)
+        match self {
+            Self::Conflict => true,
+            Self::Database(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("40P01" | "40001")),
+            _ => false,
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Assignment rounds: for each affected department, give the head of its queue to the best
 //! eligible agent, until nobody eligible remains or the queue is empty. Runs inside a
-//! transaction that holds the tenant's distribution lock.
+//! transaction that holds the departments' locks ([`super::locks`]); the chosen agent's row is
+//! locked and checked again before they get the task, as a round in another of their departments
+//! may have given them one meanwhile.
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::EventMetadata;
@@ -13,6 +15,10 @@ use crate::domain::assignment::{self, Decision};
 use crate::domain::task::{self, AssignmentSummary, Command};
 use crate::metrics::DistributionMetrics;
 use crate::projections;
+
+/// How many chosen agents a round may find taken before it leaves a department's queue as it is
+/// (the next event that frees capacity runs another round).
+const MAX_RECHECKS: usize = 64;
 
 /// Which departments a round looks at.
 #[derive(Debug, Clone)]
@@ -80,11 +86,21 @@ pub async fn run(
     };
     let mut assigned = Vec::new();
     for department in departments {
+        // Each failed check of a chosen agent means another round took their last capacity (or
+        // they left); the next decision sees that. Bounded all the same.
+        let mut rechecks = 0;
         while let Some(head) = projections::tasks::queue_head(conn, tenant, &department).await? {
             let decision = decide_for(conn, tenant, &department, settings.default_capacity).await?;
             let Some(agent) = decision.chosen.clone() else {
                 break;
             };
+            if !projections::agents::lock_available(conn, tenant, &agent, settings.default_capacity).await? {
+                rechecks += 1;
+                if rechecks > MAX_RECHECKS {
+                    break;
+                }
+                continue;
+            }
             let task_id = TaskId(head);
             let Some((state, version)) = load_task(conn, tenant, task_id).await? else {
                 break;

@@ -1,13 +1,17 @@
 //! Command handlers and the dispatcher.
 //!
 //! Every change that can affect an assignment (a task created, claimed, completed, transferred
-//! or cancelled; an agent's availability or capacity) runs in a transaction holding the tenant's
-//! distribution lock (a transaction-scoped Postgres advisory lock). Decisions are therefore
-//! serialized per tenant across all replicas: a task has at most one agent and no agent exceeds
-//! their capacity, by construction.
+//! or cancelled; an agent's availability or capacity) runs in a transaction holding distribution
+//! locks (transaction-scoped Postgres advisory locks, [`locks`]): the lock of each department
+//! whose queue it may change, under the tenant's lock held shared; tenant-wide changes (settings,
+//! an erasure) hold the tenant's lock alone, exclusive. So one department's queue is decided in
+//! order across all replicas, different departments in parallel; an agent linked to several is
+//! guarded by their row (locked before they are given a task, [`projections::agents::lock_available`]):
+//! a task has at most one agent (its stream's version) and no agent exceeds their capacity.
 
 pub mod dispatcher;
 pub mod erasure;
+pub mod locks;
 pub mod reactions;
 pub mod reads;
 pub mod task_feed;
@@ -30,14 +34,7 @@ pub type AppError = CommandError<DomainError>;
 
 pub use dw_grpc_kit::command::CommandContext;
 
-/// Takes the tenant's distribution lock until the transaction ends.
-pub async fn lock_tenant(conn: &mut PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("dw-distribution:{tenant}"))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
+pub use locks::lock_tenant;
 
 /// One task's stream; the state is `None` until its `TaskCreated`. `seal` is the client's key,
 /// which seals the personal fields of the events it encodes (`None`: they are not kept).

@@ -1,5 +1,6 @@
 //! What task-distribution does when other contexts' events arrive (durable JetStream consumers,
-//! each event applied in one transaction with its bookkeeping, under the tenant's lock):
+//! each event applied in one transaction with its bookkeeping, under the distribution locks it
+//! needs, [`super::locks`]):
 //! agent-sessions' events keep the agents' availability and trigger assignment rounds; an
 //! inbound client message opens a task or is recorded on the client's open one.
 
@@ -13,7 +14,8 @@ use dw_tenant_time::TenantZone;
 use sqlx::PgConnection;
 
 use super::dispatcher::{self, Scope};
-use super::tasks::{CreateTask, create_task, dispatch_for_agent};
+use super::locks::lock_departments;
+use super::tasks::{CreateTask, create_task, dispatch_in, lock_for_agent};
 use super::{AppError, append_task, load_task, lock_tenant};
 use crate::domain::task::{self, Command, RequeueCause};
 use crate::domain::values::parse_client_name;
@@ -95,7 +97,6 @@ impl Projection for AgentSessionsReaction {
         decoded: sessions::Event,
     ) -> Result<(), ProjectionError> {
         let tenant = &event.tenant_id;
-        lock_tenant(conn, tenant).await?;
         react_to_agent_event(conn, tenant, event, decoded, &self.metrics).await.map_err(to_projection_error)
     }
 }
@@ -111,6 +112,30 @@ async fn react_to_agent_event(
     let metadata = metadata_of(event);
     let permanent = |e: ProjectionError| AppError::invalid("event", e.to_string());
     use sessions::Event as E;
+    // What each event may change: a department's queue takes its lock, the tenant's settings the
+    // tenant's (exclusive); the rest only an agent's row, under the tenant's lock shared.
+    let no_departments: [&str; 0] = [];
+    match &decoded {
+        E::TenantSettingsChanged(_) => lock_tenant(conn, tenant).await?,
+        E::DepartmentLinked(m) => lock_departments(conn, tenant, None, &[m.department_id.as_str()]).await?,
+        E::ServiceDayStarted(m) => {
+            let mut departments = projections::agents::departments_of(conn, tenant, &m.agent_id).await?;
+            departments.extend(m.department_ids.iter().cloned());
+            lock_departments(conn, tenant, None, &departments).await?;
+        }
+        E::ExitClosed(m) => lock_for_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await.map(drop)?,
+        E::BreakEnded(m) => lock_for_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await.map(drop)?,
+        E::ServiceDayEnded(m) => {
+            let departments = projections::tasks::departments_of_open_tasks(conn, tenant, &m.agent_id).await?;
+            lock_departments(conn, tenant, None, &departments).await?;
+        }
+        E::AgentRegistered(_)
+        | E::DepartmentUnlinked(_)
+        | E::PermissionGranted(_)
+        | E::PermissionRevoked(_)
+        | E::ExitNotified(_)
+        | E::BreakStarted(_) => lock_departments(conn, tenant, None, &no_departments).await?,
+    }
     match decoded {
         E::AgentRegistered(m) => {
             ensure_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await?;
@@ -182,7 +207,8 @@ async fn react_to_agent_event(
             .bind(started_at)
             .execute(&mut *conn)
             .await?;
-            dispatch_for_agent(conn, tenant, Some(&agent), "agent_day_started", metrics, &metadata, now).await?;
+            let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
+            dispatch_in(conn, tenant, departments, "agent_day_started", metrics, &metadata, now).await?;
         }
         E::ExitNotified(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
@@ -206,7 +232,8 @@ async fn react_to_agent_event(
             // Closed by a break or the end of the day, the agent is not available: a
             // BreakStarted or ServiceDayEnded follows.
             if m.cause == sessions::ExitCloseCause::Cancelled as i32 {
-                dispatch_for_agent(conn, tenant, Some(&agent), "exit_cancelled", metrics, &metadata, now).await?;
+                let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
+                dispatch_in(conn, tenant, departments, "exit_cancelled", metrics, &metadata, now).await?;
             }
         }
         E::BreakStarted(m) => {
@@ -229,7 +256,8 @@ async fn react_to_agent_event(
             )
             .await?;
             if !m.day_ending {
-                dispatch_for_agent(conn, tenant, Some(&agent), "break_ended", metrics, &metadata, now).await?;
+                let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
+                dispatch_in(conn, tenant, departments, "break_ended", metrics, &metadata, now).await?;
             }
         }
         E::ServiceDayEnded(m) => {
@@ -312,7 +340,6 @@ impl Projection for InboundMessageReaction {
             | E::ClientDataErased(_) => return Ok(()),
         };
         let tenant = &event.tenant_id;
-        lock_tenant(conn, tenant).await?;
         record_inbound(conn, tenant, event, message, &self.metrics).await.map_err(to_projection_error)
     }
 }
@@ -334,20 +361,22 @@ async fn record_inbound(
     let phone = PhoneNumber::parse(&message.phone).map_err(|e| AppError::invalid("phone", e))?;
     let received_at =
         message.received_at.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or(now);
+    // The client's lock (one open task per client and channel) and the department's a new task
+    // would queue in.
+    let settings = projections::agents::settings(conn, tenant).await?;
+    let department = Some(message.department_id.clone()).filter(|d| !d.is_empty()).or(settings.inbound_department_id);
+    let client_key = format!("{}:{}", channel.as_str(), phone.as_str());
+    lock_departments(conn, tenant, Some(&client_key), department.as_slice()).await?;
     let open = projections::tasks::open_task_of_client(conn, tenant, phone.as_str(), channel.as_str()).await?;
     let task_id = match open {
         Some(task_id) => TaskId(task_id),
         None => {
-            let settings = projections::agents::settings(conn, tenant).await?;
-            let department = Some(message.department_id.clone())
-                .filter(|d| !d.is_empty())
-                .or(settings.inbound_department_id)
-                .ok_or_else(|| {
-                    AppError::invalid(
-                        "department_id",
-                        "the message names no department and the tenant has no inbound department",
-                    )
-                })?;
+            let department = department.ok_or_else(|| {
+                AppError::invalid(
+                    "department_id",
+                    "the message names no department and the tenant has no inbound department",
+                )
+            })?;
             let department = DepartmentId::parse(&department).map_err(|e| AppError::invalid("department_id", e))?;
             let name = parse_client_name(&message.contact_name).unwrap_or_else(|_| phone.as_str().to_owned());
             let subject: String = message.text.chars().take(80).collect();
@@ -363,7 +392,7 @@ async fn record_inbound(
                 subject,
                 inbound_message_id: Some(message.message_id.clone()),
             };
-            create_task(conn, tenant, input, "inbound-message", metrics, &metadata, now).await?
+            create_task(conn, tenant, input, None, "inbound-message", metrics, &metadata, now).await?
         }
     };
     let Some((state, version)) = load_task(conn, tenant, task_id).await? else {

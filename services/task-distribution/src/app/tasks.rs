@@ -1,5 +1,6 @@
-//! The task commands of the API, each run idempotently (by `request_id`) under the tenant's
-//! distribution lock, followed by an assignment round where capacity or work appeared.
+//! The task commands of the API, each run idempotently (by `request_id`) under the locks of the
+//! departments it may change ([`super::locks`]), followed by an assignment round where capacity
+//! or work appeared.
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::command::{self, Attempt};
@@ -8,6 +9,7 @@ use dw_proto::distribution::v1 as pb;
 use sqlx::{PgConnection, PgPool};
 
 use super::dispatcher::{self, Scope};
+use super::locks::lock_departments;
 use super::{AppError, CommandContext, append_task, load_task, lock_tenant};
 use crate::domain::settings;
 use crate::domain::task::{self, Command, NewTask};
@@ -49,8 +51,26 @@ impl App {
     }
 
     pub async fn task(&self, ctx: &CommandContext, op: TaskOp) -> Result<pb::Task, AppError> {
-        let command = TaskCommand { ctx, op, metrics: &self.metrics };
+        let protocol = match &op {
+            TaskOp::Create(_) => self.protocol_for(ctx).await?,
+            _ => None,
+        };
+        let command = TaskCommand { ctx, op, protocol, metrics: &self.metrics };
         command::execute(&self.pool, ctx, &command).await
+    }
+
+    /// The protocol of a new task, taken from the tenant's daily counter in a statement of its
+    /// own before the command's transaction: the counter's row is locked for a moment, not for
+    /// the whole command, so creates in different departments do not queue behind it. A create
+    /// that then fails leaves its number unused (a gap); one already answered (a retry of its
+    /// `request_id`) takes none.
+    async fn protocol_for(&self, ctx: &CommandContext) -> Result<Option<Protocol>, AppError> {
+        let mut conn = self.pool.acquire().await?;
+        match dw_eventstore::idempotency::find_response(&mut conn, ctx.key()).await {
+            Ok(None) => Ok(Some(allocate_protocol(&mut conn, &ctx.tenant, Utc::now()).await?)),
+            // Answered already, or a reused request id: the command says so.
+            Ok(Some(_)) | Err(_) => Ok(None),
+        }
     }
 
     pub async fn update_settings(
@@ -76,7 +96,22 @@ impl App {
 struct TaskCommand<'c> {
     ctx: &'c CommandContext,
     op: TaskOp,
+    /// A new task's protocol, taken before the transaction ([`App::protocol_for`]).
+    protocol: Option<Protocol>,
     metrics: &'c DistributionMetrics,
+}
+
+/// The next protocol of the tenant's local day (the counter restarts at local midnight).
+pub async fn allocate_protocol(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+) -> Result<Protocol, sqlx::Error> {
+    // The protocol's day is the tenant's: a tenant in São Paulo gets today's prefix until midnight
+    // there.
+    let day = projections::agents::time_zone(conn, tenant).await?.local_date(now);
+    let sequence = projections::tasks::next_protocol_sequence(conn, tenant, day).await?;
+    Ok(Protocol::new(day, sequence))
 }
 
 async fn existing(conn: &mut PgConnection, tenant: &TenantId, task_id: TaskId) -> Result<(task::Task, i64), AppError> {
@@ -94,24 +129,27 @@ async fn agent_view(
         .ok_or_else(|| DomainError::AgentNotFound(agent.to_string()).into())
 }
 
-/// Creates a task (with its protocol) and tries to assign it at once.
+/// Creates a task (with `protocol`, or the next one taken here) and tries to assign it at once.
+/// The caller holds the lock of the task's department.
+#[allow(clippy::too_many_arguments)]
 pub async fn create_task(
     conn: &mut PgConnection,
     tenant: &TenantId,
     input: CreateTask,
+    protocol: Option<Protocol>,
     created_by: &str,
     metrics: &DistributionMetrics,
     metadata: &dw_eventstore::EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<TaskId, AppError> {
-    // The protocol's day is the tenant's: a tenant in São Paulo gets today's prefix until midnight
-    // there. The counter is per tenant and local day, so the sequence restarts at local midnight.
-    let day = projections::agents::time_zone(conn, tenant).await?.local_date(now);
-    let sequence = projections::tasks::next_protocol_sequence(conn, tenant, day).await?;
+    let protocol = match protocol {
+        Some(protocol) => protocol,
+        None => allocate_protocol(conn, tenant, now).await?,
+    };
     let task_id = TaskId::new();
     let new_task = NewTask {
         task_id,
-        protocol: Protocol::new(day, sequence),
+        protocol,
         department: input.department.clone(),
         channel: input.channel,
         contact: input.contact,
@@ -143,14 +181,15 @@ impl Attempt<DomainError> for TaskCommand<'_> {
         let tenant = &ctx.tenant;
         let metadata = &ctx.metadata;
         let metrics = self.metrics;
-        lock_tenant(conn, tenant).await?;
-        let settings = projections::agents::settings(conn, tenant).await?;
         let task_id = match &self.op {
             TaskOp::Create(input) => {
-                create_task(conn, tenant, input.clone(), &ctx.actor, metrics, metadata, now).await?
+                lock_departments(conn, tenant, None, &[input.department.as_str()]).await?;
+                create_task(conn, tenant, input.clone(), self.protocol.clone(), &ctx.actor, metrics, metadata, now).await?
             }
             TaskOp::Claim(task_id) => {
                 let (state, version) = existing(conn, tenant, *task_id).await?;
+                lock_departments(conn, tenant, None, &[state.department.as_str()]).await?;
+                let settings = projections::agents::settings(conn, tenant).await?;
                 let agent_id = AgentId::parse(&ctx.actor).map_err(|_| DomainError::AgentNotFound(ctx.actor.clone()))?;
                 let agent = agent_view(conn, tenant, &agent_id, settings.default_capacity).await?;
                 let events = task::decide(&state, Command::Claim { agent }, now)?;
@@ -163,9 +202,10 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                 let (state, version) = existing(conn, tenant, *task_id).await?;
                 let command = Command::Complete { by: ctx.actor.clone(), privileged: ctx.privileged };
                 let events = task::decide(&state, command, now)?;
-                let freed = state.agent.clone();
+                let freed = departments_of(conn, tenant, state.agent.as_ref()).await?;
+                lock_departments(conn, tenant, None, &freed).await?;
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
-                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metrics, metadata, now).await?;
+                dispatch_in(conn, tenant, freed, "capacity_freed", metrics, metadata, now).await?;
                 *task_id
             }
             TaskOp::Transfer { task_id, department, agent } => {
@@ -174,6 +214,12 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                     return Err(DomainError::NotTaskOwner.into());
                 }
                 let target_department = department.clone().unwrap_or_else(|| state.department.clone());
+                let holder = state.agent.as_ref().filter(|_| state.status == task::Status::Assigned);
+                let freed = departments_of(conn, tenant, holder).await?;
+                let mut locked = freed.clone();
+                locked.extend([state.department.to_string(), target_department.to_string()]);
+                lock_departments(conn, tenant, None, &locked).await?;
+                let settings = projections::agents::settings(conn, tenant).await?;
                 let target_agent = match agent {
                     Some(agent) => Some(agent_view(conn, tenant, agent, settings.default_capacity).await?),
                     None => None,
@@ -184,13 +230,12 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                     by: ctx.actor.clone(),
                 };
                 let events = task::decide(&state, command, now)?;
-                let freed = state.agent.clone().filter(|_| state.status == task::Status::Assigned);
                 let wait = task::queue_wait(&state, &events);
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
                 metrics.observe_assignment(wait);
                 let scope = Scope::Departments(vec![target_department.to_string()]);
                 dispatcher::run(conn, tenant, scope, "task_transferred", metrics, metadata, now).await?;
-                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metrics, metadata, now).await?;
+                dispatch_in(conn, tenant, freed, "capacity_freed", metrics, metadata, now).await?;
                 *task_id
             }
             TaskOp::Cancel { task_id, reason } => {
@@ -200,9 +245,13 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                 }
                 let command = Command::Cancel { by: ctx.actor.clone(), reason: reason.clone() };
                 let events = task::decide(&state, command, now)?;
-                let freed = state.agent.clone().filter(|_| state.status == task::Status::Assigned);
+                let holder = state.agent.as_ref().filter(|_| state.status == task::Status::Assigned);
+                let freed = departments_of(conn, tenant, holder).await?;
+                let mut locked = freed.clone();
+                locked.push(state.department.to_string());
+                lock_departments(conn, tenant, None, &locked).await?;
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
-                dispatch_for_agent(conn, tenant, freed.as_ref(), "capacity_freed", metrics, metadata, now).await?;
+                dispatch_in(conn, tenant, freed, "capacity_freed", metrics, metadata, now).await?;
                 *task_id
             }
         };
@@ -212,22 +261,44 @@ impl Attempt<DomainError> for TaskCommand<'_> {
     }
 }
 
-/// A round over the departments of an agent who has capacity again.
-pub async fn dispatch_for_agent(
+/// The departments of `agent` (none without one): where their freed capacity may take work.
+pub async fn departments_of(
     conn: &mut PgConnection,
     tenant: &TenantId,
     agent: Option<&AgentId>,
+) -> Result<Vec<String>, sqlx::Error> {
+    match agent {
+        Some(agent) => projections::agents::departments_of(conn, tenant, agent.as_str()).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Locks the departments of `agent` (with the tenant's lock shared) and returns them.
+pub async fn lock_for_agent(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: &AgentId,
+) -> Result<Vec<String>, sqlx::Error> {
+    let departments = departments_of(conn, tenant, Some(agent)).await?;
+    lock_departments(conn, tenant, None, &departments).await?;
+    Ok(departments)
+}
+
+/// A round over `departments` (locked by the caller), e.g. those of an agent who has capacity
+/// again.
+pub async fn dispatch_in(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    departments: Vec<String>,
     trigger: &str,
     metrics: &DistributionMetrics,
     metadata: &dw_eventstore::EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<usize, AppError> {
-    let Some(agent) = agent else {
+    if departments.is_empty() {
         return Ok(0);
-    };
-    let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
-    let scope = Scope::Departments(departments);
-    Ok(dispatcher::run(conn, tenant, scope, trigger, metrics, metadata, now).await?.len())
+    }
+    Ok(dispatcher::run(conn, tenant, Scope::Departments(departments), trigger, metrics, metadata, now).await?.len())
 }
 
 struct SettingsCommand<'c> {
@@ -281,7 +352,7 @@ impl Attempt<DomainError> for CapacityCommand<'_> {
 
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::AgentCapacity, AppError> {
         let tenant = &self.ctx.tenant;
-        lock_tenant(conn, tenant).await?;
+        let departments = lock_for_agent(conn, tenant, &self.agent).await?;
         let updated = sqlx::query("UPDATE agents SET capacity_override = $3 WHERE tenant_id = $1 AND agent_id = $2")
             .bind(tenant)
             .bind(self.agent.as_str())
@@ -293,7 +364,7 @@ impl Attempt<DomainError> for CapacityCommand<'_> {
             return Err(DomainError::AgentNotFound(self.agent.to_string()).into());
         }
         let metadata = &self.ctx.metadata;
-        dispatch_for_agent(conn, tenant, Some(&self.agent), "capacity_changed", self.metrics, metadata, now).await?;
+        dispatch_in(conn, tenant, departments, "capacity_changed", self.metrics, metadata, now).await?;
         let settings = projections::agents::settings(conn, tenant).await?;
         Ok(pb::AgentCapacity {
             agent_id: self.agent.to_string(),

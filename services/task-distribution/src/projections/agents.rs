@@ -164,7 +164,30 @@ pub async fn departments_of(
     rows.iter().map(|r| r.try_get("department_id")).collect()
 }
 
-/// What the rules need to know of one agent, if task-distribution knows them.
+/// Locks `agent`'s row until the transaction ends and tells whether they can take a task now:
+/// day open, not on break, no exit notified, below capacity. Another transaction giving them a
+/// task (a round in another of their departments) holds the row until it commits, and this one
+/// then reads what it left.
+pub async fn lock_available(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: &AgentId,
+    default_capacity: i32,
+) -> Result<bool, sqlx::Error> {
+    let available: Option<bool> = sqlx::query_scalar(
+        "SELECT day_open AND NOT on_break AND NOT exit_notified AND active_tasks < COALESCE(capacity_override, $3) \
+         FROM agents WHERE tenant_id = $1 AND agent_id = $2 FOR NO KEY UPDATE",
+    )
+    .bind(tenant)
+    .bind(agent.as_str())
+    .bind(default_capacity)
+    .fetch_optional(conn)
+    .await?;
+    Ok(available.unwrap_or(false))
+}
+
+/// What the rules need to know of one agent, if task-distribution knows them. Their row is
+/// locked until the transaction ends (a claim or a transfer to them checks their capacity).
 pub async fn view(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -173,7 +196,7 @@ pub async fn view(
 ) -> Result<Option<AgentView>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT day_open, on_break, active_tasks, COALESCE(capacity_override, $3) AS capacity FROM agents \
-         WHERE tenant_id = $1 AND agent_id = $2",
+         WHERE tenant_id = $1 AND agent_id = $2 FOR NO KEY UPDATE",
     )
     .bind(tenant)
     .bind(agent.as_str())

@@ -177,6 +177,21 @@ pub async fn open_tasks_of(
     rows.iter().map(|r| r.try_get("task_id")).collect()
 }
 
+/// The departments of the tasks `agent` holds.
+pub async fn departments_of_open_tasks(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT department_id FROM tasks WHERE tenant_id = $1 AND agent_id = $2 AND status = 'assigned'",
+    )
+    .bind(tenant)
+    .bind(agent)
+    .fetch_all(conn)
+    .await
+}
+
 /// The client's open task on a channel, if any.
 pub async fn open_task_of_client(
     conn: &mut PgConnection,
