@@ -72,6 +72,7 @@ fmt: ## Format the code (rustfmt)
 	$(CARGO) fmt --all
 
 BENCH_SUMMARY := $(CURDIR)/target/bench-summary.txt
+BENCH_LOAD_TASKS ?= 20000
 BENCH := DW_BENCH_SUMMARY=$(BENCH_SUMMARY) $(CARGO) bench
 
 bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebuild, projection consume rate, task assignment, SearchProtocols, template sends, Web Push, start-up time and idle memory (BENCH_* knobs), then a summary table with the ratios to the raw limits
@@ -81,6 +82,8 @@ bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebu
 	$(BENCH) -p agent-sessions --bench rebuild
 	$(BENCH) -p dw-bus --bench consume
 	$(BENCH) -p task-distribution --bench distribution
+	@echo; echo "== task-distribution invariants at $(BENCH_LOAD_TASKS) tasks: two replicas, 200 agents (release) =="
+	DW_TEST_LOAD_TASKS=$(BENCH_LOAD_TASKS) $(CARGO) test --release -p task-distribution --test concurrency -- --nocapture
 	$(BENCH) -p messaging-templates --bench sends
 	$(BENCH) -p notifications --bench push
 	$(CARGO) build --release --bins

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use super::{AppError, append_task, load_task};
 use crate::domain::TaskId;
 use crate::domain::assignment::{self, Decision};
-use crate::domain::task::{self, AssignmentSummary, Command};
+use crate::domain::task::{self, AssignmentSummary, Command, Task};
 use crate::metrics::DistributionMetrics;
 use crate::projections;
 
@@ -76,15 +76,41 @@ pub async fn run(
     metadata: &EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<Vec<TaskId>, AppError> {
+    Ok(run_knowing(conn, tenant, scope, trigger, metrics, metadata, now, None).await?.assigned)
+}
+
+/// What a round did.
+#[derive(Debug, Default)]
+pub struct Round {
+    pub assigned: Vec<TaskId>,
+    /// The decision that left a queue's head unassigned (nobody eligible), with its department.
+    pub stopped_at: Option<(String, Decision)>,
+    /// Whether the tenant distributes automatically (no round otherwise).
+    pub automatic: bool,
+}
+
+/// [`run`], given a task the caller just wrote (its state and version), which it then need not
+/// read again when it is a queue's head.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_knowing(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    scope: Scope,
+    trigger: &str,
+    metrics: &DistributionMetrics,
+    metadata: &EventMetadata,
+    now: DateTime<Utc>,
+    mut known: Option<(Task, i64)>,
+) -> Result<Round, AppError> {
     let settings = projections::agents::settings(conn, tenant).await?;
     if !settings.auto_distribution_enabled {
-        return Ok(Vec::new());
+        return Ok(Round::default());
     }
     let departments = match scope {
         Scope::Departments(departments) => departments,
         Scope::All => projections::tasks::departments_with_queue(conn, tenant).await?,
     };
-    let mut assigned = Vec::new();
+    let mut round = Round { automatic: true, ..Round::default() };
     for department in departments {
         // Each failed check of a chosen agent means another round took their last capacity (or
         // they left); the next decision sees that. Bounded all the same.
@@ -92,6 +118,7 @@ pub async fn run(
         while let Some(head) = projections::tasks::queue_head(conn, tenant, &department).await? {
             let decision = decide_for(conn, tenant, &department, settings.default_capacity).await?;
             let Some(agent) = decision.chosen.clone() else {
+                round.stopped_at = Some((department.clone(), decision));
                 break;
             };
             if !projections::agents::lock_available(conn, tenant, &agent, settings.default_capacity).await? {
@@ -102,7 +129,12 @@ pub async fn run(
                 continue;
             }
             let task_id = TaskId(head);
-            let Some((state, version)) = load_task(conn, tenant, task_id).await? else {
+            let written = known.take_if(|(task, _)| task.content.task_id == task_id);
+            let loaded = match written {
+                Some(known) => Some(known),
+                None => load_task(conn, tenant, task_id).await?,
+            };
+            let Some((state, version)) = loaded else {
                 break;
             };
             let decision_id = record_decision(conn, tenant, task_id, &decision, trigger, now).await?;
@@ -116,8 +148,8 @@ pub async fn run(
             let wait = task::queue_wait(&state, &events);
             append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
             metrics.observe_assignment(wait);
-            assigned.push(task_id);
+            round.assigned.push(task_id);
         }
     }
-    Ok(assigned)
+    Ok(round)
 }

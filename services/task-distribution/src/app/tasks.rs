@@ -158,15 +158,23 @@ pub async fn create_task(
         created_by: created_by.to_owned(),
         inbound_message_id: input.inbound_message_id,
     };
-    append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
+    let written = append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
     let department = input.department.to_string();
     let scope = Scope::Departments(vec![department.clone()]);
-    let assigned = dispatcher::run(conn, tenant, scope, "task_created", metrics, metadata, now).await?;
-    // Nobody took it: record why, for ExplainAssignment.
-    if !assigned.contains(&task_id) {
-        let settings = projections::agents::settings(conn, tenant).await?;
-        let decision = dispatcher::decide_for(conn, tenant, &department, settings.default_capacity).await?;
-        let trigger = if settings.auto_distribution_enabled { "task_created" } else { "task_created_manual_tenant" };
+    let round =
+        dispatcher::run_knowing(conn, tenant, scope, "task_created", metrics, metadata, now, Some(written)).await?;
+    // Nobody took it: record why, for ExplainAssignment. The round's last decision in this
+    // department says it when it stopped for want of an agent (for the head, with the same
+    // candidates); otherwise (a manual tenant, or agents were taken meanwhile) decide again.
+    if !round.assigned.contains(&task_id) {
+        let decision = match round.stopped_at {
+            Some((stopped, decision)) if stopped == department => decision,
+            _ => {
+                let settings = projections::agents::settings(conn, tenant).await?;
+                dispatcher::decide_for(conn, tenant, &department, settings.default_capacity).await?
+            }
+        };
+        let trigger = if round.automatic { "task_created" } else { "task_created_manual_tenant" };
         let unassigned = crate::domain::assignment::Decision { chosen: None, ..decision };
         dispatcher::record_decision(conn, tenant, task_id, &unassigned, trigger, now).await?;
     }
@@ -184,7 +192,8 @@ impl Attempt<DomainError> for TaskCommand<'_> {
         let task_id = match &self.op {
             TaskOp::Create(input) => {
                 lock_departments(conn, tenant, None, &[input.department.as_str()]).await?;
-                create_task(conn, tenant, input.clone(), self.protocol.clone(), &ctx.actor, metrics, metadata, now).await?
+                create_task(conn, tenant, input.clone(), self.protocol.clone(), &ctx.actor, metrics, metadata, now)
+                    .await?
             }
             TaskOp::Claim(task_id) => {
                 let (state, version) = existing(conn, tenant, *task_id).await?;
