@@ -19,6 +19,10 @@ use prost::Message;
 use sqlx::Row;
 
 const AGENTS: usize = 200;
+/// Completions refused for a moment and retried, by code.
+static ABORTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static UNAVAILABLE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The tasks created: 2,000, or `DW_TEST_LOAD_TASKS`.
 fn tasks() -> usize {
     std::env::var("DW_TEST_LOAD_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
@@ -61,20 +65,33 @@ async fn two_replicas_keep_every_invariant_under_load() {
                 let mut released = released.clone();
                 serving.spawn(async move {
                     let _ = released.wait_for(|open| *open).await;
-                    // A burst of completions may meet a busy service: retry what is retryable, with
-                    // the same request id so a retry never completes twice.
+                    // A burst of completions may meet a busy service (every database connection
+                    // taken: UNAVAILABLE; conflicts retried until the service gave up: ABORTED):
+                    // retry what is retryable, backing off, with the same request id so a retry
+                    // never completes twice.
                     let request_id = rid();
-                    for _ in 0..50 {
+                    let (mut pause, mut last) = (Duration::from_millis(50), None);
+                    let give_up = std::time::Instant::now() + Duration::from_secs(600);
+                    while std::time::Instant::now() < give_up {
                         let request =
                             pb::CompleteTaskRequest { request_id: request_id.clone(), task_id: task.task_id.clone() };
                         match client.complete_task(authed(&bearer, request)).await {
                             Ok(_) => return 1usize,
                             Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Aborted) => {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                last = Some(format!("{:?}: {}", status.code(), status.message()));
+                                let counter =
+                                    if status.code() == tonic::Code::Aborted { &ABORTED } else { &UNAVAILABLE };
+                                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(Duration::from_secs(1));
                             }
-                            Err(_) => return 0,
+                            Err(status) => {
+                                eprintln!("completing {} failed: {status:?}", task.task_id);
+                                return 0;
+                            }
                         }
                     }
+                    eprintln!("completing {} still refused after 10 minutes (last: {last:?})", task.task_id);
                     0
                 });
             }
@@ -195,7 +212,11 @@ async fn two_replicas_keep_every_invariant_under_load() {
     assert!(holder.is_empty());
     assert!(assignments >= total);
     assert_eq!(peak, CAPACITY, "the load reached the capacity, so the limit was exercised");
-    println!("{assignments} assignments, peak load {peak}");
+    println!(
+        "{assignments} assignments, peak load {peak}; completions retried: {} ABORTED, {} UNAVAILABLE",
+        ABORTED.load(std::sync::atomic::Ordering::Relaxed),
+        UNAVAILABLE.load(std::sync::atomic::Ordering::Relaxed)
+    );
 
     cluster.stop().await;
     let mut completed = 0;
