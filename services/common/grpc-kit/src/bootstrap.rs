@@ -197,6 +197,25 @@ impl Bootstrap {
         crate::live::follow_stream(jetstream, stream, filter, &self.tasks, self.background.clone(), each);
     }
 
+    /// [`Self::follow_own_stream`] by batches of up to `max_batch` messages already received
+    /// ([`crate::live::follow_stream_batches`]).
+    pub fn follow_own_stream_batches<F, Fut>(&self, filter: String, max_batch: usize, each_batch: F)
+    where
+        F: Fn(Vec<async_nats::jetstream::Message>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let (jetstream, stream) = (self.jetstream.clone(), self.config.stream_name.clone());
+        crate::live::follow_stream_batches(
+            jetstream,
+            stream,
+            filter,
+            &self.tasks,
+            self.background.clone(),
+            max_batch,
+            each_batch,
+        );
+    }
+
     /// Creates the service's stream when missing (or reports how an existing one differs from the
     /// configuration, see [`OutboxRelay::ensure_stream`]) and starts its outbox relay.
     pub async fn start_relay(&mut self) -> Result<(), BootstrapError> {

@@ -299,6 +299,35 @@ pub fn follow_stream<F, Fut>(
     F: Fn(jetstream::Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    let each = Arc::new(each);
+    follow_stream_batches(jetstream, stream_name, filter_subject, tasks, cancel, 1, move |batch| {
+        let each = each.clone();
+        async move {
+            for message in batch {
+                each(message).await;
+            }
+        }
+    });
+}
+
+/// [`follow_stream`], calling `each_batch` with the messages already received when it is called
+/// (up to `max_batch`, in stream order; at least one), so a follower that reads the database per
+/// message can read for many at once and keep up under load. Batches are handled one after the
+/// other.
+pub fn follow_stream_batches<F, Fut>(
+    jetstream: jetstream::Context,
+    stream_name: String,
+    filter_subject: String,
+    tasks: &TaskTracker,
+    cancel: CancellationToken,
+    max_batch: usize,
+    each_batch: F,
+) where
+    F: Fn(Vec<jetstream::Message>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    use futures::FutureExt;
+    let max_batch = max_batch.max(1);
     tasks.spawn(async move {
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
@@ -317,7 +346,28 @@ pub fn follow_stream<F, Fut>(
                         () = cancel.cancelled() => return Ok(()),
                         next = messages.next() => next,
                     };
-                    each(next.ok_or("the consumer ended")?.map_err(|e| e.to_string())?).await;
+                    let mut batch = vec![next.ok_or("the consumer ended")?.map_err(|e| e.to_string())?];
+                    // What else has arrived, without waiting; an error after it ends the batch
+                    // and is reported once the batch is handled.
+                    let mut broken = None;
+                    while batch.len() < max_batch {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(message),
+                            Some(Some(Err(error))) => {
+                                broken = Some(error.to_string());
+                                break;
+                            }
+                            Some(None) => {
+                                broken = Some("the consumer ended".to_owned());
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    each_batch(batch).await;
+                    if let Some(reason) = broken {
+                        return Err(reason);
+                    }
                 }
             };
             let result: Result<(), String> = followed.await;

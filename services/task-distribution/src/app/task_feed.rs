@@ -1,6 +1,9 @@
 //! `WatchMyTasks`: one ordered JetStream consumer per replica reads this service's task events
 //! and fans each out to the watchers of the agents it concerns (a task read from the read model,
-//! committed before the relay published the event).
+//! committed before the relay published the event). The events already received are taken
+//! together and their tasks read in one query, so the feed keeps up when the database is busy.
+
+use std::collections::HashMap;
 
 use dw_ids::TenantId;
 
@@ -28,6 +31,17 @@ fn heartbeat() -> pb::TaskUpdate {
 pub struct AgentKey {
     tenant: TenantId,
     agent: AgentId,
+}
+
+/// Messages taken together by the feed at most.
+const FEED_BATCH: usize = 256;
+
+/// A message's update for some watcher of this replica.
+struct Wanted {
+    tenant: TenantId,
+    task_id: TaskId,
+    kind: pb::task_update::Kind,
+    agents: Vec<AgentId>,
 }
 
 #[derive(Clone)]
@@ -66,51 +80,58 @@ impl TaskFeed {
     pub fn start(pool: PgPool, boot: &Bootstrap) -> Self {
         let feed = Self { pool, watchers: boot.live_feed(1024, Overflow::Disconnect) };
         let runner = feed.clone();
-        boot.follow_own_stream(format!("{}.*.task.>", boot.config.subject_prefix), move |message| {
+        let filter = format!("{}.*.task.>", boot.config.subject_prefix);
+        boot.follow_own_stream_batches(filter, FEED_BATCH, move |batch| {
             let runner = runner.clone();
-            async move { runner.on_message(&message).await }
+            async move { runner.on_batch(&batch).await }
         });
         feed
     }
 
-    async fn on_message(&self, message: &jetstream::Message) {
-        let Some(headers) = message.headers.as_ref() else { return };
-        let (Some(event_type), Some(tenant)) = (headers.get(envelope::CE_TYPE), headers.get(envelope::DW_TENANT))
-        else {
-            return;
-        };
-        let Some((task_id, kind, agents)) = audience(event_type.as_str(), &message.payload) else { return };
-        let Ok(tenant) = TenantId::parse(tenant.as_str()) else { return };
-        let agents = agents.iter().filter(|a| !a.is_empty()).filter_map(|a| AgentId::parse(a).ok()).collect();
-        self.deliver(&tenant, task_id, kind, agents).await;
+    /// What a message tells, when some watcher of this replica needs it.
+    fn wanted(&self, message: &jetstream::Message) -> Option<Wanted> {
+        let headers = message.headers.as_ref()?;
+        let event_type = headers.get(envelope::CE_TYPE)?;
+        let tenant = TenantId::parse(headers.get(envelope::DW_TENANT)?.as_str()).ok()?;
+        let (task_id, kind, agents) = audience(event_type.as_str(), &message.payload)?;
+        let agents: Vec<AgentId> =
+            agents.iter().filter(|a| !a.is_empty()).filter_map(|a| AgentId::parse(a).ok()).collect();
+        let watched =
+            agents.iter().any(|a| self.watchers.wants(&AgentKey { tenant: tenant.clone(), agent: a.clone() }));
+        (kind == pb::task_update::Kind::Cancelled || watched).then_some(Wanted { tenant, task_id, kind, agents })
     }
 
-    async fn deliver(&self, tenant: &TenantId, task_id: TaskId, kind: pb::task_update::Kind, agents: Vec<AgentId>) {
-        let key = |agent: &AgentId| AgentKey { tenant: tenant.clone(), agent: agent.clone() };
-        let needs_task =
-            kind == pb::task_update::Kind::Cancelled || agents.iter().any(|a| self.watchers.wants(&key(a)));
-        if !needs_task {
+    /// The batch's updates, in stream order, with their tasks read in one query per tenant.
+    async fn on_batch(&self, batch: &[jetstream::Message]) {
+        let wanted: Vec<Wanted> = batch.iter().filter_map(|message| self.wanted(message)).collect();
+        if wanted.is_empty() {
             return;
         }
-        let task = match self.pool.acquire().await {
-            Ok(mut conn) => queries::task_by_id(&mut conn, tenant, task_id).await.ok().flatten(),
-            Err(_) => None,
-        };
-        let Some(task) = task else { return };
-        let mut agents = agents;
-        if kind == pb::task_update::Kind::Cancelled
-            && let Ok(owner) = AgentId::parse(&task.agent_id)
-        {
-            agents.push(owner);
+        let mut ids: HashMap<&TenantId, Vec<TaskId>> = HashMap::new();
+        for w in &wanted {
+            ids.entry(&w.tenant).or_default().push(w.task_id);
         }
-        let update = pb::TaskUpdate {
-            kind: kind as i32,
-            task: Some(task),
-            at: Some(crate::codec::timestamp(chrono::Utc::now())),
-            heartbeat: false,
-        };
-        for agent in agents {
-            self.watchers.publish(&key(&agent), update.clone());
+        let mut tasks: HashMap<(TenantId, String), pb::Task> = HashMap::new();
+        if let Ok(mut conn) = self.pool.acquire().await {
+            for (tenant, ids) in ids {
+                let Ok(found) = queries::tasks_by_ids(&mut conn, tenant, &ids).await else { continue };
+                tasks.extend(found.into_iter().map(|task| ((tenant.clone(), task.task_id.clone()), task)));
+            }
+        }
+        let at = crate::codec::timestamp(chrono::Utc::now());
+        for w in wanted {
+            let Some(task) = tasks.get(&(w.tenant.clone(), w.task_id.to_string())) else { continue };
+            let mut agents = w.agents;
+            if w.kind == pb::task_update::Kind::Cancelled
+                && let Ok(owner) = AgentId::parse(&task.agent_id)
+            {
+                agents.push(owner);
+            }
+            let update =
+                pb::TaskUpdate { kind: w.kind as i32, task: Some(task.clone()), at: Some(at), heartbeat: false };
+            for agent in agents {
+                self.watchers.publish(&AgentKey { tenant: w.tenant.clone(), agent }, update.clone());
+            }
         }
     }
 

@@ -66,6 +66,18 @@ pub async fn task_by_id(
     row.as_ref().map(task_from_row).transpose()
 }
 
+/// The tasks of `ids` that exist in the tenant (in no particular order).
+pub async fn tasks_by_ids(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    ids: &[TaskId],
+) -> Result<Vec<pb::Task>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND task_id = ANY($2)");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(&ids).fetch_all(conn).await?;
+    rows.iter().map(task_from_row).collect()
+}
+
 pub async fn task_by_protocol(
     conn: &mut PgConnection,
     tenant: &TenantId,
