@@ -21,6 +21,16 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 const SECRET: &str = "backfill-secret-of-enough-length-0123";
 const TENANT: &str = "acme";
 
+/// What every service of these tests runs with: the test's NATS and its own database.
+fn service_env(nats: &Nats, database: &str) -> Vec<(String, String)> {
+    vec![
+        ("DW_JWT_SECRET".to_owned(), SECRET.to_owned()),
+        ("NATS_URL".to_owned(), nats.url()),
+        ("DATABASE_URL".to_owned(), database.to_owned()),
+        ("RUST_LOG".to_owned(), "info".to_owned()),
+    ]
+}
+
 fn token(sub: &str, role: Role) -> String {
     integration_tests::token(SECRET, TENANT, sub, role).unwrap()
 }
@@ -77,14 +87,7 @@ async fn a_consumer_created_after_the_stream_dropped_events_reads_them_from_the_
     let postgres = Postgres::start(&work).await.unwrap();
     let nats = Nats::start(&work).await.unwrap();
     let sessions_db = postgres.create_database("agent_sessions").await.unwrap();
-    let env = |database: &str| {
-        vec![
-            ("DW_JWT_SECRET".to_owned(), SECRET.to_owned()),
-            ("NATS_URL".to_owned(), nats.url()),
-            ("DATABASE_URL".to_owned(), database.to_owned()),
-            ("RUST_LOG".to_owned(), "info".to_owned()),
-        ]
-    };
+    let env = |database: &str| service_env(&nats, database);
     let mut agent_sessions = Service::new("agent-sessions", env(&sessions_db)).unwrap();
     agent_sessions.start(&work).await.unwrap();
     let endpoint = agent_sessions.endpoint();
@@ -183,14 +186,7 @@ async fn the_backfill_reads_an_owner_that_requires_mtls() {
     let postgres = Postgres::start(&work).await.unwrap();
     let nats = Nats::start(&work).await.unwrap();
     let sessions_db = postgres.create_database("agent_sessions").await.unwrap();
-    let env = |database: &str| {
-        vec![
-            ("DW_JWT_SECRET".to_owned(), SECRET.to_owned()),
-            ("NATS_URL".to_owned(), nats.url()),
-            ("DATABASE_URL".to_owned(), database.to_owned()),
-            ("RUST_LOG".to_owned(), "info".to_owned()),
-        ]
-    };
+    let env = |database: &str| service_env(&nats, database);
     let path = |p: &std::path::Path| p.display().to_string();
     let mut sessions_env = env(&sessions_db);
     sessions_env.push(("DW_GRPC_TLS_CERT_FILE".into(), path(&server_cert.cert)));

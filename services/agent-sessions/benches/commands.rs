@@ -4,7 +4,9 @@
 //! RETURNING`, event insert, outbox insert; no `NOTIFY`, none of our code) at the same
 //! concurrency, and an acked JetStream publish. Prints figures and ratios; asserts nothing.
 //!
-//! Knobs: `BENCH_AGENTS` (concurrent agents, default 64), `BENCH_SECONDS` (default 10).
+//! Knobs: `BENCH_AGENTS` (concurrent agents, default 64), `BENCH_SECONDS` (default 10),
+//! `BENCH_DB_POOL` (the service's database connections, default one per agent like the raw
+//! transactions), `BENCH_CHANNELS` (client HTTP/2 connections the agents share, default 8).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -23,7 +25,13 @@ use futures::StreamExt;
 async fn main() {
     let agents = env_or("BENCH_AGENTS", 64) as usize;
     let seconds = env_or("BENCH_SECONDS", 10);
-    let service = TestService::start().await;
+    let pool = env_or("BENCH_DB_POOL", agents as u64) as u32;
+    let channels = env_or("BENCH_CHANNELS", 8).max(1) as usize;
+    let service = TestService::start_with(|config| config.db_max_connections = pool).await;
+    let mut clients = Vec::with_capacity(channels);
+    for _ in 0..channels {
+        clients.push(pb::service_day_service_client::ServiceDayServiceClient::new(service.new_channel().await));
+    }
     let names: Vec<String> = (0..agents).map(|i| format!("agent-{i:04}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     service.seed("bench", &refs, true).await;
@@ -61,11 +69,14 @@ async fn main() {
         lags
     });
 
-    println!("agent-sessions command benchmark: {agents} agents, {seconds} s, break start/end pairs");
+    println!(
+        "agent-sessions command benchmark: {agents} agents over {channels} connections, {pool} database connections, \
+         {seconds} s, break start/end pairs"
+    );
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut workers = tokio::task::JoinSet::new();
-    for name in names {
-        let mut day = service.day();
+    for (i, name) in names.into_iter().enumerate() {
+        let mut day = clients[i % channels].clone();
         workers.spawn(async move {
             let agent = token("bench", &name, &[Role::Agent]);
             let mut latencies = Vec::new();

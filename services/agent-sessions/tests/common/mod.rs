@@ -59,6 +59,12 @@ impl TestService {
         ServiceDayServiceClient::new(self.channel.clone())
     }
 
+    /// A client connection of its own to the service (the benches spread their callers over
+    /// several, as many browsers and services would).
+    pub async fn new_channel(&self) -> Channel {
+        connect(self.addr).await
+    }
+
     pub async fn stop(self) {
         self.cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;

@@ -66,19 +66,6 @@ pub async fn decide_for(
     Ok(assignment::choose(&candidates))
 }
 
-/// Assigns what can be assigned in `scope`. Returns the tasks assigned.
-pub async fn run(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    scope: Scope,
-    trigger: &str,
-    metrics: &DistributionMetrics,
-    metadata: &EventMetadata,
-    now: DateTime<Utc>,
-) -> Result<Vec<TaskId>, AppError> {
-    Ok(run_knowing(conn, tenant, scope, trigger, metrics, metadata, now, None).await?.assigned)
-}
-
 /// What a round did.
 #[derive(Debug, Default)]
 pub struct Round {
@@ -89,10 +76,10 @@ pub struct Round {
     pub automatic: bool,
 }
 
-/// [`run`], given a task the caller just wrote (its state and version), which it then need not
-/// read again when it is a queue's head.
+/// Assigns what can be assigned in `scope`. `known`: a task the caller just wrote (its state and
+/// version), which the round then need not read again when it is a queue's head.
 #[allow(clippy::too_many_arguments)]
-pub async fn run_knowing(
+pub async fn run(
     conn: &mut PgConnection,
     tenant: &TenantId,
     scope: Scope,

@@ -114,28 +114,52 @@ async fn react_to_agent_event(
     use sessions::Event as E;
     // What each event may change: a department's queue takes its lock, the tenant's settings the
     // tenant's (exclusive); the rest only an agent's row, under the tenant's lock shared.
+    // The departments locked here are those a round then runs in.
     let no_departments: [&str; 0] = [];
-    match &decoded {
-        E::TenantSettingsChanged(_) => lock_tenant(conn, tenant).await?,
-        E::DepartmentLinked(m) => lock_departments(conn, tenant, None, &[m.department_id.as_str()]).await?,
+    let locked: Vec<String> = match &decoded {
+        E::TenantSettingsChanged(_) => {
+            lock_tenant(conn, tenant).await?;
+            Vec::new()
+        }
+        E::DepartmentLinked(m) => {
+            let departments = vec![m.department_id.clone()];
+            lock_departments(conn, tenant, None, &departments).await?;
+            departments
+        }
         E::ServiceDayStarted(m) => {
             let mut departments = projections::agents::departments_of(conn, tenant, &m.agent_id).await?;
             departments.extend(m.department_ids.iter().cloned());
+            departments.sort();
+            departments.dedup();
             lock_departments(conn, tenant, None, &departments).await?;
+            departments
         }
-        E::ExitClosed(m) => lock_for_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await.map(drop)?,
-        E::BreakEnded(m) => lock_for_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await.map(drop)?,
+        // An exit cancelled or a break over (not the day's end): the agent is available again.
+        E::ExitClosed(m) if m.cause == sessions::ExitCloseCause::Cancelled as i32 => {
+            lock_for_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await?
+        }
+        E::BreakEnded(m) if !m.day_ending => {
+            lock_for_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await?
+        }
         E::ServiceDayEnded(m) => {
             let departments = projections::tasks::departments_of_open_tasks(conn, tenant, &m.agent_id).await?;
             lock_departments(conn, tenant, None, &departments).await?;
+            departments
         }
-        E::AgentRegistered(_)
+        // Only the agent's row changes (an exit closed by a break or the day's end, a break
+        // ended by the day's end: a BreakStarted or ServiceDayEnded follows).
+        E::ExitClosed(_)
+        | E::BreakEnded(_)
+        | E::AgentRegistered(_)
         | E::DepartmentUnlinked(_)
         | E::PermissionGranted(_)
         | E::PermissionRevoked(_)
         | E::ExitNotified(_)
-        | E::BreakStarted(_) => lock_departments(conn, tenant, None, &no_departments).await?,
-    }
+        | E::BreakStarted(_) => {
+            lock_departments(conn, tenant, None, &no_departments).await?;
+            Vec::new()
+        }
+    };
     match decoded {
         E::AgentRegistered(m) => {
             ensure_agent(conn, tenant, &agent_of(&m.agent_id).map_err(permanent)?).await?;
@@ -143,8 +167,7 @@ async fn react_to_agent_event(
         E::DepartmentLinked(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
             link(conn, tenant, &agent, &m.department_id).await?;
-            let scope = Scope::Departments(vec![m.department_id]);
-            dispatcher::run(conn, tenant, scope, "department_linked", metrics, &metadata, now).await?;
+            dispatch_in(conn, tenant, locked, "department_linked", metrics, &metadata, now).await?;
         }
         E::DepartmentUnlinked(m) => {
             sqlx::query("DELETE FROM agent_departments WHERE tenant_id = $1 AND agent_id = $2 AND department_id = $3")
@@ -189,7 +212,8 @@ async fn react_to_agent_event(
             .bind(zone.name())
             .execute(&mut *conn)
             .await?;
-            dispatcher::run(conn, tenant, Scope::All, "auto_distribution_enabled", metrics, &metadata, now).await?;
+            dispatcher::run(conn, tenant, Scope::All, "auto_distribution_enabled", metrics, &metadata, now, None)
+                .await?;
         }
         E::ServiceDayStarted(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
@@ -207,8 +231,7 @@ async fn react_to_agent_event(
             .bind(started_at)
             .execute(&mut *conn)
             .await?;
-            let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
-            dispatch_in(conn, tenant, departments, "agent_day_started", metrics, &metadata, now).await?;
+            dispatch_in(conn, tenant, locked, "agent_day_started", metrics, &metadata, now).await?;
         }
         E::ExitNotified(m) => {
             let agent = agent_of(&m.agent_id).map_err(permanent)?;
@@ -232,8 +255,7 @@ async fn react_to_agent_event(
             // Closed by a break or the end of the day, the agent is not available: a
             // BreakStarted or ServiceDayEnded follows.
             if m.cause == sessions::ExitCloseCause::Cancelled as i32 {
-                let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
-                dispatch_in(conn, tenant, departments, "exit_cancelled", metrics, &metadata, now).await?;
+                dispatch_in(conn, tenant, locked, "exit_cancelled", metrics, &metadata, now).await?;
             }
         }
         E::BreakStarted(m) => {
@@ -256,8 +278,7 @@ async fn react_to_agent_event(
             )
             .await?;
             if !m.day_ending {
-                let departments = projections::agents::departments_of(conn, tenant, agent.as_str()).await?;
-                dispatch_in(conn, tenant, departments, "break_ended", metrics, &metadata, now).await?;
+                dispatch_in(conn, tenant, locked, "break_ended", metrics, &metadata, now).await?;
             }
         }
         E::ServiceDayEnded(m) => {
@@ -300,7 +321,7 @@ async fn requeue_tasks_of(
     }
     if !departments.is_empty() {
         let scope = Scope::Departments(departments);
-        dispatcher::run(conn, tenant, scope, "task_requeued", metrics, metadata, now).await?;
+        dispatcher::run(conn, tenant, scope, "task_requeued", metrics, metadata, now, None).await?;
     }
     Ok(())
 }

@@ -161,8 +161,7 @@ pub async fn create_task(
     let written = append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
     let department = input.department.to_string();
     let scope = Scope::Departments(vec![department.clone()]);
-    let round =
-        dispatcher::run_knowing(conn, tenant, scope, "task_created", metrics, metadata, now, Some(written)).await?;
+    let round = dispatcher::run(conn, tenant, scope, "task_created", metrics, metadata, now, Some(written)).await?;
     // Nobody took it: record why, for ExplainAssignment. The round's last decision in this
     // department says it when it stopped for want of an agent (for the head, with the same
     // candidates); otherwise (a manual tenant, or agents were taken meanwhile) decide again.
@@ -243,7 +242,7 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
                 metrics.observe_assignment(wait);
                 let scope = Scope::Departments(vec![target_department.to_string()]);
-                dispatcher::run(conn, tenant, scope, "task_transferred", metrics, metadata, now).await?;
+                dispatcher::run(conn, tenant, scope, "task_transferred", metrics, metadata, now, None).await?;
                 dispatch_in(conn, tenant, freed, "capacity_freed", metrics, metadata, now).await?;
                 *task_id
             }
@@ -307,7 +306,10 @@ pub async fn dispatch_in(
     if departments.is_empty() {
         return Ok(0);
     }
-    Ok(dispatcher::run(conn, tenant, Scope::Departments(departments), trigger, metrics, metadata, now).await?.len())
+    Ok(dispatcher::run(conn, tenant, Scope::Departments(departments), trigger, metrics, metadata, now, None)
+        .await?
+        .assigned
+        .len())
 }
 
 struct SettingsCommand<'c> {
@@ -344,7 +346,8 @@ impl Attempt<DomainError> for SettingsCommand<'_> {
         .execute(&mut *conn)
         .await?;
         // A larger capacity may let queued work through.
-        dispatcher::run(conn, tenant, Scope::All, "capacity_changed", self.metrics, &self.ctx.metadata, now).await?;
+        dispatcher::run(conn, tenant, Scope::All, "capacity_changed", self.metrics, &self.ctx.metadata, now, None)
+            .await?;
         Ok(queries::settings_to_pb(&projections::agents::settings(conn, tenant).await?))
     }
 }
