@@ -267,6 +267,10 @@ async fn twenty_concurrent_break_starts_produce_exactly_one_break() {
             .unwrap()
             .get("n");
     assert_eq!(breaks, 1);
+    // The refused attempts left no read-model row either (their statements were undone whole).
+    let rows: i64 =
+        sqlx::query("SELECT count(*) AS n FROM service_day_breaks").fetch_one(&service.db.pool).await.unwrap().get("n");
+    assert_eq!(rows, 1);
     service.stop().await;
 }
 

@@ -1,11 +1,13 @@
 //! Command handlers: load the aggregate (snapshot, or replay of its stream), decide, append the
-//! events with the read-model updates and the idempotency record in one transaction; retry a
-//! bounded number of times when another writer got there first.
+//! events with the read-model updates and the idempotency record atomically; retry a bounded
+//! number of times when another writer got there first. The agents' service-day commands (the
+//! hot path) send their writes as one statement ([`Plan`]); the rarer agent and settings
+//! commands run in a transaction ([`Attempt`]).
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::aggregate::{self, Aggregate};
-use dw_eventstore::command::{self, Attempt};
-use dw_eventstore::{CommandError, NewEvent, RecordedEvent};
+use dw_eventstore::command::{self, Attempt, Plan};
+use dw_eventstore::{CommandError, NewEvent, RecordedEvent, Writes};
 use dw_ids::TenantId;
 use dw_proto::agentsessions::v1 as pb;
 use sqlx::{PgConnection, PgPool};
@@ -49,7 +51,7 @@ impl App {
         command: service_day::Command,
     ) -> Result<pb::AgentDayState, AppError> {
         let agent_id = AgentId::parse(&ctx.actor).map_err(|_| DomainError::AgentNotFound(ctx.actor.clone()))?;
-        self.execute(ctx, &ServiceDayCommand { ctx, agent_id, command }).await
+        command::execute_planned(&self.pool, ctx, &ServiceDayCommand { ctx, agent_id, command }).await
     }
 
     pub async fn agent(
@@ -168,7 +170,7 @@ struct ServiceDayCommand<'c> {
     command: service_day::Command,
 }
 
-impl Attempt<DomainError> for ServiceDayCommand<'_> {
+impl Plan<DomainError> for ServiceDayCommand<'_> {
     type Response = pb::AgentDayState;
 
     fn streams(&self) -> Vec<String> {
@@ -180,7 +182,15 @@ impl Attempt<DomainError> for ServiceDayCommand<'_> {
         ]
     }
 
-    async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::AgentDayState, AppError> {
+    /// The agent's and the tenant's streams are read, not appended to: a department linked or a
+    /// break reason removed while the command runs is what a transaction under `READ COMMITTED`
+    /// would have missed too. The day's stream is guarded by its version.
+    async fn plan(
+        &self,
+        conn: &mut PgConnection,
+        now: DateTime<Utc>,
+        writes: &mut Writes,
+    ) -> Result<pb::AgentDayState, AppError> {
         let ctx = self.ctx;
         let tenant = &ctx.tenant;
         let agent_id = &self.agent_id;
@@ -200,11 +210,11 @@ impl Attempt<DomainError> for ServiceDayCommand<'_> {
             other => other.clone(),
         };
         let events = service_day::decide(&loaded.state, command, &settings, now)?;
-        let appended = aggregate::append(conn, tenant, &day, loaded, &events, &ctx.metadata).await?;
-        for (event, stored) in events.iter().zip(&appended.recorded) {
-            projections::apply_service_day(conn, tenant.as_str(), agent_id, event, stored.version).await?;
-        }
-        Ok(day_state_to_pb(agent_id, &appended.state, appended.version))
+        let from = loaded.version;
+        let staged = aggregate::stage(writes, tenant, &day, loaded, &events, &ctx.metadata)?;
+        let versions = (from + 1)..;
+        projections::stage_service_day(writes, tenant.as_str(), agent_id, events.iter().zip(versions));
+        Ok(day_state_to_pb(agent_id, &staged.state, staged.version))
     }
 }
 

@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use dw_ids::TenantId;
 
 use crate::error::CommandError;
+use crate::writes::Writes;
 use crate::{EventMetadata, NewEvent, RecordedEvent, store};
 
 /// One aggregate instance (its identity is in `self`): e.g. the service day of one agent.
@@ -98,4 +99,28 @@ pub async fn append<A: Aggregate, D>(
     let recorded = store::append(conn, tenant, &stream_id, loaded.version, encoded, snapshot, metadata).await?;
     let version = recorded.last().map_or(loaded.version, |e| e.version);
     Ok(Appended { state, version, recorded })
+}
+
+/// What [`stage`] staged: the state and version the aggregate has once the command's writes land.
+#[derive(Debug)]
+pub struct Staged<S> {
+    pub state: S,
+    pub version: i64,
+}
+
+/// [`append`] staged in a command's [`Writes`] (see [`crate::command::Plan`]): written, with the
+/// same guard, when the command's statement is.
+pub fn stage<A: Aggregate, D>(
+    writes: &mut Writes,
+    tenant: &TenantId,
+    aggregate: &A,
+    loaded: Loaded<A::State>,
+    events: &[A::Event],
+    metadata: &EventMetadata,
+) -> Result<Staged<A::State>, CommandError<D>> {
+    let state = events.iter().fold(loaded.state, A::evolve);
+    let encoded = events.iter().map(|event| aggregate.encode(event)).collect();
+    let snapshot = serde_json::to_value(&state).ok();
+    let version = writes.append(tenant, &aggregate.stream_id(), loaded.version, encoded, snapshot, metadata)?;
+    Ok(Staged { state, version })
 }

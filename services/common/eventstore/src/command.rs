@@ -19,6 +19,7 @@ use dw_ids::{RequestId, TenantId};
 use crate::EventMetadata;
 use crate::error::CommandError;
 use crate::idempotency::{self, RequestKey};
+use crate::writes::Writes;
 
 /// Who asks, under which request id, for which RPC: what a command handler needs of a request.
 /// Built once per mutating RPC at the edge (`dw_grpc_kit::command_context`).
@@ -71,6 +72,68 @@ pub trait Attempt<D>: Sync {
     fn streams(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// A command whose writes go to the database as one statement ([`crate::writes`]): it reads what
+/// it needs (its [`Plan::streams`] come with the request's idempotency lookup), decides, and
+/// stages its appends and read-model rows in `writes`; the kernel adds the idempotency record
+/// and sends them. Nothing runs in an explicit transaction: what the command read of the streams
+/// it appends to is guarded by their versions; what it read elsewhere (another stream, a read
+/// model) is as current as under `READ COMMITTED` in a transaction, which is what
+/// [`Attempt`] has.
+pub trait Plan<D>: Sync {
+    type Response: Message + Default;
+
+    /// The streams the command loads (see [`Attempt::streams`]).
+    fn streams(&self) -> Vec<String>;
+
+    fn plan<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        now: DateTime<Utc>,
+        writes: &'a mut Writes,
+    ) -> impl Future<Output = Result<Self::Response, CommandError<D>>> + Send + 'a;
+}
+
+/// Runs a [`Plan`] idempotently under the request's key: two round trips (the lookup with the
+/// streams, then the writes), retrying conflicts up to [`MAX_ATTEMPTS`] times.
+pub async fn execute_planned<D, P>(
+    pool: &PgPool,
+    ctx: &CommandContext,
+    command: &P,
+) -> Result<P::Response, CommandError<D>>
+where
+    D: Send,
+    P: Plan<D>,
+{
+    let key = ctx.key();
+    let streams = command.streams();
+    for attempt in 1..=MAX_ATTEMPTS {
+        let mut conn = pool.acquire().await?;
+        let (stored, prefetched) = idempotency::find_response_and_streams(&mut conn, key, &streams).await?;
+        if let Some(stored) = stored {
+            return Ok(P::Response::decode(stored.as_slice())?);
+        }
+        let now = Utc::now().trunc_subsecs(6);
+        let mut writes = Writes::default();
+        let planned =
+            crate::store::PREFETCHED.scope(RefCell::new(prefetched), command.plan(&mut conn, now, &mut writes));
+        let response = crate::store::DECIDED_AT.scope(now, planned).await?;
+        writes.push(idempotency::record_write(key, response.encode_to_vec()));
+        match writes.execute(&mut conn).await.map_err(CommandError::from) {
+            Ok(()) => {
+                crate::wake_relay();
+                return Ok(response);
+            }
+            Err(error) if error.is_conflict() => {
+                drop(conn);
+                tracing::debug!(attempt, "concurrent modification, retrying");
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(CommandError::Aborted(MAX_ATTEMPTS))
 }
 
 /// Runs `command` idempotently under the request's key, retrying conflicts up to

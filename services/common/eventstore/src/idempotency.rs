@@ -94,6 +94,23 @@ pub async fn record_response(conn: &mut PgConnection, key: RequestKey<'_>, respo
     Ok(())
 }
 
+/// [`record_response`] as a part of a command's one statement ([`crate::writes`]): without
+/// `ON CONFLICT`, so a concurrent request with the same key that committed first fails the
+/// whole statement (a unique violation: a conflict, retried, which then finds the response).
+pub(crate) fn record_write(key: RequestKey<'_>, response: Vec<u8>) -> crate::Write {
+    crate::Write::new(
+        "idempotency_keys",
+        "INSERT INTO idempotency_keys (tenant_id, principal, request_id, operation, request_hash, response) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key.tenant_id.clone())
+    .bind(key.principal.to_owned())
+    .bind(key.request_id.clone())
+    .bind(key.operation.to_owned())
+    .bind(key.request_hash.to_vec())
+    .bind(response)
+}
+
 /// Rewrites the stored responses of `operations` in `tenant` that hold `needle` (e.g. an erased
 /// client's phone) with what `scrub` makes of them (the operation and the stored bytes); `None`
 /// leaves a response as it is. A retry then answers the scrubbed response.

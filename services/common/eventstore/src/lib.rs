@@ -18,13 +18,15 @@ pub mod quarantine;
 pub mod rebuild;
 pub mod store;
 pub mod update;
+pub mod writes;
 
 pub use aggregate::{Aggregate, Appended, Loaded};
 pub use codec::CodecError;
-pub use command::{Attempt, CommandContext};
+pub use command::{Attempt, CommandContext, Plan};
 pub use error::{CommandError, DomainRule, Resource, RuleKind, Violation};
 pub use store::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamState};
 pub use update::{StaleVersion, UpdateMask, check_version};
+pub use writes::{Write, Writes};
 
 /// The event-store schema every service carries (events, streams, outbox, idempotency keys,
 /// processed events, dead letters) as migration 1, followed by the service's own `migrations`

@@ -219,6 +219,25 @@ const APPEND_TO_STREAM: &str = append_sql!(
      WHERE stream_id = $1 AND tenant_id = $2 AND version = $5 RETURNING 1"
 );
 
+/// Refuses an append of no events, or of an event over [`max_event_bytes`].
+pub(crate) fn check_append(stream_id: &str, events: &[NewEvent], metadata: &EventMetadata) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::EmptyAppend(stream_id.to_owned()));
+    }
+    let limit = max_event_bytes();
+    let metadata_size = [&metadata.correlation_id, &metadata.causation_id, &metadata.traceparent]
+        .into_iter()
+        .map(|value| value.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+    for event in events {
+        let size = event.payload.len() + event.event_type.len() + event.subject.len() + stream_id.len() + metadata_size;
+        if size > limit {
+            return Err(StoreError::EventTooLarge { event_type: event.event_type.clone(), size, limit });
+        }
+    }
+    Ok(())
+}
+
 /// Appends `events` to `stream_id` if it is still at `expected_version`, stores `snapshot` (the
 /// state after the events) and queues the events for the relay. Runs inside the caller's
 /// transaction: nothing is visible, published or kept unless the caller commits.
@@ -231,20 +250,7 @@ pub async fn append(
     snapshot: Option<serde_json::Value>,
     metadata: &EventMetadata,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    if events.is_empty() {
-        return Err(StoreError::EmptyAppend(stream_id.to_owned()));
-    }
-    let limit = max_event_bytes();
-    let metadata_size = [&metadata.correlation_id, &metadata.causation_id, &metadata.traceparent]
-        .into_iter()
-        .map(|value| value.as_ref().map_or(0, String::len))
-        .sum::<usize>();
-    for event in &events {
-        let size = event.payload.len() + event.event_type.len() + event.subject.len() + stream_id.len() + metadata_size;
-        if size > limit {
-            return Err(StoreError::EventTooLarge { event_type: event.event_type.clone(), size, limit });
-        }
-    }
+    check_append(stream_id, &events, metadata)?;
     let new_version = expected_version + events.len() as i64;
     let recorded_at = DECIDED_AT.try_with(|at| *at).unwrap_or_else(|_| Utc::now().trunc_subsecs(6));
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
