@@ -8,6 +8,11 @@
 //! published with `Nats-Msg-Id` = event id, so a relay that dies between the JetStream ack and the
 //! outbox delete republishes into the stream's duplicate window and JetStream drops the copy.
 //!
+//! The active relay reads the next batch while the previous one is being published, and deletes
+//! what JetStream acknowledged in the statement that reads the batch after: one round trip per
+//! batch, overlapped with the publishes. A batch is published only once the previous one is
+//! acknowledged whole.
+//!
 //! An event JetStream would refuse for good (larger than the server's `max_payload`) never
 //! blocks the outbox: the relay sets it aside in `outbox_quarantine` ([`crate::quarantine`]),
 //! counts it (`dw_outbox_quarantined`) and goes on with every other stream's events. The same
@@ -185,16 +190,20 @@ impl OutboxRelay {
         self.ensure_stream().await?;
 
         let mut retry = PublishRetry::default();
+        let mut pipeline = Pipeline::default();
         loop {
             // Drain everything first, then sleep until notified or the poll interval passes. A
             // failed publish (a NATS node lost, the stream electing a new leader) is retried in
             // place, soon and with jitter, keeping the lock and the stream as they are: once the
             // stream answers again, publishing resumes within one short backoff.
             loop {
-                match self.publish_pending(&mut lock_conn).await {
-                    Ok(published) => {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                match self.pipelined_round(&mut lock_conn, &mut pipeline).await {
+                    Ok(busy) => {
                         retry.succeeded();
-                        if published < self.config.batch_size as usize || cancel.is_cancelled() {
+                        if !busy {
                             break;
                         }
                     }
@@ -218,6 +227,7 @@ impl OutboxRelay {
             tokio::select! {
                 () = cancel.cancelled() => {
                     // Publish what committed before shutdown, then release the lock.
+                    self.finish(&mut lock_conn, &mut pipeline).await?;
                     self.publish_pending(&mut lock_conn).await?;
                     let _ = lock_conn.close().await;
                     return Ok(());
@@ -228,19 +238,98 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes one batch of the outbox (oldest first) and deletes what JetStream acknowledged.
-    /// An event too large to publish is quarantined and its stream's later events wait. Returns
-    /// how many outbox entries the batch took up (published, quarantined or waiting).
-    pub async fn publish_pending(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+    /// One round of the leader's loop: reads the next batch (deleting what JetStream acknowledged
+    /// since the last read, in the same statement) while the previous batch is being published;
+    /// once that publish is done, starts publishing the new batch. Returns whether there is more
+    /// to do at once (a batch in flight, or acknowledged events still to delete).
+    ///
+    /// A batch starts only after the previous one's publishes all succeeded, so an aggregate's
+    /// events stay in order across batches; when one failed, the batch read meanwhile is dropped
+    /// (none of it was published) and read again on the retry.
+    async fn pipelined_round<'s>(
+        &'s self,
+        conn: &mut PgConnection,
+        pipeline: &mut Pipeline<'s>,
+    ) -> Result<bool, RelayError> {
+        let mut exclude = pipeline.delete.clone();
+        if let Some(flight) = &pipeline.in_flight {
+            exclude.extend_from_slice(&flight.positions);
+        }
+        let read = self.read_batch(conn, &pipeline.delete, &exclude);
+        let (read, previous) = match pipeline.in_flight.take() {
+            Some(flight) => {
+                let (read, outcome) = tokio::join!(read, flight.publish);
+                (read, Some((flight.positions, outcome)))
+            }
+            None => (read.await, None),
+        };
+        if read.is_ok() {
+            pipeline.delete.clear();
+        }
+        let mut failure = None;
+        if let Some((positions, outcome)) = previous {
+            pipeline.delete.extend(positions.iter().zip(&outcome.acked).filter(|(_, acked)| **acked).map(|(p, _)| *p));
+            failure = outcome.error;
+        }
+        let batch = read?;
+        if let Some(error) = failure {
+            return Err(RelayError::Publish(error));
+        }
+        if batch.events.is_empty() {
+            let full = batch.rows as i64 >= self.config.batch_size;
+            return Ok(full || !pipeline.delete.is_empty());
+        }
+        let Batch { positions, events, .. } = batch;
+        let publish = async move {
+            let span = info_span!(
+                "relay publish",
+                messaging.system = "nats",
+                messaging.operation.type = "publish",
+                messaging.batch.message_count = events.len(),
+                messaging.nats.stream = %self.config.stream_name,
+            );
+            let started = Instant::now();
+            let outcome = self.publish_events(&events).instrument(span).await;
+            self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+            outcome
+        };
+        pipeline.in_flight = Some(InFlight { positions, publish: Box::pin(publish) });
+        Ok(true)
+    }
+
+    /// Waits for the batch in flight and deletes what JetStream acknowledged.
+    async fn finish<'s>(&'s self, conn: &mut PgConnection, pipeline: &mut Pipeline<'s>) -> Result<(), RelayError> {
+        if let Some(flight) = pipeline.in_flight.take() {
+            let outcome = flight.publish.await;
+            pipeline.delete.extend(flight.positions.iter().zip(&outcome.acked).filter(|(_, a)| **a).map(|(p, _)| *p));
+        }
+        if !pipeline.delete.is_empty() {
+            sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
+                .bind(&pipeline.delete)
+                .execute(&mut *conn)
+                .await?;
+            pipeline.delete.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads the next batch of the outbox (oldest first, without the positions in `exclude`),
+    /// deleting the positions in `delete` in the same statement. An event too large to publish
+    /// is quarantined and its stream's later events wait.
+    async fn read_batch(&self, conn: &mut PgConnection, delete: &[i64], exclude: &[i64]) -> Result<Batch, RelayError> {
         let rows = sqlx::query(
-            "SELECT o.position, e.global_position, e.event_id, e.tenant_id, e.stream_id, e.version, e.event_type, \
+            "WITH deleted AS (DELETE FROM outbox WHERE position = ANY($2)) \
+             SELECT o.position, e.global_position, e.event_id, e.tenant_id, e.stream_id, e.version, e.event_type, \
                     e.subject, COALESCE(o.payload, e.payload) AS payload, e.recorded_at, e.correlation_id, e.causation_id, e.traceparent \
              FROM outbox o JOIN events e ON e.global_position = o.global_position \
-             WHERE NOT EXISTS (SELECT 1 FROM outbox_quarantine q \
+             WHERE o.position <> ALL($3) \
+               AND NOT EXISTS (SELECT 1 FROM outbox_quarantine q \
                                WHERE q.stream_id = e.stream_id AND q.position <= o.position) \
              ORDER BY o.position LIMIT $1",
         )
         .bind(self.config.batch_size)
+        .bind(delete)
+        .bind(exclude)
         .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
@@ -256,12 +345,11 @@ impl OutboxRelay {
             if recount {
                 self.metrics.quarantined.set(crate::quarantine::count(conn).await?);
             }
-            return Ok(0);
+            return Ok(Batch::default());
         }
         let limit = self.message_limit();
         let mut held_streams = HashSet::new();
-        let mut positions = Vec::with_capacity(rows.len());
-        let mut events = Vec::with_capacity(rows.len());
+        let mut batch = Batch { rows: rows.len(), ..Batch::default() };
         for row in &rows {
             let position: i64 = row.try_get("position")?;
             let event = recorded_event_from_row(row)?;
@@ -277,37 +365,8 @@ impl OutboxRelay {
                 held_streams.insert(event.stream_id.clone());
                 continue;
             }
-            positions.push(position);
-            events.push(event);
-        }
-
-        let mut failure = None;
-        if !events.is_empty() {
-            let span = info_span!(
-                "relay publish",
-                messaging.system = "nats",
-                messaging.operation.type = "publish",
-                messaging.batch.message_count = events.len(),
-                messaging.nats.stream = %self.config.stream_name,
-            );
-            let started = Instant::now();
-            let published = self.publish_events(&events).instrument(span).await;
-            self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
-            // What JetStream acknowledged leaves the outbox even when the rest of the batch
-            // failed: the retry then starts with the first unacknowledged event of each aggregate.
-            let acked: Vec<i64> = positions
-                .iter()
-                .zip(&published.acked)
-                .filter(|(_, acked)| **acked)
-                .map(|(position, _)| *position)
-                .collect();
-            if !acked.is_empty() {
-                sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&acked).execute(&mut *conn).await?;
-            }
-            failure = published.error;
-        }
-        if let Some(error) = failure {
-            return Err(RelayError::Publish(error));
+            batch.positions.push(position);
+            batch.events.push(event);
         }
         // A partial batch drained the outbox; only a full one leaves a backlog worth counting.
         let backlog: i64 = if (rows.len() as i64) < self.config.batch_size {
@@ -316,7 +375,43 @@ impl OutboxRelay {
             sqlx::query("SELECT count(*) AS n FROM outbox").fetch_one(&mut *conn).await?.try_get("n")?
         };
         self.metrics.backlog.set(backlog);
-        Ok(rows.len())
+        Ok(batch)
+    }
+
+    /// Publishes one batch of the outbox (oldest first) and deletes what JetStream acknowledged,
+    /// one step after the other (the leader's loop overlaps them: [`Self::pipelined_round`]).
+    /// Returns how many outbox entries the batch took up (published, quarantined or waiting).
+    pub async fn publish_pending(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+        let batch = self.read_batch(conn, &[], &[]).await?;
+        if batch.events.is_empty() {
+            return Ok(batch.rows);
+        }
+        let span = info_span!(
+            "relay publish",
+            messaging.system = "nats",
+            messaging.operation.type = "publish",
+            messaging.batch.message_count = batch.events.len(),
+            messaging.nats.stream = %self.config.stream_name,
+        );
+        let started = Instant::now();
+        let published = self.publish_events(&batch.events).instrument(span).await;
+        self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+        // What JetStream acknowledged leaves the outbox even when the rest of the batch
+        // failed: the retry then starts with the first unacknowledged event of each aggregate.
+        let acked: Vec<i64> = batch
+            .positions
+            .iter()
+            .zip(&published.acked)
+            .filter(|(_, acked)| **acked)
+            .map(|(position, _)| *position)
+            .collect();
+        if !acked.is_empty() {
+            sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&acked).execute(&mut *conn).await?;
+        }
+        if let Some(error) = published.error {
+            return Err(RelayError::Publish(error));
+        }
+        Ok(batch.rows)
     }
 
     /// The largest message JetStream takes: the server's `max_payload`, or the configured limit
@@ -424,6 +519,29 @@ impl OutboxRelay {
         }
         headers
     }
+}
+
+/// A batch read from the outbox: how many rows the read returned, and the events to publish
+/// (without those quarantined or waiting behind a quarantined one) with their outbox positions.
+#[derive(Default)]
+struct Batch {
+    rows: usize,
+    positions: Vec<i64>,
+    events: Vec<RecordedEvent>,
+}
+
+/// A batch being published while the next one is read.
+struct InFlight<'s> {
+    positions: Vec<i64>,
+    publish: std::pin::Pin<Box<dyn std::future::Future<Output = PublishOutcome> + Send + 's>>,
+}
+
+/// The leader's loop between rounds: the batch in flight, and the positions JetStream
+/// acknowledged that the next read deletes.
+#[derive(Default)]
+struct Pipeline<'s> {
+    in_flight: Option<InFlight<'s>>,
+    delete: Vec<i64>,
 }
 
 /// What one batch's publish did: `acked[i]` for the events JetStream acknowledged, and the first

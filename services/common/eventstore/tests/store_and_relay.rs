@@ -257,6 +257,51 @@ async fn the_running_relay_is_woken_by_commits_and_one_instance_is_active() {
 }
 
 #[tokio::test]
+async fn the_pipelined_relay_keeps_each_streams_order_across_batches() {
+    let h = harness().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut config = RelayConfig::new("test-service", &h.namespace.stream_name, &h.namespace.subject_prefix);
+    // Small batches: a stream's events span many of them, read while earlier ones are in flight.
+    config.batch_size = 3;
+    let relay = OutboxRelay::new(h.db.pool.clone(), h.jetstream.clone(), config, RelayMetrics::unregistered());
+    let running = tokio::spawn(relay.run(cancel.clone()));
+
+    let (streams, per_stream) = (4, 25);
+    let mut writers = tokio::task::JoinSet::new();
+    for s in 0..streams {
+        let pool = h.db.pool.clone();
+        writers.spawn(async move {
+            for version in 0..per_stream {
+                let mut tx = pool.begin().await.unwrap();
+                let e = event(&format!("S{s}R{version}"));
+                store::append(&mut tx, &acme(), &format!("thing:{s}"), version, vec![e], None, &metadata())
+                    .await
+                    .unwrap();
+                dw_eventstore::commit(tx).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let messages = read_all(&h, (streams * per_stream) as usize).await;
+    let mut seen: std::collections::HashMap<String, Vec<i64>> = std::collections::HashMap::new();
+    for message in &messages {
+        let headers = message.headers.as_ref().unwrap();
+        let stream = headers.get("ce-subject").unwrap().as_str().to_owned();
+        let version: i64 = headers.get("dw-stream-version").unwrap().as_str().parse().unwrap();
+        seen.entry(stream).or_default().push(version);
+    }
+    assert_eq!(seen.len(), streams as usize);
+    for (stream, versions) in &seen {
+        assert_eq!(versions, &(1..=per_stream).collect::<Vec<_>>(), "{stream} in order, each once");
+    }
+    cancel.cancel();
+    running.await.unwrap();
+    assert_eq!(count(&h.db, "SELECT count(*) AS n FROM outbox").await, 0, "acknowledged events deleted");
+}
+
+#[tokio::test]
 async fn old_bookkeeping_rows_are_pruned_and_recent_ones_kept() {
     let db = TestDb::create(&MIGRATOR).await.unwrap();
     for (age, id) in [("10 days", Uuid::now_v7()), ("1 hour", Uuid::now_v7())] {
