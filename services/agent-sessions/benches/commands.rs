@@ -36,6 +36,7 @@ async fn main() {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     service.seed("bench", &refs, true).await;
     let raw = raw_append_shaped(&service.db.url, agents, seconds).await;
+    let shape = command_sql_alone(&service.db.url, agents, seconds).await;
     let raw_publish = raw_acked_publish().await;
     for name in &names {
         let agent = token("bench", name, &[Role::Agent]);
@@ -112,9 +113,17 @@ async fn main() {
     );
     println!("raw, same run   append-shaped transactions, {agents} clients: {:.0}/s, {}", raw.0, summary(&raw.1));
     println!("                acked JetStream publish: {}", summary(&raw_publish));
+    println!(
+        "                the command's SQL alone (lookup, then one statement; sqlx, no service), {agents} clients: \
+         {:.0}/s ({:.2} × raw), {}",
+        shape.0,
+        shape.0 / raw.0.max(1e-9),
+        summary(&shape.1)
+    );
     println!("ratio           commands/s ÷ raw transactions/s = {:.2}", rate / raw.0.max(1e-9));
     let p99 = |sorted: &[Duration]| ms(percentile(sorted, 0.99));
     record("commands", "agent commands, 64 clients (raw: append txn)", rate, "/s", Some(raw.0));
+    record("commands", "command SQL alone, no service (raw: append txn)", shape.0, "/s", Some(raw.0));
     record("commands", "command p99 (raw: append txn p99)", p99(&latencies), "ms", Some(p99(&raw.1)));
     record("commands", "commit→JetStream p99 (raw: acked publish)", p99(&lags), "ms", Some(p99(&raw_publish)));
     service.stop().await;
@@ -178,6 +187,111 @@ async fn raw_append_shaped(url: &str, clients: usize, seconds: u64) -> (f64, Vec
     let (latencies, _) = gather(workers).await.unwrap();
     for teardown in ["DROP TABLE raw_outbox", "DROP TABLE raw_events", "DROP TABLE raw_streams"] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(teardown)).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    (latencies.len() as f64 / seconds as f64, latencies)
+}
+
+/// What Postgres alone makes of an agent command: `clients` connections each running, for
+/// `seconds`, the statements a break start sends (the idempotency lookup with the streams, then
+/// one statement with the stream guard, the event, its outbox row, the break row, the agent's
+/// status row and the idempotency record), written out here rather than built by the service,
+/// on copies of the service's tables. Its ratio to [`raw_append_shaped`] is the cost of the command's
+/// extra rows; the service's ratio below it is what the service process adds.
+async fn command_sql_alone(url: &str, clients: usize, seconds: u64) -> (f64, Vec<Duration>) {
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(clients as u32 + 1).connect(url).await.unwrap();
+    // Copies of the service's tables (indexes, defaults and checks included), so the service's
+    // relay and feeds do not see these rows.
+    let tables = [
+        ("shape_streams", "streams"),
+        ("shape_events", "events"),
+        ("shape_outbox", "outbox"),
+        ("shape_breaks", "service_day_breaks"),
+        ("shape_status", "agent_status"),
+        ("shape_requests", "idempotency_keys"),
+    ];
+    for (copy, table) in tables {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE TABLE {copy} (LIKE {table} INCLUDING ALL)")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(
+        "ALTER TABLE shape_outbox ADD FOREIGN KEY (global_position) REFERENCES shape_events (global_position); \
+         INSERT INTO shape_streams (stream_id, tenant_id, version) SELECT 'shape:' || i, 'shape', 0 FROM generate_series(0, 1023) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let pool = pool.clone();
+        workers.spawn(async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let (stream, agent, day) = (format!("shape:{client}"), format!("shape-{client}"), uuid::Uuid::now_v7());
+            let streams = vec![stream.clone(), format!("agent:shape:{client}"), "tenant:shape".to_owned()];
+            let mut version = 0_i64;
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let request_id = uuid::Uuid::now_v7().to_string();
+                sqlx::query(
+                    "SELECT NULL::text AS stream_id, NULL::bigint AS version, NULL::jsonb AS snapshot, \
+                            operation, request_hash, response FROM shape_requests \
+                     WHERE tenant_id = 'shape' AND principal = $1 AND request_id = $2 \
+                     UNION ALL \
+                     SELECT stream_id, version, snapshot, NULL, NULL, NULL FROM shape_streams WHERE stream_id = ANY($3::text[])",
+                )
+                .bind(&agent)
+                .bind(&request_id)
+                .bind(&streams)
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+                let snapshot = serde_json::json!({ "day": { "day_id": day, "version": version + 1 } });
+                let rows = sqlx::query(
+                    "WITH guard AS (UPDATE shape_streams SET version = $3, snapshot = $4, updated_at = now() \
+                                    WHERE stream_id = $1 AND version = $2 RETURNING 1), \
+                     inserted AS (INSERT INTO shape_events (event_id, tenant_id, stream_id, version, event_type, subject, payload, recorded_at) \
+                                  SELECT $5, 'shape', $1, $3, 'dw.agentsessions.v1.BreakStarted', 'serviceday.break_started', $6, now() \
+                                  WHERE EXISTS (SELECT 1 FROM guard) RETURNING global_position, version), \
+                     queued AS (INSERT INTO shape_outbox (global_position) SELECT global_position FROM inserted), \
+                     break_row AS (INSERT INTO shape_breaks (tenant_id, day_id, seq, started_at, reason_id, reason_label) \
+                                   SELECT 'shape', $7, COALESCE(MAX(seq), 0) + 1, now(), NULL, NULL FROM shape_breaks \
+                                   WHERE tenant_id = 'shape' AND day_id = $7), \
+                     status_row AS (INSERT INTO shape_status (tenant_id, agent_id, status, status_since, day_id, version) \
+                                    VALUES ('shape', $8, 'on_break', now(), $7, $3) \
+                                    ON CONFLICT (tenant_id, agent_id) DO UPDATE SET status = EXCLUDED.status, \
+                                        status_since = EXCLUDED.status_since, day_id = EXCLUDED.day_id, version = EXCLUDED.version), \
+                     request AS (INSERT INTO shape_requests (tenant_id, principal, request_id, operation, request_hash, response) \
+                                 VALUES ('shape', $8, $9, 'dw.agentsessions.v1.ServiceDayService/StartBreak', $10, $11)) \
+                     SELECT version FROM inserted",
+                )
+                .bind(&stream)
+                .bind(version)
+                .bind(version + 1)
+                .bind(&snapshot)
+                .bind(uuid::Uuid::now_v7())
+                .bind(vec![7_u8; 64])
+                .bind(day)
+                .bind(&agent)
+                .bind(&request_id)
+                .bind(vec![1_u8; 32])
+                .bind(vec![2_u8; 48])
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+                assert_eq!(rows.len(), 1, "the stream guard held");
+                version += 1;
+                latencies.push(started.elapsed());
+            }
+            (latencies, 0_u64)
+        });
+    }
+    let (latencies, _) = gather(workers).await.unwrap();
+    for (copy, _) in tables.iter().rev() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {copy}"))).execute(&pool).await.unwrap();
     }
     pool.close().await;
     (latencies.len() as f64 / seconds as f64, latencies)
