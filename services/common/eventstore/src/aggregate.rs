@@ -92,9 +92,7 @@ pub async fn append<A: Aggregate, D>(
     events: &[A::Event],
     metadata: &EventMetadata,
 ) -> Result<Appended<A::State>, CommandError<D>> {
-    let state = events.iter().fold(loaded.state, A::evolve);
-    let encoded = events.iter().map(|event| aggregate.encode(event)).collect();
-    let snapshot = serde_json::to_value(&state).ok();
+    let (state, encoded, snapshot) = after(aggregate, loaded.state, events);
     let stream_id = aggregate.stream_id();
     let recorded = store::append(conn, tenant, &stream_id, loaded.version, encoded, snapshot, metadata).await?;
     let version = recorded.last().map_or(loaded.version, |e| e.version);
@@ -118,9 +116,19 @@ pub fn stage<A: Aggregate, D>(
     events: &[A::Event],
     metadata: &EventMetadata,
 ) -> Result<Staged<A::State>, CommandError<D>> {
-    let state = events.iter().fold(loaded.state, A::evolve);
-    let encoded = events.iter().map(|event| aggregate.encode(event)).collect();
-    let snapshot = serde_json::to_value(&state).ok();
+    let (state, encoded, snapshot) = after(aggregate, loaded.state, events);
     let version = writes.append(tenant, &aggregate.stream_id(), loaded.version, encoded, snapshot, metadata)?;
     Ok(Staged { state, version })
+}
+
+/// The state after `events`, the events encoded, and that state as the stream's snapshot.
+fn after<A: Aggregate>(
+    aggregate: &A,
+    state: A::State,
+    events: &[A::Event],
+) -> (A::State, Vec<NewEvent>, Option<serde_json::Value>) {
+    let state = events.iter().fold(state, A::evolve);
+    let encoded = events.iter().map(|event| aggregate.encode(event)).collect();
+    let snapshot = serde_json::to_value(&state).ok();
+    (state, encoded, snapshot)
 }

@@ -19,7 +19,9 @@ use dw_ids::{RequestId, TenantId};
 use crate::EventMetadata;
 use crate::error::CommandError;
 use crate::idempotency::{self, RequestKey};
+use crate::store::StreamState;
 use crate::writes::Writes;
+use std::collections::HashMap;
 
 /// Who asks, under which request id, for which RPC: what a command handler needs of a request.
 /// Built once per mutating RPC at the edge (`dw_grpc_kit::command_context`).
@@ -107,33 +109,22 @@ where
     P: Plan<D>,
 {
     let key = ctx.key();
-    let streams = command.streams();
-    for attempt in 1..=MAX_ATTEMPTS {
+    let streams = &command.streams();
+    retrying(|| async move {
         let mut conn = pool.acquire().await?;
-        let (stored, prefetched) = idempotency::find_response_and_streams(&mut conn, key, &streams).await?;
+        let (stored, prefetched) = idempotency::find_response_and_streams(&mut conn, key, streams).await?;
         if let Some(stored) = stored {
             return Ok(P::Response::decode(stored.as_slice())?);
         }
         let now = Utc::now().trunc_subsecs(6);
         let mut writes = Writes::default();
-        let planned =
-            crate::store::PREFETCHED.scope(RefCell::new(prefetched), command.plan(&mut conn, now, &mut writes));
-        let response = crate::store::DECIDED_AT.scope(now, planned).await?;
+        let response = decided_at(now, prefetched, command.plan(&mut conn, now, &mut writes)).await?;
         writes.push(idempotency::record_write(key, response.encode_to_vec()));
-        match writes.execute(&mut conn).await.map_err(CommandError::from) {
-            Ok(()) => {
-                crate::wake_relay();
-                return Ok(response);
-            }
-            Err(error) if error.is_conflict() => {
-                drop(conn);
-                tracing::debug!(attempt, "concurrent modification, retrying");
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Err(CommandError::Aborted(MAX_ATTEMPTS))
+        writes.execute(&mut conn).await?;
+        crate::wake_relay();
+        Ok(response)
+    })
+    .await
 }
 
 /// Runs `command` idempotently under the request's key, retrying conflicts up to
@@ -144,36 +135,46 @@ where
     A: Attempt<D>,
 {
     let key = ctx.key();
-    let streams = command.streams();
-    for attempt in 1..=MAX_ATTEMPTS {
+    let streams = &command.streams();
+    retrying(|| async move {
         let mut tx = pool.begin().await?;
-        let (stored, prefetched) = idempotency::find_response_and_streams(&mut tx, key, &streams).await?;
+        let (stored, prefetched) = idempotency::find_response_and_streams(&mut tx, key, streams).await?;
         if let Some(stored) = stored {
             return Ok(A::Response::decode(stored.as_slice())?);
         }
-        // Postgres keeps microseconds: decide with the time as it will be stored.
         let now = Utc::now().trunc_subsecs(6);
-        // Its events are recorded at that time too, so what the command projected from them
-        // is what a rebuild from the store projects.
-        let attempt_at_now = crate::store::PREFETCHED.scope(RefCell::new(prefetched), command.attempt(&mut tx, now));
-        let outcome = match crate::store::DECIDED_AT.scope(now, attempt_at_now).await {
-            Ok(response) => match idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await {
-                Ok(()) => Ok(response),
-                Err(error) => Err(CommandError::from(error)),
-            },
-            Err(error) => Err(error),
-        };
-        match outcome {
-            Ok(response) => {
-                crate::commit(tx).await?;
-                return Ok(response);
-            }
+        let response = decided_at(now, prefetched, command.attempt(&mut tx, now)).await?;
+        idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?;
+        crate::commit(tx).await?;
+        Ok(response)
+    })
+    .await
+}
+
+/// Runs `decide` with the time it decides at and the streams read with the idempotency lookup.
+/// Postgres keeps microseconds, so `now` is the time as it will be stored; the command's events
+/// are recorded at that time too, so what the command projected from them is what a rebuild from
+/// the store projects.
+async fn decided_at<F: Future>(now: DateTime<Utc>, prefetched: HashMap<String, StreamState>, decide: F) -> F::Output {
+    let with_streams = crate::store::PREFETCHED.scope(RefCell::new(prefetched), decide);
+    crate::store::DECIDED_AT.scope(now, with_streams).await
+}
+
+/// Runs one attempt of a command after another while they fail by a conflict (another writer got
+/// there first; what the attempt wrote is undone), up to [`MAX_ATTEMPTS`] times, pausing a little
+/// longer each time.
+async fn retrying<R, D, F, Fut>(mut attempt_once: F) -> Result<R, CommandError<D>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, CommandError<D>>>,
+{
+    for attempt in 1..=MAX_ATTEMPTS {
+        match attempt_once().await {
             Err(error) if error.is_conflict() => {
-                drop(tx);
                 tracing::debug!(attempt, "concurrent modification, retrying");
                 tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
             }
-            Err(error) => return Err(error),
+            outcome => return outcome,
         }
     }
     Err(CommandError::Aborted(MAX_ATTEMPTS))

@@ -268,7 +268,7 @@ impl OutboxRelay {
         }
         let mut failure = None;
         if let Some((positions, outcome)) = previous {
-            pipeline.delete.extend(positions.iter().zip(&outcome.acked).filter(|(_, acked)| **acked).map(|(p, _)| *p));
+            pipeline.delete.extend(outcome.acked_positions(&positions));
             failure = outcome.error;
         }
         let batch = read?;
@@ -280,19 +280,7 @@ impl OutboxRelay {
             return Ok(full || !pipeline.delete.is_empty());
         }
         let Batch { positions, events, .. } = batch;
-        let publish = async move {
-            let span = info_span!(
-                "relay publish",
-                messaging.system = "nats",
-                messaging.operation.type = "publish",
-                messaging.batch.message_count = events.len(),
-                messaging.nats.stream = %self.config.stream_name,
-            );
-            let started = Instant::now();
-            let outcome = self.publish_events(&events).instrument(span).await;
-            self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
-            outcome
-        };
+        let publish = async move { self.publish_events(&events).await };
         pipeline.in_flight = Some(InFlight { positions, publish: Box::pin(publish) });
         Ok(true)
     }
@@ -301,15 +289,10 @@ impl OutboxRelay {
     async fn finish<'s>(&'s self, conn: &mut PgConnection, pipeline: &mut Pipeline<'s>) -> Result<(), RelayError> {
         if let Some(flight) = pipeline.in_flight.take() {
             let outcome = flight.publish.await;
-            pipeline.delete.extend(flight.positions.iter().zip(&outcome.acked).filter(|(_, a)| **a).map(|(p, _)| *p));
+            pipeline.delete.extend(outcome.acked_positions(&flight.positions));
         }
-        if !pipeline.delete.is_empty() {
-            sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
-                .bind(&pipeline.delete)
-                .execute(&mut *conn)
-                .await?;
-            pipeline.delete.clear();
-        }
+        delete_published(conn, &pipeline.delete).await?;
+        pipeline.delete.clear();
         Ok(())
     }
 
@@ -386,28 +369,11 @@ impl OutboxRelay {
         if batch.events.is_empty() {
             return Ok(batch.rows);
         }
-        let span = info_span!(
-            "relay publish",
-            messaging.system = "nats",
-            messaging.operation.type = "publish",
-            messaging.batch.message_count = batch.events.len(),
-            messaging.nats.stream = %self.config.stream_name,
-        );
-        let started = Instant::now();
-        let published = self.publish_events(&batch.events).instrument(span).await;
-        self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+        let published = self.publish_events(&batch.events).await;
         // What JetStream acknowledged leaves the outbox even when the rest of the batch
         // failed: the retry then starts with the first unacknowledged event of each aggregate.
-        let acked: Vec<i64> = batch
-            .positions
-            .iter()
-            .zip(&published.acked)
-            .filter(|(_, acked)| **acked)
-            .map(|(position, _)| *position)
-            .collect();
-        if !acked.is_empty() {
-            sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(&acked).execute(&mut *conn).await?;
-        }
+        let acked: Vec<i64> = published.acked_positions(&batch.positions).collect();
+        delete_published(conn, &acked).await?;
         if let Some(error) = published.error {
             return Err(RelayError::Publish(error));
         }
@@ -431,6 +397,21 @@ impl OutboxRelay {
     /// events could store a later one and lose an earlier one, and the retry would then append
     /// the earlier one after it.
     async fn publish_events(&self, events: &[RecordedEvent]) -> PublishOutcome {
+        let span = info_span!(
+            "relay publish",
+            messaging.system = "nats",
+            messaging.operation.type = "publish",
+            messaging.batch.message_count = events.len(),
+            messaging.nats.stream = %self.config.stream_name,
+        );
+        let started = Instant::now();
+        let outcome = self.publish_chains(events).instrument(span).await;
+        self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// [`Self::publish_events`] without its span and timing: one chain per aggregate.
+    async fn publish_chains(&self, events: &[RecordedEvent]) -> PublishOutcome {
         let mut chains: Vec<Vec<usize>> = Vec::new();
         let mut chain_of: HashMap<&str, usize> = HashMap::new();
         for (index, event) in events.iter().enumerate() {
@@ -549,6 +530,22 @@ struct Pipeline<'s> {
 struct PublishOutcome {
     acked: Vec<bool>,
     error: Option<String>,
+}
+
+impl PublishOutcome {
+    /// The outbox positions (`positions`, in the batch's order) of the events JetStream
+    /// acknowledged.
+    fn acked_positions<'a>(&'a self, positions: &'a [i64]) -> impl Iterator<Item = i64> + 'a {
+        positions.iter().zip(&self.acked).filter(|(_, acked)| **acked).map(|(position, _)| *position)
+    }
+}
+
+/// Deletes the outbox entries JetStream acknowledged (none: no statement).
+async fn delete_published(conn: &mut PgConnection, positions: &[i64]) -> Result<(), sqlx::Error> {
+    if !positions.is_empty() {
+        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)").bind(positions).execute(conn).await?;
+    }
+    Ok(())
 }
 
 /// Room for the headers the relay sets beyond those sized by [`message_size`] (`ce-*` names,

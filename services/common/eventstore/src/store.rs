@@ -182,42 +182,84 @@ pub(crate) fn recorded_event_from_row(row: &sqlx::postgres::PgRow) -> Result<Rec
     })
 }
 
-/// The events of an append, in their order, after the stream guard (`guard`: one row when the
-/// stream was where the command expected it); their outbox rows in the same statement.
-macro_rules! append_sql {
-    ($guard:literal) => {
-        concat!(
-            "WITH guard AS (",
-            $guard,
-            "), inserted AS (\
-                INSERT INTO events (event_id, tenant_id, stream_id, version, event_type, subject, payload, \
-                                    correlation_id, causation_id, traceparent, recorded_at) \
-                SELECT u.event_id, $2, $1, $5 + u.n, u.event_type, u.subject, u.payload, $9, $10, $11, $12 \
-                FROM unnest($6::uuid[], $7::text[], $8::text[], $13::bytea[]) \
-                     WITH ORDINALITY AS u(event_id, event_type, subject, payload, n) \
-                WHERE EXISTS (SELECT 1 FROM guard) \
-                ORDER BY u.n \
-                RETURNING global_position, event_id, version), \
-             queued AS (INSERT INTO outbox (global_position, payload) \
-                        SELECT i.global_position, p.published FROM inserted i \
-                        JOIN unnest($6::uuid[], $14::bytea[]) AS p(event_id, published) USING (event_id) \
-                        ORDER BY i.global_position) \
-             SELECT global_position, event_id, version FROM inserted ORDER BY version"
-        )
+/// The parts of an append, as `WITH` items named `guard{suffix}`, `inserted{suffix}` and
+/// `queued{suffix}`: the stream's guard (one row when the stream was where the command expected
+/// it), the events in their order (none unless the guard matched) and their outbox rows.
+/// Placeholders `$1`–`$14` as [`append_arguments`] binds them.
+pub(crate) fn append_parts(suffix: &str, new_stream: bool) -> String {
+    let guard = if new_stream {
+        // An append to a stream that has no event yet.
+        "INSERT INTO streams (stream_id, tenant_id, version, snapshot) SELECT $1, $2, $3, $4 WHERE $5::bigint = 0 \
+         ON CONFLICT (stream_id) DO NOTHING RETURNING 1"
+    } else {
+        // An append to a stream at version `$5`.
+        "UPDATE streams SET version = $3, snapshot = $4, updated_at = now() \
+         WHERE stream_id = $1 AND tenant_id = $2 AND version = $5 RETURNING 1"
     };
+    format!(
+        "guard{suffix} AS ({guard}), \
+         inserted{suffix} AS (\
+            INSERT INTO events (event_id, tenant_id, stream_id, version, event_type, subject, payload, \
+                                correlation_id, causation_id, traceparent, recorded_at) \
+            SELECT u.event_id, $2, $1, $5 + u.n, u.event_type, u.subject, u.payload, $9, $10, $11, $12 \
+            FROM unnest($6::uuid[], $7::text[], $8::text[], $13::bytea[]) \
+                 WITH ORDINALITY AS u(event_id, event_type, subject, payload, n) \
+            WHERE EXISTS (SELECT 1 FROM guard{suffix}) \
+            ORDER BY u.n \
+            RETURNING global_position, event_id, version), \
+         queued{suffix} AS (INSERT INTO outbox (global_position, payload) \
+                    SELECT i.global_position, p.published FROM inserted{suffix} i \
+                    JOIN unnest($6::uuid[], $14::bytea[]) AS p(event_id, published) USING (event_id) \
+                    ORDER BY i.global_position)"
+    )
 }
 
-/// An append to a stream that has no event yet.
-const APPEND_TO_NEW_STREAM: &str = append_sql!(
-    "INSERT INTO streams (stream_id, tenant_id, version, snapshot) SELECT $1, $2, $3, $4 WHERE $5::bigint = 0 \
-     ON CONFLICT (stream_id) DO NOTHING RETURNING 1"
-);
+/// The values of [`append_parts`]' placeholders, in their order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn append_arguments(
+    args: &mut sqlx::postgres::PgArguments,
+    tenant_id: &TenantId,
+    stream_id: &str,
+    expected_version: i64,
+    events: &[NewEvent],
+    snapshot: &Option<serde_json::Value>,
+    metadata: &EventMetadata,
+    recorded_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Arguments;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    let published: Vec<Option<&[u8]>> = events.iter().map(|e| e.published.as_deref()).collect();
+    let added = (|| {
+        args.add(stream_id)?;
+        args.add(tenant_id)?;
+        args.add(expected_version + events.len() as i64)?;
+        args.add(snapshot)?;
+        args.add(expected_version)?;
+        args.add(&ids)?;
+        args.add(&types)?;
+        args.add(&subjects)?;
+        args.add(&metadata.correlation_id)?;
+        args.add(&metadata.causation_id)?;
+        args.add(&metadata.traceparent)?;
+        args.add(recorded_at)?;
+        args.add(&payloads)?;
+        args.add(&published)
+    })();
+    added.map_err(sqlx::Error::Encode)
+}
 
-/// An append to a stream at version `$5`.
-const APPEND_TO_STREAM: &str = append_sql!(
-    "UPDATE streams SET version = $3, snapshot = $4, updated_at = now() \
-     WHERE stream_id = $1 AND tenant_id = $2 AND version = $5 RETURNING 1"
-);
+/// The append statements on their own: to a new stream, and to one at version `$5`.
+static APPEND_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [true, false].map(|new_stream| {
+        format!(
+            "WITH {} SELECT global_position, event_id, version FROM inserted ORDER BY version",
+            append_parts("", new_stream)
+        )
+    })
+});
 
 /// Refuses an append of no events, or of an event over [`max_event_bytes`].
 pub(crate) fn check_append(stream_id: &str, events: &[NewEvent], metadata: &EventMetadata) -> Result<(), StoreError> {
@@ -251,33 +293,13 @@ pub async fn append(
     metadata: &EventMetadata,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     check_append(stream_id, &events, metadata)?;
-    let new_version = expected_version + events.len() as i64;
     let recorded_at = DECIDED_AT.try_with(|at| *at).unwrap_or_else(|_| Utc::now().trunc_subsecs(6));
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let published: Vec<Option<&[u8]>> = events.iter().map(|e| e.published.as_deref()).collect();
     // One round trip: the stream's guard, the events and their outbox rows; no event is written
     // unless the guard matched.
-    let sql = if expected_version == 0 { APPEND_TO_NEW_STREAM } else { APPEND_TO_STREAM };
-    let rows = sqlx::query(sql)
-        .bind(stream_id)
-        .bind(tenant_id)
-        .bind(new_version)
-        .bind(&snapshot)
-        .bind(expected_version)
-        .bind(&ids)
-        .bind(&types)
-        .bind(&subjects)
-        .bind(&metadata.correlation_id)
-        .bind(&metadata.causation_id)
-        .bind(&metadata.traceparent)
-        .bind(recorded_at)
-        .bind(&payloads)
-        .bind(&published)
-        .fetch_all(&mut *conn)
-        .await;
+    let mut args = sqlx::postgres::PgArguments::default();
+    append_arguments(&mut args, tenant_id, stream_id, expected_version, &events, &snapshot, metadata, recorded_at)?;
+    let sql = APPEND_SQL[usize::from(expected_version != 0)].as_str();
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args).fetch_all(&mut *conn).await;
     let rows = match rows {
         Ok(rows) => rows,
         Err(error) if crate::is_unique_violation(&error) => {

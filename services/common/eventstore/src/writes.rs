@@ -19,7 +19,6 @@ use serde_json::Value;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::{Arguments, Encode, PgConnection, Type};
-use uuid::Uuid;
 
 use crate::store::{self, DECIDED_AT, EventMetadata, NewEvent, StoreError};
 
@@ -116,11 +115,6 @@ impl Writes {
         self.writes.push(write);
     }
 
-    /// Whether anything was staged.
-    pub fn is_empty(&self) -> bool {
-        self.appends.is_empty() && self.writes.is_empty()
-    }
-
     /// Sends the writes: one statement, or (a table written twice) one per run of writes that
     /// touch distinct tables, in one transaction.
     pub(crate) async fn execute(self, conn: &mut PgConnection) -> Result<(), StoreError> {
@@ -147,59 +141,6 @@ impl Writes {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// The parts of one append: the guard (one row when the stream was where the command read it),
-/// the events and their outbox rows. `{i}` names them apart; placeholders as in
-/// [`append_arguments`].
-fn append_parts(i: usize, new_stream: bool) -> String {
-    let guard = if new_stream {
-        "INSERT INTO streams (stream_id, tenant_id, version, snapshot) SELECT $1, $2, $3, $4 WHERE $5::bigint = 0 \
-         ON CONFLICT (stream_id) DO NOTHING RETURNING 1"
-    } else {
-        "UPDATE streams SET version = $3, snapshot = $4, updated_at = now() \
-         WHERE stream_id = $1 AND tenant_id = $2 AND version = $5 RETURNING 1"
-    };
-    format!(
-        "guard{i} AS ({guard}), \
-         inserted{i} AS (\
-            INSERT INTO events (event_id, tenant_id, stream_id, version, event_type, subject, payload, \
-                                correlation_id, causation_id, traceparent, recorded_at) \
-            SELECT u.event_id, $2, $1, $5 + u.n, u.event_type, u.subject, u.payload, $9, $10, $11, $12 \
-            FROM unnest($6::uuid[], $7::text[], $8::text[], $13::bytea[]) \
-                 WITH ORDINALITY AS u(event_id, event_type, subject, payload, n) \
-            WHERE EXISTS (SELECT 1 FROM guard{i}) \
-            ORDER BY u.n \
-            RETURNING global_position, event_id, version), \
-         queued{i} AS (INSERT INTO outbox (global_position, payload) \
-                    SELECT i.global_position, p.published FROM inserted{i} i \
-                    JOIN unnest($6::uuid[], $14::bytea[]) AS p(event_id, published) USING (event_id) \
-                    ORDER BY i.global_position)"
-    )
-}
-
-fn append_arguments(append: &StagedAppend, args: &mut PgArguments) -> Result<(), BoxDynError> {
-    let events = &append.events;
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let published: Vec<Option<&[u8]>> = events.iter().map(|e| e.published.as_deref()).collect();
-    args.add(append.stream_id.as_str())?;
-    args.add(&append.tenant_id)?;
-    args.add(append.expected_version + events.len() as i64)?;
-    args.add(&append.snapshot)?;
-    args.add(append.expected_version)?;
-    args.add(&ids)?;
-    args.add(&types)?;
-    args.add(&subjects)?;
-    args.add(&append.metadata.correlation_id)?;
-    args.add(&append.metadata.causation_id)?;
-    args.add(&append.metadata.traceparent)?;
-    args.add(append.recorded_at)?;
-    args.add(&payloads)?;
-    args.add(&published)?;
-    Ok(())
 }
 
 /// `sql` with each placeholder `$n` made `$(n + offset)`.
@@ -232,8 +173,19 @@ async fn send(conn: &mut PgConnection, appends: &[StagedAppend], writes: &[Write
     let mut expected_rows = 0;
     for (i, append) in appends.iter().enumerate() {
         let offset = args.len();
-        append_arguments(append, &mut args).map_err(|error| StoreError::Database(sqlx::Error::Encode(error)))?;
-        parts.push(renumber(&append_parts(i, append.expected_version == 0), offset));
+        let StagedAppend { tenant_id, stream_id, expected_version, events, snapshot, metadata, recorded_at } = append;
+        let (expected_version, recorded_at) = (*expected_version, *recorded_at);
+        store::append_arguments(
+            &mut args,
+            tenant_id,
+            stream_id,
+            expected_version,
+            events,
+            snapshot,
+            metadata,
+            recorded_at,
+        )?;
+        parts.push(renumber(&store::append_parts(&i.to_string(), expected_version == 0), offset));
         outputs.push(format!("SELECT version FROM inserted{i}"));
         // The stream id is the append's first placeholder.
         outputs.push(format!("SELECT dw_stream_moved(${}) WHERE NOT EXISTS (SELECT 1 FROM guard{i})", offset + 1));
