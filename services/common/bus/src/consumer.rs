@@ -20,6 +20,9 @@ mod ordered;
 pub use metrics::{ConsumerLabels, ConsumerMetrics};
 pub use ordered::MAX_LANES;
 
+/// The longest pause between tries while the database is unavailable.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
+
 /// Events an ordered consumer applies in one batch at most (its `max_ack_pending` is twice that,
 /// so the next batch is on its way while one is applied).
 pub const ORDERED_BATCH: usize = 256;
@@ -265,7 +268,9 @@ impl<P: Projection> ProjectionConsumer<P> {
         span.record("delivered", delivered);
 
         async {
-            let mut attempt = delivered;
+            // An ordered consumer counts its own tries in place: the deliveries JetStream counts
+            // include the times a restart (of NATS, of a holder) handed the event back unapplied.
+            let mut attempt = if self.config.concurrency > 1 { delivered } else { 1 };
             loop {
                 match self.in_hand(message, also_held, self.apply_once(&event)).await {
                     Ok(outcome) => {
@@ -275,6 +280,20 @@ impl<P: Projection> ProjectionConsumer<P> {
                     }
                     Err(ProjectionError::Permanent(reason)) => {
                         return self.dead_letter(message, Some(&event), stream_sequence, attempt, &reason).await;
+                    }
+                    Err(ProjectionError::Unavailable(reason)) => {
+                        // The database, not the event: never dead-lettered, however long it lasts.
+                        let delay = self.config.delay_after(attempt).min(UNAVAILABLE_RETRY);
+                        if self.config.concurrency > 1 {
+                            warn!(%reason, delay_ms = delay.as_millis() as u64, "database unavailable, retrying later");
+                            if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                                warn!(%error, "nak failed; the event will be redelivered after ack_wait");
+                            }
+                            return Outcome::Retrying;
+                        }
+                        warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "database unavailable, retrying in place");
+                        self.in_hand(message, also_held, tokio::time::sleep(delay)).await;
+                        attempt = attempt.saturating_add(1);
                     }
                     Err(ProjectionError::Transient(reason)) if attempt >= self.config.max_deliver => {
                         return self.dead_letter(message, Some(&event), stream_sequence, attempt, &reason).await;

@@ -31,11 +31,33 @@ pub enum ProjectionError {
     /// Will fail the same way every time (undecodable payload, broken invariant).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The database could not be reached (a connection lost, Postgres restarting, the pool out
+    /// of connections): not the event's fault. Retried until it answers and never
+    /// dead-lettered, so an outage leaves no hole in a projection.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for ProjectionError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Transient(error.to_string())
+        if database_unreachable(&error) {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Transient(error.to_string())
+        }
+    }
+}
+
+/// Whether `error` says Postgres could not be reached or dropped the connection, rather than
+/// refusing the statement: I/O and pool failures, and the SQLSTATEs of a connection lost or a
+/// server shutting down or starting (class 08, 57P01–57P03, 53300 too many connections).
+pub fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")),
+        _ => false,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -35,16 +35,24 @@ impl dw_proto::Contract for Thing {
     }
 }
 
-/// Counts applications per stream; events whose payload is `poison` fail until healed.
+/// Counts applications per stream; events whose payload is `poison` fail until healed, and
+/// those whose payload is `outage` find the database unavailable until it is back (counting
+/// their tries).
 #[derive(Clone)]
 struct CountingProjection {
     healed: Arc<AtomicBool>,
+    database_back: Arc<AtomicBool>,
+    outage_tries: Arc<AtomicUsize>,
 }
 
 impl Projection for CountingProjection {
     type Contract = Thing;
 
     async fn apply(&self, conn: &mut PgConnection, event: &InboundEvent, _: Thing) -> Result<(), ProjectionError> {
+        if event.payload.as_ref() == b"outage" && !self.database_back.load(Ordering::SeqCst) {
+            self.outage_tries.fetch_add(1, Ordering::SeqCst);
+            return Err(ProjectionError::Unavailable("connection refused".into()));
+        }
         if event.payload.as_ref() == b"poison" && !self.healed.load(Ordering::SeqCst) {
             return Err(ProjectionError::Transient("cannot apply poison yet".into()));
         }
@@ -88,7 +96,11 @@ async fn start() -> Harness {
     let mut config = ConsumerConfig::new("test-projection", &namespace.stream_name);
     config.max_deliver = 3;
     config.backoff = vec![Duration::from_millis(50)];
-    let projection = CountingProjection { healed: Arc::new(AtomicBool::new(false)) };
+    let projection = CountingProjection {
+        healed: Arc::new(AtomicBool::new(false)),
+        database_back: Arc::new(AtomicBool::new(false)),
+        outage_tries: Arc::new(AtomicUsize::new(0)),
+    };
     let consumer = ProjectionConsumer::new(
         db.pool.clone(),
         jetstream.clone(),
@@ -213,6 +225,29 @@ async fn a_poison_event_lands_in_dead_letters_and_the_consumer_goes_on() {
     assert!(dead_letters::replay(&h.db.pool, &h.projection, poison.id).await.is_err(), "replayed once");
     let pending = dead_letters::list_pending(&h.db.pool, Some("test-projection"), 10).await.unwrap();
     assert_eq!(pending.len(), 1);
+    h.cancel.cancel();
+    h.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_outage_is_waited_out_in_order_and_never_dead_lettered() {
+    let h = start().await;
+    publish(&h, Uuid::now_v7(), "outage", "thing:outage", b"outage").await;
+    publish(&h, Uuid::now_v7(), "behind", "thing:behind", b"fine").await;
+    // Tried well past max_deliver (3): still held, and nothing after it overtook it.
+    eventually("tries past max_deliver", || async { h.projection.outage_tries.load(Ordering::SeqCst) > 4 }).await;
+    assert_eq!(applied(&h, "thing:behind").await, None, "an event overtook one waiting for the database");
+    assert!(dead_letters::list_pending(&h.db.pool, Some("test-projection"), 10).await.unwrap().is_empty());
+
+    h.projection.database_back.store(true, Ordering::SeqCst);
+    eventually("both applied once the database is back", || async {
+        applied(&h, "thing:outage").await == Some(1) && applied(&h, "thing:behind").await == Some(1)
+    })
+    .await;
+    assert!(
+        dead_letters::list_pending(&h.db.pool, Some("test-projection"), 10).await.unwrap().is_empty(),
+        "an outage is not the event's fault"
+    );
     h.cancel.cancel();
     h.task.await.unwrap();
 }

@@ -33,7 +33,7 @@ fn metadata_of(event: &InboundEvent) -> EventMetadata {
 
 fn to_projection_error(error: AppError) -> ProjectionError {
     match error {
-        AppError::Database(error) => ProjectionError::Transient(error.to_string()),
+        AppError::Database(error) => ProjectionError::from(error),
         AppError::Conflict | AppError::Aborted(_) => ProjectionError::Transient(error.to_string()),
         other => ProjectionError::Permanent(other.to_string()),
     }

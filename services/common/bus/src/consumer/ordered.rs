@@ -104,18 +104,21 @@ impl<P: Projection> ProjectionConsumer<P> {
         let mut consumer = self.ensure().await?;
         // Events a previous holder pulled and never acknowledged (it died) come back after
         // `ack_wait`, before any newer one: pulling sooner would apply newer events first.
-        let mut state = consumer.info().await.ok().cloned();
-        let held_elsewhere = state.as_ref().map_or(0, |state| state.num_ack_pending);
+        // Without the consumer's state (JetStream not answering yet after a restart) nothing is
+        // pulled: newer events could overtake ones still pending, and a lost delivery would go
+        // unnoticed.
+        let mut state = consumer.info().await.map_err(|e| format!("consumer info: {e}"))?.clone();
+        let held_elsewhere = state.num_ack_pending;
         if held_elsewhere > 0 {
             info!(consumer = %self.config.durable_name, held_elsewhere, "waiting for the previous holder's events to come back");
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 () = tokio::time::sleep(self.config.ack_wait + Duration::from_millis(500)) => {}
             }
-            state = consumer.info().await.ok().cloned();
+            state = consumer.info().await.map_err(|e| format!("consumer info: {e}"))?.clone();
         }
         // The deliveries so far: the next one this replica receives must be the one after.
-        let deliveries = Deliveries { last: state.map(|state| state.delivered.consumer_sequence) };
+        let deliveries = Deliveries { last: Some(state.delivered.consumer_sequence) };
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         info!(consumer = %self.config.durable_name, stream = %self.config.stream_name, "ordered consumer running (lease held)");
         match self.apply_in_order(&mut lease, &mut messages, deliveries, cancel).await {
