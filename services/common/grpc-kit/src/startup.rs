@@ -68,6 +68,9 @@ pub async fn connect_postgres(
     }
 }
 
+/// How long a pooled connection may sit idle and still be handed out without a ping.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// One attempt at a pool of `max_connections` (opening one connection to check it).
 pub async fn try_connect_postgres(
     options: sqlx::postgres::PgConnectOptions,
@@ -76,6 +79,18 @@ pub async fn try_connect_postgres(
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // A connection back in use within a second is not pinged first (sqlx's default pings on
+        // every acquire: one more round trip per command); one idle longer is, so a restarted
+        // Postgres still costs no request its first query.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .map_err(PostgresFailure::from)
