@@ -350,6 +350,16 @@ async fn transfers_move_work_between_departments_and_agents_and_cancels_free_cap
         .unwrap()
         .into_inner();
     assert_eq!(with_carla.agent_id, "carla");
+    // One change of hands, two agents' loads (the agents table written twice: a second statement
+    // in the command's transaction).
+    let loads: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT agent_id, active_tasks FROM agents WHERE tenant_id = 'acme' AND agent_id IN ('bruno', 'carla') \
+         ORDER BY agent_id",
+    )
+    .fetch_all(&cluster.distribution_db.pool)
+    .await
+    .unwrap();
+    assert_eq!(loads, vec![("bruno".to_owned(), 0), ("carla".to_owned(), 1)]);
 
     // Cancelling frees carla; a cancelled task cannot be completed.
     let cancelled = cluster

@@ -116,8 +116,10 @@ impl Writes {
     }
 
     /// Sends the writes: one statement, or (a table written twice) one per run of writes that
-    /// touch distinct tables, in one transaction.
-    pub(crate) async fn execute(self, conn: &mut PgConnection) -> Result<(), StoreError> {
+    /// touch distinct tables, in one transaction (a savepoint of the caller's, when `conn` is in
+    /// one: a command that must hold locks while it decides stages its writes and sends them in
+    /// its own transaction, one round trip instead of one per write).
+    pub async fn execute(self, conn: &mut PgConnection) -> Result<(), StoreError> {
         let mut statements: Vec<Vec<Write>> = Vec::new();
         for write in self.writes {
             match statements.last_mut() {

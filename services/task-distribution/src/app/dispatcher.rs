@@ -6,10 +6,11 @@
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::EventMetadata;
+use dw_eventstore::writes::Write;
 use dw_ids::TenantId;
 use sqlx::PgConnection;
 
-use super::{AppError, append_task, load_task};
+use super::{AppError, append_task_with, load_task};
 use crate::domain::TaskId;
 use crate::domain::assignment::{self, Decision};
 use crate::domain::task::{self, AssignmentSummary, Command, Task};
@@ -37,22 +38,34 @@ pub async fn record_decision(
     trigger: &str,
     now: DateTime<Utc>,
 ) -> Result<uuid::Uuid, sqlx::Error> {
+    let (decision_id, write) = decision_write(tenant, task_id, decision, trigger, now);
+    write.execute(conn).await?;
+    Ok(decision_id)
+}
+
+/// [`record_decision`] as a write of the statement that acts on it, with the decision's id.
+fn decision_write(
+    tenant: &TenantId,
+    task_id: TaskId,
+    decision: &Decision,
+    trigger: &str,
+    now: DateTime<Utc>,
+) -> (uuid::Uuid, Write) {
     let decision_id = uuid::Uuid::now_v7();
     let candidates = serde_json::to_value(&decision.verdicts).unwrap_or_default();
-    sqlx::query(
+    let write = Write::new(
+        "assignment_decisions",
         "INSERT INTO assignment_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, \
                                            candidates) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(decision_id)
-    .bind(tenant)
+    .bind(tenant.clone())
     .bind(task_id.0)
     .bind(now)
-    .bind(decision.chosen.as_ref().map(|a| a.as_str()))
-    .bind(trigger)
-    .bind(candidates)
-    .execute(conn)
-    .await?;
-    Ok(decision_id)
+    .bind(decision.chosen.as_ref().map(|a| a.as_str().to_owned()))
+    .bind(trigger.to_owned())
+    .bind(candidates);
+    (decision_id, write)
 }
 
 /// Decides for the task at the head of `department`'s queue.
@@ -124,7 +137,7 @@ pub async fn run(
             let Some((state, version)) = loaded else {
                 break;
             };
-            let decision_id = record_decision(conn, tenant, task_id, &decision, trigger, now).await?;
+            let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
             let summary = AssignmentSummary {
                 decision_id,
                 candidates: i32::try_from(decision.verdicts.len()).unwrap_or(i32::MAX),
@@ -133,7 +146,8 @@ pub async fn run(
             };
             let events = task::decide(&state, Command::Assign { agent, summary }, now)?;
             let wait = task::queue_wait(&state, &events);
-            append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
+            // The assignment and its decision in one statement.
+            append_task_with(conn, tenant, Some(&state), version, events, metadata, now, vec![decision_row]).await?;
             metrics.observe_assignment(wait);
             round.assigned.push(task_id);
         }

@@ -20,6 +20,7 @@ pub mod tasks;
 use chrono::{DateTime, Utc};
 use dw_eventstore::aggregate::{self, Aggregate, Loaded};
 use dw_eventstore::personal::{self, Keys, SubjectKey};
+use dw_eventstore::writes::{Write, Writes};
 use dw_eventstore::{CommandError, EventMetadata, NewEvent, RecordedEvent};
 use dw_ids::TenantId;
 use sqlx::PgConnection;
@@ -90,6 +91,23 @@ pub async fn append_task(
     metadata: &EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<(Task, i64), AppError> {
+    append_task_with(conn, tenant, before, version, events, metadata, now, Vec::new()).await
+}
+
+/// [`append_task`], with `also` (rows of other tables the same change writes, such as its
+/// assignment decision) sent in the same statement: the append behind its stream's guard, the
+/// task's row, the agents' load and `also`, one round trip in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn append_task_with(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    before: Option<&Task>,
+    version: i64,
+    events: Vec<Event>,
+    metadata: &EventMetadata,
+    now: DateTime<Utc>,
+    also: Vec<Write>,
+) -> Result<(Task, i64), AppError> {
     let task_id = match (before, events.first()) {
         (Some(task), _) => task.content.task_id,
         (None, Some(Event::Created { task, .. })) => task.task_id,
@@ -98,12 +116,16 @@ pub async fn append_task(
     let seal = client_key(conn, tenant, task_id, &events).await?;
     let stream = TaskStream { tenant, task_id, seal };
     let loaded = Loaded { state: before.cloned(), version };
-    let appended = aggregate::append(conn, tenant, &stream, loaded, &events, metadata).await?;
-    let after = appended.state.ok_or_else(|| CommandError::corrupt(format!("task {task_id} has no state")))?;
+    let mut writes = Writes::default();
+    let staged = aggregate::stage(&mut writes, tenant, &stream, loaded, &events, metadata)?;
+    let after = staged.state.ok_or_else(|| CommandError::corrupt(format!("task {task_id} has no state")))?;
     let queue_change = projections::tasks::QueueChange::of(&events);
-    projections::tasks::save(conn, tenant, &after, appended.version, queue_change, now).await?;
-    projections::agents::adjust_load(conn, tenant, before, &after, now).await?;
-    Ok((after, appended.version))
+    writes.push(projections::tasks::save_write(tenant, &after, staged.version, queue_change, now));
+    for write in projections::agents::load_writes(tenant, before, &after, now).into_iter().chain(also) {
+        writes.push(write);
+    }
+    writes.execute(conn).await?;
+    Ok((after, staged.version))
 }
 
 /// The key of the client whose personal fields `events` carry: from the new task's phone, or

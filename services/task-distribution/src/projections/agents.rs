@@ -2,6 +2,7 @@
 //! departments, permissions, capacity and load.
 
 use chrono::{DateTime, Utc};
+use dw_eventstore::writes::Write;
 use dw_ids::TenantId;
 use dw_tenant_time::TenantZone;
 use sqlx::{PgConnection, Row};
@@ -77,39 +78,39 @@ pub async fn ensure_settings(conn: &mut PgConnection, tenant: &TenantId) -> Resu
 }
 
 /// Keeps the agents' active-task counts in step with a task's change of hands.
-pub async fn adjust_load(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    before: Option<&Task>,
-    after: &Task,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+/// As writes of the command's statement: none when the holder did not change, one per agent
+/// whose load did.
+pub fn load_writes(tenant: &TenantId, before: Option<&Task>, after: &Task, now: DateTime<Utc>) -> Vec<Write> {
     let held_before = before.filter(|t| t.status == Status::Assigned).and_then(|t| t.agent.as_ref());
     let held_after = Some(after).filter(|t| t.status == Status::Assigned).and_then(|t| t.agent.as_ref());
     if held_before == held_after {
-        return Ok(());
+        return Vec::new();
     }
+    let mut writes = Vec::new();
     if let Some(agent) = held_before {
-        sqlx::query(
-            "UPDATE agents SET active_tasks = active_tasks - 1 WHERE tenant_id = $1 AND agent_id = $2 AND active_tasks > 0",
-        )
-        .bind(tenant)
-        .bind(agent.as_str())
-        .execute(&mut *conn)
-        .await?;
+        writes.push(
+            Write::new(
+                "agents",
+                "UPDATE agents SET active_tasks = active_tasks - 1 \
+                 WHERE tenant_id = $1 AND agent_id = $2 AND active_tasks > 0",
+            )
+            .bind(tenant.clone())
+            .bind(agent.as_str().to_owned()),
+        );
     }
     if let Some(agent) = held_after {
-        sqlx::query(
-            "INSERT INTO agents (tenant_id, agent_id, active_tasks, idle_since) VALUES ($1, $2, 1, $3) \
-             ON CONFLICT (tenant_id, agent_id) DO UPDATE SET active_tasks = agents.active_tasks + 1, idle_since = $3",
-        )
-        .bind(tenant)
-        .bind(agent.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        writes.push(
+            Write::new(
+                "agents",
+                "INSERT INTO agents (tenant_id, agent_id, active_tasks, idle_since) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (tenant_id, agent_id) DO UPDATE SET active_tasks = agents.active_tasks + 1, idle_since = $3",
+            )
+            .bind(tenant.clone())
+            .bind(agent.as_str().to_owned())
+            .bind(now),
+        );
     }
-    Ok(())
+    writes
 }
 
 /// The agents linked to `department`, as candidates for its queue's head.

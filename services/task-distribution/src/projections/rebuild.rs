@@ -16,7 +16,7 @@ use dw_eventstore::personal::{self, Keys};
 use dw_eventstore::rebuild::{ApplyFuture, ReadModel};
 use sqlx::PgConnection;
 
-use super::tasks::{QueueChange, save};
+use super::tasks::{QueueChange, save_write};
 use crate::app::TaskStream;
 use crate::codec;
 use crate::domain::TaskId;
@@ -101,7 +101,10 @@ impl TasksModel {
         };
         // `recorded_at` is the time the command decided at, the `now` its `save` had.
         let queue = QueueChange::of(std::slice::from_ref(&this));
-        save(conn, tenant, &task, event.version, queue, event.recorded_at).await.map_err(|e| e.to_string())?;
+        save_write(tenant, &task, event.version, queue, event.recorded_at)
+            .execute(conn)
+            .await
+            .map_err(|e| e.to_string())?;
         self.keep(&event.stream_id, event.version, task);
         Ok(())
     }

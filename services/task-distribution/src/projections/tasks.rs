@@ -1,6 +1,7 @@
 //! The `tasks` read model: the queue, the agents' open tasks and the protocol search index.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use dw_eventstore::writes::Write;
 use dw_ids::TenantId;
 use sqlx::{PgConnection, Row};
 
@@ -31,21 +32,17 @@ impl QueueChange {
     }
 }
 
-pub async fn save(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    task: &Task,
-    version: i64,
-    queue: QueueChange,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+/// The task's row as `task` leaves it at `version` (its queue position moved as `queue` says), as
+/// a write of the command's statement ([`Writes`](dw_eventstore::writes::Writes)).
+pub fn save_write(tenant: &TenantId, task: &Task, version: i64, queue: QueueChange, now: DateTime<Utc>) -> Write {
     let content = &task.content;
     let (front, queued_at) = match queue {
         QueueChange::Keep => (None, None),
         QueueChange::ToFront => (Some(true), Some(task.created_at)),
         QueueChange::ToBack => (Some(false), Some(now)),
     };
-    sqlx::query(
+    Write::new(
+        "tasks",
         "INSERT INTO tasks (tenant_id, task_id, protocol, department_id, channel, client_name, client_phone, contact_id, \
                             priority, subject, status, agent_id, created_at, assigned_at, closed_at, queue_front, \
                             queued_at, message_count, last_message_at, version, waiting_since) \
@@ -58,18 +55,18 @@ pub async fn save(
              last_message_at = EXCLUDED.last_message_at, version = EXCLUDED.version, \
              waiting_since = EXCLUDED.waiting_since",
     )
-    .bind(tenant)
+    .bind(tenant.clone())
     .bind(content.task_id.0)
-    .bind(content.protocol.as_str())
-    .bind(task.department.as_str())
-    .bind(content.channel.as_str())
-    .bind(&content.contact.name)
-    .bind(content.contact.phone.as_str())
-    .bind(&content.contact.contact_id)
+    .bind(content.protocol.as_str().to_owned())
+    .bind(task.department.as_str().to_owned())
+    .bind(content.channel.as_str().to_owned())
+    .bind(content.contact.name.clone())
+    .bind(content.contact.phone.as_str().to_owned())
+    .bind(content.contact.contact_id.clone())
     .bind(content.priority.value())
-    .bind(&content.subject)
-    .bind(task.status.as_str())
-    .bind(task.agent.as_ref().map(|a| a.as_str()))
+    .bind(content.subject.clone())
+    .bind(task.status.as_str().to_owned())
+    .bind(task.agent.as_ref().map(|a| a.as_str().to_owned()))
     .bind(task.created_at)
     .bind(task.assigned_at)
     .bind(task.closed_at)
@@ -79,9 +76,6 @@ pub async fn save(
     .bind(task.last_message_at)
     .bind(version)
     .bind(task.waiting_since)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// The client phone on a task's row (`None` when the task has no row or its client was erased).
