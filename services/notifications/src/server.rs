@@ -97,9 +97,11 @@ pub async fn run_with_listener(
         boot.background.clone(),
     );
     boot.tasks.spawn(worker);
+    let pushes = std::sync::Arc::new(tokio::sync::Notify::new());
     let notifier = Notifier::start(
         boot.pool.clone(),
         boot.live_feed(1, dw_grpc_kit::live::Overflow::Coalesce),
+        pushes.clone(),
         &boot.tasks,
         boot.background.clone(),
     );
@@ -109,6 +111,7 @@ pub async fn run_with_listener(
         config.push.clone(),
         push_destinations.clone(),
         push_metrics,
+        pushes,
         boot.background.clone(),
     );
     boot.tasks.spawn(worker);

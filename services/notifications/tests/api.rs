@@ -440,3 +440,87 @@ async fn a_client_message_is_pushed_encrypted_with_vapid_and_gone_subscriptions_
     .await;
     assert_eq!(after.len(), before.len());
 }
+
+/// A push service whose `/push/slow` answers only when released (or after 4 s, within the
+/// tests' 5 s push timeout); any other endpoint answers at once.
+#[derive(Clone, Default)]
+struct GatedPushService {
+    started: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    answered: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+async fn gated_push_endpoint(
+    axum::extract::State(push): axum::extract::State<GatedPushService>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> axum::http::StatusCode {
+    push.started.lock().unwrap().push(id.clone());
+    if id == "slow" {
+        let _ = tokio::time::timeout(Duration::from_secs(4), push.release.notified()).await;
+    }
+    push.answered.lock().unwrap().push(id);
+    axum::http::StatusCode::CREATED
+}
+
+#[tokio::test]
+async fn pushes_go_out_at_commit_and_a_slow_push_service_holds_up_only_its_own() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    // The worker's poll is five minutes off: only the announcement at commit starts the sends.
+    let h = start_with(|config| config.push.poll_interval = Duration::from_secs(300)).await;
+    let push = GatedPushService::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app =
+        axum::Router::new().route("/push/{id}", axum::routing::post(gated_push_endpoint)).with_state(push.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let browser_secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let p256dh = URL_SAFE_NO_PAD.encode(browser_secret.public_key().to_sec1_bytes());
+    let auth = URL_SAFE_NO_PAD.encode(*b"0123456789abcdef");
+    let mut client = NotificationServiceClient::new(h.channel.clone());
+    // ana's browser is behind the slow push service, bia's behind a prompt one.
+    for (agent, endpoint) in [("ana", "slow"), ("bia", "fast")] {
+        let bearer = token("acme", agent, Role::Agent);
+        let request = pb::EnableBrowserNotificationsRequest {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            endpoint: format!("{base}/push/{endpoint}"),
+            p256dh: p256dh.clone(),
+            auth: auth.clone(),
+        };
+        client.enable_browser_notifications(authed(&bearer, request)).await.unwrap();
+    }
+    let message_for = |agent: &str| distribution::TaskMessageRecorded {
+        task_id: uuid::Uuid::now_v7().to_string(),
+        message_id: uuid::Uuid::now_v7().to_string(),
+        text: format!("para {agent}"),
+        received_at: None,
+        agent_id: agent.into(),
+    };
+    let recorded = "dw.distribution.v1.TaskMessageRecorded";
+    publish(&h, &h.distribution, "acme", "task.message_recorded", recorded, message_for("ana").encode_to_vec()).await;
+    eventually("ana's push under way", async || {
+        push.started.lock().unwrap().contains(&"slow".to_owned()).then_some(())
+    })
+    .await;
+
+    // While ana's push waits for its service, bia's goes out.
+    publish(&h, &h.distribution, "acme", "task.message_recorded", recorded, message_for("bia").encode_to_vec()).await;
+    eventually("bia's push answered", async || {
+        push.answered.lock().unwrap().contains(&"fast".to_owned()).then_some(())
+    })
+    .await;
+    assert!(!push.answered.lock().unwrap().contains(&"slow".to_owned()), "bia's push waited for ana's push service");
+
+    push.release.notify_one();
+    let sent = eventually("both pushes recorded as sent", async || {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM push_jobs WHERE status = 'sent'")
+            .fetch_one(&h._db.pool)
+            .await
+            .unwrap();
+        (n == 2).then_some(n)
+    })
+    .await;
+    assert_eq!(sent, 2);
+}

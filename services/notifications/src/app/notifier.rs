@@ -4,6 +4,7 @@
 //! [`follow`] feeds one agent's stream from the kept notifications after a sequence, so a
 //! resumed stream misses nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dw_grpc_kit::live::{Feed, Heartbeats, LiveStream};
@@ -11,7 +12,7 @@ use dw_ids::TenantId;
 use dw_proto::notifications::v1 as pb;
 use futures::StreamExt;
 use sqlx::postgres::{PgListener, PgPool};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -29,10 +30,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// `streams` should coalesce (a wake-up waiting stands for the next ones).
+    /// `streams` should coalesce (a wake-up waiting stands for the next ones). Each announcement
+    /// also wakes `pushes`, the Web Push worker: a projection that queues a push announces the
+    /// agent's news in the same transaction, so the push goes out at its commit rather than at
+    /// the worker's next poll.
     pub fn start(
         pool: PgPool,
         streams: Feed<String, ()>,
+        pushes: Arc<Notify>,
         tasks: &tokio_util::task::TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
@@ -54,7 +59,10 @@ impl Notifier {
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         received = listener.recv() => match received {
-                            Ok(notification) => streams.publish(&notification.payload().to_owned(), ()),
+                            Ok(notification) => {
+                                pushes.notify_one();
+                                streams.publish(&notification.payload().to_owned(), ());
+                            }
                             Err(_) => break,
                         }
                     }

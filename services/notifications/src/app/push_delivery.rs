@@ -7,6 +7,7 @@
 //! subscription. Every attempt is counted by outcome (`dw_push_deliveries_total`) and timed
 //! (`dw_push_request_duration_seconds`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use web_push_native::WebPushBuilder;
@@ -102,12 +104,34 @@ impl PushMetrics {
     }
 }
 
-/// Sends due pushes until `cancel`, where `destinations` admits.
+/// Pushes in flight at most, per replica.
+const MAX_IN_FLIGHT: usize = 64;
+/// Pushes of one tenant in flight at most, per replica: a tenant whose push services are slow to
+/// answer (up to the timeout) holds up its own pushes, not the others'.
+const TENANT_IN_FLIGHT: usize = 16;
+/// Jobs claimed per query at most.
+const CLAIM_BATCH: usize = 32;
+
+/// What the worker's sends share.
+struct Sender {
+    pool: PgPool,
+    http: OutboundClient,
+    config: PushConfig,
+    metrics: PushMetrics,
+}
+
+/// Sends due pushes until `cancel`, where `destinations` admits: at once when `wake` is told
+/// pushes were queued, otherwise every `poll_interval` (retries, and pushes queued by another
+/// replica whose announcement this one missed). Each push is sent in the background, so the
+/// next due ones are claimed while earlier ones wait for their push service; at most
+/// [`MAX_IN_FLIGHT`] at once, [`TENANT_IN_FLIGHT`] of one tenant. On `cancel`, the pushes in
+/// flight finish first.
 pub async fn run_worker(
     pool: PgPool,
     config: PushConfig,
     destinations: DestinationPolicy,
     metrics: PushMetrics,
+    wake: Arc<Notify>,
     cancel: CancellationToken,
 ) {
     let http = match destinations.http_client(config.timeout) {
@@ -117,99 +141,162 @@ pub async fn run_worker(
             return;
         }
     };
-    let (pool, http, config, metrics) = (&pool, &http, &config, &metrics);
-    let pass = move || async move {
-        push_due(pool, http, config, metrics).await.unwrap_or_else(|error| {
-            tracing::warn!(%error, "push worker failed");
-            0
-        })
-    };
-    super::poll(config.poll_interval, &cancel, pass).await;
+    let idle = config.poll_interval;
+    let sender = Arc::new(Sender { pool, http, config, metrics });
+    let mut sending: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
+    let mut by_tenant: HashMap<String, usize> = HashMap::new();
+    while !cancel.is_cancelled() {
+        while let Some(done) = sending.try_join_next() {
+            finished(&mut by_tenant, done);
+        }
+        let room = MAX_IN_FLIGHT.saturating_sub(sending.len()).min(CLAIM_BATCH);
+        let full: Vec<String> =
+            by_tenant.iter().filter(|(_, n)| **n >= TENANT_IN_FLIGHT).map(|(tenant, _)| tenant.clone()).collect();
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            claim(&sender.pool, room, &full).await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "push worker failed");
+                Vec::new()
+            })
+        };
+        let any = !claimed.is_empty();
+        for job in claimed {
+            *by_tenant.entry(job.tenant.clone()).or_default() += 1;
+            let sender = sender.clone();
+            sending.spawn(async move {
+                let tenant = job.tenant.clone();
+                if let Err(error) = push_one(&sender, job).await {
+                    tracing::warn!(%error, "push not recorded; retried when its claim expires");
+                }
+                tenant
+            });
+        }
+        if any {
+            continue;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(idle) => {}
+            () = wake.notified() => {}
+            Some(done) = sending.join_next(), if !sending.is_empty() => finished(&mut by_tenant, done),
+        }
+    }
+    while let Some(done) = sending.join_next().await {
+        finished(&mut by_tenant, done);
+    }
 }
 
-async fn push_due(
-    pool: &PgPool,
-    http: &OutboundClient,
-    config: &PushConfig,
-    metrics: &PushMetrics,
-) -> Result<usize, sqlx::Error> {
+/// A send ended: its tenant has one push fewer in flight.
+fn finished(by_tenant: &mut HashMap<String, usize>, done: Result<String, tokio::task::JoinError>) {
+    let Ok(tenant) = done else { return };
+    if let Some(n) = by_tenant.get_mut(&tenant) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            by_tenant.remove(&tenant);
+        }
+    }
+}
+
+/// A push claimed for sending.
+struct Job {
+    id: uuid::Uuid,
+    tenant: String,
+    endpoint: String,
+    payload: String,
+    attempts: i32,
+    traceparent: Option<String>,
+    p256dh: String,
+    auth: String,
+}
+
+/// Claims up to `limit` due pushes, none of the tenants in `full` (which have their share in
+/// flight), for a minute: a replica that dies mid-send leaves them to be retried then. Jobs whose
+/// subscription is gone are dropped.
+async fn claim(pool: &PgPool, limit: usize, full: &[String]) -> Result<Vec<Job>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "SELECT j.job_id, j.tenant_id, j.endpoint, j.payload, j.attempts, j.traceparent, s.p256dh, s.auth \
          FROM push_jobs j JOIN push_subscriptions s ON s.tenant_id = j.tenant_id AND s.endpoint = j.endpoint \
-         WHERE j.status = 'pending' AND j.next_attempt_at <= now() ORDER BY j.next_attempt_at LIMIT 32 \
+         WHERE j.status = 'pending' AND j.next_attempt_at <= now() AND j.tenant_id <> ALL($2) \
+         ORDER BY j.next_attempt_at LIMIT $1 \
          FOR UPDATE OF j SKIP LOCKED",
     )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(full)
     .fetch_all(&mut *tx)
     .await?;
-    // Jobs whose subscription is gone are dropped.
     sqlx::query(
         "UPDATE push_jobs j SET status = 'dropped' WHERE j.status = 'pending' AND NOT EXISTS \
          (SELECT 1 FROM push_subscriptions s WHERE s.tenant_id = j.tenant_id AND s.endpoint = j.endpoint)",
     )
     .execute(&mut *tx)
     .await?;
-    for row in &rows {
-        let id: uuid::Uuid = row.try_get("job_id")?;
-        sqlx::query("UPDATE push_jobs SET next_attempt_at = now() + interval '1 minute' WHERE job_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
+    let jobs = rows
+        .iter()
+        .map(|row| {
+            Ok(Job {
+                id: row.try_get("job_id")?,
+                tenant: row.try_get("tenant_id")?,
+                endpoint: row.try_get("endpoint")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get::<i32, _>("attempts")? + 1,
+                traceparent: row.try_get("traceparent")?,
+                p256dh: row.try_get("p256dh")?,
+                auth: row.try_get("auth")?,
+            })
+        })
+        .collect::<Result<Vec<Job>, sqlx::Error>>()?;
+    let ids: Vec<uuid::Uuid> = jobs.iter().map(|job| job.id).collect();
+    sqlx::query("UPDATE push_jobs SET next_attempt_at = now() + interval '1 minute' WHERE job_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(jobs)
+}
+
+/// Sends one claimed push and keeps its outcome.
+async fn push_one(sender: &Sender, job: Job) -> Result<(), sqlx::Error> {
+    let Sender { pool, http, config, metrics } = sender;
+    let Job { id, tenant, endpoint, payload, attempts, traceparent, p256dh, auth } = job;
+    let span = dw_telemetry::http_client_span!("web push send", "POST", &endpoint, attempt = attempts);
+    if let Some(traceparent) = traceparent {
+        dw_telemetry::set_parent_from_traceparent(&span, &traceparent);
+    }
+    let pushed = send_one(http, config, &endpoint, &p256dh, &auth, payload).instrument(span.clone()).await;
+    match &pushed {
+        Pushed::Answered { status, .. } => dw_telemetry::http_client::record_status(&span, *status),
+        Pushed::Refused(refused) => {
+            dw_telemetry::http_client::record_failure(&span, "refused");
+            tracing::warn!(%tenant, reason = %refused, "push destination refused");
+        }
+        Pushed::NoAnswer { .. } => dw_telemetry::http_client::record_failure(&span, "no_answer"),
+        Pushed::Unusable => dw_telemetry::http_client::record_failure(&span, "unusable_subscription"),
+    }
+    let (status, elapsed) = (pushed.status(), pushed.elapsed());
+    let next = pushed.next(attempts);
+    if next.drops_subscription() {
+        sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
+            .bind(&tenant)
+            .bind(&endpoint)
+            .execute(pool)
             .await?;
     }
-    tx.commit().await?;
-    for row in &rows {
-        let id: uuid::Uuid = row.try_get("job_id")?;
-        let tenant: String = row.try_get("tenant_id")?;
-        let endpoint: String = row.try_get("endpoint")?;
-        let payload: String = row.try_get("payload")?;
-        let attempts: i32 = row.try_get::<i32, _>("attempts")? + 1;
-        let span = dw_telemetry::http_client_span!("web push send", "POST", &endpoint, attempt = attempts);
-        if let Some(traceparent) = row.try_get::<Option<String>, _>("traceparent")? {
-            dw_telemetry::set_parent_from_traceparent(&span, &traceparent);
-        }
-        let pushed = send_one(
-            http,
-            config,
-            &endpoint,
-            &row.try_get::<String, _>("p256dh")?,
-            &row.try_get::<String, _>("auth")?,
-            payload,
-        )
-        .instrument(span.clone())
-        .await;
-        match &pushed {
-            Pushed::Answered { status, .. } => dw_telemetry::http_client::record_status(&span, *status),
-            Pushed::Refused(refused) => {
-                dw_telemetry::http_client::record_failure(&span, "refused");
-                tracing::warn!(%tenant, reason = %refused, "push destination refused");
-            }
-            Pushed::NoAnswer { .. } => dw_telemetry::http_client::record_failure(&span, "no_answer"),
-            Pushed::Unusable => dw_telemetry::http_client::record_failure(&span, "unusable_subscription"),
-        }
-        let (status, elapsed) = (pushed.status(), pushed.elapsed());
-        let next = pushed.next(attempts);
-        if next.drops_subscription() {
-            sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND endpoint = $2")
-                .bind(&tenant)
-                .bind(&endpoint)
-                .execute(pool)
-                .await?;
-        }
-        metrics.observe(next.outcome, elapsed);
-        sqlx::query(
-            "UPDATE push_jobs SET status = $2, attempts = $3, last_status = $4, \
-                 next_attempt_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $5::bigint) END, \
-                 sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END WHERE job_id = $1",
-        )
-        .bind(id)
-        .bind(next.state.as_str())
-        .bind(attempts)
-        .bind(status.map(i32::from))
-        .bind(next.retry_in.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
-        .execute(pool)
-        .await?;
-    }
-    Ok(rows.len())
+    metrics.observe(next.outcome, elapsed);
+    sqlx::query(
+        "UPDATE push_jobs SET status = $2, attempts = $3, last_status = $4, \
+             next_attempt_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $5::bigint) END, \
+             sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END WHERE job_id = $1",
+    )
+    .bind(id)
+    .bind(next.state.as_str())
+    .bind(attempts)
+    .bind(status.map(i32::from))
+    .bind(next.retry_in.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// What became of one push.
