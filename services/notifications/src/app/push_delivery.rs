@@ -7,7 +7,6 @@
 //! subscription. Every attempt is counted by outcome (`dw_push_deliveries_total`) and timed
 //! (`dw_push_request_duration_seconds`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,13 +103,8 @@ impl PushMetrics {
     }
 }
 
-/// Pushes in flight at most, per replica.
-const MAX_IN_FLIGHT: usize = 64;
-/// Pushes of one tenant in flight at most, per replica: a tenant whose push services are slow to
-/// answer (up to the timeout) holds up its own pushes, not the others'.
-const TENANT_IN_FLIGHT: usize = 16;
-/// Jobs claimed per query at most.
-const CLAIM_BATCH: usize = 32;
+/// Pushes in flight per replica: 64 at most, 16 of one tenant.
+const IN_FLIGHT: super::InFlight = super::InFlight { total: 64, per_tenant: 16, batch: 32 };
 
 /// What the worker's sends share.
 struct Sender {
@@ -122,10 +116,8 @@ struct Sender {
 
 /// Sends due pushes until `cancel`, where `destinations` admits: at once when `wake` is told
 /// pushes were queued, otherwise every `poll_interval` (retries, and pushes queued by another
-/// replica whose announcement this one missed). Each push is sent in the background, so the
-/// next due ones are claimed while earlier ones wait for their push service; at most
-/// [`MAX_IN_FLIGHT`] at once, [`TENANT_IN_FLIGHT`] of one tenant. On `cancel`, the pushes in
-/// flight finish first.
+/// replica whose announcement this one missed). Each push is sent in the background
+/// ([`super::drive`], [`IN_FLIGHT`]); on `cancel`, the pushes in flight finish first.
 pub async fn run_worker(
     pool: PgPool,
     config: PushConfig,
@@ -143,59 +135,27 @@ pub async fn run_worker(
     };
     let idle = config.poll_interval;
     let sender = Arc::new(Sender { pool, http, config, metrics });
-    let mut sending: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
-    let mut by_tenant: HashMap<String, usize> = HashMap::new();
-    while !cancel.is_cancelled() {
-        while let Some(done) = sending.try_join_next() {
-            finished(&mut by_tenant, done);
-        }
-        let room = MAX_IN_FLIGHT.saturating_sub(sending.len()).min(CLAIM_BATCH);
-        let full: Vec<String> =
-            by_tenant.iter().filter(|(_, n)| **n >= TENANT_IN_FLIGHT).map(|(tenant, _)| tenant.clone()).collect();
-        let claimed = if room == 0 {
-            Vec::new()
-        } else {
-            claim(&sender.pool, room, &full).await.unwrap_or_else(|error| {
-                tracing::warn!(%error, "push worker failed");
-                Vec::new()
-            })
-        };
-        let any = !claimed.is_empty();
-        for job in claimed {
-            *by_tenant.entry(job.tenant.clone()).or_default() += 1;
-            let sender = sender.clone();
-            sending.spawn(async move {
-                let tenant = job.tenant.clone();
-                if let Err(error) = push_one(&sender, job).await {
-                    tracing::warn!(%error, "push not recorded; retried when its claim expires");
+    let claim = |room: usize, full: Vec<String>| {
+        let pool = sender.pool.clone();
+        async move {
+            match claim(&pool, room, &full).await {
+                Ok(jobs) => jobs.into_iter().map(|job| (job.tenant.clone(), job)).collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "push worker failed");
+                    Vec::new()
                 }
-                tenant
-            });
+            }
         }
-        if any {
-            continue;
+    };
+    let send = |job: Job| {
+        let sender = sender.clone();
+        async move {
+            if let Err(error) = push_one(&sender, job).await {
+                tracing::warn!(%error, "push not recorded; retried when its claim expires");
+            }
         }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(idle) => {}
-            () = wake.notified() => {}
-            Some(done) = sending.join_next(), if !sending.is_empty() => finished(&mut by_tenant, done),
-        }
-    }
-    while let Some(done) = sending.join_next().await {
-        finished(&mut by_tenant, done);
-    }
-}
-
-/// A send ended: its tenant has one push fewer in flight.
-fn finished(by_tenant: &mut HashMap<String, usize>, done: Result<String, tokio::task::JoinError>) {
-    let Ok(tenant) = done else { return };
-    if let Some(n) = by_tenant.get_mut(&tenant) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            by_tenant.remove(&tenant);
-        }
-    }
+    };
+    super::drive(idle, &cancel, Some(&wake), IN_FLIGHT, claim, send).await;
 }
 
 /// A push claimed for sending.

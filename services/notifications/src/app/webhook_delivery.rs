@@ -7,6 +7,7 @@
 //! A delivery of a send's own webhook goes to the send's URL, signed with the tenant's sends
 //! endpoint's secret; one URL's answers never disable that endpoint (it serves every send).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -77,7 +78,20 @@ impl WebhookMetrics {
     }
 }
 
-/// Delivers due deliveries until `cancel`, where `destinations` admits.
+/// Deliveries in flight per replica: 64 at most, 16 of one tenant.
+const IN_FLIGHT: super::InFlight = super::InFlight { total: 64, per_tenant: 16, batch: 16 };
+
+/// What the worker's deliveries share.
+struct Sender {
+    pool: PgPool,
+    http: OutboundClient,
+    config: WebhookConfig,
+    metrics: WebhookMetrics,
+}
+
+/// Delivers due deliveries until `cancel`, where `destinations` admits, each in the background
+/// ([`super::drive`], [`IN_FLIGHT`]): a receiver slow to answer holds up its own deliveries, not
+/// the next ones. On `cancel`, the deliveries in flight finish first.
 pub async fn run_worker(
     pool: PgPool,
     config: WebhookConfig,
@@ -92,14 +106,30 @@ pub async fn run_worker(
             return;
         }
     };
-    let (pool, http, config, metrics) = (&pool, &http, &config, &metrics);
-    let pass = move || async move {
-        deliver_due(pool, http, config, metrics).await.unwrap_or_else(|error| {
-            tracing::warn!(%error, "webhook worker failed");
-            0
-        })
+    let idle = config.poll_interval;
+    let sender = Arc::new(Sender { pool, http, config, metrics });
+    let claim = |room: usize, full: Vec<String>| {
+        let sender = sender.clone();
+        async move {
+            match claim_due(&sender.pool, &sender.config, room, &full).await {
+                Ok(due) => due.into_iter().map(|d| (d.tenant.clone(), d)).collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "webhook worker failed");
+                    Vec::new()
+                }
+            }
+        }
     };
-    super::poll(config.poll_interval, &cancel, pass).await;
+    let send = |d: Due| {
+        let sender = sender.clone();
+        async move {
+            let attempted = attempt(&sender.http, &d).await;
+            if let Err(error) = record(&sender.pool, &sender.config, &sender.metrics, &d, attempted).await {
+                tracing::warn!(%error, "webhook attempt not recorded; retried when its lease expires");
+            }
+        }
+    };
+    super::drive(idle, &cancel, None, IN_FLIGHT, claim, send).await;
 }
 
 struct Due {
@@ -114,21 +144,25 @@ struct Due {
     traceparent: Option<String>,
 }
 
-async fn deliver_due(
+/// Claims up to `limit` due deliveries, none of the tenants in `full`, with a lease (other
+/// replicas skip them until it ends).
+async fn claim_due(
     pool: &PgPool,
-    http: &OutboundClient,
     config: &WebhookConfig,
-    metrics: &WebhookMetrics,
-) -> Result<usize, sqlx::Error> {
-    // Claim a batch with a lease (other replicas skip them), then deliver outside the transaction.
+    limit: usize,
+    full: &[String],
+) -> Result<Vec<Due>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "SELECT d.delivery_id, d.tenant_id, d.webhook_id, d.body, d.attempt_count, COALESCE(d.url, w.url) AS url, w.secret, \
                 d.traceparent \
          FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
-         WHERE d.status = 'pending' AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at LIMIT 16 \
+         WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.tenant_id <> ALL($2) \
+         ORDER BY d.next_attempt_at LIMIT $1 \
          FOR UPDATE OF d SKIP LOCKED",
     )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(full)
     .fetch_all(&mut *tx)
     .await?;
     let due: Vec<Due> = rows
@@ -146,20 +180,15 @@ async fn deliver_due(
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    for d in &due {
-        let lease = config.timeout + Duration::from_secs(30);
-        sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = now() + $2 WHERE delivery_id = $1")
-            .bind(d.delivery_id)
-            .bind(lease)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let ids: Vec<uuid::Uuid> = due.iter().map(|d| d.delivery_id).collect();
+    let lease = config.timeout + Duration::from_secs(30);
+    sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = now() + $2 WHERE delivery_id = ANY($1)")
+        .bind(&ids)
+        .bind(lease)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    let results = futures::future::join_all(due.iter().map(|d| attempt(http, d))).await;
-    for (d, result) in due.iter().zip(results) {
-        record(pool, config, metrics, d, result).await?;
-    }
-    Ok(due.len())
+    Ok(due)
 }
 
 /// What one attempt got.
