@@ -519,7 +519,11 @@ def check_deployment(dep, objects, profile, ctx, report, facts):
         report.error(f"{where}: DW_STREAM_REPLICAS={stream_replicas}, the {report.title} profile wants "
                      f"{profile['stream_replicas']}")
     facts.setdefault("stream_replicas", set()).add(int(stream_replicas))
-    facts.setdefault("db_max_connections", {})[name] = int(values.get("DW_DB_MAX_CONNECTIONS") or 16)
+    pool = int(values.get("DW_DB_MAX_CONNECTIONS") or 16)
+    if name == "messaging-templates":
+        # The dispatcher's own pool: two connections per hand-over, plus one.
+        pool += 2 * int(values.get("DW_DISPATCH_CONCURRENCY") or 8) + 1
+    facts.setdefault("db_max_connections", {})[name] = pool
 
     # Shutdown: grace >= preStop + drain + margin.
     grace = pod.get("terminationGracePeriodSeconds", 30)

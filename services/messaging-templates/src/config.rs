@@ -21,7 +21,7 @@ pub struct Config {
     /// Off only for maintenance (and the restart test): requested messages wait in the stream.
     pub dispatch_enabled: bool,
     /// Hand-overs to the providers at once per replica (`DW_DISPATCH_CONCURRENCY`, 1–64);
-    /// unset: what the Postgres pool leaves room for (each holds two connections).
+    /// unset: 8. The dispatcher has its own pool of two connections per hand-over, plus one.
     pub dispatch_concurrency: Option<usize>,
     pub consumer_prefix: String,
     /// Provider webhooks (HTTP), verified with each tenant's own accounts.
@@ -115,7 +115,7 @@ fn webhook_public_url(webhook_addr: std::net::SocketAddr) -> Result<WebhookBaseU
         .map_err(|reason| ConfigError::Invalid { name: "DW_WEBHOOK_PUBLIC_URL", reason: format!("{value:?} {reason}") })
 }
 
-/// `DW_DISPATCH_CONCURRENCY`: unset (the pool decides), or 1–64.
+/// `DW_DISPATCH_CONCURRENCY`: unset (the default, 8), or 1–64.
 fn dispatch_concurrency() -> Result<Option<usize>, ConfigError> {
     parse_dispatch_concurrency(&var("DW_DISPATCH_CONCURRENCY", ""))
 }

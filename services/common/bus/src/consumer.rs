@@ -115,6 +115,17 @@ pub struct ProjectionConsumer<P> {
     config: ConsumerConfig,
     projection: P,
     metrics: ConsumerMetrics,
+    /// An unordered consumer's position, written now and then ([`Self::note_position`]).
+    position: std::sync::Mutex<Position>,
+}
+
+/// How often an unordered consumer writes its position at most.
+const POSITION_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Position {
+    highest: u64,
+    written_at: Option<std::time::Instant>,
 }
 
 impl<P: Projection> ProjectionConsumer<P> {
@@ -125,7 +136,7 @@ impl<P: Projection> ProjectionConsumer<P> {
         projection: P,
         metrics: ConsumerMetrics,
     ) -> Self {
-        Self { pool, jetstream, config, projection, metrics }
+        Self { pool, jetstream, config, projection, metrics, position: std::sync::Mutex::default() }
     }
 
     fn labels(&self) -> ConsumerLabels {
@@ -392,21 +403,44 @@ impl<P: Projection> ProjectionConsumer<P> {
             return Ok(Outcome::Duplicate);
         }
         let handed = crate::hand_over(&self.projection, &mut tx, event).await?;
-        sqlx::query(
-            "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
-             EXCLUDED.stream_sequence), updated_at = now()",
-        )
-        .bind(&self.config.durable_name)
-        .bind(event.stream_sequence as i64)
-        .execute(&mut *tx)
-        .await?;
+        let ordered = self.config.concurrency <= 1;
+        if ordered {
+            record_position(&mut tx, &self.config.durable_name, event.stream_sequence).await?;
+        }
         // A projection may have appended events (a reaction): the relay publishes them now.
         dw_eventstore::commit(tx).await?;
+        if !ordered {
+            self.note_position(event.stream_sequence).await;
+        }
         Ok(match handed {
             crate::Handed::Applied => Outcome::Applied,
             crate::Handed::UnknownType => Outcome::UnknownType,
         })
+    }
+
+    /// An unordered consumer's position, kept outside the events' transactions and at most once
+    /// per [`POSITION_EVERY`]: written in each transaction, its one row would make the
+    /// consumer's concurrent transactions commit one at a time. (Its events are applied in no
+    /// particular order, so the position is bookkeeping, as for an ordered consumer, and nothing
+    /// depends on it being exact.)
+    async fn note_position(&self, sequence: u64) {
+        let due = {
+            let Ok(mut position) = self.position.lock() else { return };
+            position.highest = position.highest.max(sequence);
+            let due = position.written_at.is_none_or(|at| at.elapsed() >= POSITION_EVERY);
+            if due {
+                position.written_at = Some(std::time::Instant::now());
+            }
+            due.then_some(position.highest)
+        };
+        let Some(highest) = due else { return };
+        let written = match self.pool.acquire().await {
+            Ok(mut conn) => record_position(&mut conn, &self.config.durable_name, highest).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            tracing::debug!(%error, "consumer position not recorded; the next one will be");
+        }
     }
 
     async fn dead_letter(
@@ -446,6 +480,20 @@ impl<P: Projection> ProjectionConsumer<P> {
         }
         Outcome::DeadLettered
     }
+}
+
+/// Records `consumer`'s position: the highest stream sequence it applied.
+pub(crate) async fn record_position(conn: &mut PgConnection, consumer: &str, sequence: u64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
+         ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
+         EXCLUDED.stream_sequence), updated_at = now()",
+    )
+    .bind(consumer)
+    .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Records that `consumer` applied `event`; false when it already had.

@@ -40,12 +40,21 @@ pub trait DeclaredConsumer: Send + Sync {
 pub struct Consumer<P> {
     pub config: ConsumerConfig,
     pub projection: P,
+    /// Connections of its own, when the service's pool is not to be shared with it.
+    pub pool: Option<PgPool>,
 }
 
 impl<P: Projection + Clone> Consumer<P> {
     /// A boxed declaration, for a service's list of consumers.
     pub fn declare(config: ConsumerConfig, projection: P) -> Box<dyn DeclaredConsumer> {
-        Box::new(Self { config, projection })
+        Box::new(Self { config, projection, pool: None })
+    }
+
+    /// [`declare`](Self::declare), applying on `pool` rather than the service's: a consumer that
+    /// must keep pace with the RPCs (messaging's dispatcher) then never waits behind them for a
+    /// connection.
+    pub fn declare_with_pool(config: ConsumerConfig, projection: P, pool: PgPool) -> Box<dyn DeclaredConsumer> {
+        Box::new(Self { config, projection, pool: Some(pool) })
     }
 }
 
@@ -62,6 +71,7 @@ impl<P: Projection + Clone> DeclaredConsumer for Consumer<P> {
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) {
+        let pool = self.pool.clone().unwrap_or(pool);
         let consumer = ProjectionConsumer::new(pool, jetstream, self.config.clone(), self.projection.clone(), metrics);
         tasks.spawn(consumer.run(cancel));
     }

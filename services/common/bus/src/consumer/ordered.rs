@@ -393,16 +393,7 @@ impl<P: Projection> ProjectionConsumer<P> {
             });
         }
         if let Some(position) = position {
-            sqlx::query(
-                "INSERT INTO consumer_positions (consumer, stream_sequence) VALUES ($1, $2) \
-                 ON CONFLICT (consumer) DO UPDATE SET stream_sequence = GREATEST(consumer_positions.stream_sequence, \
-                 EXCLUDED.stream_sequence), updated_at = now()",
-            )
-            .bind(&self.config.durable_name)
-            .bind(position as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(BatchError::Lease)?;
+            super::record_position(&mut tx, &self.config.durable_name, position).await.map_err(BatchError::Lease)?;
         }
         dw_eventstore::commit(tx).await.map_err(BatchError::Lease)?;
         Ok(outcomes)
