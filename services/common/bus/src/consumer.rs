@@ -292,35 +292,26 @@ impl<P: Projection> ProjectionConsumer<P> {
                     Err(ProjectionError::Permanent(reason)) => {
                         return self.dead_letter(message, Some(&event), stream_sequence, attempt, &reason).await;
                     }
-                    Err(ProjectionError::Unavailable(reason)) => {
-                        // The database, not the event: never dead-lettered, however long it lasts.
-                        let delay = self.config.delay_after(attempt).min(UNAVAILABLE_RETRY);
-                        if self.config.concurrency > 1 {
-                            warn!(%reason, delay_ms = delay.as_millis() as u64, "database unavailable, retrying later");
-                            if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
-                                warn!(%error, "nak failed; the event will be redelivered after ack_wait");
-                            }
-                            return Outcome::Retrying;
-                        }
-                        warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "database unavailable, retrying in place");
-                        self.in_hand(message, also_held, tokio::time::sleep(delay)).await;
-                        attempt = attempt.saturating_add(1);
-                    }
                     Err(ProjectionError::Transient(reason)) if attempt >= self.config.max_deliver => {
                         return self.dead_letter(message, Some(&event), stream_sequence, attempt, &reason).await;
                     }
-                    Err(ProjectionError::Transient(reason)) => {
-                        let delay = self.config.delay_after(attempt);
+                    Err(error @ (ProjectionError::Transient(_) | ProjectionError::Unavailable(_))) => {
+                        // An unavailable database is not the event's fault: never dead-lettered,
+                        // however long it lasts, and tried again at least every few seconds.
+                        let delay = match error {
+                            ProjectionError::Unavailable(_) => self.config.delay_after(attempt).min(UNAVAILABLE_RETRY),
+                            _ => self.config.delay_after(attempt),
+                        };
                         if self.config.concurrency > 1 {
-                            warn!(%reason, delay_ms = delay.as_millis() as u64, "projection failed, retrying later");
+                            warn!(%error, delay_ms = delay.as_millis() as u64, "projection failed, retrying later");
                             if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
                                 warn!(%error, "nak failed; the event will be redelivered after ack_wait");
                             }
                             return Outcome::Retrying;
                         }
-                        warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "projection failed, retrying in place");
+                        warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "projection failed, retrying in place");
                         self.in_hand(message, also_held, tokio::time::sleep(delay)).await;
-                        attempt += 1;
+                        attempt = attempt.saturating_add(1);
                     }
                 }
             }
