@@ -70,6 +70,7 @@ async fn an_agent_who_starts_the_day_is_handed_a_created_task_on_their_stream() 
     let today = chrono::Utc::now().format("%Y%m%d").to_string();
     assert_eq!(task.protocol, format!("{today}000001"));
     assert_eq!((task.status, task.agent_id.as_str()), (pb::TaskStatus::Assigned as i32, "ana"), "assigned at once");
+    assert_eq!(cluster.task("acme", &task.task_id).await, task, "the answer is the task as stored");
 
     let update = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("update within 10 s");
     let update = update.unwrap().unwrap();
@@ -120,6 +121,7 @@ async fn exit_break_end_of_day_and_capacity_rules() {
     cluster.wait_for_agent("acme", "ana", "exit_notified").await;
     let t2 = cluster.create_task("acme", "support", "Client Two", "+5511900000002").await;
     assert!(queued(&t2), "nobody available: {t2:?}");
+    assert_eq!(cluster.task("acme", &t2.task_id).await, t2, "the answer is the task as stored");
     let explained = cluster
         .distribution()
         .explain_assignment(authed(&manager, pb::ExplainAssignmentRequest { task_id: t2.task_id.clone() }))

@@ -30,13 +30,26 @@ pub struct Write {
     table: &'static str,
     sql: &'static str,
     binds: Vec<Bind>,
+    /// A guard's description ([`Write::guard`]).
+    guard: Option<String>,
 }
 
 impl Write {
     /// A write of `table` (the table it changes, or any table it reads that another write of
     /// the same command changes).
     pub fn new(table: &'static str, sql: &'static str) -> Self {
-        Self { table, sql, binds: Vec::new() }
+        Self { table, sql, binds: Vec::new(), guard: None }
+    }
+
+    /// Makes this write a guard of the statement: its SQL ends with `RETURNING` and must return a
+    /// row, or the whole statement raises (`dw_stream_moved`, naming `what`) and the command sees
+    /// [`StoreError::Conflict`] and is attempted again, as when a stream it appends to moved
+    /// (say, a capacity the write increments only while it is not reached). Run on its own
+    /// ([`Write::execute`]), a guard is an ordinary write.
+    #[must_use]
+    pub fn guard(mut self, what: impl Into<String>) -> Self {
+        self.guard = Some(what.into());
+        self
     }
 
     /// The value of the next placeholder.
@@ -197,6 +210,10 @@ async fn send(conn: &mut PgConnection, appends: &[StagedAppend], writes: &[Write
         let offset = args.len();
         write.bind_into(&mut args)?;
         parts.push(format!("write{j} AS ({})", renumber(write.sql, offset)));
+        if let Some(what) = &write.guard {
+            args.add(what.as_str()).map_err(sqlx::Error::Encode)?;
+            outputs.push(format!("SELECT dw_stream_moved(${}) WHERE NOT EXISTS (SELECT 1 FROM write{j})", args.len()));
+        }
     }
     if outputs.is_empty() {
         outputs.push("SELECT 0::bigint WHERE false".to_owned());

@@ -169,3 +169,37 @@ async fn concurrent_requests_with_one_id_act_once_and_all_get_the_response() {
     assert_eq!(count(&db, "SELECT count(*) AS n FROM events").await, 1);
     assert_eq!(count(&db, "SELECT count(*) AS n FROM idempotency_keys").await, 1);
 }
+
+#[tokio::test]
+async fn a_guard_that_changes_no_row_undoes_the_whole_statement() {
+    let db = db().await;
+    sqlx::query("CREATE TABLE seats (id TEXT PRIMARY KEY, taken INT NOT NULL, capacity INT NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO seats VALUES ('s', 0, 1)").execute(&db.pool).await.unwrap();
+    let take = |stream: &str| {
+        let mut writes = Writes::default();
+        let event = NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "test.v1.Happened".into(),
+            subject: "thing.happened".into(),
+            payload: b"x".to_vec(),
+            published: None,
+        };
+        writes.append(&tenant(), stream, 0, vec![event], None, &EventMetadata::default()).unwrap();
+        writes.push(
+            Write::new("seats", "UPDATE seats SET taken = taken + 1 WHERE id = 's' AND taken < capacity RETURNING 1")
+                .guard("seat s is full"),
+        );
+        writes
+    };
+    let mut conn = db.pool.acquire().await.unwrap();
+    take("thing:5").execute(&mut conn).await.unwrap();
+    // The seat is full: the guard matches nothing, and neither its event nor its outbox row stays.
+    let refused = take("thing:6").execute(&mut conn).await;
+    assert!(matches!(refused, Err(store::StoreError::Conflict { .. })), "{refused:?}");
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM events").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM outbox").await, 1);
+    assert_eq!(count(&db, "SELECT taken::bigint AS n FROM seats").await, 1);
+}

@@ -10,7 +10,7 @@ use dw_eventstore::writes::Write;
 use dw_ids::TenantId;
 use sqlx::PgConnection;
 
-use super::{AppError, append_task_with, load_task};
+use super::{Also, AppError, append_task_with, load_task};
 use crate::domain::TaskId;
 use crate::domain::assignment::{self, Decision};
 use crate::domain::task::{self, AssignmentSummary, Command, Task};
@@ -83,6 +83,8 @@ pub async fn decide_for(
 #[derive(Debug, Default)]
 pub struct Round {
     pub assigned: Vec<TaskId>,
+    /// The state and version of each task the round gave to an agent, as written.
+    pub written: Vec<(Task, i64)>,
     /// The decision that left a queue's head unassigned (nobody eligible), with its department.
     pub stopped_at: Option<(String, Decision)>,
     /// Whether the tenant distributes automatically (no round otherwise).
@@ -91,6 +93,14 @@ pub struct Round {
 
 /// Assigns what can be assigned in `scope`. `known`: a task the caller just wrote (its state and
 /// version), which the round then need not read again when it is a queue's head.
+///
+/// Each step of a department reads what it needs in one query ([`projections::agents::department_round`]):
+/// the settings, the queue's head and the candidates. A chosen agent linked to this department
+/// alone can be given work only under its lock, which the round holds: their load goes up in the
+/// assignment's statement, guarded by their capacity, with no read before. One linked elsewhere
+/// too is locked and checked first ([`projections::agents::lock_available`]), as a round there
+/// may have given them a task meanwhile; should one do so all the same, the guard undoes the
+/// statement and the command is attempted again.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     conn: &mut PgConnection,
@@ -102,30 +112,38 @@ pub async fn run(
     now: DateTime<Utc>,
     mut known: Option<(Task, i64)>,
 ) -> Result<Round, AppError> {
-    let settings = projections::agents::settings(conn, tenant).await?;
-    if !settings.auto_distribution_enabled {
-        return Ok(Round::default());
-    }
     let departments = match scope {
         Scope::Departments(departments) => departments,
-        Scope::All => projections::tasks::departments_with_queue(conn, tenant).await?,
+        Scope::All => {
+            if !projections::agents::settings(conn, tenant).await?.auto_distribution_enabled {
+                return Ok(Round::default());
+            }
+            projections::tasks::departments_with_queue(conn, tenant).await?
+        }
     };
     let mut round = Round { automatic: true, ..Round::default() };
     for department in departments {
         // Each failed check of a chosen agent means another round took their last capacity (or
         // they left); the next decision sees that. Bounded all the same.
         let mut rechecks = 0;
-        while let Some(head) = projections::tasks::queue_head(conn, tenant, &department).await? {
-            let decision = decide_for(conn, tenant, &department, settings.default_capacity).await?;
+        let mut view = projections::agents::department_round(conn, tenant, &department).await?;
+        if !view.settings.auto_distribution_enabled {
+            return Ok(Round::default());
+        }
+        while let Some(head) = view.head {
+            let decision = assignment::choose(&view.candidates);
             let Some(agent) = decision.chosen.clone() else {
                 round.stopped_at = Some((department.clone(), decision));
                 break;
             };
-            if !projections::agents::lock_available(conn, tenant, &agent, settings.default_capacity).await? {
+            let default_capacity = view.settings.default_capacity;
+            let shared = view.linked_elsewhere.contains(&agent);
+            if shared && !projections::agents::lock_available(conn, tenant, &agent, default_capacity).await? {
                 rechecks += 1;
                 if rechecks > MAX_RECHECKS {
                     break;
                 }
+                view = projections::agents::department_round(conn, tenant, &department).await?;
                 continue;
             }
             let task_id = TaskId(head);
@@ -146,10 +164,17 @@ pub async fn run(
             };
             let events = task::decide(&state, Command::Assign { agent, summary }, now)?;
             let wait = task::queue_wait(&state, &events);
-            // The assignment and its decision in one statement.
-            append_task_with(conn, tenant, Some(&state), version, events, metadata, now, vec![decision_row]).await?;
+            // The assignment and its decision in one statement, the agent's load guarded unless
+            // their row was locked above.
+            let also = Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity) };
+            let after = append_task_with(conn, tenant, Some(&state), version, events, metadata, now, also).await?;
             metrics.observe_assignment(wait);
             round.assigned.push(task_id);
+            round.written.push(after);
+            if !view.more_queued {
+                break;
+            }
+            view = projections::agents::department_round(conn, tenant, &department).await?;
         }
     }
     Ok(round)

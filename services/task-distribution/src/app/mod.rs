@@ -91,12 +91,22 @@ pub async fn append_task(
     metadata: &EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<(Task, i64), AppError> {
-    append_task_with(conn, tenant, before, version, events, metadata, now, Vec::new()).await
+    append_task_with(conn, tenant, before, version, events, metadata, now, Also::default()).await
 }
 
-/// [`append_task`], with `also` (rows of other tables the same change writes, such as its
-/// assignment decision) sent in the same statement: the append behind its stream's guard, the
-/// task's row, the agents' load and `also`, one round trip in the caller's transaction.
+/// What else a task's change writes in its statement ([`append_task_with`]).
+#[derive(Default)]
+pub struct Also {
+    /// Rows of other tables, such as the assignment's decision.
+    pub writes: Vec<Write>,
+    /// The tenant's default capacity, when the new holder's load is to go up only while they can
+    /// take the task ([`projections::agents::load_writes`]): the round did not lock their row.
+    pub guard_capacity: Option<i32>,
+}
+
+/// [`append_task`], with `also` sent in the same statement: the append behind its stream's
+/// guard, the task's row, the agents' load and `also`, one round trip in the caller's
+/// transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn append_task_with(
     conn: &mut PgConnection,
@@ -106,7 +116,7 @@ pub async fn append_task_with(
     events: Vec<Event>,
     metadata: &EventMetadata,
     now: DateTime<Utc>,
-    also: Vec<Write>,
+    also: Also,
 ) -> Result<(Task, i64), AppError> {
     let task_id = match (before, events.first()) {
         (Some(task), _) => task.content.task_id,
@@ -121,7 +131,8 @@ pub async fn append_task_with(
     let after = staged.state.ok_or_else(|| CommandError::corrupt(format!("task {task_id} has no state")))?;
     let queue_change = projections::tasks::QueueChange::of(&events);
     writes.push(projections::tasks::save_write(tenant, &after, staged.version, queue_change, now));
-    for write in projections::agents::load_writes(tenant, before, &after, now).into_iter().chain(also) {
+    let loads = projections::agents::load_writes(tenant, before, &after, now, also.guard_capacity);
+    for write in loads.into_iter().chain(also.writes) {
         writes.push(write);
     }
     writes.execute(conn).await?;

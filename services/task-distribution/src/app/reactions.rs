@@ -389,8 +389,8 @@ async fn record_inbound(
     let client_key = format!("{}:{}", channel.as_str(), phone.as_str());
     lock_departments(conn, tenant, Some(&client_key), department.as_slice()).await?;
     let open = projections::tasks::open_task_of_client(conn, tenant, phone.as_str(), channel.as_str()).await?;
-    let task_id = match open {
-        Some(task_id) => TaskId(task_id),
+    let loaded = match open {
+        Some(task_id) => load_task(conn, tenant, TaskId(task_id)).await?,
         None => {
             let department = department.ok_or_else(|| {
                 AppError::invalid(
@@ -413,10 +413,10 @@ async fn record_inbound(
                 subject,
                 inbound_message_id: Some(message.message_id.clone()),
             };
-            create_task(conn, tenant, input, None, "inbound-message", metrics, &metadata, now).await?
+            Some(create_task(conn, tenant, input, None, "inbound-message", metrics, &metadata, now).await?)
         }
     };
-    let Some((state, version)) = load_task(conn, tenant, task_id).await? else {
+    let Some((state, version)) = loaded else {
         return Ok(());
     };
     let record = Command::RecordMessage { message_id: message.message_id, text: message.text, received_at };

@@ -129,8 +129,8 @@ async fn agent_view(
         .ok_or_else(|| DomainError::AgentNotFound(agent.to_string()).into())
 }
 
-/// Creates a task (with `protocol`, or the next one taken here) and tries to assign it at once.
-/// The caller holds the lock of the task's department.
+/// Creates a task (with `protocol`, or the next one taken here) and tries to assign it at once;
+/// returns its state and version as written. The caller holds the lock of the task's department.
 #[allow(clippy::too_many_arguments)]
 pub async fn create_task(
     conn: &mut PgConnection,
@@ -141,7 +141,7 @@ pub async fn create_task(
     metrics: &DistributionMetrics,
     metadata: &dw_eventstore::EventMetadata,
     now: DateTime<Utc>,
-) -> Result<TaskId, AppError> {
+) -> Result<(task::Task, i64), AppError> {
     let protocol = match protocol {
         Some(protocol) => protocol,
         None => allocate_protocol(conn, tenant, now).await?,
@@ -161,11 +161,15 @@ pub async fn create_task(
     let written = append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
     let department = input.department.to_string();
     let scope = Scope::Departments(vec![department.clone()]);
-    let round = dispatcher::run(conn, tenant, scope, "task_created", metrics, metadata, now, Some(written)).await?;
+    let round =
+        dispatcher::run(conn, tenant, scope, "task_created", metrics, metadata, now, Some(written.clone())).await?;
+    if let Some(assigned) = round.written.into_iter().find(|(task, _)| task.content.task_id == task_id) {
+        return Ok(assigned);
+    }
     // Nobody took it: record why, for ExplainAssignment. The round's last decision in this
     // department says it when it stopped for want of an agent (for the head, with the same
     // candidates); otherwise (a manual tenant, or agents were taken meanwhile) decide again.
-    if !round.assigned.contains(&task_id) {
+    {
         let decision = match round.stopped_at {
             Some((stopped, decision)) if stopped == department => decision,
             _ => {
@@ -177,7 +181,7 @@ pub async fn create_task(
         let unassigned = crate::domain::assignment::Decision { chosen: None, ..decision };
         dispatcher::record_decision(conn, tenant, task_id, &unassigned, trigger, now).await?;
     }
-    Ok(task_id)
+    Ok(written)
 }
 
 impl Attempt<DomainError> for TaskCommand<'_> {
@@ -191,8 +195,11 @@ impl Attempt<DomainError> for TaskCommand<'_> {
         let task_id = match &self.op {
             TaskOp::Create(input) => {
                 lock_departments(conn, tenant, None, &[input.department.as_str()]).await?;
-                create_task(conn, tenant, input.clone(), self.protocol.clone(), &ctx.actor, metrics, metadata, now)
-                    .await?
+                let (task, version) =
+                    create_task(conn, tenant, input.clone(), self.protocol.clone(), &ctx.actor, metrics, metadata, now)
+                        .await?;
+                // The new task's row is what it was written as: no need to read it back.
+                return Ok(queries::task_to_pb(&task, version));
             }
             TaskOp::Claim(task_id) => {
                 let (state, version) = existing(conn, tenant, *task_id).await?;

@@ -79,8 +79,17 @@ pub async fn ensure_settings(conn: &mut PgConnection, tenant: &TenantId) -> Resu
 
 /// Keeps the agents' active-task counts in step with a task's change of hands.
 /// As writes of the command's statement: none when the holder did not change, one per agent
-/// whose load did.
-pub fn load_writes(tenant: &TenantId, before: Option<&Task>, after: &Task, now: DateTime<Utc>) -> Vec<Write> {
+/// whose load did. With `guard` (the tenant's default capacity), the new holder's count goes up
+/// only while they can take a task (day open, not on break, no exit notified, below capacity),
+/// or the whole statement is undone and the command attempted again
+/// ([`dw_eventstore::writes::Write::guard`]).
+pub fn load_writes(
+    tenant: &TenantId,
+    before: Option<&Task>,
+    after: &Task,
+    now: DateTime<Utc>,
+    guard: Option<i32>,
+) -> Vec<Write> {
     let held_before = before.filter(|t| t.status == Status::Assigned).and_then(|t| t.agent.as_ref());
     let held_after = Some(after).filter(|t| t.status == Status::Assigned).and_then(|t| t.agent.as_ref());
     if held_before == held_after {
@@ -98,8 +107,8 @@ pub fn load_writes(tenant: &TenantId, before: Option<&Task>, after: &Task, now: 
             .bind(agent.as_str().to_owned()),
         );
     }
-    if let Some(agent) = held_after {
-        writes.push(
+    match (held_after, guard) {
+        (Some(agent), None) => writes.push(
             Write::new(
                 "agents",
                 "INSERT INTO agents (tenant_id, agent_id, active_tasks, idle_since) VALUES ($1, $2, 1, $3) \
@@ -108,9 +117,111 @@ pub fn load_writes(tenant: &TenantId, before: Option<&Task>, after: &Task, now: 
             .bind(tenant.clone())
             .bind(agent.as_str().to_owned())
             .bind(now),
-        );
+        ),
+        (Some(agent), Some(default_capacity)) => writes.push(
+            Write::new(
+                "agents",
+                "UPDATE agents SET active_tasks = active_tasks + 1, idle_since = $3 \
+                 WHERE tenant_id = $1 AND agent_id = $2 AND day_open AND NOT on_break AND NOT exit_notified \
+                   AND active_tasks < COALESCE(capacity_override, $4) RETURNING 1",
+            )
+            .bind(tenant.clone())
+            .bind(agent.as_str().to_owned())
+            .bind(now)
+            .bind(default_capacity)
+            .guard(format!("agent {agent} can take no task now")),
+        ),
+        (None, _) => {}
     }
     writes
+}
+
+/// What a round needs of one department, read in one query once the department's lock is held:
+/// the tenant's settings, the head of the department's queue (and whether another task waits
+/// behind it) and, when there is a head and the tenant distributes automatically, the
+/// candidates for it.
+#[derive(Debug, Default)]
+pub struct DepartmentRound {
+    pub settings: Settings,
+    pub head: Option<uuid::Uuid>,
+    /// Another task waits behind the head.
+    pub more_queued: bool,
+    pub candidates: Vec<Candidate>,
+    /// The agents among the candidates linked to another department too: a round there may
+    /// give them a task meanwhile.
+    pub linked_elsewhere: Vec<AgentId>,
+}
+
+pub async fn department_round(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    department: &str,
+) -> Result<DepartmentRound, sqlx::Error> {
+    let defaults = Settings::default();
+    let rows = sqlx::query(
+        "SELECT s.default_capacity, s.auto_distribution_enabled, s.inbound_department_id, s.version, s.time_zone, \
+                q.heads, c.agent_id, c.day_open, c.on_break, c.exit_notified, c.active_tasks, c.capacity_override, \
+                c.idle_since, c.linked \
+         FROM (SELECT ARRAY(SELECT task_id FROM tasks WHERE tenant_id = $1 AND department_id = $2 AND status = 'queued' \
+                            ORDER BY queue_front DESC, priority DESC, queued_at, task_id LIMIT 2) AS heads) q \
+         LEFT JOIN distribution_settings s ON s.tenant_id = $1 \
+         LEFT JOIN LATERAL ( \
+             SELECT a.agent_id, a.day_open, a.on_break, a.exit_notified, a.active_tasks, a.capacity_override, \
+                    a.idle_since, \
+                    (SELECT count(*) FROM agent_departments x WHERE x.tenant_id = $1 AND x.agent_id = a.agent_id) \
+                        AS linked \
+             FROM agent_departments d JOIN agents a ON a.tenant_id = d.tenant_id AND a.agent_id = d.agent_id \
+             WHERE d.tenant_id = $1 AND d.department_id = $2 AND cardinality(q.heads) > 0 \
+               AND COALESCE(s.auto_distribution_enabled, $3)) c ON TRUE \
+         ORDER BY c.agent_id",
+    )
+    .bind(tenant)
+    .bind(department)
+    .bind(defaults.auto_distribution_enabled)
+    .fetch_all(conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(DepartmentRound { settings: defaults, ..DepartmentRound::default() });
+    };
+    let settings = match first.try_get::<Option<i32>, _>("default_capacity")? {
+        Some(default_capacity) => Settings {
+            default_capacity,
+            auto_distribution_enabled: first.try_get("auto_distribution_enabled")?,
+            inbound_department_id: first.try_get("inbound_department_id")?,
+            version: first.try_get("version")?,
+            time_zone: stored_zone(first.try_get("time_zone")?)?,
+        },
+        None => defaults,
+    };
+    let heads: Vec<uuid::Uuid> = first.try_get("heads")?;
+    let mut round = DepartmentRound {
+        head: heads.first().copied(),
+        more_queued: heads.len() > 1,
+        candidates: Vec::with_capacity(rows.len()),
+        linked_elsewhere: Vec::new(),
+        settings,
+    };
+    for row in &rows {
+        let Some(agent_id) = row.try_get::<Option<String>, _>("agent_id")? else {
+            continue;
+        };
+        let Ok(agent_id) = AgentId::parse(&agent_id) else {
+            continue;
+        };
+        if row.try_get::<i64, _>("linked")? > 1 {
+            round.linked_elsewhere.push(agent_id.clone());
+        }
+        round.candidates.push(Candidate {
+            agent_id,
+            day_open: row.try_get("day_open")?,
+            on_break: row.try_get("on_break")?,
+            exit_notified: row.try_get("exit_notified")?,
+            active_tasks: row.try_get("active_tasks")?,
+            capacity: row.try_get::<Option<i32>, _>("capacity_override")?.unwrap_or(round.settings.default_capacity),
+            idle_since: row.try_get("idle_since")?,
+        });
+    }
+    Ok(round)
 }
 
 /// The agents linked to `department`, as candidates for its queue's head.

@@ -56,6 +56,34 @@ pub fn task_from_row(row: &PgRow) -> Result<pb::Task, sqlx::Error> {
     })
 }
 
+/// A task as [`task_from_row`] reads its row, from the state and version the row was written
+/// with ([`super::tasks::save_write`]). Only for a state that holds the client's contact and the
+/// subject, such as a task just created: a loaded state has them withheld.
+pub fn task_to_pb(task: &crate::domain::task::Task, version: i64) -> pb::Task {
+    let content = &task.content;
+    pb::Task {
+        task_id: content.task_id.to_string(),
+        protocol: content.protocol.as_str().to_owned(),
+        department_id: task.department.to_string(),
+        channel: channel_to_pb(content.channel) as i32,
+        contact: Some(pb::ClientContact {
+            name: content.contact.name.clone(),
+            phone: content.contact.phone.as_str().to_owned(),
+            contact_id: content.contact.contact_id.clone().unwrap_or_default(),
+        }),
+        priority: content.priority.value(),
+        subject: content.subject.clone(),
+        status: status_to_pb(task.status) as i32,
+        agent_id: task.agent.as_ref().map(ToString::to_string).unwrap_or_default(),
+        created_at: Some(timestamp(task.created_at)),
+        assigned_at: task.assigned_at.map(timestamp),
+        closed_at: task.closed_at.map(timestamp),
+        version: version.max(0) as u64,
+        message_count: task.message_count,
+        last_message_at: task.last_message_at.map(timestamp),
+    }
+}
+
 pub async fn task_by_id(
     conn: &mut PgConnection,
     tenant: &TenantId,

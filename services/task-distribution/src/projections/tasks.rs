@@ -129,23 +129,6 @@ pub async fn next_protocol_sequence(
     Ok(u32::try_from(sequence).unwrap_or(0))
 }
 
-/// The head of a department's queue.
-pub async fn queue_head(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    department: &str,
-) -> Result<Option<uuid::Uuid>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT task_id FROM tasks WHERE tenant_id = $1 AND department_id = $2 AND status = 'queued' \
-         ORDER BY queue_front DESC, priority DESC, queued_at, task_id LIMIT 1",
-    )
-    .bind(tenant)
-    .bind(department)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| r.try_get("task_id")).transpose()
-}
-
 /// Departments with queued tasks.
 pub async fn departments_with_queue(conn: &mut PgConnection, tenant: &TenantId) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query("SELECT DISTINCT department_id FROM tasks WHERE tenant_id = $1 AND status = 'queued'")
