@@ -34,19 +34,18 @@ pub async fn find_response_and_streams(
     key: RequestKey<'_>,
     streams: &[String],
 ) -> Result<(Option<Vec<u8>>, HashMap<String, StreamState>), StoreError> {
-    let rows = sqlx::query(
-        "SELECT NULL::text AS stream_id, NULL::bigint AS version, NULL::jsonb AS snapshot, \
-                operation, request_hash, response FROM idempotency_keys \
-         WHERE tenant_id = $1 AND principal = $2 AND request_id = $3 \
-         UNION ALL \
-         SELECT stream_id, version, snapshot, NULL, NULL, NULL FROM streams WHERE stream_id = ANY($4::text[])",
-    )
-    .bind(key.tenant_id)
-    .bind(key.principal)
-    .bind(key.request_id)
-    .bind(streams)
-    .fetch_all(&mut *conn)
-    .await?;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(lookup_sql(streams.len())))
+        .bind(key.tenant_id)
+        .bind(key.principal)
+        .bind(key.request_id);
+    if streams.len() > LISTED_STREAMS {
+        query = query.bind(streams);
+    } else {
+        for stream in streams {
+            query = query.bind(stream);
+        }
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
     let mut found: HashMap<String, StreamState> =
         streams.iter().map(|stream| (stream.clone(), StreamState::default())).collect();
     let mut response = None;
@@ -70,6 +69,35 @@ pub async fn find_response_and_streams(
         }
     }
     Ok((response, found))
+}
+
+/// Up to this many streams are named one placeholder each in the lookup; more go as one array.
+const LISTED_STREAMS: usize = 4;
+
+/// The lookup of [`find_response_and_streams`] for `streams` streams. Each stream has a
+/// placeholder of its own, so the statement's generic plan (one index lookup per stream) costs
+/// what a plan for its values would and Postgres keeps it: with one array placeholder it plans
+/// the statement again at every call, as a plan for the array at hand (often empty) always
+/// looks cheaper than the generic one.
+fn lookup_sql(streams: usize) -> String {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let request = "SELECT NULL::text AS stream_id, NULL::bigint AS version, NULL::jsonb AS snapshot, \
+                       operation, request_hash, response FROM idempotency_keys \
+                       WHERE tenant_id = $1 AND principal = $2 AND request_id = $3";
+        let streams = " UNION ALL SELECT stream_id, version, snapshot, NULL, NULL, NULL FROM streams WHERE stream_id";
+        let mut all: Vec<String> = (0..=LISTED_STREAMS)
+            .map(|n| match n {
+                0 => request.to_owned(),
+                n => {
+                    let placeholders: Vec<String> = (4..4 + n).map(|i| format!("${i}")).collect();
+                    format!("{request}{streams} IN ({})", placeholders.join(", "))
+                }
+            })
+            .collect();
+        all.push(format!("{request}{streams} = ANY($4::text[])"));
+        all
+    });
+    SQL[streams.min(LISTED_STREAMS + 1)].clone()
 }
 
 /// Records the response of a request in the caller's transaction. A concurrent request with the
