@@ -288,11 +288,14 @@ async fn command_sql_alone(url: &str, clients: usize, seconds: u64) -> (f64, Vec
                             operation, request_hash, response FROM shape_requests \
                      WHERE tenant_id = 'shape' AND principal = $1 AND request_id = $2 \
                      UNION ALL \
-                     SELECT stream_id, version, snapshot, NULL, NULL, NULL FROM shape_streams WHERE stream_id = ANY($3::text[])",
+                     SELECT stream_id, version, snapshot, NULL, NULL, NULL FROM shape_streams \
+                     WHERE stream_id IN ($3, $4, $5)",
                 )
                 .bind(&agent)
                 .bind(&request_id)
-                .bind(&streams)
+                .bind(&streams[0])
+                .bind(&streams[1])
+                .bind(&streams[2])
                 .fetch_all(&mut *conn)
                 .await
                 .unwrap();

@@ -464,6 +464,14 @@ async fn assignment_latency(cluster: &Cluster) {
     drop(arrivals_tx);
     println!("watching        {agents} WatchMyTasks streams open after {:.1} s", opening.elapsed().as_secs_f64());
 
+    // Statistics before the warm-up too: Postgres weighs a prepared statement's generic plan
+    // against the average cost of the plans it made for the first calls' values, and plans made
+    // on tables without statistics look so cheap that it would plan a department's round again
+    // at every call for the rest of the run (a running cluster has statistics from the start).
+    for db in [&cluster.distribution_db, &cluster.sessions_db] {
+        sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+    }
+
     // Warm-up (connections, caches), untimed.
     let warmup = env_or("BENCH_WARMUP", 200) as usize;
     let client = cluster.distribution();

@@ -5,8 +5,8 @@
 //! may have given them one meanwhile.
 
 use chrono::{DateTime, Utc};
-use dw_eventstore::EventMetadata;
 use dw_eventstore::writes::Write;
+use dw_eventstore::{CommandError, EventMetadata};
 use dw_ids::TenantId;
 use sqlx::PgConnection;
 
@@ -16,6 +16,7 @@ use crate::domain::assignment::{self, Decision};
 use crate::domain::task::{self, AssignmentSummary, Command, Task};
 use crate::metrics::DistributionMetrics;
 use crate::projections;
+use crate::projections::agents::DepartmentRound;
 
 /// How many chosen agents a round may find taken before it leaves a department's queue as it is
 /// (the next event that frees capacity runs another round).
@@ -126,7 +127,7 @@ pub async fn run(
         // Each failed check of a chosen agent means another round took their last capacity (or
         // they left); the next decision sees that. Bounded all the same.
         let mut rechecks = 0;
-        let mut view = projections::agents::department_round(conn, tenant, &department).await?;
+        let mut view = projections::agents::department_round(conn, tenant, &department, false).await?;
         if !view.settings.auto_distribution_enabled {
             return Ok(Round::default());
         }
@@ -143,7 +144,7 @@ pub async fn run(
                 if rechecks > MAX_RECHECKS {
                     break;
                 }
-                view = projections::agents::department_round(conn, tenant, &department).await?;
+                view = projections::agents::department_round(conn, tenant, &department, false).await?;
                 continue;
             }
             let task_id = TaskId(head);
@@ -174,8 +175,55 @@ pub async fn run(
             if !view.more_queued {
                 break;
             }
-            view = projections::agents::department_round(conn, tenant, &department).await?;
+            view = projections::agents::department_round(conn, tenant, &department, false).await?;
         }
     }
     Ok(round)
+}
+
+/// A new task into an empty queue (`view`, read under the department's lock, holds none and the
+/// candidates): created and given to the agent chosen, with the decision, in one statement; or,
+/// when nobody can take it, created with the decision that says why. `None` when the agent chosen,
+/// linked to another department too, was given work there meanwhile: the caller then creates the
+/// task and runs a round.
+#[allow(clippy::too_many_arguments)]
+pub async fn take_new(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    view: &DepartmentRound,
+    created: Vec<task::Event>,
+    trigger: &str,
+    metrics: &DistributionMetrics,
+    metadata: &EventMetadata,
+    now: DateTime<Utc>,
+) -> Result<Option<(Task, i64)>, AppError> {
+    let Some(state) = created.first().and_then(task::initial) else {
+        return Err(CommandError::invalid("events", "a new task starts with TaskCreated"));
+    };
+    let task_id = state.content.task_id;
+    let decision = assignment::choose(&view.candidates);
+    let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
+    let Some(agent) = decision.chosen.clone() else {
+        let also = Also { writes: vec![decision_row], guard_capacity: None };
+        return Ok(Some(append_task_with(conn, tenant, None, 0, created, metadata, now, also).await?));
+    };
+    let default_capacity = view.settings.default_capacity;
+    let shared = view.linked_elsewhere.contains(&agent);
+    if shared && !projections::agents::lock_available(conn, tenant, &agent, default_capacity).await? {
+        return Ok(None);
+    }
+    let summary = AssignmentSummary {
+        decision_id,
+        candidates: i32::try_from(decision.verdicts.len()).unwrap_or(i32::MAX),
+        eligible: i32::try_from(decision.eligible()).unwrap_or(i32::MAX),
+        trigger: trigger.to_owned(),
+    };
+    let assigned = task::decide(&state, Command::Assign { agent, summary }, now)?;
+    let wait = task::queue_wait(&state, &assigned);
+    let mut events = created;
+    events.extend(assigned);
+    let also = Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity) };
+    let written = append_task_with(conn, tenant, None, 0, events, metadata, now, also).await?;
+    metrics.observe_assignment(wait);
+    Ok(Some(written))
 }

@@ -158,8 +158,19 @@ pub async fn create_task(
         created_by: created_by.to_owned(),
         inbound_message_id: input.inbound_message_id,
     };
-    let written = append_task(conn, tenant, None, 0, task::create(new_task, now), metadata, now).await?;
     let department = input.department.to_string();
+    let created = task::create(new_task, now);
+    // The common case in one statement: nothing waits in the department, so the new task goes
+    // to an agent as it is created, or waits with the decision that says why.
+    let view = projections::agents::department_round(conn, tenant, &department, true).await?;
+    if view.settings.auto_distribution_enabled && view.head.is_none() {
+        let taken =
+            dispatcher::take_new(conn, tenant, &view, created.clone(), "task_created", metrics, metadata, now).await?;
+        if let Some(written) = taken {
+            return Ok(written);
+        }
+    }
+    let written = append_task(conn, tenant, None, 0, created, metadata, now).await?;
     let scope = Scope::Departments(vec![department.clone()]);
     let round =
         dispatcher::run(conn, tenant, scope, "task_created", metrics, metadata, now, Some(written.clone())).await?;

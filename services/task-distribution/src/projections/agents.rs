@@ -152,10 +152,13 @@ pub struct DepartmentRound {
     pub linked_elsewhere: Vec<AgentId>,
 }
 
+/// The candidates come only with a head, unless `candidates_anyway` (for a task about to join the
+/// queue).
 pub async fn department_round(
     conn: &mut PgConnection,
     tenant: &TenantId,
     department: &str,
+    candidates_anyway: bool,
 ) -> Result<DepartmentRound, sqlx::Error> {
     let defaults = Settings::default();
     let rows = sqlx::query(
@@ -171,13 +174,14 @@ pub async fn department_round(
                     (SELECT count(*) FROM agent_departments x WHERE x.tenant_id = $1 AND x.agent_id = a.agent_id) \
                         AS linked \
              FROM agent_departments d JOIN agents a ON a.tenant_id = d.tenant_id AND a.agent_id = d.agent_id \
-             WHERE d.tenant_id = $1 AND d.department_id = $2 AND cardinality(q.heads) > 0 \
+             WHERE d.tenant_id = $1 AND d.department_id = $2 AND (cardinality(q.heads) > 0 OR $4) \
                AND COALESCE(s.auto_distribution_enabled, $3)) c ON TRUE \
          ORDER BY c.agent_id",
     )
     .bind(tenant)
     .bind(department)
     .bind(defaults.auto_distribution_enabled)
+    .bind(candidates_anyway)
     .fetch_all(conn)
     .await?;
     let Some(first) = rows.first() else {
