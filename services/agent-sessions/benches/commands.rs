@@ -277,7 +277,7 @@ async fn command_sql_alone(url: &str, clients: usize, seconds: u64) -> (f64, Vec
         workers.spawn(async move {
             let mut conn = pool.acquire().await.unwrap();
             let (stream, agent, day) = (format!("shape:{client}"), format!("shape-{client}"), uuid::Uuid::now_v7());
-            let streams = vec![stream.clone(), format!("agent:shape:{client}"), "tenant:shape".to_owned()];
+            let streams = [stream.clone(), format!("agent:shape:{client}"), "tenant:shape".to_owned()];
             let mut version = 0_i64;
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
