@@ -3,6 +3,7 @@
 //! a provider's status that overtook the recording of its dispatch is parked and applied with it.
 
 use chrono::{DateTime, Utc};
+use dw_eventstore::writes::{Write, Writes};
 use dw_eventstore::{EventMetadata, store};
 use dw_ids::TenantId;
 use sqlx::{PgConnection, PgPool, Row};
@@ -117,15 +118,13 @@ pub async fn lock_provider_id(
     Ok(())
 }
 
-/// Applies, in their order, the statuses parked for a provider id whose dispatch is being
-/// recorded (the caller holds [`lock_provider_id`]).
-pub async fn apply_parked(
+/// Takes the statuses parked for a provider id whose dispatch is being recorded (the caller holds
+/// [`lock_provider_id`]), as the events they report, in the order they apply.
+pub async fn take_parked(
     conn: &mut sqlx::PgConnection,
     tenant: &TenantId,
-    message_id: uuid::Uuid,
     provider_message_id: &str,
-    metadata: &EventMetadata,
-) -> Result<(), AppError> {
+) -> Result<Vec<Event>, AppError> {
     let rows = sqlx::query(
         "DELETE FROM parked_statuses WHERE tenant_id = $1 AND provider_message_id = $2 \
          RETURNING status, failure_code, failure_reason, at",
@@ -152,11 +151,40 @@ pub async fn apply_parked(
         parked.push((rank, reported, at));
     }
     parked.sort_by_key(|(rank, _, _)| *rank);
-    for (_, reported, at) in parked {
-        if let Some(event) = reported_event(reported, at) {
-            record_status(conn, tenant, message_id, event, metadata).await?;
-        }
+    Ok(parked.into_iter().filter_map(|(_, reported, at)| reported_event(reported, at)).collect())
+}
+
+/// Records `reports`, in their order, on a message `loaded` locked ([`load_message`]) in the
+/// caller's transaction (stale or repeated ones change nothing), with `also`: the events, the
+/// message's row and `also` in one statement.
+pub async fn record_reports(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    message_id: uuid::Uuid,
+    loaded: (OutboundMessage, i64),
+    reports: Vec<Event>,
+    metadata: &EventMetadata,
+    also: Vec<Write>,
+) -> Result<(), AppError> {
+    let (mut state, version) = loaded;
+    let mut events = Vec::new();
+    for report in reports {
+        let reported = message::report(&state, report);
+        state = reported.iter().fold(state, message::evolve);
+        events.extend(reported);
     }
+    let mut writes = Writes::default();
+    if !events.is_empty() {
+        let new_events = events.iter().map(|e| codec::message_event(message_id, e, None)).collect();
+        let stream_id = codec::message_stream(tenant, message_id);
+        let snapshot = serde_json::to_value(&state).ok();
+        let new_version = writes.append(tenant, &stream_id, version, new_events, snapshot, metadata)?;
+        writes.push(projections::save_message_write(tenant, &state, new_version));
+    }
+    for write in also {
+        writes.push(write);
+    }
+    writes.execute(conn).await?;
     Ok(())
 }
 

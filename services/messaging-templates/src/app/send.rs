@@ -13,7 +13,7 @@ use dw_eventstore::{EventMetadata, store};
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::message_status::{self, load_message, record_status};
+use super::message_status::{self, load_message};
 use super::{App, AppError, CommandContext, load_template};
 use crate::codec;
 use crate::domain::message::{Event, Failure};
@@ -23,6 +23,7 @@ use crate::domain::template::{Channel, parse_url};
 use crate::domain::{DomainError, PhoneNumber};
 use crate::projections;
 use crate::providers::{Outcome, Providers};
+use dw_eventstore::writes::Write;
 
 pub use crate::domain::send::{Recipient, SendInput, send_permission};
 
@@ -302,10 +303,14 @@ impl Projection for Dispatcher {
         .await?
         .is_some();
         let now = Utc::now().trunc_subsecs(6);
-        let report = if claimed {
-            let Some((message, _)) = load_message(conn, tenant, message_id, false).await.map_err(transient)? else {
+        // The message's stream row is locked until the outcome is recorded: an erasure of the
+        // recipient empties the snapshot before the hand-over reads it or after the outcome is
+        // recorded, never between (it waits for the provider's answer, at most its timeout).
+        let (report, loaded) = if claimed {
+            let Some(loaded) = load_message(conn, tenant, message_id, true).await.map_err(transient)? else {
                 return Err(ProjectionError::Permanent(format!("message {message_id} not found")));
             };
+            let message = &loaded.0;
             let report = if message.phone.is_erased() {
                 // The recipient was erased before the hand-over: there is no one to send to.
                 let failure = Failure {
@@ -315,7 +320,7 @@ impl Projection for Dispatcher {
                 };
                 Event::Failed { failure, attempts: 0, at: Utc::now().trunc_subsecs(6) }
             } else {
-                match self.providers.send(&message).await {
+                match self.providers.send(message).await {
                     Outcome::Accepted { provider_message_id, attempts } => {
                         Event::Dispatched { provider_message_id, attempts, at: Utc::now().trunc_subsecs(6) }
                     }
@@ -325,7 +330,7 @@ impl Projection for Dispatcher {
                 }
             };
             self.keep_outcome(tenant, message_id, &report).await;
-            report
+            (report, loaded)
         } else {
             let kept = sqlx::query(
                 "SELECT state, provider_message_id, attempts, failure_code, failure_reason, failure_terminal \
@@ -335,31 +340,39 @@ impl Projection for Dispatcher {
             .bind(message_id)
             .fetch_optional(&mut *conn)
             .await?;
-            match kept {
+            let report = match kept {
                 Some(row) => match kept_report(&row, now)? {
                     Kept::Done => return Ok(()),
                     Kept::Answer(report) => report,
                     Kept::Unknown => outcome_unknown(now),
                 },
                 None => outcome_unknown(now),
-            }
+            };
+            let Some(loaded) = load_message(conn, tenant, message_id, true).await.map_err(transient)? else {
+                return Err(transient(DomainError::MessageNotFound(message_id.to_string())));
+            };
+            (report, loaded)
         };
         let provider_id = match &report {
             Event::Dispatched { provider_message_id, .. } => Some(provider_message_id.clone()),
             _ => None,
         };
+        // The outcome, the statuses its provider reported before it was recorded (parked) and the
+        // hand-over's end in one statement.
+        let mut reports = vec![report];
         if let Some(provider_id) = &provider_id {
             message_status::lock_provider_id(conn, tenant, provider_id).await?;
+            reports.extend(message_status::take_parked(conn, tenant, provider_id).await.map_err(transient)?);
         }
-        record_status(conn, tenant, message_id, report, &metadata).await.map_err(transient)?;
-        if let Some(provider_id) = &provider_id {
-            message_status::apply_parked(conn, tenant, message_id, provider_id, &metadata).await.map_err(transient)?;
-        }
-        sqlx::query("UPDATE message_dispatch SET state = 'done' WHERE tenant_id = $1 AND message_id = $2")
-            .bind(tenant)
-            .bind(message_id)
-            .execute(&mut *conn)
-            .await?;
+        let done = Write::new(
+            "message_dispatch",
+            "UPDATE message_dispatch SET state = 'done' WHERE tenant_id = $1 AND message_id = $2",
+        )
+        .bind(tenant.clone())
+        .bind(message_id);
+        message_status::record_reports(conn, tenant, message_id, loaded, reports, &metadata, vec![done])
+            .await
+            .map_err(transient)?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod rebuild;
 
+use dw_eventstore::writes::Write;
 use dw_ids::TenantId;
 use dw_proto::messaging::v1 as pb;
 use sqlx::{PgConnection, Row};
@@ -261,26 +262,30 @@ pub async fn save_message(
     message: &crate::domain::message::OutboundMessage,
     version: i64,
 ) -> Result<(), sqlx::Error> {
+    save_message_write(tenant, message, version).execute(conn).await?;
+    Ok(())
+}
+
+/// [`save_message`] as a write of a command's statement.
+pub fn save_message_write(tenant: &TenantId, message: &crate::domain::message::OutboundMessage, version: i64) -> Write {
     let state = serde_json::to_value(message).unwrap_or_default();
-    sqlx::query(
+    Write::new(
+        "messages",
         "INSERT INTO messages (tenant_id, message_id, channel, status, agent_id, recipient, provider_message_id, \
                                requested_at, state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (tenant_id, message_id) DO UPDATE SET status = EXCLUDED.status, \
              provider_message_id = EXCLUDED.provider_message_id, state = EXCLUDED.state, version = EXCLUDED.version",
     )
-    .bind(tenant)
+    .bind(tenant.clone())
     .bind(message.message_id)
-    .bind(message.channel.as_str())
-    .bind(message.status.as_str())
-    .bind(&message.agent)
-    .bind(message.phone.as_str())
-    .bind(&message.provider_message_id)
+    .bind(message.channel.as_str().to_owned())
+    .bind(message.status.as_str().to_owned())
+    .bind(message.agent.clone())
+    .bind(message.phone.as_str().to_owned())
+    .bind(message.provider_message_id.clone())
     .bind(message.requested_at)
     .bind(state)
     .bind(version)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 pub async fn message(
