@@ -143,12 +143,44 @@ where
             return Ok(A::Response::decode(stored.as_slice())?);
         }
         let now = Utc::now().trunc_subsecs(6);
-        let response = decided_at(now, prefetched, command.attempt(&mut tx, now)).await?;
-        idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?;
+        let (response, last) = LAST_WRITES
+            .scope(RefCell::new(None), async {
+                let response = decided_at(now, prefetched, command.attempt(&mut tx, now)).await?;
+                Ok::<_, CommandError<D>>((response, LAST_WRITES.with(|last| last.borrow_mut().take())))
+            })
+            .await?;
+        match last {
+            Some(mut writes) => {
+                writes.push(idempotency::record_write(key, response.encode_to_vec()));
+                writes.execute(&mut tx).await?;
+            }
+            None => idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?,
+        }
         crate::commit(tx).await?;
         Ok(response)
     })
     .await
+}
+
+tokio::task_local! {
+    /// The writes an [`Attempt`] left to the kernel ([`leave_last_writes`]).
+    static LAST_WRITES: RefCell<Option<Writes>>;
+}
+
+/// Leaves an attempt's last writes to the kernel, which sends them with the request's
+/// idempotency record in one statement, then commits: one round trip less while the attempt's
+/// locks are held. Only for writes nothing of the attempt reads after (they are not sent before
+/// it returns). Outside [`execute`] (in a reaction, say), or when writes were left already, it
+/// gives them back for the caller to send.
+pub fn leave_last_writes(writes: Writes) -> Option<Writes> {
+    let mut writes = Some(writes);
+    let _outside = LAST_WRITES.try_with(|last| {
+        let mut last = last.borrow_mut();
+        if last.is_none() {
+            *last = writes.take();
+        }
+    });
+    writes
 }
 
 /// Runs `decide` with the time it decides at and the streams read with the idempotency lookup.

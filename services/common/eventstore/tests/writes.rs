@@ -203,3 +203,58 @@ async fn a_guard_that_changes_no_row_undoes_the_whole_statement() {
     assert_eq!(count(&db, "SELECT count(*) AS n FROM outbox").await, 1);
     assert_eq!(count(&db, "SELECT taken::bigint AS n FROM seats").await, 1);
 }
+
+/// Appends one event to its stream and leaves the writes to the kernel
+/// ([`command::leave_last_writes`]), with a row of `plan_rows`.
+struct LeavesItsWrites {
+    stream: &'static str,
+    row: &'static str,
+}
+
+impl command::Attempt<Infallible> for LeavesItsWrites {
+    type Response = String;
+
+    async fn attempt(&self, conn: &mut PgConnection, _now: DateTime<Utc>) -> Result<String, CommandError<Infallible>> {
+        let loaded = store::load_stream(conn, self.stream).await?;
+        let event = NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "test.v1.Happened".into(),
+            subject: "thing.happened".into(),
+            payload: b"x".to_vec(),
+            published: None,
+        };
+        let mut writes = Writes::default();
+        let version =
+            writes.append(&tenant(), self.stream, loaded.version, vec![event], None, &EventMetadata::default())?;
+        writes.push(
+            Write::new("plan_rows", "INSERT INTO plan_rows (id, version) VALUES ($1, $2)")
+                .bind(self.row.to_owned())
+                .bind(version),
+        );
+        assert!(command::leave_last_writes(writes).is_none(), "the kernel takes them");
+        // Not sent yet: nothing of the attempt sees them.
+        assert_eq!(store::load_stream(conn, self.stream).await?.version, loaded.version);
+        Ok(format!("v{version}"))
+    }
+}
+
+#[tokio::test]
+async fn writes_left_to_the_kernel_land_with_the_response_or_not_at_all() {
+    let db = db().await;
+    let first = LeavesItsWrites { stream: "thing:7", row: "a" };
+    assert_eq!(command::execute(&db.pool, &context("r-1", b""), &first).await.unwrap(), "v1");
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM events").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM plan_rows WHERE version = 1").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM idempotency_keys").await, 1);
+    // Retried: the stored response.
+    assert_eq!(command::execute(&db.pool, &context("r-1", b""), &first).await.unwrap(), "v1");
+
+    // A row already there fails the statement: no event, no response stored.
+    let clash = LeavesItsWrites { stream: "thing:7", row: "a" };
+    assert!(command::execute(&db.pool, &context("r-2", b""), &clash).await.is_err());
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM events").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM idempotency_keys").await, 1);
+
+    // Outside a command the writes come back to be sent by the caller.
+    assert!(command::leave_last_writes(Writes::default()).is_some());
+}

@@ -167,7 +167,8 @@ pub async fn run(
             let wait = task::queue_wait(&state, &events);
             // The assignment and its decision in one statement, the agent's load guarded unless
             // their row was locked above.
-            let also = Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity) };
+            let also =
+                Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity), last: false };
             let after = append_task_with(conn, tenant, Some(&state), version, events, metadata, now, also).await?;
             metrics.observe_assignment(wait);
             round.assigned.push(task_id);
@@ -183,7 +184,8 @@ pub async fn run(
 
 /// A new task into an empty queue (`view`, read under the department's lock, holds none and the
 /// candidates): created and given to the agent chosen, with the decision, in one statement; or,
-/// when nobody can take it, created with the decision that says why. `None` when the agent chosen,
+/// when nobody can take it, created with the decision that says why. The caller's last writes
+/// (left to the kernel with the request's idempotency record, [`Also::last`]). `None` when the agent chosen,
 /// linked to another department too, was given work there meanwhile: the caller then creates the
 /// task and runs a round.
 #[allow(clippy::too_many_arguments)]
@@ -204,7 +206,7 @@ pub async fn take_new(
     let decision = assignment::choose(&view.candidates);
     let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
     let Some(agent) = decision.chosen.clone() else {
-        let also = Also { writes: vec![decision_row], guard_capacity: None };
+        let also = Also { writes: vec![decision_row], guard_capacity: None, last: true };
         return Ok(Some(append_task_with(conn, tenant, None, 0, created, metadata, now, also).await?));
     };
     let default_capacity = view.settings.default_capacity;
@@ -222,7 +224,7 @@ pub async fn take_new(
     let wait = task::queue_wait(&state, &assigned);
     let mut events = created;
     events.extend(assigned);
-    let also = Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity) };
+    let also = Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity), last: true };
     let written = append_task_with(conn, tenant, None, 0, events, metadata, now, also).await?;
     metrics.observe_assignment(wait);
     Ok(Some(written))

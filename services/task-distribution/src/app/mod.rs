@@ -102,6 +102,10 @@ pub struct Also {
     /// The tenant's default capacity, when the new holder's load is to go up only while they can
     /// take the task ([`projections::agents::load_writes`]): the round did not lock their row.
     pub guard_capacity: Option<i32>,
+    /// The command's last writes: left to the kernel, to go with the request's idempotency
+    /// record in one statement ([`dw_eventstore::command::leave_last_writes`]); sent here when
+    /// no command runs (a reaction).
+    pub last: bool,
 }
 
 /// [`append_task`], with `also` sent in the same statement: the append behind its stream's
@@ -135,7 +139,10 @@ pub async fn append_task_with(
     for write in loads.into_iter().chain(also.writes) {
         writes.push(write);
     }
-    writes.execute(conn).await?;
+    let unsent = if also.last { dw_eventstore::command::leave_last_writes(writes) } else { Some(writes) };
+    if let Some(writes) = unsent {
+        writes.execute(conn).await?;
+    }
     Ok((after, staged.version))
 }
 
