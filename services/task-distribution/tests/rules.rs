@@ -88,6 +88,17 @@ async fn an_agent_who_starts_the_day_is_handed_a_created_task_on_their_stream() 
     assert_eq!(explained.decisions.len(), 1);
     assert_eq!(explained.decisions[0].chosen_agent_id, "ana");
     assert_eq!(explained.decisions[0].trigger, "task_created");
+
+    // She completes it (nothing waits): the answer is the task as stored, completed.
+    let completed = cluster
+        .distribution()
+        .complete_task(authed(&ana, pb::CompleteTaskRequest { request_id: rid(), task_id: task.task_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(completed.status, pb::TaskStatus::Completed as i32);
+    assert_eq!(completed.contact, task.contact, "the client's contact, as created");
+    assert_eq!(cluster.task("acme", &task.task_id).await, completed, "the answer is the task as stored");
     cluster.stop().await;
 }
 
@@ -192,11 +203,13 @@ async fn exit_break_end_of_day_and_capacity_rules() {
     assert_eq!(requeues, 2);
 
     // Bruno completes T2: capacity frees and T3 comes to him.
-    cluster
+    let completed = cluster
         .distribution()
         .complete_task(authed(&bruno, pb::CompleteTaskRequest { request_id: rid(), task_id: t2.task_id.clone() }))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    assert_eq!(cluster.task("acme", &t2.task_id).await, completed, "the answer is the task as stored");
     cluster.wait_for_task("acme", &t3.task_id, "assigned to bruno", assigned_to("bruno")).await;
 
     // Only the holder completes a task.

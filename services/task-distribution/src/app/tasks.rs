@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::dispatcher::{self, Scope};
 use super::locks::lock_departments;
-use super::{AppError, CommandContext, append_task, load_task, lock_tenant};
+use super::{Also, AppError, CommandContext, append_task, append_task_with, load_task, lock_tenant};
 use crate::domain::settings;
 use crate::domain::task::{self, Command, NewTask};
 use crate::domain::{AgentId, Channel, ClientContact, DepartmentId, DomainError, Priority, Protocol, TaskId};
@@ -230,9 +230,19 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                 let events = task::decide(&state, command, now)?;
                 let freed = departments_of(conn, tenant, state.agent.as_ref()).await?;
                 lock_departments(conn, tenant, None, &freed).await?;
-                append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
-                dispatch_in(conn, tenant, freed, "capacity_freed", metrics, metadata, now).await?;
-                *task_id
+                let (mut answer, waiting) = queries::task_and_queue(conn, tenant, *task_id, &freed)
+                    .await?
+                    .ok_or_else(|| DomainError::TaskNotFound(task_id.to_string()))?;
+                // Nothing waits where the agent's capacity frees (the usual case): the completion
+                // is the command's last write, sent with its idempotency record.
+                let also = Also { last: !waiting, ..Also::default() };
+                let (after, version) =
+                    append_task_with(conn, tenant, Some(&state), version, events, metadata, now, also).await?;
+                if waiting {
+                    dispatch_in(conn, tenant, freed, "capacity_freed", metrics, metadata, now).await?;
+                }
+                queries::overlay(&mut answer, &after, version);
+                return Ok(answer);
             }
             TaskOp::Transfer { task_id, department, agent } => {
                 let (state, version) = existing(conn, tenant, *task_id).await?;

@@ -61,10 +61,9 @@ pub fn task_from_row(row: &PgRow) -> Result<pb::Task, sqlx::Error> {
 /// subject, such as a task just created: a loaded state has them withheld.
 pub fn task_to_pb(task: &crate::domain::task::Task, version: i64) -> pb::Task {
     let content = &task.content;
-    pb::Task {
+    let mut answer = pb::Task {
         task_id: content.task_id.to_string(),
         protocol: content.protocol.as_str().to_owned(),
-        department_id: task.department.to_string(),
         channel: channel_to_pb(content.channel) as i32,
         contact: Some(pb::ClientContact {
             name: content.contact.name.clone(),
@@ -73,15 +72,46 @@ pub fn task_to_pb(task: &crate::domain::task::Task, version: i64) -> pb::Task {
         }),
         priority: content.priority.value(),
         subject: content.subject.clone(),
-        status: status_to_pb(task.status) as i32,
-        agent_id: task.agent.as_ref().map(ToString::to_string).unwrap_or_default(),
         created_at: Some(timestamp(task.created_at)),
-        assigned_at: task.assigned_at.map(timestamp),
-        closed_at: task.closed_at.map(timestamp),
-        version: version.max(0) as u64,
-        message_count: task.message_count,
-        last_message_at: task.last_message_at.map(timestamp),
-    }
+        ..pb::Task::default()
+    };
+    overlay(&mut answer, task, version);
+    answer
+}
+
+/// Brings a task read from its row to `task` at `version`: what its changes move (department,
+/// status, agent, times, version, messages), its content as read.
+pub fn overlay(answer: &mut pb::Task, task: &crate::domain::task::Task, version: i64) {
+    answer.department_id = task.department.to_string();
+    answer.status = status_to_pb(task.status) as i32;
+    answer.agent_id = task.agent.as_ref().map(ToString::to_string).unwrap_or_default();
+    answer.assigned_at = task.assigned_at.map(timestamp);
+    answer.closed_at = task.closed_at.map(timestamp);
+    answer.version = version.max(0) as u64;
+    answer.message_count = task.message_count;
+    answer.last_message_at = task.last_message_at.map(timestamp);
+}
+
+/// The task's row, with whether a task waits in the queue of any of `departments`, in one read
+/// (under those departments' locks, so the answer holds until they are released).
+pub async fn task_and_queue(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    task_id: TaskId,
+    departments: &[String],
+) -> Result<Option<(pb::Task, bool)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS}, EXISTS (SELECT 1 FROM tasks q WHERE q.tenant_id = $1 AND q.status = 'queued' \
+                                        AND q.department_id = ANY($3)) AS queue_waiting \
+         FROM tasks WHERE tenant_id = $1 AND task_id = $2"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(task_id.0)
+        .bind(departments)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| Ok((task_from_row(&row)?, row.try_get("queue_waiting")?))).transpose()
 }
 
 pub async fn task_by_id(
