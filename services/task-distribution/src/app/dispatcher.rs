@@ -53,7 +53,6 @@ fn decision_write(
     now: DateTime<Utc>,
 ) -> (uuid::Uuid, Write) {
     let decision_id = uuid::Uuid::now_v7();
-    let candidates = serde_json::to_value(&decision.verdicts).unwrap_or_default();
     let write = Write::new(
         "assignment_decisions",
         "INSERT INTO assignment_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, \
@@ -65,7 +64,8 @@ fn decision_write(
     .bind(now)
     .bind(decision.chosen.as_ref().map(|a| a.as_str().to_owned()))
     .bind(trigger.to_owned())
-    .bind(candidates);
+    // Serialized straight into the statement's buffer (no JSON value built first).
+    .bind(sqlx::types::Json(decision.verdicts.clone()));
     (decision_id, write)
 }
 
