@@ -6,8 +6,10 @@
 //! whose queue it may change, under the tenant's lock held shared; tenant-wide changes (settings,
 //! an erasure) hold the tenant's lock alone, exclusive. So one department's queue is decided in
 //! order across all replicas, different departments in parallel; an agent linked to several is
-//! guarded by their row (locked before they are given a task, [`projections::agents::lock_available`]):
-//! a task has at most one agent (its stream's version) and no agent exceeds their capacity.
+//! guarded by their row (locked before they are given a task, [`projections::agents::lock_available`]),
+//! and every load a round raises is raised only below capacity (a guarded write,
+//! [`dw_eventstore::writes::Write::guard`]): a task has at most one agent (its stream's version)
+//! and no agent exceeds their capacity.
 
 pub mod dispatcher;
 pub mod erasure;
