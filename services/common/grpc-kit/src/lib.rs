@@ -26,12 +26,6 @@ pub mod service;
 pub mod shutdown;
 pub mod startup;
 
-/// mimalloc instead of the system's allocator for every binary built on the kit: a service
-/// allocates and frees many small buffers per request (protobuf, SQL arguments, JSON), and under
-/// load glibc's malloc took about a sixth of the process's CPU (task-distribution bench, perf).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub use access::AccessPolicy;
 pub use auth::{AuthInterceptor, principal, require_role};
 pub use observability::{RpcLayer, RpcMetrics};
