@@ -79,6 +79,14 @@ fn from_timestamp(field: &'static str, ts: Option<&prost_types::Timestamp>) -> R
         .ok_or(CodecError::Invalid(field, "out of range".into()))
 }
 
+pub fn contact_to_pb(contact: &crate::domain::ClientContact) -> pb::ClientContact {
+    pb::ClientContact {
+        name: contact.name.clone(),
+        phone: contact.phone.as_str().to_owned(),
+        contact_id: contact.contact_id.clone().unwrap_or_default(),
+    }
+}
+
 pub fn channel_to_pb(channel: Channel) -> pb::Channel {
     match channel {
         Channel::Whatsapp => pb::Channel::Whatsapp,
@@ -122,11 +130,7 @@ pub fn encode(task_id: TaskId, event: &Event, seal: Option<&SubjectKey>) -> NewE
                 protocol: task.protocol.to_string(),
                 department_id: task.department.to_string(),
                 channel: channel_to_pb(task.channel) as i32,
-                contact: Some(pb::ClientContact {
-                    name: task.contact.name.clone(),
-                    phone: task.contact.phone.as_str().to_owned(),
-                    contact_id: task.contact.contact_id.clone().unwrap_or_default(),
-                }),
+                contact: Some(contact_to_pb(&task.contact)),
                 priority: task.priority.value(),
                 subject: task.subject.clone(),
                 created_by: task.created_by.clone(),

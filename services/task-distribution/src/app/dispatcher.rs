@@ -69,6 +69,16 @@ fn decision_write(
     (decision_id, write)
 }
 
+/// What an assignment's event says of `decision` (recorded as `decision_id`).
+fn summary_of(decision_id: uuid::Uuid, decision: &Decision, trigger: &str) -> AssignmentSummary {
+    AssignmentSummary {
+        decision_id,
+        candidates: i32::try_from(decision.verdicts.len()).unwrap_or(i32::MAX),
+        eligible: i32::try_from(decision.eligible()).unwrap_or(i32::MAX),
+        trigger: trigger.to_owned(),
+    }
+}
+
 /// Decides for the task at the head of `department`'s queue.
 pub async fn decide_for(
     conn: &mut PgConnection,
@@ -157,12 +167,7 @@ pub async fn run(
                 break;
             };
             let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
-            let summary = AssignmentSummary {
-                decision_id,
-                candidates: i32::try_from(decision.verdicts.len()).unwrap_or(i32::MAX),
-                eligible: i32::try_from(decision.eligible()).unwrap_or(i32::MAX),
-                trigger: trigger.to_owned(),
-            };
+            let summary = summary_of(decision_id, &decision, trigger);
             let events = task::decide(&state, Command::Assign { agent, summary }, now)?;
             let wait = task::queue_wait(&state, &events);
             // The assignment and its decision in one statement, the agent's load guarded unless
@@ -214,12 +219,7 @@ pub async fn take_new(
     if shared && !projections::agents::lock_available(conn, tenant, &agent, default_capacity).await? {
         return Ok(None);
     }
-    let summary = AssignmentSummary {
-        decision_id,
-        candidates: i32::try_from(decision.verdicts.len()).unwrap_or(i32::MAX),
-        eligible: i32::try_from(decision.eligible()).unwrap_or(i32::MAX),
-        trigger: trigger.to_owned(),
-    };
+    let summary = summary_of(decision_id, &decision, trigger);
     let assigned = task::decide(&state, Command::Assign { agent, summary }, now)?;
     let wait = task::queue_wait(&state, &assigned);
     let mut events = created;

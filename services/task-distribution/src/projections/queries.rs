@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::agents::Settings;
-use crate::codec::{channel_to_pb, timestamp};
+use crate::codec::{channel_to_pb, contact_to_pb, timestamp};
 use crate::domain::task::Status;
 use crate::domain::{Channel, TaskId};
 
@@ -65,11 +65,7 @@ pub fn task_to_pb(task: &crate::domain::task::Task, version: i64) -> pb::Task {
         task_id: content.task_id.to_string(),
         protocol: content.protocol.as_str().to_owned(),
         channel: channel_to_pb(content.channel) as i32,
-        contact: Some(pb::ClientContact {
-            name: content.contact.name.clone(),
-            phone: content.contact.phone.as_str().to_owned(),
-            contact_id: content.contact.contact_id.clone().unwrap_or_default(),
-        }),
+        contact: Some(contact_to_pb(&content.contact)),
         priority: content.priority.value(),
         subject: content.subject.clone(),
         created_at: Some(timestamp(task.created_at)),
