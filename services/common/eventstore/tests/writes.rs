@@ -39,13 +39,7 @@ impl Plan<Infallible> for AppendAndRows {
     ) -> Result<String, CommandError<Infallible>> {
         let loaded = store::load_stream(conn, self.stream).await?;
         let expected = self.expected.unwrap_or(loaded.version);
-        let event = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: "test.v1.Happened".into(),
-            subject: "thing.happened".into(),
-            payload: b"x".to_vec(),
-            published: None,
-        };
+        let event = happened();
         let version = writes.append(&tenant(), self.stream, expected, vec![event], None, &EventMetadata::default())?;
         for id in &self.rows {
             writes.push(
@@ -55,6 +49,17 @@ impl Plan<Infallible> for AppendAndRows {
             );
         }
         Ok(format!("v{version}"))
+    }
+}
+
+/// One test event.
+fn happened() -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "test.v1.Happened".into(),
+        subject: "thing.happened".into(),
+        payload: b"x".to_vec(),
+        published: None,
     }
 }
 
@@ -180,13 +185,7 @@ async fn a_guard_that_changes_no_row_undoes_the_whole_statement() {
     sqlx::query("INSERT INTO seats VALUES ('s', 0, 1)").execute(&db.pool).await.unwrap();
     let take = |stream: &str| {
         let mut writes = Writes::default();
-        let event = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: "test.v1.Happened".into(),
-            subject: "thing.happened".into(),
-            payload: b"x".to_vec(),
-            published: None,
-        };
+        let event = happened();
         writes.append(&tenant(), stream, 0, vec![event], None, &EventMetadata::default()).unwrap();
         writes.push(
             Write::new("seats", "UPDATE seats SET taken = taken + 1 WHERE id = 's' AND taken < capacity RETURNING 1")
@@ -216,13 +215,7 @@ impl command::Attempt<Infallible> for LeavesItsWrites {
 
     async fn attempt(&self, conn: &mut PgConnection, _now: DateTime<Utc>) -> Result<String, CommandError<Infallible>> {
         let loaded = store::load_stream(conn, self.stream).await?;
-        let event = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: "test.v1.Happened".into(),
-            subject: "thing.happened".into(),
-            payload: b"x".to_vec(),
-            published: None,
-        };
+        let event = happened();
         let mut writes = Writes::default();
         let version =
             writes.append(&tenant(), self.stream, loaded.version, vec![event], None, &EventMetadata::default())?;

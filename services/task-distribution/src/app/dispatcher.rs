@@ -189,10 +189,10 @@ pub async fn run(
 
 /// A new task into an empty queue (`view`, read under the department's lock, holds none and the
 /// candidates): created and given to the agent chosen, with the decision, in one statement; or,
-/// when nobody can take it, created with the decision that says why. The caller's last writes
-/// (left to the kernel with the request's idempotency record, [`Also::last`]). `None` when the agent chosen,
-/// linked to another department too, was given work there meanwhile: the caller then creates the
-/// task and runs a round.
+/// when nobody can take it, created with the decision that says why. That statement is the
+/// command's last write, left to the kernel to go with the request's idempotency record
+/// ([`Also::last`]). `None` when the agent chosen, linked to another department too, was given
+/// work there meanwhile: the caller then creates the task and runs a round.
 #[allow(clippy::too_many_arguments)]
 pub async fn take_new(
     conn: &mut PgConnection,
