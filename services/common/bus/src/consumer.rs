@@ -151,10 +151,40 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// replica holding its lease pulls, so the stream's order holds across replicas.
     pub async fn ensure(&self) -> Result<jetstream::consumer::PullConsumer, String> {
         let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
+        // Where an existing consumer starts is kept (an ordered consumer restarted at its ack
+        // floor starts there; JetStream refuses to change it).
+        let deliver_policy = match stream.consumer_info(&self.config.durable_name).await {
+            Ok(info) => info.config.deliver_policy,
+            Err(_) => jetstream::consumer::DeliverPolicy::All,
+        };
+        self.create(&stream, deliver_policy).await
+    }
+
+    /// Replaces the durable consumer by a fresh one that starts at stream sequence `start`:
+    /// nothing pending, nothing waiting for redelivery, so it delivers from there in the
+    /// stream's order. Ordered consumers resume this way from their ack floor.
+    pub(crate) async fn restart_at(&self, start: u64) -> Result<jetstream::consumer::PullConsumer, String> {
+        let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
+        match stream.delete_consumer(&self.config.durable_name).await {
+            Ok(_) => {}
+            Err(error)
+                if matches!(error.kind(), jetstream::stream::ConsumerErrorKind::JetStream(ref e)
+                    if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) => {}
+            Err(error) => return Err(format!("deleting the consumer to restart it: {error}")),
+        }
+        let policy = jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: start.max(1) };
+        self.create(&stream, policy).await
+    }
+
+    async fn create(
+        &self,
+        stream: &jetstream::stream::Stream,
+        deliver_policy: jetstream::consumer::DeliverPolicy,
+    ) -> Result<jetstream::consumer::PullConsumer, String> {
         let mut config = pull::Config {
             durable_name: Some(self.config.durable_name.clone()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            deliver_policy,
             // Unlimited on the server: the consumer counts deliveries itself and dead-letters
             // at `max_deliver`. A server-side limit would drop, silently, an event whose
             // deliveries ran out in outages (each restart hands its batch back) or whose dead

@@ -487,6 +487,60 @@ async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
 }
 
 #[tokio::test]
+async fn events_handed_back_out_of_order_by_a_failed_holder_are_still_applied_in_stream_order() {
+    let h = start().await;
+    h.cancel.cancel();
+    create_order_table(&h).await;
+    let mut config = ConsumerConfig::new("handed-back", &h.namespace.stream_name);
+    config.ack_wait = Duration::from_secs(1);
+    let names = ["sent", "delivered", "read"];
+    for name in names {
+        let id = Uuid::now_v7();
+        publish(&h, id, &id.to_string(), name, b"{}").await;
+    }
+    // A holder pulled all three, lost the first on its way (no answer: it comes back when its
+    // ack_wait runs out) and handed the two others back at once (a failed batch's Nak). JetStream
+    // queues the two for redelivery now and the first only a second later: redelivered as they
+    // are, "delivered" and "read" would be applied before "sent".
+    let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
+    let holder: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("handed-back".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(1),
+            max_ack_pending: dw_bus::consumer::ORDERED_BATCH as i64,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pulled: Vec<_> = holder.fetch().max_messages(3).messages().await.unwrap().collect().await;
+    assert_eq!(pulled.len(), 3);
+    for message in &pulled[1..] {
+        message.as_ref().unwrap().ack_with(jetstream::AckKind::Nak(None)).await.unwrap();
+    }
+    h.jetstream.client().flush().await.unwrap();
+    drop(pulled);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let consumer = ProjectionConsumer::new(
+        h.db.pool.clone(),
+        h.jetstream.clone(),
+        config,
+        OrderProjection,
+        ConsumerMetrics::unregistered(),
+    );
+    let cancel = CancellationToken::new();
+    tokio::spawn(consumer.run(cancel.clone()));
+    let order = applied_order(&h, 3).await;
+    assert_eq!(order, names, "applied in the stream's order whatever JetStream redelivers first");
+    // And the consumer goes on from there with what comes next.
+    let id = Uuid::now_v7();
+    publish(&h, id, &id.to_string(), "replied", b"{}").await;
+    let order = applied_order(&h, 4).await;
+    assert_eq!(order.last().map(String::as_str), Some("replied"));
+    cancel.cancel();
+}
+
+#[tokio::test]
 async fn a_delivery_lost_on_its_way_comes_back_before_what_followed_it() {
     let h = start().await;
     h.cancel.cancel();

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream::{self, consumer::pull};
 use futures::{FutureExt, StreamExt};
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,7 @@ fn lease_key(durable_name: &str) -> i32 {
 pub(super) enum Stop {
     /// A delivery was lost on its way: restart without handing anything back.
     Gap(String),
-    /// Anything else: hand back what was pulled, then restart.
+    /// Anything else: restart (what was pulled and not applied comes again from the ack floor).
     Failed(String),
 }
 
@@ -52,10 +52,11 @@ pub(super) struct Gap {
 
 /// The consumer's delivery sequence as this replica sees it. JetStream numbers each delivery of
 /// a consumer (redeliveries too), and only the lease holder pulls: a number skipped is a
-/// delivery that was lost on its way (a NATS node restarted with it in flight). JetStream
-/// sends it again only after `ack_wait`, and by then the events after it would have been
-/// applied first; one aggregate's later status would overtake its earlier one. A sequence that
-/// goes back (a server that restarted from older consumer state) is a gap too.
+/// delivery that was lost on its way (a NATS node restarted with it in flight, or a pull no one
+/// reads any more took it). JetStream would send it again only after `ack_wait`, and by then
+/// the events after it would have been applied first; one aggregate's later status would
+/// overtake its earlier one. So the consumer restarts, at its ack floor. A sequence that goes
+/// back (a server that restarted from older consumer state) is a gap too.
 #[derive(Default)]
 pub(super) struct Deliveries {
     last: Option<u64>,
@@ -102,19 +103,26 @@ impl<P: Projection> ProjectionConsumer<P> {
             return Ok(());
         }
         let mut consumer = self.ensure().await?;
-        // Events a previous holder pulled and never acknowledged (it died) come back after
-        // `ack_wait`, before any newer one: pulling sooner would apply newer events first.
-        // Without the consumer's state (JetStream not answering yet after a restart) nothing is
-        // pulled: newer events could overtake ones still pending, and a lost delivery would go
-        // unnoticed.
+        // Events pulled and never acknowledged (a holder that died, a batch that failed, a
+        // delivery lost on its way) would come back in the order JetStream redelivers them:
+        // each when its `ack_wait` runs out, or at once when handed back, so a later event can
+        // come back before an earlier one, and a delivery made to a pull that no one reads any
+        // more (a dead holder's, this replica's previous one) restarts its `ack_wait` later
+        // still. Then an aggregate's later status would be applied before its earlier one.
+        // So the consumer starts over at its ack floor (everything before it is applied) on a
+        // fresh consumer: nothing pending, the rest delivered again in the stream's order
+        // (what was applied is skipped as a duplicate). Without the consumer's state
+        // (JetStream not answering yet after a restart) nothing is pulled.
         let mut state = consumer.info().await.map_err(|e| format!("consumer info: {e}"))?.clone();
-        let held_elsewhere = state.num_ack_pending;
-        if held_elsewhere > 0 {
-            info!(consumer = %self.config.durable_name, held_elsewhere, "waiting for the previous holder's events to come back");
-            tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                () = tokio::time::sleep(self.config.ack_wait + Duration::from_millis(500)) => {}
-            }
+        if state.num_ack_pending > 0 {
+            let start = state.ack_floor.stream_sequence + 1;
+            info!(
+                consumer = %self.config.durable_name,
+                pending = state.num_ack_pending,
+                start,
+                "events pulled and not acknowledged: starting over at the ack floor"
+            );
+            consumer = self.restart_at(start).await?;
             state = consumer.info().await.map_err(|e| format!("consumer info: {e}"))?.clone();
         }
         // The deliveries so far: the next one this replica receives must be the one after.
@@ -123,18 +131,10 @@ impl<P: Projection> ProjectionConsumer<P> {
         info!(consumer = %self.config.durable_name, stream = %self.config.stream_name, "ordered consumer running (lease held)");
         match self.apply_in_order(&mut lease, &mut messages, deliveries, cancel).await {
             Ok(()) => Ok(()),
-            // A delivery went missing: what came after it stays unacknowledged, so everything
-            // comes back after `ack_wait` in the order it was delivered, the lost one first (a
-            // `Nak` would send the later ones back before it).
-            Err(Stop::Gap(reason)) => Err(reason),
-            Err(Stop::Failed(reason)) => {
-                // Hand back what was pulled but not applied, so whoever holds the lease next
-                // gets it now rather than after `ack_wait`.
-                while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                }
-                Err(reason)
-            }
+            // What was pulled and not applied stays unacknowledged (a `Nak` would send a later
+            // event back before an earlier one still on its way): whoever holds the lease next
+            // starts over at the ack floor.
+            Err(Stop::Gap(reason) | Stop::Failed(reason)) => Err(reason),
         }
     }
 
@@ -185,9 +185,6 @@ impl<P: Projection> ProjectionConsumer<P> {
                 }
             }
             if let Err(error) = self.handle_batch(lease, &batch).await {
-                for message in &batch {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                }
                 return Err(Stop::Failed(error));
             }
             if let Some(gap) = gap {
