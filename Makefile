@@ -82,6 +82,8 @@ bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebu
 	$(BENCH) -p agent-sessions --bench rebuild
 	$(BENCH) -p dw-bus --bench consume
 	$(BENCH) -p task-distribution --bench distribution
+	@echo; echo "== task assignment spread over 10 tenants (200 agents each) =="
+	BENCH_TENANTS=10 BENCH_RATE=1000 BENCH_SKIP=search $(BENCH) -p task-distribution --bench distribution
 	@echo; echo "== task-distribution invariants at $(BENCH_LOAD_TASKS) tasks: two replicas, 200 agents (release) =="
 	DW_TEST_LOAD_TASKS=$(BENCH_LOAD_TASKS) $(CARGO) test --release -p task-distribution --test concurrency -- --nocapture
 	$(BENCH) -p messaging-templates --bench sends

@@ -4,7 +4,10 @@
 //!
 //! Knobs: `BENCH_SENDERS` (concurrent senders, default 32), `BENCH_SECONDS` (default 10),
 //! `BENCH_DISPATCH_CONCURRENCY` (the service's `DW_DISPATCH_CONCURRENCY`; unset: its default, 8,
-//! on a pool of its own) and `BENCH_DB_POOL` (its `DW_DB_MAX_CONNECTIONS`, default 16).
+//! on a pool of its own), `BENCH_DB_POOL` (its `DW_DB_MAX_CONNECTIONS`, default 16) and
+//! `BENCH_SEND_BACKLOG_LIMIT` (its `DW_SEND_BACKLOG_LIMIT`; unset: its default, 500; 0: none).
+//! A sender refused because the tenant's backlog is full waits the advised delay, as a
+//! well-behaved client does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -16,13 +19,17 @@ use std::time::{Duration, Instant};
 use common::{Setup, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::messaging::v1 as pb;
-use dw_testkit::bench::{env_or, gather, summary};
+use dw_testkit::bench::{env_or, summary};
+use tonic_types::StatusExt;
 
 #[tokio::main]
 async fn main() {
     let senders = env_or("BENCH_SENDERS", 32) as usize;
     let seconds = env_or("BENCH_SECONDS", 10);
-    let setup = Setup::new().await;
+    let mut setup = Setup::new().await;
+    if let Ok(limit) = std::env::var("BENCH_SEND_BACKLOG_LIMIT") {
+        setup.send_backlog_limit = limit.parse().expect("BENCH_SEND_BACKLOG_LIMIT: a number");
+    }
     let dispatch_concurrency = std::env::var("BENCH_DISPATCH_CONCURRENCY").ok().and_then(|v| v.parse().ok());
     let pool_size = env_or("BENCH_DB_POOL", 16) as u32;
     let service = setup.start_with(true, dispatch_concurrency, Some(pool_size)).await;
@@ -50,8 +57,9 @@ async fn main() {
 
     println!(
         "messaging-templates send benchmark: {senders} concurrent senders, {seconds} s, WhatsApp template, fake provider; \
-         dispatcher concurrency {}, pool {pool_size}",
-        dispatch_concurrency.map_or_else(|| "default (8, its own pool)".to_owned(), |n: usize| n.to_string())
+         dispatcher concurrency {}, pool {pool_size}, send backlog limit {}",
+        dispatch_concurrency.map_or_else(|| "default (8, its own pool)".to_owned(), |n: usize| n.to_string()),
+        setup.send_backlog_limit
     );
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
@@ -62,7 +70,7 @@ async fn main() {
         let bearer = token("bench", "crm-bot", Role::Service);
         workers.spawn(async move {
             let mut latencies = Vec::new();
-            let mut errors = 0u64;
+            let (mut errors, mut refused) = (0u64, 0u64);
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
@@ -76,18 +84,34 @@ async fn main() {
                 let at = Instant::now();
                 match client.send_template(authed(&bearer, request)).await {
                     Ok(_) => latencies.push(at.elapsed()),
+                    // The tenant's backlog is full: wait as told, as a well-behaved sender does.
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                        refused += 1;
+                        let wait = status.get_details_retry_info().and_then(|info| info.retry_delay);
+                        tokio::time::sleep(wait.unwrap_or(Duration::from_millis(500))).await;
+                    }
                     Err(_) => errors += 1,
                 }
             }
-            (latencies, errors)
+            (latencies, errors, refused)
         });
     }
-    let (latencies, errors) = gather(workers).await.unwrap();
+    let mut latencies = Vec::new();
+    let (mut errors, mut refused) = (0, 0);
+    for (worker_latencies, worker_errors, worker_refused) in workers.join_all().await {
+        latencies.extend(worker_latencies);
+        errors += worker_errors;
+        refused += worker_refused;
+    }
+    latencies.sort();
     let accepted = latencies.len();
     let sending_window = started.elapsed();
     let during = setup.whatsapp.received().len();
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&setup.db.pool).await.unwrap_or(-1);
-    println!("sends accepted  {accepted} ({errors} errors) = {:.0}/s", accepted as f64 / sending_window.as_secs_f64());
+    println!(
+        "sends accepted  {accepted} ({errors} errors, {refused} refused while the backlog was full) = {:.0}/s",
+        accepted as f64 / sending_window.as_secs_f64()
+    );
     println!("SendTemplate    {}", summary(&latencies));
     // The provider keeps receiving after the senders stop: measure until it has them all.
     let drain_deadline = Instant::now() + Duration::from_secs(120);

@@ -37,6 +37,9 @@ pub struct Config {
     /// (`DW_WEBHOOK_ALLOWED_HOSTS`, the same variable as notifications' delivery worker reads;
     /// empty in production, where a send's webhook is https to a public host only).
     pub local_webhook_hosts: Vec<String>,
+    /// Messages a tenant may have waiting for the providers before its sends are refused
+    /// (`DW_SEND_BACKLOG_LIMIT`, default 500; 0: no limit). See [`crate::app::send_backlog`].
+    pub send_backlog_limit: u32,
 }
 
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
@@ -98,6 +101,7 @@ pub fn from_env() -> Result<Config, ConfigError> {
             .filter(|h| !h.is_empty())
             .map(str::to_owned)
             .collect(),
+        send_backlog_limit: parsed("DW_SEND_BACKLOG_LIMIT", &crate::app::send_backlog::DEFAULT_LIMIT.to_string())?,
     })
 }
 

@@ -128,7 +128,11 @@ pub async fn run_with_listener(
         "provider webhooks listening"
     );
     boot.tasks.spawn(webhooks);
-    let app = Arc::new(App::new(boot.pool.clone(), config.limits).with_local_webhook_hosts(&local_webhook_hosts));
+    let app = Arc::new(
+        App::new(boot.pool.clone(), config.limits)
+            .with_local_webhook_hosts(&local_webhook_hosts)
+            .with_send_backlog_limit(config.send_backlog_limit),
+    );
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(
         TemplateGrpc::new(app.clone()),

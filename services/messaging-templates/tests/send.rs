@@ -302,3 +302,69 @@ async fn archived_templates_and_unknown_contacts_cannot_be_sent() {
     assert_eq!(messages, 0);
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenant_whose_messages_pile_up_is_refused_sends_until_the_dispatcher_catches_up() {
+    use sqlx::Row;
+    use tonic_types::StatusExt;
+    let mut setup = Setup::new().await;
+    setup.send_backlog_limit = 3;
+    // Nothing is handed over: acme's backlog only grows.
+    let service = setup.start(false).await;
+    let template = whatsapp_template(&service).await;
+    let crm = token("acme", "crm-bot", Role::Service);
+    let mut accepted = Vec::new();
+    for n in 0..3 {
+        let request = send_request(&template, &format!("+551190000010{n}"));
+        accepted.push(service.templates().send_template(authed(&crm, request)).await.unwrap().into_inner().message_id);
+    }
+    let waiting = send_request(&template, "+5511900000109");
+    let refused = service.templates().send_template(authed(&crm, waiting.clone())).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(dw_grpc_kit::errors::reason_of(&refused).as_deref(), Some("SEND_BACKLOG_FULL"));
+    let retry = refused.get_details_retry_info().and_then(|info| info.retry_delay).expect("RetryInfo");
+    assert!(retry > Duration::ZERO, "{retry:?}");
+    // The refusal recorded nothing.
+    let messages: i64 = sqlx::query("SELECT count(*) AS n FROM messages WHERE tenant_id = 'acme'")
+        .fetch_one(&setup.db.pool)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(messages, 3);
+
+    // Another tenant's sends are not held by acme's backlog.
+    let globex_manager = token("globex", "boss", Role::Manager);
+    let content = pb::TemplateContent {
+        language: "pt_BR".into(),
+        category: pb::TemplateCategory::Utility as i32,
+        body: "Olá {{1}}".into(),
+        ..Default::default()
+    };
+    let create = pb::CreateTemplateRequest {
+        request_id: rid(),
+        channel: pb::Channel::Whatsapp as i32,
+        name: "hello".into(),
+        content: Some(content),
+    };
+    let globex_template =
+        service.templates().create_template(authed(&globex_manager, create)).await.unwrap().into_inner();
+    let globex = token("globex", "crm-bot", Role::Service);
+    let request = pb::SendTemplateRequest {
+        request_id: rid(),
+        template_id: globex_template.template_id.clone(),
+        recipient: Some(pb::send_template_request::Recipient::Phone("+5511900000201".into())),
+        variables: vec!["Bia".into()],
+        ..Default::default()
+    };
+    service.templates().send_template(authed(&globex, request)).await.unwrap();
+    service.stop().await;
+
+    // Once the dispatcher has handed acme's messages over, the refused request goes through.
+    let service = setup.start(true).await;
+    for id in &accepted {
+        service.until_status(id, pb::MessageStatus::Dispatched).await;
+    }
+    let sent = service.templates().send_template(authed(&crm, waiting)).await.unwrap().into_inner();
+    service.until_status(&sent.message_id, pb::MessageStatus::Dispatched).await;
+    service.stop().await;
+}

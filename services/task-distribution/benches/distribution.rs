@@ -6,7 +6,8 @@
 //!    `CreateTask` returning to the assignment arriving on the agent's stream.
 //! 2. `SearchProtocols` over a bulk-loaded archive of tasks (another tenant), per filter kind.
 //!
-//! Knobs: `BENCH_AGENTS` (2000), `BENCH_RATE` (tasks/s, 500), `BENCH_SECONDS` (10),
+//! Knobs: `BENCH_AGENTS` (2000), `BENCH_TENANTS` (1: the agents and the tasks spread evenly over
+//! that many tenants, each with agents in every department), `BENCH_RATE` (tasks/s, 500), `BENCH_SECONDS` (10),
 //! `BENCH_CONCURRENCY` (CreateTask calls in flight at most, 64), `BENCH_HOLD_MS` (how long an
 //! agent keeps a task before completing it, 200), `BENCH_SEARCH_TASKS` (1000000),
 //! `BENCH_SEARCH_RUNS` (requests per search kind, 50), `BENCH_SKIP` (`assign` or `search`),
@@ -173,6 +174,16 @@ fn department(index: usize) -> String {
     format!("dept-{:02}", index % DEPARTMENTS)
 }
 
+/// The tenant of agent or task `index` when the run spreads over `tenants`.
+fn tenant_of(index: usize, tenants: usize) -> String {
+    if tenants <= 1 { ASSIGN_TENANT.to_owned() } else { format!("{ASSIGN_TENANT}-{:02}", index % tenants) }
+}
+
+/// Every tenant of the run.
+fn all_tenants(tenants: usize) -> Vec<String> {
+    (0..tenants.max(1)).map(|i| tenant_of(i, tenants)).collect()
+}
+
 fn create_request(rng: &mut Rng, lists: &Lists) -> pb::CreateTaskRequest {
     let client = rng.below(1_000_000);
     let first = &lists.first[rng.below(lists.first.len() as u64) as usize];
@@ -247,8 +258,42 @@ async fn agent_loop(
     }
 }
 
-async fn seed_agents(cluster: &Cluster, names: &[String]) {
-    let manager = token(ASSIGN_TENANT, "manager-1", &[Role::Manager]);
+async fn seed_agents(cluster: &Cluster, names: &[String], tenants: usize) {
+    for tenant in all_tenants(tenants) {
+        seed_tenant(cluster, &tenant).await;
+    }
+    futures::stream::iter(names.iter().enumerate())
+        .for_each_concurrent(32, |(i, name)| {
+            let mut admin = cluster.admin();
+            let mut day = cluster.day();
+            let tenant = tenant_of(i, tenants);
+            let manager = token(&tenant, "manager-1", &[Role::Manager]);
+            async move {
+                let register = sessions::RegisterAgentRequest {
+                    request_id: rid(),
+                    agent_id: name.clone(),
+                    display_name: format!("Agent {i}"),
+                };
+                admin.register_agent(authed(&manager, register)).await.unwrap();
+                // Each tenant's agents cover every department.
+                let link = sessions::LinkDepartmentRequest {
+                    request_id: rid(),
+                    agent_id: name.clone(),
+                    department_id: department(i / tenants.max(1)),
+                };
+                admin.link_department(authed(&manager, link)).await.unwrap();
+                let agent = token(&tenant, name, &[Role::Agent]);
+                day.start_service_day(authed(&agent, sessions::StartServiceDayRequest { request_id: rid() }))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+}
+
+/// The tenant's settings: automatic distribution on.
+async fn seed_tenant(cluster: &Cluster, tenant: &str) {
+    let manager = token(tenant, "manager-1", &[Role::Manager]);
     cluster
         .admin()
         .update_tenant_settings(authed(
@@ -269,46 +314,22 @@ async fn seed_agents(cluster: &Cluster, names: &[String]) {
         ))
         .await
         .unwrap();
-    futures::stream::iter(names.iter().enumerate())
-        .for_each_concurrent(32, |(i, name)| {
-            let mut admin = cluster.admin();
-            let mut day = cluster.day();
-            let manager = manager.clone();
-            async move {
-                let register = sessions::RegisterAgentRequest {
-                    request_id: rid(),
-                    agent_id: name.clone(),
-                    display_name: format!("Agent {i}"),
-                };
-                admin.register_agent(authed(&manager, register)).await.unwrap();
-                let link = sessions::LinkDepartmentRequest {
-                    request_id: rid(),
-                    agent_id: name.clone(),
-                    department_id: department(i),
-                };
-                admin.link_department(authed(&manager, link)).await.unwrap();
-                let agent = token(ASSIGN_TENANT, name, &[Role::Agent]);
-                day.start_service_day(authed(&agent, sessions::StartServiceDayRequest { request_id: rid() }))
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
 }
 
 /// Waits until task-distribution's projection has every agent available and linked, and the
 /// tenant's automatic distribution on.
-async fn wait_for_projection(cluster: &Cluster, agents: usize) {
+async fn wait_for_projection(cluster: &Cluster, agents: usize, tenants: usize) {
     let pool = &cluster.distribution_db.pool;
     let started = Instant::now();
     loop {
         let (available, linked, auto): (i64, i64, bool) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM agents WHERE tenant_id = $1 AND day_open AND NOT on_break \
+            "SELECT (SELECT count(*) FROM agents WHERE tenant_id = ANY($1) AND day_open AND NOT on_break \
                                                   AND NOT exit_notified), \
-                    (SELECT count(*) FROM agent_departments WHERE tenant_id = $1), \
-                    COALESCE((SELECT auto_distribution_enabled FROM distribution_settings WHERE tenant_id = $1), FALSE)",
+                    (SELECT count(*) FROM agent_departments WHERE tenant_id = ANY($1)), \
+                    (SELECT count(*) FROM distribution_settings WHERE tenant_id = ANY($1) AND auto_distribution_enabled) \
+                        = cardinality($1)",
         )
-        .bind(ASSIGN_TENANT)
+        .bind(all_tenants(tenants))
         .fetch_one(pool)
         .await
         .unwrap();
@@ -324,15 +345,15 @@ async fn wait_for_projection(cluster: &Cluster, agents: usize) {
 }
 
 /// Creates `count` tasks, `concurrency` at a time (untimed).
-async fn create_untimed(client: &DistributionServiceClient<Channel>, count: usize, concurrency: usize) {
-    let service = token(ASSIGN_TENANT, "crm-bot", &[Role::Service]);
+async fn create_untimed(client: &DistributionServiceClient<Channel>, count: usize, concurrency: usize, tenants: usize) {
     let mut rng = Rng(7);
     let lists = Lists::new();
-    let requests: Vec<pb::CreateTaskRequest> = (0..count).map(|_| create_request(&mut rng, &lists)).collect();
+    let requests: Vec<(usize, pb::CreateTaskRequest)> =
+        (0..count).map(|i| (i, create_request(&mut rng, &lists))).collect();
     futures::stream::iter(requests)
-        .for_each_concurrent(concurrency, |request| {
+        .for_each_concurrent(concurrency, |(i, request)| {
             let mut client = client.clone();
-            let service = service.clone();
+            let service = token(&tenant_of(i, tenants), "crm-bot", &[Role::Service]);
             async move {
                 let _ = client.create_task(authed(&service, request)).await;
             }
@@ -403,13 +424,14 @@ struct Created {
 
 async fn assignment_latency(cluster: &Cluster) {
     let agents = env_or("BENCH_AGENTS", 2000) as usize;
+    let tenants = env_or("BENCH_TENANTS", 1).max(1) as usize;
     let rate = env_or("BENCH_RATE", 500).max(1);
     let seconds = env_or("BENCH_SECONDS", 10);
     let concurrency = env_or("BENCH_CONCURRENCY", 64).max(1) as usize;
     let hold = Duration::from_millis(env_or("BENCH_HOLD_MS", 200));
     println!(
         "== task assignment: CreateTask returned → ASSIGNED on the agent's WatchMyTasks stream \
-         ({agents} agents online in {DEPARTMENTS} departments, target {rate} tasks/s for {seconds} s, \
+         ({agents} agents online in {DEPARTMENTS} departments of {tenants} tenant(s), target {rate} tasks/s for {seconds} s, \
          at most {concurrency} CreateTask in flight, each task completed {} ms after it arrives) ==",
         hold.as_millis()
     );
@@ -418,9 +440,9 @@ async fn assignment_latency(cluster: &Cluster) {
     // reaches task-distribution over JetStream.
     let names: Vec<String> = (0..agents).map(|i| format!("agent-{i:04}")).collect();
     let seeding = Instant::now();
-    seed_agents(cluster, &names).await;
+    seed_agents(cluster, &names, tenants).await;
     let seeded = seeding.elapsed();
-    wait_for_projection(cluster, agents).await;
+    wait_for_projection(cluster, agents, tenants).await;
     println!(
         "seeding         {agents} agents registered + linked + day started in {:.1} s (32 in flight); \
          all available in task-distribution after {:.1} s",
@@ -444,13 +466,14 @@ async fn assignment_latency(cluster: &Cluster) {
     }
     let completions = Arc::new(Completions::default());
     let opening = Instant::now();
-    futures::stream::iter(names.iter())
-        .for_each_concurrent(64, |name| {
+    futures::stream::iter(names.iter().enumerate())
+        .for_each_concurrent(64, |(i, name)| {
             let client = cluster.distribution();
             let arrivals = arrivals_tx.clone();
             let completions = completions.clone();
+            let tenant = tenant_of(i, tenants);
             async move {
-                let bearer = token(ASSIGN_TENANT, name, &[Role::Agent]);
+                let bearer = token(&tenant, name, &[Role::Agent]);
                 let stream = client
                     .clone()
                     .watch_my_tasks(authed(&bearer, pb::WatchMyTasksRequest {}))
@@ -475,7 +498,7 @@ async fn assignment_latency(cluster: &Cluster) {
     // Warm-up (connections, caches), untimed.
     let warmup = env_or("BENCH_WARMUP", 200) as usize;
     let client = cluster.distribution();
-    create_untimed(&client, warmup, 16).await;
+    create_untimed(&client, warmup, 16, tenants).await;
     wait_until(
         || observed.load(Ordering::Relaxed) >= warmup,
         Duration::from_secs(5),
@@ -492,7 +515,8 @@ async fn assignment_latency(cluster: &Cluster) {
 
     // The timed run: a task every 1/rate s (catching up when behind), at most `concurrency` in
     // flight; issuing stops at the deadline if the server cannot keep up.
-    let service = token(ASSIGN_TENANT, "crm-bot", &[Role::Service]);
+    let services: Vec<String> =
+        all_tenants(tenants).iter().map(|tenant| token(tenant, "crm-bot", &[Role::Service])).collect();
     let scheduled = rate * seconds;
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut calls = tokio::task::JoinSet::new();
@@ -515,7 +539,7 @@ async fn assignment_latency(cluster: &Cluster) {
         behind = behind.max(now - due);
         issued += 1;
         let mut client = client.clone();
-        let service = service.clone();
+        let service = services[i as usize % services.len()].clone();
         let request = create_request(&mut rng, &lists);
         calls.spawn(async move {
             let _permit = permit;
@@ -603,7 +627,9 @@ async fn assignment_latency(cluster: &Cluster) {
     );
     print_cpu(cpu_before, cpu_after, window);
     let p99 = |sorted: &[Duration]| ms(percentile(sorted, 0.99));
-    dw_testkit::bench::record("distribution", "tasks created, one tenant", achieved, "/s", None);
+    let what =
+        if tenants == 1 { "tasks created, one tenant".to_owned() } else { format!("tasks created, {tenants} tenants") };
+    dw_testkit::bench::record("distribution", &what, achieved, "/s", None);
     dw_testkit::bench::record("distribution", "CreateTask p99", p99(&call), "ms", None);
     dw_testkit::bench::record("distribution", "task created → agent's stream p99", p99(&latencies), "ms", None);
 
@@ -611,12 +637,13 @@ async fn assignment_latency(cluster: &Cluster) {
     let pool = &cluster.distribution_db.pool;
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(30) {
-        let open: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE tenant_id = $1 AND status IN ('queued', 'assigned')")
-                .bind(ASSIGN_TENANT)
-                .fetch_one(pool)
-                .await
-                .unwrap();
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasks WHERE tenant_id = ANY($1) AND status IN ('queued', 'assigned')",
+        )
+        .bind(all_tenants(tenants))
+        .fetch_one(pool)
+        .await
+        .unwrap();
         if open == 0 {
             break;
         }

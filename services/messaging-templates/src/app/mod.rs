@@ -7,6 +7,7 @@ pub mod message_status;
 pub mod provider_config;
 mod reads;
 pub mod send;
+pub mod send_backlog;
 
 use chrono::{DateTime, Utc};
 use dw_eventstore::aggregate::{self, Aggregate, Loaded};
@@ -33,11 +34,29 @@ pub struct App {
     limits: crate::domain::preview::Limits,
     /// Hosts a send's webhook may name despite being local (`DW_WEBHOOK_ALLOWED_HOSTS`).
     local_webhook_hosts: std::sync::Arc<[String]>,
+    /// Refuses a tenant's sends while too many of its messages wait for the providers.
+    send_backlog: std::sync::Arc<send_backlog::SendBacklog>,
 }
 
 impl App {
     pub fn new(pool: PgPool, limits: crate::domain::preview::Limits) -> Self {
-        Self { pool, limits, local_webhook_hosts: std::sync::Arc::new([]) }
+        Self {
+            pool,
+            limits,
+            local_webhook_hosts: std::sync::Arc::new([]),
+            send_backlog: std::sync::Arc::new(send_backlog::SendBacklog::new(send_backlog::DEFAULT_LIMIT)),
+        }
+    }
+
+    /// The same, refusing a tenant's sends past `limit` messages waiting for the providers (0:
+    /// no limit).
+    pub fn with_send_backlog_limit(self, limit: u32) -> Self {
+        Self { send_backlog: std::sync::Arc::new(send_backlog::SendBacklog::new(limit)), ..self }
+    }
+
+    /// Whether the tenant may send one more message now ([`send_backlog`]).
+    pub async fn admit_send(&self, tenant: &dw_ids::TenantId) -> Result<(), send_backlog::AdmitError> {
+        self.send_backlog.admit(&self.pool, tenant).await
     }
 
     /// The same, letting sends' webhooks reach these local hosts (a local cluster, tests) when

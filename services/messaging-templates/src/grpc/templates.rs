@@ -12,6 +12,7 @@ use tracing::instrument;
 
 use super::{command_context, to_status, uuid_field};
 use crate::app::send::{Recipient, SendInput, parse_webhook};
+use crate::app::send_backlog::{self, AdmitError};
 use crate::app::{App, TemplateChange};
 use crate::codec::{category_from_pb, channel_from_pb, header_kind_from_pb};
 use crate::domain::preview::render_send;
@@ -243,6 +244,17 @@ impl TemplateService for TemplateGrpc {
         };
         let privileged = principal.has_role(Role::Manager) || principal.has_role(Role::Service);
         let ctx = command_context(&request, &principal, &body.request_id, operation!("SendTemplate"))?;
+        self.app.admit_send(&ctx.tenant).await.map_err(|error| match error {
+            AdmitError::Full(full) => errors::resource_exhausted(
+                "SEND_BACKLOG_FULL",
+                format!(
+                    "{} of the tenant's messages wait for the providers (the limit is {}); try again later",
+                    full.backlog, full.limit
+                ),
+                send_backlog::RETRY_AFTER,
+            ),
+            AdmitError::Database(error) => errors::db_status(error),
+        })?;
         let message = self.app.send(&ctx, privileged, input).await.map_err(to_status)?;
         Ok(Response::new(message))
     }

@@ -128,6 +128,8 @@ pub struct Setup {
     pub sessions_ns: TestNamespace,
     pub whatsapp: FakeProvider,
     pub sms: FakeProvider,
+    /// The service's `DW_SEND_BACKLOG_LIMIT` (its default unless a test sets it).
+    pub send_backlog_limit: u32,
 }
 
 impl Setup {
@@ -142,6 +144,7 @@ impl Setup {
             sessions_ns: TestNamespace::new("msessions"),
             whatsapp: FakeProvider::start().await,
             sms: FakeProvider::start().await,
+            send_backlog_limit: messaging_templates::app::send_backlog::DEFAULT_LIMIT,
         }
     }
 
@@ -268,6 +271,7 @@ impl Setup {
             provider_secrets_key: ProviderSecretsKey::from_bytes(&PROVIDER_KEY),
             // The tests' webhook receivers listen on loopback, as a local cluster's do.
             local_webhook_hosts: vec!["127.0.0.1".into()],
+            send_backlog_limit: self.send_backlog_limit,
         };
         let cancel = CancellationToken::new();
         let token = cancel.clone();
