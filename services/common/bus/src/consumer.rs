@@ -117,6 +117,10 @@ pub struct ProjectionConsumer<P> {
     metrics: ConsumerMetrics,
     /// An unordered consumer's position, written now and then ([`Self::note_position`]).
     position: std::sync::Mutex<Position>,
+    /// Where the durable consumer is being restarted ([`Self::restart_at`]) until the new one
+    /// exists: after a failure between deleting the old one and creating it, the next try
+    /// creates it there instead of taking the missing consumer for a new one.
+    restarting_at: std::sync::Mutex<Option<u64>>,
 }
 
 /// How often an unordered consumer writes its position at most.
@@ -136,7 +140,15 @@ impl<P: Projection> ProjectionConsumer<P> {
         projection: P,
         metrics: ConsumerMetrics,
     ) -> Self {
-        Self { pool, jetstream, config, projection, metrics, position: std::sync::Mutex::default() }
+        Self {
+            pool,
+            jetstream,
+            config,
+            projection,
+            metrics,
+            position: std::sync::Mutex::default(),
+            restarting_at: std::sync::Mutex::default(),
+        }
     }
 
     fn labels(&self) -> ConsumerLabels {
@@ -164,6 +176,7 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// nothing pending, nothing waiting for redelivery, so it delivers from there in the
     /// stream's order. Ordered consumers resume this way from their ack floor.
     pub(crate) async fn restart_at(&self, start: u64) -> Result<jetstream::consumer::PullConsumer, String> {
+        *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(start);
         let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
         match stream.delete_consumer(&self.config.durable_name).await {
             Ok(_) => {}
@@ -173,7 +186,27 @@ impl<P: Projection> ProjectionConsumer<P> {
             Err(error) => return Err(format!("deleting the consumer to restart it: {error}")),
         }
         let policy = jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: start.max(1) };
-        self.create(&stream, policy).await
+        let consumer = self.create(&stream, policy).await?;
+        *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        Ok(consumer)
+    }
+
+    /// A restart ([`Self::restart_at`]) this replica began and did not finish, while the
+    /// consumer is still missing: where it starts. (When another replica has created the
+    /// consumer since, the restart is forgotten.)
+    pub(crate) async fn unfinished_restart(&self) -> Result<Option<u64>, String> {
+        let Some(start) = *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) else {
+            return Ok(None);
+        };
+        let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
+        match stream.consumer_info(&self.config.durable_name).await {
+            Err(error) if error.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(Some(start)),
+            Err(error) => Err(format!("consumer info: {error}")),
+            Ok(_) => {
+                *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                Ok(None)
+            }
+        }
     }
 
     async fn create(

@@ -99,10 +99,16 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// holder's connection dies its lease is free and a standby takes over within a second.
     pub(super) async fn consume_ordered(&self, cancel: &CancellationToken) -> Result<(), String> {
         let Some(mut lease) = self.lease(cancel).await? else { return Ok(()) };
-        if let super::catch_up::CaughtUp::Cancelled = self.catch_up(&mut lease, cancel).await? {
-            return Ok(());
-        }
-        let mut consumer = self.ensure().await?;
+        let mut consumer = match self.unfinished_restart().await? {
+            // The consumer this replica deleted to restart it is created where it was to start.
+            Some(start) => self.restart_at(start).await?,
+            None => {
+                if let super::catch_up::CaughtUp::Cancelled = self.catch_up(&mut lease, cancel).await? {
+                    return Ok(());
+                }
+                self.ensure().await?
+            }
+        };
         // Events pulled and never acknowledged (a holder that died, a batch that failed, a
         // delivery lost on its way) would come back in the order JetStream redelivers them:
         // each when its `ack_wait` runs out, or at once when handed back, so a later event can
