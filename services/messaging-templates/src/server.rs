@@ -129,9 +129,9 @@ pub async fn run_with_listener(
     );
     boot.tasks.spawn(webhooks);
     let app = Arc::new(
-        App::new(boot.pool.clone(), config.limits)
-            .with_local_webhook_hosts(&local_webhook_hosts)
-            .with_send_backlog_limit(config.send_backlog_limit),
+        App::new(boot.pool.clone(), config.limits).with_local_webhook_hosts(&local_webhook_hosts).with_send_backlog(
+            crate::app::send_backlog::SendBacklog::register(config.send_backlog_limit, &mut boot.registry),
+        ),
     );
     let auth = boot.auth_by(crate::grpc::access::ACCESS, &SERVICE_NAMES)?;
     let routes = tonic::service::Routes::new(TemplateServiceServer::with_interceptor(

@@ -331,6 +331,10 @@ async fn a_tenant_whose_messages_pile_up_is_refused_sends_until_the_dispatcher_c
         .unwrap()
         .get("n");
     assert_eq!(messages, 3);
+    // SREs see it.
+    let text = dw_testkit::metrics::scrape(service.metrics_addr).await.unwrap();
+    let refused = dw_testkit::metrics::sample(&text, "dw_send_backlog_refused_total", &[("tenant", "acme")]);
+    assert_eq!(refused, Some(1.0), "{text}");
 
     // Another tenant's sends are not held by acme's backlog.
     let globex_manager = token("globex", "boss", Role::Manager);

@@ -48,10 +48,10 @@ impl App {
         }
     }
 
-    /// The same, refusing a tenant's sends past `limit` messages waiting for the providers (0:
-    /// no limit).
-    pub fn with_send_backlog_limit(self, limit: u32) -> Self {
-        Self { send_backlog: std::sync::Arc::new(send_backlog::SendBacklog::new(limit)), ..self }
+    /// The same, refusing a tenant's sends past the backlog's limit of messages waiting for the
+    /// providers.
+    pub fn with_send_backlog(self, backlog: send_backlog::SendBacklog) -> Self {
+        Self { send_backlog: std::sync::Arc::new(backlog), ..self }
     }
 
     /// Whether the tenant may send one more message now ([`send_backlog`]).

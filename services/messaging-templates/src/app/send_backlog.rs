@@ -14,6 +14,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dw_ids::TenantId;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
 /// How long a tenant's counted backlog is trusted before it is read again.
@@ -36,6 +40,13 @@ pub struct SendBacklog {
     /// 0: no limit.
     limit: u32,
     counted: Mutex<HashMap<TenantId, Counted>>,
+    /// `dw_send_backlog_refused_total{tenant}`.
+    refused: Family<TenantLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
 }
 
 /// A send refused: the tenant's backlog, at or over the limit.
@@ -46,8 +57,20 @@ pub struct Full {
 }
 
 impl SendBacklog {
+    /// Unregistered metrics (tests, tools).
     pub fn new(limit: u32) -> Self {
-        Self { limit, counted: Mutex::new(HashMap::new()) }
+        Self { limit, counted: Mutex::new(HashMap::new()), refused: Family::default() }
+    }
+
+    /// With its refusals counted on `registry`.
+    pub fn register(limit: u32, registry: &mut Registry) -> Self {
+        let backlog = Self::new(limit);
+        registry.register(
+            "dw_send_backlog_refused",
+            "SendTemplate calls refused because the tenant's messages waiting for the providers reached DW_SEND_BACKLOG_LIMIT",
+            backlog.refused.clone(),
+        );
+        backlog
     }
 
     /// Admits one send of `tenant`, or says its backlog is full.
@@ -70,6 +93,7 @@ impl SendBacklog {
             }
         };
         if backlog >= i64::from(self.limit) {
+            self.refused.get_or_create(&TenantLabel { tenant: tenant.to_string() }).inc();
             return Err(AdmitError::Full(Full { backlog, limit: self.limit }));
         }
         if let Some(counted) = self.lock().get_mut(tenant) {
