@@ -259,8 +259,9 @@ async fn agent_loop(
 }
 
 async fn seed_agents(cluster: &Cluster, names: &[String], tenants: usize) {
+    // Each tenant's settings, automatic distribution on (its agents follow).
     for tenant in all_tenants(tenants) {
-        seed_tenant(cluster, &tenant).await;
+        cluster.seed(&tenant, true, &[]).await;
     }
     futures::stream::iter(names.iter().enumerate())
         .for_each_concurrent(32, |(i, name)| {
@@ -289,31 +290,6 @@ async fn seed_agents(cluster: &Cluster, names: &[String], tenants: usize) {
             }
         })
         .await;
-}
-
-/// The tenant's settings: automatic distribution on.
-async fn seed_tenant(cluster: &Cluster, tenant: &str) {
-    let manager = token(tenant, "manager-1", &[Role::Manager]);
-    cluster
-        .admin()
-        .update_tenant_settings(authed(
-            &manager,
-            sessions::UpdateTenantSettingsRequest {
-                request_id: rid(),
-                update_mask: None,
-                expected_version: None,
-                settings: Some(sessions::TenantSettings {
-                    auto_distribution_enabled: true,
-                    exit_reasons: vec![sessions::Reason { id: "meeting".into(), label: "Meeting".into() }],
-                    break_reasons: vec![sessions::Reason { id: "lunch".into(), label: "Lunch".into() }],
-                    ticket_workspace_url: String::new(),
-                    version: 0,
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .unwrap();
 }
 
 /// Waits until task-distribution's projection has every agent available and linked, and the

@@ -440,6 +440,25 @@ async fn when_the_replica_holding_an_ordered_consumer_stops_a_standby_takes_over
     second.cancel();
 }
 
+/// A holder of the ordered consumer `durable` (as the service creates it, `ack_wait` 1 s) that
+/// pulled the stream's first `n` events and has not answered for them.
+async fn holder_pulls(h: &Harness, durable: &str, n: usize) -> Vec<jetstream::Message> {
+    let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
+    let holder: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(durable.into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(1),
+            max_ack_pending: dw_bus::consumer::ORDERED_BATCH as i64,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pulled: Vec<_> = holder.fetch().max_messages(n).messages().await.unwrap().collect().await;
+    assert_eq!(pulled.len(), n);
+    pulled.into_iter().map(Result::unwrap).collect()
+}
+
 #[tokio::test]
 async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
     let h = start().await;
@@ -453,20 +472,7 @@ async fn events_a_dead_holder_had_pulled_are_applied_before_newer_ones() {
         publish(&h, id, &id.to_string(), name, b"{}").await;
     }
     // A holder pulls the first ten and dies without a word (SIGKILL: no ack, no nak).
-    let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
-    let dead: jetstream::consumer::PullConsumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some("crash".into()),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(1),
-            max_ack_pending: dw_bus::consumer::ORDERED_BATCH as i64,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let pulled: Vec<_> = dead.fetch().max_messages(10).messages().await.unwrap().collect().await;
-    assert_eq!(pulled.len(), 10);
-    drop(pulled);
+    drop(holder_pulls(&h, "crash", 10).await);
     // Newer events arrive; the standby takes the lease.
     for name in &names[10..] {
         let id = Uuid::now_v7();
@@ -502,21 +508,9 @@ async fn events_handed_back_out_of_order_by_a_failed_holder_are_still_applied_in
     // ack_wait runs out) and handed the two others back at once (a failed batch's Nak). JetStream
     // queues the two for redelivery now and the first only a second later: redelivered as they
     // are, "delivered" and "read" would be applied before "sent".
-    let stream = h.jetstream.get_stream(&h.namespace.stream_name).await.unwrap();
-    let holder: jetstream::consumer::PullConsumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some("handed-back".into()),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(1),
-            max_ack_pending: dw_bus::consumer::ORDERED_BATCH as i64,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let pulled: Vec<_> = holder.fetch().max_messages(3).messages().await.unwrap().collect().await;
-    assert_eq!(pulled.len(), 3);
+    let pulled = holder_pulls(&h, "handed-back", 3).await;
     for message in &pulled[1..] {
-        message.as_ref().unwrap().ack_with(jetstream::AckKind::Nak(None)).await.unwrap();
+        message.ack_with(jetstream::AckKind::Nak(None)).await.unwrap();
     }
     h.jetstream.client().flush().await.unwrap();
     drop(pulled);
