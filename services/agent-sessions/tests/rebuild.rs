@@ -367,3 +367,58 @@ async fn the_batched_rebuild_leaves_what_the_commands_wrote_with_every_kind_of_e
     pool.close().await;
     service.stop().await;
 }
+
+/// A read holding one table while the rebuild swaps does not make the swap hold the others: a
+/// read that then asks for another table gets it (the swap takes all its locks at once or none),
+/// so the two can never deadlock and cost the reader its RPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_swap_waiting_for_one_table_holds_none_of_the_others() {
+    use sqlx::Connection;
+    let service = TestService::start_with(|config| config.fair_share = FairShareConfig::unlimited()).await;
+    let agents: Vec<String> = (0..4).map(|i| format!("agent-{i:02}")).collect();
+    service.seed("acme", &agents.iter().map(String::as_str).collect::<Vec<_>>(), false).await;
+    work_a_day(&service, "acme", &agents).await;
+    let url = service.db.url.clone();
+
+    // A long read: its transaction holds agent_status until it commits.
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("SELECT count(*) FROM agent_status").execute(&mut *held).await.unwrap();
+
+    let rebuild = projections(&service, &["rebuild", "read-models"]);
+    let reads = async {
+        let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
+        // The swap has begun taking its locks.
+        let mut swapping = false;
+        for _ in 0..600 {
+            let locking: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LOCK TABLE%'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if locking > 0 {
+                swapping = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(swapping, "the rebuild never reached its swap");
+        // Meanwhile the other tables stay readable, and so does a second table in the long read.
+        sqlx::query("SET lock_timeout = '500ms'").execute(&mut watcher).await.unwrap();
+        for _ in 0..5 {
+            for table in ["agents", "agent_departments", "tenant_settings", "service_days"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                    .execute(&mut watcher)
+                    .await
+                    .unwrap_or_else(|e| panic!("{table} was held while the swap waited: {e}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sqlx::query("SET LOCAL lock_timeout = '500ms'").execute(&mut *held).await.unwrap();
+        sqlx::query("SELECT count(*) FROM agents").execute(&mut *held).await.expect("the long read's next table");
+        held.commit().await.unwrap();
+    };
+    let ((ok, _, err), ()) = tokio::join!(rebuild, reads);
+    assert!(ok, "the swap went through once the read ended: {err}");
+}

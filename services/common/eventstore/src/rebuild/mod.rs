@@ -45,6 +45,12 @@ const LATE_COMMIT_WINDOW: Duration = Duration::from_secs(60);
 /// How long the swap waits for the live tables' lock before giving up (and trying again).
 const SWAP_LOCK_TIMEOUT: &str = "15s";
 
+/// How long the swap first tries to take all the live tables' locks at once without waiting
+/// (then waits for them in the usual queue, up to [`SWAP_LOCK_TIMEOUT`]).
+const SWAP_NOWAIT_FOR: Duration = Duration::from_secs(5);
+/// The pause between two tries without waiting.
+const SWAP_NOWAIT_PAUSE: Duration = Duration::from_millis(10);
+
 /// The future a read model's `apply` returns.
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
@@ -395,9 +401,7 @@ async fn swap(conn: &mut PgConnection, target: &Target<'_>, swap_from: i64) -> R
         .execute(&mut *tx)
         .await?;
     let live_tables: Vec<String> = model.tables().iter().map(|t| format!("{}.{}", ident(live), ident(t))).collect();
-    sqlx::query(sqlx::AssertSqlSafe(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live_tables.join(", "))))
-        .execute(&mut *tx)
-        .await?;
+    lock_live_tables(&mut tx, &live_tables).await?;
     let locked = Instant::now();
     set_shadow_path(&mut tx, shadow, live).await?;
     // What committed since (or late) and is not in the copy yet, in position order.
@@ -443,6 +447,34 @@ async fn swap(conn: &mut PgConnection, target: &Target<'_>, swap_from: i64) -> R
     }
     tx.commit().await?;
     Ok((applied, locked.elapsed().as_secs_f64()))
+}
+
+/// Takes the live tables' exclusive locks. Waiting for one while holding others could close a
+/// cycle with a read that holds the one and asks for the others (a read names the tables in its
+/// own order), and Postgres would then abort whichever of the two waited first: a reader's RPC
+/// would fail. So the swap first takes them all at once or none (`NOWAIT`, undone to a
+/// savepoint), again every few milliseconds, holding nothing between tries; only after
+/// [`SWAP_NOWAIT_FOR`] without a free moment does it queue for them (and a deadlock then is
+/// retried by the caller).
+async fn lock_live_tables(tx: &mut PgConnection, live_tables: &[String]) -> Result<(), sqlx::Error> {
+    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live_tables.join(", "));
+    let give_up = Instant::now() + SWAP_NOWAIT_FOR;
+    while Instant::now() < give_up {
+        sqlx::query("SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
+        match sqlx::query(sqlx::AssertSqlSafe(format!("{lock} NOWAIT"))).execute(&mut *tx).await {
+            Ok(_) => {
+                sqlx::query("RELEASE SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
+                return Ok(());
+            }
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+                sqlx::query("ROLLBACK TO SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
+                tokio::time::sleep(SWAP_NOWAIT_PAUSE).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    sqlx::query(sqlx::AssertSqlSafe(lock)).execute(&mut *tx).await?;
+    Ok(())
 }
 
 async fn count_rows(
