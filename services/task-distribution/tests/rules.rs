@@ -102,6 +102,36 @@ async fn an_agent_who_starts_the_day_is_handed_a_created_task_on_their_stream() 
     cluster.stop().await;
 }
 
+/// Two tenants' agents of the same name watch at once and tasks of both arrive together (the
+/// feed reads a batch's tasks in one query whatever their tenants): each is told of their own
+/// tenant's tasks only.
+#[tokio::test]
+async fn same_named_agents_of_two_tenants_each_see_their_own_tenants_tasks() {
+    let cluster = Cluster::start(1).await;
+    let mut watches = Vec::new();
+    for tenant in ["acme", "globex"] {
+        cluster.seed(tenant, true, &[("ana", &["support"])]).await;
+        cluster.start_day(tenant, "ana").await;
+        let ana = token(tenant, "ana", &[Role::Agent]);
+        let watch =
+            cluster.distribution().watch_my_tasks(authed(&ana, pb::WatchMyTasksRequest {})).await.unwrap().into_inner();
+        watches.push((tenant, watch));
+    }
+    let (acme, globex) = tokio::join!(
+        cluster.create_task("acme", "support", "Maria Souza", "+5511999990001"),
+        cluster.create_task("globex", "support", "João Lima", "+5511999990002"),
+    );
+    for ((tenant, watch), task) in watches.iter_mut().zip([acme, globex]) {
+        let update = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("update within 10 s");
+        let seen = update.unwrap().unwrap().task.unwrap();
+        assert_eq!(seen.task_id, task.task_id, "{tenant}'s ana is told of {tenant}'s task");
+        assert_eq!(seen.contact, task.contact);
+        let more = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
+        assert!(more.is_err(), "{tenant}'s ana is told of nothing else: {more:?}");
+    }
+    cluster.stop().await;
+}
+
 #[tokio::test]
 async fn exit_break_end_of_day_and_capacity_rules() {
     let cluster = Cluster::start(1).await;

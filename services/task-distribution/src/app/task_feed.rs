@@ -101,26 +101,23 @@ impl TaskFeed {
         (kind == pb::task_update::Kind::Cancelled || watched).then_some(Wanted { tenant, task_id, kind, agents })
     }
 
-    /// The batch's updates, in stream order, with their tasks read in one query per tenant.
+    /// The batch's updates, in stream order, with their tasks read in one query, whatever their
+    /// tenants.
     async fn on_batch(&self, batch: &[jetstream::Message]) {
         let wanted: Vec<Wanted> = batch.iter().filter_map(|message| self.wanted(message)).collect();
         if wanted.is_empty() {
             return;
         }
-        let mut ids: HashMap<&TenantId, Vec<TaskId>> = HashMap::new();
-        for w in &wanted {
-            ids.entry(&w.tenant).or_default().push(w.task_id);
-        }
-        let mut tasks: HashMap<(TenantId, String), pb::Task> = HashMap::new();
-        if let Ok(mut conn) = self.pool.acquire().await {
-            for (tenant, ids) in ids {
-                let Ok(found) = queries::tasks_by_ids(&mut conn, tenant, &ids).await else { continue };
-                tasks.extend(found.into_iter().map(|task| ((tenant.clone(), task.task_id.clone()), task)));
-            }
+        let pairs: Vec<(&TenantId, TaskId)> = wanted.iter().map(|w| (&w.tenant, w.task_id)).collect();
+        let mut tasks: HashMap<(String, String), pb::Task> = HashMap::new();
+        if let Ok(mut conn) = self.pool.acquire().await
+            && let Ok(found) = queries::tasks_of_tenants(&mut conn, &pairs).await
+        {
+            tasks.extend(found.into_iter().map(|(tenant, task)| ((tenant, task.task_id.clone()), task)));
         }
         let at = crate::codec::timestamp(chrono::Utc::now());
         for w in wanted {
-            let Some(task) = tasks.get(&(w.tenant.clone(), w.task_id.to_string())) else { continue };
+            let Some(task) = tasks.get(&(w.tenant.to_string(), w.task_id.to_string())) else { continue };
             let mut agents = w.agents;
             if w.kind == pb::task_update::Kind::Cancelled
                 && let Ok(owner) = AgentId::parse(&task.agent_id)

@@ -120,16 +120,19 @@ pub async fn task_by_id(
     row.as_ref().map(task_from_row).transpose()
 }
 
-/// The tasks of `ids` that exist in the tenant (in no particular order).
-pub async fn tasks_by_ids(
+/// The tasks of several tenants by `(tenant, task)` pairs, in one query, each with its tenant.
+pub async fn tasks_of_tenants(
     conn: &mut PgConnection,
-    tenant: &TenantId,
-    ids: &[TaskId],
-) -> Result<Vec<pb::Task>, sqlx::Error> {
-    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND task_id = ANY($2)");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(&ids).fetch_all(conn).await?;
-    rows.iter().map(task_from_row).collect()
+    pairs: &[(&TenantId, TaskId)],
+) -> Result<Vec<(String, pb::Task)>, sqlx::Error> {
+    let tenants: Vec<&str> = pairs.iter().map(|(tenant, _)| tenant.as_str()).collect();
+    let ids: Vec<uuid::Uuid> = pairs.iter().map(|(_, id)| id.0).collect();
+    let sql = format!(
+        "SELECT tenant_id, {TASK_COLUMNS} FROM tasks \
+         WHERE (tenant_id, task_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&tenants).bind(&ids).fetch_all(conn).await?;
+    rows.iter().map(|row| Ok((row.try_get("tenant_id")?, task_from_row(row)?))).collect()
 }
 
 pub async fn task_by_protocol(
