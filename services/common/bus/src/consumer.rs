@@ -176,7 +176,7 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// nothing pending, nothing waiting for redelivery, so it delivers from there in the
     /// stream's order. Ordered consumers resume this way from their ack floor.
     pub(crate) async fn restart_at(&self, start: u64) -> Result<jetstream::consumer::PullConsumer, String> {
-        *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(start);
+        *self.restarting() = Some(start);
         let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
         match stream.delete_consumer(&self.config.durable_name).await {
             Ok(_) => {}
@@ -187,7 +187,7 @@ impl<P: Projection> ProjectionConsumer<P> {
         }
         let policy = jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: start.max(1) };
         let consumer = self.create(&stream, policy).await?;
-        *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *self.restarting() = None;
         Ok(consumer)
     }
 
@@ -195,7 +195,7 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// consumer is still missing: where it starts. (When another replica has created the
     /// consumer since, the restart is forgotten.)
     pub(crate) async fn unfinished_restart(&self) -> Result<Option<u64>, String> {
-        let Some(start) = *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) else {
+        let Some(start) = *self.restarting() else {
             return Ok(None);
         };
         let stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(|e| e.to_string())?;
@@ -203,10 +203,14 @@ impl<P: Projection> ProjectionConsumer<P> {
             Err(error) if error.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(Some(start)),
             Err(error) => Err(format!("consumer info: {error}")),
             Ok(_) => {
-                *self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                *self.restarting() = None;
                 Ok(None)
             }
         }
+    }
+
+    fn restarting(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.restarting_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn create(

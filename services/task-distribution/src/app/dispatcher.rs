@@ -53,10 +53,12 @@ fn decision_write(
     now: DateTime<Utc>,
 ) -> (uuid::Uuid, Write) {
     let decision_id = uuid::Uuid::now_v7();
+    // Serialized once, as text (neither a copy of the verdicts nor a JSON value tree first).
+    let candidates = serde_json::to_string(&decision.verdicts).unwrap_or_else(|_| "[]".to_owned());
     let write = Write::new(
         "assignment_decisions",
         "INSERT INTO assignment_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, \
-                                           candidates) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                                           candidates) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
     )
     .bind(decision_id)
     .bind(tenant.clone())
@@ -64,8 +66,7 @@ fn decision_write(
     .bind(now)
     .bind(decision.chosen.as_ref().map(|a| a.as_str().to_owned()))
     .bind(trigger.to_owned())
-    // Serialized straight into the statement's buffer (no JSON value built first).
-    .bind(sqlx::types::Json(decision.verdicts.clone()));
+    .bind(candidates);
     (decision_id, write)
 }
 
