@@ -431,3 +431,59 @@ async fn transfers_move_work_between_departments_and_agents_and_cancels_free_cap
     assert_eq!(status.code(), Code::FailedPrecondition);
     cluster.stop().await;
 }
+
+/// The department count an assignment round reads with each candidate (an agent linked
+/// elsewhere is locked before being chosen) follows links and unlinks as they arrive.
+#[tokio::test]
+async fn an_agents_department_count_follows_their_links_and_unlinks() {
+    let cluster = Cluster::start(1).await;
+    cluster.seed("acme", true, &[("ana", &["support", "sales"]), ("bruno", &["sales"])]).await;
+    let pool = &cluster.distribution_db.pool;
+    let counts = || async {
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            "SELECT a.agent_id, a.linked_departments, \
+                    (SELECT count(*) FROM agent_departments d WHERE d.tenant_id = a.tenant_id AND d.agent_id = a.agent_id) \
+             FROM agents a WHERE a.tenant_id = 'acme' ORDER BY a.agent_id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows
+    };
+    let settled = |expected: Vec<(&'static str, i32)>| async move {
+        for _ in 0..400 {
+            let now = counts().await;
+            let seen: Vec<(&str, i32)> = now.iter().map(|(a, n, _)| (a.as_str(), *n)).collect();
+            if seen == expected {
+                for (agent, kept, counted) in &now {
+                    assert_eq!(i64::from(*kept), *counted, "{agent}: kept count differs from the links");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("department counts never became {expected:?}: {:?}", counts().await);
+    };
+    settled(vec![("ana", 2), ("bruno", 1)]).await;
+
+    let manager = token("acme", "manager-1", &[Role::Manager]);
+    let unlink =
+        sessions::UnlinkDepartmentRequest { request_id: rid(), agent_id: "ana".into(), department_id: "sales".into() };
+    cluster.admin().unlink_department(authed(&manager, unlink)).await.unwrap();
+    settled(vec![("ana", 1), ("bruno", 1)]).await;
+    let link = sessions::LinkDepartmentRequest {
+        request_id: rid(),
+        agent_id: "bruno".into(),
+        department_id: "support".into(),
+    };
+    cluster.admin().link_department(authed(&manager, link)).await.unwrap();
+    settled(vec![("ana", 1), ("bruno", 2)]).await;
+
+    // Both kinds of agent are still handed work: bruno (now shared) and ana (support only).
+    cluster.start_day("acme", "bruno").await;
+    let first = cluster.create_task("acme", "support", "Client A", "+5511900000021").await;
+    assert_eq!(first.agent_id, "bruno");
+    cluster.start_day("acme", "ana").await;
+    let second = cluster.create_task("acme", "support", "Client B", "+5511900000022").await;
+    assert_eq!(second.agent_id, "ana", "the one with fewer active tasks");
+}

@@ -170,9 +170,7 @@ pub async fn department_round(
          LEFT JOIN distribution_settings s ON s.tenant_id = $1 \
          LEFT JOIN LATERAL ( \
              SELECT a.agent_id, a.day_open, a.on_break, a.exit_notified, a.active_tasks, a.capacity_override, \
-                    a.idle_since, \
-                    (SELECT count(*) FROM agent_departments x WHERE x.tenant_id = $1 AND x.agent_id = a.agent_id) \
-                        AS linked \
+                    a.idle_since, a.linked_departments AS linked \
              FROM agent_departments d JOIN agents a ON a.tenant_id = d.tenant_id AND a.agent_id = d.agent_id \
              WHERE d.tenant_id = $1 AND d.department_id = $2 AND (cardinality(q.heads) > 0 OR $4) \
                AND COALESCE(s.auto_distribution_enabled, $3)) c ON TRUE \
@@ -212,7 +210,7 @@ pub async fn department_round(
         let Ok(agent_id) = AgentId::parse(&agent_id) else {
             continue;
         };
-        if row.try_get::<i64, _>("linked")? > 1 {
+        if row.try_get::<i32, _>("linked")? > 1 {
             round.linked_elsewhere.push(agent_id.clone());
         }
         round.candidates.push(Candidate {
