@@ -53,3 +53,37 @@ pub async fn lock_departments<S: AsRef<str>>(
     .await?;
     Ok(())
 }
+
+/// [`lock_departments`] over `departments` and every department `agent` is linked to (none
+/// without an agent), read and locked in one statement; returns the agent's departments (by
+/// name). Links that change meanwhile are handled as when read just before: a department linked
+/// after the read is not locked nor returned.
+pub async fn lock_with_agent_departments<S: AsRef<str>>(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    agent: Option<&str>,
+    departments: &[S],
+) -> Result<Vec<String>, sqlx::Error> {
+    let departments: Vec<&str> = departments.iter().map(AsRef::as_ref).collect();
+    let rows: Vec<(Option<String>,)> = sqlx::query_as(
+        "SELECT k.agents_department FROM ( \
+           SELECT CASE WHEN k.shared THEN pg_advisory_xact_lock_shared(k.key) ELSE pg_advisory_xact_lock(k.key) END, \
+                  k.agents_department \
+           FROM (SELECT 0 AS rank, TRUE AS shared, hashtextextended($1, 0) AS key, NULL::text AS agents_department \
+                 UNION ALL SELECT 2, FALSE, hashtextextended($1 || ':department:' || d, 0), max(d) FILTER (WHERE mine) \
+                           FROM (SELECT unnest($3::text[]) AS d, FALSE AS mine \
+                                 UNION ALL SELECT department_id, TRUE FROM agent_departments \
+                                           WHERE tenant_id = $2 AND agent_id = $4) u \
+                           GROUP BY d \
+                 ORDER BY rank, key) k) k",
+    )
+    .bind(tenant_key(tenant))
+    .bind(tenant)
+    .bind(&departments)
+    .bind(agent)
+    .fetch_all(conn)
+    .await?;
+    let mut linked: Vec<String> = rows.into_iter().filter_map(|(department,)| department).collect();
+    linked.sort();
+    Ok(linked)
+}

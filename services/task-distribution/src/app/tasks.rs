@@ -9,7 +9,10 @@ use dw_proto::distribution::v1 as pb;
 use sqlx::{PgConnection, PgPool};
 
 use super::dispatcher::{self, Scope};
-use super::locks::lock_departments;
+use super::locks::{lock_departments, lock_with_agent_departments};
+
+/// No department besides an agent's ([`lock_with_agent_departments`]).
+const NONE: &[&str] = &[];
 use super::{Also, AppError, CommandContext, append_task, append_task_with, load_task, lock_tenant};
 use crate::domain::settings;
 use crate::domain::task::{self, Command, NewTask};
@@ -198,6 +201,18 @@ pub async fn create_task(
 impl Attempt<DomainError> for TaskCommand<'_> {
     type Response = pb::Task;
 
+    /// An existing task's stream comes with the idempotency lookup (a task of another tenant is
+    /// another stream id: not found).
+    fn streams(&self) -> Vec<String> {
+        match &self.op {
+            TaskOp::Create(_) => Vec::new(),
+            TaskOp::Claim(task_id)
+            | TaskOp::Complete(task_id)
+            | TaskOp::Transfer { task_id, .. }
+            | TaskOp::Cancel { task_id, .. } => vec![crate::codec::task_stream(&self.ctx.tenant, *task_id)],
+        }
+    }
+
     async fn attempt(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<pb::Task, AppError> {
         let ctx = self.ctx;
         let tenant = &ctx.tenant;
@@ -228,8 +243,8 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                 let (state, version) = existing(conn, tenant, *task_id).await?;
                 let command = Command::Complete { by: ctx.actor.clone(), privileged: ctx.privileged };
                 let events = task::decide(&state, command, now)?;
-                let freed = departments_of(conn, tenant, state.agent.as_ref()).await?;
-                lock_departments(conn, tenant, None, &freed).await?;
+                let holder = state.agent.as_ref().map(AgentId::as_str);
+                let freed = lock_with_agent_departments(conn, tenant, holder, NONE).await?;
                 let (mut answer, waiting) = queries::task_and_queue(conn, tenant, *task_id, &freed)
                     .await?
                     .ok_or_else(|| DomainError::TaskNotFound(task_id.to_string()))?;
@@ -251,10 +266,9 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                 }
                 let target_department = department.clone().unwrap_or_else(|| state.department.clone());
                 let holder = state.agent.as_ref().filter(|_| state.status == task::Status::Assigned);
-                let freed = departments_of(conn, tenant, holder).await?;
-                let mut locked = freed.clone();
-                locked.extend([state.department.to_string(), target_department.to_string()]);
-                lock_departments(conn, tenant, None, &locked).await?;
+                let also_locked = [state.department.as_str(), target_department.as_str()];
+                let freed =
+                    lock_with_agent_departments(conn, tenant, holder.map(AgentId::as_str), &also_locked).await?;
                 let settings = projections::agents::settings(conn, tenant).await?;
                 let target_agent = match agent {
                     Some(agent) => Some(agent_view(conn, tenant, agent, settings.default_capacity).await?),
@@ -282,10 +296,13 @@ impl Attempt<DomainError> for TaskCommand<'_> {
                 let command = Command::Cancel { by: ctx.actor.clone(), reason: reason.clone() };
                 let events = task::decide(&state, command, now)?;
                 let holder = state.agent.as_ref().filter(|_| state.status == task::Status::Assigned);
-                let freed = departments_of(conn, tenant, holder).await?;
-                let mut locked = freed.clone();
-                locked.push(state.department.to_string());
-                lock_departments(conn, tenant, None, &locked).await?;
+                let freed = lock_with_agent_departments(
+                    conn,
+                    tenant,
+                    holder.map(AgentId::as_str),
+                    &[state.department.as_str()],
+                )
+                .await?;
                 append_task(conn, tenant, Some(&state), version, events, metadata, now).await?;
                 dispatch_in(conn, tenant, freed, "capacity_freed", metrics, metadata, now).await?;
                 *task_id
@@ -297,27 +314,13 @@ impl Attempt<DomainError> for TaskCommand<'_> {
     }
 }
 
-/// The departments of `agent` (none without one): where their freed capacity may take work.
-pub async fn departments_of(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    agent: Option<&AgentId>,
-) -> Result<Vec<String>, sqlx::Error> {
-    match agent {
-        Some(agent) => projections::agents::departments_of(conn, tenant, agent.as_str()).await,
-        None => Ok(Vec::new()),
-    }
-}
-
 /// Locks the departments of `agent` (with the tenant's lock shared) and returns them.
 pub async fn lock_for_agent(
     conn: &mut PgConnection,
     tenant: &TenantId,
     agent: &AgentId,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let departments = departments_of(conn, tenant, Some(agent)).await?;
-    lock_departments(conn, tenant, None, &departments).await?;
-    Ok(departments)
+    lock_with_agent_departments(conn, tenant, Some(agent.as_str()), NONE).await
 }
 
 /// A round over `departments` (locked by the caller), e.g. those of an agent who has capacity
