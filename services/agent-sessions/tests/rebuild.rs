@@ -422,3 +422,57 @@ async fn a_swap_waiting_for_one_table_holds_none_of_the_others() {
     let ((ok, _, err), ()) = tokio::join!(rebuild, reads);
     assert!(ok, "the swap went through once the read ended: {err}");
 }
+
+/// A swap that found no free moment and queues for its tables never makes a read its deadlock
+/// victim: a read that holds one table and then asks for another the queued swap took gets it,
+/// because the swap lets go of all of them before the read's deadlock check runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_meeting_a_queued_swap_is_never_aborted_as_a_deadlock() {
+    use sqlx::Connection;
+    let service = TestService::start_with(|config| config.fair_share = FairShareConfig::unlimited()).await;
+    let agents: Vec<String> = (0..4).map(|i| format!("agent-{i:02}")).collect();
+    service.seed("acme", &agents.iter().map(String::as_str).collect::<Vec<_>>(), false).await;
+    work_a_day(&service, "acme", &agents).await;
+    let url = service.db.url.clone();
+
+    // A long read holds agent_status (the last table the swap locks) until it commits.
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("SELECT count(*) FROM agent_status").execute(&mut *held).await.unwrap();
+
+    let rebuild = projections(&service, &["rebuild", "read-models"]);
+    let reads = async {
+        let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
+        // The swap gave up taking its locks at once and queues for them.
+        let mut queued = false;
+        for _ in 0..1200 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND query LIKE 'LOCK TABLE%' AND query NOT LIKE '%NOWAIT' AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                queued = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(queued, "the swap never queued for its locks");
+        // Past the swap's own deadlock check (Postgres' deadlock_timeout, 1 s, after it began to
+        // wait): a cycle closed now is found by the read's check, and the read would be aborted.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Longer than deadlock_timeout, so a cycle would be found and broken.
+        sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *held).await.unwrap();
+        for table in ["agents", "tenant_settings", "agent_departments", "service_days"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .execute(&mut *held)
+                .await
+                .unwrap_or_else(|e| panic!("the long read's next table {table}: {e}"));
+        }
+        held.commit().await.unwrap();
+    };
+    let ((ok, _, err), ()) = tokio::join!(rebuild, reads);
+    assert!(ok, "the swap went through once the read ended: {err}");
+}

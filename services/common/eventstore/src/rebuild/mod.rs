@@ -46,10 +46,15 @@ const LATE_COMMIT_WINDOW: Duration = Duration::from_secs(60);
 const SWAP_LOCK_TIMEOUT: &str = "15s";
 
 /// How long the swap first tries to take all the live tables' locks at once without waiting
-/// (then waits for them in the usual queue, up to [`SWAP_LOCK_TIMEOUT`]).
+/// (then queues for them, a short wait at a time: [`lock_live_tables`]).
 const SWAP_NOWAIT_FOR: Duration = Duration::from_secs(5);
 /// The pause between two tries without waiting.
 const SWAP_NOWAIT_PAUSE: Duration = Duration::from_millis(10);
+/// How long the swap then queues for the locks, a short wait at a time, before giving up.
+const SWAP_QUEUE_FOR: Duration = Duration::from_secs(15);
+/// The longest of those waits, in milliseconds (less still when `deadlock_timeout` is under
+/// twice this).
+const SWAP_QUEUE_TRY_MS: i64 = 300;
 
 /// The future a read model's `apply` returns.
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
@@ -451,30 +456,64 @@ async fn swap(conn: &mut PgConnection, target: &Target<'_>, swap_from: i64) -> R
 
 /// Takes the live tables' exclusive locks. Waiting for one while holding others could close a
 /// cycle with a read that holds the one and asks for the others (a read names the tables in its
-/// own order), and Postgres would then abort whichever of the two waited first: a reader's RPC
-/// would fail. So the swap first takes them all at once or none (`NOWAIT`, undone to a
-/// savepoint), again every few milliseconds, holding nothing between tries; only after
-/// [`SWAP_NOWAIT_FOR`] without a free moment does it queue for them (and a deadlock then is
-/// retried by the caller).
+/// own order), and Postgres would then abort whichever of the two joined the cycle last: often
+/// the read, and the reader's RPC would fail. So the swap first takes them all at once or none
+/// (`NOWAIT`, undone to a savepoint), again every few milliseconds, holding nothing between
+/// tries. After [`SWAP_NOWAIT_FOR`] without a free moment it queues for them (so reads arriving
+/// later wait behind it), but each time for less than half of Postgres' `deadlock_timeout`
+/// (at most [`SWAP_QUEUE_TRY_MS`]) before letting go of all of them: a read waiting on the swap
+/// is never still waiting when its deadlock check runs, so the swap can never cost it its RPC.
+/// It gives up with `lock_timeout`'s error after [`SWAP_QUEUE_FOR`] (the caller tries again).
 async fn lock_live_tables(tx: &mut PgConnection, live_tables: &[String]) -> Result<(), sqlx::Error> {
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live_tables.join(", "));
     let give_up = Instant::now() + SWAP_NOWAIT_FOR;
     while Instant::now() < give_up {
-        sqlx::query("SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
-        match sqlx::query(sqlx::AssertSqlSafe(format!("{lock} NOWAIT"))).execute(&mut *tx).await {
-            Ok(_) => {
-                sqlx::query("RELEASE SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
-                return Ok(());
-            }
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
-                sqlx::query("ROLLBACK TO SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
-                tokio::time::sleep(SWAP_NOWAIT_PAUSE).await;
-            }
-            Err(error) => return Err(error),
+        match locked_or_busy(tx, &format!("{lock} NOWAIT")).await? {
+            true => return Ok(()),
+            false => tokio::time::sleep(SWAP_NOWAIT_PAUSE).await,
         }
     }
-    sqlx::query(sqlx::AssertSqlSafe(lock)).execute(&mut *tx).await?;
-    Ok(())
+    let give_up = Instant::now() + SWAP_QUEUE_FOR;
+    loop {
+        sqlx::query(
+            "SELECT set_config('lock_timeout', \
+                 LEAST($1::bigint, (EXTRACT(EPOCH FROM current_setting('deadlock_timeout')::interval) * 500)::bigint)::text \
+                 || 'ms', \
+                 true)",
+        )
+        .bind(SWAP_QUEUE_TRY_MS)
+        .execute(&mut *tx)
+        .await?;
+        let locked = locked_or_busy(tx, &lock).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")))
+            .execute(&mut *tx)
+            .await?;
+        if locked {
+            return Ok(());
+        }
+        if Instant::now() >= give_up {
+            // The caller retries as for any lock not granted in time.
+            return sqlx::query(sqlx::AssertSqlSafe(format!("{lock} NOWAIT"))).execute(&mut *tx).await.map(|_| ());
+        }
+        tokio::time::sleep(SWAP_NOWAIT_PAUSE).await;
+    }
+}
+
+/// Runs `lock` under a savepoint: true when it took its locks, false (holding none of them)
+/// when one was not granted (`NOWAIT`, or `lock_timeout` passed).
+async fn locked_or_busy(tx: &mut PgConnection, lock: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query("SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
+    match sqlx::query(sqlx::AssertSqlSafe(lock.to_owned())).execute(&mut *tx).await {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+            sqlx::query("ROLLBACK TO SAVEPOINT dw_swap_lock").execute(&mut *tx).await?;
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 async fn count_rows(
