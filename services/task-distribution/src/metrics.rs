@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -38,6 +39,14 @@ pub struct DistributionMetrics {
     assignment_latency: Family<DepartmentLabels, Histogram>,
     queue_depth: Family<QueueLabels, Gauge>,
     oldest_wait: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    create_groups: Family<GroupLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    /// `together`: created in one transaction; `alone`: the group could not be, each create ran
+    /// by itself.
+    pub outcome: &'static str,
 }
 
 impl DistributionMetrics {
@@ -46,7 +55,14 @@ impl DistributionMetrics {
             assignment_latency: Family::new_with_constructor(|| Histogram::new(WAIT_BUCKETS)),
             queue_depth: Family::default(),
             oldest_wait: Family::default(),
+            create_groups: Family::default(),
         };
+        registry.register(
+            "dw_task_create_groups",
+            "Groups of CreateTask calls of one department that arrived while the previous group ran, by outcome \
+             (together: decided and committed as one; alone: each then ran by itself)",
+            metrics.create_groups.clone(),
+        );
         registry.register(
             "dw_task_assignment_latency_seconds",
             "Time a task waited in its department's queue (since created, re-queued or transferred there) until \
@@ -66,6 +82,12 @@ impl DistributionMetrics {
             metrics.oldest_wait.clone(),
         );
         metrics
+    }
+
+    /// Counts a group of creates of more than one ([`crate::app::create_batch`]).
+    pub fn observe_create_group(&self, together: bool) {
+        let outcome = if together { "together" } else { "alone" };
+        self.create_groups.get_or_create(&GroupLabels { outcome }).inc();
     }
 
     /// Counts an assignment. Observed when it is written, inside its transaction: one that later

@@ -162,6 +162,53 @@ where
     .await
 }
 
+/// Several requests' commands decided together in one transaction ([`execute_batch`]), e.g.
+/// creates queued behind the same lock: one response per request, in order, and the writes of
+/// all of them staged in `writes`.
+pub trait BatchPlan<D>: Sync {
+    type Response: Message + Default;
+
+    fn plan<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        now: DateTime<Utc>,
+        writes: &'a mut Writes,
+    ) -> impl Future<Output = Result<Vec<Self::Response>, CommandError<D>>> + Send + 'a;
+}
+
+/// Runs `plan` for the requests `contexts` in one transaction, and records each request's
+/// response with the writes, in one statement: one commit for all. The caller has checked that
+/// none of them was answered already ([`idempotency::answered`]); one answered meanwhile (a
+/// concurrent retry) fails the whole batch as a conflict, nothing of it is written, and the
+/// caller runs each request alone ([`execute`]), which finds that answer. Not retried here.
+pub async fn execute_batch<D, P>(
+    pool: &PgPool,
+    contexts: &[&CommandContext],
+    plan: &P,
+) -> Result<Vec<P::Response>, CommandError<D>>
+where
+    D: Send,
+    P: BatchPlan<D>,
+{
+    let mut tx = pool.begin().await?;
+    let now = Utc::now().trunc_subsecs(6);
+    let mut writes = Writes::default();
+    let responses = decided_at(now, HashMap::new(), plan.plan(&mut tx, now, &mut writes)).await?;
+    if responses.len() != contexts.len() {
+        return Err(CommandError::corrupt(format!(
+            "a batch of {} requests answered {}",
+            contexts.len(),
+            responses.len()
+        )));
+    }
+    for (ctx, response) in contexts.iter().zip(&responses) {
+        writes.push(idempotency::record_write(ctx.key(), response.encode_to_vec()));
+    }
+    writes.execute(&mut tx).await?;
+    crate::commit(tx).await?;
+    Ok(responses)
+}
+
 tokio::task_local! {
     /// The writes an [`Attempt`] left to the kernel ([`leave_last_writes`]).
     static LAST_WRITES: RefCell<Option<Writes>>;

@@ -100,6 +100,34 @@ fn lookup_sql(streams: usize) -> String {
     SQL[streams.min(LISTED_STREAMS + 1)].clone()
 }
 
+/// Which of `keys` (all of `tenant`) have a stored response already, in one round trip: the
+/// requests a batch must leave to [`crate::command::execute`] (a retry, or a reused request id).
+pub async fn answered(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    keys: &[RequestKey<'_>],
+) -> Result<Vec<bool>, StoreError> {
+    let principals: Vec<&str> = keys.iter().map(|key| key.principal).collect();
+    let request_ids: Vec<&str> = keys.iter().map(|key| key.request_id.as_str()).collect();
+    let found: Vec<i64> = sqlx::query_scalar(
+        "SELECT k.i FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(principal, request_id, i) \
+         WHERE EXISTS (SELECT 1 FROM idempotency_keys r \
+                       WHERE r.tenant_id = $1 AND r.principal = k.principal AND r.request_id = k.request_id)",
+    )
+    .bind(tenant)
+    .bind(&principals)
+    .bind(&request_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut answered = vec![false; keys.len()];
+    for i in found {
+        if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| answered.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(answered)
+}
+
 /// Records the response of a request in the caller's transaction. A concurrent request with the
 /// same key that committed first makes this a [`StoreError::Conflict`]: retry and find it.
 pub async fn record_response(conn: &mut PgConnection, key: RequestKey<'_>, response: &[u8]) -> Result<(), StoreError> {

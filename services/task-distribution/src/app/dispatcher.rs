@@ -230,3 +230,68 @@ pub async fn take_new(
     metrics.observe_assignment(wait);
     Ok(Some(written))
 }
+
+/// New tasks of one department decided together ([`take_new_batch`]): each task's `TaskCreated`
+/// events with the metadata of the request that creates it.
+pub struct NewTasks<'m> {
+    pub created: Vec<(Vec<task::Event>, &'m EventMetadata)>,
+}
+
+/// [`take_new`] for several new tasks of `view`'s department, in order, against that one read of
+/// its agents: each decision sees the tasks given before it (the chosen agent's load goes up by
+/// one), and a task nobody can take waits, with every one after it. Each task's creation, its
+/// assignment and its decision are staged in `writes`. `None` when the batch is not decided this
+/// way (tasks already wait there, the tenant distributes by hand, or a chosen agent linked to
+/// another department turned out taken): the caller creates each task alone.
+#[allow(clippy::too_many_arguments)]
+pub async fn take_new_batch(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    mut view: DepartmentRound,
+    news: NewTasks<'_>,
+    trigger: &str,
+    metrics: &DistributionMetrics,
+    now: DateTime<Utc>,
+    writes: &mut dw_eventstore::writes::Writes,
+) -> Result<Option<Vec<(Task, i64)>>, AppError> {
+    if !view.settings.auto_distribution_enabled || view.head.is_some() {
+        return Ok(None);
+    }
+    let default_capacity = view.settings.default_capacity;
+    let mut written = Vec::with_capacity(news.created.len());
+    let mut waits = Vec::new();
+    for (created, metadata) in news.created {
+        let Some(state) = created.first().and_then(task::initial) else {
+            return Err(CommandError::invalid("events", "a new task starts with TaskCreated"));
+        };
+        let task_id = state.content.task_id;
+        let decision = assignment::choose(&view.candidates);
+        let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
+        let Some(agent) = decision.chosen.clone() else {
+            let also = Also { writes: vec![decision_row], guard_capacity: None, last: false };
+            written.push(super::stage_task(conn, tenant, None, 0, created, metadata, now, also, writes).await?);
+            continue;
+        };
+        let shared = view.linked_elsewhere.contains(&agent);
+        if shared && !projections::agents::lock_available(conn, tenant, &agent, default_capacity).await? {
+            return Ok(None);
+        }
+        let summary = summary_of(decision_id, &decision, trigger);
+        let assigned = task::decide(&state, Command::Assign { agent: agent.clone(), summary }, now)?;
+        waits.push(task::queue_wait(&state, &assigned));
+        let mut events = created;
+        events.extend(assigned);
+        let also =
+            Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity), last: false };
+        written.push(super::stage_task(conn, tenant, None, 0, events, metadata, now, also, writes).await?);
+        // The next decision sees this task with its agent.
+        if let Some(candidate) = view.candidates.iter_mut().find(|c| c.agent_id == agent) {
+            candidate.active_tasks += 1;
+            candidate.idle_since = now;
+        }
+    }
+    for wait in waits {
+        metrics.observe_assignment(wait);
+    }
+    Ok(Some(written))
+}

@@ -11,6 +11,7 @@
 //! [`dw_eventstore::writes::Write::guard`]): a task has at most one agent (its stream's version)
 //! and no agent exceeds their capacity.
 
+pub mod create_batch;
 pub mod dispatcher;
 pub mod erasure;
 pub mod locks;
@@ -124,6 +125,30 @@ pub async fn append_task_with(
     now: DateTime<Utc>,
     also: Also,
 ) -> Result<(Task, i64), AppError> {
+    let last = also.last;
+    let mut writes = Writes::default();
+    let written = stage_task(conn, tenant, before, version, events, metadata, now, also, &mut writes).await?;
+    let unsent = if last { dw_eventstore::command::leave_last_writes(writes) } else { Some(writes) };
+    if let Some(writes) = unsent {
+        writes.execute(conn).await?;
+    }
+    Ok(written)
+}
+
+/// [`append_task_with`] staged in `writes` (sent by the caller) instead of sent; `also.last` is
+/// not looked at. Returns the new state and version.
+#[allow(clippy::too_many_arguments)]
+pub async fn stage_task(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    before: Option<&Task>,
+    version: i64,
+    events: Vec<Event>,
+    metadata: &EventMetadata,
+    now: DateTime<Utc>,
+    also: Also,
+    writes: &mut Writes,
+) -> Result<(Task, i64), AppError> {
     let task_id = match (before, events.first()) {
         (Some(task), _) => task.content.task_id,
         (None, Some(Event::Created { task, .. })) => task.task_id,
@@ -132,18 +157,13 @@ pub async fn append_task_with(
     let seal = client_key(conn, tenant, task_id, &events).await?;
     let stream = TaskStream { tenant, task_id, seal };
     let loaded = Loaded { state: before.cloned(), version };
-    let mut writes = Writes::default();
-    let staged = aggregate::stage(&mut writes, tenant, &stream, loaded, &events, metadata)?;
+    let staged = aggregate::stage(writes, tenant, &stream, loaded, &events, metadata)?;
     let after = staged.state.ok_or_else(|| CommandError::corrupt(format!("task {task_id} has no state")))?;
     let queue_change = projections::tasks::QueueChange::of(&events);
     writes.push(projections::tasks::save_write(tenant, &after, staged.version, queue_change, now));
     let loads = projections::agents::load_writes(tenant, before, &after, now, also.guard_capacity);
     for write in loads.into_iter().chain(also.writes) {
         writes.push(write);
-    }
-    let unsent = if also.last { dw_eventstore::command::leave_last_writes(writes) } else { Some(writes) };
-    if let Some(writes) = unsent {
-        writes.execute(conn).await?;
     }
     Ok((after, staged.version))
 }

@@ -7,7 +7,9 @@ use dw_eventstore::command::{self, Attempt};
 use dw_ids::TenantId;
 use dw_proto::distribution::v1 as pb;
 use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
 
+use super::create_batch::CreateGroups;
 use super::dispatcher::{self, Scope};
 use super::locks::{lock_departments, lock_with_agent_departments};
 
@@ -45,18 +47,33 @@ pub enum TaskOp {
 #[derive(Clone)]
 pub struct App {
     pub(super) pool: PgPool,
-    metrics: DistributionMetrics,
+    pub(super) metrics: DistributionMetrics,
+    /// Creates gathered per department ([`super::create_batch`]).
+    pub(super) groups: Arc<CreateGroups>,
 }
 
 impl App {
     pub fn new(pool: PgPool, metrics: DistributionMetrics) -> Self {
-        Self { pool, metrics }
+        Self { pool, metrics, groups: Arc::default() }
     }
 
     pub async fn task(&self, ctx: &CommandContext, op: TaskOp) -> Result<pb::Task, AppError> {
-        let protocol = match &op {
-            TaskOp::Create(_) => self.protocol_for(ctx).await?,
-            _ => None,
+        match op {
+            TaskOp::Create(input) => self.create_grouped(ctx, input).await,
+            op => self.task_alone(ctx, op, None).await,
+        }
+    }
+
+    /// Runs one task command by itself; a create takes `protocol`, or the next one when `None`.
+    pub(super) async fn task_alone(
+        &self,
+        ctx: &CommandContext,
+        op: TaskOp,
+        protocol: Option<Protocol>,
+    ) -> Result<pb::Task, AppError> {
+        let protocol = match (&op, protocol) {
+            (TaskOp::Create(_), None) => self.protocol_for(ctx).await?,
+            (_, given) => given,
         };
         let command = TaskCommand { ctx, op, protocol, metrics: &self.metrics };
         command::execute(&self.pool, ctx, &command).await
@@ -117,6 +134,37 @@ pub async fn allocate_protocol(
     Ok(Protocol::new(day, sequence))
 }
 
+/// The next `count` protocols of the tenant's local day, taken in one statement.
+pub async fn allocate_protocols(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+    count: usize,
+) -> Result<Vec<Protocol>, sqlx::Error> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let day = projections::agents::time_zone(conn, tenant).await?.local_date(now);
+    let last = projections::tasks::take_protocol_sequences(conn, tenant, day, count).await?;
+    let first = last.saturating_sub(u32::try_from(count).unwrap_or(u32::MAX)) + 1;
+    Ok((first..=last).map(|sequence| Protocol::new(day, sequence)).collect())
+}
+
+/// The task `input` describes, numbered `protocol`, created by `created_by`.
+pub fn new_task(input: CreateTask, protocol: Protocol, created_by: &str) -> NewTask {
+    NewTask {
+        task_id: TaskId::new(),
+        protocol,
+        department: input.department,
+        channel: input.channel,
+        contact: input.contact,
+        priority: input.priority,
+        subject: input.subject,
+        created_by: created_by.to_owned(),
+        inbound_message_id: input.inbound_message_id,
+    }
+}
+
 async fn existing(conn: &mut PgConnection, tenant: &TenantId, task_id: TaskId) -> Result<(task::Task, i64), AppError> {
     load_task(conn, tenant, task_id).await?.ok_or_else(|| DomainError::TaskNotFound(task_id.to_string()).into())
 }
@@ -149,20 +197,10 @@ pub async fn create_task(
         Some(protocol) => protocol,
         None => allocate_protocol(conn, tenant, now).await?,
     };
-    let task_id = TaskId::new();
-    let new_task = NewTask {
-        task_id,
-        protocol,
-        department: input.department.clone(),
-        channel: input.channel,
-        contact: input.contact,
-        priority: input.priority,
-        subject: input.subject,
-        created_by: created_by.to_owned(),
-        inbound_message_id: input.inbound_message_id,
-    };
     let department = input.department.to_string();
-    let created = task::create(new_task, now);
+    let new = new_task(input, protocol, created_by);
+    let task_id = new.task_id;
+    let created = task::create(new, now);
     // The common case in one statement: nothing waits in the department, so the new task goes
     // to an agent as it is created, or waits with the decision that says why.
     let view = projections::agents::department_round(conn, tenant, &department, true).await?;

@@ -117,12 +117,25 @@ pub async fn next_protocol_sequence(
     tenant: &TenantId,
     day: NaiveDate,
 ) -> Result<u32, sqlx::Error> {
+    take_protocol_sequences(conn, tenant, day, 1).await
+}
+
+/// Takes the next `count` sequences of the tenant's `day` in one statement; returns the last
+/// (the first is `count - 1` before it).
+pub async fn take_protocol_sequences(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    day: NaiveDate,
+    count: usize,
+) -> Result<u32, sqlx::Error> {
+    let count = i32::try_from(count).unwrap_or(i32::MAX);
     let row = sqlx::query(
-        "INSERT INTO protocol_counters (tenant_id, day, last_seq) VALUES ($1, $2, 1) \
-         ON CONFLICT (tenant_id, day) DO UPDATE SET last_seq = protocol_counters.last_seq + 1 RETURNING last_seq",
+        "INSERT INTO protocol_counters (tenant_id, day, last_seq) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, day) DO UPDATE SET last_seq = protocol_counters.last_seq + $3 RETURNING last_seq",
     )
     .bind(tenant)
     .bind(day)
+    .bind(count)
     .fetch_one(conn)
     .await?;
     let sequence: i32 = row.try_get("last_seq")?;
