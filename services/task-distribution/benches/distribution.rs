@@ -602,6 +602,15 @@ async fn assignment_latency(cluster: &Cluster) {
         ms(percentile(&call, 1.0))
     );
     print_cpu(cpu_before, cpu_after, window);
+    if let Ok(text) = dw_testkit::metrics::scrape(cluster.metrics[0]).await {
+        let groups =
+            |outcome| dw_testkit::metrics::sample(&text, "dw_task_create_groups_total", &[("outcome", outcome)]);
+        println!(
+            "create groups   {} decided together, {} run alone after all (of more than one create each)",
+            groups("together").unwrap_or(0.0),
+            groups("alone").unwrap_or(0.0)
+        );
+    }
     let p99 = |sorted: &[Duration]| ms(percentile(sorted, 0.99));
     let what =
         if tenants == 1 { "tasks created, one tenant".to_owned() } else { format!("tasks created, {tenants} tenants") };

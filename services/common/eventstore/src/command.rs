@@ -163,8 +163,7 @@ where
 }
 
 /// Several requests' commands decided together in one transaction ([`execute_batch`]), e.g.
-/// creates queued behind the same lock: one response per request, in order, and the writes of
-/// all of them staged in `writes`.
+/// creates queued behind the same lock: per request, in order, its response and its writes.
 pub trait BatchPlan<D>: Sync {
     type Response: Message + Default;
 
@@ -172,12 +171,12 @@ pub trait BatchPlan<D>: Sync {
         &'a self,
         conn: &'a mut PgConnection,
         now: DateTime<Utc>,
-        writes: &'a mut Writes,
-    ) -> impl Future<Output = Result<Vec<Self::Response>, CommandError<D>>> + Send + 'a;
+    ) -> impl Future<Output = Result<Vec<(Self::Response, Writes)>, CommandError<D>>> + Send + 'a;
 }
 
-/// Runs `plan` for the requests `contexts` in one transaction, and records each request's
-/// response with the writes, in one statement: one commit for all. The caller has checked that
+/// Runs `plan` for the requests `contexts` in one transaction, and sends each request's writes
+/// with its response's record in one statement (the statement the request alone would send, so
+/// Postgres plans it once whatever the batch's size): one commit for all. The caller has checked that
 /// none of them was answered already ([`idempotency::answered`]); one answered meanwhile (a
 /// concurrent retry) fails the whole batch as a conflict, nothing of it is written, and the
 /// caller runs each request alone ([`execute`]), which finds that answer. Not retried here.
@@ -192,19 +191,20 @@ where
 {
     let mut tx = pool.begin().await?;
     let now = Utc::now().trunc_subsecs(6);
-    let mut writes = Writes::default();
-    let responses = decided_at(now, HashMap::new(), plan.plan(&mut tx, now, &mut writes)).await?;
-    if responses.len() != contexts.len() {
+    let planned = decided_at(now, HashMap::new(), plan.plan(&mut tx, now)).await?;
+    if planned.len() != contexts.len() {
         return Err(CommandError::corrupt(format!(
             "a batch of {} requests answered {}",
             contexts.len(),
-            responses.len()
+            planned.len()
         )));
     }
-    for (ctx, response) in contexts.iter().zip(&responses) {
+    let mut responses = Vec::with_capacity(planned.len());
+    for (ctx, (response, mut writes)) in contexts.iter().zip(planned) {
         writes.push(idempotency::record_write(ctx.key(), response.encode_to_vec()));
+        writes.execute(&mut tx).await?;
+        responses.push(response);
     }
-    writes.execute(&mut tx).await?;
     crate::commit(tx).await?;
     Ok(responses)
 }

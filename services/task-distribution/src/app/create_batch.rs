@@ -5,7 +5,7 @@
 //! creates of a (tenant, department) that arrive at a replica while its previous group is being
 //! created form the next group: their protocols are taken in one statement, and they are decided
 //! in one transaction, against one read of the agents (each decision seeing the tasks given
-//! before it), with one write and one commit for all ([`dw_eventstore::command::execute_batch`]).
+//! before it), each written by the statement it would send alone, and one commit for all ([`dw_eventstore::command::execute_batch`]).
 //! A create that finds nothing before it runs alone at once, as before, so an idle department
 //! adds no wait.
 //!
@@ -206,12 +206,7 @@ struct Together<'a> {
 impl BatchPlan<DomainError> for Together<'_> {
     type Response = pb::Task;
 
-    async fn plan(
-        &self,
-        conn: &mut PgConnection,
-        now: DateTime<Utc>,
-        writes: &mut Writes,
-    ) -> Result<Vec<pb::Task>, AppError> {
+    async fn plan(&self, conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<(pb::Task, Writes)>, AppError> {
         let Some((first, _)) = self.creates.first() else {
             return Ok(Vec::new());
         };
@@ -228,8 +223,11 @@ impl BatchPlan<DomainError> for Together<'_> {
             })
             .collect();
         let news = NewTasks { created };
-        match dispatcher::take_new_batch(conn, tenant, view, news, "task_created", self.metrics, now, writes).await? {
-            Some(written) => Ok(written.iter().map(|(task, version)| queries::task_to_pb(task, *version)).collect()),
+        match dispatcher::take_new_batch(conn, tenant, view, news, "task_created", self.metrics, now).await? {
+            Some(written) => Ok(written
+                .into_iter()
+                .map(|((task, version), writes)| (queries::task_to_pb(&task, version), writes))
+                .collect()),
             // Not decided together: each create runs alone.
             None => Err(AppError::Conflict),
         }

@@ -5,7 +5,7 @@
 //! may have given them one meanwhile.
 
 use chrono::{DateTime, Utc};
-use dw_eventstore::writes::Write;
+use dw_eventstore::writes::{Write, Writes};
 use dw_eventstore::{CommandError, EventMetadata};
 use dw_ids::TenantId;
 use sqlx::PgConnection;
@@ -240,7 +240,7 @@ pub struct NewTasks<'m> {
 /// [`take_new`] for several new tasks of `view`'s department, in order, against that one read of
 /// its agents: each decision sees the tasks given before it (the chosen agent's load goes up by
 /// one), and a task nobody can take waits, with every one after it. Each task's creation, its
-/// assignment and its decision are staged in `writes`. `None` when the batch is not decided this
+/// assignment and its decision are staged in writes of its own, returned with it. `None` when the batch is not decided this
 /// way (tasks already wait there, the tenant distributes by hand, or a chosen agent linked to
 /// another department turned out taken): the caller creates each task alone.
 #[allow(clippy::too_many_arguments)]
@@ -252,8 +252,7 @@ pub async fn take_new_batch(
     trigger: &str,
     metrics: &DistributionMetrics,
     now: DateTime<Utc>,
-    writes: &mut dw_eventstore::writes::Writes,
-) -> Result<Option<Vec<(Task, i64)>>, AppError> {
+) -> Result<Option<Vec<((Task, i64), Writes)>>, AppError> {
     if !view.settings.auto_distribution_enabled || view.head.is_some() {
         return Ok(None);
     }
@@ -269,7 +268,9 @@ pub async fn take_new_batch(
         let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
         let Some(agent) = decision.chosen.clone() else {
             let also = Also { writes: vec![decision_row], guard_capacity: None, last: false };
-            written.push(super::stage_task(conn, tenant, None, 0, created, metadata, now, also, writes).await?);
+            let mut writes = Writes::default();
+            let task = super::stage_task(conn, tenant, None, 0, created, metadata, now, also, &mut writes).await?;
+            written.push((task, writes));
             continue;
         };
         let shared = view.linked_elsewhere.contains(&agent);
@@ -283,7 +284,9 @@ pub async fn take_new_batch(
         events.extend(assigned);
         let also =
             Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity), last: false };
-        written.push(super::stage_task(conn, tenant, None, 0, events, metadata, now, also, writes).await?);
+        let mut writes = Writes::default();
+        let task = super::stage_task(conn, tenant, None, 0, events, metadata, now, also, &mut writes).await?;
+        written.push((task, writes));
         // The next decision sees this task with its agent.
         if let Some(candidate) = view.candidates.iter_mut().find(|c| c.agent_id == agent) {
             candidate.active_tasks += 1;
