@@ -41,8 +41,20 @@ use crate::projections::queries;
 
 /// The most creates decided together.
 pub const MAX_GROUP: usize = 32;
+/// The most creates waiting for one department's next group in a replica.
+pub const MAX_WAITING: usize = 256;
 
 type Reply = oneshot::Sender<Result<pb::Task, AppError>>;
+
+/// What a create does on arrival.
+enum Turn {
+    /// It waits in the next group.
+    Joined,
+    /// It starts its department's runner.
+    First(Pending),
+    /// Too many wait: it runs alone.
+    Alone(CreateTask),
+}
 
 struct Pending {
     ctx: CommandContext,
@@ -61,25 +73,34 @@ impl App {
     pub(super) async fn create_grouped(&self, ctx: &CommandContext, input: CreateTask) -> Result<pb::Task, AppError> {
         let key = (ctx.tenant.clone(), input.department.to_string());
         let (reply, answer) = oneshot::channel();
-        let first = {
+        let pending = Pending { ctx: ctx.clone(), input, reply };
+        let turn = {
             let mut waiting = self.groups.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match waiting.get_mut(&key) {
                 // A group is running: this create joins the next one.
-                Some(queue) => {
-                    queue.push(Pending { ctx: ctx.clone(), input, reply });
-                    None
+                Some(queue) if queue.len() < MAX_WAITING => {
+                    queue.push(pending);
+                    Turn::Joined
                 }
+                // So many wait already (a flood in one department): this one queues for the
+                // department's lock in Postgres as a create alone, within the connection pool's
+                // bounds, instead of in this replica's memory.
+                Some(_) => Turn::Alone(pending.input),
                 None => {
                     waiting.insert(key.clone(), Vec::new());
-                    Some(Pending { ctx: ctx.clone(), input, reply })
+                    Turn::First(pending)
                 }
             }
         };
-        if let Some(first) = first {
-            // The groups run in a task of their own: a caller that goes away does not take the
-            // others' answers with it.
-            let app = self.clone();
-            tokio::spawn(async move { app.run_groups(key, first).await }.instrument(tracing::Span::current()));
+        match turn {
+            Turn::Joined => {}
+            Turn::Alone(input) => return self.task_alone(ctx, TaskOp::Create(input), None).await,
+            Turn::First(first) => {
+                // The groups run in a task of their own: a caller that goes away does not take
+                // the others' answers with it.
+                let app = self.clone();
+                tokio::spawn(async move { app.run_groups(key, first).await }.instrument(tracing::Span::current()));
+            }
         }
         answer.await.unwrap_or_else(|_| Err(AppError::Aborted(1)))
     }
