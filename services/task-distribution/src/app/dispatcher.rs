@@ -11,9 +11,9 @@ use dw_ids::TenantId;
 use sqlx::PgConnection;
 
 use super::{Also, AppError, append_task_with, load_task};
-use crate::domain::TaskId;
 use crate::domain::assignment::{self, Decision};
-use crate::domain::task::{self, AssignmentSummary, Command, Task};
+use crate::domain::task::{self, AssignmentSummary, Command, QueueWait, Task};
+use crate::domain::{AgentId, TaskId};
 use crate::metrics::DistributionMetrics;
 use crate::projections;
 use crate::projections::agents::DepartmentRound;
@@ -205,6 +205,37 @@ pub async fn take_new(
     metadata: &EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<Option<(Task, i64)>, AppError> {
+    let Some(new) = decide_new(conn, tenant, view, created, trigger, now, true).await? else {
+        return Ok(None);
+    };
+    let written = append_task_with(conn, tenant, None, 0, new.events, metadata, now, new.also).await?;
+    metrics.observe_assignment(new.wait);
+    Ok(Some(written))
+}
+
+/// A new task's decision, as [`take_new`] and [`take_new_batch`] write it.
+struct NewTaskDecision {
+    /// `TaskCreated`, and the assignment when an agent was chosen.
+    events: Vec<task::Event>,
+    /// The decision's row and the chosen agent's guard, for the task's statement.
+    also: Also,
+    wait: Option<QueueWait>,
+    agent: Option<AgentId>,
+}
+
+/// Decides who gets the new task `created` among `view`'s candidates. `None` when the agent
+/// chosen is linked to another department too and turned out taken (their row is locked and
+/// checked); an agent linked to this department alone is guarded in the task's statement.
+#[allow(clippy::too_many_arguments)]
+async fn decide_new(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    view: &DepartmentRound,
+    created: Vec<task::Event>,
+    trigger: &str,
+    now: DateTime<Utc>,
+    last: bool,
+) -> Result<Option<NewTaskDecision>, AppError> {
     let Some(state) = created.first().and_then(task::initial) else {
         return Err(CommandError::invalid("events", "a new task starts with TaskCreated"));
     };
@@ -212,8 +243,8 @@ pub async fn take_new(
     let decision = assignment::choose(&view.candidates);
     let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
     let Some(agent) = decision.chosen.clone() else {
-        let also = Also { writes: vec![decision_row], guard_capacity: None, last: true };
-        return Ok(Some(append_task_with(conn, tenant, None, 0, created, metadata, now, also).await?));
+        let also = Also { writes: vec![decision_row], guard_capacity: None, last };
+        return Ok(Some(NewTaskDecision { events: created, also, wait: None, agent: None }));
     };
     let default_capacity = view.settings.default_capacity;
     let shared = view.linked_elsewhere.contains(&agent);
@@ -221,14 +252,12 @@ pub async fn take_new(
         return Ok(None);
     }
     let summary = summary_of(decision_id, &decision, trigger);
-    let assigned = task::decide(&state, Command::Assign { agent, summary }, now)?;
+    let assigned = task::decide(&state, Command::Assign { agent: agent.clone(), summary }, now)?;
     let wait = task::queue_wait(&state, &assigned);
     let mut events = created;
     events.extend(assigned);
-    let also = Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity), last: true };
-    let written = append_task_with(conn, tenant, None, 0, events, metadata, now, also).await?;
-    metrics.observe_assignment(wait);
-    Ok(Some(written))
+    let also = Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity), last };
+    Ok(Some(NewTaskDecision { events, also, wait, agent: Some(agent) }))
 }
 
 /// New tasks of one department decided together ([`take_new_batch`]): each task's `TaskCreated`
@@ -240,8 +269,8 @@ pub struct NewTasks<'m> {
 /// [`take_new`] for several new tasks of `view`'s department, in order, against that one read of
 /// its agents: each decision sees the tasks given before it (the chosen agent's load goes up by
 /// one), and a task nobody can take waits, with every one after it. Each task's creation, its
-/// assignment and its decision are staged in writes of its own, returned with it. `None` when the batch is not decided this
-/// way (tasks already wait there, the tenant distributes by hand, or a chosen agent linked to
+/// assignment and its decision are staged in writes of its own, returned with it. `None` when
+/// the batch is not decided this way (tasks already wait there, the tenant distributes by hand, or a chosen agent linked to
 /// another department turned out taken): the caller creates each task alone.
 #[allow(clippy::too_many_arguments)]
 pub async fn take_new_batch(
@@ -256,39 +285,18 @@ pub async fn take_new_batch(
     if !view.settings.auto_distribution_enabled || view.head.is_some() {
         return Ok(None);
     }
-    let default_capacity = view.settings.default_capacity;
     let mut written = Vec::with_capacity(news.created.len());
     let mut waits = Vec::new();
     for (created, metadata) in news.created {
-        let Some(state) = created.first().and_then(task::initial) else {
-            return Err(CommandError::invalid("events", "a new task starts with TaskCreated"));
-        };
-        let task_id = state.content.task_id;
-        let decision = assignment::choose(&view.candidates);
-        let (decision_id, decision_row) = decision_write(tenant, task_id, &decision, trigger, now);
-        let Some(agent) = decision.chosen.clone() else {
-            let also = Also { writes: vec![decision_row], guard_capacity: None, last: false };
-            let mut writes = Writes::default();
-            let task = super::stage_task(conn, tenant, None, 0, created, metadata, now, also, &mut writes).await?;
-            written.push((task, writes));
-            continue;
-        };
-        let shared = view.linked_elsewhere.contains(&agent);
-        if shared && !projections::agents::lock_available(conn, tenant, &agent, default_capacity).await? {
+        let Some(new) = decide_new(conn, tenant, &view, created, trigger, now, false).await? else {
             return Ok(None);
-        }
-        let summary = summary_of(decision_id, &decision, trigger);
-        let assigned = task::decide(&state, Command::Assign { agent: agent.clone(), summary }, now)?;
-        waits.push(task::queue_wait(&state, &assigned));
-        let mut events = created;
-        events.extend(assigned);
-        let also =
-            Also { writes: vec![decision_row], guard_capacity: (!shared).then_some(default_capacity), last: false };
+        };
         let mut writes = Writes::default();
-        let task = super::stage_task(conn, tenant, None, 0, events, metadata, now, also, &mut writes).await?;
+        let task = super::stage_task(conn, tenant, None, 0, new.events, metadata, now, new.also, &mut writes).await?;
         written.push((task, writes));
+        waits.push(new.wait);
         // The next decision sees this task with its agent.
-        if let Some(candidate) = view.candidates.iter_mut().find(|c| c.agent_id == agent) {
+        if let Some(candidate) = new.agent.and_then(|agent| view.candidates.iter_mut().find(|c| c.agent_id == agent)) {
             candidate.active_tasks += 1;
             candidate.idle_since = now;
         }
