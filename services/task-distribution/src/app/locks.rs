@@ -34,24 +34,7 @@ pub async fn lock_departments<S: AsRef<str>>(
     client: Option<&str>,
     departments: &[S],
 ) -> Result<(), sqlx::Error> {
-    let departments: Vec<&str> = departments.iter().map(AsRef::as_ref).collect();
-    // Evaluated over the sorted rows, in order: the tenant's first, the client's, then the
-    // departments' by key.
-    sqlx::query(
-        "SELECT count(*) FROM ( \
-           SELECT CASE WHEN k.shared THEN pg_advisory_xact_lock_shared(k.key) ELSE pg_advisory_xact_lock(k.key) END \
-           FROM (SELECT 0 AS rank, TRUE AS shared, hashtextextended($1, 0) AS key \
-                 UNION ALL SELECT 1, FALSE, hashtextextended($1 || ':client:' || $2, 0) WHERE $2 IS NOT NULL \
-                 UNION ALL SELECT 2, FALSE, hashtextextended($1 || ':department:' || d, 0) \
-                           FROM (SELECT DISTINCT unnest($3::text[]) AS d) u \
-                 ORDER BY rank, key) k) taken",
-    )
-    .bind(tenant_key(tenant))
-    .bind(client)
-    .bind(&departments)
-    .execute(conn)
-    .await?;
-    Ok(())
+    lock(conn, tenant, client, None, departments).await.map(|_| ())
 }
 
 /// [`lock_departments`] over `departments` and every department `agent` is linked to (none
@@ -64,12 +47,28 @@ pub async fn lock_with_agent_departments<S: AsRef<str>>(
     agent: Option<&str>,
     departments: &[S],
 ) -> Result<Vec<String>, sqlx::Error> {
+    lock(conn, tenant, None, agent, departments).await
+}
+
+/// The one locking statement: the tenant's lock shared, then the client's, then each of
+/// `departments` and of `agent`'s (read in the same statement) by key; returns `agent`'s
+/// departments, sorted.
+async fn lock<S: AsRef<str>>(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    client: Option<&str>,
+    agent: Option<&str>,
+    departments: &[S],
+) -> Result<Vec<String>, sqlx::Error> {
     let departments: Vec<&str> = departments.iter().map(AsRef::as_ref).collect();
+    // Evaluated over the sorted rows, in order: the tenant's first, the client's, then the
+    // departments' by key.
     let rows: Vec<(Option<String>,)> = sqlx::query_as(
         "SELECT k.agents_department FROM ( \
            SELECT CASE WHEN k.shared THEN pg_advisory_xact_lock_shared(k.key) ELSE pg_advisory_xact_lock(k.key) END, \
                   k.agents_department \
            FROM (SELECT 0 AS rank, TRUE AS shared, hashtextextended($1, 0) AS key, NULL::text AS agents_department \
+                 UNION ALL SELECT 1, FALSE, hashtextextended($1 || ':client:' || $5, 0), NULL WHERE $5::text IS NOT NULL \
                  UNION ALL SELECT 2, FALSE, hashtextextended($1 || ':department:' || d, 0), max(d) FILTER (WHERE mine) \
                            FROM (SELECT unnest($3::text[]) AS d, FALSE AS mine \
                                  UNION ALL SELECT department_id, TRUE FROM agent_departments \
@@ -81,6 +80,7 @@ pub async fn lock_with_agent_departments<S: AsRef<str>>(
     .bind(tenant)
     .bind(&departments)
     .bind(agent)
+    .bind(client)
     .fetch_all(conn)
     .await?;
     let mut linked: Vec<String> = rows.into_iter().filter_map(|(department,)| department).collect();
