@@ -3,7 +3,9 @@
 //!
 //! 1. Assignment latency: agents online across 20 departments, each watching `WatchMyTasks` and
 //!    completing each task after a short hold; tasks created at a fixed rate; the time from
-//!    `CreateTask` returning to the assignment arriving on the agent's stream.
+//!    `CreateTask` returning to the assignment arriving on the agent's stream. Before it, in the
+//!    same run, the raw limit of the same writes at the same concurrency in SQL alone
+//!    ([`raw_task_shape`]), and the service's tasks/s as a ratio of it.
 //! 2. `SearchProtocols` over a bulk-loaded archive of tasks (another tenant), per filter kind.
 //!
 //! Knobs: `BENCH_AGENTS` (2000), `BENCH_TENANTS` (1: the agents and the tasks spread evenly over
@@ -292,6 +294,166 @@ async fn seed_agents(cluster: &Cluster, names: &[String], tenants: usize) {
         .await;
 }
 
+/// The service's database connections in the tests' configuration
+/// (`ServiceConfig::for_test`): its concurrency at the database whatever the calls in flight.
+const SERVICE_DB_POOL: usize = 30;
+
+/// Clients for [`raw_task_shape`]: the service's pool, or fewer when Postgres has not that many
+/// connections left beside the open ones (the services' pools, mostly open after the seeding)
+/// and a margin for those pools to grow meanwhile.
+async fn raw_clients(pool: &sqlx::PgPool) -> usize {
+    let (max, used): (i64, i64) = sqlx::query_as(
+        "SELECT current_setting('max_connections')::bigint - current_setting('superuser_reserved_connections')::bigint, \
+                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    usize::try_from(max - used - 16).unwrap_or(0).clamp(4, SERVICE_DB_POOL)
+}
+
+/// The raw limit of a task's life on this machine, measured first in the same run: `clients`
+/// connections (as many as the service's pool) each creating and then completing tasks for
+/// `seconds` (spread over `tenants` as the bench's tasks are), with the writes the service makes
+/// and none of its code, on copies of its tables: the protocol counter, the task row with all
+/// its indexes, the stream, event and outbox rows, the agents' load and the decision with every
+/// candidate's verdict. A create: its protocol, the department's lock, one read of its
+/// candidates (the real agents), one statement writing the rest, the commit; a completion: the
+/// lock, one statement, the commit. Returns tasks (created and completed) per second and each
+/// task's latency (both transactions).
+async fn raw_task_shape(url: &str, clients: usize, seconds: u64, tenants: usize) -> (f64, Vec<Duration>) {
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(clients as u32).connect(url).await.unwrap();
+    for setup in [
+        "CREATE TABLE raw_tasks (LIKE tasks INCLUDING ALL)",
+        "CREATE TABLE raw_streams (LIKE streams INCLUDING ALL)",
+        "CREATE TABLE raw_events (LIKE events INCLUDING ALL)",
+        "CREATE TABLE raw_outbox (position bigserial PRIMARY KEY, global_position bigint NOT NULL REFERENCES raw_events (global_position))",
+        "CREATE TABLE raw_decisions (LIKE assignment_decisions INCLUDING ALL)",
+        "CREATE TABLE raw_agents (LIKE agents INCLUDING ALL)",
+        "CREATE TABLE raw_counters (LIKE protocol_counters INCLUDING ALL)",
+        "INSERT INTO raw_agents SELECT * FROM agents",
+        "ANALYZE raw_agents",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&pool).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let pool = pool.clone();
+        // Spread over the tenants and their departments as the bench's agents and tasks are.
+        let tenant = tenant_of(client, tenants);
+        workers.spawn(async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let department = department(client / tenants);
+            let lock_key = format!("raw:{tenant}:{department}");
+            let mut latencies = Vec::new();
+            let mut n = 0_usize;
+            while Instant::now() < deadline {
+                n += 1;
+                let started = Instant::now();
+                let task_id = uuid::Uuid::now_v7();
+                let stream = format!("task:{tenant}:{task_id}");
+                // The protocol, from the tenant's daily counter in a statement of its own.
+                let sequence: i32 = sqlx::query_scalar(
+                    "INSERT INTO raw_counters (tenant_id, day, last_seq) VALUES ($1, current_date, 1) \
+                     ON CONFLICT (tenant_id, day) DO UPDATE SET last_seq = raw_counters.last_seq + 1 RETURNING last_seq",
+                )
+                .bind(&tenant)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+                let mut tx = conn.begin().await.unwrap();
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(&lock_key)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let candidates: Vec<(String, i32)> = sqlx::query_as(
+                    "SELECT a.agent_id, a.active_tasks FROM agent_departments d \
+                     JOIN raw_agents a ON a.tenant_id = d.tenant_id AND a.agent_id = d.agent_id \
+                     WHERE d.tenant_id = $1 AND d.department_id = $2 ORDER BY a.agent_id",
+                )
+                .bind(&tenant)
+                .bind(&department)
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+                let chosen = candidates.get(n % candidates.len().max(1)).map(|c| c.0.clone()).unwrap_or_default();
+                let verdicts: Vec<serde_json::Value> = candidates
+                    .iter()
+                    .map(|(agent, load)| {
+                        let exclusion = (*agent != chosen).then_some("less_idle_time");
+                        serde_json::json!({ "agent_id": agent, "exclusion": exclusion, "active_tasks": load, "capacity": 3 })
+                    })
+                    .collect();
+                sqlx::query(
+                    "WITH stream AS (INSERT INTO raw_streams (stream_id, tenant_id, version) VALUES ($3, $1, 2)), \
+                     inserted AS (INSERT INTO raw_events (event_id, tenant_id, stream_id, version, event_type, subject, payload, recorded_at) \
+                                  VALUES (gen_random_uuid(), $1, $3, 1, 'dw.distribution.v1.TaskCreated', 'task.created', $6, now()), \
+                                         (gen_random_uuid(), $1, $3, 2, 'dw.distribution.v1.TaskAssigned', 'task.assigned', $6, now()) \
+                                  RETURNING global_position), \
+                     queued AS (INSERT INTO raw_outbox (global_position) SELECT global_position FROM inserted), \
+                     task AS (INSERT INTO raw_tasks (tenant_id, task_id, protocol, department_id, channel, client_name, client_phone, \
+                                                     priority, subject, status, agent_id, created_at, assigned_at, queued_at, version) \
+                              VALUES ($1, $2, $7, $4, 'whatsapp', 'Maria da Silva', '+5511999990000', 0, 'Pedido atrasado', \
+                                      'assigned', $5, now(), now(), now(), 2)), \
+                     load AS (UPDATE raw_agents SET active_tasks = active_tasks + 1, idle_since = now() \
+                              WHERE tenant_id = $1 AND agent_id = $5) \
+                     INSERT INTO raw_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, candidates) \
+                     VALUES (gen_random_uuid(), $1, $2, now(), $5, 'task_created', $8::jsonb)",
+                )
+                .bind(&tenant)
+                .bind(task_id)
+                .bind(&stream)
+                .bind(&department)
+                .bind(&chosen)
+                .bind(vec![7_u8; 160])
+                .bind(format!("R{sequence:09}"))
+                .bind(serde_json::Value::Array(verdicts).to_string())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+                let mut tx = conn.begin().await.unwrap();
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(&lock_key)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "WITH guard AS (UPDATE raw_streams SET version = 3, updated_at = now() WHERE stream_id = $3 AND version = 2 RETURNING 1), \
+                     inserted AS (INSERT INTO raw_events (event_id, tenant_id, stream_id, version, event_type, subject, payload, recorded_at) \
+                                  SELECT gen_random_uuid(), $1, $3, 3, 'dw.distribution.v1.TaskCompleted', 'task.completed', $5, now() \
+                                  WHERE EXISTS (SELECT 1 FROM guard) RETURNING global_position), \
+                     queued AS (INSERT INTO raw_outbox (global_position) SELECT global_position FROM inserted), \
+                     task AS (UPDATE raw_tasks SET status = 'completed', closed_at = now(), version = 3 \
+                              WHERE tenant_id = $1 AND task_id = $2) \
+                     UPDATE raw_agents SET active_tasks = active_tasks - 1 WHERE tenant_id = $1 AND agent_id = $4",
+                )
+                .bind(&tenant)
+                .bind(task_id)
+                .bind(&stream)
+                .bind(&chosen)
+                .bind(vec![7_u8; 96])
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+                latencies.push(started.elapsed());
+            }
+            (latencies, 0_u64)
+        });
+    }
+    let (latencies, _) = dw_testkit::bench::gather(workers).await.unwrap();
+    for teardown in
+        ["raw_outbox", "raw_events", "raw_streams", "raw_tasks", "raw_decisions", "raw_agents", "raw_counters"]
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {teardown}"))).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    (latencies.len() as f64 / seconds as f64, latencies)
+}
+
 /// Waits until task-distribution's projection has every agent available and linked, and the
 /// tenant's automatic distribution on.
 async fn wait_for_projection(cluster: &Cluster, agents: usize, tenants: usize) {
@@ -424,6 +586,17 @@ async fn assignment_latency(cluster: &Cluster) {
          all available in task-distribution after {:.1} s",
         seeded.as_secs_f64(),
         seeding.elapsed().as_secs_f64()
+    );
+
+    // The raw limit of the same writes at the same concurrency, before the service's run: as
+    // many clients as the service has database connections, within what Postgres has left.
+    let raw_clients = raw_clients(&cluster.distribution_db.pool).await;
+    let raw = raw_task_shape(&cluster.distribution_db.url, raw_clients, seconds, tenants).await;
+    println!(
+        "raw, same run   a task created and completed in SQL alone (the service's writes, none of its code), \
+         {raw_clients} clients: {:.0} tasks/s, {}",
+        raw.0,
+        dw_testkit::bench::summary(&raw.1)
     );
 
     // Every agent watches their tasks.
@@ -614,7 +787,8 @@ async fn assignment_latency(cluster: &Cluster) {
     let p99 = |sorted: &[Duration]| ms(percentile(sorted, 0.99));
     let what =
         if tenants == 1 { "tasks created, one tenant".to_owned() } else { format!("tasks created, {tenants} tenants") };
-    dw_testkit::bench::record("distribution", &what, achieved, "/s", None);
+    println!("ratio           tasks/s ÷ raw tasks/s = {:.2}", achieved / raw.0.max(1e-9));
+    dw_testkit::bench::record("distribution", &format!("{what} (raw: SQL alone)"), achieved, "/s", Some(raw.0));
     dw_testkit::bench::record("distribution", "CreateTask p99", p99(&call), "ms", None);
     dw_testkit::bench::record("distribution", "task created → agent's stream p99", p99(&latencies), "ms", None);
 
