@@ -379,13 +379,14 @@ async fn raw_task_shape(url: &str, clients: usize, seconds: u64, tenants: usize)
                 .await
                 .unwrap();
                 let chosen = candidates.get(n % candidates.len().max(1)).map(|c| c.0.clone()).unwrap_or_default();
-                let verdicts: Vec<serde_json::Value> = candidates
-                    .iter()
-                    .map(|(agent, load)| {
-                        let exclusion = (*agent != chosen).then_some("less_idle_time");
-                        serde_json::json!({ "agent_id": agent, "exclusion": exclusion, "active_tasks": load, "capacity": 3 })
-                    })
-                    .collect();
+                // The decision as the service stores it: text, one array per field, the chosen
+                // agent's exclusion code 0, the others' "less idle time" (6).
+                let decision = serde_json::json!({
+                    "agents": candidates.iter().map(|c| &c.0).collect::<Vec<_>>(),
+                    "exclusions": candidates.iter().map(|c| if c.0 == chosen { 0 } else { 6 }).collect::<Vec<_>>(),
+                    "active": candidates.iter().map(|c| c.1).collect::<Vec<_>>(),
+                    "capacity": vec![3; candidates.len()],
+                });
                 sqlx::query(
                     "WITH stream AS (INSERT INTO raw_streams (stream_id, tenant_id, version) VALUES ($3, $1, 2)), \
                      inserted AS (INSERT INTO raw_events (event_id, tenant_id, stream_id, version, event_type, subject, payload, recorded_at) \
@@ -399,8 +400,9 @@ async fn raw_task_shape(url: &str, clients: usize, seconds: u64, tenants: usize)
                                       'assigned', $5, now(), now(), now(), 2)), \
                      load AS (UPDATE raw_agents SET active_tasks = active_tasks + 1, idle_since = now() \
                               WHERE tenant_id = $1 AND agent_id = $5) \
-                     INSERT INTO raw_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, candidates) \
-                     VALUES (gen_random_uuid(), $1, $2, now(), $5, 'task_created', $8::jsonb)",
+                     INSERT INTO raw_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, \
+                                                candidates, verdicts) \
+                     VALUES (gen_random_uuid(), $1, $2, now(), $5, 'task_created', '[]', $8)",
                 )
                 .bind(&tenant)
                 .bind(task_id)
@@ -409,7 +411,7 @@ async fn raw_task_shape(url: &str, clients: usize, seconds: u64, tenants: usize)
                 .bind(&chosen)
                 .bind(vec![7_u8; 160])
                 .bind(format!("R{sequence:09}"))
-                .bind(serde_json::Value::Array(verdicts).to_string())
+                .bind(decision.to_string())
                 .execute(&mut *tx)
                 .await
                 .unwrap();

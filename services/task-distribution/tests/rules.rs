@@ -175,6 +175,28 @@ async fn exit_break_end_of_day_and_capacity_rules() {
         verdicts,
         vec![("ana".into(), pb::Exclusion::ExitNotified as i32), ("bruno".into(), pb::Exclusion::DayNotStarted as i32)]
     );
+    // A decision stored by the previous version (verdicts as JSONB objects in `candidates`)
+    // explains the same.
+    let stored = sqlx::query(
+        "UPDATE assignment_decisions SET verdicts = NULL, candidates = $3::jsonb WHERE tenant_id = $1 AND task_id = $2",
+    )
+    .bind("acme")
+    .bind(uuid::Uuid::parse_str(&t2.task_id).unwrap())
+    .bind(
+        r#"[{"agent_id": "ana", "exclusion": "ExitNotified", "active_tasks": 1, "capacity": 3},
+            {"agent_id": "bruno", "exclusion": "DayNotStarted", "active_tasks": 0, "capacity": 2}]"#,
+    )
+    .execute(&cluster.distribution_db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.rows_affected(), 1);
+    let before = cluster
+        .distribution()
+        .explain_assignment(authed(&manager, pb::ExplainAssignmentRequest { task_id: t2.task_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.decisions, explained.decisions);
 
     // A break (closing the exit) keeps T1 with her: the client waits, and the wait is visible.
     day.start_break(authed(&ana, sessions::StartBreakRequest { request_id: rid(), reason_id: "lunch".into() }))

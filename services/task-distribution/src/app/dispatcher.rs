@@ -53,12 +53,13 @@ fn decision_write(
     now: DateTime<Utc>,
 ) -> (uuid::Uuid, Write) {
     let decision_id = uuid::Uuid::now_v7();
-    // Serialized once, as text (neither a copy of the verdicts nor a JSON value tree first).
-    let candidates = serde_json::to_string(&decision.verdicts).unwrap_or_else(|_| "[]".to_owned());
+    // Serialized once, as text, in the stored form (neither a copy of the verdicts nor a JSON
+    // value tree first).
+    let candidates = crate::domain::assignment::encode_verdicts(&decision.verdicts);
     let write = Write::new(
         "assignment_decisions",
         "INSERT INTO assignment_decisions (decision_id, tenant_id, task_id, decided_at, chosen_agent_id, trigger, \
-                                           candidates) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                                           candidates, verdicts) VALUES ($1, $2, $3, $4, $5, $6, '[]', $7)",
     )
     .bind(decision_id)
     .bind(tenant.clone())

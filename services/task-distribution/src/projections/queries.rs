@@ -401,7 +401,7 @@ pub async fn decisions(
     task_id: TaskId,
 ) -> Result<Vec<pb::AssignmentDecision>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT decision_id, decided_at, chosen_agent_id, trigger, candidates FROM assignment_decisions \
+        "SELECT decision_id, decided_at, chosen_agent_id, trigger, candidates, verdicts FROM assignment_decisions \
          WHERE tenant_id = $1 AND task_id = $2 ORDER BY decided_at, decision_id",
     )
     .bind(tenant)
@@ -413,8 +413,8 @@ pub async fn decisions(
             let decision_id: uuid::Uuid = row.try_get("decision_id")?;
             let decided_at: DateTime<Utc> = row.try_get("decided_at")?;
             let candidates: serde_json::Value = row.try_get("candidates")?;
-            let verdicts: Vec<crate::domain::assignment::Verdict> =
-                serde_json::from_value(candidates).unwrap_or_default();
+            let stored: Option<String> = row.try_get("verdicts")?;
+            let verdicts = crate::domain::assignment::decode_verdicts(stored.as_deref(), candidates);
             Ok(pb::AssignmentDecision {
                 decision_id: decision_id.to_string(),
                 decided_at: Some(timestamp(decided_at)),
