@@ -312,6 +312,13 @@ async fn raw_clients(pool: &sqlx::PgPool) -> usize {
     usize::try_from(max - used - 16).unwrap_or(0).clamp(4, SERVICE_DB_POOL)
 }
 
+/// A transaction holding the advisory lock `key` (a department's, in [`raw_task_shape`]).
+async fn locked<'c>(conn: &'c mut sqlx::PgConnection, key: &str) -> sqlx::Transaction<'c, sqlx::Postgres> {
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(key).execute(&mut *tx).await.unwrap();
+    tx
+}
+
 /// The raw limit of a task's life on this machine, measured first in the same run: `clients`
 /// connections (as many as the service's pool) each creating and then completing tasks for
 /// `seconds` (spread over `tenants` as the bench's tasks are), with the writes the service makes
@@ -362,12 +369,7 @@ async fn raw_task_shape(url: &str, clients: usize, seconds: u64, tenants: usize)
                 .fetch_one(&mut *conn)
                 .await
                 .unwrap();
-                let mut tx = conn.begin().await.unwrap();
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(&lock_key)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
+                let mut tx = locked(&mut conn, &lock_key).await;
                 let candidates: Vec<(String, i32)> = sqlx::query_as(
                     "SELECT a.agent_id, a.active_tasks FROM agent_departments d \
                      JOIN raw_agents a ON a.tenant_id = d.tenant_id AND a.agent_id = d.agent_id \
@@ -416,12 +418,7 @@ async fn raw_task_shape(url: &str, clients: usize, seconds: u64, tenants: usize)
                 .await
                 .unwrap();
                 tx.commit().await.unwrap();
-                let mut tx = conn.begin().await.unwrap();
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(&lock_key)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
+                let mut tx = locked(&mut conn, &lock_key).await;
                 sqlx::query(
                     "WITH guard AS (UPDATE raw_streams SET version = 3, updated_at = now() WHERE stream_id = $3 AND version = 2 RETURNING 1), \
                      inserted AS (INSERT INTO raw_events (event_id, tenant_id, stream_id, version, event_type, subject, payload, recorded_at) \
