@@ -81,7 +81,9 @@ enum Stored {
 }
 
 impl Exclusion {
-    const CODES: [Self; 6] = [
+    /// Every exclusion (for the tests).
+    #[cfg(test)]
+    const ALL: [Self; 6] = [
         Self::DayNotStarted,
         Self::OnBreak,
         Self::ExitNotified,
@@ -90,16 +92,32 @@ impl Exclusion {
         Self::LessIdleTime,
     ];
 
+    /// The stored code of a verdict's exclusion (0: none, the chosen agent). Stored data: a code
+    /// never changes meaning; a new exclusion takes the next number.
     fn code(exclusion: Option<Self>) -> u8 {
-        exclusion.and_then(|e| Self::CODES.iter().position(|c| *c == e)).map_or(0, |i| i as u8 + 1)
+        match exclusion {
+            None => 0,
+            Some(Self::DayNotStarted) => 1,
+            Some(Self::OnBreak) => 2,
+            Some(Self::ExitNotified) => 3,
+            Some(Self::AtCapacity) => 4,
+            Some(Self::MoreActiveTasks) => 5,
+            Some(Self::LessIdleTime) => 6,
+        }
     }
 
     /// `None`: an unknown code; `Some(None)`: the chosen agent.
     fn from_code(code: u8) -> Option<Option<Self>> {
-        match code {
-            0 => Some(None),
-            n => Self::CODES.get(usize::from(n) - 1).copied().map(Some),
-        }
+        Some(match code {
+            0 => None,
+            1 => Some(Self::DayNotStarted),
+            2 => Some(Self::OnBreak),
+            3 => Some(Self::ExitNotified),
+            4 => Some(Self::AtCapacity),
+            5 => Some(Self::MoreActiveTasks),
+            6 => Some(Self::LessIdleTime),
+            _ => return None,
+        })
     }
 }
 
@@ -226,7 +244,7 @@ mod tests {
         assert!(stored.starts_with("{\"agents\":[\"a\",\"b\",\"c\",\"d\"]"), "{stored}");
         assert_eq!(decode_verdicts(Some(&stored), serde_json::json!([])), decision.verdicts);
         // Every exclusion has a code of its own, and back.
-        for exclusion in Exclusion::CODES {
+        for exclusion in Exclusion::ALL {
             assert_eq!(Exclusion::from_code(Exclusion::code(Some(exclusion))), Some(Some(exclusion)));
         }
         assert_eq!(Exclusion::from_code(Exclusion::code(None)), Some(None));
