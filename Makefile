@@ -75,7 +75,7 @@ BENCH_SUMMARY := $(CURDIR)/target/bench-summary.txt
 BENCH_LOAD_TASKS ?= 20000
 BENCH := DW_BENCH_SUMMARY=$(BENCH_SUMMARY) $(CARGO) bench
 
-bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebuild, projection consume rate, task assignment, SearchProtocols, template sends, Web Push, start-up time and idle memory (BENCH_* knobs), then a summary table with the ratios to the raw limits
+bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebuild, projection consume rate, task assignment, SearchProtocols, template sends, Web Push, start-up time and idle memory, commit → JetStream across replicas (BENCH_* knobs), then a summary table with the ratios to the raw limits
 	@mkdir -p target && rm -f $(BENCH_SUMMARY)
 	$(BENCH) -p agent-sessions --bench commands
 	$(BENCH) -p agent-sessions --bench fair_share
@@ -90,6 +90,7 @@ bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebu
 	$(BENCH) -p notifications --bench push
 	$(CARGO) build --release --bins
 	$(BENCH) -p integration-tests --bench startup
+	$(BENCH) -p integration-tests --bench replicas
 	@echo; echo "== summary: each figure beside the raw limit of the same shape measured in the same run (or the reference named), ratio 1.00 = the limit =="
 	@printf '%-14s %-44s %12s %-10s %12s %6s\n' bench figure value unit raw/ref ratio
 	@cat $(BENCH_SUMMARY)

@@ -37,15 +37,20 @@ pub fn migrator(service: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator { migrations: migrations.into(), ..sqlx::migrate::Migrator::DEFAULT }
 }
 
-/// Wakes this process's relay: called after a transaction that appended events commits, so the
-/// relay publishes at once instead of at its next poll. (No `NOTIFY` from the append: Postgres
-/// serializes the commits of transactions that notify, which halved the commit rate.) A relay
-/// active in another replica finds the events at its next poll (`RelayConfig::poll_interval`).
+/// Wakes the relay: called after a transaction that appended events commits, so the relay
+/// publishes at once instead of at its next poll. (No `NOTIFY` from the append: Postgres
+/// serializes the commits of transactions that notify, which halved the commit rate.) This
+/// process's relay is woken in process; when it stands by, the relay active in another replica
+/// is woken over NATS core (`RelayConfig::peer_wake`), else finds the events at its next poll
+/// (`RelayConfig::poll_interval`).
 pub fn wake_relay() {
     // Every relay waiting now (tests run several services in one process), and a permit for one
     // busy publishing, so a commit during its round is not left to the next poll.
     RELAY_WAKE.notify_waiters();
     RELAY_WAKE.notify_one();
+    // Commits since start: a standby's peer waker sends one wake per change it sees (several
+    // commits while it sends make one more wake, not many).
+    COMMITS.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// Commits a transaction that may have appended events and wakes the relay: what every writer
@@ -57,6 +62,10 @@ pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sql
 }
 
 pub(crate) static RELAY_WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Counts the commits [`wake_relay`] was told of, for the peer wakers.
+pub(crate) static COMMITS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
 
 /// Maps a Postgres error to "a concurrent writer got there first" when it is one.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {

@@ -3,8 +3,10 @@
 //!
 //! One relay is active per service: it holds a Postgres session advisory lock on its own
 //! connection, so replicas wait as standbys and take over when the holder's connection dies. It
-//! is woken in process when a command of its replica commits (`wake_relay`) and polls every
-//! `poll_interval` (50 ms) for the rest. Each event is
+//! is woken in process when a command of its replica commits (`wake_relay`), by a NATS core
+//! message on `_dw.relay_wake.<stream>` when a command of another replica does (that replica's
+//! standby relay sends it: `RelayConfig::peer_wake`), and polls every `poll_interval` (50 ms)
+//! for the rest. Each event is
 //! published with `Nats-Msg-Id` = event id, so a relay that dies between the JetStream ack and the
 //! outbox delete republishes into the stream's duplicate window and JetStream drops the copy.
 //!
@@ -28,9 +30,11 @@
 //! dropped as a duplicate.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use futures::{FutureExt, StreamExt};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -146,12 +150,50 @@ impl OutboxRelay {
     }
 
     /// Runs until `cancel`: waits to become the active relay, then publishes whatever the
-    /// outbox holds whenever it is notified or the poll interval passes.
+    /// outbox holds whenever it is woken (in process, or by a peer over NATS core) or the poll
+    /// interval passes. While it stands by, it wakes the active relay of another replica when
+    /// this one commits ([`RelayConfig::peer_wake`]).
     pub async fn run(self, cancel: CancellationToken) {
+        let active = AtomicBool::new(false);
+        tokio::join!(self.lead(&cancel, &active), self.wake_peers(&cancel, &active));
+    }
+
+    /// Sends one wake on [`RelayConfig::wake_subject`] per change of the commit count while this
+    /// relay is not the active one (several commits while one wake is sent make one more).
+    /// Fire and forget: a wake lost (NATS unreachable, a subject the account may not publish
+    /// on) leaves the events to the active relay's poll.
+    async fn wake_peers(&self, cancel: &CancellationToken, active: &AtomicBool) {
+        if !self.config.peer_wake {
+            return;
+        }
+        let client = self.jetstream.client();
+        let subject = self.config.wake_subject();
+        let mut commits = crate::COMMITS.subscribe();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            commits.borrow_and_update();
+            if !active.load(Ordering::Relaxed)
+                && let Err(error) = client.publish(subject.clone(), bytes::Bytes::new()).await
+            {
+                debug!(%error, "peer relay wake not sent");
+            }
+        }
+    }
+
+    async fn lead(&self, cancel: &CancellationToken, active: &AtomicBool) {
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
             let started = Instant::now();
-            match self.run_while_leader(&cancel).await {
+            let outcome = self.run_while_leader(cancel, active).await;
+            active.store(false, Ordering::Relaxed);
+            match outcome {
                 Ok(()) => return,
                 Err(error) => {
                     // A relay that ran a while before failing starts over quickly.
@@ -169,7 +211,7 @@ impl OutboxRelay {
         }
     }
 
-    async fn run_while_leader(&self, cancel: &CancellationToken) -> Result<(), RelayError> {
+    async fn run_while_leader(&self, cancel: &CancellationToken, active: &AtomicBool) -> Result<(), RelayError> {
         let mut lock_conn = self.pool.acquire().await?.detach();
         loop {
             let acquired: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS acquired")
@@ -188,6 +230,20 @@ impl OutboxRelay {
         }
         info!(stream = %self.config.stream_name, "outbox relay active");
         self.ensure_stream().await?;
+        // The other replicas' commits wake it from now on (their wakers see it active: none of
+        // theirs is). Without the subscription it relies on its poll for them.
+        let mut peer_wakes = if self.config.peer_wake {
+            match self.jetstream.client().subscribe(self.config.wake_subject()).await {
+                Ok(subscriber) => Some(subscriber),
+                Err(error) => {
+                    warn!(%error, "peer relay wakes not received: other replicas' events wait for the poll");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        active.store(true, Ordering::Relaxed);
 
         let mut retry = PublishRetry::default();
         let mut pipeline = Pipeline::default();
@@ -233,6 +289,7 @@ impl OutboxRelay {
                     return Ok(());
                 }
                 () = crate::RELAY_WAKE.notified() => {}
+                Some(()) = next_wake(&mut peer_wakes) => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
@@ -538,6 +595,17 @@ impl PublishOutcome {
     fn acked_positions<'a>(&'a self, positions: &'a [i64]) -> impl Iterator<Item = i64> + 'a {
         positions.iter().zip(&self.acked).filter(|(_, acked)| **acked).map(|(position, _)| *position)
     }
+}
+
+/// The next wake from a peer (with every one already received: a burst makes one round);
+/// pending for ever without a subscription, `None` once it ended.
+async fn next_wake(wakes: &mut Option<async_nats::Subscriber>) -> Option<()> {
+    let Some(subscriber) = wakes else {
+        return std::future::pending().await;
+    };
+    subscriber.next().await?;
+    while let Some(Some(_)) = subscriber.next().now_or_never() {}
+    Some(())
 }
 
 /// Deletes the outbox entries JetStream acknowledged (none: no statement).

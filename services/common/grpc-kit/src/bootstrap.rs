@@ -226,6 +226,7 @@ impl Bootstrap {
         relay_config.max_age = self.config.stream_max_age;
         relay_config.max_bytes = self.config.stream_max_bytes;
         relay_config.apply_config = self.config.stream_apply_config;
+        relay_config.peer_wake = self.config.relay_peer_wake;
         let relay = OutboxRelay::new(self.pool.clone(), self.jetstream.clone(), relay_config, metrics);
         relay.ensure_stream().await?;
         self.tasks.spawn(relay.run(self.background.clone()));

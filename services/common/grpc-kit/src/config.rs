@@ -59,6 +59,9 @@ pub struct ServiceConfig {
     /// Whether an existing stream whose settings differ is updated at start
     /// (`DW_STREAM_APPLY_CONFIG`, default false: the difference is reported, not reverted).
     pub stream_apply_config: bool,
+    /// Whether a replica's commits wake the outbox relay active in another replica over NATS
+    /// core (`DW_RELAY_PEER_WAKE`, default true; false: that relay finds them at its 50 ms poll).
+    pub relay_peer_wake: bool,
     pub duplicate_window: Duration,
     pub db_max_connections: u32,
     pub run_migrations: bool,
@@ -98,6 +101,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("stream_max_age", &self.stream_max_age)
             .field("stream_max_bytes", &self.stream_max_bytes)
             .field("stream_apply_config", &self.stream_apply_config)
+            .field("relay_peer_wake", &self.relay_peer_wake)
             .field("db_max_connections", &self.db_max_connections)
             .field("event_max_bytes", &self.event_max_bytes)
             .field("fair_share", &self.fair_share)
@@ -379,6 +383,7 @@ impl ServiceConfig {
             stream_max_bytes: parse_bytes(&var("DW_STREAM_MAX_BYTES", "0"))
                 .map_err(|reason| ConfigError::Invalid { name: "DW_STREAM_MAX_BYTES", reason })?,
             stream_apply_config: parsed("DW_STREAM_APPLY_CONFIG", "false")?,
+            relay_peer_wake: parsed("DW_RELAY_PEER_WAKE", "true")?,
             duplicate_window: Duration::from_secs(parsed("DW_DUPLICATE_WINDOW_SECONDS", "120")?),
             db_max_connections: parsed("DW_DB_MAX_CONNECTIONS", "16")?,
             run_migrations: parsed("DW_RUN_MIGRATIONS", "true")?,
@@ -417,6 +422,7 @@ impl ServiceConfig {
             stream_max_age: Duration::ZERO,
             stream_max_bytes: None,
             stream_apply_config: false,
+            relay_peer_wake: true,
             duplicate_window: Duration::from_secs(120),
             db_max_connections: 30,
             run_migrations: false,

@@ -28,9 +28,13 @@ pub struct RelayConfig {
     /// false (the default) the difference is reported (`dw_stream_config_drift`, a warning) and
     /// the stream is left as an operator set it.
     pub apply_config: bool,
-    /// How often the relay looks at the outbox when not woken in process (events committed by
-    /// another replica, or by a transaction that did not call [`crate::wake_relay`]).
+    /// How often the relay looks at the outbox when not woken (a transaction that did not call
+    /// [`crate::wake_relay`], or a peer's wake that did not arrive).
     pub poll_interval: Duration,
+    /// Whether replicas wake each other's relay over NATS core ([`RelayConfig::wake_subject`]):
+    /// a commit in a replica whose relay stands by wakes the active one in another replica at
+    /// once instead of at its next poll.
+    pub peer_wake: bool,
     /// Events published per round trip.
     pub batch_size: i64,
     /// Advisory-lock key electing the active relay (unique per service database).
@@ -41,6 +45,12 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
+    /// The NATS core subject the replicas of this service wake the active relay on (one empty
+    /// message per wake; never stored: no stream captures `_dw.`).
+    pub fn wake_subject(&self) -> String {
+        format!("_dw.relay_wake.{}", self.stream_name)
+    }
+
     pub fn new(source: &str, stream_name: &str, subject_prefix: &str) -> Self {
         Self {
             source: source.to_owned(),
@@ -52,6 +62,7 @@ impl RelayConfig {
             max_bytes: None,
             apply_config: false,
             poll_interval: Duration::from_millis(50),
+            peer_wake: true,
             batch_size: 512,
             lock_key: 0x0044_5752_454c_4159, // "DWRELAY"
             max_message_bytes: None,
