@@ -186,23 +186,7 @@ async fn measure(
 
 /// An acked JetStream publish, one at a time: (p50, p99).
 async fn raw_acked_publish(js: &jetstream::Context) -> (f64, f64) {
-    let name = format!("RAW_{}", uuid::Uuid::now_v7().simple());
-    let subject = format!("raw.{}", name.to_lowercase());
-    js.create_stream(jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![subject.clone()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut latencies = Vec::new();
-    for _ in 0..2_000 {
-        let started = Instant::now();
-        js.publish(subject.clone(), vec![7_u8; 256].into()).await.unwrap().await.unwrap();
-        latencies.push(started.elapsed());
-    }
-    latencies.sort();
-    let _ = js.delete_stream(&name).await;
+    let latencies = dw_testkit::bench::acked_publish_latencies(js, 2_000).await;
     (ms(percentile(&latencies, 0.50)), ms(percentile(&latencies, 0.99)))
 }
 

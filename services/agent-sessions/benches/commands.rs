@@ -38,7 +38,11 @@ async fn main() {
     service.seed("bench", &refs, true).await;
     let raw = raw_append_shaped(&service.db.url, agents, seconds).await;
     let shape = command_sql_alone(&service.db.url, agents, seconds).await;
-    let raw_publish = raw_acked_publish().await;
+    let raw_publish = dw_testkit::bench::acked_publish_latencies(
+        &async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap()),
+        2_000,
+    )
+    .await;
     for name in &names {
         let agent = token("bench", name, &[Role::Agent]);
         service
@@ -345,27 +349,4 @@ async fn command_sql_alone(url: &str, clients: usize, seconds: u64) -> (f64, Vec
     }
     pool.close().await;
     (latencies.len() as f64 / seconds as f64, latencies)
-}
-
-/// Acked JetStream publishes, one at a time, to a stream of their own: the relay's floor.
-async fn raw_acked_publish() -> Vec<Duration> {
-    let js = async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap());
-    let name = format!("RAW_{}", uuid::Uuid::now_v7().simple());
-    let subject = format!("raw.{}", name.to_lowercase());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![subject.clone()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut latencies = Vec::new();
-    for _ in 0..2_000 {
-        let started = Instant::now();
-        js.publish(subject.clone(), vec![7_u8; 256].into()).await.unwrap().await.unwrap();
-        latencies.push(started.elapsed());
-    }
-    latencies.sort();
-    let _ = js.delete_stream(&name).await;
-    latencies
 }

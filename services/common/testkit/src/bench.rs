@@ -79,3 +79,30 @@ pub fn record(bench: &str, figure: &str, value: f64, unit: &str, raw: Option<f64
         eprintln!("bench summary {path}: {error}");
     }
 }
+
+/// The raw limit of a publish: `count` acked JetStream publishes of 256 bytes, one at a time, on
+/// a stream of their own (deleted after); their latencies, sorted.
+pub async fn acked_publish_latencies(js: &async_nats::jetstream::Context, count: usize) -> Vec<Duration> {
+    let name = format!("RAW_{}", uuid::Uuid::now_v7().simple());
+    let subject = format!("raw.{}", name.to_lowercase());
+    let config = async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![subject.clone()],
+        ..Default::default()
+    };
+    let mut latencies = Vec::with_capacity(count);
+    if js.create_stream(config).await.is_err() {
+        return latencies;
+    }
+    for _ in 0..count {
+        let started = std::time::Instant::now();
+        let Ok(ack) = js.publish(subject.clone(), vec![7_u8; 256].into()).await else { break };
+        if ack.await.is_err() {
+            break;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let _ = js.delete_stream(&name).await;
+    latencies
+}
