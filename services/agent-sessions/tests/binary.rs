@@ -18,8 +18,10 @@ use dw_testkit::{TestDb, TestNamespace};
 use futures::StreamExt;
 use tonic::transport::Channel;
 
+/// Below the kernel's ephemeral range ([`dw_testkit::free_port`]): a port the binary binds later
+/// must not become an outgoing connection's meanwhile.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    dw_testkit::free_port().expect("free port")
 }
 
 struct Binary {

@@ -111,10 +111,11 @@ fn proc_cpu_seconds(stat: &str) -> Option<(String, f64)> {
     let close = stat.rfind(')')?;
     let comm = stat[open + 1..close].to_owned();
     let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // After the command: state(0) ... utime(11) stime(12), in clock ticks (USER_HZ = 100).
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((comm, (utime + stime) / 100.0))
+    // After the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14), in clock ticks
+    // (USER_HZ = 100). The children's times count too: backends that exited during a window
+    // (the raw shape's pool closes, autovacuum workers come and go) are in the postmaster's.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Some((comm, (ticks(11)? + ticks(12)? + ticks(13)? + ticks(14)?) / 100.0))
 }
 
 fn cpu_times() -> CpuTimes {
@@ -136,6 +137,17 @@ fn cpu_times() -> CpuTimes {
         }
     }
     times
+}
+
+impl CpuTimes {
+    /// What was spent since `before`.
+    fn minus(self, before: Self) -> Self {
+        Self {
+            bench: self.bench - before.bench,
+            postgres: self.postgres - before.postgres,
+            nats: self.nats - before.nats,
+        }
+    }
 }
 
 fn print_cpu(before: CpuTimes, after: CpuTimes, wall: Duration) {
@@ -590,7 +602,9 @@ async fn assignment_latency(cluster: &Cluster) {
     // The raw limit of the same writes at the same concurrency, before the service's run: as
     // many clients as the service has database connections, within what Postgres has left.
     let raw_clients = raw_clients(&cluster.distribution_db.pool).await;
+    let raw_cpu_before = cpu_times();
     let raw = raw_task_shape(&cluster.distribution_db.url, raw_clients, seconds, tenants).await;
+    let raw_cpu = cpu_times().minus(raw_cpu_before);
     println!(
         "raw, same run   a task created and completed in SQL alone (the service's writes, none of its code), \
          {raw_clients} clients: {:.0} tasks/s, {}",
@@ -774,6 +788,22 @@ async fn assignment_latency(cluster: &Cluster) {
         ms(percentile(&call, 1.0))
     );
     print_cpu(cpu_before, cpu_after, window);
+    // CPU per task, beside the raw shape's: how much work a task costs, whatever the machine's
+    // speed or what else ran on it (less noisy than the rates when both saturate the cores).
+    let cpu = cpu_after.minus(cpu_before);
+    let per_task = |seconds: f64, tasks: usize| seconds * 1000.0 / tasks.max(1) as f64;
+    let (raw_tasks, tasks) = (raw.1.len(), created.len());
+    let service_ms = per_task(cpu.bench + cpu.postgres + cpu.nats, tasks);
+    let raw_ms = per_task(raw_cpu.bench + raw_cpu.postgres + raw_cpu.nats, raw_tasks);
+    println!(
+        "CPU per task    service {service_ms:.2} ms (postgres {:.2}, this process {:.2}, nats {:.2}); raw shape \
+         {raw_ms:.2} ms (postgres {:.2}); raw ÷ service = {:.2}",
+        per_task(cpu.postgres, tasks),
+        per_task(cpu.bench, tasks),
+        per_task(cpu.nats, tasks),
+        per_task(raw_cpu.postgres, raw_tasks),
+        raw_ms / service_ms.max(1e-9)
+    );
     if let Ok(text) = dw_testkit::metrics::scrape(cluster.metrics[0]).await {
         let groups =
             |outcome| dw_testkit::metrics::sample(&text, "dw_task_create_groups_total", &[("outcome", outcome)]);
@@ -788,6 +818,9 @@ async fn assignment_latency(cluster: &Cluster) {
         if tenants == 1 { "tasks created, one tenant".to_owned() } else { format!("tasks created, {tenants} tenants") };
     println!("ratio           tasks/s ÷ raw tasks/s = {:.2}", achieved / raw.0.max(1e-9));
     dw_testkit::bench::record("distribution", &format!("{what} (raw: SQL alone)"), achieved, "/s", Some(raw.0));
+    let cost =
+        if tenants == 1 { "CPU per task, one tenant".to_owned() } else { format!("CPU per task, {tenants} tenants") };
+    dw_testkit::bench::record("distribution", &format!("{cost} (raw: SQL alone)"), service_ms, "ms", Some(raw_ms));
     dw_testkit::bench::record("distribution", "CreateTask p99", p99(&call), "ms", None);
     dw_testkit::bench::record("distribution", "task created → agent's stream p99", p99(&latencies), "ms", None);
 

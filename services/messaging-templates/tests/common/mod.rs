@@ -134,9 +134,9 @@ pub struct Setup {
 
 impl Setup {
     pub async fn new() -> Self {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let webhook_addr = free.local_addr().unwrap();
-        drop(free);
+        // Below the kernel's ephemeral range: a port taken from it and let go until the service
+        // binds it could meanwhile become an outgoing connection's (a CI run once lost it so).
+        let webhook_addr = dw_testkit::metrics::free_local_addr().unwrap();
         Self {
             webhook_addr,
             db: TestDb::create(&messaging_templates::MIGRATOR).await.unwrap(),
