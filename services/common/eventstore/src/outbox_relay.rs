@@ -228,6 +228,8 @@ impl OutboxRelay {
                 () = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
         }
+        // This process's commits now wake it in process: its waker stops sending peer wakes.
+        active.store(true, Ordering::Relaxed);
         info!(stream = %self.config.stream_name, "outbox relay active");
         self.ensure_stream().await?;
         // The other replicas' commits wake it from now on (their wakers see it active: none of
@@ -243,7 +245,6 @@ impl OutboxRelay {
         } else {
             None
         };
-        active.store(true, Ordering::Relaxed);
 
         let mut retry = PublishRetry::default();
         let mut pipeline = Pipeline::default();

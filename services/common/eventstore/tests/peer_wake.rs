@@ -73,9 +73,14 @@ async fn a_standby_wakes_the_active_relay_which_publishes_without_waiting_for_it
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(relay_lock_holders(&db).await, 1, "the first relay is active");
+    // The active relay sends no wake of its own: its process's commits wake it in process.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dw_eventstore::wake_relay();
+    let none = tokio::time::timeout(Duration::from_millis(500), wakes.next()).await;
+    assert!(none.is_err(), "the active relay sent a wake");
     let standby = OutboxRelay::new(db.pool.clone(), js.clone(), config.clone(), RelayMetrics::unregistered());
     let second = tokio::spawn(standby.run(cancel.clone()));
-    // The active relay sends no wake of its own; the standby sends one per commit it is told of.
+    // The standby sends one per commit it is told of.
     tokio::time::sleep(Duration::from_millis(300)).await;
     dw_eventstore::wake_relay();
     let wake = tokio::time::timeout(Duration::from_secs(10), wakes.next()).await;
