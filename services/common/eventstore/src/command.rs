@@ -18,6 +18,7 @@ use dw_ids::{RequestId, TenantId};
 
 use crate::EventMetadata;
 use crate::error::CommandError;
+use crate::handoff;
 use crate::idempotency::{self, RequestKey};
 use crate::store::StreamState;
 use crate::writes::Writes;
@@ -120,8 +121,9 @@ where
         let mut writes = Writes::default();
         let response = decided_at(now, prefetched, command.plan(&mut conn, now, &mut writes)).await?;
         writes.push(idempotency::record_write(key, response.encode_to_vec()));
-        writes.execute(&mut conn).await?;
-        crate::wake_relay();
+        let (written, events) = handoff::collected(writes.execute(&mut conn)).await;
+        written?;
+        handoff::committed(pool, events);
         Ok(response)
     })
     .await
@@ -143,20 +145,26 @@ where
             return Ok(A::Response::decode(stored.as_slice())?);
         }
         let now = Utc::now().trunc_subsecs(6);
-        let (response, last) = LAST_WRITES
-            .scope(RefCell::new(None), async {
-                let response = decided_at(now, prefetched, command.attempt(&mut tx, now)).await?;
-                Ok::<_, CommandError<D>>((response, LAST_WRITES.with(|last| last.borrow_mut().take())))
-            })
-            .await?;
-        match last {
-            Some(mut writes) => {
-                writes.push(idempotency::record_write(key, response.encode_to_vec()));
-                writes.execute(&mut tx).await?;
+        let (response, events) = handoff::collected(async {
+            let (response, last) = LAST_WRITES
+                .scope(RefCell::new(None), async {
+                    let response = decided_at(now, prefetched, command.attempt(&mut tx, now)).await?;
+                    Ok::<_, CommandError<D>>((response, LAST_WRITES.with(|last| last.borrow_mut().take())))
+                })
+                .await?;
+            match last {
+                Some(mut writes) => {
+                    writes.push(idempotency::record_write(key, response.encode_to_vec()));
+                    writes.execute(&mut tx).await?;
+                }
+                None => idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?,
             }
-            None => idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?,
-        }
-        crate::commit(tx).await?;
+            Ok::<_, CommandError<D>>(response)
+        })
+        .await;
+        let response = response?;
+        tx.commit().await?;
+        handoff::committed(pool, events);
         Ok(response)
     })
     .await
@@ -191,21 +199,27 @@ where
 {
     let mut tx = pool.begin().await?;
     let now = Utc::now().trunc_subsecs(6);
-    let planned = decided_at(now, HashMap::new(), plan.plan(&mut tx, now)).await?;
-    if planned.len() != contexts.len() {
-        return Err(CommandError::corrupt(format!(
-            "a batch of {} requests answered {}",
-            contexts.len(),
-            planned.len()
-        )));
-    }
-    let mut responses = Vec::with_capacity(planned.len());
-    for (ctx, (response, mut writes)) in contexts.iter().zip(planned) {
-        writes.push(idempotency::record_write(ctx.key(), response.encode_to_vec()));
-        writes.execute(&mut tx).await?;
-        responses.push(response);
-    }
-    crate::commit(tx).await?;
+    let (responses, events) = handoff::collected(async {
+        let planned = decided_at(now, HashMap::new(), plan.plan(&mut tx, now)).await?;
+        if planned.len() != contexts.len() {
+            return Err(CommandError::corrupt(format!(
+                "a batch of {} requests answered {}",
+                contexts.len(),
+                planned.len()
+            )));
+        }
+        let mut responses = Vec::with_capacity(planned.len());
+        for (ctx, (response, mut writes)) in contexts.iter().zip(planned) {
+            writes.push(idempotency::record_write(ctx.key(), response.encode_to_vec()));
+            writes.execute(&mut tx).await?;
+            responses.push(response);
+        }
+        Ok(responses)
+    })
+    .await;
+    let responses = responses?;
+    tx.commit().await?;
+    handoff::committed(pool, events);
     Ok(responses)
 }
 

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod command;
 pub mod envelope;
 pub mod error;
+mod handoff;
 pub mod idempotency;
 pub mod log;
 pub mod maintenance;

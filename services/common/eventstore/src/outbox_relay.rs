@@ -10,6 +10,11 @@
 //! published with `Nats-Msg-Id` = event id, so a relay that dies between the JetStream ack and the
 //! outbox delete republishes into the stream's duplicate window and JetStream drops the copy.
 //!
+//! The commands of the active relay's own replica hand it their events as they commit
+//! (`handoff.rs`): its fast lane publishes them without reading the outbox
+//! (`outbox_relay/fast_lane.rs`), in the same order and under the same message ids; the outbox read below
+//! takes everything else.
+//!
 //! The active relay reads the next batch while the previous one is being published, and deletes
 //! what JetStream acknowledged in the statement that reads the batch after: one round trip per
 //! batch, overlapped with the publishes. A batch is published only once the previous one is
@@ -35,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures::{FutureExt, StreamExt};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -45,7 +51,22 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::envelope as h;
 
+mod fast_lane;
 mod stream_setup;
+
+use crate::handoff;
+use fast_lane::Lane;
+
+/// How many commits may wait for the fast lane; beyond, they wake the outbox path instead.
+const HANDOFF_QUEUE: usize = 4096;
+
+/// The fast lane as the leader's loop sees it: its shared state, how to stop it, and when it
+/// has finished.
+struct LaneControl<'l> {
+    lane: &'l Lane,
+    stop: &'l CancellationToken,
+    done: &'l CancellationToken,
+}
 
 use crate::store::{RecordedEvent, recorded_event_from_row};
 pub use stream_setup::{RelayConfig, StreamDrift, StreamSetup, ensure_stream, stream_drift};
@@ -64,6 +85,7 @@ pub enum RelayError {
 #[derive(Clone)]
 pub struct RelayMetrics {
     backlog: Gauge,
+    lane_published: Counter,
     quarantined: Gauge,
     publish_seconds: Histogram,
     stream_drift: Gauge,
@@ -74,6 +96,12 @@ impl RelayMetrics {
         let backlog = Gauge::default();
         let publish_seconds = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]);
         registry.register("dw_outbox_backlog", "Events committed but not yet published", backlog.clone());
+        let lane_published = Counter::default();
+        registry.register(
+            "dw_relay_fast_lane_events",
+            "Events published as their command committed, handed over in process without reading the outbox",
+            lane_published.clone(),
+        );
         let quarantined = Gauge::default();
         registry.register(
             "dw_outbox_quarantined",
@@ -92,7 +120,7 @@ impl RelayMetrics {
              (0: none; DW_STREAM_APPLY_CONFIG=true applies them)",
             stream_drift.clone(),
         );
-        Self { backlog, quarantined, publish_seconds, stream_drift }
+        Self { backlog, lane_published, quarantined, publish_seconds, stream_drift }
     }
 
     pub fn unregistered() -> Self {
@@ -246,6 +274,37 @@ impl OutboxRelay {
             None
         };
 
+        // This process's commits hand their events to the fast lane from now on.
+        let lane = Lane::default();
+        let (_registration, handoffs) = handoff::register(&self.pool, HANDOFF_QUEUE);
+        let (lane_stop, lane_done) = (CancellationToken::new(), CancellationToken::new());
+        let lane_run = async {
+            self.run_lane(&lane, handoffs, &lane_stop).await;
+            lane_done.cancel();
+        };
+        let rounds = async {
+            let lane = LaneControl { lane: &lane, stop: &lane_stop, done: &lane_done };
+            let outcome = self.rounds(&mut lock_conn, cancel, &mut peer_wakes, &lane).await;
+            lane_stop.cancel();
+            outcome
+        };
+        let ((), outcome) = tokio::join!(lane_run, rounds);
+        if outcome.is_ok() {
+            // Shut down: the lock goes with the connection.
+            let _ = lock_conn.close().await;
+        }
+        outcome
+    }
+
+    /// The leader's loop: publishes what the outbox holds whenever woken or the poll interval
+    /// passes, beside the fast lane (`lane`), until `cancel`.
+    async fn rounds(
+        &self,
+        lock_conn: &mut PgConnection,
+        cancel: &CancellationToken,
+        peer_wakes: &mut Option<async_nats::Subscriber>,
+        lane: &LaneControl<'_>,
+    ) -> Result<(), RelayError> {
         let mut retry = PublishRetry::default();
         let mut pipeline = Pipeline::default();
         loop {
@@ -257,7 +316,7 @@ impl OutboxRelay {
                 if cancel.is_cancelled() {
                     break;
                 }
-                match self.pipelined_round(&mut lock_conn, &mut pipeline).await {
+                match self.pipelined_round(lock_conn, &mut pipeline, lane.lane).await {
                     Ok(busy) => {
                         retry.succeeded();
                         if !busy {
@@ -283,14 +342,16 @@ impl OutboxRelay {
             }
             tokio::select! {
                 () = cancel.cancelled() => {
-                    // Publish what committed before shutdown, then release the lock.
-                    self.finish(&mut lock_conn, &mut pipeline).await?;
-                    self.publish_pending(&mut lock_conn).await?;
-                    let _ = lock_conn.close().await;
+                    // Publish what committed before shutdown (the lane's publishes first), then
+                    // release the lock.
+                    lane.stop.cancel();
+                    lane.done.cancelled().await;
+                    self.finish(lock_conn, &mut pipeline, lane.lane).await?;
+                    self.publish_pending(lock_conn).await?;
                     return Ok(());
                 }
                 () = crate::RELAY_WAKE.notified() => {}
-                Some(()) = next_wake(&mut peer_wakes) => {}
+                Some(()) = next_wake(peer_wakes) => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
@@ -308,16 +369,17 @@ impl OutboxRelay {
         &'s self,
         conn: &mut PgConnection,
         pipeline: &mut Pipeline<'s>,
+        lane: &Lane,
     ) -> Result<bool, RelayError> {
         let mut exclude = pipeline.delete.clone();
         if let Some(flight) = &pipeline.in_flight {
             exclude.extend_from_slice(&flight.positions);
         }
-        let read = self.read_batch(conn, &pipeline.delete, &exclude);
+        let read = self.read_batch(conn, &pipeline.delete, &exclude, Some(lane));
         let (read, previous) = match pipeline.in_flight.take() {
             Some(flight) => {
                 let (read, outcome) = tokio::join!(read, flight.publish);
-                (read, Some((flight.positions, outcome)))
+                (read, Some((flight.positions, flight.versions, outcome)))
             }
             None => (read.await, None),
         };
@@ -325,8 +387,15 @@ impl OutboxRelay {
             pipeline.delete.clear();
         }
         let mut failure = None;
-        if let Some((positions, outcome)) = previous {
+        if let Some((positions, versions, outcome)) = previous {
             pipeline.delete.extend(outcome.acked_positions(&positions));
+            lane.outbox_published(
+                versions
+                    .iter()
+                    .zip(&outcome.acked)
+                    .map(|((stream, version), acked)| (stream.as_str(), *version, *acked)),
+                outcome.error.is_some(),
+            );
             failure = outcome.error;
         }
         let batch = read?;
@@ -338,16 +407,30 @@ impl OutboxRelay {
             return Ok(full || !pipeline.delete.is_empty());
         }
         let Batch { positions, events, .. } = batch;
+        let versions = events.iter().map(|event| (event.stream_id.clone(), event.version)).collect();
         let publish = async move { self.publish_events(&events).await };
-        pipeline.in_flight = Some(InFlight { positions, publish: Box::pin(publish) });
+        pipeline.in_flight = Some(InFlight { positions, versions, publish: Box::pin(publish) });
         Ok(true)
     }
 
     /// Waits for the batch in flight and deletes what JetStream acknowledged.
-    async fn finish<'s>(&'s self, conn: &mut PgConnection, pipeline: &mut Pipeline<'s>) -> Result<(), RelayError> {
+    async fn finish<'s>(
+        &'s self,
+        conn: &mut PgConnection,
+        pipeline: &mut Pipeline<'s>,
+        lane: &Lane,
+    ) -> Result<(), RelayError> {
         if let Some(flight) = pipeline.in_flight.take() {
             let outcome = flight.publish.await;
             pipeline.delete.extend(outcome.acked_positions(&flight.positions));
+            lane.outbox_published(
+                flight
+                    .versions
+                    .iter()
+                    .zip(&outcome.acked)
+                    .map(|((stream, version), acked)| (stream.as_str(), *version, *acked)),
+                outcome.error.is_some(),
+            );
         }
         delete_published(conn, &pipeline.delete).await?;
         pipeline.delete.clear();
@@ -356,8 +439,24 @@ impl OutboxRelay {
 
     /// Reads the next batch of the outbox (oldest first, without the positions in `exclude`),
     /// deleting the positions in `delete` in the same statement. An event too large to publish
-    /// is quarantined and its stream's later events wait.
-    async fn read_batch(&self, conn: &mut PgConnection, delete: &[i64], exclude: &[i64]) -> Result<Batch, RelayError> {
+    /// is quarantined and its stream's later events wait. The streams the fast lane publishes
+    /// (`lane`) are left to it: their events wait for the next read.
+    async fn read_batch(
+        &self,
+        conn: &mut PgConnection,
+        delete: &[i64],
+        exclude: &[i64],
+        lane: Option<&Lane>,
+    ) -> Result<Batch, RelayError> {
+        // Taken before the read: a stream the lane publishes now may have its next event in
+        // the outbox and its current one excluded; both wait.
+        let mut held_streams = HashSet::new();
+        let mut excluded = exclude.to_vec();
+        if let Some(lane) = lane {
+            let held = lane.held();
+            excluded.extend(held.positions);
+            held_streams = held.streams;
+        }
         let rows = sqlx::query(
             "WITH deleted AS (DELETE FROM outbox WHERE position = ANY($2)) \
              SELECT o.position, e.global_position, e.event_id, e.tenant_id, e.stream_id, e.version, e.event_type, \
@@ -370,7 +469,7 @@ impl OutboxRelay {
         )
         .bind(self.config.batch_size)
         .bind(delete)
-        .bind(exclude)
+        .bind(&excluded)
         .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
@@ -389,12 +488,15 @@ impl OutboxRelay {
             return Ok(Batch::default());
         }
         let limit = self.message_limit();
-        let mut held_streams = HashSet::new();
         let mut batch = Batch { rows: rows.len(), ..Batch::default() };
         for row in &rows {
             let position: i64 = row.try_get("position")?;
             let event = recorded_event_from_row(row)?;
             if held_streams.contains(&event.stream_id) {
+                continue;
+            }
+            if lane.is_some_and(|lane| lane.claims(&event.stream_id)) {
+                held_streams.insert(event.stream_id.clone());
                 continue;
             }
             let size = message_size(&event);
@@ -423,7 +525,7 @@ impl OutboxRelay {
     /// one step after the other (the leader's loop overlaps them: [`Self::pipelined_round`]).
     /// Returns how many outbox entries the batch took up (published, quarantined or waiting).
     pub async fn publish_pending(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
-        let batch = self.read_batch(conn, &[], &[]).await?;
+        let batch = self.read_batch(conn, &[], &[], None).await?;
         if batch.events.is_empty() {
             return Ok(batch.rows);
         }
@@ -572,6 +674,8 @@ struct Batch {
 /// A batch being published while the next one is read.
 struct InFlight<'s> {
     positions: Vec<i64>,
+    /// The events' streams and versions, for the fast lane ([`Lane::outbox_published`]).
+    versions: Vec<(String, i64)>,
     publish: std::pin::Pin<Box<dyn std::future::Future<Output = PublishOutcome> + Send + 's>>,
 }
 

@@ -210,7 +210,8 @@ pub(crate) fn append_parts(suffix: &str, new_stream: bool) -> String {
          queued{suffix} AS (INSERT INTO outbox (global_position, payload) \
                     SELECT i.global_position, p.published FROM inserted{suffix} i \
                     JOIN unnest($6::uuid[], $14::bytea[]) AS p(event_id, published) USING (event_id) \
-                    ORDER BY i.global_position)"
+                    ORDER BY i.global_position \
+                    RETURNING position, global_position)"
     )
 }
 
@@ -255,7 +256,8 @@ pub(crate) fn append_arguments(
 static APPEND_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
     [true, false].map(|new_stream| {
         format!(
-            "WITH {} SELECT global_position, event_id, version FROM inserted ORDER BY version",
+            "WITH {} SELECT i.global_position, i.event_id, i.version, q.position \
+             FROM inserted i JOIN queued q USING (global_position) ORDER BY i.version",
             append_parts("", new_stream)
         )
     })
@@ -311,12 +313,18 @@ pub async fn append(
         // The guard matched nothing: another writer moved the stream.
         return Err(StoreError::Conflict { stream_id: stream_id.to_owned(), expected: expected_version });
     }
+    let collecting = crate::handoff::collecting();
     let mut recorded = Vec::with_capacity(events.len());
+    let mut queued = Vec::new();
     for (event, row) in events.into_iter().zip(rows) {
-        let (global_position, event_id, version): (i64, Uuid, i64) =
-            (row.try_get("global_position")?, row.try_get("event_id")?, row.try_get("version")?);
+        let (global_position, event_id, version, position): (i64, Uuid, i64, i64) = (
+            row.try_get("global_position")?,
+            row.try_get("event_id")?,
+            row.try_get("version")?,
+            row.try_get("position")?,
+        );
         debug_assert_eq!(event_id, event.event_id);
-        recorded.push(RecordedEvent {
+        let stored = RecordedEvent {
             global_position,
             event_id: event.event_id,
             tenant_id: tenant_id.clone(),
@@ -327,7 +335,17 @@ pub async fn append(
             payload: event.payload,
             recorded_at,
             metadata: metadata.clone(),
-        });
+        };
+        if collecting {
+            // What the relay publishes: the payload in the clear when the stored one is sealed.
+            let mut published = stored.clone();
+            if let Some(payload) = event.published {
+                published.payload = payload;
+            }
+            queued.push(crate::handoff::Committed { position, event: published });
+        }
+        recorded.push(stored);
     }
+    crate::handoff::collect(queued);
     Ok(recorded)
 }

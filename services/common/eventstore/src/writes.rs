@@ -20,7 +20,11 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::{Arguments, Encode, PgConnection, Type};
 
-use crate::store::{self, DECIDED_AT, EventMetadata, NewEvent, StoreError};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::handoff::Committed;
+use crate::store::{self, DECIDED_AT, EventMetadata, NewEvent, RecordedEvent, StoreError};
 
 type Bind = Box<dyn Fn(&mut PgArguments) -> Result<(), BoxDynError> + Send + Sync>;
 
@@ -201,9 +205,16 @@ async fn send(conn: &mut PgConnection, appends: &[StagedAppend], writes: &[Write
             recorded_at,
         )?;
         parts.push(renumber(&store::append_parts(&i.to_string(), expected_version == 0), offset));
-        outputs.push(format!("SELECT version FROM inserted{i}"));
+        // Per event: which append, its outbox position, its global position and version.
+        outputs.push(format!(
+            "SELECT {i}::bigint, q.position, q.global_position, n.version \
+             FROM queued{i} q JOIN inserted{i} n USING (global_position)"
+        ));
         // The stream id is the append's first placeholder.
-        outputs.push(format!("SELECT dw_stream_moved(${}) WHERE NOT EXISTS (SELECT 1 FROM guard{i})", offset + 1));
+        outputs.push(format!(
+            "SELECT dw_stream_moved(${}), {NO_ROW} WHERE NOT EXISTS (SELECT 1 FROM guard{i})",
+            offset + 1
+        ));
         expected_rows += append.events.len();
     }
     for (j, write) in writes.iter().enumerate() {
@@ -212,11 +223,14 @@ async fn send(conn: &mut PgConnection, appends: &[StagedAppend], writes: &[Write
         parts.push(format!("write{j} AS ({})", renumber(write.sql, offset)));
         if let Some(what) = &write.guard {
             args.add(what.as_str()).map_err(sqlx::Error::Encode)?;
-            outputs.push(format!("SELECT dw_stream_moved(${}) WHERE NOT EXISTS (SELECT 1 FROM write{j})", args.len()));
+            outputs.push(format!(
+                "SELECT dw_stream_moved(${}), {NO_ROW} WHERE NOT EXISTS (SELECT 1 FROM write{j})",
+                args.len()
+            ));
         }
     }
     if outputs.is_empty() {
-        outputs.push("SELECT 0::bigint WHERE false".to_owned());
+        outputs.push(format!("SELECT 0::bigint, {NO_ROW} WHERE false"));
     }
     let sql = format!("WITH {} {}", parts.join(", "), outputs.join(" UNION ALL "));
     let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args).fetch_all(&mut *conn).await;
@@ -230,7 +244,49 @@ async fn send(conn: &mut PgConnection, appends: &[StagedAppend], writes: &[Write
     if rows.len() != expected_rows {
         return Err(conflict(appends));
     }
+    if crate::handoff::collecting() {
+        crate::handoff::collect(committed(appends, &rows)?);
+    }
     Ok(())
+}
+
+/// The rest of an output row after its first column (a guard's rows: never returned).
+const NO_ROW: &str = "NULL::bigint, NULL::bigint, NULL::bigint";
+
+/// The events `rows` say the statement queued, as the relay publishes them.
+fn committed(appends: &[StagedAppend], rows: &[PgRow]) -> Result<Vec<Committed>, StoreError> {
+    let mut committed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (part, position, global_position, version): (i64, i64, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        let append = usize::try_from(part).ok().and_then(|part| appends.get(part));
+        let event = append.and_then(|append| {
+            let index = usize::try_from(version - append.expected_version - 1).ok()?;
+            Some((append, append.events.get(index)?))
+        });
+        let Some((append, event)) = event else {
+            return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                "the append statement returned an event it did not write (part {part}, version {version})"
+            ))));
+        };
+        committed.push(Committed {
+            position,
+            event: RecordedEvent {
+                global_position,
+                event_id: event.event_id,
+                tenant_id: append.tenant_id.clone(),
+                stream_id: append.stream_id.clone(),
+                version,
+                event_type: event.event_type.clone(),
+                subject: event.subject.clone(),
+                // What the relay publishes: the payload in the clear when the stored one is sealed.
+                payload: event.published.clone().unwrap_or_else(|| event.payload.clone()),
+                recorded_at: append.recorded_at,
+                metadata: append.metadata.clone(),
+            },
+        });
+    }
+    Ok(committed)
 }
 
 fn conflict(appends: &[StagedAppend]) -> StoreError {
