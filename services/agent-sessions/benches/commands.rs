@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{TestService, authed, rid, token};
 use dw_auth::Role;
 use dw_proto::agentsessions::v1 as pb;
-use dw_testkit::bench::{env_or, gather, ms, percentile, record, summary};
+use dw_testkit::bench::{CpuTimes, env_or, gather, ms, percentile, record, summary};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -36,8 +36,12 @@ async fn main() {
     let names: Vec<String> = (0..agents).map(|i| format!("agent-{i:04}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     service.seed("bench", &refs, true).await;
+    let raw_cpu_before = CpuTimes::now();
     let raw = raw_append_shaped(&service.db.url, agents, seconds).await;
+    let raw_cpu = CpuTimes::now().minus(raw_cpu_before);
+    let shape_cpu_before = CpuTimes::now();
     let shape = command_sql_alone(&service.db.url, agents, seconds).await;
+    let shape_cpu = CpuTimes::now().minus(shape_cpu_before);
     let raw_publish = dw_testkit::bench::acked_publish_latencies(
         &async_nats::jetstream::new(dw_testkit::connect_nats().await.unwrap()),
         2_000,
@@ -87,6 +91,7 @@ async fn main() {
         "agent-sessions command benchmark: {agents} agents over {channels} connections, {pool} database connections, \
          {seconds} s, break start/end pairs"
     );
+    let cpu_before = CpuTimes::now();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut workers = tokio::task::JoinSet::new();
     for (i, name) in names.into_iter().enumerate() {
@@ -125,6 +130,7 @@ async fn main() {
         runs.push((latencies, errors));
         returned.extend(answered);
     }
+    let cpu = CpuTimes::now().minus(cpu_before);
     let errors: u64 = runs.iter().map(|run| run.1).sum();
     let mut latencies: Vec<Duration> = runs.into_iter().flat_map(|run| run.0).collect();
     latencies.sort();
@@ -133,6 +139,27 @@ async fn main() {
     println!("commands        {commands} ({errors} errors)");
     println!("throughput      {rate:.0} commands/s");
     println!("latency         {}", summary(&latencies));
+    println!("{}", cpu.usage(Duration::from_secs(seconds), "this process (clients + service + relay)"));
+    // CPU per command beside the raw transaction's: what a command costs whatever the machine's
+    // speed (when both saturate the cores, the rates' ratio is this ratio).
+    let per = |seconds: f64, count: usize| seconds * 1000.0 / count.max(1) as f64;
+    let (command_ms, raw_ms) = (per(cpu.total(), commands), per(raw_cpu.total(), raw.1.len()));
+    println!(
+        "CPU per command {command_ms:.3} ms (postgres {:.3}, this process {:.3}, nats {:.3}); raw transaction \
+         {raw_ms:.3} ms (postgres {:.3}, its client {:.3}); raw ÷ command = {:.2}",
+        per(cpu.postgres, commands),
+        per(cpu.bench, commands),
+        per(cpu.nats, commands),
+        per(raw_cpu.postgres, raw.1.len()),
+        per(raw_cpu.bench, raw.1.len()),
+        raw_ms / command_ms.max(1e-9)
+    );
+    println!(
+        "                the command's SQL alone (below): {:.3} ms (postgres {:.3}, its client {:.3})",
+        per(shape_cpu.total(), shape.1.len()),
+        per(shape_cpu.postgres, shape.1.len()),
+        per(shape_cpu.bench, shape.1.len()),
+    );
     let (mut lags, arrivals) = propagation.await.unwrap();
     lags.sort();
     // The commit lies between the decision (`ce-time`) and the RPC's return: decided→JetStream
@@ -168,6 +195,7 @@ async fn main() {
     let p99 = |sorted: &[Duration]| ms(percentile(sorted, 0.99));
     record("commands", "agent commands, 64 clients (raw: append txn)", rate, "/s", Some(raw.0));
     record("commands", "command SQL alone, no service (raw: append txn)", shape.0, "/s", Some(raw.0));
+    record("commands", "CPU per command (raw: append txn)", command_ms, "ms", Some(raw_ms));
     record("commands", "command p99 (raw: append txn p99)", p99(&latencies), "ms", Some(p99(&raw.1)));
     record("commands", "decided→JetStream p99 (raw: acked publish)", p99(&lags), "ms", Some(p99(&raw_publish)));
     record(

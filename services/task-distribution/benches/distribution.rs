@@ -31,7 +31,7 @@ use dw_proto::agentsessions::v1 as sessions;
 use dw_proto::distribution::v1 as pb;
 use dw_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use dw_proto::time;
-use dw_testkit::bench::{env_or, ms, percentile};
+use dw_testkit::bench::{CpuTimes, env_or, ms, percentile};
 use futures::StreamExt;
 use sqlx::Connection;
 use tokio::sync::{Semaphore, mpsc};
@@ -95,76 +95,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-}
-
-/// CPU seconds (user + system) of this process and of every `postgres` and `nats-server`
-/// process on the machine, from /proc (Linux; zeros elsewhere).
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuTimes {
-    bench: f64,
-    postgres: f64,
-    nats: f64,
-}
-
-fn proc_cpu_seconds(stat: &str) -> Option<(String, f64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_owned();
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // After the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14), in clock ticks
-    // (USER_HZ = 100). The children's times count too: backends that exited during a window
-    // (the raw shape's pool closes, autovacuum workers come and go) are in the postmaster's.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    Some((comm, (ticks(11)? + ticks(12)? + ticks(13)? + ticks(14)?) / 100.0))
-}
-
-fn cpu_times() -> CpuTimes {
-    let mut times = CpuTimes::default();
-    if let Some((_, seconds)) = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(proc_cpu_seconds) {
-        times.bench = seconds;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else { return times };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        match proc_cpu_seconds(&stat) {
-            Some((comm, seconds)) if comm == "postgres" => times.postgres += seconds,
-            Some((comm, seconds)) if comm == "nats-server" => times.nats += seconds,
-            _ => {}
-        }
-    }
-    times
-}
-
-impl CpuTimes {
-    /// What was spent since `before`.
-    fn minus(self, before: Self) -> Self {
-        Self {
-            bench: self.bench - before.bench,
-            postgres: self.postgres - before.postgres,
-            nats: self.nats - before.nats,
-        }
-    }
-}
-
-fn print_cpu(before: CpuTimes, after: CpuTimes, wall: Duration) {
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
-    let wall = wall.as_secs_f64();
-    let share = |s: f64| s / wall * 100.0;
-    let (bench, postgres, nats) =
-        (after.bench - before.bench, after.postgres - before.postgres, after.nats - before.nats);
-    println!(
-        "CPU in that window ({cores} cores, {wall:.1} s wall; 100% = one core): this process (client + both servers) \
-         {:.0}%, postgres (all backends) {:.0}%, nats-server {:.0}%, total {:.0}% of {}%",
-        share(bench),
-        share(postgres),
-        share(nats),
-        share(bench + postgres + nats),
-        cores * 100
-    );
 }
 
 #[tokio::main]
@@ -602,9 +532,9 @@ async fn assignment_latency(cluster: &Cluster) {
     // The raw limit of the same writes at the same concurrency, before the service's run: as
     // many clients as the service has database connections, within what Postgres has left.
     let raw_clients = raw_clients(&cluster.distribution_db.pool).await;
-    let raw_cpu_before = cpu_times();
+    let raw_cpu_before = CpuTimes::now();
     let raw = raw_task_shape(&cluster.distribution_db.url, raw_clients, seconds, tenants).await;
-    let raw_cpu = cpu_times().minus(raw_cpu_before);
+    let raw_cpu = CpuTimes::now().minus(raw_cpu_before);
     println!(
         "raw, same run   a task created and completed in SQL alone (the service's writes, none of its code), \
          {raw_clients} clients: {:.0} tasks/s, {}",
@@ -687,7 +617,7 @@ async fn assignment_latency(cluster: &Cluster) {
     let mut issued = 0u64;
     let mut behind = Duration::ZERO;
     let jetstream_probe = probe_jetstream(&cluster.distribution_ns.stream_name).await;
-    let cpu_before = cpu_times();
+    let cpu_before = CpuTimes::now();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     for i in 0..scheduled {
@@ -721,7 +651,7 @@ async fn assignment_latency(cluster: &Cluster) {
     }
     let last_return = created.iter().map(|c| c.returned).max().unwrap_or(start);
     let window = last_return - start;
-    let cpu_after = cpu_times();
+    let cpu_after = CpuTimes::now();
 
     // Wait for the assignments still on their way.
     let seen = |arrivals: &Mutex<HashMap<String, Arrival>>| {
@@ -772,7 +702,7 @@ async fn assignment_latency(cluster: &Cluster) {
     println!("sent→stream     {}", spread(&end_to_end));
     println!("breakdown of the assignments' path (task's assigned_at = the assigning transaction's clock):");
     println!(
-        "  assigned_at→JetStream  {}   (commit + outbox relay; {} TaskAssigned seen)",
+        "  assigned_at→JetStream  {}   (commit + relay: its fast lane, else the outbox; {} TaskAssigned seen)",
         spread(&published),
         published.len()
     );
@@ -787,7 +717,7 @@ async fn assignment_latency(cluster: &Cluster) {
         ms(percentile(&call, 0.99)),
         ms(percentile(&call, 1.0))
     );
-    print_cpu(cpu_before, cpu_after, window);
+    println!("{}", cpu_after.minus(cpu_before).usage(window, "this process (client + both servers)"));
     // CPU per task, beside the raw shape's: how much work a task costs, whatever the machine's
     // speed or what else ran on it (less noisy than the rates when both saturate the cores).
     let cpu = cpu_after.minus(cpu_before);

@@ -220,8 +220,11 @@ fn service_day_writes(tenant: &str, agent_id: &AgentId, event: &DayEvent, versio
         DayEvent::BreakEnded { day_id, ended_at, duration_ms, .. } => {
             let row = Write::new(
                 "service_day_breaks",
+                // The open break is the day's last: found by the primary key's last entry,
+                // not by reading every break of the day for the one without an end.
                 "UPDATE service_day_breaks SET ended_at = $3, duration_ms = $4 \
-                 WHERE tenant_id = $1 AND day_id = $2 AND ended_at IS NULL",
+                 WHERE tenant_id = $1 AND day_id = $2 AND ended_at IS NULL AND seq = \
+                     (SELECT MAX(seq) FROM service_day_breaks WHERE tenant_id = $1 AND day_id = $2)",
             )
             .bind(tenant_owned)
             .bind(day_id.0)

@@ -106,3 +106,82 @@ pub async fn acked_publish_latencies(js: &async_nats::jetstream::Context, count:
     let _ = js.delete_stream(&name).await;
     latencies
 }
+
+/// CPU seconds (user + system) of this process and of every `postgres` and `nats-server`
+/// process on the machine, from /proc (Linux; zeros elsewhere): what a bench's window cost,
+/// beside what its raw shape cost ([`CpuTimes::minus`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    pub bench: f64,
+    pub postgres: f64,
+    pub nats: f64,
+}
+
+/// A process's command name and CPU seconds from its `/proc/<pid>/stat` line.
+fn proc_cpu_seconds(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_owned();
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // After the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14), in clock ticks
+    // (USER_HZ = 100). The children's times count too: backends that exited during a window
+    // (a raw shape's pool closes, autovacuum workers come and go) are in the postmaster's.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Some((comm, (ticks(11)? + ticks(12)? + ticks(13)? + ticks(14)?) / 100.0))
+}
+
+impl CpuTimes {
+    /// The CPU spent so far.
+    pub fn now() -> Self {
+        let mut times = Self::default();
+        if let Some((_, seconds)) =
+            std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(proc_cpu_seconds)
+        {
+            times.bench = seconds;
+        }
+        let Ok(entries) = std::fs::read_dir("/proc") else { return times };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            match proc_cpu_seconds(&stat) {
+                Some((comm, seconds)) if comm == "postgres" => times.postgres += seconds,
+                Some((comm, seconds)) if comm == "nats-server" => times.nats += seconds,
+                _ => {}
+            }
+        }
+        times
+    }
+
+    /// What was spent since `before`.
+    pub fn minus(self, before: Self) -> Self {
+        Self {
+            bench: self.bench - before.bench,
+            postgres: self.postgres - before.postgres,
+            nats: self.nats - before.nats,
+        }
+    }
+
+    /// All of it.
+    pub fn total(self) -> f64 {
+        self.bench + self.postgres + self.nats
+    }
+
+    /// What this (a window's spending) used of the machine over `wall`, this process named
+    /// `process`: one line.
+    pub fn usage(self, wall: Duration, process: &str) -> String {
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let wall = wall.as_secs_f64().max(f64::EPSILON);
+        let share = |s: f64| s / wall * 100.0;
+        format!(
+            "CPU in that window ({cores} cores, {wall:.1} s wall; 100% = one core): {process} {:.0}%, \
+             postgres (all backends) {:.0}%, nats-server {:.0}%, total {:.0}% of {}%",
+            share(self.bench),
+            share(self.postgres),
+            share(self.nats),
+            share(self.total()),
+            cores * 100
+        )
+    }
+}
