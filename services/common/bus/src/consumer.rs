@@ -455,7 +455,13 @@ impl<P: Projection> ProjectionConsumer<P> {
         }
     }
 
+    /// `event` applied in one transaction; what the projection appends (a reaction) goes to this
+    /// process's active relay once it committed ([`dw_eventstore::handing_over`]).
     async fn apply_once(&self, event: &InboundEvent) -> Result<Outcome, ProjectionError> {
+        dw_eventstore::handing_over(&self.pool, self.apply_transaction(event)).await
+    }
+
+    async fn apply_transaction(&self, event: &InboundEvent) -> Result<Outcome, ProjectionError> {
         let mut tx = self.pool.begin().await?;
         if !mark_processed(&mut tx, &self.config.durable_name, event).await? {
             return Ok(Outcome::Duplicate);
@@ -465,7 +471,7 @@ impl<P: Projection> ProjectionConsumer<P> {
         if ordered {
             record_position(&mut tx, &self.config.durable_name, event.stream_sequence).await?;
         }
-        // A projection may have appended events (a reaction): the relay publishes them now.
+        // A projection may have appended events (a reaction): handed to the relay now.
         dw_eventstore::commit(tx).await?;
         if !ordered {
             self.note_position(event.stream_sequence).await;

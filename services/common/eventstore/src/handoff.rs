@@ -7,8 +7,12 @@
 //! event whose stream's previous event JetStream already acknowledged, and anything it does not
 //! take, cannot hand over (no relay active here: a standby replica; a full queue) or fails to
 //! publish is read from the outbox as before, after a wake ([`crate::wake_relay`]).
+//!
+//! A writer outside the kernel with one transaction (a bus consumer's reaction, an inbound
+//! webhook) gets the same through [`handing_over`]: its events are handed over only once its
+//! transaction committed through [`crate::commit`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +55,37 @@ pub(crate) async fn collected<F: Future>(work: F) -> (F::Output, Vec<Committed>)
             (output, collected)
         })
         .await
+}
+
+tokio::task_local! {
+    /// Whether the transaction a [`handing_over`] runs committed through [`crate::commit`].
+    static COMMITTED_IN_SCOPE: Cell<bool>;
+}
+
+/// Runs `work`: one transaction outside the command kernel (a bus consumer's reaction, say)
+/// that appends events and commits through [`crate::commit`]. Once it has committed, its events
+/// go to this process's active relay for `pool`'s database, as a command's do; when it did not
+/// commit that way (an error, a rollback), what it appended is not handed over (those outbox
+/// positions never existed) and the relays are only woken. One transaction per call: a rolled-back
+/// transaction and a committed one in the same call could not be told apart.
+pub async fn handing_over<F: Future>(pool: &PgPool, work: F) -> F::Output {
+    let ((output, committed_here), events) = collected(COMMITTED_IN_SCOPE.scope(Cell::new(false), async move {
+        let output = work.await;
+        (output, COMMITTED_IN_SCOPE.with(Cell::get))
+    }))
+    .await;
+    if committed_here {
+        committed(pool, events);
+    } else if !events.is_empty() {
+        crate::wake_relay();
+    }
+    output
+}
+
+/// Called by [`crate::commit`] once its transaction committed: true inside a [`handing_over`],
+/// which then hands the events over (and wakes when it cannot), so `commit` need not wake.
+pub(crate) fn note_commit() -> bool {
+    COMMITTED_IN_SCOPE.try_with(|committed| committed.set(true)).is_ok()
 }
 
 /// Called once what `events` were collected from has committed: hands them to the relay active

@@ -25,6 +25,7 @@ pub use aggregate::{Aggregate, Appended, Loaded};
 pub use codec::CodecError;
 pub use command::{Attempt, CommandContext, Plan};
 pub use error::{CommandError, DomainRule, Resource, RuleKind, Violation};
+pub use handoff::handing_over;
 pub use store::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamState};
 pub use update::{StaleVersion, UpdateMask, check_version};
 pub use writes::{Write, Writes};
@@ -56,9 +57,14 @@ pub fn wake_relay() {
 
 /// Commits a transaction that may have appended events and wakes the relay: what every writer
 /// of the event store calls instead of `commit` alone.
+///
+/// Inside [`handing_over`], the transaction's events go to this process's relay instead (the
+/// fast lane), and it wakes the relays only when it cannot hand them over.
 pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
     tx.commit().await?;
-    wake_relay();
+    if !handoff::note_commit() {
+        wake_relay();
+    }
     Ok(())
 }
 

@@ -206,6 +206,33 @@ async fn committed_events_reach_jetstream_through_the_lane_and_never_ahead_of_th
     let extra = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
     assert!(extra.is_err(), "no event twice");
 
+    // A transaction outside the kernel (a bus consumer's reaction) that appended and rolled back:
+    // its outbox positions never existed, so nothing of it is handed to the lane…
+    let lane_before = lane_published(&registry);
+    dw_eventstore::handing_over(&db.pool, async {
+        let mut tx = db.pool.begin().await?;
+        store::append(&mut tx, &tenant(), "thing:rolled-back", 0, vec![event()], None, &EventMetadata::default())
+            .await
+            .unwrap();
+        tx.rollback().await
+    })
+    .await
+    .unwrap();
+    // …while one that committed through `dw_eventstore::commit` goes by the lane, as a command.
+    dw_eventstore::handing_over(&db.pool, async {
+        let mut tx = db.pool.begin().await?;
+        store::append(&mut tx, &tenant(), "thing:reaction", 0, vec![event()], None, &EventMetadata::default())
+            .await
+            .unwrap();
+        dw_eventstore::commit(tx).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(next_versions(&mut messages, 1).await, vec![("thing:reaction".to_owned(), 1)]);
+    assert_eq!(lane_published(&registry), lane_before + 1, "the reaction's event went by the lane");
+    let extra = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
+    assert!(extra.is_err(), "nothing of the rolled-back transaction was published");
+
     cancel.cancel();
     running.await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) AS n FROM outbox").await, 0);

@@ -37,7 +37,13 @@ pub const INBOUND_TEXT_MAX: usize = 4096;
 
 /// Records a client message once (by provider message id). SMS consent keywords change the
 /// number's consent instead of reaching an agent.
+/// Its one transaction's event goes to this process's active relay once it committed
+/// ([`dw_eventstore::handing_over`]), on its way to the agents' notifications.
 pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) -> Result<(), AppError> {
+    dw_eventstore::handing_over(pool, record_inbound_transaction(pool, tenant, inbound)).await
+}
+
+async fn record_inbound_transaction(pool: &PgPool, tenant: &TenantId, inbound: Inbound) -> Result<(), AppError> {
     // What a client typed reaches us through the provider: keep it, without what the store and
     // the agents' screens must not get (NUL, control and bidi-override characters), and bounded.
     use dw_proto::hygiene::{TextKind, scrub};

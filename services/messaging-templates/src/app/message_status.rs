@@ -30,8 +30,19 @@ pub enum ReportedStatus {
 /// Applies a status to the message with this provider id. A status for an id not recorded yet is
 /// parked: its webhook may have overtaken the commit of the dispatch, which applies it
 /// ([`apply_parked`]); ids that never become ours (other systems on the same number) are dropped
-/// after 7 days.
+/// after 7 days. Its one transaction's event goes to this process's active relay once it
+/// committed ([`dw_eventstore::handing_over`]).
 pub async fn apply_status(
+    pool: &PgPool,
+    tenant: &TenantId,
+    provider_message_id: &str,
+    status: ReportedStatus,
+    at: DateTime<Utc>,
+) -> Result<bool, AppError> {
+    dw_eventstore::handing_over(pool, apply_status_transaction(pool, tenant, provider_message_id, status, at)).await
+}
+
+async fn apply_status_transaction(
     pool: &PgPool,
     tenant: &TenantId,
     provider_message_id: &str,

@@ -354,7 +354,19 @@ impl<P: Projection> ProjectionConsumer<P> {
 
     /// `events` applied in order in one transaction on `conn`, with their processed-events
     /// bookkeeping and, on the lease's lane, the batch's last stream position.
+    ///
+    /// Events the projections append (reactions) go to this process's active relay once the
+    /// transaction committed ([`dw_eventstore::handing_over`]), as a command's do.
     pub(super) async fn apply_lane(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&InboundEvent],
+        position: Option<u64>,
+    ) -> Result<Vec<Outcome>, BatchError> {
+        dw_eventstore::handing_over(&self.pool, self.apply_lane_transaction(conn, events, position)).await
+    }
+
+    async fn apply_lane_transaction(
         &self,
         conn: &mut PgConnection,
         events: &[&InboundEvent],
