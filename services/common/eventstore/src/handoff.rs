@@ -68,18 +68,25 @@ tokio::task_local! {
 /// commit that way (an error, a rollback), what it appended is not handed over (those outbox
 /// positions never existed) and the relays are only woken. One transaction per call: a rolled-back
 /// transaction and a committed one in the same call could not be told apart.
-pub async fn handing_over<F: Future>(pool: &PgPool, work: F) -> F::Output {
-    let ((output, committed_here), events) = collected(COMMITTED_IN_SCOPE.scope(Cell::new(false), async move {
+///
+/// `work` is boxed here: the returned future holds a pointer, not `work` and its scopes inline,
+/// so callers that join several of them (a consumer's lanes) keep their futures, and the stack
+/// they are polled on, as small as before.
+pub fn handing_over<F: Future>(pool: &PgPool, work: F) -> impl Future<Output = F::Output> {
+    let pool = pool.clone();
+    let work = Box::pin(collected(COMMITTED_IN_SCOPE.scope(Cell::new(false), async move {
         let output = work.await;
         (output, COMMITTED_IN_SCOPE.with(Cell::get))
-    }))
-    .await;
-    if committed_here {
-        committed(pool, events);
-    } else if !events.is_empty() {
-        crate::wake_relay();
+    })));
+    async move {
+        let ((output, committed_here), events) = work.await;
+        if committed_here {
+            committed(&pool, events);
+        } else if !events.is_empty() {
+            crate::wake_relay();
+        }
+        output
     }
-    output
 }
 
 /// Called by [`crate::commit`] once its transaction committed: true inside a [`handing_over`],
