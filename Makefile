@@ -77,6 +77,8 @@ BENCH := DW_BENCH_SUMMARY=$(BENCH_SUMMARY) $(CARGO) bench
 
 bench: ## Run the benchmarks: agent commands, tenant fair share, read-model rebuild, projection consume rate, task assignment, SearchProtocols, template sends, Web Push, start-up time and idle memory, commit → JetStream across replicas (BENCH_* knobs), then a summary table with the ratios to the raw limits
 	@mkdir -p target && rm -f $(BENCH_SUMMARY)
+	@# What earlier runs left (the benches' databases, older than 30 min and unused), as make test does.
+	@scripts/clean-test-dbs.sh
 	$(BENCH) -p agent-sessions --bench commands
 	$(BENCH) -p agent-sessions --bench fair_share
 	$(BENCH) -p agent-sessions --bench rebuild
