@@ -37,6 +37,7 @@ pub const INBOUND_TEXT_MAX: usize = 4096;
 
 /// Records a client message once (by provider message id). SMS consent keywords change the
 /// number's consent instead of reaching an agent.
+///
 /// Its one transaction's event goes to this process's active relay once it committed
 /// ([`dw_eventstore::handing_over`]), on its way to the agents' notifications.
 pub async fn record_inbound(pool: &PgPool, tenant: &TenantId, inbound: Inbound) -> Result<(), AppError> {
