@@ -13,6 +13,7 @@ mod handoff;
 pub mod idempotency;
 pub mod log;
 pub mod maintenance;
+pub mod migrate;
 pub mod outbox_relay;
 pub mod personal;
 pub mod quarantine;

@@ -78,7 +78,7 @@ pub async fn migrate(
     cancel: &CancellationToken,
 ) -> Result<(), BootstrapError> {
     let pool = startup::connect_postgres(&config.database_url, 2, cancel).await?;
-    migrator.run(&pool).await?;
+    dw_eventstore::migrate::run(&pool, migrator).await?;
     info!("migrations applied");
     pool.close().await;
     Ok(())
@@ -97,7 +97,7 @@ impl Bootstrap {
         let verifier = Arc::new(TokenVerifier::connect(&config.identity, &cancel).await?);
         let pool = startup::connect_postgres(&config.database_url, config.db_max_connections, &cancel).await?;
         if config.run_migrations {
-            migrator.run(&pool).await?;
+            dw_eventstore::migrate::run(&pool, migrator).await?;
         }
         let nats =
             startup::connect_nats(&config.nats_url, &config.nats_security, name, config.nats_request_timeout, &cancel)

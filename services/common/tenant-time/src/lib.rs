@@ -20,6 +20,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[error("unknown time zone {0:?}: use an IANA name such as \"America/Sao_Paulo\" or \"UTC\"")]
 pub struct UnknownTimeZone(pub String);
 
+/// How far ahead of UTC any zone's clock is today (UTC+14, the Line Islands): a local date starts
+/// at most this long before the same date's UTC midnight.
+pub const MOST_AHEAD: Duration = Duration::hours(14);
+
+/// How far behind UTC any zone's clock is today (UTC−12): a local date ends at most this long
+/// after the same date's UTC end.
+pub const MOST_BEHIND: Duration = Duration::hours(12);
+
 /// A tenant's time zone, valid by construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantZone(Tz);
@@ -187,6 +195,26 @@ mod tests {
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn every_zone_is_within_the_offsets_the_bounds_name() {
+        use chrono::Offset;
+        let mut seen = (0i64, 0i64);
+        for tz in chrono_tz::TZ_VARIANTS {
+            // Monthly from 2000 to 2060 (the database's rules carry on into the future).
+            for month in 0..12 * 60 {
+                let instant = utc(2000 + month / 12, (month % 12) as u32 + 1, 15, 12, 0);
+                let offset = i64::from(instant.with_timezone(&tz).offset().fix().local_minus_utc());
+                assert!(
+                    -MOST_BEHIND.num_seconds() <= offset && offset <= MOST_AHEAD.num_seconds(),
+                    "{} is {offset} s from UTC at {instant}",
+                    tz.name()
+                );
+                seen = (seen.0.min(offset), seen.1.max(offset));
+            }
+        }
+        assert_eq!(seen, (-MOST_BEHIND.num_seconds(), MOST_AHEAD.num_seconds()), "the bounds are tight");
     }
 
     #[test]
