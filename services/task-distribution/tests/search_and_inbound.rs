@@ -54,7 +54,18 @@ async fn search_protocols_by_every_filter() {
     let exact = pb::SearchProtocolsRequest { protocol: protocol.clone(), ..Default::default() };
     assert_eq!(search(&cluster, &manager, exact).await, ["Maria Joselita"]);
     let prefix = pb::SearchProtocolsRequest { protocol_prefix: protocol[..8].to_owned(), ..Default::default() };
-    assert_eq!(search(&cluster, &manager, prefix).await.len(), 3);
+    assert_eq!(search(&cluster, &manager, prefix.clone()).await, ["Pedro Costa", "Maria Joselita", "José Álvares"]);
+    // Paged, the prefix's page ids come from the index first: newest first, nothing repeated or
+    // skipped.
+    let names = |tasks: Vec<pb::Task>| -> Vec<String> {
+        tasks.into_iter().map(|t| t.contact.unwrap_or_default().name).collect()
+    };
+    let first = pb::SearchProtocolsRequest { page_size: 2, ..prefix.clone() };
+    let first = cluster.distribution().search_protocols(authed(&manager, first)).await.unwrap().into_inner();
+    assert_eq!(names(first.tasks), ["Pedro Costa", "Maria Joselita"]);
+    let second = pb::SearchProtocolsRequest { page_size: 2, page_token: first.next_page_token, ..prefix };
+    let second = cluster.distribution().search_protocols(authed(&manager, second)).await.unwrap().into_inner();
+    assert_eq!(names(second.tasks), ["José Álvares"]);
     // Partial, case- and accent-insensitive.
     assert_eq!(
         search(&cluster, &manager, by(|r| r.client_name = "JOSE".into())).await,
